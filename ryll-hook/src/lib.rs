@@ -1,0 +1,1 @@
+//! ryll's CaptureSink on the spool (see issue 4).

@@ -1,0 +1,47 @@
+//! A capture spool for SPICE traffic that never makes the session wait.
+//!
+//! A SPICE client's channel loops hand every chunk they read from or write to
+//! their socket to [`Spool::append`]. The append copies the bytes into a
+//! memory-mapped *segment* of that channel and returns: no allocation, no
+//! system call, no lock shared with another channel, no waiting on a disk.
+//! Everything slow — creating, sizing and prefaulting the next segments,
+//! sealing full ones and moving them to the capture directory — happens on a
+//! background thread, ahead of need. When a channel's segment is full and the
+//! next one is not ready, the record is dropped, counted, and the drop is
+//! written into the spool as a *gap record*, so a reader can show exactly
+//! where traffic is missing.
+//!
+//! Segments are mapped from a memory-backed filesystem (tmpfs: a private
+//! directory under `$XDG_RUNTIME_DIR`, else `/dev/shm`). Stores into a mapped
+//! file on a real disk can stall for seconds when that disk is slow — the
+//! kernel throttles dirty pages of the file — while tmpfs pages are never
+//! written back. A crash of the writer process leaves the staged segments
+//! in memory, where [`recover`] finds them.
+//!
+//! The on-disk format is specified in `FORMAT.md` and implemented by
+//! [`format`]; [`reader`] reads it back, damaged or not.
+//!
+//! ```no_run
+//! use spool::{Direction, Spool, SpoolConfig};
+//! let spool = Spool::create(SpoolConfig::new("/tmp/capture")).unwrap();
+//! spool.append("display", Direction::ServerToClient, b"\x65\x00\x10\x00\x00\x00");
+//! let counters = spool.counters("display").unwrap();
+//! assert_eq!(counters.records, 1);
+//! spool.close().unwrap();
+//! ```
+
+pub mod format;
+pub mod fsutil;
+pub mod manifest;
+pub mod reader;
+pub mod recover;
+pub mod staging;
+mod channel;
+mod background;
+mod segment;
+mod writer;
+
+pub use format::Direction;
+pub use manifest::Manifest;
+pub use reader::Capture;
+pub use writer::{ChannelCounters, ChannelHandle, Spool, SpoolConfig, SpoolError, StagingChoice};

@@ -1,0 +1,83 @@
+//! `manifest.json`: the session-level facts that do not belong in any one
+//! segment — where staged segments live while the session runs, whether it
+//! shut down cleanly, and the final per-channel counters.
+//!
+//! The writer creates the manifest when the session starts (with
+//! `clean_shutdown: false`, so a crash leaves that answer behind) and replaces
+//! it atomically at [`crate::Spool::close`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the manifest inside a capture directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Largest manifest a reader will load; a bigger one is damage, not data.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// The contents of `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`crate::format::FORMAT_VERSION`] of the segments.
+    pub format_version: u16,
+    /// Hex of the 16-byte session id carried by every segment header.
+    pub session_id: String,
+    /// Wall-clock session start, nanoseconds since the Unix epoch.
+    pub session_start_unix_ns: u64,
+    /// Where the writer staged live segments (a memory-backed directory), or
+    /// `null` when segments were mapped in the capture directory directly.
+    pub staging_dir: Option<String>,
+    /// Size of every segment file as allocated.
+    pub segment_bytes: u64,
+    /// `true` only once `close()` has moved every segment in and synced it.
+    pub clean_shutdown: bool,
+    /// Wall-clock time of `close()`, nanoseconds since the Unix epoch.
+    pub closed_unix_ns: Option<u64>,
+    /// Final counters, by channel name.
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelSummary>,
+    /// Background errors seen during the session (disk full, I/O errors…).
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+/// Per-channel counters as recorded in the manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelSummary {
+    /// Data records accepted.
+    pub records: u64,
+    /// Payload bytes accepted.
+    pub bytes: u64,
+    /// Records dropped (no segment ready, record too large, closed…).
+    pub dropped_records: u64,
+    /// Payload bytes dropped.
+    pub dropped_bytes: u64,
+    /// Segments written for this channel.
+    pub segments: u64,
+}
+
+impl Manifest {
+    /// Loads and parses a manifest, refusing oversized files.
+    pub fn load(path: &Path) -> Result<Manifest, String> {
+        use std::io::Read;
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut text = Vec::new();
+        file.take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if text.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(format!(
+                "{}: larger than {MAX_MANIFEST_BYTES} bytes",
+                path.display()
+            ));
+        }
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Hex-encodes a session id.
+pub fn session_id_hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}

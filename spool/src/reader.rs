@@ -1,0 +1,853 @@
+//! Reading spools back: finding a capture's channels and segments, and
+//! iterating a channel's records in order while validating every checksum.
+//!
+//! The reader is written for files from strangers. Whatever the bytes, it
+//! never panics and never allocates more than a file holds: a segment is read
+//! into one reusable buffer bounded by the file's real length (and by
+//! [`MAX_SEGMENT_BYTES`]), and every length field is checked against what is
+//! actually there before it is used. Damage is reported as a [`Damage`] naming
+//! the file and offset; reading then resumes at the next record whose checksum
+//! is valid, so every undamaged record is recovered.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use zerocopy::FromBytes;
+
+use crate::format::{
+    self, parse_tag, record_crc, Direction, GapPayload, RecordHeader, RecordKind, SealPayload,
+    SegmentHeader, FORMAT_VERSION, GAP_PAYLOAD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN,
+    SEAL_FLAG_FINAL, SEAL_PAYLOAD_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+};
+use crate::manifest::{Manifest, MANIFEST_FILE};
+
+/// Largest segment file the reader accepts. The writer never makes one
+/// bigger than this; a larger file is reported rather than read into memory.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+
+/// Name of the directory inside a capture directory that holds the channels.
+pub const SPOOL_DIR: &str = "spool";
+
+/// A problem that stops a capture directory from being read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The directory (or its `spool/` subdirectory) could not be listed.
+    #[error("{path}: {source}")]
+    Io {
+        /// What could not be read.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a capture directory: no `spool/` inside.
+    #[error("{0}: not a capture directory (no spool/ subdirectory and no manifest.json)")]
+    NotACapture(PathBuf),
+}
+
+/// What kind of damage the reader found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DamageKind {
+    /// The segment is shorter than its header.
+    TruncatedHeader,
+    /// The file does not start with [`SEGMENT_MAGIC`]: not a spool segment.
+    BadMagic,
+    /// A segment of a format version this reader does not know.
+    UnsupportedVersion(u16),
+    /// The header's checksum does not match; its records are still read.
+    BadHeaderChecksum,
+    /// The header names another channel or index than its path says.
+    HeaderMismatch(String),
+    /// Bytes that are not a valid record, followed by valid records.
+    Corrupt,
+    /// The last record of the channel was being written when the writer
+    /// stopped; it was never acknowledged.
+    TornTail,
+    /// A segment index is missing from the sequence.
+    MissingSegment(u64),
+    /// The file could not be read, or is larger than [`MAX_SEGMENT_BYTES`].
+    Unreadable(String),
+    /// A symlink or other non-regular file where a segment should be.
+    NotARegularFile,
+}
+
+impl std::fmt::Display for DamageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DamageKind::TruncatedHeader => write!(f, "segment shorter than its header"),
+            DamageKind::BadMagic => write!(f, "not a spool segment (wrong magic)"),
+            DamageKind::UnsupportedVersion(v) => write!(
+                f,
+                "unsupported format version {v} (this reader knows version {FORMAT_VERSION})"
+            ),
+            DamageKind::BadHeaderChecksum => write!(f, "segment header checksum mismatch"),
+            DamageKind::HeaderMismatch(what) => write!(f, "segment header mismatch: {what}"),
+            DamageKind::Corrupt => write!(f, "corrupt records skipped"),
+            DamageKind::TornTail => write!(f, "torn tail (record in progress when writer stopped)"),
+            DamageKind::MissingSegment(i) => write!(f, "segment {i} missing"),
+            DamageKind::Unreadable(e) => write!(f, "unreadable: {e}"),
+            DamageKind::NotARegularFile => write!(f, "not a regular file (symlink?)"),
+        }
+    }
+}
+
+/// One damaged region, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The segment file.
+    pub file: PathBuf,
+    /// Byte offset of the damage in that file.
+    pub offset: u64,
+    /// Bytes affected (0 when not meaningful, e.g. a missing segment).
+    pub len: u64,
+    /// What is wrong.
+    pub kind: DamageKind,
+    /// Records known to be lost here (from the sequence numbers around the
+    /// damage), when that can be told.
+    pub records_lost: u64,
+}
+
+impl Damage {
+    /// Whether this is only a torn tail: the expected result of a crash, not a
+    /// sign of a damaged file.
+    pub fn is_torn_tail(&self) -> bool {
+        self.kind == DamageKind::TornTail
+    }
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: offset {}: {}", self.file.display(), self.offset, self.kind)?;
+        if self.len > 0 {
+            write!(f, " ({} bytes", self.len)?;
+            if self.records_lost > 0 {
+                write!(f, ", {} records lost", self.records_lost)?;
+            }
+            write!(f, ")")?;
+        }
+        Ok(())
+    }
+}
+
+/// A data record: bytes the client sent or received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRecord<'a> {
+    /// Which way the bytes went.
+    pub direction: Direction,
+    /// Arrival time, nanoseconds since session start.
+    pub ts_ns: u64,
+    /// Channel-wide sequence number (low 32 bits).
+    pub seq: u32,
+    /// The captured bytes.
+    pub payload: &'a [u8],
+}
+
+/// Traffic the writer dropped, as recorded by a gap record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gap {
+    /// Client→server records dropped.
+    pub records_c2s: u64,
+    /// Client→server bytes dropped.
+    pub bytes_c2s: u64,
+    /// Server→client records dropped.
+    pub records_s2c: u64,
+    /// Server→client bytes dropped.
+    pub bytes_s2c: u64,
+    /// Arrival time of the first dropped record.
+    pub first_ts_ns: u64,
+    /// Arrival time of the last dropped record.
+    pub last_ts_ns: u64,
+}
+
+impl Gap {
+    /// Records dropped in both directions.
+    pub fn records(&self) -> u64 {
+        self.records_c2s.saturating_add(self.records_s2c)
+    }
+
+    /// Bytes dropped in both directions.
+    pub fn bytes(&self) -> u64 {
+        self.bytes_c2s.saturating_add(self.bytes_s2c)
+    }
+
+    /// Bytes dropped in one direction.
+    pub fn bytes_in(&self, dir: Direction) -> u64 {
+        match dir {
+            Direction::ClientToServer => self.bytes_c2s,
+            Direction::ServerToClient => self.bytes_s2c,
+        }
+    }
+}
+
+impl From<&GapPayload> for Gap {
+    fn from(p: &GapPayload) -> Gap {
+        Gap {
+            records_c2s: p.records_c2s.get(),
+            bytes_c2s: p.bytes_c2s.get(),
+            records_s2c: p.records_s2c.get(),
+            bytes_s2c: p.bytes_s2c.get(),
+            first_ts_ns: p.first_ts_ns.get(),
+            last_ts_ns: p.last_ts_ns.get(),
+        }
+    }
+}
+
+/// What [`ChannelReader::next_event`] yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// Captured bytes.
+    Data(DataRecord<'a>),
+    /// Dropped traffic, in stream position.
+    Gap(Gap),
+    /// Damage found at this point in the stream (also kept in
+    /// [`ChannelReader::damage`]).
+    Damage(Damage),
+}
+
+/// Where a segment file is and which index its name gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentFile {
+    /// Position of the segment in its channel.
+    pub index: u64,
+    /// Full path.
+    pub path: PathBuf,
+    /// Whether it was found in the staging directory rather than the capture
+    /// directory (a live or crashed session).
+    pub staged: bool,
+}
+
+/// A channel found in a capture directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelFiles {
+    /// Channel name (validated).
+    pub name: String,
+    /// Segment files in index order.
+    pub segments: Vec<SegmentFile>,
+}
+
+/// Session facts taken from a valid segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Random session id.
+    pub session_id: [u8; 16],
+    /// Wall-clock start, nanoseconds since the Unix epoch.
+    pub session_start_unix_ns: u64,
+    /// `CLOCK_MONOTONIC` at session start.
+    pub monotonic_base_ns: u64,
+}
+
+/// A capture directory opened for reading.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    dir: PathBuf,
+    manifest: Option<Manifest>,
+    problems: Vec<String>,
+    channels: Vec<ChannelFiles>,
+}
+
+impl Capture {
+    /// Opens a capture directory: loads `manifest.json` if present, lists
+    /// `spool/<channel>/NNNNNNNN.seg`, and adds segments still staged in the
+    /// session's memory-backed directory (a live or crashed session).
+    ///
+    /// Entries that cannot be channels or segments (invalid names, symlinks)
+    /// are skipped and listed in [`Capture::problems`]; they never become paths
+    /// that are opened.
+    pub fn open(dir: &Path) -> Result<Capture, OpenError> {
+        let mut problems = Vec::new();
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest = if manifest_path.exists() {
+            match Manifest::load(&manifest_path) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    problems.push(format!("manifest unreadable: {e}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let spool_dir = dir.join(SPOOL_DIR);
+        let mut channels = Vec::new();
+        match std::fs::symlink_metadata(&spool_dir) {
+            Ok(md) if md.is_dir() => {
+                list_channels(&spool_dir, false, &mut channels, &mut problems)?;
+            }
+            Ok(_) => problems.push(format!("{}: not a directory", spool_dir.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if manifest.is_none() {
+                    if std::fs::metadata(dir).is_err() {
+                        return Err(OpenError::Io {
+                            path: dir.to_path_buf(),
+                            source: e,
+                        });
+                    }
+                    return Err(OpenError::NotACapture(dir.to_path_buf()));
+                }
+            }
+            Err(e) => {
+                return Err(OpenError::Io {
+                    path: spool_dir,
+                    source: e,
+                })
+            }
+        }
+        if let Some(staging) = manifest
+            .as_ref()
+            .and_then(|m| m.staging_dir.as_deref())
+            .map(PathBuf::from)
+        {
+            match crate::staging::check_staging_dir(&staging) {
+                Ok(true) => {
+                    let mut staged = Vec::new();
+                    list_channels(&staging, true, &mut staged, &mut problems).ok();
+                    merge_staged(&mut channels, staged);
+                }
+                Ok(false) => {}
+                Err(e) => problems.push(format!("staging directory ignored: {e}")),
+            }
+        }
+        channels.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Capture {
+            dir: dir.to_path_buf(),
+            manifest,
+            problems,
+            channels,
+        })
+    }
+
+    /// The capture directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest, if it exists and parses.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+
+    /// Entries that were skipped while listing, and why.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    /// Channels, sorted by name.
+    pub fn channels(&self) -> &[ChannelFiles] {
+        &self.channels
+    }
+
+    /// Whether any segment is still in the staging directory.
+    pub fn has_staged_segments(&self) -> bool {
+        self.channels
+            .iter()
+            .any(|c| c.segments.iter().any(|s| s.staged))
+    }
+
+    /// A reader over one channel's records, or `None` if there is no such channel.
+    pub fn reader(&self, channel: &str) -> Option<ChannelReader> {
+        self.channels
+            .iter()
+            .find(|c| c.name == channel)
+            .map(|c| ChannelReader::new(c.clone()))
+    }
+}
+
+fn list_channels(
+    root: &Path,
+    staged: bool,
+    out: &mut Vec<ChannelFiles>,
+    problems: &mut Vec<String>,
+) -> Result<(), OpenError> {
+    let entries = std::fs::read_dir(root).map_err(|source| OpenError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let raw = entry.file_name();
+        let Some(name) = raw.to_str() else {
+            problems.push(format!(
+                "{}: skipped an entry whose name is not UTF-8",
+                root.display()
+            ));
+            continue;
+        };
+        if format::validate_channel_name(name).is_err() {
+            problems.push(format!(
+                "{}: skipped {:?}: not a valid channel name",
+                root.display(),
+                name
+            ));
+            continue;
+        }
+        let path = root.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(md) if md.is_dir() => {}
+            _ => {
+                problems.push(format!("{}: skipped: not a directory", path.display()));
+                continue;
+            }
+        }
+        let mut segments = Vec::new();
+        let Ok(files) = std::fs::read_dir(&path) else {
+            problems.push(format!("{}: cannot list", path.display()));
+            continue;
+        };
+        for f in files.flatten() {
+            let fname = f.file_name();
+            match fname.to_str().and_then(format::parse_segment_file_name) {
+                Some(index) => segments.push(SegmentFile {
+                    index,
+                    path: path.join(&fname),
+                    staged,
+                }),
+                None => {
+                    // Temporary files of an interrupted move are expected.
+                    let n = fname.to_string_lossy();
+                    if !n.ends_with(".tmp") {
+                        problems.push(format!("{}: skipped {:?}", path.display(), n));
+                    }
+                }
+            }
+        }
+        segments.sort_by_key(|s| s.index);
+        out.push(ChannelFiles {
+            name: name.to_string(),
+            segments,
+        });
+    }
+    Ok(())
+}
+
+/// Adds staged segments that the capture directory does not hold yet. A
+/// segment present in both was copied in full before the staged copy was
+/// removed, so the capture directory's copy wins.
+fn merge_staged(channels: &mut Vec<ChannelFiles>, staged: Vec<ChannelFiles>) {
+    for s in staged {
+        match channels.iter_mut().find(|c| c.name == s.name) {
+            Some(c) => {
+                for seg in s.segments {
+                    if !c.segments.iter().any(|x| x.index == seg.index) {
+                        c.segments.push(seg);
+                    }
+                }
+                c.segments.sort_by_key(|s| s.index);
+            }
+            None => channels.push(s),
+        }
+    }
+}
+
+/// Counters a [`ChannelReader`] keeps as it goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Data records returned.
+    pub records: u64,
+    /// Payload bytes returned.
+    pub bytes: u64,
+    /// Gap records seen and their totals.
+    pub gaps: u64,
+    /// Records the writer dropped (from gap records).
+    pub dropped_records: u64,
+    /// Bytes the writer dropped (from gap records).
+    pub dropped_bytes: u64,
+    /// First and last data timestamps.
+    pub first_ts_ns: Option<u64>,
+    /// Last data timestamp.
+    pub last_ts_ns: Option<u64>,
+    /// Segments read.
+    pub segments: u64,
+    /// Bytes of segment files read.
+    pub file_bytes: u64,
+    /// The last segment carried a final seal: the channel was closed cleanly.
+    pub closed_cleanly: bool,
+}
+
+/// Iterates one channel's records across its segments, in order.
+///
+/// Call [`ChannelReader::next_event`] until it returns `None`. Data payloads
+/// borrow the reader's buffer, so each must be used before the next call.
+pub struct ChannelReader {
+    files: ChannelFiles,
+    next_segment: usize,
+    expected_index: Option<u64>,
+    buf: Vec<u8>,
+    pos: usize,
+    path: PathBuf,
+    in_segment: bool,
+    expected_seq: Option<u32>,
+    segment_sealed: bool,
+    session: Option<SessionInfo>,
+    damage: Vec<Damage>,
+    stats: ReadStats,
+}
+
+impl ChannelReader {
+    /// A reader over the given channel's files.
+    pub fn new(files: ChannelFiles) -> ChannelReader {
+        ChannelReader {
+            files,
+            next_segment: 0,
+            expected_index: None,
+            buf: Vec::new(),
+            pos: 0,
+            path: PathBuf::new(),
+            in_segment: false,
+            expected_seq: None,
+            segment_sealed: false,
+            session: None,
+            damage: Vec::new(),
+            stats: ReadStats::default(),
+        }
+    }
+
+    /// The channel's name.
+    pub fn channel(&self) -> &str {
+        &self.files.name
+    }
+
+    /// Session facts from the first valid segment header read so far.
+    pub fn session(&self) -> Option<SessionInfo> {
+        self.session
+    }
+
+    /// Every damage found so far.
+    pub fn damage(&self) -> &[Damage] {
+        &self.damage
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &ReadStats {
+        &self.stats
+    }
+
+    /// Reads the first valid segment header without consuming any record, so
+    /// a caller can learn the session start before converting.
+    pub fn peek_session(&mut self) -> Option<SessionInfo> {
+        if self.session.is_some() {
+            return self.session;
+        }
+        let mut header = [0u8; SEGMENT_HEADER_LEN];
+        for seg in &self.files.segments {
+            let Ok(mut f) = File::open(&seg.path) else {
+                continue;
+            };
+            if f.read_exact(&mut header).is_err() {
+                continue;
+            }
+            if let Ok(h) = SegmentHeader::read_from_bytes(&header[..]) {
+                if h.magic == SEGMENT_MAGIC
+                    && h.version.get() == FORMAT_VERSION
+                    && h.header_crc.get() == h.compute_crc()
+                {
+                    return Some(session_of(&h));
+                }
+            }
+        }
+        None
+    }
+
+    /// The next event, or `None` at the end of the channel.
+    pub fn next_event(&mut self) -> Option<Event<'_>> {
+        loop {
+            if !self.in_segment {
+                match self.open_next_segment() {
+                    Some(Ok(())) => continue,
+                    Some(Err(d)) => return Some(Event::Damage(d)),
+                    None => return None,
+                }
+            }
+            match self.step() {
+                Step::Data { start, len, dir, ts, seq } => {
+                    self.stats.records += 1;
+                    self.stats.bytes += len as u64;
+                    self.stats.first_ts_ns.get_or_insert(ts);
+                    self.stats.last_ts_ns = Some(ts);
+                    return Some(Event::Data(DataRecord {
+                        direction: dir,
+                        ts_ns: ts,
+                        seq,
+                        payload: &self.buf[start..start + len],
+                    }));
+                }
+                Step::Gap(g) => {
+                    self.stats.gaps += 1;
+                    self.stats.dropped_records += g.records();
+                    self.stats.dropped_bytes += g.bytes();
+                    return Some(Event::Gap(g));
+                }
+                Step::Damage(d) => return Some(Event::Damage(d)),
+                Step::Skip => continue,
+                Step::EndOfSegment => {
+                    self.in_segment = false;
+                    continue;
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, offset: usize, len: usize, kind: DamageKind) -> Damage {
+        let d = Damage {
+            file: self.path.clone(),
+            offset: offset as u64,
+            len: len as u64,
+            kind,
+            records_lost: 0,
+        };
+        self.damage.push(d.clone());
+        d
+    }
+
+    /// Loads the next segment into the buffer and checks its header.
+    /// `Some(Err)` reports a damaged or missing segment (the caller moves on).
+    fn open_next_segment(&mut self) -> Option<Result<(), Damage>> {
+        let seg = self.files.segments.get(self.next_segment)?.clone();
+        if let Some(expected) = self.expected_index {
+            if seg.index != expected {
+                self.expected_index = Some(expected + 1);
+                self.path = seg.path.with_file_name(format::segment_file_name(expected));
+                return Some(Err(self.report(0, 0, DamageKind::MissingSegment(expected))));
+            }
+        }
+        self.next_segment += 1;
+        self.expected_index = Some(seg.index + 1);
+        self.path = seg.path.clone();
+        self.stats.segments += 1;
+        self.segment_sealed = false;
+
+        if let Err(kind) = self.load(&seg.path) {
+            return Some(Err(self.report(0, 0, kind)));
+        }
+        self.stats.file_bytes += self.buf.len() as u64;
+        if self.buf.len() < SEGMENT_HEADER_LEN {
+            let len = self.buf.len();
+            return Some(Err(self.report(0, len, DamageKind::TruncatedHeader)));
+        }
+        let Ok(header) = SegmentHeader::read_from_bytes(&self.buf[..SEGMENT_HEADER_LEN]) else {
+            return Some(Err(self.report(0, 0, DamageKind::TruncatedHeader)));
+        };
+        if header.magic != SEGMENT_MAGIC {
+            return Some(Err(self.report(0, SEGMENT_HEADER_LEN, DamageKind::BadMagic)));
+        }
+        if header.version.get() != FORMAT_VERSION {
+            let v = header.version.get();
+            return Some(Err(self.report(
+                8,
+                2,
+                DamageKind::UnsupportedVersion(v),
+            )));
+        }
+        self.in_segment = true;
+        self.pos = SEGMENT_HEADER_LEN;
+        if header.header_crc.get() != header.compute_crc() {
+            // The records carry their own checksums: keep reading them.
+            return Some(Err(self.report(0, SEGMENT_HEADER_LEN, DamageKind::BadHeaderChecksum)));
+        }
+        if self.session.is_none() {
+            self.session = Some(session_of(&header));
+        }
+        let mut mismatch = Vec::new();
+        if header.channel_name() != Some(self.files.name.as_str()) {
+            mismatch.push("channel name".to_string());
+        }
+        if header.segment_index.get() != seg.index {
+            mismatch.push(format!(
+                "index {} in a file named {}",
+                header.segment_index.get(),
+                seg.index
+            ));
+        }
+        if let Some(s) = self.session {
+            if s.session_id != header.session_id {
+                mismatch.push("session id".to_string());
+            }
+        }
+        if self.expected_seq.is_none() {
+            self.expected_seq = Some(header.first_seq.get() as u32);
+        }
+        if !mismatch.is_empty() {
+            return Some(Err(self.report(
+                0,
+                SEGMENT_HEADER_LEN,
+                DamageKind::HeaderMismatch(mismatch.join(", ")),
+            )));
+        }
+        Some(Ok(()))
+    }
+
+    fn load(&mut self, path: &Path) -> Result<(), DamageKind> {
+        // Never follow a symlink planted where a segment should be.
+        let md = std::fs::symlink_metadata(path).map_err(|e| DamageKind::Unreadable(e.to_string()))?;
+        if !md.is_file() {
+            return Err(DamageKind::NotARegularFile);
+        }
+        if md.len() > MAX_SEGMENT_BYTES {
+            return Err(DamageKind::Unreadable(format!(
+                "{} bytes is larger than the {} byte limit",
+                md.len(),
+                MAX_SEGMENT_BYTES
+            )));
+        }
+        let file = File::open(path).map_err(|e| DamageKind::Unreadable(e.to_string()))?;
+        self.buf.clear();
+        // `take` bounds the read by the limit even if the file grows meanwhile.
+        file.take(MAX_SEGMENT_BYTES)
+            .read_to_end(&mut self.buf)
+            .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
+        Ok(())
+    }
+
+    fn is_last_segment(&self) -> bool {
+        self.next_segment >= self.files.segments.len()
+    }
+
+    /// Validates the record at `at`; returns its kind, direction byte, payload
+    /// length and timestamp if it is complete and its checksum matches.
+    fn valid_record_at(&self, at: usize) -> Option<(RecordKind, u8, usize, u64, u32)> {
+        let end = self.buf.len();
+        if at.checked_add(RECORD_HEADER_LEN)? > end {
+            return None;
+        }
+        let h = RecordHeader::read_from_bytes(&self.buf[at..at + RECORD_HEADER_LEN]).ok()?;
+        let (kind, dir) = parse_tag(h.tag.get())?;
+        let len = h.len.get() as usize;
+        let payload_start = at + RECORD_HEADER_LEN;
+        if len > end - payload_start {
+            return None;
+        }
+        let payload = &self.buf[payload_start..payload_start + len];
+        if record_crc(&h, payload) != h.crc.get() {
+            return None;
+        }
+        Some((kind, dir, len, h.ts_ns.get(), h.seq.get()))
+    }
+
+    /// Finds the next offset after `from` holding a valid record.
+    fn resync(&self, from: usize) -> Option<usize> {
+        let mut at = from;
+        while at + RECORD_HEADER_LEN <= self.buf.len() {
+            // Cheap filter first: the sync bytes of a tag.
+            if self.buf[at + 2] == (format::TAG_SYNC & 0xff) as u8
+                && self.buf[at + 3] == (format::TAG_SYNC >> 8) as u8
+                && self.valid_record_at(at).is_some()
+            {
+                return Some(at);
+            }
+            at += RECORD_ALIGN;
+        }
+        None
+    }
+
+    fn step(&mut self) -> Step {
+        let at = self.pos;
+        let end = self.buf.len();
+        if self.segment_sealed || at >= end {
+            return Step::EndOfSegment;
+        }
+        match self.valid_record_at(at) {
+            Some((kind, dir_byte, len, ts, seq)) => {
+                self.pos = at + format::record_len(len).min(end - at);
+                let lost = self.check_seq(seq);
+                let payload = at + RECORD_HEADER_LEN;
+                if lost > 0 {
+                    if let Some(d) = self.damage.last_mut() {
+                        d.records_lost = d.records_lost.saturating_add(lost);
+                    }
+                }
+                match kind {
+                    RecordKind::Data => match Direction::from_byte(dir_byte) {
+                        Some(dir) => Step::Data {
+                            start: payload,
+                            len,
+                            dir,
+                            ts,
+                            seq,
+                        },
+                        None => Step::Damage(self.report(at, format::record_len(len), DamageKind::Corrupt)),
+                    },
+                    RecordKind::Gap if len == GAP_PAYLOAD_LEN => {
+                        let p = GapPayload::read_from_bytes(&self.buf[payload..payload + len]);
+                        match p {
+                            Ok(p) => Step::Gap(Gap::from(&p)),
+                            Err(_) => Step::Skip,
+                        }
+                    }
+                    RecordKind::Seal if len == SEAL_PAYLOAD_LEN => {
+                        if let Ok(p) = SealPayload::read_from_bytes(&self.buf[payload..payload + len]) {
+                            self.segment_sealed = true;
+                            self.stats.closed_cleanly =
+                                p.flags.get() & SEAL_FLAG_FINAL != 0 && self.is_last_segment();
+                        }
+                        Step::EndOfSegment
+                    }
+                    _ => Step::Damage(self.report(at, format::record_len(len), DamageKind::Corrupt)),
+                }
+            }
+            None => {
+                let tag_is_zero = self.buf[at..(at + 4).min(end)].iter().all(|&b| b == 0);
+                match self.resync(at + RECORD_ALIGN) {
+                    Some(next) => {
+                        self.pos = next;
+                        Step::Damage(self.report(at, next - at, DamageKind::Corrupt))
+                    }
+                    None => {
+                        self.pos = end;
+                        let rest_is_zero = self.buf[at..].iter().all(|&b| b == 0);
+                        if rest_is_zero {
+                            // Unused room at the end of an unsealed segment.
+                            Step::EndOfSegment
+                        } else if tag_is_zero && self.is_last_segment() {
+                            // The writer stores the tag last: a record whose
+                            // tag is zero was never acknowledged.
+                            let len = trailing_nonzero_len(&self.buf[at..]);
+                            Step::Damage(self.report(at, len, DamageKind::TornTail))
+                        } else {
+                            let len = trailing_nonzero_len(&self.buf[at..]);
+                            Step::Damage(self.report(at, len, DamageKind::Corrupt))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns how many records are missing before `seq`, and advances.
+    fn check_seq(&mut self, seq: u32) -> u64 {
+        let lost = match self.expected_seq {
+            Some(e) => seq.wrapping_sub(e) as u64,
+            None => 0,
+        };
+        self.expected_seq = Some(seq.wrapping_add(1));
+        // A huge "gap" is a sequence going backwards, not billions of losses.
+        if lost > (u32::MAX / 2) as u64 {
+            0
+        } else {
+            lost
+        }
+    }
+}
+
+fn trailing_nonzero_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
+}
+
+fn session_of(h: &SegmentHeader) -> SessionInfo {
+    SessionInfo {
+        session_id: h.session_id,
+        session_start_unix_ns: h.session_start_unix_ns.get(),
+        monotonic_base_ns: h.monotonic_base_ns.get(),
+    }
+}
+
+enum Step {
+    Data {
+        start: usize,
+        len: usize,
+        dir: Direction,
+        ts: u64,
+        seq: u32,
+    },
+    Gap(Gap),
+    Damage(Damage),
+    Skip,
+    EndOfSegment,
+}
