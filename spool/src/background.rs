@@ -1,1 +1,216 @@
-//! (in progress)
+//! The two background threads that keep the hot path fed.
+//!
+//! * The **preparer** creates, allocates and prefaults segments on the
+//!   memory-backed staging filesystem ahead of need, within the staging
+//!   budget. It never touches the capture disk, so a slow disk cannot starve
+//!   the channels of fresh segments while there is budget left.
+//! * The **retirer** moves sealed segments into the capture directory with
+//!   ordinary writes, `fsync`s them and their directory, and only then
+//!   removes the staged copy and gives the budget back. A slow disk slows
+//!   only this thread; the budget bounds how much memory waits for it.
+//!
+//! Both sleep until the hot path wakes them at a segment rotation, or a short
+//! timeout passes.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::channel::{Channel, Retired};
+use crate::format::segment_file_name;
+use crate::fsutil;
+use crate::segment::MappedSegment;
+use crate::writer::Shared;
+
+/// How long a background thread sleeps when nobody wakes it.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+/// After this long without a rotation, a channel counts as quiet and gets
+/// only one segment prepared ahead.
+const BUSY_WINDOW: Duration = Duration::from_secs(2);
+
+/// After a failure to prepare a segment (staging full…), wait this long
+/// before the next try, so a full tmpfs is not hammered.
+const PREPARE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Body of the preparer thread.
+pub(crate) fn prepare_loop(shared: &Shared) {
+    // Per channel slot: (rotations seen, when a rotation was last seen).
+    let mut activity: Vec<(u64, Option<Instant>)> = Vec::new();
+    while !shared.stopping.load(Ordering::Acquire) {
+        let mut failed = false;
+        for (i, ch) in shared.channels().enumerate() {
+            if activity.len() <= i {
+                activity.push((0, None));
+            }
+            let rotations = ch.counters.segments.load(Ordering::Relaxed);
+            if rotations != activity[i].0 {
+                activity[i] = (rotations, Some(Instant::now()));
+            }
+            let busy = activity[i].1.is_some_and(|t| t.elapsed() < BUSY_WINDOW);
+            let want = if busy { shared.config.ready_ahead } else { 1 };
+            while ch.ready.len() < want && !shared.stopping.load(Ordering::Acquire) {
+                if prepare_one(shared, ch).is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        std::thread::park_timeout(if failed { PREPARE_BACKOFF } else { IDLE_WAIT });
+    }
+}
+
+/// Prepares one segment for `ch`, if the staging budget allows.
+pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), ()> {
+    let size = shared.config.segment_bytes as u64;
+    let _serial = ch.prepare_lock.lock().unwrap_or_else(|p| p.into_inner());
+    // Reserve budget first; give it back on failure.
+    let prev = shared.staged_bytes.fetch_add(size, Ordering::AcqRel);
+    if prev + size > shared.config.staging_budget {
+        shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+        return Err(());
+    }
+    let index = ch.next_index.load(Ordering::Relaxed);
+    let dir = shared.staging_channel_dir(&ch.name);
+    let result = fsutil::create_private_dir(&dir, true).and_then(|()| {
+        MappedSegment::create(
+            &dir,
+            &ch.name,
+            index,
+            shared.config.segment_bytes,
+            &shared.session,
+        )
+    });
+    match result {
+        Ok(seg) => {
+            ch.next_index.store(index + 1, Ordering::Relaxed);
+            if let Err(seg) = ch.ready.push(seg) {
+                // The ready queue is sized for the budget; unreachable in
+                // practice. Undo cleanly.
+                let _ = std::fs::remove_file(seg.path());
+                shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+            shared.record_error(format!(
+                "preparing segment {} of channel {} in {}: {e}",
+                index,
+                ch.name,
+                dir.display()
+            ));
+            Err(())
+        }
+    }
+}
+
+/// Body of the retirer thread. Returns once stopping and every retired
+/// segment has been moved.
+pub(crate) fn retire_loop(shared: &Shared) {
+    loop {
+        // Read the flag before draining, so nothing retired before the flag
+        // was set can be left behind.
+        let stopping = shared.retirer_stopping.load(Ordering::Acquire);
+        let mut moved = false;
+        for ch in shared.channels() {
+            while let Some(r) = ch.retired.pop() {
+                retire_one(shared, ch, r);
+                moved = true;
+            }
+        }
+        if stopping && !moved {
+            return;
+        }
+        if !moved {
+            std::thread::park_timeout(IDLE_WAIT);
+        }
+    }
+}
+
+/// Moves one sealed segment into the capture directory durably, then frees
+/// its staged copy. On failure the staged file stays where recovery will
+/// find it, and the error is recorded.
+fn retire_one(shared: &Shared, ch: &Channel, r: Retired) {
+    let size = r.segment.capacity() as u64;
+    let dest_dir = shared.capture_channel_dir(&ch.name);
+    let dest = dest_dir.join(segment_file_name(r.segment.index()));
+    let result = if shared.direct {
+        finish_in_place(&r)
+    } else {
+        copy_out(&r, &dest_dir, &dest)
+    };
+    match result {
+        Ok(()) => {
+            if !shared.direct {
+                let staged = r.segment.path().to_path_buf();
+                drop(r);
+                if let Err(e) = std::fs::remove_file(&staged) {
+                    shared.record_error(format!("removing {}: {e}", staged.display()));
+                }
+                shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+            } else {
+                drop(r);
+                shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+            }
+        }
+        Err(e) => {
+            // Keep the budget reserved: the staged file still holds memory.
+            shared.record_error(format!(
+                "moving {} to {}: {e}",
+                r.segment.path().display(),
+                dest.display()
+            ));
+        }
+    }
+}
+
+fn copy_out(r: &Retired, dest_dir: &Path, dest: &Path) -> std::io::Result<()> {
+    fsutil::create_private_dir(dest_dir, true)?;
+    let mut tmp_name = dest.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp_name);
+    fsutil::remove_if_regular(&tmp)?;
+    let result = (|| {
+        let mut f = fsutil::create_new_file(&tmp)?;
+        // Only the bytes in use: the zeroes after the seal carry nothing.
+        let used = r.used.min(r.segment.capacity());
+        f.write_all(&r.segment.bytes()[..used])?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest)?;
+        fsutil::sync_dir(dest_dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Direct mode (no memory-backed staging): the segment already sits in the
+/// capture directory; flush it and cut it to the bytes in use.
+fn finish_in_place(r: &Retired) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags_nofollow()
+        .open(r.segment.path())?;
+    // Flush the mapping's dirty pages through the file first.
+    f.sync_all()?;
+    f.set_len(r.used as u64)?;
+    f.sync_all()?;
+    if let Some(dir) = r.segment.path().parent() {
+        fsutil::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+trait NoFollow {
+    fn custom_flags_nofollow(&mut self) -> &mut Self;
+}
+
+impl NoFollow for std::fs::OpenOptions {
+    fn custom_flags_nofollow(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+    }
+}

@@ -1,1 +1,301 @@
-//! (in progress)
+//! One channel's writer state: the hot path.
+//!
+//! Each channel has its own lock, so channels never contend with each other;
+//! a channel fed from several threads serialises on it (uncontended, taking
+//! it is one atomic compare-and-swap, no system call). Ready segments arrive
+//! from the background thread through a lock-free queue, and full ones leave
+//! through another, so the hot path never waits for that thread.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crossbeam_queue::ArrayQueue;
+use zerocopy::byteorder::little_endian::U64;
+use zerocopy::IntoBytes;
+
+use crate::format::{
+    record_len, GapPayload, RecordKind, SealPayload, GAP_RECORD_LEN, SEAL_FLAG_FINAL,
+    SEAL_RECORD_LEN, SEGMENT_HEADER_LEN,
+};
+use crate::segment::MappedSegment;
+use crate::Direction;
+
+/// A full segment on its way to the capture directory.
+pub(crate) struct Retired {
+    pub segment: MappedSegment,
+    /// Bytes in use (header, records, seal); the rest is zeroes.
+    pub used: usize,
+}
+
+/// Counters readable at any time without taking the channel's lock.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub dropped_records: AtomicU64,
+    pub dropped_bytes: AtomicU64,
+    pub segments: AtomicU64,
+}
+
+/// Drops not yet written into the spool as a gap record.
+#[derive(Debug, Default, Clone, Copy)]
+struct PendingGap {
+    records: [u64; 2],
+    bytes: [u64; 2],
+    first_ts: u64,
+    last_ts: u64,
+}
+
+impl PendingGap {
+    fn is_empty(&self) -> bool {
+        self.records == [0, 0]
+    }
+
+    fn add(&mut self, dir: Direction, len: usize, ts: u64) {
+        if self.is_empty() {
+            self.first_ts = ts;
+        }
+        let d = dir.to_byte() as usize;
+        self.records[d] += 1;
+        self.bytes[d] += len as u64;
+        self.last_ts = ts;
+    }
+
+    fn payload(&self) -> GapPayload {
+        GapPayload {
+            records_c2s: U64::new(self.records[0]),
+            bytes_c2s: U64::new(self.bytes[0]),
+            records_s2c: U64::new(self.records[1]),
+            bytes_s2c: U64::new(self.bytes[1]),
+            first_ts_ns: U64::new(self.first_ts),
+            last_ts_ns: U64::new(self.last_ts),
+        }
+    }
+}
+
+struct State {
+    segment: Option<MappedSegment>,
+    offset: usize,
+    /// Sequence number of the next record of this channel.
+    seq: u64,
+    seg_records: u64,
+    seg_data_bytes: u64,
+    gap: PendingGap,
+    closed: bool,
+}
+
+/// A channel of the spool.
+pub(crate) struct Channel {
+    pub name: String,
+    state: Mutex<State>,
+    /// Segments prepared ahead of need, oldest first.
+    pub ready: ArrayQueue<MappedSegment>,
+    /// Full segments waiting to be moved to the capture directory.
+    pub retired: ArrayQueue<Retired>,
+    pub counters: Counters,
+    /// Index the background thread gives the next segment it prepares.
+    pub next_index: AtomicU64,
+    /// Serialises segment preparation (the preparer thread, registration and
+    /// close), so indexes are handed out and queued in order. Never taken by
+    /// the hot path.
+    pub prepare_lock: Mutex<()>,
+    /// Largest payload a segment of this size can hold.
+    max_payload: usize,
+}
+
+impl Channel {
+    pub fn new(name: &str, segment_bytes: usize, max_staged_segments: usize) -> Channel {
+        Channel {
+            name: name.to_string(),
+            state: Mutex::new(State {
+                segment: None,
+                offset: 0,
+                seq: 0,
+                seg_records: 0,
+                seg_data_bytes: 0,
+                gap: PendingGap::default(),
+                closed: false,
+            }),
+            ready: ArrayQueue::new(max_staged_segments.max(1)),
+            retired: ArrayQueue::new(max_staged_segments.max(1) + 2),
+            counters: Counters::default(),
+            next_index: AtomicU64::new(0),
+            prepare_lock: Mutex::new(()),
+            max_payload: segment_bytes
+                - SEGMENT_HEADER_LEN
+                - GAP_RECORD_LEN
+                - SEAL_RECORD_LEN
+                - record_len(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-published
+        // record (the tag is stored last), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends one data record. Returns `false` if it was dropped; the drop
+    /// is counted and will be written as a gap record. Sets `rotated` when a
+    /// segment was retired, so the caller can wake the background thread.
+    pub fn append(&self, dir: Direction, ts_ns: u64, data: &[u8], rotated: &mut bool) -> bool {
+        let mut st = self.lock();
+        if st.closed || data.len() > self.max_payload {
+            self.drop_record(&mut st, dir, data.len(), ts_ns);
+            return false;
+        }
+        let need = record_len(data.len());
+        let gap_need = if st.gap.is_empty() { 0 } else { GAP_RECORD_LEN };
+        let fits =
+            st.segment.is_some() && st.offset + gap_need + need + SEAL_RECORD_LEN <= st.capacity();
+        if !fits && !self.rotate(&mut st, rotated) {
+            self.drop_record(&mut st, dir, data.len(), ts_ns);
+            return false;
+        }
+        self.flush_gap(&mut st);
+        let seq = st.seq;
+        let offset = st.offset;
+        if let Some(seg) = st.segment.as_mut() {
+            seg.write_record(
+                offset,
+                RecordKind::Data,
+                dir.to_byte(),
+                ts_ns,
+                seq as u32,
+                data,
+            );
+        }
+        st.offset += need;
+        st.seq += 1;
+        st.seg_records += 1;
+        st.seg_data_bytes += data.len() as u64;
+        self.counters.records.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        true
+    }
+
+    fn drop_record(&self, st: &mut State, dir: Direction, len: usize, ts_ns: u64) {
+        st.gap.add(dir, len, ts_ns);
+        self.counters
+            .dropped_records
+            .fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .dropped_bytes
+            .fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// Writes the pending gap record, if any. The caller made room for it.
+    fn flush_gap(&self, st: &mut State) {
+        if st.gap.is_empty() || st.segment.is_none() {
+            return;
+        }
+        let payload = st.gap.payload();
+        let (seq, offset, ts) = (st.seq, st.offset, st.gap.last_ts);
+        if let Some(seg) = st.segment.as_mut() {
+            seg.write_record(
+                offset,
+                RecordKind::Gap,
+                0,
+                ts,
+                seq as u32,
+                payload.as_bytes(),
+            );
+        }
+        st.offset += GAP_RECORD_LEN;
+        st.seq += 1;
+        st.seg_records += 1;
+        st.gap = PendingGap::default();
+    }
+
+    /// Seals and retires the live segment (if any) and takes the next ready
+    /// one. Returns `false` if none is ready.
+    fn rotate(&self, st: &mut State, rotated: &mut bool) -> bool {
+        if st.segment.is_some() {
+            self.retire_live(st, 0);
+            *rotated = true;
+        }
+        match self.ready.pop() {
+            Some(mut seg) => {
+                seg.set_first_seq(st.seq);
+                st.segment = Some(seg);
+                st.offset = SEGMENT_HEADER_LEN;
+                st.seg_records = 0;
+                st.seg_data_bytes = 0;
+                self.counters.segments.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes the seal record into the live segment and hands it to the
+    /// background thread.
+    fn retire_live(&self, st: &mut State, flags: u64) {
+        let Some(mut seg) = st.segment.take() else {
+            return;
+        };
+        let seal = SealPayload {
+            records: U64::new(st.seg_records),
+            data_bytes: U64::new(st.seg_data_bytes),
+            flags: U64::new(flags),
+            reserved: U64::new(0),
+        };
+        let ts = st.gap.last_ts;
+        seg.write_record(
+            st.offset,
+            RecordKind::Seal,
+            0,
+            ts,
+            st.seq as u32,
+            seal.as_bytes(),
+        );
+        st.seq += 1;
+        let used = st.offset + SEAL_RECORD_LEN;
+        if let Err(r) = self.retired.push(Retired { segment: seg, used }) {
+            // Cannot happen: the queue holds every segment the staging
+            // budget allows. If it ever does, the segment stays in the
+            // staging directory, where recovery finds it.
+            drop(r);
+        }
+    }
+
+    /// Closes the channel: writes any pending gap, seals the live segment as
+    /// the channel's last and retires it. Later appends are dropped.
+    pub fn close(&self) {
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        st.closed = true;
+        if !st.gap.is_empty() {
+            let room = st.segment.is_some()
+                && st.offset + GAP_RECORD_LEN + SEAL_RECORD_LEN <= st.capacity();
+            if !room {
+                let mut rotated = false;
+                self.rotate(&mut st, &mut rotated);
+            }
+            self.flush_gap(&mut st);
+        }
+        if st.segment.is_none() {
+            // Nothing was ever written here, or the last segment is already
+            // retired: a fresh one carries the final seal, if one is ready.
+            if let Some(mut seg) = self.ready.pop() {
+                seg.set_first_seq(st.seq);
+                st.segment = Some(seg);
+                st.offset = SEGMENT_HEADER_LEN;
+                st.seg_records = 0;
+                st.seg_data_bytes = 0;
+                self.counters.segments.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.retire_live(&mut st, SEAL_FLAG_FINAL);
+    }
+}
+
+impl State {
+    fn capacity(&self) -> usize {
+        self.segment.as_ref().map_or(0, |s| s.capacity())
+    }
+}

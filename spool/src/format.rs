@@ -333,7 +333,18 @@ mod tests {
             validate_channel_name(good).unwrap();
         }
         let long = "a".repeat(33);
-        for bad in ["", "..", ".", "a/b", "../x", "Main", "-x", "a b", "é", long.as_str()] {
+        for bad in [
+            "",
+            "..",
+            ".",
+            "a/b",
+            "../x",
+            "Main",
+            "-x",
+            "a b",
+            "é",
+            long.as_str(),
+        ] {
             assert!(validate_channel_name(bad).is_err(), "{bad:?} accepted");
         }
     }

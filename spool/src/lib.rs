@@ -30,15 +30,15 @@
 //! spool.close().unwrap();
 //! ```
 
+mod background;
+mod channel;
 pub mod format;
 pub mod fsutil;
 pub mod manifest;
 pub mod reader;
 pub mod recover;
-pub mod staging;
-mod channel;
-mod background;
 mod segment;
+pub mod staging;
 mod writer;
 
 pub use format::Direction;

@@ -117,7 +117,13 @@ impl Damage {
 
 impl std::fmt::Display for Damage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: offset {}: {}", self.file.display(), self.offset, self.kind)?;
+        write!(
+            f,
+            "{}: offset {}: {}",
+            self.file.display(),
+            self.offset,
+            self.kind
+        )?;
         if self.len > 0 {
             write!(f, " ({} bytes", self.len)?;
             if self.records_lost > 0 {
@@ -557,7 +563,13 @@ impl ChannelReader {
                 }
             }
             match self.step() {
-                Step::Data { start, len, dir, ts, seq } => {
+                Step::Data {
+                    start,
+                    len,
+                    dir,
+                    ts,
+                    seq,
+                } => {
                     self.stats.records += 1;
                     self.stats.bytes += len as u64;
                     self.stats.first_ts_ns.get_or_insert(ts);
@@ -626,21 +638,25 @@ impl ChannelReader {
             return Some(Err(self.report(0, 0, DamageKind::TruncatedHeader)));
         };
         if header.magic != SEGMENT_MAGIC {
-            return Some(Err(self.report(0, SEGMENT_HEADER_LEN, DamageKind::BadMagic)));
+            return Some(Err(self.report(
+                0,
+                SEGMENT_HEADER_LEN,
+                DamageKind::BadMagic,
+            )));
         }
         if header.version.get() != FORMAT_VERSION {
             let v = header.version.get();
-            return Some(Err(self.report(
-                8,
-                2,
-                DamageKind::UnsupportedVersion(v),
-            )));
+            return Some(Err(self.report(8, 2, DamageKind::UnsupportedVersion(v))));
         }
         self.in_segment = true;
         self.pos = SEGMENT_HEADER_LEN;
         if header.header_crc.get() != header.compute_crc() {
             // The records carry their own checksums: keep reading them.
-            return Some(Err(self.report(0, SEGMENT_HEADER_LEN, DamageKind::BadHeaderChecksum)));
+            return Some(Err(self.report(
+                0,
+                SEGMENT_HEADER_LEN,
+                DamageKind::BadHeaderChecksum,
+            )));
         }
         if self.session.is_none() {
             self.session = Some(session_of(&header));
@@ -676,7 +692,8 @@ impl ChannelReader {
 
     fn load(&mut self, path: &Path) -> Result<(), DamageKind> {
         // Never follow a symlink planted where a segment should be.
-        let md = std::fs::symlink_metadata(path).map_err(|e| DamageKind::Unreadable(e.to_string()))?;
+        let md =
+            std::fs::symlink_metadata(path).map_err(|e| DamageKind::Unreadable(e.to_string()))?;
         if !md.is_file() {
             return Err(DamageKind::NotARegularFile);
         }
@@ -762,7 +779,11 @@ impl ChannelReader {
                             ts,
                             seq,
                         },
-                        None => Step::Damage(self.report(at, format::record_len(len), DamageKind::Corrupt)),
+                        None => Step::Damage(self.report(
+                            at,
+                            format::record_len(len),
+                            DamageKind::Corrupt,
+                        )),
                     },
                     RecordKind::Gap if len == GAP_PAYLOAD_LEN => {
                         let p = GapPayload::read_from_bytes(&self.buf[payload..payload + len]);
@@ -772,14 +793,18 @@ impl ChannelReader {
                         }
                     }
                     RecordKind::Seal if len == SEAL_PAYLOAD_LEN => {
-                        if let Ok(p) = SealPayload::read_from_bytes(&self.buf[payload..payload + len]) {
+                        if let Ok(p) =
+                            SealPayload::read_from_bytes(&self.buf[payload..payload + len])
+                        {
                             self.segment_sealed = true;
                             self.stats.closed_cleanly =
                                 p.flags.get() & SEAL_FLAG_FINAL != 0 && self.is_last_segment();
                         }
                         Step::EndOfSegment
                     }
-                    _ => Step::Damage(self.report(at, format::record_len(len), DamageKind::Corrupt)),
+                    _ => {
+                        Step::Damage(self.report(at, format::record_len(len), DamageKind::Corrupt))
+                    }
                 }
             }
             None => {

@@ -1,1 +1,164 @@
-//! (in progress)
+//! One memory-mapped segment file: created, allocated and prefaulted by the
+//! background thread, filled by the hot path, sealed and retired.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use memmap2::{MmapMut, MmapOptions};
+use zerocopy::byteorder::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::format::{
+    self, record_crc, RecordHeader, RecordKind, SegmentHeader, FORMAT_VERSION, MAX_CHANNEL_NAME,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+};
+use crate::fsutil;
+
+/// Facts every segment header of a session repeats.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionFacts {
+    pub session_id: [u8; 16],
+    pub session_start_unix_ns: u64,
+    pub monotonic_base_ns: u64,
+}
+
+/// A segment mapped for writing.
+pub(crate) struct MappedSegment {
+    map: MmapMut,
+    path: PathBuf,
+    index: u64,
+}
+
+impl std::fmt::Debug for MappedSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedSegment")
+            .field("path", &self.path)
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl MappedSegment {
+    /// Creates `dir/NNNNNNNN.seg` of `capacity` bytes, allocates every block
+    /// up front (never sparse: a store into a hole on a full filesystem is a
+    /// `SIGBUS`), maps it, touches every page so the hot path never faults,
+    /// and writes the header (with `first_seq` still zero: the hot path sets
+    /// it when the segment goes live).
+    pub fn create(
+        dir: &Path,
+        channel: &str,
+        index: u64,
+        capacity: usize,
+        session: &SessionFacts,
+    ) -> io::Result<MappedSegment> {
+        let path = dir.join(format::segment_file_name(index));
+        let file = fsutil::create_new_file(&path)?;
+        let result = (|| {
+            fsutil::allocate(&file, capacity as u64)?;
+            // SAFETY: the file is ours (created O_EXCL, 0600, in a 0700
+            // directory) and sized above; nobody else truncates it while
+            // mapped.
+            let mut map = unsafe { MmapOptions::new().len(capacity).populate().map_mut(&file)? };
+            // MAP_POPULATE prefaults tmpfs pages fully; on a disk file it only
+            // read-faults, so dirty every page once to take the write faults
+            // here rather than on the hot path.
+            for page in map.chunks_mut(4096) {
+                page[0] = 0;
+            }
+            let mut name = [0u8; MAX_CHANNEL_NAME];
+            name[..channel.len()].copy_from_slice(channel.as_bytes());
+            let mut header = SegmentHeader {
+                magic: SEGMENT_MAGIC,
+                version: U16::new(FORMAT_VERSION),
+                header_len: U16::new(SEGMENT_HEADER_LEN as u16),
+                flags: U32::new(0),
+                session_id: session.session_id,
+                channel: name,
+                segment_index: U64::new(index),
+                session_start_unix_ns: U64::new(session.session_start_unix_ns),
+                monotonic_base_ns: U64::new(session.monotonic_base_ns),
+                capacity: U64::new(capacity as u64),
+                first_seq: U64::new(0),
+                reserved: [0; 20],
+                header_crc: U32::new(0),
+            };
+            header.header_crc = U32::new(header.compute_crc());
+            map[..SEGMENT_HEADER_LEN].copy_from_slice(header.as_bytes());
+            Ok(map)
+        })();
+        match result {
+            Ok(map) => Ok(MappedSegment { map, path, index }),
+            Err(e) => {
+                // A failed fallocate can leave a partly allocated file (and a
+                // full filesystem) behind: remove it.
+                drop(file);
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The mapped bytes (for copying a retired segment out).
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// Sets the sequence number of the segment's first record and re-seals
+    /// the header checksum. Called once, when the segment goes live.
+    pub fn set_first_seq(&mut self, seq: u64) {
+        if let Ok(h) = SegmentHeader::mut_from_bytes(&mut self.map[..SEGMENT_HEADER_LEN]) {
+            h.first_seq = U64::new(seq);
+            h.header_crc = U32::new(h.compute_crc());
+        }
+    }
+
+    /// Writes one record at `offset` and publishes it.
+    ///
+    /// Header fields and payload go in first; the commit tag goes in last
+    /// with release ordering, so a concurrent reader that sees the tag (with
+    /// acquire ordering, or after its own checksum check) sees the whole
+    /// record. The caller has checked that the record fits.
+    pub fn write_record(
+        &mut self,
+        offset: usize,
+        kind: RecordKind,
+        dir: u8,
+        ts_ns: u64,
+        seq: u32,
+        payload: &[u8],
+    ) {
+        let tag = format::record_tag(kind, dir);
+        let mut header = RecordHeader {
+            tag: U32::new(tag),
+            len: U32::new(payload.len() as u32),
+            ts_ns: U64::new(ts_ns),
+            seq: U32::new(seq),
+            crc: U32::new(0),
+        };
+        header.crc = U32::new(record_crc(&header, payload));
+        let body = offset + RECORD_HEADER_LEN;
+        // Bytes 4..24 of the header, then the payload. Padding bytes stay the
+        // zeroes the segment was allocated with.
+        self.map[offset + 4..body].copy_from_slice(&header.as_bytes()[4..]);
+        self.map[body..body + payload.len()].copy_from_slice(payload);
+        let word = &mut self.map[offset..offset + 4];
+        // SAFETY: `offset` is a multiple of 8 inside a page-aligned mapping,
+        // so the pointer is valid and 4-byte aligned for the lifetime of the
+        // `&mut` borrow; AtomicU32 has the same layout as u32.
+        let atomic = unsafe { AtomicU32::from_ptr(word.as_mut_ptr().cast::<u32>()) };
+        atomic.store(tag.to_le(), Ordering::Release);
+    }
+}

@@ -1,7 +1,697 @@
-//! (in progress)
-pub struct Spool;
-pub struct SpoolConfig;
-pub struct ChannelCounters;
-pub struct ChannelHandle;
-pub struct SpoolError;
-pub enum StagingChoice {}
+//! [`Spool`]: the writer side, from configuration to clean close.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::background;
+use crate::channel::Channel;
+use crate::format::{self, Direction, FORMAT_VERSION, SEGMENT_HEADER_LEN};
+use crate::fsutil;
+use crate::manifest::{self, ChannelSummary, Manifest, MANIFEST_FILE};
+use crate::reader::SPOOL_DIR;
+use crate::segment::SessionFacts;
+use crate::staging::{self, StagingDir};
+
+/// Most channels one spool holds. SPICE defines a dozen channel types; the
+/// fixed table is what lets the hot path find a channel without a lock.
+pub const MAX_CHANNELS: usize = 64;
+
+/// Smallest segment size accepted.
+pub const MIN_SEGMENT_BYTES: usize = 64 << 10;
+
+/// Largest segment size accepted (the reader's limit too).
+pub const MAX_SEGMENT_BYTES: usize = 1 << 30;
+
+/// Where the hot path's segments are mapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StagingChoice {
+    /// A private directory under `$XDG_RUNTIME_DIR`, else `/dev/shm`; mapped
+    /// in the capture directory directly if neither is memory-backed.
+    Auto,
+    /// Under this root directory (for tests, or a tmpfs of your choosing).
+    Root(PathBuf),
+    /// In the capture directory itself. Stores into pages of a mapped disk
+    /// file can stall the writer while the kernel writes back or throttles
+    /// dirty pages — for over a second on a slow disk — so use this only
+    /// where no memory-backed filesystem exists.
+    CaptureDir,
+}
+
+/// How to set up a [`Spool`].
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// The capture directory: `manifest.json` and `spool/<channel>/` go here.
+    pub capture_dir: PathBuf,
+    /// Where live segments are mapped.
+    pub staging: StagingChoice,
+    /// Size of each segment file (a multiple of 4096, 64 KiB to 1 GiB).
+    /// Records larger than a segment are dropped. Default 4 MiB.
+    pub segment_bytes: usize,
+    /// Segments kept prepared ahead for a busy channel (a quiet one gets
+    /// one). Default 3.
+    pub ready_ahead: usize,
+    /// Most bytes of segments staged in memory at once (live, prepared, and
+    /// waiting to be moved). Past it no segment is prepared and records are
+    /// dropped instead. Default 256 MiB.
+    pub staging_budget: u64,
+    /// Channels to set up at creation, so their first record never waits for
+    /// a segment to be prepared.
+    pub channels: Vec<String>,
+}
+
+impl SpoolConfig {
+    /// Defaults for a capture directory.
+    pub fn new(capture_dir: impl Into<PathBuf>) -> SpoolConfig {
+        SpoolConfig {
+            capture_dir: capture_dir.into(),
+            staging: StagingChoice::Auto,
+            segment_bytes: 4 << 20,
+            ready_ahead: 3,
+            staging_budget: 256 << 20,
+            channels: Vec::new(),
+        }
+    }
+
+    /// Sets [`SpoolConfig::staging`].
+    pub fn staging(mut self, staging: StagingChoice) -> Self {
+        self.staging = staging;
+        self
+    }
+
+    /// Sets [`SpoolConfig::segment_bytes`].
+    pub fn segment_bytes(mut self, bytes: usize) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// Sets [`SpoolConfig::ready_ahead`].
+    pub fn ready_ahead(mut self, n: usize) -> Self {
+        self.ready_ahead = n;
+        self
+    }
+
+    /// Sets [`SpoolConfig::staging_budget`].
+    pub fn staging_budget(mut self, bytes: u64) -> Self {
+        self.staging_budget = bytes;
+        self
+    }
+
+    /// Sets [`SpoolConfig::channels`].
+    pub fn channels<S: AsRef<str>>(mut self, names: &[S]) -> Self {
+        self.channels = names.iter().map(|s| s.as_ref().to_string()).collect();
+        self
+    }
+
+    fn validate(&self) -> Result<(), SpoolError> {
+        let s = self.segment_bytes;
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&s) || s % 4096 != 0 {
+            return Err(SpoolError::Config(format!(
+                "segment_bytes {s}: want a multiple of 4096 from {MIN_SEGMENT_BYTES} to {MAX_SEGMENT_BYTES}"
+            )));
+        }
+        if self.ready_ahead == 0 {
+            return Err(SpoolError::Config("ready_ahead must be at least 1".into()));
+        }
+        if self.staging_budget < s as u64 {
+            return Err(SpoolError::Config(format!(
+                "staging_budget {} is smaller than one segment ({s})",
+                self.staging_budget
+            )));
+        }
+        for c in &self.channels {
+            format::validate_channel_name(c).map_err(|e| SpoolError::Config(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// What went wrong in the spool.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpoolError {
+    /// The configuration is not usable.
+    #[error("spool configuration: {0}")]
+    Config(String),
+    /// Setting up the capture or staging directory failed.
+    #[error("{0}")]
+    Setup(String),
+    /// Errors while running or closing (each names the file involved).
+    #[error("spool errors: {}", .0.join("; "))]
+    Background(Vec<String>),
+}
+
+/// Per-channel counters, readable at any time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ChannelCounters {
+    /// Data records accepted.
+    pub records: u64,
+    /// Payload bytes accepted.
+    pub bytes: u64,
+    /// Records dropped (ryll's `writer_dropped_count`).
+    pub dropped_records: u64,
+    /// Payload bytes dropped.
+    pub dropped_bytes: u64,
+    /// Segments this channel has gone through.
+    pub segments: u64,
+}
+
+/// State shared by the spool, its handles and its background threads.
+pub(crate) struct Shared {
+    pub config: SpoolConfig,
+    pub session: SessionFacts,
+    slots: Box<[OnceLock<Arc<Channel>>]>,
+    register: Mutex<()>,
+    pub staged_bytes: AtomicU64,
+    pub stopping: AtomicBool,
+    pub retirer_stopping: AtomicBool,
+    errors: Mutex<Vec<String>>,
+    /// Records refused because their channel name was invalid or the
+    /// channel table was full.
+    pub rejected: AtomicU64,
+    /// Segments are mapped in the capture directory itself.
+    pub direct: bool,
+    staging_root: PathBuf,
+    capture_spool: PathBuf,
+}
+
+/// Errors kept in memory at most; later ones are counted in the last line.
+const MAX_ERRORS: usize = 100;
+
+impl Shared {
+    /// Registered channels, in registration order.
+    pub fn channels(&self) -> impl Iterator<Item = &Channel> {
+        self.slots.iter().map_while(|s| s.get()).map(|c| &**c)
+    }
+
+    fn find(&self, name: &str) -> Option<&Arc<Channel>> {
+        self.slots
+            .iter()
+            .map_while(|s| s.get())
+            .find(|c| c.name == name)
+    }
+
+    pub fn staging_channel_dir(&self, channel: &str) -> PathBuf {
+        self.staging_root.join(channel)
+    }
+
+    pub fn capture_channel_dir(&self, channel: &str) -> PathBuf {
+        self.capture_spool.join(channel)
+    }
+
+    pub fn record_error(&self, msg: String) {
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errors.len() < MAX_ERRORS {
+            errors.push(msg);
+        }
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// A capture spool: one per session, shared by all channel loops.
+///
+/// `Spool` is `Send + Sync`; share it behind an `Arc` or a reference.
+pub struct Spool {
+    shared: Arc<Shared>,
+    start: Instant,
+    preparer: Thread,
+    retirer: Thread,
+    threads: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
+    staging: Mutex<Option<StagingDir>>,
+    closed: Mutex<Option<Result<(), SpoolError>>>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("capture_dir", &self.shared.config.capture_dir)
+            .field("staging", &self.shared.staging_root)
+            .finish()
+    }
+}
+
+impl Spool {
+    /// Creates the capture directory (`0700`), the staging directory, the
+    /// initial manifest, and starts the background threads.
+    ///
+    /// Fails if the capture directory already holds a session.
+    pub fn create(config: SpoolConfig) -> Result<Spool, SpoolError> {
+        config.validate()?;
+        let setup = |what: &str, p: &Path, e: std::io::Error| {
+            SpoolError::Setup(format!("{what} {}: {e}", p.display()))
+        };
+        let capture = &config.capture_dir;
+        fsutil::create_private_dir(capture, true)
+            .map_err(|e| setup("creating capture directory", capture, e))?;
+        let capture = std::fs::canonicalize(capture)
+            .map_err(|e| setup("resolving capture directory", capture, e))?;
+        let manifest_path = capture.join(MANIFEST_FILE);
+        if std::fs::symlink_metadata(&manifest_path).is_ok() {
+            return Err(SpoolError::Setup(format!(
+                "{}: already holds a capture session (manifest.json exists)",
+                capture.display()
+            )));
+        }
+        let capture_spool = capture.join(SPOOL_DIR);
+        fsutil::create_private_dir(&capture_spool, true)
+            .map_err(|e| setup("creating", &capture_spool, e))?;
+
+        let session_id = random_session_id();
+        let session_hex = manifest::session_id_hex(&session_id);
+        let session = SessionFacts {
+            session_id,
+            session_start_unix_ns: unix_now_ns(),
+            monotonic_base_ns: monotonic_now_ns(),
+        };
+        let start = Instant::now();
+
+        let root = match &config.staging {
+            StagingChoice::Auto => staging::default_root(),
+            StagingChoice::Root(r) => Some(r.clone()),
+            StagingChoice::CaptureDir => None,
+        };
+        let staging = match root {
+            Some(root) => Some(
+                StagingDir::create(&root, &session_hex, &capture)
+                    .map_err(|e| setup("creating staging directory under", &root, e))?,
+            ),
+            None => None,
+        };
+        let direct = staging.is_none();
+        let staging_root = staging
+            .as_ref()
+            .map_or_else(|| capture_spool.clone(), |s| s.path().to_path_buf());
+
+        let max_staged = (config.staging_budget / config.segment_bytes as u64) as usize;
+        let shared = Arc::new(Shared {
+            session,
+            slots: (0..MAX_CHANNELS).map(|_| OnceLock::new()).collect(),
+            register: Mutex::new(()),
+            staged_bytes: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            retirer_stopping: AtomicBool::new(false),
+            errors: Mutex::new(Vec::new()),
+            rejected: AtomicU64::new(0),
+            direct,
+            staging_root: staging_root.clone(),
+            capture_spool,
+            config: SpoolConfig {
+                ready_ahead: config.ready_ahead.min(max_staged.max(1)),
+                ..config
+            },
+        });
+
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            session_id: session_hex,
+            session_start_unix_ns: session.session_start_unix_ns,
+            staging_dir: staging
+                .as_ref()
+                .map(|s| s.path().to_string_lossy().into_owned()),
+            segment_bytes: shared.config.segment_bytes as u64,
+            clean_shutdown: false,
+            closed_unix_ns: None,
+            channels: Default::default(),
+            errors: Vec::new(),
+        };
+        write_manifest(&capture, &manifest)?;
+
+        let spawn = |name: &str, f: fn(&Shared)| {
+            let s = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || f(&s))
+                .map_err(|e| SpoolError::Setup(format!("starting thread {name}: {e}")))
+        };
+        let preparer = spawn("spool-prepare", background::prepare_loop)?;
+        let retirer = spawn("spool-retire", |s| background::retire_loop(s))?;
+        let spool = Spool {
+            preparer: preparer.thread().clone(),
+            retirer: retirer.thread().clone(),
+            threads: Mutex::new(Some((preparer, retirer))),
+            shared,
+            start,
+            staging: Mutex::new(staging),
+            closed: Mutex::new(None),
+        };
+        for name in spool.shared.config.channels.clone() {
+            spool.register(&name)?;
+        }
+        Ok(spool)
+    }
+
+    /// Appends `data` as one record of `channel`, stamped with the time now.
+    /// Returns `false` if it was dropped (counted, and recorded in the spool
+    /// as a gap). Never blocks on the disk or the background threads.
+    ///
+    /// The first record of a channel not named in [`SpoolConfig::channels`]
+    /// sets the channel up, which prepares its first segment synchronously.
+    #[inline]
+    pub fn append(&self, channel: &str, dir: Direction, data: &[u8]) -> bool {
+        self.append_at(channel, dir, self.now_ns(), data)
+    }
+
+    /// [`Spool::append`] with an explicit timestamp (nanoseconds since
+    /// session start), for replaying recorded traffic.
+    pub fn append_at(&self, channel: &str, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
+        let ch = match self.shared.find(channel) {
+            Some(c) => c,
+            None => match self.register(channel) {
+                Ok(c) => c,
+                Err(_) => {
+                    self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+            },
+        };
+        let mut rotated = false;
+        let ok = ch.append(dir, ts_ns, data, &mut rotated);
+        if rotated {
+            self.preparer.unpark();
+            self.retirer.unpark();
+        }
+        ok
+    }
+
+    /// A handle for one channel, for callers that want to skip the name
+    /// lookup on every append.
+    pub fn channel(&self, name: &str) -> Result<ChannelHandle<'_>, SpoolError> {
+        let ch = match self.shared.find(name) {
+            Some(c) => c,
+            None => self.register(name)?,
+        };
+        Ok(ChannelHandle {
+            spool: self,
+            channel: Arc::clone(ch),
+        })
+    }
+
+    fn register(&self, name: &str) -> Result<&Arc<Channel>, SpoolError> {
+        format::validate_channel_name(name).map_err(|e| SpoolError::Config(e.to_string()))?;
+        let _guard = self
+            .shared
+            .register
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = self.shared.find(name) {
+            return Ok(c);
+        }
+        let slot = self
+            .shared
+            .slots
+            .iter()
+            .find(|s| s.get().is_none())
+            .ok_or_else(|| SpoolError::Config(format!("more than {MAX_CHANNELS} channels")))?;
+        let max_staged =
+            (self.shared.config.staging_budget / self.shared.config.segment_bytes as u64) as usize;
+        let ch = Arc::new(Channel::new(
+            name,
+            self.shared.config.segment_bytes,
+            max_staged,
+        ));
+        // The first segment synchronously, so the first record is kept.
+        let _ = background::prepare_one(&self.shared, &ch);
+        let _ = slot.set(ch);
+        self.preparer.unpark();
+        slot.get()
+            .ok_or_else(|| SpoolError::Config("channel table".into()))
+    }
+
+    /// Nanoseconds since the session started (a monotonic clock).
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// Counters of one channel, or `None` if it has not appeared yet.
+    pub fn counters(&self, channel: &str) -> Option<ChannelCounters> {
+        self.shared.find(channel).map(|c| counters_of(c))
+    }
+
+    /// Counters of every channel, in the order they appeared.
+    pub fn all_counters(&self) -> Vec<(String, ChannelCounters)> {
+        self.shared
+            .channels()
+            .map(|c| (c.name.clone(), counters_of(c)))
+            .collect()
+    }
+
+    /// Records refused because of an invalid channel name or a full table.
+    pub fn rejected(&self) -> u64 {
+        self.shared.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Errors from the background threads so far (each names its file).
+    pub fn errors(&self) -> Vec<String> {
+        self.shared.errors()
+    }
+
+    /// The capture directory.
+    pub fn capture_dir(&self) -> &Path {
+        &self.shared.config.capture_dir
+    }
+
+    /// Where live segments are mapped (the capture directory's `spool/` in
+    /// direct mode).
+    pub fn staging_dir(&self) -> &Path {
+        &self.shared.staging_root
+    }
+
+    /// Wall-clock session start, nanoseconds since the Unix epoch.
+    pub fn session_start_unix_ns(&self) -> u64 {
+        self.shared.session.session_start_unix_ns
+    }
+
+    /// Bytes of segments currently staged in memory.
+    pub fn staged_bytes(&self) -> u64 {
+        self.shared.staged_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Closes the spool: seals every channel, moves every staged segment into
+    /// the capture directory, writes the final manifest, and returns once
+    /// all of it is durable. Later appends are dropped. Calling it again
+    /// returns the first call's result.
+    pub fn close(&self) -> Result<(), SpoolError> {
+        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = &*closed {
+            return r.clone();
+        }
+        let result = self.close_inner();
+        *closed = Some(result.clone());
+        result
+    }
+
+    fn close_inner(&self) -> Result<(), SpoolError> {
+        let shared = &self.shared;
+        // Channels without a segment (all taken, or never prepared) need one
+        // for their final seal; make it now, budget permitting.
+        for ch in shared.channels() {
+            if ch.ready.is_empty() {
+                let _ = background::prepare_one(shared, ch);
+            }
+            ch.close();
+        }
+        shared.stopping.store(true, Ordering::Release);
+        self.preparer.unpark();
+        let threads = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let (preparer, retirer) = match threads {
+            Some(t) => (Some(t.0), Some(t.1)),
+            None => (None, None),
+        };
+        if let Some(p) = preparer {
+            if p.join().is_err() {
+                shared.record_error("segment preparer thread panicked".into());
+            }
+        }
+        for ch in shared.channels() {
+            while let Some(seg) = ch.ready.pop() {
+                let path = seg.path().to_path_buf();
+                let size = seg.capacity() as u64;
+                drop(seg);
+                if let Err(e) = std::fs::remove_file(&path) {
+                    shared.record_error(format!("removing unused {}: {e}", path.display()));
+                }
+                shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+            }
+        }
+        shared.retirer_stopping.store(true, Ordering::Release);
+        self.retirer.unpark();
+        if let Some(r) = retirer {
+            if r.join().is_err() {
+                shared.record_error("segment retirer thread panicked".into());
+            }
+        }
+        let everything_moved = shared.staged_bytes.load(Ordering::Acquire) == 0;
+        let staging = self
+            .staging
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(staging) = &staging {
+            if everything_moved {
+                remove_staging(staging.path());
+            }
+        }
+        let capture = std::fs::canonicalize(&shared.config.capture_dir)
+            .unwrap_or_else(|_| shared.config.capture_dir.clone());
+        let mut errors = shared.errors();
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            session_id: manifest::session_id_hex(&shared.session.session_id),
+            session_start_unix_ns: shared.session.session_start_unix_ns,
+            staging_dir: match (&staging, everything_moved) {
+                (Some(s), false) => Some(s.path().to_string_lossy().into_owned()),
+                _ => None,
+            },
+            segment_bytes: shared.config.segment_bytes as u64,
+            clean_shutdown: everything_moved,
+            closed_unix_ns: Some(unix_now_ns()),
+            channels: shared
+                .channels()
+                .map(|c| {
+                    let k = counters_of(c);
+                    (
+                        c.name.clone(),
+                        ChannelSummary {
+                            records: k.records,
+                            bytes: k.bytes,
+                            dropped_records: k.dropped_records,
+                            dropped_bytes: k.dropped_bytes,
+                            segments: k.segments,
+                        },
+                    )
+                })
+                .collect(),
+            errors: errors.clone(),
+        };
+        if let Err(e) = write_manifest(&capture, &manifest) {
+            errors.push(e.to_string());
+        }
+        drop(staging);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(SpoolError::Background(errors))
+        }
+    }
+}
+
+impl Drop for Spool {
+    /// Best effort: the same as [`Spool::close`], errors ignored.
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// A channel of a [`Spool`], looked up once.
+#[derive(Clone)]
+pub struct ChannelHandle<'a> {
+    spool: &'a Spool,
+    channel: Arc<Channel>,
+}
+
+impl ChannelHandle<'_> {
+    /// Same as [`Spool::append`] on this channel.
+    #[inline]
+    pub fn append(&self, dir: Direction, data: &[u8]) -> bool {
+        self.append_at(dir, self.spool.now_ns(), data)
+    }
+
+    /// Same as [`Spool::append_at`] on this channel.
+    pub fn append_at(&self, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
+        let mut rotated = false;
+        let ok = self.channel.append(dir, ts_ns, data, &mut rotated);
+        if rotated {
+            self.spool.preparer.unpark();
+            self.spool.retirer.unpark();
+        }
+        ok
+    }
+
+    /// This channel's counters.
+    pub fn counters(&self) -> ChannelCounters {
+        counters_of(&self.channel)
+    }
+}
+
+fn counters_of(c: &Channel) -> ChannelCounters {
+    let k = &c.counters;
+    ChannelCounters {
+        records: k.records.load(Ordering::Relaxed),
+        bytes: k.bytes.load(Ordering::Relaxed),
+        dropped_records: k.dropped_records.load(Ordering::Relaxed),
+        dropped_bytes: k.dropped_bytes.load(Ordering::Relaxed),
+        segments: k.segments.load(Ordering::Relaxed),
+    }
+}
+
+fn write_manifest(capture: &Path, m: &Manifest) -> Result<(), SpoolError> {
+    let path = capture.join(MANIFEST_FILE);
+    let json = serde_json::to_vec_pretty(m)
+        .map_err(|e| SpoolError::Setup(format!("{}: {e}", path.display())))?;
+    fsutil::write_atomic(&path, &json)
+        .map_err(|e| SpoolError::Setup(format!("writing {}: {e}", path.display())))
+}
+
+/// Removes an emptied staging directory: its (empty) channel directories,
+/// `owner.json`, `lock`, and itself. Anything unexpected is left alone.
+fn remove_staging(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_dir(&p);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(dir.join(staging::OWNER_FILE));
+    let _ = std::fs::remove_file(dir.join(staging::LOCK_FILE));
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn random_session_id() -> [u8; 16] {
+    use std::io::Read;
+    let mut id = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut id))
+        .is_ok();
+    if !ok {
+        // Unique enough to tell sessions apart, which is all the id is for.
+        let t = unix_now_ns() as u128 ^ ((std::process::id() as u128) << 64);
+        id = t.to_le_bytes();
+    }
+    id
+}
+
+fn unix_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn monotonic_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+const _: () = assert!(SEGMENT_HEADER_LEN < MIN_SEGMENT_BYTES);
