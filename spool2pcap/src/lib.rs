@@ -1,1 +1,53 @@
-//! in progress
+//! Converts ryll capture spools into pcap and pcapng files that Wireshark
+//! opens.
+//!
+//! A spool (see the `spool` crate) stores, per SPICE channel, the bytes the
+//! client wrote and read, with timestamps, plus *gap* records where the
+//! writer had to drop traffic. Wireshark wants packets, so every channel
+//! becomes one synthetic TCP connection:
+//!
+//! * client `10.0.0.1` (MAC `02:00:00:00:00:01`) to server `10.0.0.2`
+//!   (MAC `02:00:00:00:00:02`) port 5900;
+//! * the client port identifies the channel ([`ports`] has the table:
+//!   `main` 10001, `display` 10002, `inputs` 10003, `cursor` 10004,
+//!   `playback` 10005, `record` 10006, `tunnel` 10007, `smartcard` 10008,
+//!   `usbredir` 10009, `port` 10010, `webdav` 10011, any other name
+//!   10100 + FNV-1a(name) mod 5000, bumped by one on a collision);
+//! * client sequence numbers start at 1000, server ones at 2000, and advance
+//!   by the bytes sent; each segment ACKs the peer's bytes so far;
+//! * a record longer than 65495 bytes is split into several segments;
+//! * a gap makes the sequence numbers jump by the bytes lost, so Wireshark
+//!   reports "previous segment not captured" right where data is missing.
+//!
+//! Damaged spool regions are skipped by the reader, reported in the
+//! [`ConvertReport`], and conversion goes on with the next valid record.
+//!
+//! The converter knows nothing of SPICE beyond channel names and ports.
+//!
+//! ```no_run
+//! use spool2pcap::{convert, ConvertOptions, Destination};
+//! let opts = ConvertOptions::new(Destination::Dir("/tmp/pcaps".into()));
+//! let report = convert("/tmp/capture".as_ref(), &opts)?;
+//! for d in report.damage() {
+//!     eprintln!("damaged: {d}");
+//! }
+//! # Ok::<(), spool2pcap::ConvertError>(())
+//! ```
+
+pub mod convert;
+pub mod frames;
+pub mod info;
+pub mod merge;
+pub mod output;
+pub mod ports;
+
+#[cfg(test)]
+mod testspool;
+
+pub use convert::{
+    convert, convert_with_progress, ChannelReport, Clock, ConvertError, ConvertOptions,
+    ConvertReport, Destination, Progress, TimeMode,
+};
+pub use frames::TcpStreamBuilder;
+pub use output::{Format, PacketSink};
+pub use ports::PortMap;

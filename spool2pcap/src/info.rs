@@ -1,0 +1,387 @@
+//! Summaries of a capture, like `capinfos`: what each channel holds, what was
+//! dropped, what is damaged, and whether the session ended cleanly.
+//!
+//! Everything is counted by reading every record (checksums included), so
+//! the numbers describe what a conversion would actually get, not what the
+//! manifest claims. Where the manifest of a cleanly closed session disagrees
+//! with what is on disk, that is listed as a mismatch: it is how a segment
+//! deleted from the end of a channel shows up.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use spool::manifest::ChannelSummary;
+use spool::reader::{Capture, Damage, Event, OpenError};
+
+use crate::ports::PortMap;
+
+/// One damaged region, in a form that serializes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DamageInfo {
+    /// The segment file.
+    pub file: PathBuf,
+    /// Byte offset in the file.
+    pub offset: u64,
+    /// Bytes affected.
+    pub len: u64,
+    /// What is wrong, in words.
+    pub kind: String,
+    /// Records known to be lost there.
+    pub records_lost: u64,
+    /// Only the torn last record of a crashed session.
+    pub torn_tail: bool,
+}
+
+impl From<&Damage> for DamageInfo {
+    fn from(d: &Damage) -> DamageInfo {
+        DamageInfo {
+            file: d.file.clone(),
+            offset: d.offset,
+            len: d.len,
+            kind: d.kind.to_string(),
+            records_lost: d.records_lost,
+            torn_tail: d.is_torn_tail(),
+        }
+    }
+}
+
+/// What one channel holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelInfo {
+    /// Channel name.
+    pub name: String,
+    /// Client TCP port a conversion gives it.
+    pub client_port: u16,
+    /// Segment files read.
+    pub segments: u64,
+    /// Bytes of segment files.
+    pub file_bytes: u64,
+    /// Data records.
+    pub records: u64,
+    /// Client→server data records.
+    pub records_c2s: u64,
+    /// Server→client data records.
+    pub records_s2c: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Client→server payload bytes.
+    pub bytes_c2s: u64,
+    /// Server→client payload bytes.
+    pub bytes_s2c: u64,
+    /// First record's time, ns since session start.
+    pub first_ts_ns: Option<u64>,
+    /// Last record's time, ns since session start.
+    pub last_ts_ns: Option<u64>,
+    /// Gap records.
+    pub gaps: u64,
+    /// Records the writer dropped.
+    pub dropped_records: u64,
+    /// Bytes the writer dropped.
+    pub dropped_bytes: u64,
+    /// Damaged regions found.
+    pub damage_count: u64,
+    /// Records known to be lost to damage.
+    pub damaged_records: u64,
+    /// Bytes of damaged regions.
+    pub damaged_bytes: u64,
+    /// The last segment carries a final seal (clean close of the channel).
+    pub closed_cleanly: bool,
+    /// The manifest's counters for this channel, if it has any.
+    pub manifest: Option<ChannelSummary>,
+    /// Every damaged region.
+    pub damage: Vec<DamageInfo>,
+}
+
+/// What a capture directory holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaptureInfo {
+    /// The capture directory.
+    pub capture: PathBuf,
+    /// A `manifest.json` was found and parsed.
+    pub manifest_present: bool,
+    /// Session id (hex), from the manifest or a segment header.
+    pub session_id: Option<String>,
+    /// Wall-clock session start, ns since the Unix epoch.
+    pub session_start_unix_ns: Option<u64>,
+    /// The manifest says the session shut down cleanly (`None`: no manifest).
+    pub clean_shutdown: Option<bool>,
+    /// Wall-clock time of the clean shutdown.
+    pub closed_unix_ns: Option<u64>,
+    /// Some segments are still in the staging directory (live or crashed).
+    pub staged_segments: bool,
+    /// Errors the writer recorded in the manifest.
+    pub writer_errors: Vec<String>,
+    /// Directory entries skipped while listing, and why.
+    pub problems: Vec<String>,
+    /// Disagreements between a clean manifest and the segments on disk.
+    pub mismatches: Vec<String>,
+    /// Channels, by name.
+    pub channels: Vec<ChannelInfo>,
+}
+
+impl CaptureInfo {
+    /// Damaged regions, all channels.
+    pub fn damage_count(&self) -> u64 {
+        self.channels.iter().map(|c| c.damage_count).sum()
+    }
+
+    /// Whether anything is damaged or missing: damage in a segment, or a
+    /// clean manifest that disagrees with the segments.
+    pub fn has_damage(&self) -> bool {
+        self.damage_count() > 0 || !self.mismatches.is_empty()
+    }
+}
+
+/// Reads every channel of `capture` and summarizes it. `on_damage` is called
+/// as each damaged region is found (for streaming reports).
+pub fn scan(
+    capture: &Path,
+    on_damage: &mut dyn FnMut(&str, &Damage),
+) -> Result<CaptureInfo, OpenError> {
+    let cap = Capture::open(capture)?;
+    let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
+    let manifest = cap.manifest();
+    let mut info = CaptureInfo {
+        capture: capture.to_path_buf(),
+        manifest_present: manifest.is_some(),
+        session_id: manifest.map(|m| m.session_id.clone()),
+        session_start_unix_ns: manifest.map(|m| m.session_start_unix_ns),
+        clean_shutdown: manifest.map(|m| m.clean_shutdown),
+        closed_unix_ns: manifest.and_then(|m| m.closed_unix_ns),
+        staged_segments: cap.has_staged_segments(),
+        writer_errors: manifest.map(|m| m.errors.clone()).unwrap_or_default(),
+        problems: cap.problems().to_vec(),
+        mismatches: Vec::new(),
+        channels: Vec::new(),
+    };
+    for files in cap.channels() {
+        let Some(mut reader) = cap.reader(&files.name) else {
+            continue;
+        };
+        if info.session_start_unix_ns.is_none() || info.session_id.is_none() {
+            if let Some(s) = reader.peek_session() {
+                info.session_start_unix_ns
+                    .get_or_insert(s.session_start_unix_ns);
+                info.session_id
+                    .get_or_insert_with(|| spool::manifest::session_id_hex(&s.session_id));
+            }
+        }
+        let (mut rc2s, mut rs2c, mut bc2s, mut bs2c) = (0u64, 0u64, 0u64, 0u64);
+        while let Some(event) = reader.next_event() {
+            match event {
+                Event::Data(d) => {
+                    let n = d.payload.len() as u64;
+                    match d.direction {
+                        spool::Direction::ClientToServer => {
+                            rc2s += 1;
+                            bc2s += n;
+                        }
+                        spool::Direction::ServerToClient => {
+                            rs2c += 1;
+                            bs2c += n;
+                        }
+                    }
+                }
+                Event::Gap(_) => {}
+                Event::Damage(d) => on_damage(&files.name, &d),
+            }
+        }
+        let st = reader.stats();
+        // Records lost are attributed to the damage entry before them, and
+        // may be updated after it was reported; read the final list.
+        let damage: Vec<DamageInfo> = reader.damage().iter().map(DamageInfo::from).collect();
+        let summary = manifest.and_then(|m| m.channels.get(&files.name)).copied();
+        if let (Some(m), Some(true)) = (summary, info.clean_shutdown) {
+            if m.records != st.records || m.bytes != st.bytes {
+                info.mismatches.push(format!(
+                    "{}: manifest says {} records / {} bytes, segments hold {} / {}",
+                    files.name, m.records, m.bytes, st.records, st.bytes
+                ));
+            }
+        }
+        info.channels.push(ChannelInfo {
+            name: files.name.clone(),
+            client_port: ports.port(&files.name),
+            segments: st.segments,
+            file_bytes: st.file_bytes,
+            records: st.records,
+            records_c2s: rc2s,
+            records_s2c: rs2c,
+            bytes: st.bytes,
+            bytes_c2s: bc2s,
+            bytes_s2c: bs2c,
+            first_ts_ns: st.first_ts_ns,
+            last_ts_ns: st.last_ts_ns,
+            gaps: st.gaps,
+            dropped_records: st.dropped_records,
+            dropped_bytes: st.dropped_bytes,
+            damage_count: damage.len() as u64,
+            damaged_records: damage.iter().map(|d| d.records_lost).sum(),
+            damaged_bytes: damage.iter().map(|d| d.len).sum(),
+            closed_cleanly: st.closed_cleanly,
+            manifest: summary,
+            damage,
+        });
+    }
+    if let (Some(m), Some(true)) = (manifest, info.clean_shutdown) {
+        for name in m.channels.keys() {
+            if !cap.channels().iter().any(|c| &c.name == name) {
+                info.mismatches.push(format!(
+                    "{}: in the manifest but no segments on disk",
+                    name.escape_debug()
+                ));
+            }
+        }
+    }
+    Ok(info)
+}
+
+/// Formats ns since the Unix epoch as UTC, `YYYY-MM-DD hh:mm:ss.nnnnnnnnn`.
+pub fn format_unix_ns(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:09} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// algorithm), to avoid a date crate for one line of output.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Formats a duration in ns as seconds with millisecond precision.
+pub fn format_secs(ns: u64) -> String {
+    format!(
+        "{}.{:03} s",
+        ns / 1_000_000_000,
+        ns % 1_000_000_000 / 1_000_000
+    )
+}
+
+/// Writes `info` as text, one block per channel, in the manner of capinfos.
+pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let yn = |b: bool| if b { "yes" } else { "no" };
+    writeln!(out, "Capture directory:   {}", info.capture.display())?;
+    writeln!(
+        out,
+        "Session id:          {}",
+        info.session_id.as_deref().unwrap_or("unknown")
+    )?;
+    match info.session_start_unix_ns {
+        Some(ns) => writeln!(out, "Session start:       {}", format_unix_ns(ns))?,
+        None => writeln!(out, "Session start:       unknown")?,
+    }
+    let clean = match info.clean_shutdown {
+        Some(b) => yn(b),
+        None => "unknown (no manifest)",
+    };
+    writeln!(out, "Clean shutdown:      {clean}")?;
+    if let Some(ns) = info.closed_unix_ns {
+        writeln!(out, "Closed at:           {}", format_unix_ns(ns))?;
+    }
+    if info.staged_segments {
+        writeln!(out, "Staged segments:     yes (session live or crashed)")?;
+    }
+    writeln!(out, "Channels:            {}", info.channels.len())?;
+    for c in &info.channels {
+        writeln!(out)?;
+        writeln!(out, "Channel {} (client port {})", c.name, c.client_port)?;
+        writeln!(
+            out,
+            "  Segments:          {} ({} bytes)",
+            c.segments, c.file_bytes
+        )?;
+        writeln!(
+            out,
+            "  Records:           {} ({} c2s, {} s2c)",
+            c.records, c.records_c2s, c.records_s2c
+        )?;
+        writeln!(
+            out,
+            "  Data bytes:        {} ({} c2s, {} s2c)",
+            c.bytes, c.bytes_c2s, c.bytes_s2c
+        )?;
+        if let (Some(first), Some(last)) = (c.first_ts_ns, c.last_ts_ns) {
+            writeln!(
+                out,
+                "  Time span:         +{} .. +{} ({})",
+                format_secs(first),
+                format_secs(last),
+                format_secs(last.saturating_sub(first))
+            )?;
+        }
+        writeln!(
+            out,
+            "  Dropped:           {} records, {} bytes ({} gaps)",
+            c.dropped_records, c.dropped_bytes, c.gaps
+        )?;
+        writeln!(
+            out,
+            "  Damage:            {} regions, {} records lost, {} bytes",
+            c.damage_count, c.damaged_records, c.damaged_bytes
+        )?;
+        writeln!(out, "  Closed cleanly:    {}", yn(c.closed_cleanly))?;
+        if let Some(m) = &c.manifest {
+            writeln!(
+                out,
+                "  Manifest:          {} records, {} bytes, {} dropped records, {} segments",
+                m.records, m.bytes, m.dropped_records, m.segments
+            )?;
+        }
+        for d in &c.damage {
+            writeln!(
+                out,
+                "  damage: {}: offset {}: {}",
+                d.file.display(),
+                d.offset,
+                d.kind
+            )?;
+        }
+    }
+    for p in &info.problems {
+        writeln!(out, "warning: {p}")?;
+    }
+    for m in &info.mismatches {
+        writeln!(out, "mismatch: {m}")?;
+    }
+    for e in &info.writer_errors {
+        writeln!(out, "writer error: {e}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(format_unix_ns(0), "1970-01-01 00:00:00.000000000 UTC");
+        assert_eq!(
+            format_unix_ns(1_700_000_000_123_456_789),
+            "2023-11-14 22:13:20.123456789 UTC"
+        );
+        assert_eq!(
+            format_unix_ns(951_782_400_000_000_000),
+            "2000-02-29 00:00:00.000000000 UTC"
+        );
+        format_unix_ns(u64::MAX);
+    }
+}

@@ -1,0 +1,297 @@
+//! `spool2pcap`: convert, summarize and check ryll capture spools.
+//!
+//! Errors are reported as one line naming the file and the problem, and the
+//! exit code tells success (0), success with damage skipped (1), usage
+//! errors (2) and unreadable input or failed output (3) apart, so scripts and
+//! `ryll` itself can react without parsing text.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use spool2pcap::convert::{ConvertError, ConvertReport, Destination};
+use spool2pcap::info::{scan, write_text};
+use spool2pcap::{ConvertOptions, Format, Progress, TimeMode};
+
+const EXIT_DAMAGE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_FAILURE: u8 = 3;
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0  success
+  1  success, but damaged spool data was found and skipped (see the report)
+  2  usage error
+  3  the capture could not be read, or the output could not be written
+
+Each channel becomes a TCP connection from 10.0.0.1:<port> to 10.0.0.2:5900.
+Client ports: main 10001, display 10002, inputs 10003, cursor 10004,
+playback 10005, record 10006, tunnel 10007, smartcard 10008, usbredir 10009,
+port 10010, webdav 10011, other channels 10100-15099 (hash of the name).
+
+Examples:
+  spool2pcap convert ./capture -o ./pcaps
+  spool2pcap convert ./capture -w all.pcapng --format pcapng
+  spool2pcap convert ./capture --channel display -w - | wireshark -k -i -
+  spool2pcap info ./capture --json
+  spool2pcap verify ./capture";
+
+/// Convert ryll capture spools to pcap/pcapng for Wireshark.
+#[derive(Parser, Debug)]
+#[command(name = "spool2pcap", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write pcap/pcapng files from a capture directory.
+    #[command(after_help = AFTER_HELP)]
+    Convert(ConvertArgs),
+    /// Summarize a capture directory (records, bytes, time span, drops,
+    /// damage, clean shutdown), like capinfos.
+    #[command(after_help = AFTER_HELP)]
+    Info {
+        /// Capture directory (the one holding manifest.json and spool/).
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read every record, print each damaged region, exit 1 if any.
+    #[command(after_help = AFTER_HELP)]
+    Verify {
+        /// Capture directory.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("out").required(true).args(["outdir", "write"])))]
+struct ConvertArgs {
+    /// Capture directory (the one holding manifest.json and spool/).
+    dir: PathBuf,
+    /// Write one file per channel, <channel>.pcap(ng), into OUTDIR
+    /// (created with mode 0700 if missing).
+    #[arg(short = 'o', long = "outdir", value_name = "OUTDIR")]
+    outdir: Option<PathBuf>,
+    /// Write all selected channels, merged in time order, into FILE;
+    /// "-" writes to standard output.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// Convert only this channel (repeatable). Default: all channels.
+    #[arg(long = "channel", value_name = "NAME", value_parser = parse_channel)]
+    channels: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Pcap)]
+    format: Format,
+    /// Timestamps: wall clock (session start + offset) or from session start.
+    #[arg(long, value_enum, default_value_t = TimeMode::Absolute)]
+    time: TimeMode,
+    /// Overwrite existing output files.
+    #[arg(long)]
+    force: bool,
+}
+
+fn parse_channel(s: &str) -> Result<String, String> {
+    spool::format::validate_channel_name(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Convert(args) => run_convert(args),
+        Command::Info { dir, json } => run_info(dir, json),
+        Command::Verify { dir } => run_verify(dir),
+    }
+}
+
+fn run_convert(args: ConvertArgs) -> ExitCode {
+    let destination = match (args.outdir, args.write) {
+        (Some(dir), _) => Destination::Dir(dir),
+        (None, Some(file)) if file.as_os_str() == "-" => Destination::Stdout,
+        (None, Some(file)) => Destination::File(file),
+        // clap's required group makes this unreachable; answer it anyway.
+        (None, None) => {
+            eprintln!("spool2pcap: one of -o OUTDIR or -w FILE is required");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let opts = ConvertOptions {
+        destination,
+        channels: args.channels,
+        format: args.format,
+        time: args.time,
+        force: args.force,
+    };
+    let bar = progress_bar();
+    let result = spool2pcap::convert_with_progress(&args.dir, &opts, &mut |p: Progress| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.total.max(p.done));
+            bar.set_position(p.done);
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(report) => {
+            print_report(&report);
+            if report.has_damage() {
+                ExitCode::from(EXIT_DAMAGE)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("spool2pcap: {e}");
+            ExitCode::from(exit_code_of(&e))
+        }
+    }
+}
+
+fn exit_code_of(e: &ConvertError) -> u8 {
+    if e.is_usage() {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+/// A progress bar on stderr when it is a terminal; nothing otherwise, so
+/// logs and pipes get no control characters.
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// The summary after a conversion, on stderr (stdout may be the capture).
+fn print_report(report: &ConvertReport) {
+    let mut err = std::io::stderr().lock();
+    for p in &report.problems {
+        let _ = writeln!(err, "spool2pcap: warning: {p}");
+    }
+    if report.channels.is_empty() {
+        let _ = writeln!(err, "spool2pcap: warning: no channels to convert");
+    }
+    for c in &report.channels {
+        let out = c
+            .output
+            .as_ref()
+            .map_or_else(|| "<stdout>".to_string(), |p| p.display().to_string());
+        let _ = write!(
+            err,
+            "{}: {} records, {} bytes -> {} frames (port {}) in {}",
+            c.channel, c.records, c.bytes, c.frames, c.client_port, out
+        );
+        if c.gaps > 0 {
+            let _ = write!(
+                err,
+                "; {} gaps, {} records / {} bytes dropped by the writer",
+                c.gaps, c.dropped_records, c.dropped_bytes
+            );
+        }
+        if !c.damage.is_empty() {
+            let _ = write!(err, "; {} damaged regions skipped", c.damage.len());
+        }
+        if !c.closed_cleanly {
+            let _ = write!(err, "; not closed cleanly");
+        }
+        let _ = writeln!(err);
+    }
+    for d in report.damage() {
+        let _ = writeln!(err, "spool2pcap: damage: {d}");
+    }
+}
+
+fn run_info(dir: PathBuf, json: bool) -> ExitCode {
+    let info = match scan(&dir, &mut |_, _| {}) {
+        Ok(info) => info,
+        Err(e) => {
+            eprintln!("spool2pcap: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, &info)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_text(&info, &mut out)
+    };
+    if let Err(e) = written.and_then(|()| out.flush()) {
+        eprintln!("spool2pcap: <stdout>: {e}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    if info.has_damage() {
+        ExitCode::from(EXIT_DAMAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run_verify(dir: PathBuf) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let result = scan(&dir, &mut |channel, d| {
+        let _ = writeln!(
+            out,
+            "{channel}: {}: offset {}: {}",
+            d.file.display(),
+            d.offset,
+            d.kind
+        );
+    });
+    let info = match result {
+        Ok(info) => info,
+        Err(e) => {
+            eprintln!("spool2pcap: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    for p in &info.problems {
+        let _ = writeln!(out, "warning: {p}");
+    }
+    for m in &info.mismatches {
+        let _ = writeln!(out, "mismatch: {m}");
+    }
+    let records: u64 = info.channels.iter().map(|c| c.records).sum();
+    let verdict = if info.has_damage() { "DAMAGED" } else { "OK" };
+    let _ = writeln!(
+        out,
+        "{verdict}: {} channels, {} records, {} damaged regions, {} mismatches",
+        info.channels.len(),
+        records,
+        info.damage_count(),
+        info.mismatches.len()
+    );
+    let _ = out.flush();
+    if info.has_damage() {
+        ExitCode::from(EXIT_DAMAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

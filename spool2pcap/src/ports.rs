@@ -1,0 +1,206 @@
+//! Which client TCP port each channel gets in the synthetic capture.
+//!
+//! A spool records bytes per channel, not sockets, so the converter invents a
+//! TCP connection per channel: client `10.0.0.1:<port>` to server
+//! `10.0.0.2:5900`. Wireshark tells conversations apart by port, so every
+//! channel of one conversion must get a port of its own, and the same channel
+//! should get the same port every time so that filters (`tcp.port == 10002`)
+//! keep working from one capture to the next.
+//!
+//! | channel    | client port | why                                   |
+//! |------------|-------------|---------------------------------------|
+//! | main       | 10001       | SPICE channel type 1                  |
+//! | display    | 10002       | SPICE channel type 2                  |
+//! | inputs     | 10003       | SPICE channel type 3                  |
+//! | cursor     | 10004       | SPICE channel type 4                  |
+//! | playback   | 10005       | SPICE channel type 5                  |
+//! | record     | 10006       | SPICE channel type 6                  |
+//! | tunnel     | 10007       | SPICE channel type 7                  |
+//! | smartcard  | 10008       | SPICE channel type 8                  |
+//! | usbredir   | 10009       | SPICE channel type 9                  |
+//! | port       | 10010       | SPICE channel type 10                 |
+//! | webdav     | 10011       | SPICE channel type 11                 |
+//! | any other  | 10100–15099 | 10100 + FNV-1a-32(name) mod 5000      |
+//!
+//! The first rows match the ports ryll's own live capture has always used
+//! (10000 + the SPICE channel type), so old and new captures line up. Other
+//! names are hashed into a range that cannot meet the known ports; if two
+//! names of one capture hash to the same port, the one that sorts later moves
+//! up by one (wrapping inside the range) until it is free.
+
+use std::collections::BTreeSet;
+
+/// The server side of every synthetic connection (SPICE's usual port).
+pub const SERVER_PORT: u16 = 5900;
+
+/// First port of the range for channels without a SPICE channel type.
+pub const HASHED_PORT_BASE: u16 = 10100;
+
+/// Size of the range for channels without a SPICE channel type.
+pub const HASHED_PORT_RANGE: u16 = 5000;
+
+/// SPICE channel types by name (from spice-protocol's `SPICE_CHANNEL_*`).
+const SPICE_CHANNEL_TYPES: &[(&str, u16)] = &[
+    ("main", 1),
+    ("display", 2),
+    ("inputs", 3),
+    ("cursor", 4),
+    ("playback", 5),
+    ("record", 6),
+    ("tunnel", 7),
+    ("smartcard", 8),
+    ("usbredir", 9),
+    ("port", 10),
+    ("webdav", 11),
+];
+
+/// The fixed client port of a channel with a SPICE channel type, or `None`.
+pub fn known_port(channel: &str) -> Option<u16> {
+    SPICE_CHANNEL_TYPES
+        .iter()
+        .find(|(name, _)| *name == channel)
+        .map(|(_, ty)| 10000 + ty)
+}
+
+/// The preferred port of a channel without a SPICE channel type: a stable
+/// hash of the name, so it does not depend on the Rust version or the run.
+pub fn hashed_port(channel: &str) -> u16 {
+    HASHED_PORT_BASE + (fnv1a32(channel.as_bytes()) % u32::from(HASHED_PORT_RANGE)) as u16
+}
+
+/// The preferred port of any channel, before collisions are resolved.
+pub fn preferred_port(channel: &str) -> u16 {
+    known_port(channel).unwrap_or_else(|| hashed_port(channel))
+}
+
+/// 32-bit FNV-1a: tiny, fixed for all time, and good enough to spread names.
+fn fnv1a32(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in bytes {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// Client ports for a set of channels, distinct from each other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortMap {
+    entries: Vec<(String, u16)>,
+}
+
+impl PortMap {
+    /// Assigns a port to every name (duplicates are ignored). Known channels
+    /// get their fixed ports; the others are placed in name order, so the
+    /// result depends only on the set of names, not on their order.
+    pub fn new<'a, I: IntoIterator<Item = &'a str>>(channels: I) -> PortMap {
+        let names: BTreeSet<&str> = channels.into_iter().collect();
+        let mut used = BTreeSet::new();
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names.iter().filter(|n| known_port(n).is_some()) {
+            let port = preferred_port(name);
+            used.insert(port);
+            entries.push((name.to_string(), port));
+        }
+        for name in names.iter().filter(|n| known_port(n).is_none()) {
+            let mut offset = hashed_port(name) - HASHED_PORT_BASE;
+            // At most HASHED_PORT_RANGE probes; a capture has far fewer
+            // channels than that, and past it we accept a shared port rather
+            // than loop forever.
+            for _ in 0..HASHED_PORT_RANGE {
+                if !used.contains(&(HASHED_PORT_BASE + offset)) {
+                    break;
+                }
+                offset = (offset + 1) % HASHED_PORT_RANGE;
+            }
+            let port = HASHED_PORT_BASE + offset;
+            used.insert(port);
+            entries.push((name.to_string(), port));
+        }
+        entries.sort();
+        PortMap { entries }
+    }
+
+    /// The port of `channel`, or its preferred port if it was not in the set.
+    pub fn port(&self, channel: &str) -> u16 {
+        self.entries
+            .iter()
+            .find(|(n, _)| n == channel)
+            .map_or_else(|| preferred_port(channel), |(_, p)| *p)
+    }
+
+    /// `(channel, port)` pairs, sorted by channel name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u16)> {
+        self.entries.iter().map(|(n, p)| (n.as_str(), *p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_channels_use_spice_channel_types() {
+        let expect = [
+            ("main", 10001),
+            ("display", 10002),
+            ("inputs", 10003),
+            ("cursor", 10004),
+            ("playback", 10005),
+            ("record", 10006),
+            ("tunnel", 10007),
+            ("smartcard", 10008),
+            ("usbredir", 10009),
+            ("port", 10010),
+            ("webdav", 10011),
+        ];
+        for (name, port) in expect {
+            assert_eq!(known_port(name), Some(port), "{name}");
+            assert_eq!(PortMap::new([name]).port(name), port);
+        }
+    }
+
+    #[test]
+    fn unknown_channels_hash_into_their_range_stably() {
+        let p = hashed_port("vendor_x");
+        assert!((HASHED_PORT_BASE..HASHED_PORT_BASE + HASHED_PORT_RANGE).contains(&p));
+        // FNV-1a-32 of "a" is 0xe40c292c; pinned so the table never drifts.
+        assert_eq!(
+            hashed_port("a"),
+            HASHED_PORT_BASE + (0xe40c_292cu32 % 5000) as u16
+        );
+        assert_eq!(known_port("vendor_x"), None);
+    }
+
+    #[test]
+    fn collisions_are_bumped_and_order_independent() {
+        // Find two names that hash to the same port.
+        let mut seen = std::collections::HashMap::new();
+        let mut pair = None;
+        for i in 0..100_000u32 {
+            let n = format!("c{i}");
+            if let Some(prev) = seen.insert(hashed_port(&n), n.clone()) {
+                pair = Some((prev, n));
+                break;
+            }
+        }
+        let (a, b) = pair.expect("a collision among 100000 names in 5000 ports");
+        let m1 = PortMap::new([a.as_str(), b.as_str(), "main"]);
+        let m2 = PortMap::new(["main", b.as_str(), a.as_str()]);
+        assert_eq!(m1, m2);
+        assert_ne!(m1.port(&a), m1.port(&b));
+        let (first, second) = if a < b { (&a, &b) } else { (&b, &a) };
+        assert_eq!(m1.port(first), hashed_port(first));
+        let expect =
+            HASHED_PORT_BASE + (hashed_port(second) - HASHED_PORT_BASE + 1) % HASHED_PORT_RANGE;
+        assert_eq!(m1.port(second), expect);
+    }
+
+    #[test]
+    fn many_channels_all_distinct() {
+        let names: Vec<String> = (0..3000).map(|i| format!("ch{i}")).collect();
+        let m = PortMap::new(names.iter().map(String::as_str));
+        let ports: BTreeSet<u16> = m.iter().map(|(_, p)| p).collect();
+        assert_eq!(ports.len(), names.len());
+    }
+}
