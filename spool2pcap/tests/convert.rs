@@ -1,0 +1,506 @@
+//! Conversions of hand-built spools, read back with pcap-file and etherparse.
+
+#[path = "../src/testspool.rs"]
+mod testspool;
+
+use std::path::Path;
+use std::time::Duration;
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::{Block, PcapNgReader};
+use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
+use spool2pcap::convert::{convert, ConvertError, ConvertOptions, Destination, TimeMode};
+use spool2pcap::frames::{CLIENT_ISN, MAX_SEGMENT_PAYLOAD, SERVER_ISN};
+use spool2pcap::Format;
+use testspool::{simple_channel, write_segment, Seg, SESSION_START};
+
+/// One frame, parsed.
+#[derive(Debug)]
+struct Pkt {
+    ts: Duration,
+    iface: u32,
+    src_port: u16,
+    dst_port: u16,
+    seq: u32,
+    ack: u32,
+    payload: Vec<u8>,
+}
+
+fn parse_frame(ts: Duration, iface: u32, data: &[u8]) -> Pkt {
+    let p = SlicedPacket::from_ethernet(data).expect("valid frame");
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not ipv4")
+    };
+    let iph = ip.header().to_header();
+    assert_eq!(iph.header_checksum, iph.calc_header_checksum());
+    let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
+        panic!("not tcp")
+    };
+    let th = tcp.to_header();
+    assert_eq!(
+        th.checksum,
+        th.calc_checksum_ipv4(&iph, tcp.payload()).unwrap()
+    );
+    Pkt {
+        ts,
+        iface,
+        src_port: th.source_port,
+        dst_port: th.destination_port,
+        seq: th.sequence_number,
+        ack: th.acknowledgment_number,
+        payload: tcp.payload().to_vec(),
+    }
+}
+
+fn read_pcap(path: &Path) -> Vec<Pkt> {
+    let bytes = std::fs::read(path).unwrap();
+    read_pcap_bytes(&bytes)
+}
+
+fn read_pcap_bytes(bytes: &[u8]) -> Vec<Pkt> {
+    let mut r = PcapReader::new(bytes).unwrap();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        assert_eq!(p.orig_len as usize, p.data.len());
+        out.push(parse_frame(p.timestamp, 0, &p.data));
+    }
+    out
+}
+
+fn read_pcapng(path: &Path) -> (Vec<String>, Vec<Pkt>) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut r = PcapNgReader::new(&bytes[..]).unwrap();
+    let mut names = Vec::new();
+    let mut out = Vec::new();
+    while let Some(b) = r.next_block() {
+        match b.unwrap() {
+            Block::InterfaceDescription(idb) => {
+                for o in idb.options {
+                    if let pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfName(n) = o {
+                        names.push(n.into_owned());
+                    }
+                }
+            }
+            Block::EnhancedPacket(e) => out.push(parse_frame(e.timestamp, e.interface_id, &e.data)),
+            _ => {}
+        }
+    }
+    (names, out)
+}
+
+fn opts(dest: Destination) -> ConvertOptions {
+    ConvertOptions::new(dest)
+}
+
+#[test]
+fn one_pcap_per_channel_with_ports_seq_and_absolute_time() {
+    let cap = tempfile::tempdir().unwrap();
+    simple_channel(
+        cap.path(),
+        "display",
+        &[
+            (C2S, 1_000, b"hello"),
+            (S2C, 2_000, b"world!!"),
+            (C2S, 3_000, b"x"),
+        ],
+    );
+    simple_channel(cap.path(), "main", &[(S2C, 1_500, b"main-data")]);
+    let out = tempfile::tempdir().unwrap();
+    let outdir = out.path().join("pcaps");
+    let report = convert(cap.path(), &opts(Destination::Dir(outdir.clone()))).unwrap();
+    assert!(!report.has_damage());
+    assert_eq!(report.channels.len(), 2);
+    assert_eq!(report.session_start_unix_ns, Some(SESSION_START));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&outdir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    let mode = std::fs::metadata(outdir.join("display.pcap"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let d = read_pcap(&outdir.join("display.pcap"));
+    assert_eq!(d.len(), 3);
+    assert_eq!((d[0].src_port, d[0].dst_port), (10002, 5900));
+    assert_eq!((d[0].seq, d[0].ack), (CLIENT_ISN, SERVER_ISN));
+    assert_eq!(d[0].payload, b"hello");
+    assert_eq!(d[0].ts, Duration::from_nanos(SESSION_START + 1_000));
+    assert_eq!((d[1].src_port, d[1].dst_port), (5900, 10002));
+    assert_eq!((d[1].seq, d[1].ack), (SERVER_ISN, CLIENT_ISN + 5));
+    assert_eq!((d[2].seq, d[2].ack), (CLIENT_ISN + 5, SERVER_ISN + 7));
+    let m = read_pcap(&outdir.join("main.pcap"));
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].src_port, 5900);
+    assert_eq!(m[0].dst_port, 10001);
+}
+
+#[test]
+fn relative_time_starts_from_session_start() {
+    let cap = tempfile::tempdir().unwrap();
+    simple_channel(cap.path(), "inputs", &[(C2S, 123_456_789, b"k")]);
+    let out = tempfile::tempdir().unwrap();
+    let mut o = opts(Destination::Dir(out.path().to_path_buf()));
+    o.time = TimeMode::Relative;
+    convert(cap.path(), &o).unwrap();
+    let p = read_pcap(&out.path().join("inputs.pcap"));
+    assert_eq!(p[0].ts, Duration::from_nanos(123_456_789));
+    assert_eq!(p[0].src_port, 10003);
+}
+
+#[test]
+fn gaps_make_sequence_numbers_jump() {
+    let cap = tempfile::tempdir().unwrap();
+    let mut s = Seg::new("cursor", 0, 0);
+    s.data(C2S, 10, b"abcd");
+    s.data(S2C, 20, b"0123456789");
+    s.gap(30, 100, 5000);
+    s.data(S2C, 40, b"after");
+    s.data(C2S, 50, b"c");
+    s.seal(true);
+    write_segment(cap.path(), "cursor", 0, &s.finish(0));
+    let out = tempfile::tempdir().unwrap();
+    let report = convert(cap.path(), &opts(Destination::Dir(out.path().into()))).unwrap();
+    assert_eq!(report.channels[0].gaps, 1);
+    assert_eq!(report.channels[0].dropped_bytes, 5100);
+    let p = read_pcap(&out.path().join("cursor.pcap"));
+    assert_eq!(p.len(), 4);
+    assert_eq!(p[2].seq, SERVER_ISN + 10 + 5000);
+    assert_eq!(p[2].ack, CLIENT_ISN + 4 + 100);
+    assert_eq!(p[3].seq, CLIENT_ISN + 4 + 100);
+    assert_eq!(p[3].ack, SERVER_ISN + 10 + 5000 + 5);
+}
+
+#[test]
+fn large_records_are_split() {
+    let cap = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..150_000u32).map(|i| (i % 253) as u8).collect();
+    simple_channel(cap.path(), "display", &[(S2C, 5, &big), (C2S, 6, b"ack")]);
+    let out = tempfile::tempdir().unwrap();
+    let report = convert(cap.path(), &opts(Destination::Dir(out.path().into()))).unwrap();
+    assert_eq!(report.channels[0].frames, 4);
+    let p = read_pcap(&out.path().join("display.pcap"));
+    assert_eq!(p.len(), 4);
+    assert_eq!(p[0].payload.len(), MAX_SEGMENT_PAYLOAD);
+    assert_eq!(p[1].seq, SERVER_ISN + MAX_SEGMENT_PAYLOAD as u32);
+    let joined: Vec<u8> = p[..3].iter().flat_map(|x| x.payload.clone()).collect();
+    assert_eq!(joined, big);
+    assert!(p[..3].iter().all(|x| x.ts == p[0].ts));
+    assert_eq!(p[3].ack, SERVER_ISN + big.len() as u32);
+}
+
+#[test]
+fn merged_pcap_is_in_time_order() {
+    let cap = tempfile::tempdir().unwrap();
+    simple_channel(
+        cap.path(),
+        "main",
+        &[(C2S, 10, b"m1"), (S2C, 40, b"m2"), (C2S, 40, b"m3")],
+    );
+    simple_channel(
+        cap.path(),
+        "display",
+        &[(S2C, 20, b"d1"), (S2C, 30, b"d2"), (S2C, 50, b"d3")],
+    );
+    simple_channel(cap.path(), "zzz", &[]);
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("all.pcap");
+    let report = convert(cap.path(), &opts(Destination::File(file.clone()))).unwrap();
+    assert_eq!(report.frames(), 6);
+    let p = read_pcap(&file);
+    let got: Vec<&[u8]> = p.iter().map(|x| &x.payload[..]).collect();
+    // Ties (40) go to the channel first in name order: display < main.
+    assert_eq!(got, [&b"m1"[..], b"d1", b"d2", b"m2", b"m3", b"d3"]);
+    assert!(p.windows(2).all(|w| w[0].ts <= w[1].ts));
+    // Each channel keeps its own port and its own sequence numbers.
+    assert_eq!(p[3].src_port, 5900);
+    assert_eq!(p[3].dst_port, 10001);
+    assert_eq!((p[4].seq, p[4].ack), (CLIENT_ISN + 2, SERVER_ISN + 2));
+    assert_eq!(p[2].dst_port, 10002);
+    assert_eq!(p[2].seq, SERVER_ISN + 2);
+}
+
+#[test]
+fn merged_pcapng_has_an_interface_per_channel() {
+    let cap = tempfile::tempdir().unwrap();
+    simple_channel(cap.path(), "main", &[(C2S, 10, b"m1")]);
+    simple_channel(cap.path(), "display", &[(S2C, 5, b"d1")]);
+    simple_channel(cap.path(), "vendor_x", &[(S2C, 7, b"v1")]);
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("all.pcapng");
+    let mut o = opts(Destination::File(file.clone()));
+    o.format = Format::Pcapng;
+    convert(cap.path(), &o).unwrap();
+    let (names, p) = read_pcapng(&file);
+    assert_eq!(names, ["display", "main", "vendor_x"]);
+    let ifaces: Vec<u32> = p.iter().map(|x| x.iface).collect();
+    assert_eq!(ifaces, [0, 2, 1]);
+    assert_eq!(p[0].ts, Duration::from_nanos(SESSION_START + 5));
+    let vport = spool2pcap::ports::hashed_port("vendor_x");
+    assert_eq!(p[1].dst_port, vport);
+}
+
+#[test]
+fn pcapng_per_channel_and_channel_selection() {
+    let cap = tempfile::tempdir().unwrap();
+    simple_channel(cap.path(), "main", &[(C2S, 10, b"m1")]);
+    simple_channel(cap.path(), "display", &[(S2C, 5, b"d1")]);
+    let out = tempfile::tempdir().unwrap();
+    let mut o = opts(Destination::Dir(out.path().into()));
+    o.format = Format::Pcapng;
+    o.channels = vec!["main".into()];
+    let report = convert(cap.path(), &o).unwrap();
+    assert_eq!(report.channels.len(), 1);
+    let (names, p) = read_pcapng(&out.path().join("main.pcapng"));
+    assert_eq!(names, ["main"]);
+    assert_eq!(p.len(), 1);
+    assert!(!out.path().join("display.pcapng").exists());
+
+    o.channels = vec!["nope".into()];
+    let err = convert(cap.path(), &o).unwrap_err();
+    assert!(matches!(err, ConvertError::NoSuchChannel { .. }), "{err}");
+    assert!(err.is_usage());
+    assert!(err.to_string().contains("display, main"), "{err}");
+}
+
+#[test]
+fn refuses_to_overwrite_without_force() {
+    let cap = tempfile::tempdir().unwrap();
+    simple_channel(cap.path(), "main", &[(C2S, 10, b"m1")]);
+    simple_channel(cap.path(), "display", &[(S2C, 5, b"d1")]);
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("main.pcap"), b"precious").unwrap();
+    let mut o = opts(Destination::Dir(out.path().into()));
+    let err = convert(cap.path(), &o).unwrap_err();
+    assert!(matches!(err, ConvertError::Exists(_)), "{err}");
+    assert!(err.to_string().contains("main.pcap"));
+    // Nothing was written before refusing.
+    assert!(!out.path().join("display.pcap").exists());
+    assert_eq!(
+        std::fs::read(out.path().join("main.pcap")).unwrap(),
+        b"precious"
+    );
+    o.force = true;
+    convert(cap.path(), &o).unwrap();
+    assert_eq!(read_pcap(&out.path().join("main.pcap")).len(), 1);
+
+    let file = out.path().join("one.pcap");
+    std::fs::write(&file, b"x").unwrap();
+    let err = convert(cap.path(), &opts(Destination::File(file.clone()))).unwrap_err();
+    assert!(matches!(err, ConvertError::Exists(_)));
+}
+
+#[test]
+fn damaged_record_is_skipped_and_reported_and_later_data_kept() {
+    let cap = tempfile::tempdir().unwrap();
+    let mut s = Seg::new("display", 0, 0);
+    s.data(S2C, 1, b"first");
+    let bad = s.data(S2C, 2, b"second!!");
+    s.data(S2C, 3, b"third");
+    s.seal(true);
+    let mut bytes = s.finish(0);
+    bytes[bad + 24 + 2] ^= 0x40; // flip a payload bit
+    let path = write_segment(cap.path(), "display", 0, &bytes);
+    let out = tempfile::tempdir().unwrap();
+    let report = convert(cap.path(), &opts(Destination::Dir(out.path().into()))).unwrap();
+    assert!(report.has_damage());
+    let d: Vec<_> = report.damage().collect();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].file, path);
+    assert_eq!(d[0].offset, bad as u64);
+    let p = read_pcap(&out.path().join("display.pcap"));
+    let got: Vec<&[u8]> = p.iter().map(|x| &x.payload[..]).collect();
+    assert_eq!(got, [&b"first"[..], b"third"]);
+}
+
+#[test]
+fn hostile_inputs_never_panic_or_escape() {
+    let cap = tempfile::tempdir().unwrap();
+    let spool = cap.path().join("spool");
+    // A valid channel to keep company.
+    simple_channel(cap.path(), "main", &[(C2S, 10, b"ok")]);
+    // Wrong magic.
+    let mut s = Seg::new("display", 0, 0);
+    s.data(S2C, 1, b"x");
+    let mut b = s.finish(0);
+    b[0] = b'X';
+    write_segment(cap.path(), "display", 0, &b);
+    // Truncated mid-record, absurd length, truncated header.
+    let mut s = Seg::new("cursor", 0, 0);
+    s.data(S2C, 1, b"abcdefgh");
+    let at = s.data(S2C, 2, &[7u8; 100]);
+    let mut b = s.finish(0);
+    b.truncate(at + 40);
+    write_segment(cap.path(), "cursor", 0, &b);
+    let mut s = Seg::new("inputs", 0, 0);
+    let at = s.data(C2S, 1, b"abcdefgh");
+    let mut b = s.finish(64);
+    b[at + 4..at + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+    write_segment(cap.path(), "inputs", 0, &b);
+    write_segment(cap.path(), "usbredir", 0, &[1, 2, 3]);
+    write_segment(cap.path(), "webdav", 0, &[]);
+    // Hostile names and a symlinked channel: skipped by the reader.
+    for name in ["...", "Main", "a b", "-x"] {
+        std::fs::create_dir_all(spool.join(name)).unwrap();
+        std::fs::write(spool.join(name).join("00000000.seg"), b"junk").unwrap();
+    }
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), spool.join("evil")).unwrap();
+    // A segment that is a symlink.
+    std::fs::create_dir_all(spool.join("playback")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", spool.join("playback/00000000.seg")).unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let outdir = out.path().join("o");
+    let report = convert(cap.path(), &opts(Destination::Dir(outdir.clone()))).unwrap();
+    assert!(report.has_damage());
+    assert!(!report.problems.is_empty());
+    let mut names: Vec<String> = std::fs::read_dir(&outdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "cursor.pcap",
+            "display.pcap",
+            "inputs.pcap",
+            "main.pcap",
+            "playback.pcap",
+            "usbredir.pcap",
+            "webdav.pcap"
+        ]
+    );
+    assert!(std::fs::read_dir(elsewhere.path())
+        .unwrap()
+        .next()
+        .is_none());
+    assert_eq!(read_pcap(&outdir.join("main.pcap")).len(), 1);
+    assert_eq!(read_pcap(&outdir.join("cursor.pcap")).len(), 1);
+    assert_eq!(read_pcap(&outdir.join("display.pcap")).len(), 0);
+    assert_eq!(read_pcap(&outdir.join("inputs.pcap")).len(), 0);
+    // The merge path copes with the same mess.
+    convert(
+        cap.path(),
+        &opts(Destination::File(out.path().join("all.pcap"))),
+    )
+    .unwrap();
+    assert_eq!(read_pcap(&out.path().join("all.pcap")).len(), 2);
+}
+
+#[test]
+fn bit_flips_anywhere_never_panic() {
+    let mut s = Seg::new("display", 0, 0);
+    // Payloads are multiples of 8 long: padding is not checksummed, and a
+    // flip there would rightly go unnoticed.
+    for i in 0..20u8 {
+        s.data(
+            if i % 2 == 0 { C2S } else { S2C },
+            u64::from(i),
+            &vec![i; usize::from(i) * 16],
+        );
+    }
+    s.gap(100, 10, 20);
+    s.seal(true);
+    let good = s.finish(32);
+    let out = tempfile::tempdir().unwrap();
+    for pos in (0..good.len()).step_by(7) {
+        let cap = tempfile::tempdir().unwrap();
+        let mut b = good.clone();
+        b[pos] ^= 1 << (pos % 8);
+        write_segment(cap.path(), "display", 0, &b);
+        let file = out.path().join(format!("{pos}.pcap"));
+        let report = convert(cap.path(), &opts(Destination::File(file.clone()))).unwrap();
+        // Every frame written is valid (read_pcap checks the checksums).
+        let p = read_pcap(&file);
+        assert!(p.len() <= 20);
+        if pos >= 128 && pos < good.len() - 32 - 56 {
+            assert!(report.has_damage(), "flip at {pos} not noticed");
+        }
+    }
+}
+
+#[test]
+fn not_a_capture_is_an_open_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let err = convert(dir.path(), &opts(Destination::Dir(out.path().into()))).unwrap_err();
+    assert!(matches!(err, ConvertError::Open(_)), "{err}");
+    let err = convert(
+        &dir.path().join("missing"),
+        &opts(Destination::Dir(out.path().into())),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn multi_segment_channel_with_missing_segment() {
+    let cap = tempfile::tempdir().unwrap();
+    let mut s0 = Seg::new("main", 0, 0);
+    s0.data(C2S, 1, b"seg0");
+    s0.seal(false);
+    write_segment(cap.path(), "main", 0, &s0.finish(0));
+    let mut s2 = Seg::new("main", 2, 10);
+    s2.data(C2S, 3, b"seg2");
+    s2.seal(true);
+    write_segment(cap.path(), "main", 2, &s2.finish(0));
+    let out = tempfile::tempdir().unwrap();
+    let report = convert(cap.path(), &opts(Destination::Dir(out.path().into()))).unwrap();
+    assert!(report.has_damage());
+    let p = read_pcap(&out.path().join("main.pcap"));
+    assert_eq!(p.len(), 2);
+}
+
+#[test]
+fn progress_reaches_the_total() {
+    let cap = tempfile::tempdir().unwrap();
+    simple_channel(cap.path(), "main", &[(C2S, 10, b"m1")]);
+    simple_channel(cap.path(), "display", &[(S2C, 5, b"d1")]);
+    let out = tempfile::tempdir().unwrap();
+    for dest in [
+        Destination::Dir(out.path().join("d")),
+        Destination::File(out.path().join("f")),
+    ] {
+        let mut last = None;
+        spool2pcap::convert_with_progress(cap.path(), &opts(dest), &mut |p| last = Some(p))
+            .unwrap();
+        let last = last.unwrap();
+        assert!(last.total > 0);
+        assert_eq!(last.done, last.total);
+    }
+}
+
+#[test]
+fn manifest_session_start_is_used_without_headers() {
+    // Only the manifest knows the session start when no header is valid; a
+    // capture with a manifest and no channels converts to nothing.
+    let cap = tempfile::tempdir().unwrap();
+    let m = spool::Manifest {
+        format_version: 1,
+        session_id: "00".repeat(16),
+        session_start_unix_ns: 5,
+        staging_dir: None,
+        segment_bytes: 0,
+        clean_shutdown: true,
+        closed_unix_ns: None,
+        channels: Default::default(),
+        errors: vec![],
+    };
+    std::fs::write(
+        cap.path().join("manifest.json"),
+        serde_json::to_vec(&m).unwrap(),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = convert(
+        cap.path(),
+        &opts(Destination::File(out.path().join("x.pcap"))),
+    )
+    .unwrap();
+    assert_eq!(report.session_start_unix_ns, Some(5));
+    assert!(read_pcap_bytes(&std::fs::read(out.path().join("x.pcap")).unwrap()).is_empty());
+}
