@@ -1,0 +1,198 @@
+//! The `spool2pcap` binary: exit codes, messages, JSON, stdout output.
+
+#[path = "../src/testspool.rs"]
+mod testspool;
+
+use std::process::{Command, Output};
+
+use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
+use testspool::{simple_channel, write_segment, Seg};
+
+fn run(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spool2pcap"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { &[$(std::ffi::OsStr::new($a)),*][..] };
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited, not killed")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn good_capture() -> tempfile::TempDir {
+    let cap = tempfile::tempdir().unwrap();
+    simple_channel(cap.path(), "main", &[(C2S, 10, b"m1"), (S2C, 30, b"m2")]);
+    simple_channel(cap.path(), "display", &[(S2C, 20, b"d1")]);
+    cap
+}
+
+fn damaged_capture() -> tempfile::TempDir {
+    let cap = good_capture();
+    let mut s = Seg::new("cursor", 0, 0);
+    s.data(S2C, 1, b"12345678");
+    let at = s.data(S2C, 2, b"abcdefgh");
+    s.data(S2C, 3, b"ABCDEFGH");
+    s.seal(true);
+    let mut b = s.finish(0);
+    b[at + 30] ^= 1;
+    write_segment(cap.path(), "cursor", 0, &b);
+    cap
+}
+
+#[test]
+fn convert_success_is_0_and_summarizes_on_stderr() {
+    let cap = good_capture();
+    let out = tempfile::tempdir().unwrap();
+    let o = run(args!["convert", cap.path(), "-o", out.path()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    let e = stderr(&o);
+    assert!(e.contains("main: 2 records"), "{e}");
+    assert!(e.contains("port 10002"), "{e}");
+    assert!(out.path().join("main.pcap").exists());
+    // Again without --force: refused, exit 3, names the file.
+    let o = run(args!["convert", cap.path(), "-o", out.path()]);
+    assert_eq!(code(&o), 3);
+    assert!(
+        stderr(&o).contains("display.pcap: already exists"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(args!["convert", cap.path(), "-o", out.path(), "--force"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn convert_to_stdout_writes_a_pcap_stream() {
+    let cap = good_capture();
+    let o = run(args![
+        "convert",
+        cap.path(),
+        "-w",
+        "-",
+        "--time",
+        "relative"
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mut r = pcap_file::pcap::PcapReader::new(&o.stdout[..]).unwrap();
+    let mut n = 0;
+    while let Some(p) = r.next_packet() {
+        p.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn damage_gives_exit_1_and_names_file_and_offset() {
+    let cap = damaged_capture();
+    let out = tempfile::tempdir().unwrap();
+    let o = run(args![
+        "convert",
+        cap.path(),
+        "-w",
+        &out.path().join("x.pcapng"),
+        "--format",
+        "pcapng"
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("cursor/00000000.seg: offset 160"), "{e}");
+
+    let o = run(args!["verify", cap.path()]);
+    assert_eq!(code(&o), 1);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("cursor: "), "{s}");
+    assert!(s.contains("offset 160"), "{s}");
+    assert!(s.contains("DAMAGED"), "{s}");
+
+    let o = run(args!["verify", good_capture().path()]);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("OK: 2 channels, 3 records"));
+}
+
+#[test]
+fn usage_errors_are_2() {
+    let cap = good_capture();
+    let out = tempfile::tempdir().unwrap();
+    for a in [
+        args!["convert", cap.path()],
+        args!["convert", cap.path(), "-o", out.path(), "--format", "bogus"],
+        args![
+            "convert",
+            cap.path(),
+            "-o",
+            out.path(),
+            "--channel",
+            "../etc"
+        ],
+        args!["convert", cap.path(), "-o", out.path(), "--channel", "nope"],
+        args!["frobnicate"],
+    ] {
+        let o = run(a);
+        assert_eq!(code(&o), 2, "{a:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"));
+    }
+    let o = run(args!["--help"]);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Exit status"));
+}
+
+#[test]
+fn unreadable_input_is_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    for a in [
+        args!["convert", &missing, "-o", out.path()],
+        args!["info", &missing],
+        args!["verify", dir.path()],
+    ] {
+        let o = run(a);
+        assert_eq!(code(&o), 3, "{a:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(dir.path().to_str().unwrap()),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("panicked"));
+    }
+}
+
+#[test]
+fn info_text_and_json() {
+    let cap = damaged_capture();
+    let o = run(args!["info", cap.path()]);
+    assert_eq!(code(&o), 1);
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(t.contains("Channel display (client port 10002)"), "{t}");
+    assert!(
+        t.contains("Session start:       2023-11-14 22:13:20"),
+        "{t}"
+    );
+    assert!(t.contains("Clean shutdown:      unknown"), "{t}");
+
+    let o = run(args!["info", cap.path(), "--json"]);
+    assert_eq!(code(&o), 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let chans = v["channels"].as_array().unwrap();
+    assert_eq!(chans.len(), 3);
+    let cursor = chans.iter().find(|c| c["name"] == "cursor").unwrap();
+    assert_eq!(cursor["damage_count"], 1);
+    assert_eq!(cursor["records"], 2);
+    assert_eq!(cursor["closed_cleanly"], true);
+    assert_eq!(cursor["client_port"], 10004);
+    let main = chans.iter().find(|c| c["name"] == "main").unwrap();
+    assert_eq!(main["records_c2s"], 1);
+    assert_eq!(main["bytes_s2c"], 2);
+    assert_eq!(main["first_ts_ns"], 10);
+    assert_eq!(main["last_ts_ns"], 30);
+}
