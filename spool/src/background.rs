@@ -39,6 +39,10 @@ pub(crate) fn prepare_loop(shared: &Shared) {
     // Per channel slot: (rotations seen, when a rotation was last seen).
     let mut activity: Vec<(u64, Option<Instant>)> = Vec::new();
     while !shared.stopping.load(Ordering::Acquire) {
+        if shared.held.load(Ordering::Acquire) {
+            std::thread::park_timeout(IDLE_WAIT);
+            continue;
+        }
         let mut failed = false;
         for (i, ch) in shared.channels().enumerate() {
             if activity.len() <= i {
@@ -113,6 +117,10 @@ pub(crate) fn retire_loop(shared: &Shared) {
         // Read the flag before draining, so nothing retired before the flag
         // was set can be left behind.
         let stopping = shared.retirer_stopping.load(Ordering::Acquire);
+        if !stopping && shared.held.load(Ordering::Acquire) {
+            std::thread::park_timeout(IDLE_WAIT);
+            continue;
+        }
         let mut moved = false;
         for ch in shared.channels() {
             while let Some(r) = ch.retired.pop() {

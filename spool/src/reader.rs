@@ -220,6 +220,9 @@ pub struct SegmentFile {
     /// Whether it was found in the staging directory rather than the capture
     /// directory (a live or crashed session).
     pub staged: bool,
+    /// For a staged segment: where it will be once the writer moves it, to
+    /// read from if it moves between listing and reading.
+    pub moved_to: Option<PathBuf>,
 }
 
 /// A channel found in a capture directory.
@@ -273,6 +276,23 @@ impl Capture {
         } else {
             None
         };
+        // Staged segments are listed before the capture directory's: a
+        // segment moved in between is then found in one listing or the other
+        // (the writer renames it into place before removing the staged copy).
+        let mut staged = Vec::new();
+        if let Some(staging) = manifest
+            .as_ref()
+            .and_then(|m| m.staging_dir.as_deref())
+            .map(PathBuf::from)
+        {
+            match crate::staging::check_staging_dir(&staging) {
+                Ok(true) => {
+                    let _ = list_channels(&staging, true, &mut staged, &mut problems);
+                }
+                Ok(false) => {}
+                Err(e) => problems.push(format!("staging directory ignored: {e}")),
+            }
+        }
         let spool_dir = dir.join(SPOOL_DIR);
         let mut channels = Vec::new();
         match std::fs::symlink_metadata(&spool_dir) {
@@ -298,21 +318,7 @@ impl Capture {
                 })
             }
         }
-        if let Some(staging) = manifest
-            .as_ref()
-            .and_then(|m| m.staging_dir.as_deref())
-            .map(PathBuf::from)
-        {
-            match crate::staging::check_staging_dir(&staging) {
-                Ok(true) => {
-                    let mut staged = Vec::new();
-                    list_channels(&staging, true, &mut staged, &mut problems).ok();
-                    merge_staged(&mut channels, staged);
-                }
-                Ok(false) => {}
-                Err(e) => problems.push(format!("staging directory ignored: {e}")),
-            }
-        }
+        merge_staged(&mut channels, staged, &spool_dir);
         channels.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Capture {
             dir: dir.to_path_buf(),
@@ -405,6 +411,7 @@ fn list_channels(
                     index,
                     path: path.join(&fname),
                     staged,
+                    moved_to: None,
                 }),
                 None => {
                     // Temporary files of an interrupted move are expected.
@@ -427,8 +434,13 @@ fn list_channels(
 /// Adds staged segments that the capture directory does not hold yet. A
 /// segment present in both was copied in full before the staged copy was
 /// removed, so the capture directory's copy wins.
-fn merge_staged(channels: &mut Vec<ChannelFiles>, staged: Vec<ChannelFiles>) {
-    for s in staged {
+fn merge_staged(channels: &mut Vec<ChannelFiles>, staged: Vec<ChannelFiles>, spool_dir: &Path) {
+    for mut s in staged {
+        for seg in &mut s.segments {
+            if let Some(name) = seg.path.file_name() {
+                seg.moved_to = Some(spool_dir.join(&s.name).join(name));
+            }
+        }
         match channels.iter_mut().find(|c| c.name == s.name) {
             Some(c) => {
                 for seg in s.segments {
@@ -626,7 +638,15 @@ impl ChannelReader {
         self.stats.segments += 1;
         self.segment_sealed = false;
 
-        if let Err(kind) = self.load(&seg.path) {
+        let mut loaded = self.load(&seg.path);
+        if let (Err(DamageKind::Unreadable(_)), Some(moved)) = (&loaded, &seg.moved_to) {
+            // Moved into the capture directory since it was listed.
+            loaded = self.load(moved);
+            if loaded.is_ok() {
+                self.path = moved.clone();
+            }
+        }
+        if let Err(kind) = loaded {
             return Some(Err(self.report(0, 0, kind)));
         }
         self.stats.file_bytes += self.buf.len() as u64;
@@ -812,7 +832,20 @@ impl ChannelReader {
                 match self.resync(at + RECORD_ALIGN) {
                     Some(next) => {
                         self.pos = next;
-                        Step::Damage(self.report(at, next - at, DamageKind::Corrupt))
+                        // The next good record's sequence number tells how
+                        // many records the damaged bytes held.
+                        let lost = self
+                            .valid_record_at(next)
+                            .map_or(0, |(_, _, _, _, seq)| self.check_seq(seq));
+                        if let Some(e) = self.expected_seq.as_mut() {
+                            *e = e.wrapping_sub(1);
+                        }
+                        let mut d = self.report(at, next - at, DamageKind::Corrupt);
+                        d.records_lost = lost;
+                        if let Some(last) = self.damage.last_mut() {
+                            last.records_lost = lost;
+                        }
+                        Step::Damage(d)
                     }
                     None => {
                         self.pos = end;

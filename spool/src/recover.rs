@@ -162,11 +162,22 @@ fn copy_segment(src: &Path, dst: &Path) -> Result<u64, String> {
     Ok(used as u64)
 }
 
-/// Length of `data` without trailing zeroes, rounded up to the record
-/// alignment (never shorter than the segment header).
+/// Bytes of a staged segment worth keeping: every record up to the first
+/// unwritten tag (a record may end in zero bytes, so trailing zeroes alone
+/// do not tell), and never less than up to the last non-zero byte.
 fn used_len(data: &[u8]) -> usize {
+    let mut at = format::SEGMENT_HEADER_LEN;
+    while at + format::RECORD_HEADER_LEN <= data.len() {
+        let word = |o: usize| u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);
+        if format::parse_tag(word(at)).is_none() {
+            break;
+        }
+        let next = at.saturating_add(format::record_len(word(at + 4) as usize));
+        if next > data.len() {
+            break;
+        }
+        at = next;
+    }
     let last = data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-    format::align_up(last)
-        .max(format::SEGMENT_HEADER_LEN)
-        .min(data.len())
+    at.max(format::align_up(last)).min(data.len())
 }

@@ -168,6 +168,8 @@ pub(crate) struct Shared {
     pub staged_bytes: AtomicU64,
     pub stopping: AtomicBool,
     pub retirer_stopping: AtomicBool,
+    /// Test hook: background threads do no work while set.
+    pub held: AtomicBool,
     errors: Mutex<Vec<String>>,
     /// Records refused because their channel name was invalid or the
     /// channel table was full.
@@ -299,6 +301,7 @@ impl Spool {
             staged_bytes: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             retirer_stopping: AtomicBool::new(false),
+            held: AtomicBool::new(false),
             errors: Mutex::new(Vec::new()),
             rejected: AtomicU64::new(0),
             direct,
@@ -333,7 +336,7 @@ impl Spool {
                 .map_err(|e| SpoolError::Setup(format!("starting thread {name}: {e}")))
         };
         let preparer = spawn("spool-prepare", background::prepare_loop)?;
-        let retirer = spawn("spool-retire", |s| background::retire_loop(s))?;
+        let retirer = spawn("spool-retire", background::retire_loop)?;
         let spool = Spool {
             preparer: preparer.thread().clone(),
             retirer: retirer.thread().clone(),
@@ -476,6 +479,21 @@ impl Spool {
         self.shared.staged_bytes.load(Ordering::Relaxed)
     }
 
+    /// Segments prepared and waiting for a channel.
+    pub fn ready_segments(&self, channel: &str) -> usize {
+        self.shared.find(channel).map_or(0, |c| c.ready.len())
+    }
+
+    /// Test hook: while held, the background threads neither prepare nor
+    /// move segments, as if the machine were too busy to run them. `close()`
+    /// releases the hold.
+    #[doc(hidden)]
+    pub fn hold_background(&self, hold: bool) {
+        self.shared.held.store(hold, Ordering::Release);
+        self.preparer.unpark();
+        self.retirer.unpark();
+    }
+
     /// Closes the spool: seals every channel, moves every staged segment into
     /// the capture directory, writes the final manifest, and returns once
     /// all of it is durable. Later appends are dropped. Calling it again
@@ -492,6 +510,7 @@ impl Spool {
 
     fn close_inner(&self) -> Result<(), SpoolError> {
         let shared = &self.shared;
+        shared.held.store(false, Ordering::Release);
         // Channels without a segment (all taken, or never prepared) need one
         // for their final seal; make it now, budget permitting.
         for ch in shared.channels() {
