@@ -1,0 +1,643 @@
+//! Per-call cost of capturing a chunk: the spool against what it replaces.
+//!
+//! ```text
+//! cargo bench -p e2e --bench append -- [table|local|slow|all] [quick]
+//! ```
+//!
+//! * `table`: unpaced bursts of 64 B, 1 KiB, 64 KiB and 256 KiB appends into
+//!   (1) a memcpy into a pre-touched buffer (the limit), (2) ryll ≤ 0.2's
+//!   inline pcap writer, (3) ryll 0.3.0's queue + writer thread, (4) the
+//!   spool (staging on /dev/shm). Latency percentiles per call, throughput
+//!   and drops.
+//! * `local`: 1 KiB appends paced at 150 MB/s for 20 s, capture directory on
+//!   the local disk.
+//! * `slow`: 512 B appends paced at 0.5 MB/s for 40 s, capture directory on
+//!   the slow FUSE disk of `../shared/tools/slowfs.py` (mount it with
+//!   `scripts/slowfs-mount.sh DIR` and set `SLOWFS_DIR=DIR`; skipped if
+//!   unset), plus the spool mapping its segments in the capture directory.
+//! * `quick` divides every count and duration by 10.
+//!
+//! Each call is timed alone with `Instant` (the timer's own cost, measured
+//! at start, is subtracted); samples go into a pre-allocated, pre-touched
+//! `Vec<u32>`, sorted afterwards, so nothing is allocated in the timed
+//! region. Without `--bench` (as `cargo test --benches` runs it) it only
+//! does a smoke run of a few calls per design.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ryll_hook::baseline::{InlinePcap, RyllThreads};
+use spool::{Direction, Spool, SpoolConfig, StagingChoice};
+
+const CHANNEL: &str = "display";
+const DIR: Direction = Direction::ServerToClient;
+
+// ── Targets ─────────────────────────────────────────────
+
+const TARGET_P50_NS: u32 = 50;
+const TARGET_P999_NS: u32 = 1_000;
+const TARGET_MAX_NS: u32 = 1_000_000;
+const TARGET_MEMCPY_FRACTION: f64 = 0.5;
+
+// ── Measurement ─────────────────────────────────────────
+
+/// Per-call latencies (ns) of one run, and what came of the calls.
+struct Run {
+    samples: Vec<u32>,
+    size: usize,
+    drops: u64,
+    /// Wall time of the whole run (pacing included).
+    wall: Duration,
+}
+
+impl Run {
+    fn sorted(mut self) -> Stats {
+        self.samples.sort_unstable();
+        let n = self.samples.len();
+        let pct = |p: f64| -> u32 {
+            if n == 0 {
+                return 0;
+            }
+            let i = ((p * n as f64).ceil() as usize).clamp(1, n) - 1;
+            self.samples[i]
+        };
+        let accepted = n as u64 - self.drops;
+        let busy_ns: u64 = self.samples.iter().map(|&s| s as u64).sum();
+        Stats {
+            calls: n as u64,
+            p50: pct(0.50),
+            p99: pct(0.99),
+            p999: pct(0.999),
+            max: self.samples.last().copied().unwrap_or(0),
+            over_1ms: self.samples.iter().filter(|&&s| s > 1_000_000).count() as u64,
+            // Bytes per ns spent inside calls = GB/s; ×1000 = MB/s.
+            call_mb_s: (n as u64 * self.size as u64) as f64 / busy_ns.max(1) as f64 * 1e3,
+            wall_mb_s: (accepted * self.size as u64) as f64 / self.wall.as_secs_f64() / 1e6,
+            drops: self.drops,
+        }
+    }
+}
+
+struct Stats {
+    calls: u64,
+    p50: u32,
+    p99: u32,
+    p999: u32,
+    max: u32,
+    over_1ms: u64,
+    /// Bytes offered per second of time spent inside `append`.
+    call_mb_s: f64,
+    /// Bytes accepted per second of wall time.
+    wall_mb_s: f64,
+    drops: u64,
+}
+
+/// The cost of `Instant::now()` twice, as seen between two calls: the
+/// median of many back-to-back pairs.
+fn timer_overhead() -> u32 {
+    let mut v: Vec<u32> = (0..200_000)
+        .map(|_| {
+            let a = Instant::now();
+            let b = Instant::now();
+            (b - a).as_nanos() as u32
+        })
+        .collect();
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// How calls are spaced.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// Back to back.
+    Burst,
+    /// At this many bytes per second (calls of the run's size).
+    Rate(f64),
+}
+
+/// Times `calls` calls of `f(data)` (after `warmup` untimed ones).
+fn measure(
+    calls: usize,
+    warmup: usize,
+    data: &[u8],
+    pace: Pace,
+    overhead: u32,
+    mut f: impl FnMut(&[u8]) -> bool,
+) -> Run {
+    for _ in 0..warmup {
+        std::hint::black_box(f(data));
+    }
+    // Pre-touched, so pushing a sample never faults or allocates.
+    let mut samples = vec![u32::MAX; calls];
+    let mut drops = 0u64;
+    let interval_ns = match pace {
+        Pace::Burst => 0.0,
+        Pace::Rate(r) => data.len() as f64 / r * 1e9,
+    };
+    let start = Instant::now();
+    for (i, slot) in samples.iter_mut().enumerate() {
+        if interval_ns > 0.0 {
+            let due = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
+            loop {
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                let left = due - now;
+                if left > Duration::from_micros(300) {
+                    std::thread::sleep(left - Duration::from_micros(200));
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        let t0 = Instant::now();
+        let ok = f(data);
+        let t1 = Instant::now();
+        *slot = ((t1 - t0).as_nanos() as u64)
+            .saturating_sub(overhead as u64)
+            .min(u32::MAX as u64) as u32;
+        drops += u64::from(!ok);
+    }
+    let wall = start.elapsed();
+    Run {
+        samples,
+        size: data.len(),
+        drops,
+        wall,
+    }
+}
+
+// ── Designs ─────────────────────────────────────────────
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Design {
+    Memcpy,
+    InlinePcap,
+    RyllThreads,
+    Spool,
+    /// The spool mapping its segments in the capture directory.
+    SpoolDirect,
+}
+
+impl Design {
+    fn name(self) -> &'static str {
+        match self {
+            Design::Memcpy => "memcpy (limit)",
+            Design::InlinePcap => "inline pcap (ryll<=0.2)",
+            Design::RyllThreads => "ryll-threads (0.3.0)",
+            Design::Spool => "spool (tmpfs staging)",
+            Design::SpoolDirect => "spool (mmap in capture dir)",
+        }
+    }
+}
+
+/// Where designs write: a fresh directory per run under `base`, removed
+/// afterwards.
+struct Place {
+    base: PathBuf,
+    label: &'static str,
+}
+
+const MEMCPY_BUFFER: usize = 256 << 20;
+
+fn spool_config(dir: &Path, direct: bool) -> SpoolConfig {
+    let staging = if direct {
+        StagingChoice::CaptureDir
+    } else {
+        StagingChoice::Root(PathBuf::from("/dev/shm"))
+    };
+    SpoolConfig::new(dir)
+        .staging(staging)
+        .segment_bytes(16 << 20)
+        .ready_ahead(4)
+        .staging_budget(512 << 20)
+        .channels(&[CHANNEL])
+}
+
+/// Runs one design over one workload in a fresh capture directory.
+fn run_design(
+    design: Design,
+    place: &Place,
+    calls: usize,
+    data: &[u8],
+    pace: Pace,
+    overhead: u32,
+) -> Run {
+    let warmup = (calls / 100).min(1_000);
+    let tmp = tempfile::Builder::new()
+        .prefix("append-bench-")
+        .tempdir_in(&place.base)
+        .expect("temporary capture directory");
+    let dir = tmp.path().join("capture");
+    let run = match design {
+        Design::Memcpy => {
+            let mut buf = vec![1u8; MEMCPY_BUFFER];
+            let mut off = 0usize;
+            measure(calls, warmup, data, pace, overhead, |d| {
+                if off + d.len() > buf.len() {
+                    off = 0;
+                }
+                buf[off..off + d.len()].copy_from_slice(d);
+                off += d.len();
+                std::hint::black_box(&mut buf);
+                true
+            })
+        }
+        Design::InlinePcap => {
+            let sink = InlinePcap::create(&dir).expect("inline pcap");
+            let r = measure(calls, warmup, data, pace, overhead, |d| {
+                sink.append(CHANNEL, DIR, d)
+            });
+            sink.close();
+            r
+        }
+        Design::RyllThreads => {
+            let sink = RyllThreads::create(&dir).expect("ryll threads");
+            let r = measure(calls, warmup, data, pace, overhead, |d| {
+                sink.append(CHANNEL, DIR, d)
+            });
+            sink.close();
+            if sink.write_errors() > 0 {
+                eprintln!("  ryll-threads: {} write errors", sink.write_errors());
+            }
+            r
+        }
+        Design::Spool | Design::SpoolDirect => {
+            let spool =
+                Spool::create(spool_config(&dir, design == Design::SpoolDirect)).expect("spool");
+            let r = measure(calls, warmup, data, pace, overhead, |d| {
+                spool.append(CHANNEL, DIR, d)
+            });
+            let counters = spool.counters(CHANNEL).unwrap_or_default();
+            if let Err(e) = spool.close() {
+                eprintln!("  spool close: {e}");
+            }
+            if counters.dropped_records != r.drops {
+                eprintln!(
+                    "  spool counted {} drops, the bench {} (warm-up included in the former)",
+                    counters.dropped_records, r.drops
+                );
+            }
+            r
+        }
+    };
+    drop(tmp);
+    // Discard what the run left dirty, so the next run starts clean.
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    run
+}
+
+// ── Output ──────────────────────────────────────────────
+
+fn ns(v: u32) -> String {
+    match v {
+        0..=9_999 => format!("{v} ns"),
+        10_000..=9_999_999 => format!("{:.1} us", v as f64 / 1e3),
+        _ => format!("{:.1} ms", v as f64 / 1e6),
+    }
+}
+
+fn size_label(size: usize) -> String {
+    if size >= 1024 && size & 1023 == 0 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+fn print_header(wall: bool) {
+    println!(
+        "| {:<27} | {:>7} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8} | {:>9} | {:>9} | {:>6} |",
+        "design",
+        "payload",
+        "calls",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        if wall { "MB/s wall" } else { "MB/s call" },
+        "drops",
+        ">1ms"
+    );
+    println!(
+        "|{:-<29}|{:->9}|{:->10}|{:->10}|{:->10}|{:->10}|{:->10}|{:->11}|{:->11}|{:->8}|",
+        "", "", "", "", "", "", "", "", "", ""
+    );
+}
+
+fn print_row(design: Design, size: usize, s: &Stats, wall: bool) {
+    println!(
+        "| {:<27} | {:>7} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8} | {:>9.0} | {:>9} | {:>6} |",
+        design.name(),
+        size_label(size),
+        s.calls,
+        ns(s.p50),
+        ns(s.p99),
+        ns(s.p999),
+        ns(s.max),
+        if wall { s.wall_mb_s } else { s.call_mb_s },
+        s.drops,
+        s.over_1ms
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+// ── The runs ────────────────────────────────────────────
+
+struct Ctx {
+    overhead: u32,
+    scale: usize,
+    local: Place,
+    data: Vec<u8>,
+}
+
+impl Ctx {
+    fn payload(&self, size: usize) -> &[u8] {
+        &self.data[..size]
+    }
+}
+
+fn table(ctx: &Ctx) {
+    const SIZES: [usize; 4] = [64, 1 << 10, 64 << 10, 256 << 10];
+    const DESIGNS: [Design; 4] = [
+        Design::Memcpy,
+        Design::InlinePcap,
+        Design::RyllThreads,
+        Design::Spool,
+    ];
+    println!(
+        "\n## Unpaced bursts, capture directory on {} (fresh per cell)\n",
+        ctx.local.label
+    );
+    print_header(false);
+    let mut results: Vec<(Design, usize, Stats)> = Vec::new();
+    for &size in &SIZES {
+        // 200k calls, at most 1 GiB per cell.
+        let calls = ((1usize << 30) / size).min(200_000) / ctx.scale;
+        for &design in &DESIGNS {
+            let s = run_design(
+                design,
+                &ctx.local,
+                calls,
+                ctx.payload(size),
+                Pace::Burst,
+                ctx.overhead,
+            )
+            .sorted();
+            print_row(design, size, &s, false);
+            results.push((design, size, s));
+        }
+    }
+    let get = |d: Design, size: usize| {
+        results
+            .iter()
+            .find(|(rd, rs, _)| *rd == d && *rs == size)
+            .map(|(_, _, s)| s)
+            .expect("every cell ran")
+    };
+    println!("\nMB/s call = payload bytes / time spent inside append (drops included).");
+    println!("Targets (spool):");
+    for size in [64, 1 << 10] {
+        let s = get(Design::Spool, size);
+        println!(
+            "  {:>7}: p50 {} <= {} ns: {}; p99.9 {} <= 1 us: {}; max {} <= 1 ms: {}",
+            size_label(size),
+            ns(s.p50),
+            TARGET_P50_NS,
+            verdict(s.p50 <= TARGET_P50_NS),
+            ns(s.p999),
+            verdict(s.p999 <= TARGET_P999_NS),
+            ns(s.max),
+            verdict(s.max <= TARGET_MAX_NS),
+        );
+    }
+    for size in [64 << 10, 256 << 10] {
+        let s = get(Design::Spool, size);
+        let m = get(Design::Memcpy, size);
+        let frac = s.call_mb_s / m.call_mb_s;
+        println!(
+            "  {:>7}: {:.0} MB/s = {:.0} % of memcpy's {:.0} MB/s (>= {:.0} %): {}; drops {}",
+            size_label(size),
+            s.call_mb_s,
+            frac * 100.0,
+            m.call_mb_s,
+            TARGET_MEMCPY_FRACTION * 100.0,
+            verdict(frac >= TARGET_MEMCPY_FRACTION),
+            s.drops,
+        );
+    }
+}
+
+fn sustained(
+    ctx: &Ctx,
+    title: &str,
+    place: &Place,
+    size: usize,
+    rate: f64,
+    secs: f64,
+    designs: &[Design],
+) -> Vec<(Design, Stats)> {
+    let secs = secs / ctx.scale as f64;
+    let calls = (rate * secs / size as f64) as usize;
+    println!(
+        "\n## {title}: {} appends paced at {:.1} MB/s for {:.0} s ({} calls), capture directory on {}\n",
+        size_label(size),
+        rate / 1e6,
+        secs,
+        calls,
+        place.label
+    );
+    print_header(true);
+    let mut out = Vec::new();
+    for &design in designs {
+        let s = run_design(
+            design,
+            place,
+            calls,
+            ctx.payload(size),
+            Pace::Rate(rate),
+            ctx.overhead,
+        )
+        .sorted();
+        print_row(design, size, &s, true);
+        out.push((design, s));
+    }
+    println!("\nMB/s wall = payload bytes accepted / wall time of the run (pacing included).");
+    out
+}
+
+fn local(ctx: &Ctx) {
+    let designs = [
+        Design::Memcpy,
+        Design::InlinePcap,
+        Design::RyllThreads,
+        Design::Spool,
+    ];
+    let r = sustained(
+        ctx,
+        "Sustained, local disk",
+        &ctx.local,
+        1 << 10,
+        150e6,
+        20.0,
+        &designs,
+    );
+    let s = &r.iter().find(|(d, _)| *d == Design::Spool).expect("ran").1;
+    println!(
+        "Targets (spool): drops {} == 0: {}; p50 {} <= {} ns: {}; p99.9 {} <= 1 us: {}; max {} <= 1 ms: {}",
+        s.drops,
+        verdict(s.drops == 0),
+        ns(s.p50),
+        TARGET_P50_NS,
+        verdict(s.p50 <= TARGET_P50_NS),
+        ns(s.p999),
+        verdict(s.p999 <= TARGET_P999_NS),
+        ns(s.max),
+        verdict(s.max <= TARGET_MAX_NS),
+    );
+}
+
+fn slow(ctx: &Ctx) {
+    let Some(dir) = std::env::var_os("SLOWFS_DIR") else {
+        println!(
+            "\n## Sustained, slow disk: SKIPPED (SLOWFS_DIR is not set; mount one with \
+             `scripts/slowfs-mount.sh DIR` and run with SLOWFS_DIR=DIR)"
+        );
+        return;
+    };
+    let place = Place {
+        base: PathBuf::from(dir),
+        label: "the slow FUSE disk (slowfs.py)",
+    };
+    let designs = [
+        Design::Memcpy,
+        Design::InlinePcap,
+        Design::RyllThreads,
+        Design::Spool,
+        Design::SpoolDirect,
+    ];
+    let r = sustained(
+        ctx,
+        "Sustained, slow disk",
+        &place,
+        512,
+        0.5e6,
+        40.0,
+        &designs,
+    );
+    for (d, s) in r
+        .iter()
+        .filter(|(d, _)| matches!(d, Design::Spool | Design::SpoolDirect))
+    {
+        println!(
+            "Targets ({}): p50 {} <= {} ns: {}; p99.9 {} <= 1 us: {}; max {} <= 1 ms: {}; drops {}",
+            d.name(),
+            ns(s.p50),
+            TARGET_P50_NS,
+            verdict(s.p50 <= TARGET_P50_NS),
+            ns(s.p999),
+            verdict(s.p999 <= TARGET_P999_NS),
+            ns(s.max),
+            verdict(s.max <= TARGET_MAX_NS),
+            s.drops
+        );
+    }
+}
+
+/// A few calls of every design, to show the bench works (`cargo test`).
+fn smoke(ctx: &Ctx) {
+    for design in [
+        Design::Memcpy,
+        Design::InlinePcap,
+        Design::RyllThreads,
+        Design::Spool,
+        Design::SpoolDirect,
+    ] {
+        let s = run_design(
+            design,
+            &ctx.local,
+            100,
+            ctx.payload(1024),
+            Pace::Burst,
+            ctx.overhead,
+        )
+        .sorted();
+        assert_eq!(s.calls, 100);
+        assert_eq!(s.drops, 0, "{design:?} dropped in a 100-call smoke run");
+    }
+    println!("append bench: smoke run passed (run `cargo bench -p e2e --bench append` to measure)");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let benching = args.iter().any(|a| a == "--bench");
+    let words: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let quick = words.contains(&"quick");
+    let mode = words
+        .iter()
+        .copied()
+        .find(|w| *w != "quick")
+        .unwrap_or("all");
+    if !["table", "local", "slow", "all"].contains(&mode) {
+        eprintln!("usage: append [table|local|slow|all] [quick]");
+        std::process::exit(2);
+    }
+
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("append-bench");
+    std::fs::create_dir_all(&base).expect("bench directory");
+    let data: Vec<u8> = (0..256u32 << 10)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let ctx = Ctx {
+        overhead: timer_overhead(),
+        scale: if quick || !benching { 10 } else { 1 },
+        local: Place {
+            base: base.clone(),
+            label: "the local disk (ext4)",
+        },
+        data,
+    };
+    if !benching {
+        smoke(&ctx);
+        return;
+    }
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!(
+        "# append bench: {} CPUs ({cpu}); timer overhead {} ns per call (subtracted); local dir {}{}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        ctx.overhead,
+        base.display(),
+        if quick { "; QUICK (counts and durations / 10)" } else { "" }
+    );
+    if matches!(mode, "table" | "all") {
+        table(&ctx);
+    }
+    if matches!(mode, "local" | "all") {
+        local(&ctx);
+    }
+    if matches!(mode, "slow" | "all") {
+        slow(&ctx);
+    }
+}
