@@ -420,7 +420,7 @@ fn finish<W: Write>(sink: PacketSink<W>) -> Result<(), PcapError> {
 fn merge_to<W: Write>(
     out: W,
     path: PathBuf,
-    readers: Vec<ChannelReader>,
+    mut readers: Vec<ChannelReader>,
     ports: &PortMap,
     format: Format,
     clock: Clock,
@@ -436,6 +436,27 @@ fn merge_to<W: Write>(
         source,
     };
     let mut sink = PacketSink::new(out, format, &name_refs).map_err(write_err)?;
+    // One channel needs no merge: stream it directly, without copying each
+    // record out of the reader's buffer.
+    if let [reader] = &mut readers[..] {
+        let mut stream = TcpStreamBuilder::new(ports.port(reader.channel()));
+        let frames = convert_channel(
+            reader,
+            &mut stream,
+            &mut sink,
+            0,
+            clock,
+            frame,
+            &mut |done| progress(Progress { done, total }),
+        )
+        .and_then(|frames| finish(sink).map(|()| frames))
+        .map_err(write_err)?;
+        let output = (path.as_os_str() != "<stdout>").then_some(path.clone());
+        report
+            .channels
+            .push(channel_report(reader, ports, output, frames));
+        return Ok(());
+    }
     let mut sources: Vec<ChannelSource> = readers
         .into_iter()
         .enumerate()
