@@ -44,7 +44,7 @@ fn main() {
                     Direction::ServerToClient
                 };
                 seg.data(dir, ts, &payload[..n.min(payload.len())]);
-                seg_bytes += 24 + (n + 7) / 8 * 8;
+                seg_bytes += 24 + n.div_ceil(8) * 8;
                 written += n;
                 ts += 10_000;
                 seq += 1;
