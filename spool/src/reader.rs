@@ -494,6 +494,7 @@ pub struct ChannelReader {
     in_segment: bool,
     expected_seq: Option<u32>,
     segment_sealed: bool,
+    segment_staged: bool,
     session: Option<SessionInfo>,
     damage: Vec<Damage>,
     stats: ReadStats,
@@ -512,6 +513,7 @@ impl ChannelReader {
             in_segment: false,
             expected_seq: None,
             segment_sealed: false,
+            segment_staged: false,
             session: None,
             damage: Vec::new(),
             stats: ReadStats::default(),
@@ -603,6 +605,13 @@ impl ChannelReader {
                 Step::Skip => continue,
                 Step::EndOfSegment => {
                     self.in_segment = false;
+                    if self.segment_staged && !self.segment_sealed {
+                        // The live end of a running session (or the last
+                        // segment of a crashed one): records may still be
+                        // arriving here, so reading on into a later segment
+                        // could skip them. Stop.
+                        self.next_segment = self.files.segments.len();
+                    }
                     continue;
                 }
             }
@@ -650,6 +659,17 @@ impl ChannelReader {
             return Some(Err(self.report(0, 0, kind)));
         }
         self.stats.file_bytes += self.buf.len() as u64;
+        self.segment_staged = seg.staged;
+        if seg.staged
+            && self.buf[..self.buf.len().min(SEGMENT_HEADER_LEN)]
+                .iter()
+                .all(|&b| b == 0)
+        {
+            // A segment the writer's preparer is still setting up: nothing
+            // follows it yet.
+            self.next_segment = self.files.segments.len();
+            return Some(Ok(()));
+        }
         if self.buf.len() < SEGMENT_HEADER_LEN {
             let len = self.buf.len();
             return Some(Err(self.report(0, len, DamageKind::TruncatedHeader)));
@@ -853,9 +873,10 @@ impl ChannelReader {
                         if rest_is_zero {
                             // Unused room at the end of an unsealed segment.
                             Step::EndOfSegment
-                        } else if tag_is_zero && self.is_last_segment() {
+                        } else if tag_is_zero && (self.is_last_segment() || self.segment_staged) {
                             // The writer stores the tag last: a record whose
-                            // tag is zero was never acknowledged.
+                            // tag is zero was never acknowledged (or, in a
+                            // live session, is being written right now).
                             let len = trailing_nonzero_len(&self.buf[at..]);
                             Step::Damage(self.report(at, len, DamageKind::TornTail))
                         } else {
