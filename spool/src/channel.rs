@@ -81,6 +81,8 @@ struct State {
     seg_records: u64,
     seg_data_bytes: u64,
     gap: PendingGap,
+    /// Timestamp of the newest record, for stamping the seal.
+    last_ts: u64,
     closed: bool,
 }
 
@@ -114,6 +116,7 @@ impl Channel {
                 seg_records: 0,
                 seg_data_bytes: 0,
                 gap: PendingGap::default(),
+                last_ts: 0,
                 closed: false,
             }),
             ready: ArrayQueue::new(max_staged_segments.max(1)),
@@ -169,6 +172,7 @@ impl Channel {
         st.seq += 1;
         st.seg_records += 1;
         st.seg_data_bytes += data.len() as u64;
+        st.last_ts = ts_ns;
         self.counters.records.fetch_add(1, Ordering::Relaxed);
         self.counters
             .bytes
@@ -242,7 +246,7 @@ impl Channel {
             flags: U64::new(flags),
             reserved: U64::new(0),
         };
-        let ts = st.gap.last_ts;
+        let ts = st.last_ts.max(st.gap.last_ts);
         seg.write_record(
             st.offset,
             RecordKind::Seal,
