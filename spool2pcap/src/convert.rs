@@ -162,7 +162,10 @@ pub enum ConvertError {
     },
     /// Writing the output failed (disk full, closed pipe…). The output is
     /// incomplete.
-    #[error("{path}: write failed, output incomplete: {source}")]
+    #[error(
+        "{path}: write failed, output incomplete: {}",
+        describe_pcap_error(source)
+    )]
     Write {
         /// Where (`<stdout>` for standard output).
         path: PathBuf,
@@ -176,6 +179,15 @@ impl ConvertError {
     /// a problem with the input or the output.
     pub fn is_usage(&self) -> bool {
         matches!(self, ConvertError::NoSuchChannel { .. })
+    }
+}
+
+/// `pcap-file` shows every I/O error as "Error reading bytes", even when
+/// writing; say what the system said instead.
+fn describe_pcap_error(e: &PcapError) -> String {
+    match e {
+        PcapError::IoError(io) => io.to_string(),
+        other => other.to_string(),
     }
 }
 
