@@ -45,23 +45,11 @@ fn writer_output_converts_with_gaps_as_sequence_jumps() {
     assert!(!report.has_damage(), "{:?}", report.channels[0].damage);
     let ch = &report.channels[0];
     assert!(ch.closed_cleanly);
-    assert_eq!(ch.dropped_records, 1);
-    assert_eq!(ch.dropped_bytes, 100_000);
+    // The 100 KB record is always dropped; others may be too, when a burst
+    // outruns the background thread preparing segments. Either way, every
+    // drop must show as a sequence jump of its size.
+    assert!(ch.dropped_records >= 1);
 
-    // Expected seq of every kept record: ISN + all earlier bytes in its
-    // direction, dropped ones included.
-    let (mut c, mut s) = (CLIENT_ISN, SERVER_ISN);
-    let mut expect = Vec::new();
-    for (i, (dir, p)) in sent.iter().enumerate() {
-        let seq = match dir {
-            C2S => &mut c,
-            S2C => &mut s,
-        };
-        if i != 77 {
-            expect.push((*seq, p.clone()));
-        }
-        *seq = seq.wrapping_add(p.len() as u32);
-    }
     let bytes = std::fs::read(&file).unwrap();
     let mut r = PcapReader::new(&bytes[..]).unwrap();
     let mut got = Vec::new();
@@ -73,9 +61,33 @@ fn writer_output_converts_with_gaps_as_sequence_jumps() {
         };
         got.push((t.sequence_number(), t.payload().to_vec()));
     }
-    assert_eq!(got.len(), expect.len());
-    for (i, (g, e)) in got.iter().zip(&expect).enumerate() {
-        assert_eq!(g.0, e.0, "seq of frame {i}");
-        assert!(g.1 == e.1, "payload of frame {i}");
+
+    // Walk what was sent: a record is kept if it is the next frame's
+    // payload (payloads are all distinct), else it was dropped. A kept
+    // record's seq is ISN + all earlier bytes of its direction, dropped
+    // ones included.
+    let (mut c, mut s) = (CLIENT_ISN, SERVER_ISN);
+    let mut next = got.iter().enumerate().peekable();
+    let (mut dropped, mut dropped_bytes) = (0u64, 0u64);
+    for (i, (dir, p)) in sent.iter().enumerate() {
+        let seq = match dir {
+            C2S => &mut c,
+            S2C => &mut s,
+        };
+        match next.peek() {
+            Some((k, (gseq, gp))) if gp == p => {
+                assert_eq!(*gseq, *seq, "seq of frame {k} (record {i})");
+                next.next();
+            }
+            _ => {
+                dropped += 1;
+                dropped_bytes += p.len() as u64;
+            }
+        }
+        *seq = seq.wrapping_add(p.len() as u32);
     }
+    assert!(next.next().is_none(), "frames that match nothing sent");
+    assert_eq!(dropped, ch.dropped_records);
+    assert_eq!(dropped_bytes, ch.dropped_bytes);
+    assert!(!got.iter().any(|(_, p)| p.len() == 100_000));
 }
