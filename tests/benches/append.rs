@@ -149,17 +149,11 @@ fn measure(
     for (i, (slot, lost)) in samples.iter_mut().zip(dropped.iter_mut()).enumerate() {
         if interval_ns > 0.0 {
             let due = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
-            loop {
-                let now = Instant::now();
-                if now >= due {
-                    break;
-                }
-                let left = due - now;
-                if left > Duration::from_micros(300) {
-                    std::thread::sleep(left - Duration::from_micros(200));
-                } else {
-                    std::hint::spin_loop();
-                }
+            // Busy-wait, so the core stays awake and its caches warm; a
+            // sleep between calls adds wake-up and cold-cache cost to
+            // every design alike.
+            while Instant::now() < due {
+                std::hint::spin_loop();
             }
         }
         let t0 = Instant::now();
@@ -342,7 +336,7 @@ fn print_header(wall: bool) {
 
 fn print_row(design: Design, size: usize, s: &Stats, wall: bool) {
     println!(
-        "| {:<27} | {:>7} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8} | {:>9.0} | {:>9} | {:>6} |",
+        "| {:<27} | {:>7} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8} | {:>9.1} | {:>9} | {:>6} |",
         design.name(),
         size_label(size),
         s.calls,
