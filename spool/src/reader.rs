@@ -746,6 +746,9 @@ impl ChannelReader {
         }
         let file = File::open(path).map_err(|e| DamageKind::Unreadable(e.to_string()))?;
         self.buf.clear();
+        // The file's real size, checked against the limit above: one
+        // allocation instead of repeated doubling.
+        self.buf.reserve(md.len() as usize);
         // `take` bounds the read by the limit even if the file grows meanwhile.
         file.take(MAX_SEGMENT_BYTES)
             .read_to_end(&mut self.buf)

@@ -62,6 +62,9 @@ pub struct SpoolConfig {
     /// Channels to set up at creation, so their first record never waits for
     /// a segment to be prepared.
     pub channels: Vec<String>,
+    /// Wall-clock session start to record instead of now, for replays of
+    /// recorded traffic (with [`Spool::append_at`] timestamps relative to it).
+    pub session_start_unix_ns: Option<u64>,
 }
 
 impl SpoolConfig {
@@ -74,6 +77,7 @@ impl SpoolConfig {
             ready_ahead: 3,
             staging_budget: 256 << 20,
             channels: Vec::new(),
+            session_start_unix_ns: None,
         }
     }
 
@@ -104,6 +108,12 @@ impl SpoolConfig {
     /// Sets [`SpoolConfig::channels`].
     pub fn channels<S: AsRef<str>>(mut self, names: &[S]) -> Self {
         self.channels = names.iter().map(|s| s.as_ref().to_string()).collect();
+        self
+    }
+
+    /// Sets [`SpoolConfig::session_start_unix_ns`].
+    pub fn session_start_unix_ns(mut self, ns: u64) -> Self {
+        self.session_start_unix_ns = Some(ns);
         self
     }
 
@@ -271,7 +281,7 @@ impl Spool {
         let session_hex = manifest::session_id_hex(&session_id);
         let session = SessionFacts {
             session_id,
-            session_start_unix_ns: unix_now_ns(),
+            session_start_unix_ns: config.session_start_unix_ns.unwrap_or_else(unix_now_ns),
             monotonic_base_ns: monotonic_now_ns(),
         };
         let start = Instant::now();
