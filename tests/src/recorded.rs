@@ -1,0 +1,290 @@
+//! A recorded SPICE session (a tcpdump pcap of real client/server traffic)
+//! split into what each channel loop of a client would have seen: per
+//! connection, per direction, the post-link-phase bytes in arrival order.
+//!
+//! This is the "real traffic" the fixtures and end-to-end tests are made of.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use pcap_file::pcap::PcapReader;
+use spool::Direction;
+
+/// SPICE channel type numbers and ryll's names for them.
+pub const CHANNEL_NAMES: &[(u8, &str)] = &[
+    (1, "main"),
+    (2, "display"),
+    (3, "inputs"),
+    (4, "cursor"),
+    (5, "playback"),
+    (6, "record"),
+    (7, "tunnel"),
+    (8, "smartcard"),
+    (9, "usbredir"),
+    (10, "port"),
+    (11, "webdav"),
+];
+
+/// One read or write of a channel loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Nanoseconds since the first packet of the recording.
+    pub ts_ns: u64,
+    /// Which way.
+    pub dir: Direction,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// One TCP connection = one SPICE channel.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Client's TCP port in the recording.
+    pub client_port: u16,
+    /// SPICE channel type from the client's link message.
+    pub channel_type: u8,
+    /// SPICE channel id.
+    pub channel_id: u8,
+    /// ryll's channel name.
+    pub name: String,
+    /// Link-phase bytes client→server (link message, auth mechanism, ticket).
+    pub link_c2s: Vec<u8>,
+    /// Link-phase bytes server→client (link reply, link result).
+    pub link_s2c: Vec<u8>,
+    /// Everything after the link phase, as TCP delivered it.
+    pub chunks: Vec<Chunk>,
+}
+
+impl Connection {
+    /// All post-link bytes in one direction.
+    pub fn stream(&self, dir: Direction) -> Vec<u8> {
+        self.chunks
+            .iter()
+            .filter(|c| c.dir == dir)
+            .flat_map(|c| c.data.iter().copied())
+            .collect()
+    }
+}
+
+/// A whole recording.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Wall-clock time of the first packet, ns since the Unix epoch.
+    pub start_unix_ns: u64,
+    /// Connections in order of first appearance.
+    pub connections: Vec<Connection>,
+}
+
+impl Session {
+    /// The connection of a channel, by ryll's name.
+    pub fn channel(&self, name: &str) -> Option<&Connection> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+
+    /// Every chunk of every channel in arrival order, with its channel name.
+    pub fn merged(&self) -> Vec<(&str, &Chunk)> {
+        let mut all: Vec<(&str, &Chunk)> = self
+            .connections
+            .iter()
+            .flat_map(|c| c.chunks.iter().map(move |k| (c.name.as_str(), k)))
+            .collect();
+        all.sort_by_key(|(_, k)| k.ts_ns);
+        all
+    }
+}
+
+#[derive(Default)]
+struct RawConn {
+    first_seen: usize,
+    /// (ts, dir, payload) after de-duplicating retransmissions.
+    segments: Vec<(u64, Direction, Vec<u8>)>,
+    next_seq: [Option<u32>; 2],
+}
+
+/// Reads a pcap of a SPICE session whose server listens on `server_port`.
+pub fn load(path: &Path, server_port: u16) -> Result<Session, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut reader = PcapReader::new(file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut conns: BTreeMap<u16, RawConn> = BTreeMap::new();
+    let mut start: Option<u64> = None;
+    let mut n = 0usize;
+    while let Some(pkt) = reader.next_packet() {
+        let pkt = pkt.map_err(|e| format!("{}: packet {n}: {e}", path.display()))?;
+        n += 1;
+        let t = pkt.timestamp.as_nanos() as u64;
+        let start = *start.get_or_insert(t);
+        let Ok(sliced) = SlicedPacket::from_ethernet(&pkt.data) else {
+            continue;
+        };
+        let (Some(NetSlice::Ipv4(_)), Some(TransportSlice::Tcp(tcp))) =
+            (&sliced.net, &sliced.transport)
+        else {
+            continue;
+        };
+        let (key, dir) = if tcp.destination_port() == server_port {
+            (tcp.source_port(), Direction::ClientToServer)
+        } else if tcp.source_port() == server_port {
+            (tcp.destination_port(), Direction::ServerToClient)
+        } else {
+            continue;
+        };
+        let first_seen = conns.len();
+        let conn = conns.entry(key).or_insert_with(|| RawConn {
+            first_seen,
+            ..Default::default()
+        });
+        let d = dir.to_byte() as usize;
+        let seq = tcp.sequence_number();
+        if tcp.syn() {
+            conn.next_seq[d] = Some(seq.wrapping_add(1));
+            continue;
+        }
+        let payload = tcp.payload();
+        if payload.is_empty() {
+            continue;
+        }
+        let expected = conn.next_seq[d].unwrap_or(seq);
+        let ahead = seq.wrapping_sub(expected) as i32;
+        if ahead > 0 {
+            return Err(format!(
+                "{}: packet {n}: {ahead} bytes missing from the recording",
+                path.display()
+            ));
+        }
+        // A retransmission repeats bytes already seen: keep only new ones.
+        let skip = (-ahead) as usize;
+        if skip >= payload.len() {
+            continue;
+        }
+        conn.next_seq[d] = Some(seq.wrapping_add(payload.len() as u32));
+        conn.segments
+            .push((t.saturating_sub(start), dir, payload[skip..].to_vec()));
+    }
+    let mut connections = Vec::new();
+    let mut raw: Vec<(u16, RawConn)> = conns.into_iter().collect();
+    raw.sort_by_key(|(_, c)| c.first_seen);
+    for (port, c) in raw {
+        connections.push(split_link_phase(port, c.segments)?);
+    }
+    Ok(Session {
+        start_unix_ns: start.unwrap_or(0),
+        connections,
+    })
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Works out the link phase's length in each direction from its own bytes,
+/// and splits the connection's segments at that point.
+fn split_link_phase(
+    port: u16,
+    segments: Vec<(u64, Direction, Vec<u8>)>,
+) -> Result<Connection, String> {
+    let stream = |dir| -> Vec<u8> {
+        segments
+            .iter()
+            .filter(|s| s.1 == dir)
+            .flat_map(|s| s.2.iter().copied())
+            .collect()
+    };
+    let c2s = stream(Direction::ClientToServer);
+    let s2c = stream(Direction::ServerToClient);
+    let bad = |what: &str| format!("connection from port {port}: {what}");
+    if c2s.get(..4) != Some(b"REDQ") || s2c.get(..4) != Some(b"REDQ") {
+        return Err(bad("does not start with a SPICE link phase"));
+    }
+    // SpiceLinkHeader: magic, major, minor, size; then the body.
+    let mess_len = u32_at(&c2s, 12).ok_or_else(|| bad("short link header"))? as usize;
+    let reply_len = u32_at(&s2c, 12).ok_or_else(|| bad("short link reply"))? as usize;
+    let mess = c2s
+        .get(16..16 + mess_len)
+        .ok_or_else(|| bad("short link message"))?;
+    let reply = s2c
+        .get(16..16 + reply_len)
+        .ok_or_else(|| bad("short link reply"))?;
+    // SpiceLinkMess: connection_id u32, channel_type u8, channel_id u8,
+    // num_common_caps u32, num_channel_caps u32, caps_offset u32.
+    let channel_type = mess[4];
+    let channel_id = mess[5];
+    let common_caps = |body: &[u8], num_at: usize, off_at: usize| -> u32 {
+        let num = u32_at(body, num_at).unwrap_or(0);
+        let off = u32_at(body, off_at).unwrap_or(0) as usize;
+        if num == 0 {
+            0
+        } else {
+            u32_at(body, off).unwrap_or(0)
+        }
+    };
+    const AUTH_SELECTION: u32 = 1;
+    let client_caps = common_caps(mess, 6, 14);
+    // SpiceLinkReply: error u32, pub_key [u8; 162], num_common_caps u32,
+    // num_channel_caps u32, caps_offset u32.
+    let server_caps = common_caps(reply, 166, 174);
+    let auth_selection = client_caps & server_caps & AUTH_SELECTION != 0;
+    let link_c2s_len = 16 + mess_len + if auth_selection { 4 } else { 0 } + 128;
+    let link_s2c_len = 16 + reply_len + 4;
+    let name = CHANNEL_NAMES
+        .iter()
+        .find(|(t, _)| *t == channel_type)
+        .map_or_else(|| format!("type{channel_type}"), |(_, n)| n.to_string());
+
+    let mut chunks = Vec::new();
+    let mut seen = [0usize; 2];
+    let link_len = [link_c2s_len, link_s2c_len];
+    for (ts, dir, data) in segments {
+        let d = dir.to_byte() as usize;
+        let before = seen[d];
+        seen[d] += data.len();
+        if seen[d] <= link_len[d] {
+            continue;
+        }
+        let skip = link_len[d].saturating_sub(before);
+        chunks.push(Chunk {
+            ts_ns: ts,
+            dir,
+            data: data[skip..].to_vec(),
+        });
+    }
+    Ok(Connection {
+        client_port: port,
+        channel_type,
+        channel_id,
+        name,
+        link_c2s: c2s[..link_c2s_len.min(c2s.len())].to_vec(),
+        link_s2c: s2c[..link_s2c_len.min(s2c.len())].to_vec(),
+        chunks,
+    })
+}
+
+/// Walks a post-link stream as SPICE mini-header messages (type u16,
+/// size u32, body) and returns their types; `Err` if the bytes do not frame.
+pub fn mini_header_messages(stream: &[u8]) -> Result<Vec<u16>, String> {
+    let mut at = 0;
+    let mut types = Vec::new();
+    while at < stream.len() {
+        let Some(h) = stream.get(at..at + 6) else {
+            return Err(format!("partial header at byte {at}"));
+        };
+        let ty = u16::from_le_bytes([h[0], h[1]]);
+        let size = u32::from_le_bytes([h[2], h[3], h[4], h[5]]) as usize;
+        at += 6;
+        if size > stream.len() - at {
+            return Err(format!("message at byte {} runs past the end", at - 6));
+        }
+        at += size;
+        types.push(ty);
+    }
+    Ok(types)
+}
+
+/// The shared real session, `../shared/spice-sessions/qemu-seabios-4ch.pcap`,
+/// found relative to the workspace root.
+pub fn shared_session_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spice-sessions/qemu-seabios-4ch.pcap")
+}
+
+/// Server port of the shared session.
+pub const SHARED_SESSION_PORT: u16 = 5931;

@@ -1,0 +1,143 @@
+//! External tools the end-to-end tests drive (tshark), and the rule for when
+//! one is missing: under `CI=true` that fails the test, elsewhere the test
+//! is skipped with a message saying so.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+/// Whether this run is CI (`CI=true`), where every tool must be present.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// `true` if `tool --version` runs. If not: panics under CI, else prints a
+/// SKIPPED line and returns `false`.
+pub fn require(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if in_ci() {
+            panic!("{tool} is required under CI=true but is not installed (.ci/run installs it)");
+        }
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    ok
+}
+
+/// Runs tshark with `args`; returns stdout, or the failure with stderr.
+pub fn tshark(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("tshark")
+        .args(args)
+        .output()
+        .map_err(|e| format!("tshark: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // tshark warns when run as root; that is not a problem with the file.
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("Running as user \"root\""))
+        .collect();
+    if !out.status.success() || !complaints.is_empty() {
+        return Err(format!(
+            "tshark {}: exit {:?}: {}",
+            args.join(" "),
+            out.status.code(),
+            complaints.join(" / ")
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One TCP conversation as tshark reassembles it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Followed {
+    /// Bytes sent by the client (the side that is not port 5900).
+    pub client: Vec<u8>,
+    /// Bytes sent by the server (port 5900).
+    pub server: Vec<u8>,
+}
+
+/// Reassembles every TCP stream in `file` with `tshark -z follow,tcp,raw`,
+/// keyed by the client's port.
+pub fn follow_all(file: &Path, server_port: u16) -> Result<BTreeMap<u16, Followed>, String> {
+    let f = file.to_string_lossy();
+    let streams = tshark(&["-r", &f, "-T", "fields", "-e", "tcp.stream"])?;
+    let count = streams
+        .lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .max()
+        .map_or(0, |m| m + 1);
+    let mut args: Vec<String> = vec!["-r".into(), f.to_string(), "-q".into()];
+    for s in 0..count {
+        args.push("-z".into());
+        args.push(format!("follow,tcp,raw,{s}"));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = tshark(&refs)?;
+    parse_follow(&out, server_port)
+}
+
+fn parse_follow(out: &str, server_port: u16) -> Result<BTreeMap<u16, Followed>, String> {
+    let mut result = BTreeMap::new();
+    let mut nodes: [Option<u16>; 2] = [None, None];
+    let mut current = Followed::default();
+    let mut in_stream = false;
+    for line in out.lines() {
+        if line.starts_with("=====") {
+            if in_stream {
+                let client_port = nodes
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .find(|&p| p != server_port)
+                    .ok_or("follow output without a client node")?;
+                result.insert(client_port, std::mem::take(&mut current));
+                nodes = [None, None];
+            }
+            in_stream = false;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("Node ") {
+            let (idx, addr) = rest.split_once(": ").ok_or("bad Node line")?;
+            let port = addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or("bad Node address")?;
+            let i: usize = idx.parse().map_err(|_| "bad Node index")?;
+            if i < 2 {
+                nodes[i] = Some(port);
+            }
+            in_stream = true;
+            continue;
+        }
+        if !in_stream || line.starts_with("Follow:") || line.starts_with("Filter:") {
+            continue;
+        }
+        // Raw mode: node 0's data at column 0, node 1's indented by a tab.
+        let (node, hex) = match line.strip_prefix('\t') {
+            Some(h) => (1, h),
+            None => (0, line),
+        };
+        let bytes = decode_hex(hex.trim()).ok_or_else(|| format!("bad hex line {line:?}"))?;
+        let from_server = nodes[node] == Some(server_port);
+        if from_server {
+            current.server.extend(bytes);
+        } else {
+            current.client.extend(bytes);
+        }
+    }
+    Ok(result)
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
