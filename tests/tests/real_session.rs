@@ -1,0 +1,201 @@
+//! The real SPICE session in `../shared/` end to end: split into channel
+//! streams, spooled (the shipped fixture), converted by spool2pcap, and read
+//! back by etherparse and by tshark.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use e2e::recorded::{self, Session};
+use e2e::{fixtures, tools};
+use spool::reader::{Capture, Event};
+use spool::Direction;
+use spool2pcap::{convert, ConvertOptions, Destination, Format, TimeMode};
+
+fn session() -> Session {
+    let path = recorded::shared_session_path();
+    recorded::load(&path, recorded::SHARED_SESSION_PORT)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(fixtures::CAPTURE)
+}
+
+#[test]
+fn recorded_session_splits_into_framed_spice_streams() {
+    let s = session();
+    let names: Vec<&str> = s.connections.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["main", "display", "inputs", "cursor"]);
+    for c in &s.connections {
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let stream = c.stream(dir);
+            let types = recorded::mini_header_messages(&stream)
+                .unwrap_or_else(|e| panic!("{} {}: {e}", c.name, dir.as_str()));
+            assert!(!types.is_empty(), "{} {} is empty", c.name, dir.as_str());
+        }
+    }
+    // main's first server message after the link is SPICE_MSG_MAIN_INIT (103).
+    let main = s.channel("main").unwrap();
+    let types = recorded::mini_header_messages(&main.stream(Direction::ServerToClient)).unwrap();
+    assert_eq!(types[0], 103);
+}
+
+/// The shipped fixture holds every post-link byte of every channel, as the
+/// chunks arrived, with their timestamps: nothing lost, nothing added.
+#[test]
+fn shipped_fixture_is_the_whole_session() {
+    let s = session();
+    let cap = Capture::open(&fixture()).unwrap();
+    assert!(cap.problems().is_empty(), "{:?}", cap.problems());
+    assert!(cap.manifest().unwrap().clean_shutdown);
+    assert_eq!(
+        cap.manifest().unwrap().session_start_unix_ns,
+        s.start_unix_ns
+    );
+    for conn in &s.connections {
+        let mut r = cap.reader(&conn.name).unwrap();
+        let mut got = Vec::new();
+        while let Some(ev) = r.next_event() {
+            match ev {
+                Event::Data(d) => got.push((d.ts_ns, d.direction, d.payload.to_vec())),
+                other => panic!("{}: unexpected {other:?}", conn.name),
+            }
+        }
+        let want: Vec<_> = conn
+            .chunks
+            .iter()
+            .map(|c| (c.ts_ns, c.dir, c.data.clone()))
+            .collect();
+        assert_eq!(got.len(), want.len(), "{}", conn.name);
+        assert!(
+            got == want,
+            "{}: records differ from the recording",
+            conn.name
+        );
+        assert!(r.stats().closed_cleanly, "{}", conn.name);
+    }
+}
+
+/// Converts the fixture and checks every frame with etherparse: addresses,
+/// ports, sequence numbers, checksums, and the timestamp of every chunk.
+#[test]
+fn converted_frames_carry_every_byte_in_order_with_its_time() {
+    let s = session();
+    let out = tempfile::tempdir().unwrap();
+    let report = convert(
+        &fixture(),
+        &ConvertOptions::new(Destination::Dir(out.path().into())),
+    )
+    .unwrap();
+    assert!(!report.has_damage());
+    for conn in &s.connections {
+        let path = out.path().join(format!("{}.pcap", conn.name));
+        let mut reader =
+            pcap_file::pcap::PcapReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let port = spool2pcap::ports::known_port(&conn.name).unwrap();
+        let mut chunks = conn.chunks.iter();
+        let mut seq = [1000u32, 2000u32];
+        let mut frames = 0;
+        while let Some(pkt) = reader.next_packet() {
+            let pkt = pkt.unwrap();
+            let chunk = chunks.next().expect("more frames than chunks");
+            let headers = etherparse::PacketHeaders::from_ethernet_slice(&pkt.data).unwrap();
+            let Some(etherparse::NetHeaders::Ipv4(ip, _)) = &headers.net else {
+                panic!("not IPv4")
+            };
+            let Some(etherparse::TransportHeader::Tcp(tcp)) = &headers.transport else {
+                panic!("not TCP")
+            };
+            let payload = headers.payload.slice();
+            // Chunks of the recording are all below the 65495-byte split.
+            assert_eq!(
+                payload,
+                chunk.data.as_slice(),
+                "{} frame {frames}",
+                conn.name
+            );
+            let expect_ts = std::time::Duration::from_nanos(s.start_unix_ns + chunk.ts_ns);
+            assert_eq!(
+                pkt.timestamp, expect_ts,
+                "{} frame {frames} time",
+                conn.name
+            );
+            let (src, dst, sp, dp, d, other) = match chunk.dir {
+                Direction::ClientToServer => ([10, 0, 0, 1], [10, 0, 0, 2], port, 5900, 0, 1),
+                Direction::ServerToClient => ([10, 0, 0, 2], [10, 0, 0, 1], 5900, port, 1, 0),
+            };
+            assert_eq!((ip.source, ip.destination), (src, dst));
+            assert_eq!((tcp.source_port, tcp.destination_port), (sp, dp));
+            assert_eq!(tcp.sequence_number, seq[d]);
+            assert!(tcp.ack);
+            assert_eq!(tcp.acknowledgment_number, seq[other]);
+            assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+            assert_eq!(tcp.checksum, tcp.calc_checksum_ipv4(ip, payload).unwrap());
+            seq[d] = seq[d].wrapping_add(payload.len() as u32);
+            frames += 1;
+        }
+        assert!(chunks.next().is_none(), "{}: chunks left over", conn.name);
+    }
+}
+
+fn expected_streams(s: &Session) -> BTreeMap<u16, tools::Followed> {
+    s.connections
+        .iter()
+        .map(|c| {
+            (
+                spool2pcap::ports::known_port(&c.name).unwrap(),
+                tools::Followed {
+                    client: c.stream(Direction::ClientToServer),
+                    server: c.stream(Direction::ServerToClient),
+                },
+            )
+        })
+        .collect()
+}
+
+/// tshark reads every output file (per-channel pcaps, merged pcap, merged
+/// pcapng) without error and reassembles exactly the bytes that went in.
+#[test]
+fn tshark_reassembles_exactly_the_spooled_bytes() {
+    if !tools::require("tshark") {
+        return;
+    }
+    let s = session();
+    let want = expected_streams(&s);
+    let out = tempfile::tempdir().unwrap();
+    convert(
+        &fixture(),
+        &ConvertOptions::new(Destination::Dir(out.path().join("per-channel"))),
+    )
+    .unwrap();
+    for conn in &s.connections {
+        let f = out
+            .path()
+            .join("per-channel")
+            .join(format!("{}.pcap", conn.name));
+        let got = tools::follow_all(&f, 5900).unwrap();
+        let port = spool2pcap::ports::known_port(&conn.name).unwrap();
+        assert_eq!(got.len(), 1, "{}", conn.name);
+        assert!(
+            got[&port] == want[&port],
+            "{}: tshark's bytes differ",
+            conn.name
+        );
+    }
+    for (name, format) in [("all.pcap", Format::Pcap), ("all.pcapng", Format::Pcapng)] {
+        let mut opts = ConvertOptions::new(Destination::File(out.path().join(name)));
+        opts.format = format;
+        opts.time = TimeMode::Relative;
+        convert(&fixture(), &opts).unwrap();
+        let got = tools::follow_all(&out.path().join(name), 5900).unwrap();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (port, w) in &want {
+            assert!(
+                &got[port] == w,
+                "{name}: port {port}: tshark's bytes differ"
+            );
+        }
+    }
+}
