@@ -37,6 +37,16 @@ pub(crate) struct Counters {
     pub segments: AtomicU64,
 }
 
+impl Counters {
+    /// Adds to a counter. Counters change only under the channel's lock, so
+    /// a plain load and store is enough (no locked read-modify-write on the
+    /// hot path); readers elsewhere see each value whole.
+    #[inline]
+    fn bump(&self, counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
 /// Drops not yet written into the spool as a gap record.
 #[derive(Debug, Default, Clone, Copy)]
 struct PendingGap {
@@ -139,9 +149,9 @@ impl Channel {
     }
 
     /// Appends one data record. Returns `false` if it was dropped; the drop
-    /// is counted and will be written as a gap record. Sets `rotated` when a
+    /// is counted and will be written as a gap record. Sets `wake` when a
     /// segment was retired, so the caller can wake the background thread.
-    pub fn append(&self, dir: Direction, ts_ns: u64, data: &[u8], rotated: &mut bool) -> bool {
+    pub fn append(&self, dir: Direction, ts_ns: u64, data: &[u8], wake: &mut bool) -> bool {
         let mut st = self.lock();
         if st.closed || data.len() > self.max_payload {
             self.drop_record(&mut st, dir, data.len(), ts_ns);
@@ -151,7 +161,7 @@ impl Channel {
         let gap_need = if st.gap.is_empty() { 0 } else { GAP_RECORD_LEN };
         let fits =
             st.segment.is_some() && st.offset + gap_need + need + SEAL_RECORD_LEN <= st.capacity();
-        if !fits && !self.rotate(&mut st, rotated) {
+        if !fits && !self.rotate(&mut st, wake) {
             self.drop_record(&mut st, dir, data.len(), ts_ns);
             return false;
         }
@@ -215,19 +225,22 @@ impl Channel {
 
     /// Seals and retires the live segment (if any) and takes the next ready
     /// one. Returns `false` if none is ready.
-    fn rotate(&self, st: &mut State, rotated: &mut bool) -> bool {
+    fn rotate(&self, st: &mut State, wake: &mut bool) -> bool {
         if st.segment.is_some() {
             self.retire_live(st, 0);
-            *rotated = true;
+            *wake = true;
         }
         match self.ready.pop() {
             Some(mut seg) => {
+                // One fewer ready: the preparer should replace it now, not
+                // at its next timeout.
+                *wake = true;
                 seg.set_first_seq(st.seq);
                 st.segment = Some(seg);
                 st.offset = SEGMENT_HEADER_LEN;
                 st.seg_records = 0;
                 st.seg_data_bytes = 0;
-                self.counters.segments.fetch_add(1, Ordering::Relaxed);
+                self.counters.bump(&self.counters.segments, 1);
                 true
             }
             None => false,
@@ -291,7 +304,7 @@ impl Channel {
                 st.offset = SEGMENT_HEADER_LEN;
                 st.seg_records = 0;
                 st.seg_data_bytes = 0;
-                self.counters.segments.fetch_add(1, Ordering::Relaxed);
+                self.counters.bump(&self.counters.segments, 1);
             }
         }
         self.retire_live(&mut st, SEAL_FLAG_FINAL);

@@ -63,8 +63,10 @@ impl MappedSegment {
             // MAP_POPULATE prefaults tmpfs pages fully; on a disk file it only
             // read-faults, so dirty every page once to take the write faults
             // here rather than on the hot path.
-            for page in map.chunks_mut(4096) {
-                page[0] = 0;
+            if !fsutil::is_memory_backed(dir) {
+                for page in map.chunks_mut(4096) {
+                    page[0] = 0;
+                }
             }
             let mut name = [0u8; MAX_CHANNEL_NAME];
             name[..channel.len()].copy_from_slice(channel.as_bytes());

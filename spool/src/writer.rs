@@ -386,9 +386,9 @@ impl Spool {
                 }
             },
         };
-        let mut rotated = false;
-        let ok = ch.append(dir, ts_ns, data, &mut rotated);
-        if rotated {
+        let mut wake = false;
+        let ok = ch.append(dir, ts_ns, data, &mut wake);
+        if wake {
             self.preparer.unpark();
             self.retirer.unpark();
         }
@@ -431,8 +431,12 @@ impl Spool {
             self.shared.config.segment_bytes,
             max_staged,
         ));
-        // The first segment synchronously, so the first record is kept.
-        let _ = background::prepare_one(&self.shared, &ch);
+        // The first segment synchronously, so the first record is kept, and
+        // one more so that a burst right at the start does not outrun the
+        // preparer's first wake-up.
+        if background::prepare_one(&self.shared, &ch).is_ok() {
+            let _ = background::prepare_one(&self.shared, &ch);
+        }
         let _ = slot.set(ch);
         self.preparer.unpark();
         slot.get()
@@ -641,9 +645,9 @@ impl ChannelHandle<'_> {
 
     /// Same as [`Spool::append_at`] on this channel.
     pub fn append_at(&self, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
-        let mut rotated = false;
-        let ok = self.channel.append(dir, ts_ns, data, &mut rotated);
-        if rotated {
+        let mut wake = false;
+        let ok = self.channel.append(dir, ts_ns, data, &mut wake);
+        if wake {
             self.spool.preparer.unpark();
             self.spool.retirer.unpark();
         }
