@@ -1,2 +1,17 @@
-//! ryll's CaptureSink on the spool (see issue 4).
+//! ryll's `CaptureSink` on the capture spool (issue 4), and the tools that
+//! prove it: `ryll-replay` replays a recorded session through a sink over
+//! real sockets, `ryll-capture` is a headless SPICE client capturing into a
+//! spool.
+//!
+//! - [`sink`]: [`SpoolSink`] (the spool behind the renderer's
+//!   `capture_sink::CaptureSink`), [`NoCaptureSink`], `metadata.json`.
+//! - [`baseline`]: ryll's earlier capture designs, for comparison.
+//! - [`recorded`]: a recorded SPICE pcap split into what each channel loop
+//!   saw (shared with the `e2e` tests, which re-export it).
+
 pub mod baseline;
+pub mod recorded;
+pub mod sink;
+
+pub use shakenfist_spice_renderer::CaptureSink;
+pub use sink::{CaptureMetadata, NoCaptureSink, SinkError, SpoolSink, RYLL_CHANNELS};

@@ -3,5 +3,5 @@
 //! ([`fixtures`], run as `cargo run -p e2e --bin make-fixtures`).
 
 pub mod fixtures;
-pub mod recorded;
+pub use ryll_hook::recorded;
 pub mod tools;
