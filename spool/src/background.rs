@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::channel::{Channel, Retired};
 use crate::format::segment_file_name;
 use crate::fsutil;
+use crate::limit::{Entry, Ledger, LimitPolicy};
 use crate::segment::MappedSegment;
 use crate::writer::Shared;
 
@@ -96,6 +97,10 @@ pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), ()> {
         shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
         return Err(());
     }
+    if !within_stop_limit(shared, ch, size) {
+        shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+        return Err(());
+    }
     let index = ch.next_index.load(Ordering::Relaxed);
     let dir = shared.staging_channel_dir(&ch.name);
     let result = fsutil::create_private_dir(&dir, true).and_then(|()| {
@@ -110,11 +115,13 @@ pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), ()> {
     match result {
         Ok(seg) => {
             ch.next_index.store(index + 1, Ordering::Relaxed);
+            ch.staged_bytes.fetch_add(size, Ordering::AcqRel);
             if let Err(seg) = ch.ready.push(seg) {
                 // The ready queue is sized for the budget; unreachable in
                 // practice. Undo cleanly.
                 let _ = std::fs::remove_file(seg.path());
                 shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+                ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
             }
             Ok(())
         }
@@ -131,10 +138,30 @@ pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), ()> {
     }
 }
 
+/// Under [`LimitPolicy::Stop`], whether one more segment of `size` keeps
+/// the capture directory (counting what is staged and will be moved in)
+/// within its bounds. Always true under the ring policy.
+fn within_stop_limit(shared: &Shared, ch: &Channel, size: u64) -> bool {
+    let limit = &shared.config.limit;
+    if limit.policy != LimitPolicy::Stop {
+        return true;
+    }
+    let total =
+        shared.disk_bytes.load(Ordering::Acquire) + shared.staged_bytes.load(Ordering::Acquire);
+    // `staged_bytes` already includes this segment's reservation.
+    if limit.max_bytes.is_some_and(|m| total > m) {
+        return false;
+    }
+    let mine =
+        ch.disk_bytes.load(Ordering::Acquire) + ch.staged_bytes.load(Ordering::Acquire) + size;
+    !limit.max_bytes_per_channel.is_some_and(|m| mine > m)
+}
+
 /// Body of the retirer thread. Returns once stopping and every retired
 /// segment has been moved.
 pub(crate) fn retire_loop(shared: &Shared) {
     lower_priority(RETIRER_NICE);
+    let mut ledger = Ledger::default();
     loop {
         // Read the flag before draining, so nothing retired before the flag
         // was set can be left behind.
@@ -144,10 +171,33 @@ pub(crate) fn retire_loop(shared: &Shared) {
             continue;
         }
         let mut moved = false;
+        let mut trimmed = false;
         for ch in shared.channels() {
             while let Some(r) = ch.retired.pop() {
-                retire_one(shared, ch, r);
                 moved = true;
+                let Some(entry) = retire_one(shared, ch, r) else {
+                    continue;
+                };
+                ledger.add(entry, ch);
+                if shared.config.limit.is_set() {
+                    // After every segment, so the directory never holds
+                    // more than the bound plus the segment just moved in.
+                    let channels: Vec<&Channel> = shared.channels().collect();
+                    let (errors, any) = ledger.enforce(&shared.config.limit, &channels);
+                    for e in errors {
+                        shared.record_error(e);
+                    }
+                    trimmed |= any;
+                }
+                shared.disk_bytes.store(ledger.total(), Ordering::Release);
+            }
+        }
+        if trimmed {
+            *shared.trimmed.lock().unwrap_or_else(|p| p.into_inner()) = ledger.trimmed.clone();
+            // Say so on disk now, not only at close: a crash must not leave a
+            // trimmed capture that reads as damaged.
+            if let Err(e) = shared.write_running_manifest() {
+                shared.record_error(e.to_string());
             }
         }
         if stopping && !moved {
@@ -162,38 +212,47 @@ pub(crate) fn retire_loop(shared: &Shared) {
 /// Moves one sealed segment into the capture directory durably, then frees
 /// its staged copy. On failure the staged file stays where recovery will
 /// find it, and the error is recorded.
-fn retire_one(shared: &Shared, ch: &Channel, r: Retired) {
+fn retire_one(shared: &Shared, ch: &Channel, r: Retired) -> Option<Entry> {
     let size = r.segment.capacity() as u64;
     let dest_dir = shared.capture_channel_dir(&ch.name);
-    let dest = dest_dir.join(segment_file_name(r.segment.index()));
+    let dest = if shared.direct {
+        r.segment.path().to_path_buf()
+    } else {
+        dest_dir.join(segment_file_name(r.segment.index()))
+    };
     let result = if shared.direct {
         finish_in_place(&r)
     } else {
         copy_out(&r, &dest_dir, &dest)
     };
-    match result {
-        Ok(()) => {
-            if !shared.direct {
-                let staged = r.segment.path().to_path_buf();
-                drop(r);
-                if let Err(e) = std::fs::remove_file(&staged) {
-                    shared.record_error(format!("removing {}: {e}", staged.display()));
-                }
-                shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
-            } else {
-                drop(r);
-                shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
-            }
-        }
-        Err(e) => {
-            // Keep the budget reserved: the staged file still holds memory.
-            shared.record_error(format!(
-                "moving {} to {}: {e}",
-                r.segment.path().display(),
-                dest.display()
-            ));
+    if let Err(e) = result {
+        // Keep the budget reserved: the staged file still holds memory.
+        shared.record_error(format!(
+            "moving {} to {}: {e}",
+            r.segment.path().display(),
+            dest.display()
+        ));
+        return None;
+    }
+    let entry = Entry {
+        channel: ch.slot,
+        index: r.segment.index(),
+        path: dest,
+        file_bytes: r.used as u64,
+        records: r.records,
+        data_bytes: r.data_bytes,
+        last_ts: r.last_ts,
+    };
+    let staged = r.segment.path().to_path_buf();
+    drop(r);
+    if !shared.direct {
+        if let Err(e) = std::fs::remove_file(&staged) {
+            shared.record_error(format!("removing {}: {e}", staged.display()));
         }
     }
+    shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+    ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+    Some(entry)
 }
 
 fn copy_out(r: &Retired, dest_dir: &Path, dest: &Path) -> std::io::Result<()> {

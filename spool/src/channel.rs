@@ -25,6 +25,12 @@ pub(crate) struct Retired {
     pub segment: MappedSegment,
     /// Bytes in use (header, records, seal); the rest is zeroes.
     pub used: usize,
+    /// Data and gap records in the segment.
+    pub records: u64,
+    /// Payload bytes of its data records.
+    pub data_bytes: u64,
+    /// Timestamp of its newest record.
+    pub last_ts: u64,
 }
 
 /// Counters readable at any time without taking the channel's lock.
@@ -99,6 +105,12 @@ struct State {
 /// A channel of the spool.
 pub(crate) struct Channel {
     pub name: String,
+    /// Position in the spool's channel table.
+    pub slot: usize,
+    /// Bytes of this channel's segments in the capture directory.
+    pub disk_bytes: AtomicU64,
+    /// Bytes of this channel's segments staged in memory.
+    pub staged_bytes: AtomicU64,
     state: Mutex<State>,
     /// Segments prepared ahead of need, oldest first.
     pub ready: ArrayQueue<MappedSegment>,
@@ -116,9 +128,17 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    pub fn new(name: &str, segment_bytes: usize, max_staged_segments: usize) -> Channel {
+    pub fn new(
+        name: &str,
+        slot: usize,
+        segment_bytes: usize,
+        max_staged_segments: usize,
+    ) -> Channel {
         Channel {
             name: name.to_string(),
+            slot,
+            disk_bytes: AtomicU64::new(0),
+            staged_bytes: AtomicU64::new(0),
             state: Mutex::new(State {
                 segment: None,
                 offset: 0,
@@ -270,7 +290,14 @@ impl Channel {
         );
         st.seq += 1;
         let used = st.offset + SEAL_RECORD_LEN;
-        if let Err(r) = self.retired.push(Retired { segment: seg, used }) {
+        let retired = Retired {
+            segment: seg,
+            used,
+            records: st.seg_records,
+            data_bytes: st.seg_data_bytes,
+            last_ts: ts,
+        };
+        if let Err(r) = self.retired.push(retired) {
             // Cannot happen: the queue holds every segment the staging
             // budget allows. If it ever does, the segment stays in the
             // staging directory, where recovery finds it.

@@ -34,6 +34,7 @@ mod background;
 mod channel;
 pub mod format;
 pub mod fsutil;
+pub mod limit;
 pub mod manifest;
 pub mod reader;
 pub mod recover;
@@ -42,6 +43,7 @@ pub mod staging;
 mod writer;
 
 pub use format::Direction;
+pub use limit::{DiskLimit, LimitPolicy};
 pub use manifest::Manifest;
 pub use reader::Capture;
 pub use writer::{ChannelCounters, ChannelHandle, Spool, SpoolConfig, SpoolError, StagingChoice};

@@ -11,6 +11,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limit::{DiskLimit, Trimmed};
+
 /// File name of the manifest inside a capture directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -41,6 +43,12 @@ pub struct Manifest {
     /// Background errors seen during the session (disk full, I/O errors…).
     #[serde(default)]
     pub errors: Vec<String>,
+    /// The bound on the capture directory's size, if one was set.
+    #[serde(default)]
+    pub limit: Option<DiskLimit>,
+    /// What the flight recorder deleted from the start of each channel.
+    #[serde(default)]
+    pub trimmed: BTreeMap<String, Trimmed>,
 }
 
 /// Per-channel counters as recorded in the manifest.

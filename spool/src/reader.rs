@@ -20,6 +20,7 @@ use crate::format::{
     SegmentHeader, FORMAT_VERSION, GAP_PAYLOAD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN,
     SEAL_FLAG_FINAL, SEAL_PAYLOAD_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
+use crate::limit::Trimmed;
 use crate::manifest::{Manifest, MANIFEST_FILE};
 
 /// Largest segment file the reader accepts. The writer never makes one
@@ -63,8 +64,14 @@ pub enum DamageKind {
     /// The last record of the channel was being written when the writer
     /// stopped; it was never acknowledged.
     TornTail,
-    /// A segment index is missing from the sequence.
-    MissingSegment(u64),
+    /// Segment indexes missing from the sequence (and not trimmed by the
+    /// flight recorder).
+    MissingSegments {
+        /// First missing index.
+        first: u64,
+        /// How many are missing.
+        count: u64,
+    },
     /// The file could not be read, or is larger than [`MAX_SEGMENT_BYTES`].
     Unreadable(String),
     /// A symlink or other non-regular file where a segment should be.
@@ -84,7 +91,12 @@ impl std::fmt::Display for DamageKind {
             DamageKind::HeaderMismatch(what) => write!(f, "segment header mismatch: {what}"),
             DamageKind::Corrupt => write!(f, "corrupt records skipped"),
             DamageKind::TornTail => write!(f, "torn tail (record in progress when writer stopped)"),
-            DamageKind::MissingSegment(i) => write!(f, "segment {i} missing"),
+            DamageKind::MissingSegments { first, count: 1 } => {
+                write!(f, "segment {first} missing")
+            }
+            DamageKind::MissingSegments { first, count } => {
+                write!(f, "segments {first} to {} missing", first + count - 1)
+            }
             DamageKind::Unreadable(e) => write!(f, "unreadable: {e}"),
             DamageKind::NotARegularFile => write!(f, "not a regular file (symlink?)"),
         }
@@ -357,10 +369,15 @@ impl Capture {
 
     /// A reader over one channel's records, or `None` if there is no such channel.
     pub fn reader(&self, channel: &str) -> Option<ChannelReader> {
-        self.channels
-            .iter()
-            .find(|c| c.name == channel)
-            .map(|c| ChannelReader::new(c.clone()))
+        self.channels.iter().find(|c| c.name == channel).map(|c| {
+            let mut r = ChannelReader::new(c.clone());
+            r.set_trimmed(
+                self.manifest
+                    .as_ref()
+                    .and_then(|m| m.trimmed.get(channel).copied()),
+            );
+            r
+        })
     }
 }
 
@@ -498,6 +515,7 @@ pub struct ChannelReader {
     session: Option<SessionInfo>,
     damage: Vec<Damage>,
     stats: ReadStats,
+    trimmed: Option<Trimmed>,
 }
 
 impl ChannelReader {
@@ -517,7 +535,20 @@ impl ChannelReader {
             session: None,
             damage: Vec::new(),
             stats: ReadStats::default(),
+            trimmed: None,
         }
+    }
+
+    /// Tells the reader that the flight recorder deleted the start of this
+    /// channel (from the manifest), so the missing first segments are not
+    /// damage. [`Capture::reader`] does this itself.
+    pub fn set_trimmed(&mut self, trimmed: Option<Trimmed>) {
+        self.trimmed = trimmed;
+    }
+
+    /// What the flight recorder deleted from the start of this channel.
+    pub fn trimmed(&self) -> Option<&Trimmed> {
+        self.trimmed.as_ref()
     }
 
     /// The channel's name.
@@ -634,12 +665,21 @@ impl ChannelReader {
     /// `Some(Err)` reports a damaged or missing segment (the caller moves on).
     fn open_next_segment(&mut self) -> Option<Result<(), Damage>> {
         let seg = self.files.segments.get(self.next_segment)?.clone();
-        if let Some(expected) = self.expected_index {
-            if seg.index != expected {
-                self.expected_index = Some(expected + 1);
-                self.path = seg.path.with_file_name(format::segment_file_name(expected));
-                return Some(Err(self.report(0, 0, DamageKind::MissingSegment(expected))));
-            }
+        // Segments before the first one present are missing unless the
+        // flight recorder trimmed them.
+        let expected = self.expected_index.unwrap_or_else(|| {
+            self.trimmed
+                .map_or(0, |t| t.first_kept_index)
+                .min(seg.index)
+        });
+        if seg.index > expected {
+            self.expected_index = Some(seg.index);
+            self.path = seg.path.with_file_name(format::segment_file_name(expected));
+            let kind = DamageKind::MissingSegments {
+                first: expected,
+                count: seg.index - expected,
+            };
+            return Some(Err(self.report(0, 0, kind)));
         }
         self.next_segment += 1;
         self.expected_index = Some(seg.index + 1);

@@ -12,6 +12,7 @@ use crate::background;
 use crate::channel::Channel;
 use crate::format::{self, Direction, FORMAT_VERSION, SEGMENT_HEADER_LEN};
 use crate::fsutil;
+use crate::limit::{DiskLimit, Trimmed};
 use crate::manifest::{self, ChannelSummary, Manifest, MANIFEST_FILE};
 use crate::reader::SPOOL_DIR;
 use crate::segment::SessionFacts;
@@ -65,6 +66,8 @@ pub struct SpoolConfig {
     /// Wall-clock session start to record instead of now, for replays of
     /// recorded traffic (with [`Spool::append_at`] timestamps relative to it).
     pub session_start_unix_ns: Option<u64>,
+    /// Bound on the capture directory's size (none by default).
+    pub limit: DiskLimit,
 }
 
 impl SpoolConfig {
@@ -78,7 +81,14 @@ impl SpoolConfig {
             staging_budget: 256 << 20,
             channels: Vec::new(),
             session_start_unix_ns: None,
+            limit: DiskLimit::default(),
         }
+    }
+
+    /// Sets [`SpoolConfig::limit`].
+    pub fn limit(mut self, limit: DiskLimit) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// Sets [`SpoolConfig::staging`].
@@ -180,6 +190,14 @@ pub(crate) struct Shared {
     pub retirer_stopping: AtomicBool,
     /// Test hook: background threads do no work while set.
     pub held: AtomicBool,
+    /// Bytes of segments in the capture directory (kept by the retirer).
+    pub disk_bytes: AtomicU64,
+    /// What the flight recorder trimmed, per channel (kept by the retirer).
+    pub trimmed: Mutex<std::collections::BTreeMap<String, Trimmed>>,
+    /// Capture directory, resolved.
+    pub capture_dir: PathBuf,
+    /// Staging directory of this session, if segments are staged.
+    pub staging_dir: Option<PathBuf>,
     errors: Mutex<Vec<String>>,
     /// Records refused because their channel name was invalid or the
     /// channel table was full.
@@ -226,6 +244,46 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The manifest as of now.
+    pub fn manifest(&self, staging: Option<&Path>, clean: bool, closed: Option<u64>) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            session_id: manifest::session_id_hex(&self.session.session_id),
+            session_start_unix_ns: self.session.session_start_unix_ns,
+            staging_dir: staging.map(|s| s.to_string_lossy().into_owned()),
+            segment_bytes: self.config.segment_bytes as u64,
+            clean_shutdown: clean,
+            closed_unix_ns: closed,
+            channels: self
+                .channels()
+                .map(|c| {
+                    let k = counters_of(c);
+                    let summary = ChannelSummary {
+                        records: k.records,
+                        bytes: k.bytes,
+                        dropped_records: k.dropped_records,
+                        dropped_bytes: k.dropped_bytes,
+                        segments: k.segments,
+                    };
+                    (c.name.clone(), summary)
+                })
+                .collect(),
+            errors: self.errors(),
+            limit: self.config.limit.is_set().then_some(self.config.limit),
+            trimmed: self
+                .trimmed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+
+    /// Rewrites the manifest while the session runs (after a trim).
+    pub fn write_running_manifest(&self) -> Result<(), SpoolError> {
+        let m = self.manifest(self.staging_dir.as_deref(), false, None);
+        write_manifest(&self.capture_dir, &m)
     }
 }
 
@@ -312,6 +370,10 @@ impl Spool {
             stopping: AtomicBool::new(false),
             retirer_stopping: AtomicBool::new(false),
             held: AtomicBool::new(false),
+            disk_bytes: AtomicU64::new(0),
+            trimmed: Mutex::new(Default::default()),
+            capture_dir: capture.clone(),
+            staging_dir: staging.as_ref().map(|s| s.path().to_path_buf()),
             errors: Mutex::new(Vec::new()),
             rejected: AtomicU64::new(0),
             direct,
@@ -323,19 +385,7 @@ impl Spool {
             },
         });
 
-        let manifest = Manifest {
-            format_version: FORMAT_VERSION,
-            session_id: session_hex,
-            session_start_unix_ns: session.session_start_unix_ns,
-            staging_dir: staging
-                .as_ref()
-                .map(|s| s.path().to_string_lossy().into_owned()),
-            segment_bytes: shared.config.segment_bytes as u64,
-            clean_shutdown: false,
-            closed_unix_ns: None,
-            channels: Default::default(),
-            errors: Vec::new(),
-        };
+        let manifest = shared.manifest(shared.staging_dir.as_deref(), false, None);
         write_manifest(&capture, &manifest)?;
 
         let spawn = |name: &str, f: fn(&Shared)| {
@@ -426,8 +476,15 @@ impl Spool {
             .ok_or_else(|| SpoolError::Config(format!("more than {MAX_CHANNELS} channels")))?;
         let max_staged =
             (self.shared.config.staging_budget / self.shared.config.segment_bytes as u64) as usize;
+        let index = self
+            .shared
+            .slots
+            .iter()
+            .take_while(|s| s.get().is_some())
+            .count();
         let ch = Arc::new(Channel::new(
             name,
+            index,
             self.shared.config.segment_bytes,
             max_staged,
         ));
@@ -558,6 +615,7 @@ impl Spool {
                     shared.record_error(format!("removing unused {}: {e}", path.display()));
                 }
                 shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+                ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
             }
         }
         shared.retirer_stopping.store(true, Ordering::Release);
@@ -578,38 +636,13 @@ impl Spool {
                 remove_staging(staging.path());
             }
         }
-        let capture = std::fs::canonicalize(&shared.config.capture_dir)
-            .unwrap_or_else(|_| shared.config.capture_dir.clone());
+        let capture = shared.capture_dir.clone();
         let mut errors = shared.errors();
-        let manifest = Manifest {
-            format_version: FORMAT_VERSION,
-            session_id: manifest::session_id_hex(&shared.session.session_id),
-            session_start_unix_ns: shared.session.session_start_unix_ns,
-            staging_dir: match (&staging, everything_moved) {
-                (Some(s), false) => Some(s.path().to_string_lossy().into_owned()),
-                _ => None,
-            },
-            segment_bytes: shared.config.segment_bytes as u64,
-            clean_shutdown: everything_moved,
-            closed_unix_ns: Some(unix_now_ns()),
-            channels: shared
-                .channels()
-                .map(|c| {
-                    let k = counters_of(c);
-                    (
-                        c.name.clone(),
-                        ChannelSummary {
-                            records: k.records,
-                            bytes: k.bytes,
-                            dropped_records: k.dropped_records,
-                            dropped_bytes: k.dropped_bytes,
-                            segments: k.segments,
-                        },
-                    )
-                })
-                .collect(),
-            errors: errors.clone(),
-        };
+        let staged_left = staging
+            .as_ref()
+            .filter(|_| !everything_moved)
+            .map(|s| s.path());
+        let manifest = shared.manifest(staged_left, everything_moved, Some(unix_now_ns()));
         if let Err(e) = write_manifest(&capture, &manifest) {
             errors.push(e.to_string());
         }
@@ -671,7 +704,7 @@ fn counters_of(c: &Channel) -> ChannelCounters {
     }
 }
 
-fn write_manifest(capture: &Path, m: &Manifest) -> Result<(), SpoolError> {
+pub(crate) fn write_manifest(capture: &Path, m: &Manifest) -> Result<(), SpoolError> {
     let path = capture.join(MANIFEST_FILE);
     let json = serde_json::to_vec_pretty(m)
         .map_err(|e| SpoolError::Setup(format!("{}: {e}", path.display())))?;
