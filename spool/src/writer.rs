@@ -68,6 +68,9 @@ pub struct SpoolConfig {
     pub session_start_unix_ns: Option<u64>,
     /// Bound on the capture directory's size (none by default).
     pub limit: DiskLimit,
+    /// Remove the capture directory at a clean close unless
+    /// [`Spool::keep`] was called (the always-on flight recorder).
+    pub delete_on_close: bool,
 }
 
 impl SpoolConfig {
@@ -82,7 +85,28 @@ impl SpoolConfig {
             channels: Vec::new(),
             session_start_unix_ns: None,
             limit: DiskLimit::default(),
+            delete_on_close: false,
         }
+    }
+
+    /// The always-on flight recorder: a session directory under the user's
+    /// cache (`$XDG_CACHE_HOME/ryll/flight-recorder/`, else
+    /// `~/.cache/ryll/flight-recorder/`), bounded by a 256 MiB ring, and
+    /// deleted at a clean close unless [`Spool::keep`] is called (say, when
+    /// the user files a bug report). With it, capture can stay on in every
+    /// session, as ryll's in-memory traffic ring does, without building pcap
+    /// frames on the hot path.
+    pub fn always_on() -> Result<SpoolConfig, SpoolError> {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .ok_or_else(|| SpoolError::Setup("neither XDG_CACHE_HOME nor HOME is set".into()))?;
+        let name = format!("{}-{}", unix_now_ns(), std::process::id());
+        let mut config = SpoolConfig::new(cache.join("ryll/flight-recorder").join(name));
+        config.limit = DiskLimit::ring(256 << 20);
+        config.delete_on_close = true;
+        Ok(config)
     }
 
     /// Sets [`SpoolConfig::limit`].
@@ -298,6 +322,7 @@ pub struct Spool {
     threads: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
     staging: Mutex<Option<StagingDir>>,
     closed: Mutex<Option<Result<(), SpoolError>>>,
+    keep: AtomicBool,
 }
 
 impl std::fmt::Debug for Spool {
@@ -405,6 +430,7 @@ impl Spool {
             start,
             staging: Mutex::new(staging),
             closed: Mutex::new(None),
+            keep: AtomicBool::new(false),
         };
         for name in spool.shared.config.channels.clone() {
             spool.register(&name)?;
@@ -550,6 +576,12 @@ impl Spool {
         self.shared.staged_bytes.load(Ordering::Relaxed)
     }
 
+    /// Keeps the capture directory at close even if the configuration says
+    /// to delete it ([`SpoolConfig::always_on`]).
+    pub fn keep(&self) {
+        self.keep.store(true, Ordering::Release);
+    }
+
     /// Segments prepared and waiting for a channel.
     pub fn ready_segments(&self, channel: &str) -> usize {
         self.shared.find(channel).map_or(0, |c| c.ready.len())
@@ -647,6 +679,13 @@ impl Spool {
             errors.push(e.to_string());
         }
         drop(staging);
+        if shared.config.delete_on_close && !self.keep.load(Ordering::Acquire) && errors.is_empty()
+        {
+            // A flight recording nobody asked to keep: nothing may remain.
+            if let Err(e) = std::fs::remove_dir_all(&capture) {
+                errors.push(format!("removing {}: {e}", capture.display()));
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {

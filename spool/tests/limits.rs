@@ -209,3 +209,35 @@ fn a_missing_first_segment_without_trimming_is_damage() {
         got.damage[0]
     );
 }
+
+#[test]
+fn always_on_recording_is_bounded_and_removed_unless_kept() {
+    let cache = tempfile::tempdir().unwrap();
+    let staging = tempfile::tempdir_in("/dev/shm").unwrap();
+    // Environment variables are process-wide: this is the only test here
+    // that reads XDG_CACHE_HOME.
+    unsafe { std::env::set_var("XDG_CACHE_HOME", cache.path()) };
+    let config = || {
+        spool::SpoolConfig::always_on()
+            .unwrap()
+            .staging(spool::StagingChoice::Root(staging.path().join("s")))
+    };
+    let c = config();
+    assert_eq!(c.limit.max_bytes, Some(256 << 20));
+    assert!(c
+        .capture_dir
+        .starts_with(cache.path().join("ryll/flight-recorder")));
+
+    let dropped = Spool::create(config()).unwrap();
+    dropped.append("main", Direction::ClientToServer, b"forget me");
+    let dir = dropped.capture_dir().to_path_buf();
+    dropped.close().unwrap();
+    assert!(!dir.exists(), "an unkept flight recording must be deleted");
+
+    let kept = Spool::create(config()).unwrap();
+    kept.append("main", Direction::ClientToServer, b"keep me");
+    kept.keep();
+    let dir = kept.capture_dir().to_path_buf();
+    kept.close().unwrap();
+    assert_eq!(read_channel(&dir, "main").records[0].data, b"keep me");
+}
