@@ -11,6 +11,7 @@
 
 pub mod baseline;
 pub mod recorded;
+pub mod replay;
 pub mod sink;
 
 pub use shakenfist_spice_renderer::CaptureSink;
