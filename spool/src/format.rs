@@ -226,6 +226,64 @@ pub fn record_crc(header: &RecordHeader, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// A record that passed every check, located in a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedRecord {
+    /// Record kind.
+    pub kind: RecordKind,
+    /// Direction byte of the tag (meaningful for data records).
+    pub dir: u8,
+    /// Payload length.
+    pub len: usize,
+    /// Arrival time, ns since session start.
+    pub ts_ns: u64,
+    /// Channel-wide sequence number (low 32 bits).
+    pub seq: u32,
+    /// Offset of the payload in the buffer.
+    pub payload_at: usize,
+}
+
+impl ParsedRecord {
+    /// Offset just past this record (padding included), capped at `end`.
+    pub fn next(&self, end: usize) -> usize {
+        (self.payload_at + align_up(self.len)).min(end)
+    }
+}
+
+/// Checks the record at `buf[at..]`: a valid tag, a length that fits in
+/// `buf`, and a matching CRC. `None` if any of that fails — whatever the
+/// bytes, this never reads outside `buf` and never panics.
+pub fn parse_record(buf: &[u8], at: usize) -> Option<ParsedRecord> {
+    let end = buf.len();
+    let header_end = at.checked_add(RECORD_HEADER_LEN)?;
+    if header_end > end {
+        return None;
+    }
+    let h = RecordHeader::read_from_bytes(&buf[at..header_end]).ok()?;
+    let (kind, dir) = parse_tag(h.tag.get())?;
+    let len = h.len.get() as usize;
+    if len > end - header_end {
+        return None;
+    }
+    if record_crc(&h, &buf[header_end..header_end + len]) != h.crc.get() {
+        return None;
+    }
+    Some(ParsedRecord {
+        kind,
+        dir,
+        len,
+        ts_ns: h.ts_ns.get(),
+        seq: h.seq.get(),
+        payload_at: header_end,
+    })
+}
+
+/// Whether `buf[at..]` starts with the sync bytes of a record tag: the
+/// cheap filter before [`parse_record`] when scanning for the next record.
+pub fn has_tag_sync(buf: &[u8], at: usize) -> bool {
+    buf.get(at + 2..at + 4) == Some(&TAG_SYNC.to_le_bytes()[..])
+}
+
 /// Payload of a gap record: what the writer dropped since the previous record.
 #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]

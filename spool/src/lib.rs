@@ -32,6 +32,7 @@
 
 mod background;
 mod channel;
+pub mod follow;
 pub mod format;
 pub mod fsutil;
 pub mod limit;

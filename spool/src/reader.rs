@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use zerocopy::FromBytes;
 
 use crate::format::{
-    self, parse_tag, record_crc, Direction, GapPayload, RecordHeader, RecordKind, SealPayload,
-    SegmentHeader, FORMAT_VERSION, GAP_PAYLOAD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN,
-    SEAL_FLAG_FINAL, SEAL_PAYLOAD_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    self, Direction, GapPayload, RecordKind, SealPayload, SegmentHeader, FORMAT_VERSION,
+    GAP_PAYLOAD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEAL_FLAG_FINAL, SEAL_PAYLOAD_LEN,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 use crate::limit::Trimmed;
 use crate::manifest::{Manifest, MANIFEST_FILE};
@@ -801,24 +801,9 @@ impl ChannelReader {
     }
 
     /// Validates the record at `at`; returns its kind, direction byte, payload
-    /// length and timestamp if it is complete and its checksum matches.
+    /// length, timestamp and sequence number.
     fn valid_record_at(&self, at: usize) -> Option<(RecordKind, u8, usize, u64, u32)> {
-        let end = self.buf.len();
-        if at.checked_add(RECORD_HEADER_LEN)? > end {
-            return None;
-        }
-        let h = RecordHeader::read_from_bytes(&self.buf[at..at + RECORD_HEADER_LEN]).ok()?;
-        let (kind, dir) = parse_tag(h.tag.get())?;
-        let len = h.len.get() as usize;
-        let payload_start = at + RECORD_HEADER_LEN;
-        if len > end - payload_start {
-            return None;
-        }
-        let payload = &self.buf[payload_start..payload_start + len];
-        if record_crc(&h, payload) != h.crc.get() {
-            return None;
-        }
-        Some((kind, dir, len, h.ts_ns.get(), h.seq.get()))
+        format::parse_record(&self.buf, at).map(|r| (r.kind, r.dir, r.len, r.ts_ns, r.seq))
     }
 
     /// Finds the next offset after `from` holding a valid record.
@@ -826,10 +811,7 @@ impl ChannelReader {
         let mut at = from;
         while at + RECORD_HEADER_LEN <= self.buf.len() {
             // Cheap filter first: the sync bytes of a tag.
-            if self.buf[at + 2] == (format::TAG_SYNC & 0xff) as u8
-                && self.buf[at + 3] == (format::TAG_SYNC >> 8) as u8
-                && self.valid_record_at(at).is_some()
-            {
+            if format::has_tag_sync(&self.buf, at) && self.valid_record_at(at).is_some() {
                 return Some(at);
             }
             at += RECORD_ALIGN;
