@@ -4,8 +4,11 @@
 //! stream and follows it by sequence numbers. A spool has no packets, only
 //! the bytes each side wrote, so [`TcpStreamBuilder`] invents a connection
 //! that carries exactly those bytes: client seq from 1000, server seq from
-//! 2000 (no handshake; Wireshark picks the stream up mid-flight), every
-//! segment ACKing what the peer has sent so far. Lost traffic (a gap record)
+//! 2000, every segment ACKing what the peer has sent so far. The handshake,
+//! SPICE link phase and FIN exchange in front of and after those bytes are
+//! made up elsewhere ([`crate::synth`], [`crate::channel`]) with
+//! [`write_segment`], in the sequence space just before 1000 / 2000, so the
+//! data keeps the numbers ryll's own captures always had. Lost traffic (a gap record)
 //! makes the sequence numbers jump by the bytes lost, so Wireshark marks the
 //! spot as "previous segment not captured" instead of splicing unrelated
 //! bytes together.
@@ -13,7 +16,7 @@
 //! Frames are built into a caller-owned `Vec<u8>` that is cleared and reused,
 //! so converting a capture does not allocate per packet.
 
-use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, TcpHeader};
+use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, TcpHeader, TcpOptionElement};
 use spool::format::Direction;
 use spool::reader::Gap;
 
@@ -39,6 +42,51 @@ pub const TTL: u8 = 64;
 pub const HEADERS_LEN: usize = Ethernet2Header::LEN + 20 + 20;
 /// Longest frame [`write_frame`] produces.
 pub const MAX_FRAME_LEN: usize = HEADERS_LEN + MAX_SEGMENT_PAYLOAD;
+
+/// Window scale shift the synthetic SYN and SYN-ACK announce (RFC 7323's
+/// maximum). Records can be far larger than the 65535 bytes an unscaled
+/// window allows in flight, and nothing in the spool says when the peer
+/// acknowledged them; with a 1 GiB window Wireshark's window checks never
+/// fire on a stream that is in fact complete.
+pub const WINDOW_SCALE: u8 = 14;
+
+/// TCP control flags of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpFlags {
+    /// SYN: opens the connection (and carries the window scale option).
+    pub syn: bool,
+    /// ACK: the acknowledgment number is valid.
+    pub ack: bool,
+    /// FIN: the sender has no more data.
+    pub fin: bool,
+}
+
+impl TcpFlags {
+    /// A data segment or bare acknowledgment.
+    pub const ACK: TcpFlags = TcpFlags {
+        syn: false,
+        ack: true,
+        fin: false,
+    };
+    /// The client's opening segment.
+    pub const SYN: TcpFlags = TcpFlags {
+        syn: true,
+        ack: false,
+        fin: false,
+    };
+    /// The server's answer to a SYN.
+    pub const SYN_ACK: TcpFlags = TcpFlags {
+        syn: true,
+        ack: true,
+        fin: false,
+    };
+    /// A closing segment.
+    pub const FIN_ACK: TcpFlags = TcpFlags {
+        syn: false,
+        ack: true,
+        fin: true,
+    };
+}
 
 /// A frame could not be built (only for payloads over
 /// [`MAX_SEGMENT_PAYLOAD`], which [`TcpStreamBuilder`] never passes).
@@ -66,6 +114,19 @@ pub fn write_frame(
     payload: &[u8],
     frame: &mut Vec<u8>,
 ) -> Result<(), PayloadTooLarge> {
+    write_segment(spec, TcpFlags::ACK, payload, frame)
+}
+
+/// [`write_frame`] with any control flags. A SYN also carries the MSS
+/// option ([`MAX_SEGMENT_PAYLOAD`], the largest segment written) and the
+/// window scale option ([`WINDOW_SCALE`]); the acknowledgment number is written
+/// only when ACK is set (zero otherwise, as real stacks send it).
+pub fn write_segment(
+    spec: &SegmentSpec,
+    flags: TcpFlags,
+    payload: &[u8],
+    frame: &mut Vec<u8>,
+) -> Result<(), PayloadTooLarge> {
     if payload.len() > MAX_SEGMENT_PAYLOAD {
         return Err(PayloadTooLarge(payload.len()));
     }
@@ -89,8 +150,18 @@ pub fn write_frame(
         ),
     };
     let mut tcp = TcpHeader::new(src_port, dst_port, spec.seq, WINDOW);
-    tcp.ack = true;
-    tcp.acknowledgment_number = spec.ack;
+    tcp.ack = flags.ack;
+    tcp.acknowledgment_number = if flags.ack { spec.ack } else { 0 };
+    tcp.fin = flags.fin;
+    if flags.syn {
+        tcp.syn = true;
+        // 8 bytes of options: they always fit a TCP header.
+        let _ = tcp.set_options(&[
+            TcpOptionElement::MaximumSegmentSize(MAX_SEGMENT_PAYLOAD as u16),
+            TcpOptionElement::Noop,
+            TcpOptionElement::WindowScale(WINDOW_SCALE),
+        ]);
+    }
     let ip_payload_len = tcp.header_len() + payload.len();
     let ip_payload_len =
         u16::try_from(ip_payload_len).map_err(|_| PayloadTooLarge(payload.len()))?;
@@ -106,7 +177,7 @@ pub fn write_frame(
         ether_type: EtherType::IPV4,
     };
     frame.clear();
-    frame.reserve(HEADERS_LEN + payload.len());
+    frame.reserve(Ethernet2Header::LEN + 20 + tcp.header_len() + payload.len());
     // Writing into a Vec cannot fail; the results are io::Result only
     // because the methods take any `Write`.
     let _ = eth.write(frame);

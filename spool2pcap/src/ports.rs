@@ -54,12 +54,18 @@ const SPICE_CHANNEL_TYPES: &[(&str, u16)] = &[
     ("webdav", 11),
 ];
 
-/// The fixed client port of a channel with a SPICE channel type, or `None`.
-pub fn known_port(channel: &str) -> Option<u16> {
+/// The SPICE channel type (`SPICE_CHANNEL_*`) of a ryll channel name, or
+/// `None` for a name this table does not know.
+pub fn spice_channel_type(channel: &str) -> Option<u8> {
     SPICE_CHANNEL_TYPES
         .iter()
         .find(|(name, _)| *name == channel)
-        .map(|(_, ty)| 10000 + ty)
+        .and_then(|(_, ty)| u8::try_from(*ty).ok())
+}
+
+/// The fixed client port of a channel with a SPICE channel type, or `None`.
+pub fn known_port(channel: &str) -> Option<u16> {
+    spice_channel_type(channel).map(|ty| 10000 + u16::from(ty))
 }
 
 /// The preferred port of a channel without a SPICE channel type: a stable
