@@ -1,11 +1,23 @@
 //! Where frames go: a pcap or pcapng writer over any `Write`, and the safe
 //! creation of output files and directories.
 //!
-//! Both formats are written by `pcap-file`. Timestamps are kept to the
-//! nanosecond: classic pcap uses the nanosecond magic (`0xa1b23c4d`, read by
-//! Wireshark, tshark and libpcap ≥ 1.5), and pcapng declares `if_tsresol = 9`
-//! on every interface, because `pcap-file` writes enhanced-packet timestamps
-//! in nanoseconds whatever the interface says.
+//! Both formats are written by `pcap-file`, except pcapng's Enhanced Packet
+//! Blocks, which [`PacketSink::write_packet`] writes itself: they carry
+//! options (direction flags on every packet, comments on some), and
+//! `pcap-file` would need a `Vec` of options per packet and serializes every
+//! block twice to learn its length. Timestamps are kept to the nanosecond:
+//! classic pcap uses the nanosecond magic (`0xa1b23c4d`, read by Wireshark,
+//! tshark and libpcap ≥ 1.5), and pcapng declares `if_tsresol = 9` on every
+//! interface.
+//!
+//! pcapng files also say what classic pcap cannot: a section comment naming
+//! the ryll session ([`SectionInfo`]), one interface per channel with a
+//! description, the direction of every packet (`epb_flags`: client→server
+//! is *outbound*, the capture being the client's), comments on packets
+//! that were made up or that follow lost traffic, and an Interface
+//! Statistics Block per channel whose `isb_ifdrop` is the records the spool
+//! writer dropped ([`PacketSink::write_interface_stats`]), which `capinfos`
+//! and Wireshark's capture file properties show.
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
@@ -15,13 +27,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::blocks::interface_statistics::{
+    InterfaceStatisticsBlock, InterfaceStatisticsOption,
 };
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
 use pcap_file::pcapng::{Block, PcapNgWriter};
 use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
+use spool::format::Direction;
 
 /// Snapshot length of every file: libpcap's maximum, as tcpdump writes.
 /// Large enough for the longest frame ([`crate::frames::MAX_FRAME_LEN`]);
@@ -53,6 +68,64 @@ impl Format {
     }
 }
 
+/// pcapng block type of an Enhanced Packet Block.
+const EPB_TYPE: u32 = 6;
+/// `opt_comment`.
+const OPT_COMMENT: u16 = 1;
+/// `epb_flags`.
+const OPT_EPB_FLAGS: u16 = 2;
+/// `epb_flags` direction bits: inbound.
+pub const EPB_FLAG_INBOUND: u32 = 0b01;
+/// `epb_flags` direction bits: outbound.
+pub const EPB_FLAG_OUTBOUND: u32 = 0b10;
+
+/// The `epb_flags` value of a packet going `direction`, from the client's
+/// (ryll's) point of view: what it sent is outbound, what it received
+/// inbound.
+pub fn epb_flags(direction: Direction) -> u32 {
+    match direction {
+        Direction::ClientToServer => EPB_FLAG_OUTBOUND,
+        Direction::ServerToClient => EPB_FLAG_INBOUND,
+    }
+}
+
+/// What a pcapng section header says about the capture (classic pcap has
+/// nowhere to put it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SectionInfo {
+    /// `shb_comment`: the session in words.
+    pub comment: Option<String>,
+    /// `shb_os`: the operating system the capture was made on.
+    pub os: Option<String>,
+    /// `shb_hardware`: the machine architecture it was made on.
+    pub hardware: Option<String>,
+}
+
+/// A pcapng interface: a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceInfo<'a> {
+    /// `if_name`: the channel name.
+    pub name: &'a str,
+    /// `if_description`, if any.
+    pub description: Option<&'a str>,
+}
+
+/// The counters of one channel for its Interface Statistics Block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InterfaceStats {
+    /// Records the channel loop handed to the spool (kept + dropped):
+    /// `isb_ifrecv`.
+    pub received: u64,
+    /// Records the spool writer dropped: `isb_ifdrop`.
+    pub dropped: u64,
+    /// Records kept and converted: `isb_usrdeliv`.
+    pub delivered: u64,
+    /// First packet time (same clock as the packets): `isb_starttime`.
+    pub start: Option<Duration>,
+    /// Last packet time: `isb_endtime`, and the block's own timestamp.
+    pub end: Option<Duration>,
+}
+
 /// A pcap or pcapng writer for Ethernet frames.
 pub enum PacketSink<W: Write> {
     /// Classic pcap: no interfaces, every frame in one stream.
@@ -65,6 +138,24 @@ impl<W: Write> PacketSink<W> {
     /// Writes the file header (and, for pcapng, one interface per name in
     /// `interfaces`, numbered from 0 in that order).
     pub fn new(writer: W, format: Format, interfaces: &[&str]) -> Result<Self, PcapError> {
+        let ifaces: Vec<InterfaceInfo> = interfaces
+            .iter()
+            .map(|name| InterfaceInfo {
+                name,
+                description: None,
+            })
+            .collect();
+        Self::with_section(writer, format, &ifaces, &SectionInfo::default())
+    }
+
+    /// [`PacketSink::new`] with a section header that describes the capture
+    /// and interfaces with descriptions (both ignored by classic pcap).
+    pub fn with_section(
+        writer: W,
+        format: Format,
+        interfaces: &[InterfaceInfo],
+        section: &SectionInfo,
+    ) -> Result<Self, PcapError> {
         match format {
             Format::Pcap => {
                 let header = PcapHeader {
@@ -77,22 +168,38 @@ impl<W: Write> PacketSink<W> {
                 Ok(PacketSink::Pcap(PcapWriter::with_header(writer, header)?))
             }
             Format::Pcapng => {
+                let mut options = Vec::new();
+                if let Some(c) = &section.comment {
+                    options.push(SectionHeaderOption::Comment(Cow::Owned(c.clone())));
+                }
+                if let Some(h) = &section.hardware {
+                    options.push(SectionHeaderOption::Hardware(Cow::Owned(h.clone())));
+                }
+                if let Some(os) = &section.os {
+                    options.push(SectionHeaderOption::OS(Cow::Owned(os.clone())));
+                }
+                options.push(SectionHeaderOption::UserApplication(Cow::Borrowed(
+                    concat!("spool2pcap ", env!("CARGO_PKG_VERSION")),
+                )));
                 let section = SectionHeaderBlock {
+                    // Enhanced Packet Blocks are written in native order too.
                     endianness: Endianness::native(),
-                    options: vec![SectionHeaderOption::UserApplication(Cow::Borrowed(
-                        concat!("spool2pcap ", env!("CARGO_PKG_VERSION")),
-                    ))],
+                    options,
                     ..SectionHeaderBlock::default()
                 };
                 let mut w = PcapNgWriter::with_section_header(writer, section)?;
-                for name in interfaces {
+                for iface in interfaces {
+                    let mut options = vec![
+                        InterfaceDescriptionOption::IfName(Cow::Borrowed(iface.name)),
+                        InterfaceDescriptionOption::IfTsResol(9),
+                    ];
+                    if let Some(d) = iface.description {
+                        options.push(InterfaceDescriptionOption::IfDescription(Cow::Borrowed(d)));
+                    }
                     let idb = InterfaceDescriptionBlock {
                         linktype: DataLink::ETHERNET,
                         snaplen: SNAPLEN,
-                        options: vec![
-                            InterfaceDescriptionOption::IfName(Cow::Borrowed(name)),
-                            InterfaceDescriptionOption::IfTsResol(9),
-                        ],
+                        options,
                     };
                     w.write_block(&Block::InterfaceDescription(idb))?;
                 }
@@ -103,9 +210,23 @@ impl<W: Write> PacketSink<W> {
 
     /// Writes one frame captured at `ts` (since the Unix epoch, or since
     /// session start in relative mode) on pcapng interface `interface`
-    /// (ignored for classic pcap).
+    /// (ignored for classic pcap), with no pcapng options.
     pub fn write(&mut self, interface: u32, ts: Duration, frame: &[u8]) -> Result<(), PcapError> {
-        let len = frame.len() as u32;
+        self.write_packet(interface, ts, frame, None, None)
+    }
+
+    /// [`PacketSink::write`] with, in pcapng, the packet's direction
+    /// (`epb_flags`) and a comment (`opt_comment`). Allocates nothing.
+    pub fn write_packet(
+        &mut self,
+        interface: u32,
+        ts: Duration,
+        frame: &[u8],
+        direction: Option<Direction>,
+        comment: Option<&str>,
+    ) -> Result<(), PcapError> {
+        let len = u32::try_from(frame.len())
+            .map_err(|_| PcapError::InvalidField("frame longer than 4 GiB"))?;
         match self {
             PacketSink::Pcap(w) => {
                 // Classic pcap keeps seconds in 32 bits; a timestamp past
@@ -119,16 +240,47 @@ impl<W: Write> PacketSink<W> {
                 w.write_packet(&PcapPacket::new(ts, len, frame))?;
             }
             PacketSink::PcapNg(w) => {
-                let epb = EnhancedPacketBlock {
-                    interface_id: interface,
-                    timestamp: ts,
-                    original_len: len,
-                    data: Cow::Borrowed(frame),
-                    options: Vec::new(),
-                };
-                w.write_block(&Block::EnhancedPacket(epb))?;
+                if interface as usize >= w.interfaces().len() {
+                    return Err(PcapError::InvalidInterfaceId(interface));
+                }
+                write_epb(w.get_mut(), interface, ts, frame, direction, comment)
+                    .map_err(PcapError::IoError)?;
             }
         }
+        Ok(())
+    }
+
+    /// Writes an Interface Statistics Block for `interface` (pcapng only;
+    /// nothing for classic pcap), after the interface's last packet.
+    pub fn write_interface_stats(
+        &mut self,
+        interface: u32,
+        stats: &InterfaceStats,
+        comment: Option<&str>,
+    ) -> Result<(), PcapError> {
+        let PacketSink::PcapNg(w) = self else {
+            return Ok(());
+        };
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let mut options = Vec::new();
+        if let Some(c) = comment {
+            options.push(InterfaceStatisticsOption::Comment(Cow::Borrowed(c)));
+        }
+        if let Some(t) = stats.start {
+            options.push(InterfaceStatisticsOption::IsbStartTime(ns(t)));
+        }
+        if let Some(t) = stats.end {
+            options.push(InterfaceStatisticsOption::IsbEndTime(ns(t)));
+        }
+        options.push(InterfaceStatisticsOption::IsbIfRecv(stats.received));
+        options.push(InterfaceStatisticsOption::IsbIfDrop(stats.dropped));
+        options.push(InterfaceStatisticsOption::IsbUsrDeliv(stats.delivered));
+        let isb = InterfaceStatisticsBlock {
+            interface_id: interface,
+            timestamp: stats.end.or(stats.start).map_or(0, ns),
+            options,
+        };
+        w.write_block(&Block::InterfaceStatistics(isb))?;
         Ok(())
     }
 
@@ -139,6 +291,73 @@ impl<W: Write> PacketSink<W> {
             PacketSink::PcapNg(w) => w.into_inner(),
         }
     }
+}
+
+/// Padding that brings `len` to a multiple of 4.
+fn pad4(len: usize) -> usize {
+    (4 - len % 4) % 4
+}
+
+/// Writes one Enhanced Packet Block in native byte order (the order of the
+/// section header [`PacketSink::with_section`] wrote): the fixed fields,
+/// the padded frame, then the options — `epb_flags` if a direction is given,
+/// `opt_comment` if a comment is, and the end-of-options marker.
+fn write_epb<W: Write>(
+    w: &mut W,
+    interface: u32,
+    ts: Duration,
+    frame: &[u8],
+    direction: Option<Direction>,
+    comment: Option<&str>,
+) -> io::Result<()> {
+    const ZEROES: [u8; 4] = [0; 4];
+    // A comment longer than an option can hold is cut (only ever ours).
+    let comment = comment.map(|c| &c.as_bytes()[..c.len().min(u16::MAX as usize - 3)]);
+    let mut options_len = 0usize;
+    if direction.is_some() {
+        options_len += 4 + 4;
+    }
+    if let Some(c) = comment {
+        options_len += 4 + c.len() + pad4(c.len());
+    }
+    if options_len > 0 {
+        options_len += 4; // opt_endofopt
+    }
+    let block_len = 28 + frame.len() + pad4(frame.len()) + options_len + 4;
+    let block_len = u32::try_from(block_len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too long"))?;
+    let ns = u64::try_from(ts.as_nanos()).unwrap_or(u64::MAX);
+    let cap_len = frame.len() as u32;
+    let mut head = [0u8; 28];
+    head[0..4].copy_from_slice(&EPB_TYPE.to_ne_bytes());
+    head[4..8].copy_from_slice(&block_len.to_ne_bytes());
+    head[8..12].copy_from_slice(&interface.to_ne_bytes());
+    head[12..16].copy_from_slice(&((ns >> 32) as u32).to_ne_bytes());
+    head[16..20].copy_from_slice(&(ns as u32).to_ne_bytes());
+    head[20..24].copy_from_slice(&cap_len.to_ne_bytes());
+    head[24..28].copy_from_slice(&cap_len.to_ne_bytes());
+    w.write_all(&head)?;
+    w.write_all(frame)?;
+    w.write_all(&ZEROES[..pad4(frame.len())])?;
+    if let Some(d) = direction {
+        let mut opt = [0u8; 8];
+        opt[0..2].copy_from_slice(&OPT_EPB_FLAGS.to_ne_bytes());
+        opt[2..4].copy_from_slice(&4u16.to_ne_bytes());
+        opt[4..8].copy_from_slice(&epb_flags(d).to_ne_bytes());
+        w.write_all(&opt)?;
+    }
+    if let Some(c) = comment {
+        let mut opt = [0u8; 4];
+        opt[0..2].copy_from_slice(&OPT_COMMENT.to_ne_bytes());
+        opt[2..4].copy_from_slice(&(c.len() as u16).to_ne_bytes());
+        w.write_all(&opt)?;
+        w.write_all(c)?;
+        w.write_all(&ZEROES[..pad4(c.len())])?;
+    }
+    if options_len > 0 {
+        w.write_all(&ZEROES)?;
+    }
+    w.write_all(&block_len.to_ne_bytes())
 }
 
 /// Creates an output file readable by its owner only (mode 0600).
