@@ -1,5 +1,7 @@
 //! Converting a capture directory: choosing channels, ports, clock and
-//! outputs, then streaming every channel through [`TcpStreamBuilder`] into
+//! outputs, then streaming every channel through a [`ChannelFramer`] (the
+//! recorded bytes framed by [`crate::frames::TcpStreamBuilder`], plus the
+//! synthetic handshake, SPICE link phase and close Wireshark needs) into
 //! pcap sinks.
 //!
 //! Memory stays bounded whatever the capture size: per channel being read,
@@ -15,12 +17,15 @@ use pcap_file::PcapError;
 use spool::format::validate_channel_name;
 use spool::reader::{Capture, ChannelReader, Damage, Event, OpenError};
 
-use crate::frames::{TcpStreamBuilder, MAX_FRAME_LEN};
+use crate::channel::{ChannelFramer, Synthesis};
+use crate::frames::MAX_FRAME_LEN;
 use crate::merge::{merge_into, ChannelSource};
+use crate::metadata::SessionMetadata;
 use crate::output::{
-    create_output_dir, create_output_file, Format, PacketSink, OUTPUT_BUFFER_BYTES,
+    create_output_dir, create_output_file, Format, InterfaceInfo, InterfaceStats, PacketSink,
+    SectionInfo, OUTPUT_BUFFER_BYTES,
 };
-use crate::ports::PortMap;
+use crate::ports::{PortMap, SERVER_PORT};
 
 /// How packet timestamps are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
@@ -58,11 +63,15 @@ pub struct ConvertOptions {
     pub time: TimeMode,
     /// Overwrite existing output files instead of refusing.
     pub force: bool,
+    /// What to make up around the recorded bytes (default: everything, so
+    /// that Wireshark decodes SPICE).
+    pub synth: Synthesis,
 }
 
 impl ConvertOptions {
     /// Options for `destination` with every other setting at its default:
-    /// all channels, classic pcap, absolute time, no overwriting.
+    /// all channels, classic pcap, absolute time, no overwriting, synthetic
+    /// handshake, link phase and close on.
     pub fn new(destination: Destination) -> ConvertOptions {
         ConvertOptions {
             destination,
@@ -70,6 +79,7 @@ impl ConvertOptions {
             format: Format::Pcap,
             time: TimeMode::Absolute,
             force: false,
+            synth: Synthesis::ALL,
         }
     }
 }
@@ -87,8 +97,13 @@ pub struct ChannelReport {
     pub records: u64,
     /// Payload bytes read.
     pub bytes: u64,
-    /// Frames written.
+    /// Frames written, synthetic ones included.
     pub frames: u64,
+    /// Frames written that the capture does not hold: handshake, SPICE
+    /// link phase, FIN exchange.
+    pub synthetic_frames: u64,
+    /// A SPICE link phase was made up for this channel.
+    pub link_synthesized: bool,
     /// Gap records met.
     pub gaps: u64,
     /// Records the writer dropped, per the gap records.
@@ -111,6 +126,8 @@ pub struct ConvertReport {
     pub problems: Vec<String>,
     /// Wall-clock session start used for absolute timestamps, if known.
     pub session_start_unix_ns: Option<u64>,
+    /// What ryll's `metadata.json` says about the session, if there is one.
+    pub metadata: Option<SessionMetadata>,
 }
 
 impl ConvertReport {
@@ -127,6 +144,52 @@ impl ConvertReport {
     /// Frames written, all channels.
     pub fn frames(&self) -> u64 {
         self.channels.iter().map(|c| c.frames).sum()
+    }
+
+    /// The files written, each once, in the order written.
+    pub fn outputs(&self) -> Vec<&Path> {
+        let mut out: Vec<&Path> = Vec::new();
+        for p in self.channels.iter().filter_map(|c| c.output.as_deref()) {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// For every file written, the command that opens it in Wireshark with
+    /// SPICE decoding on ([`wireshark_command`]).
+    pub fn wireshark_commands(&self) -> Vec<String> {
+        self.outputs().into_iter().map(wireshark_command).collect()
+    }
+}
+
+/// Wireshark's "Decode As" for the synthetic connections: SPICE is not
+/// decoded on any port by default.
+pub fn decode_as() -> String {
+    format!("tcp.port=={SERVER_PORT},spice")
+}
+
+/// The exact shell command that opens `file` in Wireshark with SPICE
+/// decoding on: `wireshark -d tcp.port==5900,spice FILE` (the path quoted
+/// for a POSIX shell where needed).
+pub fn wireshark_command(file: &Path) -> String {
+    format!("wireshark -d {} {}", decode_as(), shell_quote(file))
+}
+
+/// `path` as one POSIX shell word: unchanged if it holds only safe
+/// characters, else in single quotes (a quote inside as `'\''`). Bytes
+/// that are not UTF-8 are shown as U+FFFD, so such a path must be typed by
+/// hand.
+pub fn shell_quote(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:=,+@%".contains(c));
+    if safe {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -243,6 +306,10 @@ pub fn convert_with_progress(
         problems: cap.problems().to_vec(),
         ..ConvertReport::default()
     };
+    match crate::metadata::load(capture) {
+        Ok(m) => report.metadata = m,
+        Err(e) => report.problems.push(e),
+    }
 
     let total: u64 = selected
         .iter()
@@ -256,16 +323,15 @@ pub fn convert_with_progress(
         .iter()
         .filter_map(|name| cap.reader(name))
         .collect();
+    let peeked = readers.iter_mut().find_map(|r| r.peek_session());
+    let session_start = peeked
+        .map(|s| s.session_start_unix_ns)
+        .or_else(|| cap.manifest().map(|m| m.session_start_unix_ns));
     let clock = match opts.time {
         TimeMode::Relative => Clock::relative(),
         TimeMode::Absolute => {
-            let start = readers
-                .iter_mut()
-                .find_map(|r| r.peek_session())
-                .map(|s| s.session_start_unix_ns)
-                .or_else(|| cap.manifest().map(|m| m.session_start_unix_ns));
-            report.session_start_unix_ns = start;
-            match start {
+            report.session_start_unix_ns = session_start;
+            match session_start {
                 Some(ns) => Clock::absolute(ns),
                 None => {
                     if !readers.is_empty() {
@@ -280,6 +346,17 @@ pub fn convert_with_progress(
             }
         }
     };
+    let section = section_info(
+        &cap,
+        session_start,
+        peeked.map(|s| spool::manifest::session_id_hex(&s.session_id)),
+        report.metadata.as_ref(),
+        opts.synth,
+    );
+    let descriptions: Vec<String> = readers
+        .iter()
+        .map(|r| interface_description(r.channel(), ports.port(r.channel())))
+        .collect();
 
     let mut frame = Vec::with_capacity(MAX_FRAME_LEN);
     let ext = opts.format.extension();
@@ -301,21 +378,25 @@ pub fn convert_with_progress(
                 source,
             })?;
             let mut done_before = 0u64;
-            for (reader, path) in readers.iter_mut().zip(targets) {
+            for ((reader, path), description) in readers.iter_mut().zip(targets).zip(&descriptions)
+            {
                 let file = open_output(&path, opts.force)?;
-                let mut sink =
-                    PacketSink::new(file, opts.format, &[reader.channel()]).map_err(|source| {
-                        ConvertError::Write {
-                            path: path.clone(),
-                            source,
-                        }
-                    })?;
-                let mut stream = TcpStreamBuilder::new(ports.port(reader.channel()));
-                let frames = convert_channel(
+                let write_err = |source| ConvertError::Write {
+                    path: path.clone(),
+                    source,
+                };
+                let iface = InterfaceInfo {
+                    name: reader.channel(),
+                    description: Some(description),
+                };
+                let mut sink = PacketSink::with_section(file, opts.format, &[iface], &section)
+                    .map_err(write_err)?;
+                let channel = reader.channel().to_string();
+                let mut framer = ChannelFramer::new(&channel, ports.port(&channel), 0, opts.synth);
+                convert_channel(
                     reader,
-                    &mut stream,
+                    &mut framer,
                     &mut sink,
-                    0,
                     clock,
                     &mut frame,
                     &mut |done| {
@@ -325,15 +406,13 @@ pub fn convert_with_progress(
                         })
                     },
                 )
-                .and_then(|frames| finish(sink).map(|()| frames))
-                .map_err(|source| ConvertError::Write {
-                    path: path.clone(),
-                    source,
-                })?;
+                .and_then(|()| write_channel_stats(&mut sink, reader, &framer, clock))
+                .and_then(|()| finish(sink))
+                .map_err(write_err)?;
                 done_before += reader.stats().file_bytes;
                 report
                     .channels
-                    .push(channel_report(reader, &ports, Some(path), frames));
+                    .push(channel_report(reader, &framer, &ports, Some(path)));
             }
         }
         Destination::File(path) => {
@@ -341,12 +420,18 @@ pub fn convert_with_progress(
                 return Err(ConvertError::Exists(path.clone()));
             }
             let file = open_output(path, opts.force)?;
+            let target = MergeTarget {
+                path: path.clone(),
+                format: opts.format,
+                synth: opts.synth,
+                section: &section,
+                descriptions: &descriptions,
+            };
             merge_to(
                 file,
-                path.clone(),
+                &target,
                 readers,
                 &ports,
-                opts.format,
                 clock,
                 &mut frame,
                 total,
@@ -360,12 +445,18 @@ pub fn convert_with_progress(
                 source,
             })?;
             let out = BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, out);
+            let target = MergeTarget {
+                path: PathBuf::from("<stdout>"),
+                format: opts.format,
+                synth: opts.synth,
+                section: &section,
+                descriptions: &descriptions,
+            };
             merge_to(
                 out,
-                PathBuf::from("<stdout>"),
+                &target,
                 readers,
                 &ports,
-                opts.format,
                 clock,
                 &mut frame,
                 total,
@@ -375,6 +466,75 @@ pub fn convert_with_progress(
         }
     }
     Ok(report)
+}
+
+/// The pcapng section header of a conversion: which session, which ryll,
+/// and what was made up.
+fn section_info(
+    cap: &Capture,
+    session_start: Option<u64>,
+    peeked_id: Option<String>,
+    metadata: Option<&SessionMetadata>,
+    synth: Synthesis,
+) -> SectionInfo {
+    let mut lines = Vec::new();
+    let manifest = cap.manifest();
+    let mut session = String::from("ryll capture");
+    if let Some(id) = manifest
+        .map(|m| m.session_id.as_str())
+        .or(peeked_id.as_deref())
+    {
+        session.push_str(&format!(" of session {id}"));
+    }
+    if let Some(ns) = session_start {
+        session.push_str(&format!(", started {}", crate::info::format_unix_ns(ns)));
+    }
+    match manifest.map(|m| m.clean_shutdown) {
+        Some(true) => session.push_str(", shut down cleanly."),
+        Some(false) => session.push_str(", not shut down cleanly (crash or still running)."),
+        None => session.push_str(", no manifest."),
+    }
+    lines.push(session);
+    if let Some(m) = metadata.filter(|m| !m.is_empty()) {
+        lines.push(format!("Recorded by {}.", m.describe()));
+    }
+    let mut made_up = Vec::new();
+    if synth.tcp {
+        made_up.push("TCP handshake and close");
+    }
+    if synth.link {
+        made_up.push("SPICE link phase");
+    }
+    lines.push(format!(
+        "Converted by spool2pcap {}: one TCP connection per SPICE channel, 10.0.0.1 -> \
+         10.0.0.2:{SERVER_PORT}{}.",
+        env!("CARGO_PKG_VERSION"),
+        if made_up.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} synthetic (marked by packet comments)",
+                made_up.join(" and ")
+            )
+        }
+    ));
+    lines.push(format!("Decode with: wireshark -d {} FILE", decode_as()));
+    SectionInfo {
+        comment: Some(lines.join("\n")),
+        os: metadata.and_then(|m| m.platform_os.clone()),
+        hardware: metadata.and_then(|m| m.platform_arch.clone()),
+    }
+}
+
+/// `if_description` of a channel's interface.
+fn interface_description(channel: &str, port: u16) -> String {
+    let ty = crate::synth::channel_type_for(channel);
+    let known = if crate::ports::spice_channel_type(channel).is_some() {
+        ""
+    } else {
+        ", unknown name: linked as port"
+    };
+    format!("SPICE {channel} channel (type {ty}{known}), 10.0.0.1:{port} -> 10.0.0.2:{SERVER_PORT}")
 }
 
 /// The channels to convert, in the capture's (name) order.
@@ -428,95 +588,108 @@ fn finish<W: Write>(sink: PacketSink<W>) -> Result<(), PcapError> {
     sink.into_inner().flush().map_err(PcapError::IoError)
 }
 
+/// Where and how a merged conversion writes.
+struct MergeTarget<'a> {
+    path: PathBuf,
+    format: Format,
+    synth: Synthesis,
+    section: &'a SectionInfo,
+    descriptions: &'a [String],
+}
+
 #[allow(clippy::too_many_arguments)]
 fn merge_to<W: Write>(
     out: W,
-    path: PathBuf,
+    target: &MergeTarget,
     mut readers: Vec<ChannelReader>,
     ports: &PortMap,
-    format: Format,
     clock: Clock,
     frame: &mut Vec<u8>,
     total: u64,
     progress: &mut dyn FnMut(Progress),
     report: &mut ConvertReport,
 ) -> Result<(), ConvertError> {
+    let path = &target.path;
     let names: Vec<String> = readers.iter().map(|r| r.channel().to_string()).collect();
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let ifaces: Vec<InterfaceInfo> = names
+        .iter()
+        .zip(target.descriptions)
+        .map(|(name, d)| InterfaceInfo {
+            name,
+            description: Some(d),
+        })
+        .collect();
     let write_err = |source| ConvertError::Write {
         path: path.clone(),
         source,
     };
-    let mut sink = PacketSink::new(out, format, &name_refs).map_err(write_err)?;
+    let mut sink =
+        PacketSink::with_section(out, target.format, &ifaces, target.section).map_err(write_err)?;
+    let output = (path.as_os_str() != "<stdout>").then_some(path.clone());
     // One channel needs no merge: stream it directly, without copying each
     // record out of the reader's buffer.
     if let [reader] = &mut readers[..] {
-        let mut stream = TcpStreamBuilder::new(ports.port(reader.channel()));
-        let frames = convert_channel(
-            reader,
-            &mut stream,
-            &mut sink,
-            0,
-            clock,
-            frame,
-            &mut |done| progress(Progress { done, total }),
-        )
-        .and_then(|frames| finish(sink).map(|()| frames))
+        let channel = reader.channel().to_string();
+        let mut framer = ChannelFramer::new(&channel, ports.port(&channel), 0, target.synth);
+        convert_channel(reader, &mut framer, &mut sink, clock, frame, &mut |done| {
+            progress(Progress { done, total })
+        })
+        .and_then(|()| write_channel_stats(&mut sink, reader, &framer, clock))
+        .and_then(|()| finish(sink))
         .map_err(write_err)?;
-        let output = (path.as_os_str() != "<stdout>").then_some(path.clone());
         report
             .channels
-            .push(channel_report(reader, ports, output, frames));
+            .push(channel_report(reader, &framer, ports, output));
         return Ok(());
     }
     let mut sources: Vec<ChannelSource> = readers
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let stream = TcpStreamBuilder::new(ports.port(r.channel()));
-            ChannelSource::new(r, stream, i as u32)
+            let framer =
+                ChannelFramer::new(r.channel(), ports.port(r.channel()), i as u32, target.synth);
+            ChannelSource::new(r, framer)
         })
         .collect();
     merge_into(&mut sources, &mut sink, clock, frame, &mut |done| {
         progress(Progress { done, total })
     })
+    .and_then(|()| {
+        sources
+            .iter()
+            .try_for_each(|s| write_channel_stats(&mut sink, s.reader(), s.framer(), clock))
+    })
     .and_then(|()| finish(sink))
     .map_err(write_err)?;
-    let output = (path.as_os_str() != "<stdout>").then_some(path.clone());
     for s in &sources {
         report.channels.push(channel_report(
             s.reader(),
+            s.framer(),
             ports,
             output.clone(),
-            s.frames(),
         ));
     }
     Ok(())
 }
 
-/// Streams one channel into `sink` on pcapng interface `interface`; returns
-/// the number of frames written. `progress` gets the channel's segment bytes
-/// read so far whenever that changes.
+/// Streams one channel into `sink` through `framer` (synthetic packets
+/// included, the close after the last record). `progress` gets the
+/// channel's segment bytes read so far whenever that changes.
 pub fn convert_channel<W: Write>(
     reader: &mut ChannelReader,
-    stream: &mut TcpStreamBuilder,
+    framer: &mut ChannelFramer,
     sink: &mut PacketSink<W>,
-    interface: u32,
     clock: Clock,
     frame: &mut Vec<u8>,
     progress: &mut dyn FnMut(u64),
-) -> Result<u64, PcapError> {
-    let mut frames = 0u64;
+) -> Result<(), PcapError> {
     let mut reported = u64::MAX;
     while let Some(event) = reader.next_event() {
         match event {
             Event::Data(d) => {
-                let ts = clock.timestamp(d.ts_ns);
-                frames += stream.push(d.direction, d.payload, frame, |f| {
-                    sink.write(interface, ts, f)
-                })?;
+                framer.data(sink, clock, 0, d.direction, d.ts_ns, d.payload, frame)?;
             }
-            Event::Gap(g) => stream.gap(&g),
+            Event::Gap(g) => framer.gap(&g),
             // Kept in the reader's damage list; reading goes on after it.
             Event::Damage(_) => {}
         }
@@ -526,14 +699,54 @@ pub fn convert_channel<W: Write>(
             progress(done);
         }
     }
-    Ok(frames)
+    let clean = reader.stats().closed_cleanly;
+    framer.finish(sink, clock, clean, frame)
+}
+
+/// The Interface Statistics Block of a channel (pcapng only): records
+/// received, dropped by the spool writer (`isb_ifdrop`) and converted.
+pub fn write_channel_stats<W: Write>(
+    sink: &mut PacketSink<W>,
+    reader: &ChannelReader,
+    framer: &ChannelFramer,
+    clock: Clock,
+) -> Result<(), PcapError> {
+    if matches!(sink, PacketSink::Pcap(_)) {
+        return Ok(());
+    }
+    let st = reader.stats();
+    let span = framer.time_span_ns();
+    let stats = InterfaceStats {
+        received: st.records.saturating_add(st.dropped_records),
+        dropped: st.dropped_records,
+        delivered: st.records,
+        start: span.map(|(a, _)| clock.timestamp(a)),
+        end: span.map(|(_, b)| clock.timestamp(b)),
+    };
+    let comment = format!(
+        "{}: {} records ({} bytes) captured; {} records ({} bytes) dropped by the capture \
+         writer in {} gaps; {} damaged regions skipped; {}",
+        reader.channel(),
+        st.records,
+        st.bytes,
+        st.dropped_records,
+        st.dropped_bytes,
+        st.gaps,
+        reader.damage().len(),
+        if st.closed_cleanly {
+            "closed cleanly"
+        } else {
+            "not closed cleanly"
+        }
+    );
+    sink.write_interface_stats(framer.interface(), &stats, Some(&comment))
 }
 
 fn channel_report(
     reader: &ChannelReader,
+    framer: &ChannelFramer,
     ports: &PortMap,
     output: Option<PathBuf>,
-    frames: u64,
 ) -> ChannelReport {
     let st = reader.stats();
     ChannelReport {
@@ -542,7 +755,9 @@ fn channel_report(
         output,
         records: st.records,
         bytes: st.bytes,
-        frames,
+        frames: framer.frames(),
+        synthetic_frames: framer.synthetic_frames(),
+        link_synthesized: framer.link_synthesized(),
         gaps: st.gaps,
         dropped_records: st.dropped_records,
         dropped_bytes: st.dropped_bytes,

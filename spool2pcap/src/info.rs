@@ -13,6 +13,8 @@ use serde::Serialize;
 use spool::manifest::ChannelSummary;
 use spool::reader::{Capture, Damage, Event, OpenError};
 
+use crate::convert::{decode_as, shell_quote, wireshark_command};
+use crate::metadata::SessionMetadata;
 use crate::ports::PortMap;
 
 /// One damaged region, in a form that serializes.
@@ -117,6 +119,15 @@ pub struct CaptureInfo {
     pub mismatches: Vec<String>,
     /// Channels, by name.
     pub channels: Vec<ChannelInfo>,
+    /// What ryll's `metadata.json` says (ryll version, platform, server,
+    /// capture start), if the capture has a readable one.
+    pub metadata: Option<SessionMetadata>,
+    /// Wireshark's "Decode As" for SPICE on the converted connections.
+    pub decode_as: String,
+    /// A conversion into one pcapng file next to the capture directory.
+    pub convert_command: String,
+    /// The exact command that opens that file with SPICE decoding on.
+    pub wireshark_command: String,
 }
 
 impl CaptureInfo {
@@ -141,6 +152,12 @@ pub fn scan(
     let cap = Capture::open(capture)?;
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let manifest = cap.manifest();
+    let mut problems = cap.problems().to_vec();
+    let metadata = crate::metadata::load(capture).unwrap_or_else(|e| {
+        problems.push(e);
+        None
+    });
+    let merged = merged_output_path(capture);
     let mut info = CaptureInfo {
         capture: capture.to_path_buf(),
         manifest_present: manifest.is_some(),
@@ -150,9 +167,17 @@ pub fn scan(
         closed_unix_ns: manifest.and_then(|m| m.closed_unix_ns),
         staged_segments: cap.has_staged_segments(),
         writer_errors: manifest.map(|m| m.errors.clone()).unwrap_or_default(),
-        problems: cap.problems().to_vec(),
+        problems,
         mismatches: Vec::new(),
         channels: Vec::new(),
+        metadata,
+        decode_as: decode_as(),
+        convert_command: format!(
+            "spool2pcap convert {} -w {} --format pcapng",
+            shell_quote(capture),
+            shell_quote(&merged)
+        ),
+        wireshark_command: wireshark_command(&merged),
     };
     for files in cap.channels() {
         let Some(mut reader) = cap.reader(&files.name) else {
@@ -236,6 +261,20 @@ pub fn scan(
     Ok(info)
 }
 
+/// Where [`CaptureInfo::convert_command`] writes: `<capture dir>.pcapng`
+/// beside the capture directory (`capture.pcapng` if the path has no last
+/// component, like `.`).
+pub fn merged_output_path(capture: &Path) -> PathBuf {
+    match capture.file_name() {
+        Some(name) => {
+            let mut name = name.to_os_string();
+            name.push(".pcapng");
+            capture.with_file_name(name)
+        }
+        None => PathBuf::from("capture.pcapng"),
+    }
+}
+
 /// Formats ns since the Unix epoch as UTC, `YYYY-MM-DD hh:mm:ss.nnnnnnnnn`.
 pub fn format_unix_ns(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
@@ -293,6 +332,9 @@ pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::
         None => "unknown (no manifest)",
     };
     writeln!(out, "Clean shutdown:      {clean}")?;
+    if let Some(m) = info.metadata.as_ref().filter(|m| !m.is_empty()) {
+        writeln!(out, "Recorded by:         {}", m.describe())?;
+    }
     if let Some(ns) = info.closed_unix_ns {
         writeln!(out, "Closed at:           {}", format_unix_ns(ns))?;
     }
@@ -364,6 +406,10 @@ pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::
     for e in &info.writer_errors {
         writeln!(out, "writer error: {e}")?;
     }
+    writeln!(out)?;
+    writeln!(out, "To open in Wireshark with SPICE decoding:")?;
+    writeln!(out, "  {}", info.convert_command)?;
+    writeln!(out, "  {}", info.wireshark_command)?;
     Ok(())
 }
 

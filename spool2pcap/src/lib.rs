@@ -34,19 +34,23 @@
 //! # Ok::<(), spool2pcap::ConvertError>(())
 //! ```
 
+pub mod channel;
 pub mod convert;
 pub mod frames;
 pub mod info;
 pub mod merge;
+pub mod metadata;
 pub mod output;
 pub mod ports;
+pub mod synth;
 
 #[cfg(test)]
 mod testspool;
 
+pub use channel::{ChannelFramer, Synthesis};
 pub use convert::{
-    convert, convert_with_progress, ChannelReport, Clock, ConvertError, ConvertOptions,
-    ConvertReport, Destination, Progress, TimeMode,
+    convert, convert_with_progress, wireshark_command, ChannelReport, Clock, ConvertError,
+    ConvertOptions, ConvertReport, Destination, Progress, TimeMode,
 };
 pub use frames::TcpStreamBuilder;
 pub use output::{Format, PacketSink};

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use spool2pcap::convert::{ConvertError, ConvertReport, Destination};
 use spool2pcap::info::{scan, write_text};
-use spool2pcap::{ConvertOptions, Format, Progress, TimeMode};
+use spool2pcap::{ConvertOptions, Format, Progress, Synthesis, TimeMode};
 
 const EXIT_DAMAGE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -29,6 +29,14 @@ Each channel becomes a TCP connection from 10.0.0.1:<port> to 10.0.0.2:5900.
 Client ports: main 10001, display 10002, inputs 10003, cursor 10004,
 playback 10005, record 10006, tunnel 10007, smartcard 10008, usbredir 10009,
 port 10010, webdav 10011, other channels 10100-15099 (hash of the name).
+
+ryll records channels after their SPICE link phase, and Wireshark's SPICE
+dissector decodes nothing without one, so by default each connection gets a
+synthetic TCP handshake, a synthetic link phase announcing the channel's SPICE
+type (main 1, display 2, inputs 3, cursor 4, playback 5, record 6, tunnel 7,
+smartcard 8, usbredir 9, port 10, webdav 11; other names: 10, port) and, if
+the channel was closed cleanly, a FIN exchange. Data keeps client seq 1000 and
+server seq 2000. Open the result with: wireshark -d tcp.port==5900,spice FILE
 
 Examples:
   spool2pcap convert ./capture -o ./pcaps
@@ -93,6 +101,14 @@ struct ConvertArgs {
     /// Overwrite existing output files.
     #[arg(long)]
     force: bool,
+    /// Do not put a synthetic SPICE link phase in front of channels whose
+    /// capture lacks one (Wireshark then decodes no SPICE message).
+    #[arg(long)]
+    no_synth_link: bool,
+    /// Do not make up a TCP handshake before, and a FIN exchange after, each
+    /// channel's packets.
+    #[arg(long)]
+    no_synth_tcp: bool,
 }
 
 fn parse_channel(s: &str) -> Result<String, String> {
@@ -137,6 +153,10 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
         format: args.format,
         time: args.time,
         force: args.force,
+        synth: Synthesis {
+            link: !args.no_synth_link,
+            tcp: !args.no_synth_tcp,
+        },
     };
     let bar = progress_bar();
     let result = spool2pcap::convert_with_progress(&args.dir, &opts, &mut |p: Progress| {
@@ -207,6 +227,18 @@ fn print_report(report: &ConvertReport) {
             "{}: {} records, {} bytes -> {} frames (port {}) in {}",
             c.channel, c.records, c.bytes, c.frames, c.client_port, out
         );
+        if c.synthetic_frames > 0 {
+            let _ = write!(
+                err,
+                "; {} synthetic{}",
+                c.synthetic_frames,
+                if c.link_synthesized {
+                    " (with SPICE link phase)"
+                } else {
+                    ""
+                }
+            );
+        }
         if c.gaps > 0 {
             let _ = write!(
                 err,
@@ -224,6 +256,20 @@ fn print_report(report: &ConvertReport) {
     }
     for d in report.damage() {
         let _ = writeln!(err, "spool2pcap: damage: {d}");
+    }
+    // The exact command that opens the result with SPICE decoding on.
+    let commands = report.wireshark_commands();
+    if !commands.is_empty() {
+        let _ = writeln!(err, "open with SPICE decoding:");
+        for c in commands {
+            let _ = writeln!(err, "  {c}");
+        }
+    } else if report.channels.iter().any(|c| c.output.is_none()) {
+        let _ = writeln!(
+            err,
+            "open with SPICE decoding: ... | wireshark -d {} -k -i -",
+            spool2pcap::convert::decode_as()
+        );
     }
 }
 

@@ -15,6 +15,11 @@
 //! while that channel's next head is fetched — after its previous record was
 //! written and before the next one is — which is exactly their place in the
 //! channel's own stream; other channels are unaffected.
+//!
+//! The synthetic packets of a channel ([`ChannelFramer`]) keep the file in
+//! time order: its opening is written with its first record and stamped no
+//! earlier than the last packet already written (the merge's *floor*), and
+//! its FIN exchange right after its last record, with that record's time.
 
 use std::io::Write;
 
@@ -22,6 +27,7 @@ use pcap_file::PcapError;
 use spool::format::Direction;
 use spool::reader::{ChannelReader, Event};
 
+use crate::channel::ChannelFramer;
 use crate::convert::Clock;
 use crate::frames::TcpStreamBuilder;
 use crate::output::PacketSink;
@@ -29,24 +35,20 @@ use crate::output::PacketSink;
 /// One channel taking part in a merge.
 pub struct ChannelSource {
     reader: ChannelReader,
-    stream: TcpStreamBuilder,
-    interface: u32,
+    framer: ChannelFramer,
     head: Option<(u64, Direction)>,
     payload: Vec<u8>,
-    frames: u64,
 }
 
 impl ChannelSource {
-    /// A source reading `reader`, framing its bytes with `stream`, written on
-    /// pcapng interface `interface`.
-    pub fn new(reader: ChannelReader, stream: TcpStreamBuilder, interface: u32) -> ChannelSource {
+    /// A source reading `reader`, framing its bytes with `framer` (which
+    /// knows the pcapng interface to write on).
+    pub fn new(reader: ChannelReader, framer: ChannelFramer) -> ChannelSource {
         ChannelSource {
             reader,
-            stream,
-            interface,
+            framer,
             head: None,
             payload: Vec::new(),
-            frames: 0,
         }
     }
 
@@ -55,14 +57,19 @@ impl ChannelSource {
         &self.reader
     }
 
-    /// Frames written from this channel so far.
+    /// The framer (for its counters).
+    pub fn framer(&self) -> &ChannelFramer {
+        &self.framer
+    }
+
+    /// Frames written from this channel so far, synthetic ones included.
     pub fn frames(&self) -> u64 {
-        self.frames
+        self.framer.frames()
     }
 
     /// The TCP state (for tests and reports).
     pub fn stream(&self) -> &TcpStreamBuilder {
-        &self.stream
+        self.framer.stream()
     }
 
     /// Fetches the next data record into the head, applying any gap records
@@ -77,16 +84,27 @@ impl ChannelSource {
                     self.head = Some((d.ts_ns, d.direction));
                     return;
                 }
-                Event::Gap(g) => self.stream.gap(&g),
+                Event::Gap(g) => self.framer.gap(&g),
                 Event::Damage(_) => {}
             }
         }
     }
+
+    /// Ends the channel once it has no more records.
+    fn finish<W: Write>(
+        &mut self,
+        sink: &mut PacketSink<W>,
+        clock: Clock,
+        frame: &mut Vec<u8>,
+    ) -> Result<(), PcapError> {
+        let clean = self.reader.stats().closed_cleanly;
+        self.framer.finish(sink, clock, clean, frame)
+    }
 }
 
-/// Writes every record of every source into `sink`, in timestamp order.
-/// `progress` is called with the total segment bytes read so far whenever
-/// that changes.
+/// Writes every record of every source into `sink`, in timestamp order,
+/// with each channel's synthetic packets. `progress` is called with the
+/// total segment bytes read so far whenever that changes.
 pub fn merge_into<W: Write>(
     sources: &mut [ChannelSource],
     sink: &mut PacketSink<W>,
@@ -96,12 +114,17 @@ pub fn merge_into<W: Write>(
 ) -> Result<(), PcapError> {
     for s in sources.iter_mut() {
         s.fetch();
+        if s.head.is_none() {
+            s.finish(sink, clock, frame)?;
+        }
     }
     let file_bytes = |sources: &[ChannelSource]| -> u64 {
         sources.iter().map(|s| s.reader.stats().file_bytes).sum()
     };
     let mut reported = file_bytes(sources);
     progress(reported);
+    // Time of the last packet written: synthetic packets never go before it.
+    let mut floor = 0u64;
     loop {
         let mut next: Option<(usize, u64)> = None;
         for (i, s) in sources.iter().enumerate() {
@@ -114,14 +137,15 @@ pub fn merge_into<W: Write>(
         let Some((i, ts_ns)) = next else { break };
         let s = &mut sources[i];
         if let Some((_, direction)) = s.head {
-            let ts = clock.timestamp(ts_ns);
-            let interface = s.interface;
-            s.frames += s.stream.push(direction, &s.payload, frame, |f| {
-                sink.write(interface, ts, f)
-            })?;
+            s.framer
+                .data(sink, clock, floor, direction, ts_ns, &s.payload, frame)?;
+            floor = ts_ns;
         }
         let before = s.reader.stats().file_bytes;
         s.fetch();
+        if s.head.is_none() {
+            s.finish(sink, clock, frame)?;
+        }
         if s.reader.stats().file_bytes != before {
             reported = file_bytes(sources);
             progress(reported);

@@ -1,0 +1,398 @@
+//! One channel's way from spool records to packets: the data itself
+//! ([`TcpStreamBuilder`]), and what the spool does not hold but Wireshark
+//! needs to make sense of it.
+//!
+//! * Before the first data record: a TCP handshake (SYN, SYN-ACK, ACK) and,
+//!   unless the channel's first client bytes already are a SPICE link
+//!   message, a synthetic link phase ([`crate::synth`]). Their initial
+//!   sequence numbers are chosen so that the data keeps ryll's numbers
+//!   (client 1000, server 2000). They are stamped a microsecond apart just
+//!   before the first record, never before session start nor (when merging)
+//!   before a packet already written, so a file stays in time order.
+//! * After the last record, if the spool says the channel was closed
+//!   cleanly (its final seal): FIN/ACK from the client, FIN/ACK from the
+//!   server, ACK. Without a clean close the connection just stops, which is
+//!   what a crash looks like.
+//! * Where the spool writer dropped traffic, sequence numbers jump (see
+//!   [`TcpStreamBuilder::gap`]) and, in pcapng, the next packet carries a
+//!   comment with the records, bytes and time range lost.
+//!
+//! Everything made up is marked with a pcapng packet comment; the hot path
+//! (a data record after the first) costs two predictable branches more than
+//! framing alone.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::time::Duration;
+
+use pcap_file::PcapError;
+use spool::format::Direction;
+use spool::reader::Gap;
+
+use crate::convert::Clock;
+use crate::frames::{write_segment, SegmentSpec, TcpFlags, TcpStreamBuilder};
+use crate::output::PacketSink;
+use crate::synth::{self, LinkPhase, LINK_PACKETS};
+
+/// What to make up around the recorded bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Synthesis {
+    /// A SPICE link phase in front of channels whose capture lacks one.
+    pub link: bool,
+    /// A TCP handshake before the first packet and a FIN exchange after the
+    /// last one of a cleanly closed channel.
+    pub tcp: bool,
+}
+
+impl Synthesis {
+    /// Everything on: what Wireshark needs.
+    pub const ALL: Synthesis = Synthesis {
+        link: true,
+        tcp: true,
+    };
+    /// Nothing made up: the recorded bytes only, as ryll's own pcaps were.
+    pub const NONE: Synthesis = Synthesis {
+        link: false,
+        tcp: false,
+    };
+}
+
+impl Default for Synthesis {
+    fn default() -> Synthesis {
+        Synthesis::ALL
+    }
+}
+
+/// Spacing of the synthetic packets in front of the first record.
+const OPENING_STEP: Duration = Duration::from_micros(1);
+
+/// Packets the opening can have: SYN, SYN-ACK, ACK and the link packets.
+const MAX_OPENING_PACKETS: u32 = 3 + LINK_PACKETS.len() as u32;
+
+/// Traffic lost in one or more gap records not yet followed by a packet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PendingGap {
+    gaps: u64,
+    records: u64,
+    bytes_c2s: u64,
+    bytes_s2c: u64,
+    first_ts_ns: u64,
+    last_ts_ns: u64,
+}
+
+/// The packets of one channel, with everything the recording lacks.
+#[derive(Debug, Clone)]
+pub struct ChannelFramer {
+    stream: TcpStreamBuilder,
+    interface: u32,
+    synth: Synthesis,
+    spice_type: u8,
+    started: bool,
+    link_synthesized: bool,
+    closed: bool,
+    frames: u64,
+    synthetic_frames: u64,
+    first_ts_ns: Option<u64>,
+    last_ts_ns: Option<u64>,
+    pending_gap: Option<PendingGap>,
+    /// Reused for gap comments, so that a gap allocates nothing after the
+    /// first.
+    comment: String,
+}
+
+impl ChannelFramer {
+    /// The framer of channel `channel` (which decides its SPICE type), on
+    /// client port `client_port`, written on pcapng interface `interface`.
+    pub fn new(channel: &str, client_port: u16, interface: u32, synth: Synthesis) -> Self {
+        ChannelFramer {
+            stream: TcpStreamBuilder::new(client_port),
+            interface,
+            synth,
+            spice_type: synth::channel_type_for(channel),
+            started: false,
+            link_synthesized: false,
+            closed: false,
+            frames: 0,
+            synthetic_frames: 0,
+            first_ts_ns: None,
+            last_ts_ns: None,
+            pending_gap: None,
+            comment: String::new(),
+        }
+    }
+
+    /// The TCP state of the data.
+    pub fn stream(&self) -> &TcpStreamBuilder {
+        &self.stream
+    }
+
+    /// The pcapng interface packets go to.
+    pub fn interface(&self) -> u32 {
+        self.interface
+    }
+
+    /// Frames written, synthetic ones included.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Frames written that the capture does not hold (handshake, link
+    /// phase, FIN exchange).
+    pub fn synthetic_frames(&self) -> u64 {
+        self.synthetic_frames
+    }
+
+    /// Whether a link phase was made up for this channel.
+    pub fn link_synthesized(&self) -> bool {
+        self.link_synthesized
+    }
+
+    /// Time (ns since session start) of the first and last packet written.
+    pub fn time_span_ns(&self) -> Option<(u64, u64)> {
+        Some((self.first_ts_ns?, self.last_ts_ns?))
+    }
+
+    /// Writes a data record (its synthetic opening first, if it is the
+    /// channel's first). `floor_ns` is the time of the last packet already
+    /// in the file; synthetic packets are never stamped before it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn data<W: Write>(
+        &mut self,
+        sink: &mut PacketSink<W>,
+        clock: Clock,
+        floor_ns: u64,
+        direction: Direction,
+        ts_ns: u64,
+        payload: &[u8],
+        frame: &mut Vec<u8>,
+    ) -> Result<(), PcapError> {
+        if !self.started {
+            self.open(sink, clock, floor_ns, direction, ts_ns, payload, frame)?;
+        }
+        let mut comment = None;
+        if let Some(g) = self.pending_gap.take() {
+            format_gap(&mut self.comment, &g);
+            comment = Some(self.comment.as_str());
+        }
+        let ts = clock.timestamp(ts_ns);
+        let interface = self.interface;
+        self.frames += self.stream.push(direction, payload, frame, |f| {
+            sink.write_packet(interface, ts, f, Some(direction), comment.take())
+        })?;
+        self.last_ts_ns = Some(ts_ns);
+        Ok(())
+    }
+
+    /// Takes a gap record: sequence numbers jump, and the next packet will
+    /// say what was lost.
+    pub fn gap(&mut self, g: &Gap) {
+        self.stream.gap(g);
+        let p = self.pending_gap.get_or_insert(PendingGap {
+            first_ts_ns: g.first_ts_ns,
+            ..PendingGap::default()
+        });
+        p.gaps += 1;
+        p.records = p.records.saturating_add(g.records());
+        p.bytes_c2s = p.bytes_c2s.saturating_add(g.bytes_c2s);
+        p.bytes_s2c = p.bytes_s2c.saturating_add(g.bytes_s2c);
+        p.first_ts_ns = p.first_ts_ns.min(g.first_ts_ns);
+        p.last_ts_ns = p.last_ts_ns.max(g.last_ts_ns);
+    }
+
+    /// Ends the channel: the FIN exchange if it was `closed_cleanly` and
+    /// anything was written. Call once, after its last record.
+    pub fn finish<W: Write>(
+        &mut self,
+        sink: &mut PacketSink<W>,
+        clock: Clock,
+        closed_cleanly: bool,
+        frame: &mut Vec<u8>,
+    ) -> Result<(), PcapError> {
+        if self.closed || !self.started || !closed_cleanly || !self.synth.tcp {
+            self.closed = true;
+            return Ok(());
+        }
+        self.closed = true;
+        let ts_ns = self.last_ts_ns.unwrap_or(0);
+        let ts = clock.timestamp(ts_ns);
+        let (c, s) = (self.stream.client_seq(), self.stream.server_seq());
+        let port = self.stream.client_port();
+        let mut gap_comment = None;
+        if let Some(g) = self.pending_gap.take() {
+            format_gap(&mut self.comment, &g);
+            gap_comment = Some(self.comment.as_str());
+        }
+        let fin = [
+            (Direction::ClientToServer, c, s, TcpFlags::FIN_ACK),
+            (
+                Direction::ServerToClient,
+                s,
+                c.wrapping_add(1),
+                TcpFlags::FIN_ACK,
+            ),
+            (
+                Direction::ClientToServer,
+                c.wrapping_add(1),
+                s.wrapping_add(1),
+                TcpFlags::ACK,
+            ),
+        ];
+        for (i, (direction, seq, ack, flags)) in fin.into_iter().enumerate() {
+            let spec = SegmentSpec {
+                direction,
+                client_port: port,
+                seq,
+                ack,
+            };
+            let comment = if i == 0 {
+                gap_comment.unwrap_or(FIN_COMMENT)
+            } else {
+                FIN_COMMENT
+            };
+            if write_segment(&spec, flags, &[], frame).is_ok() {
+                sink.write_packet(self.interface, ts, frame, Some(direction), Some(comment))?;
+                self.frames += 1;
+                self.synthetic_frames += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what comes before the first record: handshake and link phase,
+    /// as far as they are wanted and missing.
+    #[allow(clippy::too_many_arguments)]
+    fn open<W: Write>(
+        &mut self,
+        sink: &mut PacketSink<W>,
+        clock: Clock,
+        floor_ns: u64,
+        direction: Direction,
+        ts_ns: u64,
+        payload: &[u8],
+        frame: &mut Vec<u8>,
+    ) -> Result<(), PcapError> {
+        self.started = true;
+        let link = (self.synth.link && !synth::starts_with_link(direction, payload))
+            .then(|| LinkPhase::new(self.spice_type, 0));
+        self.link_synthesized = link.is_some();
+        let (c_isn, s_isn) = synth::opening_isns(link.is_some());
+        let port = self.stream.client_port();
+        let count =
+            u32::from(self.synth.tcp) * 3 + link.as_ref().map_or(0, |_| LINK_PACKETS.len() as u32);
+        debug_assert!(count <= MAX_OPENING_PACKETS);
+        let step = OPENING_STEP.as_nanos() as u64;
+        let mut index = 0u32;
+        let mut emit = |this: &mut Self,
+                        frame: &mut Vec<u8>,
+                        spec: SegmentSpec,
+                        flags: TcpFlags,
+                        payload: &[u8],
+                        comment: &str|
+         -> Result<(), PcapError> {
+            let before = u64::from(count - index) * step;
+            let at = ts_ns.saturating_sub(before).max(floor_ns.min(ts_ns));
+            index += 1;
+            if write_segment(&spec, flags, payload, frame).is_ok() {
+                sink.write_packet(
+                    this.interface,
+                    clock.timestamp(at),
+                    frame,
+                    Some(spec.direction),
+                    Some(comment),
+                )?;
+                this.frames += 1;
+                this.synthetic_frames += 1;
+                if this.first_ts_ns.is_none() {
+                    this.first_ts_ns = Some(at);
+                }
+            }
+            Ok(())
+        };
+        let (c1, s1) = (c_isn.wrapping_add(1), s_isn.wrapping_add(1));
+        if self.synth.tcp {
+            let seg = |direction, seq, ack| SegmentSpec {
+                direction,
+                client_port: port,
+                seq,
+                ack,
+            };
+            emit(
+                self,
+                frame,
+                seg(Direction::ClientToServer, c_isn, 0),
+                TcpFlags::SYN,
+                &[],
+                SYN_COMMENT,
+            )?;
+            emit(
+                self,
+                frame,
+                seg(Direction::ServerToClient, s_isn, c1),
+                TcpFlags::SYN_ACK,
+                &[],
+                SYN_COMMENT,
+            )?;
+            emit(
+                self,
+                frame,
+                seg(Direction::ClientToServer, c1, s1),
+                TcpFlags::ACK,
+                &[],
+                SYN_COMMENT,
+            )?;
+        }
+        if let Some(link) = &link {
+            // Each side's next sequence number as the link phase goes on.
+            let (mut c, mut s) = (c1, s1);
+            for p in &LINK_PACKETS {
+                let bytes = link.packet(p);
+                let (seq, ack) = match p.direction {
+                    Direction::ClientToServer => (c, s),
+                    Direction::ServerToClient => (s, c),
+                };
+                let spec = SegmentSpec {
+                    direction: p.direction,
+                    client_port: port,
+                    seq,
+                    ack,
+                };
+                emit(self, frame, spec, TcpFlags::ACK, bytes, p.comment)?;
+                match p.direction {
+                    Direction::ClientToServer => c = c.wrapping_add(bytes.len() as u32),
+                    Direction::ServerToClient => s = s.wrapping_add(bytes.len() as u32),
+                }
+            }
+        }
+        if self.first_ts_ns.is_none() {
+            self.first_ts_ns = Some(ts_ns);
+        }
+        Ok(())
+    }
+}
+
+/// Comment of the synthetic handshake packets.
+const SYN_COMMENT: &str = "spool2pcap: synthetic TCP handshake (ryll records bytes, not packets)";
+/// Comment of the synthetic FIN exchange.
+const FIN_COMMENT: &str =
+    "spool2pcap: synthetic TCP close (the capture says the channel closed cleanly)";
+
+/// Formats the comment of the packet after a gap into `out`.
+fn format_gap(out: &mut String, g: &PendingGap) {
+    out.clear();
+    let secs = |ns: u64| (ns / 1_000_000_000, ns % 1_000_000_000 / 1_000);
+    let (a, af) = secs(g.first_ts_ns);
+    let (b, bf) = secs(g.last_ts_ns);
+    let _ = write!(
+        out,
+        "spool2pcap: the capture writer dropped {} records ({} bytes: {} client->server, {} \
+         server->client) between +{a}.{af:06} s and +{b}.{bf:06} s of the session, before this \
+         packet; sequence numbers skip the lost bytes",
+        g.records,
+        g.bytes_c2s.saturating_add(g.bytes_s2c),
+        g.bytes_c2s,
+        g.bytes_s2c,
+    );
+    if g.gaps > 1 {
+        let _ = write!(out, " ({} gap records)", g.gaps);
+    }
+}
