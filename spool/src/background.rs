@@ -154,7 +154,7 @@ fn within_stop_limit(shared: &Shared, ch: &Channel, size: u64) -> bool {
     }
     let mine =
         ch.disk_bytes.load(Ordering::Acquire) + ch.staged_bytes.load(Ordering::Acquire) + size;
-    !limit.max_bytes_per_channel.is_some_and(|m| mine > m)
+    limit.max_bytes_per_channel.is_none_or(|m| mine <= m)
 }
 
 /// Body of the retirer thread. Returns once stopping and every retired
