@@ -129,7 +129,7 @@ pub fn merge_into<W: Write>(
         let mut next: Option<(usize, u64)> = None;
         for (i, s) in sources.iter().enumerate() {
             if let Some((ts, _)) = s.head {
-                if next.map_or(true, |(_, best)| ts < best) {
+                if next.is_none_or(|(_, best)| ts < best) {
                     next = Some((i, ts));
                 }
             }
