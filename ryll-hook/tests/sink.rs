@@ -116,7 +116,7 @@ fn frames_go_to_the_video_sink() {
             true
         }
         fn frame(&self, _: u32, _: &[u8], _: u32, _: u32) -> bool {
-            self.0.fetch_add(1, Ordering::Relaxed) % 2 == 0
+            self.0.fetch_add(1, Ordering::Relaxed).is_multiple_of(2)
         }
     }
     let root = tempfile::tempdir().unwrap();

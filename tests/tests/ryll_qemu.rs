@@ -1,0 +1,208 @@
+//! A real session: QEMU's SPICE server (qxl, no disk: the SeaBIOS/iPXE
+//! screens), `ryll-capture` as the client for ~10 s, tshark on loopback as
+//! the ground truth. The spool, converted by spool2pcap and reassembled by
+//! tshark, must hold every channel's post-link bytes exactly as they
+//! crossed the wire.
+//!
+//! `ryll-capture` is ryll-hook's binary; `cargo test --workspace` builds it
+//! next to this test's executable (ryll-hook has integration tests).
+
+#[path = "ryll_support.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use e2e::{recorded, tools};
+
+/// Kills (SIGTERM, then SIGKILL) and reaps a child when dropped, so QEMU
+/// and tshark never outlive the test, whatever fails.
+struct Guard {
+    child: Option<Child>,
+    name: &'static str,
+}
+
+impl Guard {
+    fn new(child: Child, name: &'static str) -> Guard {
+        Guard {
+            child: Some(child),
+            name,
+        }
+    }
+
+    /// SIGTERM (tshark then finishes its file), wait up to `grace`, then
+    /// SIGKILL.
+    fn stop(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: kill(2) on our own child's pid, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} did not stop on SIGTERM; killing it", self.name);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The `ryll-capture` beside this test executable (target/<profile>/).
+fn ryll_capture_bin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?;
+    let bin = dir.join("ryll-capture");
+    bin.exists().then_some(bin)
+}
+
+fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "QEMU never listened on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts tshark on loopback for `port` and returns once it is capturing.
+fn start_tshark(port: u16, out: &Path) -> Guard {
+    let mut child = Command::new("tshark")
+        .args([
+            "-i",
+            "lo",
+            "-f",
+            &format!("tcp port {port}"),
+            "-F",
+            "pcap",
+            "-w",
+        ])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting tshark");
+    let stderr = child.stderr.take().expect("tshark stderr");
+    let guard = Guard::new(child, "tshark");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Capturing on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("tshark never started capturing");
+    guard
+}
+
+#[test]
+fn ryll_capture_against_qemu_matches_the_wire() {
+    if !tools::require("qemu-system-x86_64") || !tools::require("tshark") {
+        return;
+    }
+    let Some(bin) = ryll_capture_bin() else {
+        let msg = "ryll-capture is not built next to this test (run `cargo test --workspace`)";
+        assert!(!tools::in_ci(), "{msg}");
+        eprintln!("SKIPPED: {msg}");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let qemu = Command::new("qemu-system-x86_64")
+        .args([
+            "-display",
+            "none",
+            "-vga",
+            "qxl",
+            "-m",
+            "128",
+            "-nodefaults",
+        ])
+        .args(["-machine", "pc", "-accel", "tcg"])
+        .arg("-spice")
+        .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting QEMU");
+    let mut qemu = Guard::new(qemu, "qemu");
+    // Probe before tshark starts, so the probe is not in the ground truth.
+    wait_for_port(port, Duration::from_secs(30));
+    let truth = dir.path().join("truth.pcap");
+    let mut tshark = start_tshark(port, &truth);
+
+    let capture = dir.path().join("capture");
+    let out = Command::new(&bin)
+        .arg("--capture")
+        .arg(&capture)
+        .args(["--duration", "10"])
+        .arg(format!("spice://127.0.0.1:{port}"))
+        .output()
+        .expect("running ryll-capture");
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "ryll-capture failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Let the last segments (and FINs) reach tshark, then stop both.
+    std::thread::sleep(Duration::from_millis(500));
+    tshark.stop(Duration::from_secs(10));
+    qemu.stop(Duration::from_secs(5));
+
+    let session = recorded::load(&truth, port).unwrap();
+    let names: Vec<&str> = session
+        .connections
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    eprintln!("ground truth channels: {names:?}");
+    for want in ["main", "display", "inputs", "cursor"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let display = session.channel("display").unwrap();
+    assert!(
+        !display.stream(spool::Direction::ServerToClient).is_empty(),
+        "the display channel carried nothing"
+    );
+    // The client stops at --duration while QEMU keeps drawing: what the
+    // server sent after the client's last read is on the wire but was
+    // never read, so never captured. Everything before it must be.
+    for line in support::check_capture(&capture, &session, 64 << 10) {
+        eprintln!("{line}");
+    }
+    let cap = spool::Capture::open(&capture).unwrap();
+    assert!(cap.manifest().unwrap().clean_shutdown);
+    for name in &names {
+        let mut r = cap.reader(name).unwrap();
+        while let Some(ev) = r.next_event() {
+            assert!(
+                matches!(ev, spool::reader::Event::Data(_)),
+                "{name}: {ev:?}"
+            );
+        }
+    }
+    let meta = ryll_hook::sink::read_metadata(&capture).unwrap();
+    assert_eq!(meta.target_port, port);
+}

@@ -1,0 +1,58 @@
+//! The shared real session replayed over loopback sockets through ryll's
+//! capture sink on the spool, converted by spool2pcap, reassembled by
+//! tshark: every channel's bytes are the recording's post-link bytes.
+
+#[path = "ryll_support.rs"]
+mod support;
+
+use std::sync::Arc;
+
+use e2e::recorded;
+use e2e::tools;
+use ryll_hook::replay::{replay, ReplayOptions};
+use ryll_hook::{CaptureSink, SpoolSink, RYLL_CHANNELS};
+
+#[test]
+fn replayed_session_through_the_spool_sink_is_the_recording_byte_for_byte() {
+    if !tools::require("tshark") {
+        return;
+    }
+    let session = recorded::load(
+        &recorded::shared_session_path(),
+        recorded::SHARED_SESSION_PORT,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture");
+    let sink = Arc::new(SpoolSink::create(&capture, "127.0.0.1", 5931, None).unwrap());
+    let report = replay(
+        &session,
+        sink.clone() as Arc<dyn CaptureSink>,
+        &ReplayOptions::default(),
+    )
+    .unwrap();
+    sink.close().unwrap();
+
+    for conn in &session.connections {
+        let stats = &report.channels[&conn.name];
+        let c = sink.counters(&conn.name).unwrap();
+        assert_eq!(stats.drops, 0, "{}", conn.name);
+        assert_eq!(c.dropped_records, 0, "{}", conn.name);
+        assert_eq!(c.records, stats.reads + stats.writes, "{}", conn.name);
+        assert_eq!(
+            c.bytes,
+            stats.bytes_received + stats.bytes_sent,
+            "{}",
+            conn.name
+        );
+    }
+    // Channels the session did not open stay empty but exist.
+    for name in RYLL_CHANNELS {
+        if session.channel(name).is_none() {
+            assert_eq!(sink.counters(name).unwrap().records, 0, "{name}");
+        }
+    }
+    for line in support::check_capture_against(&capture, &session) {
+        eprintln!("{line}");
+    }
+}
