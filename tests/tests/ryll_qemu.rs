@@ -169,6 +169,30 @@ fn ryll_capture_against_qemu_matches_the_wire() {
     // Let the last segments (and FINs) reach tshark, then stop both.
     std::thread::sleep(Duration::from_millis(500));
     tshark.stop(Duration::from_secs(10));
+
+    // Ctrl-C (SIGINT) mid-session: a clean close, exit status 0.
+    let interrupted = dir.path().join("interrupted");
+    let child = Command::new(&bin)
+        .arg("--capture")
+        .arg(&interrupted)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running ryll-capture");
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: kill(2) on our own, not yet reaped child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("waiting for ryll-capture");
+    assert!(
+        out.status.success(),
+        "ryll-capture after SIGINT: {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cap = spool::Capture::open(&interrupted).unwrap();
+    assert!(cap.manifest().unwrap().clean_shutdown);
+    assert!(cap.channels().iter().any(|c| c.name == "main"));
     qemu.stop(Duration::from_secs(5));
 
     let session = recorded::load(&truth, port).unwrap();
