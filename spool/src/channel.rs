@@ -250,21 +250,25 @@ impl Channel {
             self.retire_live(st, 0);
             *wake = true;
         }
-        match self.ready.pop() {
-            Some(mut seg) => {
-                // One fewer ready: the preparer should replace it now, not
-                // at its next timeout.
-                *wake = true;
-                seg.set_first_seq(st.seq);
-                st.segment = Some(seg);
-                st.offset = SEGMENT_HEADER_LEN;
-                st.seg_records = 0;
-                st.seg_data_bytes = 0;
-                self.counters.bump(&self.counters.segments, 1);
-                true
-            }
-            None => false,
-        }
+        let took = self.take_ready(st);
+        // One fewer ready: the preparer should replace it now, not at its
+        // next timeout.
+        *wake |= took;
+        took
+    }
+
+    /// Makes the next prepared segment live, if there is one.
+    fn take_ready(&self, st: &mut State) -> bool {
+        let Some(mut seg) = self.ready.pop() else {
+            return false;
+        };
+        seg.set_first_seq(st.seq);
+        st.segment = Some(seg);
+        st.offset = SEGMENT_HEADER_LEN;
+        st.seg_records = 0;
+        st.seg_data_bytes = 0;
+        self.counters.bump(&self.counters.segments, 1);
+        true
     }
 
     /// Writes the seal record into the live segment and hands it to the
@@ -325,14 +329,7 @@ impl Channel {
         if st.segment.is_none() {
             // Nothing was ever written here, or the last segment is already
             // retired: a fresh one carries the final seal, if one is ready.
-            if let Some(mut seg) = self.ready.pop() {
-                seg.set_first_seq(st.seq);
-                st.segment = Some(seg);
-                st.offset = SEGMENT_HEADER_LEN;
-                st.seg_records = 0;
-                st.seg_data_bytes = 0;
-                self.counters.bump(&self.counters.segments, 1);
-            }
+            self.take_ready(&mut st);
         }
         self.retire_live(&mut st, SEAL_FLAG_FINAL);
     }
