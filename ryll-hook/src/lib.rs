@@ -10,6 +10,7 @@
 //!   saw (shared with the `e2e` tests, which re-export it).
 
 pub mod baseline;
+pub mod bundle;
 pub mod recorded;
 pub mod replay;
 pub mod sink;

@@ -1,0 +1,347 @@
+//! F12: a bug-report zip cut from the spool, while capture keeps running.
+//!
+//! ryll's F12 report holds a `traffic.pcap` cut from an in-memory ring to
+//! fit a 24 MB target (GitHub's attachment limit is 25 MB). Here the
+//! traffic comes from the capture directory instead, read with the spool's
+//! reader — which reads a live spool safely, staged segments included — so
+//! the channel loops are never touched, and the report can cover the whole
+//! session when the budget allows.
+//!
+//! The newest traffic is kept. Each channel and direction starts at a
+//! SPICE message boundary (found by walking the 6-byte mini headers from
+//! the start of the stream), never inside a message: a pcap beginning with
+//! the tail of one would not decode.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::DataLink;
+use serde::Serialize;
+use spool::reader::Event;
+use spool::{Capture, Direction};
+
+use crate::baseline::{segment_payload, MAX_SEGMENT_PAYLOAD, PCAP_SNAPLEN};
+
+/// ryll's target for a report's `traffic.pcap`.
+pub const DEFAULT_BUDGET_BYTES: u64 = 24 * 1000 * 1000;
+
+const PCAP_FILE_HEADER_BYTES: u64 = 24;
+const PCAP_RECORD_HEADER_BYTES: u64 = 16;
+/// Ethernet + IPv4 + TCP headers of each frame.
+const FRAME_HEADER_BYTES: u64 = 14 + 20 + 20;
+
+/// `traffic_capture` in the report's `metadata.json`, ryll's field names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TrafficCaptureSummary {
+    /// Bytes the pcap was allowed to use.
+    pub budget_bytes: u64,
+    /// Size of the `traffic.pcap` written.
+    pub written_bytes: u64,
+    /// Packets (TCP segments) in the pcap.
+    pub packets_written: u64,
+    /// Older packets left out to stay within `budget_bytes` (or to start
+    /// each stream at a message boundary).
+    pub packets_omitted: u64,
+    /// Frame bytes of the packets left out.
+    pub bytes_omitted: u64,
+    /// Session time (seconds) of the oldest packet kept; `None` if empty.
+    pub oldest_packet_secs: Option<f64>,
+    /// True when older traffic was left out.
+    pub truncated: bool,
+}
+
+/// One channel in `capture-summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ChannelSummary {
+    /// Data records in the spool.
+    pub records: u64,
+    /// Payload bytes in the spool.
+    pub bytes: u64,
+    /// Records the writer dropped (from gap records).
+    pub dropped_records: u64,
+    /// Bytes the writer dropped.
+    pub dropped_bytes: u64,
+    /// Session time of the first record, seconds.
+    pub first_secs: Option<f64>,
+    /// Session time of the last record, seconds.
+    pub last_secs: Option<f64>,
+    /// Damaged regions the reader skipped.
+    pub damaged_records: u64,
+}
+
+/// What [`write_bug_report`] wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct BugReportSummary {
+    /// The pcap's summary.
+    pub traffic_capture: TrafficCaptureSummary,
+    /// Per channel.
+    pub channels: BTreeMap<String, ChannelSummary>,
+}
+
+/// One data record, without its bytes (pass 1).
+struct Entry {
+    ts_ns: u64,
+    channel: usize,
+    dir: Direction,
+    /// Starts at a SPICE message boundary of its stream.
+    boundary: bool,
+    /// Frame bytes in the pcap (record headers + frame headers + payload).
+    cost: u64,
+    packets: u64,
+}
+
+/// Tracks SPICE mini-header framing of one direction of one channel.
+#[derive(Default)]
+struct Framer {
+    /// Body bytes still to come of the current message.
+    need: u64,
+    /// Bytes of a header split across records.
+    header: Vec<u8>,
+    lost: bool,
+}
+
+impl Framer {
+    fn at_boundary(&self) -> bool {
+        !self.lost && self.need == 0 && self.header.is_empty()
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        if self.lost {
+            return;
+        }
+        while !data.is_empty() {
+            if self.need > 0 {
+                let take = self.need.min(data.len() as u64);
+                self.need -= take;
+                data = &data[take as usize..];
+                continue;
+            }
+            let want = 6 - self.header.len();
+            let take = want.min(data.len());
+            self.header.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.header.len() == 6 {
+                let h = &self.header;
+                self.need = u64::from(u32::from_le_bytes([h[2], h[3], h[4], h[5]]));
+                self.header.clear();
+            }
+        }
+    }
+
+    /// Bytes of the stream were dropped: framing survives only if they lie
+    /// inside the current message's body.
+    fn skip(&mut self, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        if self.header.is_empty() && self.need >= bytes {
+            self.need -= bytes;
+        } else {
+            self.lost = true;
+        }
+    }
+}
+
+fn packets_of(len: usize) -> u64 {
+    len.div_ceil(MAX_SEGMENT_PAYLOAD).max(1) as u64
+}
+
+/// Writes a bug-report zip at `out` from the capture directory `capture`
+/// (live or closed): `traffic.pcap` (the newest traffic of all channels
+/// within `budget_bytes`), `metadata.json` (the capture's metadata plus
+/// `traffic_capture`), and `capture-summary.json`.
+pub fn write_bug_report(
+    capture: &Path,
+    out: &Path,
+    budget_bytes: u64,
+) -> Result<BugReportSummary, String> {
+    let cap = Capture::open(capture).map_err(|e| format!("{}: {e}", capture.display()))?;
+    let names: Vec<String> = cap.channels().iter().map(|c| c.name.clone()).collect();
+
+    // Pass 1: index every record, its cost, and whether it starts a message.
+    let mut entries = Vec::new();
+    let mut channels = BTreeMap::new();
+    for (ci, name) in names.iter().enumerate() {
+        let Some(mut r) = cap.reader(name) else {
+            continue;
+        };
+        let mut sum = ChannelSummary::default();
+        let mut framers = [Framer::default(), Framer::default()];
+        while let Some(ev) = r.next_event() {
+            match ev {
+                Event::Data(d) => {
+                    let f = &mut framers[d.direction.to_byte() as usize];
+                    let n = d.payload.len();
+                    let packets = packets_of(n);
+                    entries.push(Entry {
+                        ts_ns: d.ts_ns,
+                        channel: ci,
+                        dir: d.direction,
+                        boundary: f.at_boundary(),
+                        cost: packets * (PCAP_RECORD_HEADER_BYTES + FRAME_HEADER_BYTES) + n as u64,
+                        packets,
+                    });
+                    f.feed(d.payload);
+                    sum.records += 1;
+                    sum.bytes += n as u64;
+                    let secs = d.ts_ns as f64 / 1e9;
+                    sum.first_secs.get_or_insert(secs);
+                    sum.last_secs = Some(secs);
+                }
+                Event::Gap(g) => {
+                    sum.dropped_records += g.records();
+                    sum.dropped_bytes += g.bytes();
+                    framers[0].skip(g.bytes_c2s);
+                    framers[1].skip(g.bytes_s2c);
+                }
+                Event::Damage(_) => {
+                    sum.damaged_records += 1;
+                    framers.iter_mut().for_each(|f| f.lost = true);
+                }
+            }
+        }
+        channels.insert(name.clone(), sum);
+    }
+    // Stable: records of one stream keep their order on equal times.
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| entries[i].ts_ns);
+
+    // Newest first, while the budget lasts.
+    let mut used = PCAP_FILE_HEADER_BYTES;
+    let mut start = order.len();
+    while start > 0 {
+        let cost = entries[order[start - 1]].cost;
+        if used + cost > budget_bytes {
+            break;
+        }
+        used += cost;
+        start -= 1;
+    }
+    // Each stream begins at its first kept record that starts a message.
+    let mut keep = vec![false; entries.len()];
+    let mut started: BTreeMap<(usize, u8), bool> = BTreeMap::new();
+    for &i in &order[start..] {
+        let e = &entries[i];
+        let s = started.entry((e.channel, e.dir.to_byte())).or_insert(false);
+        *s |= e.boundary;
+        keep[i] = *s;
+    }
+
+    // Pass 2: the kept records' bytes (at most the budget), in time order.
+    let mut kept: Vec<(u64, usize, Direction, Vec<u8>)> = Vec::new();
+    let mut next = 0usize;
+    for (ci, name) in names.iter().enumerate() {
+        let Some(mut r) = cap.reader(name) else {
+            continue;
+        };
+        // Entries were pushed in this same reading order; a live spool may
+        // have grown since pass 1, and what is new is left for next time.
+        while let Some(ev) = r.next_event() {
+            let Some(e) = entries.get(next).filter(|e| e.channel == ci) else {
+                break;
+            };
+            if let Event::Data(d) = ev {
+                if e.ts_ns != d.ts_ns {
+                    return Err(format!("{name}: the spool changed while reading it"));
+                }
+                if keep[next] {
+                    kept.push((d.ts_ns, ci, d.direction, d.payload.to_vec()));
+                }
+                next += 1;
+            }
+        }
+        while entries.get(next).is_some_and(|e| e.channel == ci) {
+            next += 1;
+        }
+    }
+    kept.sort_by_key(|k| k.0);
+
+    let session_start = cap.manifest().map_or(0, |m| m.session_start_unix_ns);
+    let ports = spool2pcap::PortMap::new(names.iter().map(String::as_str));
+    let mut pcap_bytes = Vec::new();
+    let mut packets_written = 0u64;
+    {
+        let header = PcapHeader {
+            datalink: DataLink::ETHERNET,
+            snaplen: PCAP_SNAPLEN,
+            ..Default::default()
+        };
+        let mut w = PcapWriter::with_header(&mut pcap_bytes, header).map_err(|e| e.to_string())?;
+        // Per channel: next client and server sequence numbers.
+        let mut seqs: BTreeMap<usize, (u32, u32)> = BTreeMap::new();
+        for (ts, ci, dir, data) in &kept {
+            let (c, s) = seqs.entry(*ci).or_insert((1000, 2000));
+            let client = ([10, 0, 0, 1], ports.port(&names[*ci]));
+            let server = ([10, 0, 0, 2], 5900);
+            let frames = match dir {
+                Direction::ClientToServer => segment_payload(client, server, *c, *s, data),
+                Direction::ServerToClient => segment_payload(server, client, *s, *c, data),
+            };
+            match dir {
+                Direction::ClientToServer => *c = c.wrapping_add(data.len() as u32),
+                Direction::ServerToClient => *s = s.wrapping_add(data.len() as u32),
+            }
+            let when = std::time::Duration::from_nanos(session_start.saturating_add(*ts));
+            for f in frames {
+                w.write_packet(&PcapPacket::new(when, f.len() as u32, &f))
+                    .map_err(|e| e.to_string())?;
+                packets_written += 1;
+            }
+        }
+    }
+    let omitted = (0..entries.len()).filter(|&i| !keep[i]);
+    let (packets_omitted, bytes_omitted) = omitted.fold((0, 0), |(p, b), i| {
+        (
+            p + entries[i].packets,
+            b + entries[i].cost - entries[i].packets * PCAP_RECORD_HEADER_BYTES,
+        )
+    });
+    let traffic_capture = TrafficCaptureSummary {
+        budget_bytes,
+        written_bytes: pcap_bytes.len() as u64,
+        packets_written,
+        packets_omitted,
+        bytes_omitted,
+        oldest_packet_secs: kept.first().map(|k| k.0 as f64 / 1e9),
+        truncated: packets_omitted > 0,
+    };
+
+    let mut metadata = match crate::sink::read_metadata(capture) {
+        Ok(m) => serde_json::to_value(m).map_err(|e| e.to_string())?,
+        Err(_) => serde_json::json!({}),
+    };
+    if let Some(obj) = metadata.as_object_mut() {
+        obj.insert(
+            "traffic_capture".into(),
+            serde_json::to_value(&traffic_capture).map_err(|e| e.to_string())?,
+        );
+    }
+    let summary = BugReportSummary {
+        traffic_capture,
+        channels,
+    };
+
+    let file =
+        spool::fsutil::create_new_file(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o600);
+    let mut add = |name: &str, bytes: &[u8]| -> Result<(), String> {
+        zip.start_file(name, opts)
+            .map_err(|e| format!("{name}: {e}"))?;
+        zip.write_all(bytes).map_err(|e| format!("{name}: {e}"))
+    };
+    add("traffic.pcap", &pcap_bytes)?;
+    add("metadata.json", &to_json(&metadata)?)?;
+    add("capture-summary.json", &to_json(&summary.channels)?)?;
+    zip.finish()
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(summary)
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    serde_json::to_vec_pretty(v).map_err(|e| e.to_string())
+}
