@@ -13,8 +13,18 @@
 //!   `playback` 10005, `record` 10006, `tunnel` 10007, `smartcard` 10008,
 //!   `usbredir` 10009, `port` 10010, `webdav` 10011, any other name
 //!   10100 + FNV-1a(name) mod 5000, bumped by one on a collision);
-//! * client sequence numbers start at 1000, server ones at 2000, and advance
-//!   by the bytes sent; each segment ACKs the peer's bytes so far;
+//! * the recorded bytes' client sequence numbers start at 1000, server ones
+//!   at 2000, and advance by the bytes sent; each segment ACKs the peer's
+//!   bytes so far;
+//! * in front of the first record, a synthetic TCP handshake and — ryll
+//!   records channels only after they linked, and Wireshark's SPICE
+//!   dissector decodes nothing without the link phase — a synthetic SPICE
+//!   link phase for the channel's SPICE type (main 1, display 2, inputs 3,
+//!   cursor 4, playback 5, record 6, tunnel 7, smartcard 8, usbredir 9,
+//!   port 10, webdav 11, any other name 10), in the sequence numbers just
+//!   before 1000 / 2000 ([`synth`], [`channel`]); after the last record of
+//!   a cleanly closed channel, a FIN exchange ([`Synthesis`] turns either
+//!   off);
 //! * a record longer than 65495 bytes is split into several segments;
 //! * a gap makes the sequence numbers jump by the bytes lost, so Wireshark
 //!   reports "previous segment not captured" right where data is missing.
@@ -22,7 +32,15 @@
 //! Damaged spool regions are skipped by the reader, reported in the
 //! [`ConvertReport`], and conversion goes on with the next valid record.
 //!
-//! The converter knows nothing of SPICE beyond channel names and ports.
+//! pcapng output also carries the direction of every packet, comments on
+//! synthetic packets and after gaps, an Interface Statistics Block per
+//! channel with the writer's drops, and a section comment naming the
+//! session and ryll's `metadata.json` ([`output`], [`metadata`]). Open the
+//! result with `wireshark -d tcp.port==5900,spice FILE`
+//! ([`wireshark_command`]).
+//!
+//! Of SPICE the converter knows channel names, ports and the link phase;
+//! the recorded bytes are never parsed.
 //!
 //! ```no_run
 //! use spool2pcap::{convert, ConvertOptions, Destination};

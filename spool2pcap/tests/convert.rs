@@ -511,3 +511,102 @@ fn manifest_session_start_is_used_without_headers() {
     assert_eq!(report.session_start_unix_ns, Some(5));
     assert!(read_pcap_bytes(&std::fs::read(out.path().join("x.pcap")).unwrap()).is_empty());
 }
+
+/// The synthetic opening and close around a channel's records: handshake
+/// and link phase ending exactly at seq 1000 / 2000, stamped before the
+/// first record but never before session start; FIN only after a clean
+/// close; in pcapng, direction flags and comments.
+#[test]
+fn synthetic_opening_and_close_frame_the_records() {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+    use spool2pcap::synth::{LINK_C2S_LEN, LINK_S2C_LEN};
+    let cap = tempfile::tempdir().unwrap();
+    simple_channel(
+        cap.path(),
+        "inputs",
+        &[(S2C, 3_000, b"srv"), (C2S, 9_000, b"cl")],
+    );
+    // An unsealed channel: no FIN.
+    let mut s = Seg::new("cursor", 0, 0);
+    s.data(C2S, 50_000, b"REDQ-already-linked");
+    write_segment(cap.path(), "cursor", 0, &s.finish(0));
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("x.pcapng");
+    let mut o = ConvertOptions::new(Destination::File(file.clone()));
+    o.format = Format::Pcapng;
+    o.time = TimeMode::Relative;
+    let report = convert(cap.path(), &o).unwrap();
+    let inputs = report
+        .channels
+        .iter()
+        .find(|c| c.channel == "inputs")
+        .unwrap();
+    assert!(inputs.link_synthesized);
+    assert_eq!((inputs.frames, inputs.synthetic_frames), (2 + 11, 11));
+    let cursor = report
+        .channels
+        .iter()
+        .find(|c| c.channel == "cursor")
+        .unwrap();
+    assert!(!cursor.link_synthesized, "its first client bytes are REDQ");
+    assert_eq!(cursor.synthetic_frames, 3, "handshake only, no FIN");
+
+    let bytes = std::fs::read(&file).unwrap();
+    let mut r = PcapNgReader::new(&bytes[..]).unwrap();
+    let mut inputs_pkts = Vec::new();
+    let mut flags_seen = 0;
+    while let Some(b) = r.next_block() {
+        if let Block::EnhancedPacket(e) = b.unwrap() {
+            let p = parse_frame(e.timestamp, e.interface_id, &e.data);
+            let outbound = p.dst_port == 5900;
+            for opt in &e.options {
+                if let EnhancedPacketOption::Flags(f) = opt {
+                    assert_eq!(*f, if outbound { 0b10 } else { 0b01 });
+                    flags_seen += 1;
+                }
+            }
+            let comment = e.options.iter().find_map(|o| match o {
+                EnhancedPacketOption::Comment(c) => Some(c.to_string()),
+                _ => None,
+            });
+            if e.interface_id == 1 {
+                inputs_pkts.push((p, comment));
+            }
+        }
+    }
+    assert_eq!(flags_seen, 13 + 4);
+    let (c_isn, s_isn) = (
+        CLIENT_ISN - LINK_C2S_LEN as u32 - 1,
+        SERVER_ISN - LINK_S2C_LEN as u32 - 1,
+    );
+    let seqs: Vec<(u32, u32, usize)> = inputs_pkts
+        .iter()
+        .map(|(p, _)| (p.seq, p.ack, p.payload.len()))
+        .collect();
+    assert_eq!(seqs[0], (c_isn, 0, 0), "SYN");
+    assert_eq!(seqs[1], (s_isn, c_isn + 1, 0), "SYN-ACK");
+    assert_eq!(seqs[2], (c_isn + 1, s_isn + 1, 0), "ACK");
+    assert_eq!(
+        seqs[7],
+        (s_isn + 1 + 198, CLIENT_ISN, 4),
+        "link result acks 1000"
+    );
+    assert_eq!(seqs[8], (SERVER_ISN, CLIENT_ISN, 3), "first record");
+    assert_eq!(seqs[9], (CLIENT_ISN, SERVER_ISN + 3, 2));
+    assert_eq!(seqs[10], (CLIENT_ISN + 2, SERVER_ISN + 3, 0), "client FIN");
+    assert_eq!(seqs[11], (SERVER_ISN + 3, CLIENT_ISN + 3, 0), "server FIN");
+    assert_eq!(seqs[12], (CLIENT_ISN + 3, SERVER_ISN + 4, 0), "last ACK");
+    assert_eq!(&inputs_pkts[3].0.payload[..4], b"REDQ");
+    assert_eq!(inputs_pkts[3].0.payload[20], 3, "inputs is SPICE type 3");
+    for (i, (p, c)) in inputs_pkts.iter().enumerate() {
+        let synthetic = !(8..=9).contains(&i);
+        assert_eq!(c.is_some(), synthetic, "packet {i}: {c:?}");
+        // 1 µs apart before the first record (3 µs), clamped at 0.
+        if i < 8 {
+            assert_eq!(
+                p.ts,
+                Duration::from_nanos(3_000u64.saturating_sub((8 - i as u64) * 1000))
+            );
+        }
+    }
+}
