@@ -32,6 +32,7 @@ use spool::reader::Gap;
 use crate::convert::Clock;
 use crate::frames::{write_segment, SegmentSpec, TcpFlags, TcpStreamBuilder};
 use crate::output::PacketSink;
+use crate::redact::{RedactStats, Redactor};
 use crate::synth::{self, LinkPhase, LINK_PACKETS};
 
 /// What to make up around the recorded bytes.
@@ -98,6 +99,14 @@ pub struct ChannelFramer {
     /// Reused for gap comments, so that a gap allocates nothing after the
     /// first.
     comment: String,
+    /// Rewrites what must not be shown (keystrokes, clipboard), if asked.
+    redactor: Option<Redactor>,
+    /// Said on the channel's first packet (e.g. that its start was trimmed).
+    first_note: Option<String>,
+    /// Per segment the reader opens, in order: whether it is still staged
+    /// (a crashed or live session), to count records read from staging.
+    staged: Vec<bool>,
+    staged_records: u64,
 }
 
 impl ChannelFramer {
@@ -118,6 +127,62 @@ impl ChannelFramer {
             last_ts_ns: None,
             pending_gap: None,
             comment: String::new(),
+            redactor: None,
+            first_note: None,
+            staged: Vec::new(),
+            staged_records: 0,
+        }
+    }
+
+    /// Which of the channel's segments (in reading order) are staged.
+    pub fn with_staged_segments(mut self, staged: Vec<bool>) -> Self {
+        self.staged = staged;
+        self
+    }
+
+    /// Counts a data record just read while the reader had opened
+    /// `segments_opened` segments (so it came from the last of them).
+    pub fn note_record(&mut self, segments_opened: u64) {
+        let i = segments_opened.saturating_sub(1) as usize;
+        if self.staged.get(i).copied().unwrap_or(false) {
+            self.staged_records += 1;
+        }
+    }
+
+    /// Data records read from segments still in the staging directory.
+    pub fn staged_records(&self) -> u64 {
+        self.staged_records
+    }
+
+    /// Moves the channel to pcapng interface `interface` (one described
+    /// after the framer was made, as when following a live capture).
+    pub fn set_interface(&mut self, interface: u32) {
+        self.interface = interface;
+    }
+
+    /// Redacts this channel's records with `redactor` before framing them
+    /// (sizes and sequence numbers unchanged, see [`crate::redact`]).
+    pub fn with_redactor(mut self, redactor: Option<Redactor>) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// Puts `note` in the pcapng comment of the channel's first packet.
+    pub fn with_first_note(mut self, note: Option<String>) -> Self {
+        self.first_note = note;
+        self
+    }
+
+    /// What redaction rewrote on this channel (`None`: not redacted).
+    pub fn redact_stats(&self) -> Option<RedactStats> {
+        self.redactor.as_ref().map(Redactor::stats)
+    }
+
+    /// Damage in the spool: bytes of unknown length are missing, so the
+    /// redactor can no longer tell where messages start.
+    pub fn damage(&mut self) {
+        if let Some(r) = self.redactor.as_mut() {
+            r.lose_framing();
         }
     }
 
@@ -174,6 +239,18 @@ impl ChannelFramer {
             format_gap(&mut self.comment, &g);
             comment = Some(self.comment.as_str());
         }
+        let note;
+        if let Some(n) = self.first_note.take() {
+            note = match comment {
+                Some(c) => format!("{n}; {c}"),
+                None => n,
+            };
+            comment = Some(note.as_str());
+        }
+        let payload = match self.redactor.as_mut() {
+            Some(r) => r.apply(direction, payload),
+            None => payload,
+        };
         let ts = clock.timestamp(ts_ns);
         let interface = self.interface;
         self.frames += self.stream.push(direction, payload, frame, |f| {
@@ -187,6 +264,9 @@ impl ChannelFramer {
     /// say what was lost.
     pub fn gap(&mut self, g: &Gap) {
         self.stream.gap(g);
+        if let Some(r) = self.redactor.as_mut() {
+            r.gap(g);
+        }
         let p = self.pending_gap.get_or_insert(PendingGap {
             first_ts_ns: g.first_ts_ns,
             ..PendingGap::default()
@@ -293,12 +373,13 @@ impl ChannelFramer {
             let at = ts_ns.saturating_sub(before).max(floor_ns.min(ts_ns));
             index += 1;
             if write_segment(&spec, flags, payload, frame).is_ok() {
+                let note = this.first_note.take().map(|n| format!("{n}; {comment}"));
                 sink.write_packet(
                     this.interface,
                     clock.timestamp(at),
                     frame,
                     Some(spec.direction),
-                    Some(comment),
+                    Some(note.as_deref().unwrap_or(comment)),
                 )?;
                 this.frames += 1;
                 this.synthetic_frames += 1;

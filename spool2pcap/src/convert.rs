@@ -26,6 +26,8 @@ use crate::output::{
     SectionInfo, OUTPUT_BUFFER_BYTES,
 };
 use crate::ports::{PortMap, SERVER_PORT};
+use crate::redact::{RedactStats, Redaction, Redactor};
+use spool::limit::Trimmed;
 
 /// How packet timestamps are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
@@ -66,6 +68,8 @@ pub struct ConvertOptions {
     /// What to make up around the recorded bytes (default: everything, so
     /// that Wireshark decodes SPICE).
     pub synth: Synthesis,
+    /// What to overwrite before writing (default: nothing).
+    pub redact: Redaction,
 }
 
 impl ConvertOptions {
@@ -80,6 +84,7 @@ impl ConvertOptions {
             time: TimeMode::Absolute,
             force: false,
             synth: Synthesis::ALL,
+            redact: Redaction::NONE,
         }
     }
 }
@@ -114,6 +119,13 @@ pub struct ChannelReport {
     pub damage: Vec<Damage>,
     /// The channel's last segment carries a final seal.
     pub closed_cleanly: bool,
+    /// Data records read from segments still staged in memory (a crashed
+    /// session not yet recovered, or a live one).
+    pub staged_records: u64,
+    /// What the flight recorder deleted from the channel's start, if any.
+    pub trimmed: Option<Trimmed>,
+    /// What redaction rewrote (`None`: nothing to redact on this channel).
+    pub redacted: Option<RedactStats>,
 }
 
 /// What [`convert`] did.
@@ -128,9 +140,19 @@ pub struct ConvertReport {
     pub session_start_unix_ns: Option<u64>,
     /// What ryll's `metadata.json` says about the session, if there is one.
     pub metadata: Option<SessionMetadata>,
+    /// The manifest's `clean_shutdown` (`None`: no manifest).
+    pub clean_shutdown: Option<bool>,
+    /// What was redacted in the output.
+    pub redaction: Redaction,
 }
 
 impl ConvertReport {
+    /// Data records read from staged segments, all channels: what a crash
+    /// left in memory and this conversion recovered.
+    pub fn staged_records(&self) -> u64 {
+        self.channels.iter().map(|c| c.staged_records).sum()
+    }
+
     /// Every damage found, all channels.
     pub fn damage(&self) -> impl Iterator<Item = &Damage> {
         self.channels.iter().flat_map(|c| c.damage.iter())
@@ -212,6 +234,9 @@ pub enum ConvertError {
     /// A channel name that cannot be used as a file name.
     #[error("refusing channel name: {0}")]
     InvalidChannel(#[from] spool::format::InvalidChannelName),
+    /// `--follow` writes one stream: it needs `-w FILE` or `-w -`.
+    #[error("--follow writes one merged stream: use -w FILE or -w -, not -o OUTDIR")]
+    FollowNeedsStream,
     /// An output file exists and `force` was not given.
     #[error("{0}: already exists (use --force to overwrite)")]
     Exists(PathBuf),
@@ -241,7 +266,10 @@ impl ConvertError {
     /// Whether the error is the caller's mistake (a usage error) rather than
     /// a problem with the input or the output.
     pub fn is_usage(&self) -> bool {
-        matches!(self, ConvertError::NoSuchChannel { .. })
+        matches!(
+            self,
+            ConvertError::NoSuchChannel { .. } | ConvertError::FollowNeedsStream
+        )
     }
 }
 
@@ -304,6 +332,8 @@ pub fn convert_with_progress(
     let selected = select_channels(&cap, &opts.channels)?;
     let mut report = ConvertReport {
         problems: cap.problems().to_vec(),
+        clean_shutdown: cap.manifest().map(|m| m.clean_shutdown),
+        redaction: opts.redact,
         ..ConvertReport::default()
     };
     match crate::metadata::load(capture) {
@@ -352,6 +382,7 @@ pub fn convert_with_progress(
         peeked.map(|s| spool::manifest::session_id_hex(&s.session_id)),
         report.metadata.as_ref(),
         opts.synth,
+        opts.redact,
     );
     let descriptions: Vec<String> = readers
         .iter()
@@ -394,8 +425,7 @@ pub fn convert_with_progress(
                 };
                 let mut sink = PacketSink::with_section(file, opts.format, &[iface], &section)
                     .map_err(write_err)?;
-                let channel = reader.channel().to_string();
-                let mut framer = ChannelFramer::new(&channel, ports.port(&channel), 0, opts.synth);
+                let mut framer = channel_framer(&cap, reader, &ports, 0, opts);
                 convert_channel(
                     reader,
                     &mut framer,
@@ -426,7 +456,8 @@ pub fn convert_with_progress(
             let target = MergeTarget {
                 path: path.clone(),
                 format: opts.format,
-                synth: opts.synth,
+                opts,
+                cap: &cap,
                 section: &section,
                 descriptions: &descriptions,
             };
@@ -451,7 +482,8 @@ pub fn convert_with_progress(
             let target = MergeTarget {
                 path: PathBuf::from("<stdout>"),
                 format: opts.format,
-                synth: opts.synth,
+                opts,
+                cap: &cap,
                 section: &section,
                 descriptions: &descriptions,
             };
@@ -471,14 +503,50 @@ pub fn convert_with_progress(
     Ok(report)
 }
 
+/// The framer of one channel as `opts` asks: redaction, the trimmed-start
+/// note on its first packet, and which of its segments are staged.
+fn channel_framer(
+    cap: &Capture,
+    reader: &ChannelReader,
+    ports: &PortMap,
+    interface: u32,
+    opts: &ConvertOptions,
+) -> ChannelFramer {
+    let name = reader.channel();
+    let trimmed = reader.trimmed().filter(|t| t.segments > 0);
+    let staged = cap
+        .channels()
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| c.segments.iter().map(|s| s.staged).collect())
+        .unwrap_or_default();
+    ChannelFramer::new(name, ports.port(name), interface, opts.synth)
+        .with_redactor(Redactor::for_channel(name, opts.redact, trimmed.is_some()))
+        .with_first_note(trimmed.map(|t| trimmed_note(name, t)))
+        .with_staged_segments(staged)
+}
+
+/// What the flight recorder deleted from the start of a channel, in words.
+pub fn trimmed_note(channel: &str, t: &Trimmed) -> String {
+    format!(
+        "{channel}: start trimmed by the flight recorder: {} segments ({} records, {} data \
+         bytes) before +{} of the session were deleted; this is the oldest packet kept",
+        t.segments,
+        t.records,
+        t.data_bytes,
+        crate::info::format_secs(t.until_ts_ns)
+    )
+}
+
 /// The pcapng section header of a conversion: which session, which ryll,
-/// and what was made up.
+/// what was made up, trimmed, recovered and redacted.
 fn section_info(
     cap: &Capture,
     session_start: Option<u64>,
     peeked_id: Option<String>,
     metadata: Option<&SessionMetadata>,
     synth: Synthesis,
+    redact: Redaction,
 ) -> SectionInfo {
     let mut lines = Vec::new();
     let manifest = cap.manifest();
@@ -521,6 +589,34 @@ fn section_info(
             )
         }
     ));
+    if cap.has_staged_segments() {
+        lines.push(format!(
+            "Recovered: the session did not shut down cleanly; records still staged in \
+             memory ({}) were read in place (counts per channel in the interface \
+             statistics).",
+            manifest
+                .and_then(|m| m.staging_dir.as_deref())
+                .unwrap_or("staging directory")
+        ));
+    } else if manifest.is_some_and(|m| m.errors.iter().any(|e| e.starts_with("recovered "))) {
+        lines.push(
+            "Recovered: the session did not shut down cleanly; its staged segments were \
+             moved in by recovery."
+                .to_string(),
+        );
+    }
+    if let Some(m) = manifest {
+        for (name, t) in m.trimmed.iter().filter(|(_, t)| t.segments > 0) {
+            lines.push(format!("Trimmed: {}.", trimmed_note(name, t)));
+        }
+    }
+    if redact.any() {
+        lines.push(format!(
+            "redacted: {} (message bodies zeroed; headers, sizes, timing and sequence \
+             numbers kept)",
+            redact.describe()
+        ));
+    }
     lines.push(format!("Decode with: wireshark -d {} FILE", decode_as()));
     SectionInfo {
         comment: Some(lines.join("\n")),
@@ -533,7 +629,7 @@ fn section_info(
 /// manifest of a cleanly closed session counts: the Interface Statistics
 /// Block says the same at the end of the file, but `capinfos` (4.0) shows
 /// descriptions and not `isb_ifdrop`.
-fn interface_description(
+pub(crate) fn interface_description(
     channel: &str,
     port: u16,
     summary: Option<&spool::manifest::ChannelSummary>,
@@ -580,7 +676,7 @@ fn select_channels(cap: &Capture, wanted: &[String]) -> Result<Vec<String>, Conv
         .collect())
 }
 
-fn open_output(path: &Path, force: bool) -> Result<BufWriter<File>, ConvertError> {
+pub(crate) fn open_output(path: &Path, force: bool) -> Result<BufWriter<File>, ConvertError> {
     let file = create_output_file(path, force).map_err(|source| {
         if source.kind() == io::ErrorKind::AlreadyExists {
             ConvertError::Exists(path.to_path_buf())
@@ -597,7 +693,7 @@ fn open_output(path: &Path, force: bool) -> Result<BufWriter<File>, ConvertError
 /// Standard output as a plain `File` on a duplicated descriptor, so that
 /// writes bypass `Stdout`'s line buffering (which scans binary data for
 /// newlines) and go straight to the pipe in big chunks.
-fn stdout_file() -> io::Result<File> {
+pub(crate) fn stdout_file() -> io::Result<File> {
     use std::os::fd::AsFd;
     let fd = io::stdout().as_fd().try_clone_to_owned()?;
     Ok(File::from(fd))
@@ -611,7 +707,8 @@ fn finish<W: Write>(sink: PacketSink<W>) -> Result<(), PcapError> {
 struct MergeTarget<'a> {
     path: PathBuf,
     format: Format,
-    synth: Synthesis,
+    opts: &'a ConvertOptions,
+    cap: &'a Capture,
     section: &'a SectionInfo,
     descriptions: &'a [String],
 }
@@ -648,8 +745,7 @@ fn merge_to<W: Write>(
     // One channel needs no merge: stream it directly, without copying each
     // record out of the reader's buffer.
     if let [reader] = &mut readers[..] {
-        let channel = reader.channel().to_string();
-        let mut framer = ChannelFramer::new(&channel, ports.port(&channel), 0, target.synth);
+        let mut framer = channel_framer(target.cap, reader, ports, 0, target.opts);
         convert_channel(reader, &mut framer, &mut sink, clock, frame, &mut |done| {
             progress(Progress { done, total })
         })
@@ -665,8 +761,7 @@ fn merge_to<W: Write>(
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let framer =
-                ChannelFramer::new(r.channel(), ports.port(r.channel()), i as u32, target.synth);
+            let framer = channel_framer(target.cap, &r, ports, i as u32, target.opts);
             ChannelSource::new(r, framer)
         })
         .collect();
@@ -704,13 +799,17 @@ pub fn convert_channel<W: Write>(
 ) -> Result<(), PcapError> {
     let mut reported = u64::MAX;
     while let Some(event) = reader.next_event() {
+        let data = matches!(event, Event::Data(_));
         match event {
             Event::Data(d) => {
                 framer.data(sink, clock, 0, d.direction, d.ts_ns, d.payload, frame)?;
             }
             Event::Gap(g) => framer.gap(&g),
             // Kept in the reader's damage list; reading goes on after it.
-            Event::Damage(_) => {}
+            Event::Damage(_) => framer.damage(),
+        }
+        if data {
+            framer.note_record(reader.stats().segments);
         }
         let done = reader.stats().file_bytes;
         if done != reported {
@@ -742,7 +841,7 @@ pub fn write_channel_stats<W: Write>(
         start: span.map(|(a, _)| clock.timestamp(a)),
         end: span.map(|(_, b)| clock.timestamp(b)),
     };
-    let comment = format!(
+    let mut comment = format!(
         "{}: {} records ({} bytes) captured; {} records ({} bytes) dropped by the capture \
          writer in {} gaps; {} damaged regions skipped; {}",
         reader.channel(),
@@ -758,6 +857,25 @@ pub fn write_channel_stats<W: Write>(
             "not closed cleanly"
         }
     );
+    if framer.staged_records() > 0 {
+        comment.push_str(&format!(
+            "; {} records recovered from segments still staged in memory",
+            framer.staged_records()
+        ));
+    }
+    if let Some(t) = reader.trimmed().filter(|t| t.segments > 0) {
+        comment.push_str(&format!(
+            "; start trimmed by the flight recorder ({} records before +{} deleted)",
+            t.records,
+            crate::info::format_secs(t.until_ts_ns)
+        ));
+    }
+    if let Some(r) = framer.redact_stats() {
+        comment.push_str(&format!(
+            "; redacted: {} messages, {} bytes zeroed",
+            r.messages, r.bytes
+        ));
+    }
     sink.write_interface_stats(framer.interface(), &stats, Some(&comment))
 }
 
@@ -782,5 +900,8 @@ fn channel_report(
         dropped_bytes: st.dropped_bytes,
         damage: reader.damage().to_vec(),
         closed_cleanly: st.closed_cleanly,
+        staged_records: framer.staged_records(),
+        trimmed: reader.trimmed().filter(|t| t.segments > 0).copied(),
+        redacted: framer.redact_stats(),
     }
 }

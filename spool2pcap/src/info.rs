@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use spool::limit::Trimmed;
 use spool::manifest::ChannelSummary;
 use spool::reader::{Capture, Damage, Event, OpenError};
 
@@ -90,6 +91,11 @@ pub struct ChannelInfo {
     pub closed_cleanly: bool,
     /// The manifest's counters for this channel, if it has any.
     pub manifest: Option<ChannelSummary>,
+    /// Data records read from segments still staged in memory (a crashed
+    /// session whose staging was not recovered yet, or a live one).
+    pub staged_records: u64,
+    /// What the flight recorder deleted from the channel's start.
+    pub trimmed: Option<Trimmed>,
     /// Every damaged region.
     pub damage: Vec<DamageInfo>,
 }
@@ -119,6 +125,23 @@ pub struct CaptureInfo {
     pub mismatches: Vec<String>,
     /// Channels, by name.
     pub channels: Vec<ChannelInfo>,
+    /// The session did not shut down cleanly (crash, kill, or still
+    /// running): the manifest says so.
+    pub unclean_shutdown: bool,
+    /// Data records read from staged segments, all channels.
+    pub staged_records: u64,
+    /// Crash recovery, if any applies: records still staged, or staged
+    /// segments already moved in by `spool2pcap recover`.
+    pub recovered: Option<RecoveredInfo>,
+    /// The flight recorder trimmed the start of some channels.
+    pub trimmed: bool,
+    /// Always `false`: a capture directory holds what ryll recorded;
+    /// redaction applies to converted output (`convert --redact`, the F12
+    /// bundle), whose pcapng section comment starts a line `redacted: …`.
+    pub redacted: bool,
+    /// Each notable fact (unclean shutdown, recovery, trimming) in one line,
+    /// as the text output prints them.
+    pub facts: Vec<String>,
     /// What ryll's `metadata.json` says (ryll version, platform, server,
     /// capture start), if the capture has a readable one.
     pub metadata: Option<SessionMetadata>,
@@ -141,6 +164,20 @@ impl CaptureInfo {
     pub fn has_damage(&self) -> bool {
         self.damage_count() > 0 || !self.mismatches.is_empty()
     }
+}
+
+/// How a crashed session's staged records were or can be recovered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecoveredInfo {
+    /// Records read from segments still staged in memory.
+    pub staged_records: u64,
+    /// Where they are staged (`None` once moved in).
+    pub staging_dir: Option<String>,
+    /// `spool2pcap recover` already moved staged segments in (the manifest
+    /// recorded it).
+    pub moved_in: bool,
+    /// The manifest's note of the move, if any.
+    pub note: Option<String>,
 }
 
 /// Reads every channel of `capture` and summarizes it. `on_damage` is called
@@ -170,6 +207,12 @@ pub fn scan(
         problems,
         mismatches: Vec::new(),
         channels: Vec::new(),
+        unclean_shutdown: manifest.is_some_and(|m| !m.clean_shutdown),
+        staged_records: 0,
+        recovered: None,
+        trimmed: false,
+        redacted: false,
+        facts: Vec::new(),
         metadata,
         decode_as: decode_as(),
         convert_command: format!(
@@ -192,7 +235,12 @@ pub fn scan(
             }
         }
         let (mut rc2s, mut rs2c, mut bc2s, mut bs2c) = (0u64, 0u64, 0u64, 0u64);
-        while let Some(event) = reader.next_event() {
+        let mut staged = 0u64;
+        loop {
+            let before = reader.stats().records;
+            let Some(event) = reader.next_event() else {
+                break;
+            };
             match event {
                 Event::Data(d) => {
                     let n = d.payload.len() as u64;
@@ -209,6 +257,16 @@ pub fn scan(
                 }
                 Event::Gap(_) => {}
                 Event::Damage(d) => on_damage(&files.name, &d),
+            }
+            // A data record came from the segment opened last.
+            let st = reader.stats();
+            if st.records > before
+                && files
+                    .segments
+                    .get(st.segments.saturating_sub(1) as usize)
+                    .is_some_and(|s| s.staged)
+            {
+                staged += 1;
             }
         }
         let st = reader.stats();
@@ -245,9 +303,12 @@ pub fn scan(
             damaged_bytes: damage.iter().map(|d| d.len).sum(),
             closed_cleanly: st.closed_cleanly,
             manifest: summary,
+            staged_records: staged,
+            trimmed: reader.trimmed().filter(|t| t.segments > 0).copied(),
             damage,
         });
     }
+    add_facts(&mut info, manifest);
     if let (Some(m), Some(true)) = (manifest, info.clean_shutdown) {
         for name in m.channels.keys() {
             if !cap.channels().iter().any(|c| &c.name == name) {
@@ -259,6 +320,58 @@ pub fn scan(
         }
     }
     Ok(info)
+}
+
+/// Fills the summary's one-line facts: shutdown, recovery, trimming.
+fn add_facts(info: &mut CaptureInfo, manifest: Option<&spool::Manifest>) {
+    info.staged_records = info.channels.iter().map(|c| c.staged_records).sum();
+    let note = manifest.and_then(|m| {
+        m.errors
+            .iter()
+            .find(|e| e.starts_with("recovered "))
+            .cloned()
+    });
+    let staging = manifest.and_then(|m| m.staging_dir.clone());
+    if info.unclean_shutdown {
+        info.facts.push(
+            "Unclean shutdown: the session did not shut down cleanly (writer killed or \
+             crashed, or still running)"
+                .to_string(),
+        );
+    }
+    if info.staged_records > 0 || info.staged_segments || note.is_some() {
+        let r = RecoveredInfo {
+            staged_records: info.staged_records,
+            staging_dir: staging.filter(|_| info.staged_segments),
+            moved_in: note.is_some(),
+            note,
+        };
+        if info.staged_records > 0 {
+            info.facts.push(format!(
+                "Recovered: {} records read from segments still staged in memory{} \
+                 (`spool2pcap recover DIR` moves them in; a reboot would lose them)",
+                r.staged_records,
+                r.staging_dir
+                    .as_deref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(n) = &r.note {
+            info.facts.push(format!("Recovered: {n}"));
+        }
+        info.recovered = Some(r);
+    }
+    for c in &info.channels {
+        if let Some(t) = &c.trimmed {
+            info.trimmed = true;
+            info.facts.push(format!(
+                "Trimmed: {}",
+                crate::convert::trimmed_note(&c.name, t)
+                    .replace("; this is the oldest packet kept", "")
+            ));
+        }
+    }
 }
 
 /// Where [`CaptureInfo::convert_command`] writes: `<capture dir>.pcapng`
@@ -341,6 +454,9 @@ pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::
     if info.staged_segments {
         writeln!(out, "Staged segments:     yes (session live or crashed)")?;
     }
+    for f in &info.facts {
+        writeln!(out, "{f}")?;
+    }
     writeln!(out, "Channels:            {}", info.channels.len())?;
     for c in &info.channels {
         writeln!(out)?;
@@ -380,6 +496,19 @@ pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::
             c.damage_count, c.damaged_records, c.damaged_bytes
         )?;
         writeln!(out, "  Closed cleanly:    {}", yn(c.closed_cleanly))?;
+        if c.staged_records > 0 {
+            writeln!(out, "  From staging:      {} records", c.staged_records)?;
+        }
+        if let Some(t) = &c.trimmed {
+            writeln!(
+                out,
+                "  Trimmed start:     {} segments, {} records, {} bytes before +{}",
+                t.segments,
+                t.records,
+                t.data_bytes,
+                format_secs(t.until_ts_ns)
+            )?;
+        }
         if let Some(m) = &c.manifest {
             writeln!(
                 out,

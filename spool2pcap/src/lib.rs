@@ -56,10 +56,12 @@ pub mod channel;
 pub mod convert;
 pub mod frames;
 pub mod info;
+pub mod live;
 pub mod merge;
 pub mod metadata;
 pub mod output;
 pub mod ports;
+pub mod redact;
 pub mod synth;
 
 #[cfg(test)]
@@ -73,3 +75,4 @@ pub use convert::{
 pub use frames::TcpStreamBuilder;
 pub use output::{Format, PacketSink};
 pub use ports::PortMap;
+pub use redact::{Redaction, Redactor};

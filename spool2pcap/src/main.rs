@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use spool2pcap::convert::{ConvertError, ConvertReport, Destination};
 use spool2pcap::info::{scan, write_text};
-use spool2pcap::{ConvertOptions, Format, Progress, Synthesis, TimeMode};
+use spool2pcap::{ConvertOptions, Format, Progress, Redaction, Synthesis, TimeMode};
 
 const EXIT_DAMAGE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -42,7 +42,10 @@ Examples:
   spool2pcap convert ./capture -o ./pcaps
   spool2pcap convert ./capture -w all.pcapng --format pcapng
   spool2pcap convert ./capture --channel display -w - | wireshark -k -i -
+  spool2pcap convert --follow -w - ./capture | wireshark -k -i -
+  spool2pcap convert ./capture -w report.pcapng --format pcapng --redact inputs,clipboard
   spool2pcap info ./capture --json
+  spool2pcap recover ./capture
   spool2pcap verify ./capture";
 
 /// Convert ryll capture spools to pcap/pcapng for Wireshark.
@@ -71,6 +74,14 @@ enum Command {
     /// Read every record, print each damaged region, exit 1 if any.
     #[command(after_help = AFTER_HELP)]
     Verify {
+        /// Capture directory.
+        dir: PathBuf,
+    },
+    /// Move the segments a crashed (killed) session left staged in memory
+    /// into its capture directory for good. convert/info read them in place
+    /// without this, but a reboot loses them.
+    #[command(after_help = AFTER_HELP)]
+    Recover {
         /// Capture directory.
         dir: PathBuf,
     },
@@ -109,6 +120,21 @@ struct ConvertArgs {
     /// channel's packets.
     #[arg(long)]
     no_synth_tcp: bool,
+    /// Follow a capture that is being written: stream records as they are
+    /// committed (flushing every poll), until the session closes. Needs
+    /// -w FILE or -w -.
+    #[arg(long)]
+    follow: bool,
+    /// Overwrite what must not be published: "inputs" (scancodes of key
+    /// messages), "clipboard" (clipboard data in agent messages), or both
+    /// ("inputs,clipboard", "all"); repeatable. Message headers, sizes,
+    /// timing and TCP sequence numbers are kept.
+    #[arg(long = "redact", value_name = "WHAT", value_parser = parse_redaction)]
+    redact: Vec<Redaction>,
+}
+
+fn parse_redaction(s: &str) -> Result<Redaction, String> {
+    Redaction::parse(s)
 }
 
 fn parse_channel(s: &str) -> Result<String, String> {
@@ -133,6 +159,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => run_convert(args),
         Command::Info { dir, json } => run_info(dir, json),
         Command::Verify { dir } => run_verify(dir),
+        Command::Recover { dir } => run_recover(dir),
     }
 }
 
@@ -157,7 +184,15 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
             link: !args.no_synth_link,
             tcp: !args.no_synth_tcp,
         },
+        redact: args.redact.iter().fold(Redaction::NONE, |a, b| a.union(*b)),
     };
+    if args.follow {
+        return finish_convert(spool2pcap::live::follow(
+            &args.dir,
+            &opts,
+            spool2pcap::live::DEFAULT_POLL_INTERVAL,
+        ));
+    }
     let bar = progress_bar();
     let result = spool2pcap::convert_with_progress(&args.dir, &opts, &mut |p: Progress| {
         if let Some(bar) = &bar {
@@ -168,6 +203,10 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    finish_convert(result)
+}
+
+fn finish_convert(result: Result<ConvertReport, ConvertError>) -> ExitCode {
     match result {
         Ok(report) => {
             print_report(&report);
@@ -252,7 +291,47 @@ fn print_report(report: &ConvertReport) {
         if !c.closed_cleanly {
             let _ = write!(err, "; not closed cleanly");
         }
+        if let Some(t) = &c.trimmed {
+            let _ = write!(
+                err,
+                "; start trimmed by the flight recorder ({} records before +{} deleted)",
+                t.records,
+                spool2pcap::info::format_secs(t.until_ts_ns)
+            );
+        }
+        if let Some(r) = &c.redacted {
+            let _ = write!(
+                err,
+                "; redacted {} messages ({} bytes zeroed{})",
+                r.messages,
+                r.bytes,
+                if r.unframed_records > 0 {
+                    format!(
+                        ", {} records whole where framing was lost",
+                        r.unframed_records
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
         let _ = writeln!(err);
+    }
+    if report.clean_shutdown == Some(false) {
+        let staged = report.staged_records();
+        if staged > 0 {
+            let _ = writeln!(
+                err,
+                "spool2pcap: the session did not shut down cleanly; {staged} records were \
+                 recovered from segments still staged in memory (`spool2pcap recover DIR` \
+                 moves them in for good)"
+            );
+        } else {
+            let _ = writeln!(err, "spool2pcap: the session did not shut down cleanly");
+        }
+    }
+    if report.redaction.any() {
+        let _ = writeln!(err, "redacted: {}", report.redaction.describe());
     }
     for d in report.damage() {
         let _ = writeln!(err, "spool2pcap: damage: {d}");
@@ -339,5 +418,31 @@ fn run_verify(dir: PathBuf) -> ExitCode {
         ExitCode::from(EXIT_DAMAGE)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn run_recover(dir: PathBuf) -> ExitCode {
+    match spool::recover::recover(&dir) {
+        Ok(r) => {
+            match &r.staging_dir {
+                Some(staging) => println!(
+                    "recovered {} segments ({} bytes) from {} into {}; the session did not \
+                     shut down cleanly",
+                    r.segments,
+                    r.bytes,
+                    staging.display(),
+                    dir.display()
+                ),
+                None => println!(
+                    "{}: nothing to recover (no segments staged in memory)",
+                    dir.display()
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("spool2pcap: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }

@@ -82,11 +82,14 @@ impl ChannelSource {
                     self.payload.clear();
                     self.payload.extend_from_slice(d.payload);
                     self.head = Some((d.ts_ns, d.direction));
-                    return;
+                    break;
                 }
                 Event::Gap(g) => self.framer.gap(&g),
-                Event::Damage(_) => {}
+                Event::Damage(_) => self.framer.damage(),
             }
+        }
+        if self.head.is_some() {
+            self.framer.note_record(self.reader.stats().segments);
         }
     }
 

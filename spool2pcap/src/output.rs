@@ -187,25 +187,39 @@ impl<W: Write> PacketSink<W> {
                     options,
                     ..SectionHeaderBlock::default()
                 };
-                let mut w = PcapNgWriter::with_section_header(writer, section)?;
+                let w = PcapNgWriter::with_section_header(writer, section)?;
+                let mut sink = PacketSink::PcapNg(w);
                 for iface in interfaces {
-                    let mut options = vec![
-                        InterfaceDescriptionOption::IfName(Cow::Borrowed(iface.name)),
-                        InterfaceDescriptionOption::IfTsResol(9),
-                    ];
-                    if let Some(d) = iface.description {
-                        options.push(InterfaceDescriptionOption::IfDescription(Cow::Borrowed(d)));
-                    }
-                    let idb = InterfaceDescriptionBlock {
-                        linktype: DataLink::ETHERNET,
-                        snaplen: SNAPLEN,
-                        options,
-                    };
-                    w.write_block(&Block::InterfaceDescription(idb))?;
+                    sink.add_interface(iface)?;
                 }
-                Ok(PacketSink::PcapNg(w))
+                Ok(sink)
             }
         }
+    }
+
+    /// Adds a pcapng interface (numbered after those already written) and
+    /// returns its number; classic pcap has none and returns 0. Following a
+    /// live capture adds one when a channel first appears, before its first
+    /// packet, which pcapng allows anywhere in a section.
+    pub fn add_interface(&mut self, iface: &InterfaceInfo) -> Result<u32, PcapError> {
+        let PacketSink::PcapNg(w) = self else {
+            return Ok(0);
+        };
+        let mut options = vec![
+            InterfaceDescriptionOption::IfName(Cow::Borrowed(iface.name)),
+            InterfaceDescriptionOption::IfTsResol(9),
+        ];
+        if let Some(d) = iface.description {
+            options.push(InterfaceDescriptionOption::IfDescription(Cow::Borrowed(d)));
+        }
+        let idb = InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: SNAPLEN,
+            options,
+        };
+        let id = w.interfaces().len() as u32;
+        w.write_block(&Block::InterfaceDescription(idb))?;
+        Ok(id)
     }
 
     /// Writes one frame captured at `ts` (since the Unix epoch, or since

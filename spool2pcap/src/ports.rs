@@ -127,6 +127,32 @@ impl PortMap {
         PortMap { entries }
     }
 
+    /// Adds `channel` if it is not in the map yet and returns its port,
+    /// never moving a port already given out. For a capture followed live,
+    /// where channels appear one by one: a hashed name that collides moves up
+    /// by one, as in [`PortMap::new`], but in order of appearance.
+    pub fn assign(&mut self, channel: &str) -> u16 {
+        if let Some((_, p)) = self.entries.iter().find(|(n, _)| n == channel) {
+            return *p;
+        }
+        let taken = |p: u16, e: &[(String, u16)]| e.iter().any(|(_, q)| *q == p);
+        let port = match known_port(channel) {
+            Some(p) => p,
+            None => {
+                let mut offset = hashed_port(channel) - HASHED_PORT_BASE;
+                for _ in 0..HASHED_PORT_RANGE {
+                    if !taken(HASHED_PORT_BASE + offset, &self.entries) {
+                        break;
+                    }
+                    offset = (offset + 1) % HASHED_PORT_RANGE;
+                }
+                HASHED_PORT_BASE + offset
+            }
+        };
+        self.entries.push((channel.to_string(), port));
+        port
+    }
+
     /// The port of `channel`, or its preferred port if it was not in the set.
     pub fn port(&self, channel: &str) -> u16 {
         self.entries

@@ -1,0 +1,483 @@
+//! `convert --follow`: packets of a capture that is still being written, as
+//! they are committed, like `tail -f` — so `spool2pcap convert --follow -w -
+//! DIR | wireshark -k -i -` shows a ryll session live.
+//!
+//! Built on [`spool::follow::Follower`], polled every
+//! [`DEFAULT_POLL_INTERVAL`]: each poll hands over what was committed since
+//! the last one, channel by channel. The packets of one poll are merged
+//! across channels by timestamp (a channel's own records keep their order,
+//! gaps included), framed by the same [`ChannelFramer`] as a normal
+//! conversion (synthetic handshake and link phase, redaction), written, and
+//! the output is flushed, so a record reaches the pipe at most one poll
+//! interval plus the time to read and write it after its append. Records
+//! committed in different polls are written in poll order.
+//!
+//! In pcapng, a channel's interface is described when the channel first
+//! appears, before its first packet (pcapng allows Interface Description
+//! Blocks anywhere in a section). Follow ends by itself when the manifest
+//! says the session closed, or when its writer died (its staging lock is
+//! free): the FIN exchange follows a clean close, and in pcapng each
+//! channel's Interface Statistics Block.
+//!
+//! Memory is bounded by the batch: when one poll brings more than
+//! [`MAX_BATCH_BYTES`] (following a long capture from its start), what has
+//! been collected is written out before the poll goes on, and timestamp
+//! order then only holds within each such part.
+
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use pcap_file::PcapError;
+use spool::follow::{Follower, Status};
+use spool::format::Direction;
+use spool::manifest::{Manifest, MANIFEST_FILE};
+use spool::reader::{Damage, Event, Gap};
+
+use crate::channel::ChannelFramer;
+use crate::convert::{
+    interface_description, open_output, stdout_file, trimmed_note, ChannelReport, Clock,
+    ConvertError, ConvertOptions, ConvertReport, Destination, TimeMode,
+};
+use crate::frames::MAX_FRAME_LEN;
+use crate::output::{InterfaceInfo, InterfaceStats, PacketSink, SectionInfo, OUTPUT_BUFFER_BYTES};
+use crate::ports::{PortMap, SERVER_PORT};
+use crate::redact::Redactor;
+
+/// How often the capture is polled: well inside the 200 ms a live viewer
+/// may wait, and cheap (a manifest read and a few `stat`s per poll).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Record bytes one poll may collect before they are written out.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// A `Write` shared between the packet sink and the loop that flushes it
+/// after every poll (the pcap writer does not lend its writer out).
+struct Shared<W: Write>(Rc<RefCell<W>>);
+
+impl<W: Write> Write for Shared<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.borrow_mut().write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
+}
+
+/// What one poll brought for a channel, in the channel's order.
+enum Pending {
+    Data {
+        ts_ns: u64,
+        direction: Direction,
+        /// Range of the payload in the batch's byte arena.
+        start: usize,
+        len: usize,
+    },
+    Gap(Gap),
+    Damage,
+}
+
+/// One followed channel.
+struct Live {
+    name: String,
+    framer: ChannelFramer,
+    /// pcapng interface, once its description was written.
+    iface: Option<u32>,
+    description: String,
+    pending: Vec<Pending>,
+    cursor: usize,
+    records: u64,
+    bytes: u64,
+    gaps: u64,
+    dropped_records: u64,
+    dropped_bytes: u64,
+    damage: Vec<Damage>,
+}
+
+/// Everything one poll's callback touches.
+struct State<W: Write> {
+    lives: Vec<Live>,
+    arena: Vec<u8>,
+    sink: PacketSink<W>,
+    clock: Clock,
+    frame: Vec<u8>,
+    /// Time of the last packet written: synthetic packets never go before.
+    floor: u64,
+    ports: PortMap,
+    wanted: Vec<String>,
+    opts: ConvertOptions,
+    dir: PathBuf,
+    written: bool,
+    error: Option<PcapError>,
+}
+
+impl<W: Write> State<W> {
+    fn event(&mut self, channel: &str, event: Event<'_>) {
+        if self.error.is_some()
+            || !(self.wanted.is_empty() || self.wanted.iter().any(|w| w == channel))
+        {
+            return;
+        }
+        let i = match self.lives.iter().position(|l| l.name == channel) {
+            Some(i) => i,
+            None => self.add_channel(channel),
+        };
+        let live = &mut self.lives[i];
+        match event {
+            Event::Data(d) => {
+                live.records += 1;
+                live.bytes += d.payload.len() as u64;
+                let start = self.arena.len();
+                self.arena.extend_from_slice(d.payload);
+                live.pending.push(Pending::Data {
+                    ts_ns: d.ts_ns,
+                    direction: d.direction,
+                    start,
+                    len: d.payload.len(),
+                });
+            }
+            Event::Gap(g) => {
+                live.gaps += 1;
+                live.dropped_records += g.records();
+                live.dropped_bytes += g.bytes();
+                live.pending.push(Pending::Gap(g));
+            }
+            Event::Damage(d) => {
+                live.damage.push(d);
+                live.pending.push(Pending::Damage);
+            }
+        }
+        if self.arena.len() > MAX_BATCH_BYTES {
+            if let Err(e) = self.drain() {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    fn add_channel(&mut self, name: &str) -> usize {
+        let port = self.ports.assign(name);
+        // The manifest says whether the flight recorder trimmed its start.
+        let trimmed = Manifest::load(&self.dir.join(MANIFEST_FILE))
+            .ok()
+            .and_then(|m| m.trimmed.get(name).copied())
+            .filter(|t| t.segments > 0);
+        let framer = ChannelFramer::new(name, port, 0, self.opts.synth)
+            .with_redactor(Redactor::for_channel(
+                name,
+                self.opts.redact,
+                trimmed.is_some(),
+            ))
+            .with_first_note(trimmed.as_ref().map(|t| trimmed_note(name, t)));
+        self.lives.push(Live {
+            name: name.to_string(),
+            framer,
+            iface: None,
+            description: interface_description(name, port, None),
+            pending: Vec::new(),
+            cursor: 0,
+            records: 0,
+            bytes: 0,
+            gaps: 0,
+            dropped_records: 0,
+            dropped_bytes: 0,
+            damage: Vec::new(),
+        });
+        self.lives.len() - 1
+    }
+
+    /// Describes channels that have appeared (pcapng: one interface each).
+    fn describe_new(&mut self) -> Result<(), PcapError> {
+        for l in self.lives.iter_mut().filter(|l| l.iface.is_none()) {
+            let iface = self.sink.add_interface(&InterfaceInfo {
+                name: &l.name,
+                description: Some(&l.description),
+            })?;
+            l.iface = Some(iface);
+            l.framer.set_interface(iface);
+        }
+        Ok(())
+    }
+
+    /// Writes everything collected, merged by timestamp across channels.
+    fn drain(&mut self) -> Result<(), PcapError> {
+        self.describe_new()?;
+        loop {
+            // Gaps and damage at a channel's head apply before its next
+            // record; then the earliest head record goes out.
+            let mut next: Option<(usize, u64)> = None;
+            for (i, l) in self.lives.iter_mut().enumerate() {
+                while let Some(p) = l.pending.get(l.cursor) {
+                    match p {
+                        Pending::Gap(g) => l.framer.gap(g),
+                        Pending::Damage => l.framer.damage(),
+                        Pending::Data { ts_ns, .. } => {
+                            if next.is_none_or(|(_, best)| *ts_ns < best) {
+                                next = Some((i, *ts_ns));
+                            }
+                            break;
+                        }
+                    }
+                    l.cursor += 1;
+                }
+            }
+            let Some((i, ts)) = next else { break };
+            let l = &mut self.lives[i];
+            if let Some(Pending::Data {
+                ts_ns,
+                direction,
+                start,
+                len,
+            }) = l.pending.get(l.cursor)
+            {
+                let payload = &self.arena[*start..*start + *len];
+                l.framer.data(
+                    &mut self.sink,
+                    self.clock,
+                    self.floor,
+                    *direction,
+                    *ts_ns,
+                    payload,
+                    &mut self.frame,
+                )?;
+                self.written = true;
+                self.floor = self.floor.max(ts);
+            }
+            l.cursor += 1;
+        }
+        for l in &mut self.lives {
+            l.pending.clear();
+            l.cursor = 0;
+        }
+        self.arena.clear();
+        Ok(())
+    }
+}
+
+/// Follows the capture in `capture` until its session ends, writing to the
+/// destination of `opts` (a file or standard output), polling every
+/// `interval`.
+pub fn follow(
+    capture: &Path,
+    opts: &ConvertOptions,
+    interval: Duration,
+) -> Result<ConvertReport, ConvertError> {
+    match &opts.destination {
+        Destination::Dir(_) => Err(ConvertError::FollowNeedsStream),
+        Destination::File(path) => {
+            if !opts.force && std::fs::symlink_metadata(path).is_ok() {
+                return Err(ConvertError::Exists(path.clone()));
+            }
+            // Opened before the capture is, so a reader of the file (or the
+            // test that waits for it) sees it at once.
+            let file = open_output(path, opts.force)?;
+            follow_into(capture, opts, interval, file, path.clone())
+        }
+        Destination::Stdout => {
+            let out = stdout_file().map_err(|source| ConvertError::Create {
+                path: PathBuf::from("<stdout>"),
+                source,
+            })?;
+            let out = io::BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, out);
+            follow_into(capture, opts, interval, out, PathBuf::from("<stdout>"))
+        }
+    }
+}
+
+fn follow_into<W: Write>(
+    capture: &Path,
+    opts: &ConvertOptions,
+    interval: Duration,
+    out: W,
+    path: PathBuf,
+) -> Result<ConvertReport, ConvertError> {
+    let mut follower = Follower::open(capture)?;
+    let manifest = Manifest::load(&capture.join(MANIFEST_FILE)).ok();
+    let session_start = manifest.as_ref().map(|m| m.session_start_unix_ns);
+    let mut report = ConvertReport {
+        redaction: opts.redact,
+        ..ConvertReport::default()
+    };
+    let clock = match (opts.time, session_start) {
+        (TimeMode::Absolute, Some(ns)) => {
+            report.session_start_unix_ns = Some(ns);
+            Clock::absolute(ns)
+        }
+        (TimeMode::Absolute, None) => {
+            report.problems.push(
+                "session start unknown (manifest unreadable): timestamps are relative".into(),
+            );
+            Clock::relative()
+        }
+        (TimeMode::Relative, _) => Clock::relative(),
+    };
+    match crate::metadata::load(capture) {
+        Ok(m) => report.metadata = m,
+        Err(e) => report.problems.push(e),
+    }
+    let section = section_info(manifest.as_ref(), opts, report.metadata.as_ref());
+    let write_err = |source| ConvertError::Write {
+        path: path.clone(),
+        source,
+    };
+    let shared = Rc::new(RefCell::new(out));
+    let sink = PacketSink::with_section(Shared(shared.clone()), opts.format, &[], &section)
+        .map_err(write_err)?;
+    shared
+        .borrow_mut()
+        .flush()
+        .map_err(|e| write_err(PcapError::IoError(e)))?;
+    let mut st = State {
+        lives: Vec::new(),
+        arena: Vec::new(),
+        sink,
+        clock,
+        frame: Vec::with_capacity(MAX_FRAME_LEN),
+        floor: 0,
+        ports: PortMap::default(),
+        wanted: opts.channels.clone(),
+        opts: opts.clone(),
+        dir: capture.to_path_buf(),
+        written: false,
+        error: None,
+    };
+    let clean = loop {
+        let status = follower.poll(&mut |channel, event| st.event(channel, event));
+        if let Some(e) = st.error.take() {
+            return Err(write_err(e));
+        }
+        st.drain().map_err(write_err)?;
+        if st.written {
+            st.written = false;
+            shared
+                .borrow_mut()
+                .flush()
+                .map_err(|e| write_err(PcapError::IoError(e)))?;
+        }
+        match status {
+            Status::Running => std::thread::sleep(interval),
+            Status::Finished { clean } => break clean,
+        }
+    };
+    report.clean_shutdown = Some(clean);
+    for l in &mut st.lives {
+        l.framer
+            .finish(&mut st.sink, clock, clean, &mut st.frame)
+            .map_err(write_err)?;
+    }
+    for l in &st.lives {
+        write_stats(&mut st.sink, l, clock, clean).map_err(write_err)?;
+        report.channels.push(ChannelReport {
+            channel: l.name.clone(),
+            client_port: st.ports.port(&l.name),
+            output: (path.as_os_str() != "<stdout>").then(|| path.clone()),
+            records: l.records,
+            bytes: l.bytes,
+            frames: l.framer.frames(),
+            synthetic_frames: l.framer.synthetic_frames(),
+            link_synthesized: l.framer.link_synthesized(),
+            gaps: l.gaps,
+            dropped_records: l.dropped_records,
+            dropped_bytes: l.dropped_bytes,
+            damage: l.damage.clone(),
+            closed_cleanly: clean,
+            staged_records: 0,
+            trimmed: None,
+            redacted: l.framer.redact_stats(),
+        });
+    }
+    drop(st);
+    shared
+        .borrow_mut()
+        .flush()
+        .map_err(|e| write_err(PcapError::IoError(e)))?;
+    Ok(report)
+}
+
+fn write_stats<W: Write>(
+    sink: &mut PacketSink<W>,
+    l: &Live,
+    clock: Clock,
+    clean: bool,
+) -> Result<(), PcapError> {
+    let Some(iface) = l.iface else {
+        return Ok(());
+    };
+    let span = l.framer.time_span_ns();
+    let stats = InterfaceStats {
+        received: l.records.saturating_add(l.dropped_records),
+        dropped: l.dropped_records,
+        delivered: l.records,
+        start: span.map(|(a, _)| clock.timestamp(a)),
+        end: span.map(|(_, b)| clock.timestamp(b)),
+    };
+    let mut comment = format!(
+        "{}: {} records ({} bytes) followed live; {} records ({} bytes) dropped by the \
+         capture writer in {} gaps; {} damaged regions skipped; session {}",
+        l.name,
+        l.records,
+        l.bytes,
+        l.dropped_records,
+        l.dropped_bytes,
+        l.gaps,
+        l.damage.len(),
+        if clean {
+            "closed cleanly"
+        } else {
+            "ended without a clean shutdown"
+        }
+    );
+    if let Some(r) = l.framer.redact_stats() {
+        comment.push_str(&format!(
+            "; redacted: {} messages, {} bytes zeroed",
+            r.messages, r.bytes
+        ));
+    }
+    sink.write_interface_stats(iface, &stats, Some(&comment))
+}
+
+fn section_info(
+    manifest: Option<&Manifest>,
+    opts: &ConvertOptions,
+    metadata: Option<&crate::metadata::SessionMetadata>,
+) -> SectionInfo {
+    let mut lines = Vec::new();
+    let mut session = String::from("ryll capture");
+    if let Some(m) = manifest {
+        session.push_str(&format!(
+            " of session {}, started {}",
+            m.session_id,
+            crate::info::format_unix_ns(m.session_start_unix_ns)
+        ));
+    }
+    session.push_str(", followed live while it was written.");
+    lines.push(session);
+    if let Some(m) = metadata.filter(|m| !m.is_empty()) {
+        lines.push(format!("Recorded by {}.", m.describe()));
+    }
+    lines.push(format!(
+        "Converted by spool2pcap {}: one TCP connection per SPICE channel, 10.0.0.1 -> \
+         10.0.0.2:{SERVER_PORT}; synthetic packets are marked by packet comments.",
+        env!("CARGO_PKG_VERSION")
+    ));
+    if opts.redact.any() {
+        lines.push(format!(
+            "redacted: {} (message bodies zeroed; headers, sizes, timing and sequence \
+             numbers kept)",
+            opts.redact.describe()
+        ));
+    }
+    lines.push(format!(
+        "Decode with: wireshark -d {} FILE",
+        crate::convert::decode_as()
+    ));
+    SectionInfo {
+        comment: Some(lines.join("\n")),
+        os: metadata.and_then(|m| m.platform_os.clone()),
+        hardware: metadata.and_then(|m| m.platform_arch.clone()),
+    }
+}

@@ -1,0 +1,715 @@
+//! Redaction: rewriting what a bug report must not disclose, before the
+//! bytes become packets.
+//!
+//! Captures get attached to public issue trackers, and two kinds of SPICE
+//! traffic carry what the user typed or copied:
+//!
+//! * **inputs**: on the inputs channel, the client's `KEY_DOWN` (101),
+//!   `KEY_UP` (102) and `KEY_SCANCODE` (104) messages (spice-protocol's
+//!   `SPICE_MSGC_INPUTS_*`) hold the scancodes of every key pressed —
+//!   passwords included;
+//! * **clipboard**: on the main channel, `AGENT_DATA` messages (client
+//!   `SPICE_MSGC_MAIN_AGENT_DATA` = 107, server `SPICE_MSG_MAIN_AGENT_DATA`
+//!   = 109) carry the guest agent's stream of `VDAgentMessage`s (header:
+//!   protocol u32, type u32, opaque u64, size u32, then `size` bytes), and
+//!   a `VD_AGENT_CLIPBOARD` (4) message holds the clipboard contents.
+//!
+//! Redaction overwrites the *bodies* of those messages with zeroes and
+//! nothing else: message headers, lengths, timing and so TCP sequence
+//! numbers stay as they were, and Wireshark still frames and names every
+//! message. A clipboard message's whole body is zeroed (its selection and
+//! type words included), since whether a selection word is present depends
+//! on capabilities negotiated outside the capture.
+//!
+//! Records are socket reads and writes, not messages: a message can start in
+//! one record and end several records later, and an agent message is cut
+//! into `AGENT_DATA` chunks of at most 2048 bytes (a header may even be
+//! split between two). So each direction is parsed as a stream, with a small
+//! state machine for the 6-byte mini header (type u16, size u32) and one for
+//! the agent stream, carried from record to record; the rewritten record is
+//! built in one buffer reused for the whole channel.
+//!
+//! When the framing is lost — traffic dropped by the capture writer inside
+//! a header, damage in the spool, the start of a channel trimmed by the
+//! flight recorder — nobody can tell where the next key message is. The
+//! redactor then fails closed: whole records of that direction are zeroed
+//! until one parses as a run of plausible messages from its first byte, and
+//! framing resumes there. Zeroing too much costs a few undecodable packets;
+//! zeroing too little would publish keystrokes.
+
+use serde::Serialize;
+use spool::format::Direction;
+use spool::reader::Gap;
+
+/// `SPICE_MSGC_INPUTS_KEY_DOWN`: body is the scancode (u32).
+pub const MSGC_INPUTS_KEY_DOWN: u16 = 101;
+/// `SPICE_MSGC_INPUTS_KEY_UP`: body is the scancode (u32).
+pub const MSGC_INPUTS_KEY_UP: u16 = 102;
+/// `SPICE_MSGC_INPUTS_KEY_SCANCODE`: body is a run of scancode bytes.
+pub const MSGC_INPUTS_KEY_SCANCODE: u16 = 104;
+/// `SPICE_MSGC_MAIN_AGENT_DATA`: a chunk of the client's agent stream.
+pub const MSGC_MAIN_AGENT_DATA: u16 = 107;
+/// `SPICE_MSG_MAIN_AGENT_DATA`: a chunk of the guest agent's stream.
+pub const MSG_MAIN_AGENT_DATA: u16 = 109;
+/// `VD_AGENT_PROTOCOL`, the first word of every agent message header.
+pub const VD_AGENT_PROTOCOL: u32 = 1;
+/// `VD_AGENT_CLIPBOARD`: the message that carries clipboard contents.
+pub const VD_AGENT_CLIPBOARD: u32 = 4;
+
+const MINI_HEADER_LEN: usize = 6;
+const AGENT_HEADER_LEN: usize = 20;
+/// Largest agent message type spice-protocol defines (with some room).
+const MAX_AGENT_TYPE: u32 = 32;
+
+/// What to redact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Redaction {
+    /// Keystrokes: bodies of the inputs channel's key messages.
+    pub inputs: bool,
+    /// Clipboard contents in the main channel's agent messages.
+    pub clipboard: bool,
+}
+
+impl Redaction {
+    /// Nothing redacted.
+    pub const NONE: Redaction = Redaction {
+        inputs: false,
+        clipboard: false,
+    };
+    /// Everything this module knows to redact.
+    pub const ALL: Redaction = Redaction {
+        inputs: true,
+        clipboard: true,
+    };
+
+    /// Whether anything is redacted.
+    pub fn any(&self) -> bool {
+        self.inputs || self.clipboard
+    }
+
+    /// Both sets together.
+    pub fn union(self, other: Redaction) -> Redaction {
+        Redaction {
+            inputs: self.inputs || other.inputs,
+            clipboard: self.clipboard || other.clipboard,
+        }
+    }
+
+    /// Parses `inputs`, `clipboard`, `all` or `none`, comma-separated.
+    pub fn parse(list: &str) -> Result<Redaction, String> {
+        let mut r = Redaction::NONE;
+        for word in list.split(',').map(str::trim) {
+            match word {
+                "inputs" | "keys" | "keystrokes" => r.inputs = true,
+                "clipboard" => r.clipboard = true,
+                "all" => r = Redaction::ALL,
+                "none" => {}
+                other => {
+                    return Err(format!(
+                        "unknown redaction {:?} (expected inputs, clipboard, all or none)",
+                        other.chars().take(32).collect::<String>()
+                    ))
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// The words of [`Redaction::describe`], for JSON.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.inputs {
+            v.push("inputs keystrokes");
+        }
+        if self.clipboard {
+            v.push("clipboard");
+        }
+        v
+    }
+
+    /// `inputs keystrokes, clipboard`, or `nothing`.
+    pub fn describe(&self) -> String {
+        if self.any() {
+            self.names().join(", ")
+        } else {
+            "nothing".to_string()
+        }
+    }
+}
+
+/// What a [`Redactor`] rewrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RedactStats {
+    /// Messages whose bodies were zeroed (key messages, clipboard messages).
+    pub messages: u64,
+    /// Bytes zeroed, whole records of lost framing included.
+    pub bytes: u64,
+    /// Records zeroed whole because the message framing was lost there.
+    pub unframed_records: u64,
+}
+
+/// What a direction of a channel redacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// Bodies of key messages (inputs, client→server).
+    Keys,
+    /// Clipboard messages in the agent stream carried by messages of this
+    /// type (main channel).
+    Agent(u16),
+}
+
+/// What happens to the body of the message being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Keep,
+    Zero,
+    Agent,
+}
+
+/// Mini-header framing of one direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    /// Nothing seen yet: the stream may open with the SPICE link phase.
+    Start,
+    /// Skipping this many link-phase bytes.
+    Link(u64),
+    /// Collecting a mini header.
+    Header {
+        have: usize,
+        buf: [u8; MINI_HEADER_LEN],
+    },
+    /// Inside a message body.
+    Body { left: u32, action: Action },
+    /// Framing lost: zero whole records until one parses.
+    Lost,
+}
+
+/// Framing of the agent stream inside `AGENT_DATA` bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AgentFrame {
+    /// Collecting an agent header; `zero`: it may be clipboard bytes seen
+    /// while resynchronizing, so it is zeroed as it is read.
+    Header {
+        have: usize,
+        buf: [u8; AGENT_HEADER_LEN],
+        zero: bool,
+    },
+    /// Inside an agent message body.
+    Body { left: u32, zero: bool },
+    /// Lost: zero until the next `AGENT_DATA` message, where spice-server
+    /// starts every agent message.
+    Lost,
+}
+
+const FRESH_HEADER: Frame = Frame::Header {
+    have: 0,
+    buf: [0; MINI_HEADER_LEN],
+};
+
+#[derive(Debug, Clone)]
+struct DirState {
+    rule: Rule,
+    frame: Frame,
+    agent: AgentFrame,
+}
+
+impl DirState {
+    fn new(rule: Rule, lost: bool) -> DirState {
+        DirState {
+            rule,
+            frame: if lost { Frame::Lost } else { Frame::Start },
+            agent: if lost {
+                AgentFrame::Lost
+            } else {
+                AgentFrame::Header {
+                    have: 0,
+                    buf: [0; AGENT_HEADER_LEN],
+                    zero: false,
+                }
+            },
+        }
+    }
+
+    fn action(&self, ty: u16) -> Action {
+        match self.rule {
+            Rule::Keys => match ty {
+                MSGC_INPUTS_KEY_DOWN | MSGC_INPUTS_KEY_UP | MSGC_INPUTS_KEY_SCANCODE => {
+                    Action::Zero
+                }
+                _ => Action::Keep,
+            },
+            Rule::Agent(t) if t == ty => Action::Agent,
+            Rule::Agent(_) => Action::Keep,
+        }
+    }
+
+    /// Whether a message of type `ty` and `size` bytes is plausible here:
+    /// the test a record must pass to resume framing after it was lost.
+    fn plausible(&self, ty: u16, size: u32) -> bool {
+        // Common messages of both sides (ack, ping/pong, notify…).
+        let common = (1..=10).contains(&ty) && size <= 64 << 10;
+        common
+            || match self.rule {
+                Rule::Keys => match ty {
+                    MSGC_INPUTS_KEY_DOWN | MSGC_INPUTS_KEY_UP => size == 4,
+                    103 => size == 2,
+                    MSGC_INPUTS_KEY_SCANCODE => (1..=64).contains(&size),
+                    111..=114 => size <= 32,
+                    _ => false,
+                },
+                Rule::Agent(agent) if ty == agent => size <= 4096,
+                Rule::Agent(_) => (101..=140).contains(&ty) && size <= 16 << 20,
+            }
+    }
+
+    /// Whether `data` starts at a message boundary: plausible mini headers
+    /// chained to its end (the last message may go on in later records).
+    fn resyncs(&self, data: &[u8]) -> bool {
+        let mut at = 0usize;
+        while at < data.len() {
+            let Some(h) = data.get(at..at + MINI_HEADER_LEN) else {
+                return false;
+            };
+            let ty = u16::from_le_bytes([h[0], h[1]]);
+            let size = u32::from_le_bytes([h[2], h[3], h[4], h[5]]);
+            if !self.plausible(ty, size) {
+                return false;
+            }
+            at += MINI_HEADER_LEN + size as usize;
+        }
+        at > 0
+    }
+
+    fn lose(&mut self) {
+        self.frame = Frame::Lost;
+        self.agent = AgentFrame::Lost;
+    }
+
+    /// `bytes` of this direction were dropped by the capture writer.
+    fn skip(&mut self, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        match &mut self.frame {
+            Frame::Link(n) if *n > bytes => *n -= bytes,
+            Frame::Link(n) if *n == bytes => self.frame = FRESH_HEADER,
+            Frame::Body { left, action } if u64::from(*left) >= bytes => {
+                *left -= bytes as u32;
+                let (left, action) = (*left, *action);
+                if action == Action::Agent {
+                    self.skip_agent(bytes);
+                }
+                if left == 0 {
+                    self.frame = FRESH_HEADER;
+                }
+            }
+            _ => self.lose(),
+        }
+    }
+
+    fn skip_agent(&mut self, bytes: u64) {
+        match &mut self.agent {
+            AgentFrame::Body { left, .. } if u64::from(*left) > bytes => *left -= bytes as u32,
+            AgentFrame::Body { left, .. } if u64::from(*left) == bytes => {
+                self.agent = AgentFrame::Header {
+                    have: 0,
+                    buf: [0; AGENT_HEADER_LEN],
+                    zero: false,
+                }
+            }
+            _ => self.agent = AgentFrame::Lost,
+        }
+    }
+
+    /// Rewrites one record of this direction in place.
+    fn process(&mut self, direction: Direction, data: &mut [u8], stats: &mut RedactStats) {
+        if self.frame == Frame::Lost {
+            if self.resyncs(data) {
+                self.frame = FRESH_HEADER;
+            } else {
+                data.fill(0);
+                stats.bytes += data.len() as u64;
+                stats.unframed_records += 1;
+                return;
+            }
+        }
+        let mut i = 0usize;
+        while i < data.len() {
+            match &mut self.frame {
+                Frame::Start => {
+                    self.frame = match link_phase_len(direction, &data[i..]) {
+                        Some(0) => FRESH_HEADER,
+                        Some(n) => Frame::Link(n),
+                        None => Frame::Lost,
+                    };
+                    if self.frame == Frame::Lost {
+                        // A link message cut short: what follows is unknown.
+                        return self.process(direction, &mut data[i..], stats);
+                    }
+                }
+                Frame::Link(n) => {
+                    let take = (*n).min((data.len() - i) as u64);
+                    *n -= take;
+                    i += take as usize;
+                    if *n == 0 {
+                        self.frame = FRESH_HEADER;
+                    }
+                }
+                Frame::Header { have, buf } => {
+                    let take = (MINI_HEADER_LEN - *have).min(data.len() - i);
+                    buf[*have..*have + take].copy_from_slice(&data[i..i + take]);
+                    *have += take;
+                    i += take;
+                    if *have == MINI_HEADER_LEN {
+                        let ty = u16::from_le_bytes([buf[0], buf[1]]);
+                        let size = u32::from_le_bytes([buf[2], buf[3], buf[4], buf[5]]);
+                        let action = self.action(ty);
+                        if action == Action::Zero {
+                            stats.messages += 1;
+                        }
+                        if action == Action::Agent && self.agent == AgentFrame::Lost {
+                            // spice-server starts each agent message at an
+                            // AGENT_DATA boundary: try to pick the stream up.
+                            self.agent = AgentFrame::Header {
+                                have: 0,
+                                buf: [0; AGENT_HEADER_LEN],
+                                zero: true,
+                            };
+                        }
+                        self.frame = if size == 0 {
+                            FRESH_HEADER
+                        } else {
+                            Frame::Body { left: size, action }
+                        };
+                    }
+                }
+                Frame::Body { left, action } => {
+                    let take = (*left as usize).min(data.len() - i);
+                    let action = *action;
+                    *left -= take as u32;
+                    if *left == 0 {
+                        self.frame = FRESH_HEADER;
+                    }
+                    let body = &mut data[i..i + take];
+                    match action {
+                        Action::Keep => {}
+                        Action::Zero => {
+                            body.fill(0);
+                            stats.bytes += take as u64;
+                        }
+                        // The agent stream runs on across AGENT_DATA messages.
+                        Action::Agent => process_agent(&mut self.agent, body, stats),
+                    }
+                    i += take;
+                }
+                Frame::Lost => {
+                    data[i..].fill(0);
+                    stats.bytes += (data.len() - i) as u64;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Length of the SPICE link phase a direction's stream opens with: 0 if
+/// it does not start with one (ryll records after the link), `None` if it
+/// starts with a link header cut short. The client sends its link message,
+/// the auth mechanism (4 bytes) and the encrypted ticket (128); the server
+/// its link reply and the link result (4).
+fn link_phase_len(direction: Direction, data: &[u8]) -> Option<u64> {
+    let magic = crate::synth::SPICE_MAGIC;
+    let n = data.len().min(magic.len());
+    if data[..n] != magic[..n] {
+        return Some(0);
+    }
+    let h = data.get(..16)?;
+    let size = u64::from(u32::from_le_bytes([h[12], h[13], h[14], h[15]]));
+    let after = match direction {
+        Direction::ClientToServer => 4 + crate::synth::TICKET_LEN as u64,
+        Direction::ServerToClient => 4,
+    };
+    Some(16 + size + after)
+}
+
+/// Rewrites a piece of the agent stream (part of one AGENT_DATA body).
+fn process_agent(state: &mut AgentFrame, data: &mut [u8], stats: &mut RedactStats) {
+    let mut i = 0usize;
+    while i < data.len() {
+        match state {
+            AgentFrame::Header { have, buf, zero } => {
+                let take = (AGENT_HEADER_LEN - *have).min(data.len() - i);
+                buf[*have..*have + take].copy_from_slice(&data[i..i + take]);
+                if *zero {
+                    data[i..i + take].fill(0);
+                    stats.bytes += take as u64;
+                }
+                *have += take;
+                i += take;
+                if *have == AGENT_HEADER_LEN {
+                    let word =
+                        |o: usize| u32::from_le_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]);
+                    let (protocol, ty, size) = (word(0), word(4), word(16));
+                    if protocol != VD_AGENT_PROTOCOL || ty == 0 || ty > MAX_AGENT_TYPE {
+                        *state = AgentFrame::Lost;
+                        continue;
+                    }
+                    let clip = ty == VD_AGENT_CLIPBOARD;
+                    if clip {
+                        stats.messages += 1;
+                    }
+                    *state = if size == 0 {
+                        AgentFrame::Header {
+                            have: 0,
+                            buf: [0; AGENT_HEADER_LEN],
+                            zero: false,
+                        }
+                    } else {
+                        AgentFrame::Body {
+                            left: size,
+                            zero: clip,
+                        }
+                    };
+                }
+            }
+            AgentFrame::Body { left, zero } => {
+                let take = (*left as usize).min(data.len() - i);
+                if *zero {
+                    data[i..i + take].fill(0);
+                    stats.bytes += take as u64;
+                }
+                *left -= take as u32;
+                i += take;
+                if *left == 0 {
+                    *state = AgentFrame::Header {
+                        have: 0,
+                        buf: [0; AGENT_HEADER_LEN],
+                        zero: false,
+                    };
+                }
+            }
+            AgentFrame::Lost => {
+                data[i..].fill(0);
+                stats.bytes += (data.len() - i) as u64;
+                return;
+            }
+        }
+    }
+}
+
+/// One channel's redaction: per-direction framing state, and the buffer
+/// rewritten records are built in.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    /// Client→server, server→client.
+    dirs: [Option<DirState>; 2],
+    buf: Vec<u8>,
+    stats: RedactStats,
+}
+
+impl Redactor {
+    /// The redactor for `channel`, or `None` if `redaction` touches nothing
+    /// on it. `trimmed_start`: the channel's start was deleted by the flight
+    /// recorder, so its first record may begin inside a message.
+    pub fn for_channel(
+        channel: &str,
+        redaction: Redaction,
+        trimmed_start: bool,
+    ) -> Option<Redactor> {
+        let ty = crate::ports::spice_channel_type(channel);
+        let dirs = match ty {
+            Some(3) if redaction.inputs => [Some(DirState::new(Rule::Keys, trimmed_start)), None],
+            Some(1) if redaction.clipboard => [
+                Some(DirState::new(
+                    Rule::Agent(MSGC_MAIN_AGENT_DATA),
+                    trimmed_start,
+                )),
+                Some(DirState::new(
+                    Rule::Agent(MSG_MAIN_AGENT_DATA),
+                    trimmed_start,
+                )),
+            ],
+            _ => return None,
+        };
+        Some(Redactor {
+            dirs,
+            buf: Vec::new(),
+            stats: RedactStats::default(),
+        })
+    }
+
+    /// What was rewritten so far.
+    pub fn stats(&self) -> RedactStats {
+        self.stats
+    }
+
+    /// The record's bytes as they may be shown: `payload` itself when this
+    /// direction redacts nothing, else a rewritten copy in the reused
+    /// buffer.
+    pub fn apply<'a>(&'a mut self, direction: Direction, payload: &'a [u8]) -> &'a [u8] {
+        let Some(state) = self.dirs[direction.to_byte() as usize & 1].as_mut() else {
+            return payload;
+        };
+        self.buf.clear();
+        self.buf.extend_from_slice(payload);
+        state.process(direction, &mut self.buf, &mut self.stats);
+        &self.buf
+    }
+
+    /// Traffic the capture writer dropped: framing survives only if the lost
+    /// bytes lie inside a message body.
+    pub fn gap(&mut self, g: &Gap) {
+        if let Some(s) = self.dirs[0].as_mut() {
+            s.skip(g.bytes_c2s);
+        }
+        if let Some(s) = self.dirs[1].as_mut() {
+            s.skip(g.bytes_s2c);
+        }
+    }
+
+    /// Damage in the spool: an unknown number of bytes is missing.
+    pub fn lose_framing(&mut self) {
+        for s in self.dirs.iter_mut().flatten() {
+            s.lose();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(ty: u16, body: &[u8]) -> Vec<u8> {
+        let mut v = ty.to_le_bytes().to_vec();
+        v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn agent(ty: u32, body: &[u8]) -> Vec<u8> {
+        let mut v = VD_AGENT_PROTOCOL.to_le_bytes().to_vec();
+        v.extend_from_slice(&ty.to_le_bytes());
+        v.extend_from_slice(&7u64.to_le_bytes());
+        v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// Feeds `stream` cut at `cuts` through a redactor; returns the output.
+    fn run(r: &mut Redactor, dir: Direction, stream: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &c in cuts.iter().chain([stream.len()].iter()) {
+            out.extend_from_slice(r.apply(dir, &stream[at..c]));
+            at = c;
+        }
+        out
+    }
+
+    #[test]
+    fn key_bodies_are_zeroed_at_every_split() {
+        let mut stream = Vec::new();
+        stream.extend(msg(MSGC_INPUTS_KEY_DOWN, &0x1Eu32.to_le_bytes()));
+        stream.extend(msg(111, &[1, 0, 0, 0, 2, 0, 0, 0, 0, 0]));
+        stream.extend(msg(MSGC_INPUTS_KEY_UP, &0x9Eu32.to_le_bytes()));
+        stream.extend(msg(MSGC_INPUTS_KEY_SCANCODE, &[0xE0, 0x48, 0xE0, 0xC8]));
+        let mut want = stream.clone();
+        want[6..10].fill(0);
+        want[32..36].fill(0);
+        want[42..46].fill(0);
+        for a in 0..stream.len() {
+            for b in a..stream.len() {
+                let mut r = Redactor::for_channel("inputs", Redaction::ALL, false).unwrap();
+                let got = run(&mut r, Direction::ClientToServer, &stream, &[a, b]);
+                assert_eq!(got, want, "cut at {a}, {b}");
+                assert_eq!(r.stats().messages, 3);
+            }
+        }
+        // Server→client is left alone.
+        let mut r = Redactor::for_channel("inputs", Redaction::ALL, false).unwrap();
+        assert_eq!(r.apply(Direction::ServerToClient, &stream), &stream[..]);
+    }
+
+    #[test]
+    fn clipboard_in_chunked_agent_data_is_zeroed() {
+        let secret = b"correct horse battery staple ".repeat(200);
+        let mut agent_stream = agent(6, &[1, 2, 3, 4]);
+        let clip_at = agent_stream.len();
+        let mut body = vec![0u8, 0, 0, 0, 1, 0, 0, 0];
+        body.extend_from_slice(&secret);
+        agent_stream.extend(agent(VD_AGENT_CLIPBOARD, &body));
+        agent_stream.extend(agent(7, &[1, 0, 0, 0]));
+        // AGENT_DATA chunks of at most 2048 bytes, the header split too.
+        let mut stream = msg(105, &[1, 0, 0, 0]);
+        let mut rest = &agent_stream[..];
+        let mut first = true;
+        while !rest.is_empty() {
+            let n = if first {
+                clip_at + 7
+            } else {
+                2048.min(rest.len())
+            };
+            first = false;
+            stream.extend(msg(MSGC_MAIN_AGENT_DATA, &rest[..n]));
+            rest = &rest[n..];
+        }
+        let mut r = Redactor::for_channel("main", Redaction::ALL, false).unwrap();
+        let got = run(
+            &mut r,
+            Direction::ClientToServer,
+            &stream,
+            &[3, 100, 2500, 4001],
+        );
+        assert_eq!(got.len(), stream.len());
+        assert!(!got.windows(12).any(|w| w == &secret[..12]));
+        assert_eq!(r.stats().messages, 1);
+        // The messages after the clipboard one survive.
+        assert!(got.ends_with(&agent(7, &[1, 0, 0, 0])));
+        // Without clipboard redaction the main channel is not touched.
+        assert!(
+            Redactor::for_channel("main", Redaction::parse("inputs").unwrap(), false).is_none()
+        );
+    }
+
+    #[test]
+    fn lost_framing_zeroes_until_a_record_parses() {
+        let mut r = Redactor::for_channel("inputs", Redaction::ALL, true).unwrap();
+        let junk = [0x1Eu8, 0, 0, 0, 9, 9, 9];
+        assert_eq!(r.apply(Direction::ClientToServer, &junk), &[0u8; 7][..]);
+        let key = msg(MSGC_INPUTS_KEY_DOWN, &0x1Eu32.to_le_bytes());
+        let got = r.apply(Direction::ClientToServer, &key).to_vec();
+        assert_eq!(&got[..6], &key[..6]);
+        assert_eq!(&got[6..], &[0; 4]);
+        // A gap inside a header loses framing again.
+        let mut r = Redactor::for_channel("inputs", Redaction::ALL, false).unwrap();
+        r.apply(Direction::ClientToServer, &key[..3]);
+        r.gap(&Gap {
+            bytes_c2s: 2,
+            records_c2s: 1,
+            ..Gap::default()
+        });
+        assert_eq!(r.apply(Direction::ClientToServer, &key[5..]), &[0u8; 5][..]);
+    }
+
+    #[test]
+    fn link_phase_is_skipped() {
+        let link = crate::synth::LinkPhase::new(3, 0);
+        let mut stream = link.bytes(Direction::ClientToServer).to_vec();
+        stream.extend(msg(MSGC_INPUTS_KEY_DOWN, &0x1Eu32.to_le_bytes()));
+        let mut r = Redactor::for_channel("inputs", Redaction::ALL, false).unwrap();
+        let got = r.apply(Direction::ClientToServer, &stream).to_vec();
+        assert_eq!(&got[..got.len() - 4], &stream[..stream.len() - 4]);
+        assert_eq!(&got[got.len() - 4..], &[0; 4]);
+    }
+
+    #[test]
+    fn parse_lists() {
+        assert_eq!(
+            Redaction::parse("inputs,clipboard").unwrap(),
+            Redaction::ALL
+        );
+        assert_eq!(Redaction::parse("none").unwrap(), Redaction::NONE);
+        assert!(Redaction::parse("passwords").is_err());
+        assert_eq!(Redaction::ALL.describe(), "inputs keystrokes, clipboard");
+    }
+}
