@@ -11,6 +11,12 @@
 //! SPICE message boundary (found by walking the 6-byte mini headers from
 //! the start of the stream), never inside a message: a pcap beginning with
 //! the tail of one would not decode.
+//!
+//! Reports get attached to public issue trackers, so by default the
+//! keystrokes (bodies of the inputs channel's key messages) and clipboard
+//! contents (agent clipboard messages on the main channel) are zeroed with
+//! [`spool2pcap::redact`], which keeps every header, size and sequence
+//! number; [`BugReportOptions::redact`] turns that off for private use.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,6 +27,7 @@ use pcap_file::DataLink;
 use serde::Serialize;
 use spool::reader::Event;
 use spool::{Capture, Direction};
+use spool2pcap::redact::{Redaction, Redactor};
 
 use crate::baseline::{segment_payload, MAX_SEGMENT_PAYLOAD, PCAP_SNAPLEN};
 
@@ -50,6 +57,26 @@ pub struct TrafficCaptureSummary {
     pub oldest_packet_secs: Option<f64>,
     /// True when older traffic was left out.
     pub truncated: bool,
+    /// What was redacted ("inputs keystrokes", "clipboard"); empty: nothing.
+    pub redacted: Vec<String>,
+}
+
+/// How [`write_bug_report_with`] cuts the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BugReportOptions {
+    /// Bytes `traffic.pcap` may use.
+    pub budget_bytes: u64,
+    /// What to zero before writing; default: keystrokes and clipboard.
+    pub redact: Redaction,
+}
+
+impl Default for BugReportOptions {
+    fn default() -> Self {
+        BugReportOptions {
+            budget_bytes: DEFAULT_BUDGET_BYTES,
+            redact: Redaction::ALL,
+        }
+    }
 }
 
 /// One channel in `capture-summary.json`.
@@ -151,12 +178,27 @@ fn packets_of(len: usize) -> u64 {
 /// Writes a bug-report zip at `out` from the capture directory `capture`
 /// (live or closed): `traffic.pcap` (the newest traffic of all channels
 /// within `budget_bytes`), `metadata.json` (the capture's metadata plus
-/// `traffic_capture`), and `capture-summary.json`.
+/// `traffic_capture`), and `capture-summary.json`. Keystrokes and
+/// clipboard contents are redacted ([`BugReportOptions::default`]).
 pub fn write_bug_report(
     capture: &Path,
     out: &Path,
     budget_bytes: u64,
 ) -> Result<BugReportSummary, String> {
+    let opts = BugReportOptions {
+        budget_bytes,
+        ..BugReportOptions::default()
+    };
+    write_bug_report_with(capture, out, &opts)
+}
+
+/// [`write_bug_report`] with explicit options (redaction off, for one).
+pub fn write_bug_report_with(
+    capture: &Path,
+    out: &Path,
+    opts: &BugReportOptions,
+) -> Result<BugReportSummary, String> {
+    let budget_bytes = opts.budget_bytes;
     let cap = Capture::open(capture).map_err(|e| format!("{}: {e}", capture.display()))?;
     let names: Vec<String> = cap.channels().iter().map(|c| c.name.clone()).collect();
 
@@ -236,20 +278,40 @@ pub fn write_bug_report(
         let Some(mut r) = cap.reader(name) else {
             continue;
         };
+        // Every record goes through the redactor, kept or not: it follows
+        // message framing from the channel's start.
+        let trimmed = r.trimmed().is_some_and(|t| t.segments > 0);
+        let mut redactor = Redactor::for_channel(name, opts.redact, trimmed);
         // Entries were pushed in this same reading order; a live spool may
         // have grown since pass 1, and what is new is left for next time.
         while let Some(ev) = r.next_event() {
             let Some(e) = entries.get(next).filter(|e| e.channel == ci) else {
                 break;
             };
-            if let Event::Data(d) = ev {
-                if e.ts_ns != d.ts_ns {
-                    return Err(format!("{name}: the spool changed while reading it"));
+            match ev {
+                Event::Data(d) => {
+                    if e.ts_ns != d.ts_ns {
+                        return Err(format!("{name}: the spool changed while reading it"));
+                    }
+                    let bytes = match redactor.as_mut() {
+                        Some(red) => red.apply(d.direction, d.payload),
+                        None => d.payload,
+                    };
+                    if keep[next] {
+                        kept.push((d.ts_ns, ci, d.direction, bytes.to_vec()));
+                    }
+                    next += 1;
                 }
-                if keep[next] {
-                    kept.push((d.ts_ns, ci, d.direction, d.payload.to_vec()));
+                Event::Gap(g) => {
+                    if let Some(red) = redactor.as_mut() {
+                        red.gap(&g);
+                    }
                 }
-                next += 1;
+                Event::Damage(_) => {
+                    if let Some(red) = redactor.as_mut() {
+                        red.lose_framing();
+                    }
+                }
             }
         }
         while entries.get(next).is_some_and(|e| e.channel == ci) {
@@ -306,6 +368,7 @@ pub fn write_bug_report(
         bytes_omitted,
         oldest_packet_secs: kept.first().map(|k| k.0 as f64 / 1e9),
         truncated: packets_omitted > 0,
+        redacted: opts.redact.names().iter().map(|n| n.to_string()).collect(),
     };
 
     let mut metadata = match crate::sink::read_metadata(capture) {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use etherparse::{SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
-use ryll_hook::bundle::{write_bug_report, DEFAULT_BUDGET_BYTES};
+use ryll_hook::bundle::{
+    write_bug_report, write_bug_report_with, BugReportOptions, DEFAULT_BUDGET_BYTES,
+};
 use ryll_hook::recorded::{self, mini_header_messages};
 use ryll_hook::replay::{replay, ReplayOptions};
 use ryll_hook::{CaptureSink, SpoolSink};
@@ -65,9 +67,15 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
         &ReplayOptions::default(),
     )
     .unwrap();
-    // Bundled while the capture is still open (live spool).
+    // Bundled while the capture is still open (live spool), unredacted so
+    // that every byte can be compared.
     let whole = dir.path().join("whole.zip");
-    let s = write_bug_report(&capture, &whole, DEFAULT_BUDGET_BYTES).unwrap();
+    let unredacted = BugReportOptions {
+        redact: spool2pcap::Redaction::NONE,
+        ..BugReportOptions::default()
+    };
+    let s = write_bug_report_with(&capture, &whole, &unredacted).unwrap();
+    assert!(s.traffic_capture.redacted.is_empty());
     assert!(!s.traffic_capture.truncated);
     assert_eq!(s.traffic_capture.packets_omitted, 0);
     let files = read_zip(&whole);
@@ -102,6 +110,50 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
     let summary: serde_json::Value =
         serde_json::from_slice(&files["capture-summary.json"]).unwrap();
     assert!(summary["display"]["records"].as_u64().unwrap() > 0);
+
+    // By default (F12), keystrokes are gone: the inputs channel's client
+    // stream has the same messages and sizes, and every key message body is
+    // zero; everything else is byte for byte the same.
+    let redacted = dir.path().join("redacted.zip");
+    let s = write_bug_report(&capture, &redacted, DEFAULT_BUDGET_BYTES).unwrap();
+    assert_eq!(
+        s.traffic_capture.redacted,
+        ["inputs keystrokes", "clipboard"]
+    );
+    let files = read_zip(&redacted);
+    let meta: serde_json::Value = serde_json::from_slice(&files["metadata.json"]).unwrap();
+    assert_eq!(meta["traffic_capture"]["redacted"][0], "inputs keystrokes");
+    let red = streams(&files["traffic.pcap"]);
+    let inputs = session
+        .connections
+        .iter()
+        .find(|c| c.name == "inputs")
+        .unwrap();
+    let original = inputs.stream(Direction::ClientToServer);
+    let port = spool2pcap::ports::known_port("inputs").unwrap();
+    let got = &red[&(port, false)];
+    assert_eq!(got.len(), original.len());
+    let (mut keys, mut at) = (0, 0);
+    while at + 6 <= original.len() {
+        let ty = u16::from_le_bytes([original[at], original[at + 1]]);
+        let size = u32::from_le_bytes(original[at + 2..at + 6].try_into().unwrap()) as usize;
+        let body = at + 6..at + 6 + size;
+        assert_eq!(got[at..at + 6], original[at..at + 6], "header at {at}");
+        if matches!(ty, 101 | 102 | 104) {
+            keys += 1;
+            assert!(got[body].iter().all(|&b| b == 0), "key message at {at}");
+        } else {
+            assert_eq!(got[body.clone()], original[body], "message {ty} at {at}");
+        }
+        at += 6 + size;
+    }
+    assert!(keys > 0, "the shared session has no key messages to redact");
+    assert_ne!(got, &original);
+    for (k, v) in &red {
+        if *k != (port, false) {
+            assert_eq!(v, &streams(&read_zip(&whole)["traffic.pcap"])[k]);
+        }
+    }
 
     // A budget of a fraction of the session: cut, newest kept, every
     // stream starts at a message.
