@@ -1,0 +1,252 @@
+//! Crash recovery end to end with the real shared session: a child process
+//! (this test binary re-executed) replays it into a spool staged in
+//! /dev/shm and is SIGKILLed before it closes. `spool2pcap info` says the
+//! session did not shut down cleanly and how many records it read from
+//! staging; `spool2pcap convert` gives every acknowledged byte;
+//! `spool2pcap recover` moves the staged segments in, after which staging
+//! is gone and conversion gives the same bytes.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use e2e::recorded;
+use spool::{Direction, Spool, SpoolConfig, StagingChoice};
+
+const CHILD_ENV: &str = "ISSUE6_RECOVERY_CHILD";
+
+fn spool2pcap_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("spool2pcap");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "spool2pcap"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    bin
+}
+
+/// The child: the whole shared session into a spool, then wait to be killed.
+fn child(capture: PathBuf, staging: PathBuf) -> ! {
+    let session = recorded::load(
+        &recorded::shared_session_path(),
+        recorded::SHARED_SESSION_PORT,
+    )
+    .unwrap();
+    let names: Vec<&str> = session
+        .connections
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let spool = Spool::create(
+        SpoolConfig::new(capture)
+            .staging(StagingChoice::Root(staging))
+            // Small segments: some are moved in before the kill, the
+            // newest stay staged.
+            .segment_bytes(64 << 10)
+            .session_start_unix_ns(session.start_unix_ns)
+            .channels(&names),
+    )
+    .unwrap();
+    let mut acked = 0u64;
+    for (name, chunk) in session.merged() {
+        while !spool.append_at(name, chunk.dir, chunk.ts_ns, &chunk.data) {
+            // No segment ready: let the preparer catch up, keep every chunk.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        acked += 1;
+    }
+    // Give the background thread time to move the sealed segments in: the
+    // live ones stay staged, as after a crash in mid-session.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "acked {acked}").unwrap();
+    out.flush().unwrap();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+fn run(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let o = Command::new(spool2pcap_bin()).args(args).output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// TCP payload per (client port, direction) of a classic pcap.
+fn streams(file: &Path) -> BTreeMap<(u16, bool), Vec<u8>> {
+    let bytes = std::fs::read(file).unwrap();
+    let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
+    let mut out: BTreeMap<(u16, bool), Vec<u8>> = BTreeMap::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        let s = etherparse::SlicedPacket::from_ethernet(&p.data).unwrap();
+        if let Some(etherparse::TransportSlice::Tcp(t)) = s.transport {
+            let from_server = t.source_port() == 5900;
+            let port = if from_server {
+                t.destination_port()
+            } else {
+                t.source_port()
+            };
+            out.entry((port, from_server))
+                .or_default()
+                .extend_from_slice(t.payload());
+        }
+    }
+    out
+}
+
+#[test]
+fn killed_session_is_converted_and_recovered_with_every_acknowledged_record() {
+    if let (Ok(c), Ok(s)) = (
+        std::env::var(format!("{CHILD_ENV}_CAPTURE")),
+        std::env::var(format!("{CHILD_ENV}_STAGING")),
+    ) {
+        child(c.into(), s.into());
+    }
+    let session = recorded::load(
+        &recorded::shared_session_path(),
+        recorded::SHARED_SESSION_PORT,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let staging_root = tempfile::tempdir_in("/dev/shm").unwrap();
+    let capture = dir.path().join("capture");
+    let mut proc = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "killed_session_is_converted_and_recovered_with_every_acknowledged_record",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(format!("{CHILD_ENV}_CAPTURE"), &capture)
+        .env(format!("{CHILD_ENV}_STAGING"), staging_root.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut acked = None;
+    for line in BufReader::new(proc.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(n) = line
+            .trim()
+            .rsplit("acked ")
+            .next()
+            .filter(|_| line.contains("acked "))
+        {
+            acked = n.trim().parse::<u64>().ok();
+            break;
+        }
+    }
+    unsafe { libc::kill(proc.id() as i32, libc::SIGKILL) };
+    proc.wait().unwrap();
+    let acked = acked.expect("the child acknowledged nothing");
+    let total: u64 = session
+        .connections
+        .iter()
+        .map(|c| c.chunks.len() as u64)
+        .sum();
+    assert_eq!(acked, total);
+
+    let manifest = spool::Manifest::load(&capture.join("manifest.json")).unwrap();
+    assert!(!manifest.clean_shutdown);
+    let staging = PathBuf::from(manifest.staging_dir.clone().unwrap());
+    assert!(staging.is_dir());
+
+    // info: unclean, and how many records came from staging.
+    let cap = capture.as_os_str();
+    let (code, out, err) = run(&["info".as_ref(), cap, "--json".as_ref()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["unclean_shutdown"], true);
+    let staged = info["staged_records"].as_u64().unwrap();
+    assert!(staged > 0 && staged <= total, "{staged} of {total}");
+    eprintln!("killed writer: {staged} of {total} records read from staging");
+    assert_eq!(info["recovered"]["staged_records"], staged);
+    let records: u64 = info["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["records"].as_u64().unwrap())
+        .sum();
+    assert_eq!(records, total);
+    let (_, text, _) = run(&["info".as_ref(), cap]);
+    assert!(
+        text.contains("Unclean shutdown: the session did not shut down cleanly"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Recovered: {staged} records read from segments still staged"
+        )),
+        "{text}"
+    );
+
+    // convert reads staging in place: every acknowledged byte is there.
+    let before = dir.path().join("before.pcap");
+    let (code, _, err) = run(&[
+        "convert".as_ref(),
+        cap,
+        "-w".as_ref(),
+        before.as_os_str(),
+        "--no-synth-link".as_ref(),
+        "--no-synth-tcp".as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the session did not shut down cleanly; {staged} records were recovered"
+        )),
+        "{err}"
+    );
+    let got = streams(&before);
+    for c in &session.connections {
+        let port = spool2pcap::ports::known_port(&c.name).unwrap();
+        for (dir, from_server) in [
+            (Direction::ClientToServer, false),
+            (Direction::ServerToClient, true),
+        ] {
+            assert!(
+                got.get(&(port, from_server)).map(Vec::as_slice) == Some(&c.stream(dir)[..]),
+                "{} {dir:?} differs from the session",
+                c.name
+            );
+        }
+    }
+
+    // recover moves the staged segments in for good.
+    let (code, out, err) = run(&["recover".as_ref(), cap]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("recovered "), "{out}");
+    assert!(!staging.exists(), "staging still there after recover");
+    let after = dir.path().join("after.pcap");
+    let (code, _, err) = run(&[
+        "convert".as_ref(),
+        cap,
+        "-w".as_ref(),
+        after.as_os_str(),
+        "--no-synth-link".as_ref(),
+        "--no-synth-tcp".as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(streams(&after), got);
+    let (_, out, _) = run(&["info".as_ref(), cap, "--json".as_ref()]);
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["staged_records"], 0);
+    assert_eq!(info["unclean_shutdown"], true);
+    assert_eq!(info["recovered"]["moved_in"], true);
+    // A second recover has nothing to do.
+    let (code, out, _) = run(&["recover".as_ref(), cap]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("nothing to recover"), "{out}");
+}
