@@ -46,7 +46,7 @@ fn now_ns() -> u64 {
 /// packet says which record it is).
 fn record(i: u64) -> (&'static str, Direction, Vec<u8>) {
     let channel = CHANNELS[(i % 3) as usize];
-    let dir = if i % 4 == 0 {
+    let dir = if i.is_multiple_of(4) {
         Direction::ClientToServer
     } else {
         Direction::ServerToClient
