@@ -40,7 +40,10 @@
 //! ([`wireshark_command`]).
 //!
 //! Of SPICE the converter knows channel names, ports and the link phase;
-//! the recorded bytes are never parsed.
+//! the recorded bytes are parsed only when redaction is asked for
+//! ([`redact`]: mini-header framing of the inputs and main channels, and the
+//! agent stream inside `AGENT_DATA`). [`live`] follows a capture that is
+//! still being written.
 //!
 //! ```no_run
 //! use spool2pcap::{convert, ConvertOptions, Destination};
