@@ -495,6 +495,9 @@ pub struct ReadStats {
     pub file_bytes: u64,
     /// The last segment carried a final seal: the channel was closed cleanly.
     pub closed_cleanly: bool,
+    /// Data records read from segments still in the staging directory: in
+    /// a crashed session, what recovery saves.
+    pub staged_records: u64,
 }
 
 /// Iterates one channel's records across its segments, in order.
@@ -616,6 +619,7 @@ impl ChannelReader {
                     seq,
                 } => {
                     self.stats.records += 1;
+                    self.stats.staged_records += self.segment_staged as u64;
                     self.stats.bytes += len as u64;
                     self.stats.first_ts_ns.get_or_insert(ts);
                     self.stats.last_ts_ns = Some(ts);

@@ -103,10 +103,6 @@ pub struct ChannelFramer {
     redactor: Option<Redactor>,
     /// Said on the channel's first packet (e.g. that its start was trimmed).
     first_note: Option<String>,
-    /// Per segment the reader opens, in order: whether it is still staged
-    /// (a crashed or live session), to count records read from staging.
-    staged: Vec<bool>,
-    staged_records: u64,
 }
 
 impl ChannelFramer {
@@ -129,29 +125,7 @@ impl ChannelFramer {
             comment: String::new(),
             redactor: None,
             first_note: None,
-            staged: Vec::new(),
-            staged_records: 0,
         }
-    }
-
-    /// Which of the channel's segments (in reading order) are staged.
-    pub fn with_staged_segments(mut self, staged: Vec<bool>) -> Self {
-        self.staged = staged;
-        self
-    }
-
-    /// Counts a data record just read while the reader had opened
-    /// `segments_opened` segments (so it came from the last of them).
-    pub fn note_record(&mut self, segments_opened: u64) {
-        let i = segments_opened.saturating_sub(1) as usize;
-        if self.staged.get(i).copied().unwrap_or(false) {
-            self.staged_records += 1;
-        }
-    }
-
-    /// Data records read from segments still in the staging directory.
-    pub fn staged_records(&self) -> u64 {
-        self.staged_records
     }
 
     /// Moves the channel to pcapng interface `interface` (one described

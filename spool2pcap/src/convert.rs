@@ -425,7 +425,7 @@ pub fn convert_with_progress(
                 };
                 let mut sink = PacketSink::with_section(file, opts.format, &[iface], &section)
                     .map_err(write_err)?;
-                let mut framer = channel_framer(&cap, reader, &ports, 0, opts);
+                let mut framer = channel_framer(reader, &ports, 0, opts);
                 convert_channel(
                     reader,
                     &mut framer,
@@ -457,7 +457,6 @@ pub fn convert_with_progress(
                 path: path.clone(),
                 format: opts.format,
                 opts,
-                cap: &cap,
                 section: &section,
                 descriptions: &descriptions,
             };
@@ -483,7 +482,6 @@ pub fn convert_with_progress(
                 path: PathBuf::from("<stdout>"),
                 format: opts.format,
                 opts,
-                cap: &cap,
                 section: &section,
                 descriptions: &descriptions,
             };
@@ -503,10 +501,9 @@ pub fn convert_with_progress(
     Ok(report)
 }
 
-/// The framer of one channel as `opts` asks: redaction, the trimmed-start
-/// note on its first packet, and which of its segments are staged.
+/// The framer of one channel as `opts` asks: redaction, and the
+/// trimmed-start note on its first packet.
 fn channel_framer(
-    cap: &Capture,
     reader: &ChannelReader,
     ports: &PortMap,
     interface: u32,
@@ -514,16 +511,9 @@ fn channel_framer(
 ) -> ChannelFramer {
     let name = reader.channel();
     let trimmed = reader.trimmed().filter(|t| t.segments > 0);
-    let staged = cap
-        .channels()
-        .iter()
-        .find(|c| c.name == name)
-        .map(|c| c.segments.iter().map(|s| s.staged).collect())
-        .unwrap_or_default();
     ChannelFramer::new(name, ports.port(name), interface, opts.synth)
         .with_redactor(Redactor::for_channel(name, opts.redact, trimmed.is_some()))
         .with_first_note(trimmed.map(|t| trimmed_note(name, t)))
-        .with_staged_segments(staged)
 }
 
 /// What the flight recorder deleted from the start of a channel, in words.
@@ -708,7 +698,6 @@ struct MergeTarget<'a> {
     path: PathBuf,
     format: Format,
     opts: &'a ConvertOptions,
-    cap: &'a Capture,
     section: &'a SectionInfo,
     descriptions: &'a [String],
 }
@@ -745,7 +734,7 @@ fn merge_to<W: Write>(
     // One channel needs no merge: stream it directly, without copying each
     // record out of the reader's buffer.
     if let [reader] = &mut readers[..] {
-        let mut framer = channel_framer(target.cap, reader, ports, 0, target.opts);
+        let mut framer = channel_framer(reader, ports, 0, target.opts);
         convert_channel(reader, &mut framer, &mut sink, clock, frame, &mut |done| {
             progress(Progress { done, total })
         })
@@ -761,7 +750,7 @@ fn merge_to<W: Write>(
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let framer = channel_framer(target.cap, &r, ports, i as u32, target.opts);
+            let framer = channel_framer(&r, ports, i as u32, target.opts);
             ChannelSource::new(r, framer)
         })
         .collect();
@@ -799,7 +788,6 @@ pub fn convert_channel<W: Write>(
 ) -> Result<(), PcapError> {
     let mut reported = u64::MAX;
     while let Some(event) = reader.next_event() {
-        let data = matches!(event, Event::Data(_));
         match event {
             Event::Data(d) => {
                 framer.data(sink, clock, 0, d.direction, d.ts_ns, d.payload, frame)?;
@@ -807,9 +795,6 @@ pub fn convert_channel<W: Write>(
             Event::Gap(g) => framer.gap(&g),
             // Kept in the reader's damage list; reading goes on after it.
             Event::Damage(_) => framer.damage(),
-        }
-        if data {
-            framer.note_record(reader.stats().segments);
         }
         let done = reader.stats().file_bytes;
         if done != reported {
@@ -857,10 +842,10 @@ pub fn write_channel_stats<W: Write>(
             "not closed cleanly"
         }
     );
-    if framer.staged_records() > 0 {
+    if st.staged_records > 0 {
         comment.push_str(&format!(
             "; {} records recovered from segments still staged in memory",
-            framer.staged_records()
+            st.staged_records
         ));
     }
     if let Some(t) = reader.trimmed().filter(|t| t.segments > 0) {
@@ -900,7 +885,7 @@ fn channel_report(
         dropped_bytes: st.dropped_bytes,
         damage: reader.damage().to_vec(),
         closed_cleanly: st.closed_cleanly,
-        staged_records: framer.staged_records(),
+        staged_records: st.staged_records,
         trimmed: reader.trimmed().filter(|t| t.segments > 0).copied(),
         redacted: framer.redact_stats(),
     }

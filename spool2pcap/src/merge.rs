@@ -88,9 +88,6 @@ impl ChannelSource {
                 Event::Damage(_) => self.framer.damage(),
             }
         }
-        if self.head.is_some() {
-            self.framer.note_record(self.reader.stats().segments);
-        }
     }
 
     /// Ends the channel once it has no more records.
