@@ -25,7 +25,7 @@ pub(crate) struct Retired {
     pub segment: MappedSegment,
     /// Bytes in use (header, records, seal); the rest is zeroes.
     pub used: usize,
-    /// Data and gap records in the segment.
+    /// Data records in the segment.
     pub records: u64,
     /// Payload bytes of its data records.
     pub data_bytes: u64,
@@ -95,6 +95,8 @@ struct State {
     /// Sequence number of the next record of this channel.
     seq: u64,
     seg_records: u64,
+    /// Gap records in the live segment (counted in `seg_records` too).
+    seg_gaps: u64,
     seg_data_bytes: u64,
     gap: PendingGap,
     /// Timestamp of the newest record, for stamping the seal.
@@ -144,6 +146,7 @@ impl Channel {
                 offset: 0,
                 seq: 0,
                 seg_records: 0,
+                seg_gaps: 0,
                 seg_data_bytes: 0,
                 gap: PendingGap::default(),
                 last_ts: 0,
@@ -240,6 +243,7 @@ impl Channel {
         st.offset += GAP_RECORD_LEN;
         st.seq += 1;
         st.seg_records += 1;
+        st.seg_gaps += 1;
         st.gap = PendingGap::default();
     }
 
@@ -266,6 +270,7 @@ impl Channel {
         st.segment = Some(seg);
         st.offset = SEGMENT_HEADER_LEN;
         st.seg_records = 0;
+        st.seg_gaps = 0;
         st.seg_data_bytes = 0;
         self.counters.bump(&self.counters.segments, 1);
         true
@@ -297,7 +302,7 @@ impl Channel {
         let retired = Retired {
             segment: seg,
             used,
-            records: st.seg_records,
+            records: st.seg_records - st.seg_gaps,
             data_bytes: st.seg_data_bytes,
             last_ts: ts,
         };

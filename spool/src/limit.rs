@@ -64,7 +64,7 @@ impl DiskLimit {
 pub struct Trimmed {
     /// Segments deleted.
     pub segments: u64,
-    /// Data and gap records they held.
+    /// Data records they held.
     pub records: u64,
     /// Payload bytes of their data records.
     pub data_bytes: u64,
