@@ -141,3 +141,23 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
         .collect()
 }
+
+/// The `spool2pcap` binary of this build: next to the test executable's
+/// directory in the target directory (`cargo test --workspace` builds it),
+/// or built on demand when this crate's tests run alone.
+pub fn spool2pcap_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join("spool2pcap");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "spool2pcap"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "building spool2pcap failed");
+    }
+    bin
+}

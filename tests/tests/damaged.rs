@@ -117,21 +117,7 @@ fn converting_a_damaged_capture_writes_only_inside_the_output() {
 
 #[test]
 fn cli_verify_fails_and_convert_exits_1_on_damage() {
-    // The spool2pcap binary sits next to this test's directory in the
-    // target directory; build it if this crate's tests run alone.
-    let exe = std::env::current_exe().unwrap();
-    let spool2pcap = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("spool2pcap");
-    if !spool2pcap.exists() {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "spool2pcap"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
+    let spool2pcap = e2e::tools::spool2pcap_bin();
     for v in VARIANTS {
         let out = Command::new(&spool2pcap)
             .arg("verify")

@@ -6,7 +6,7 @@
 //! only bounds it loosely, machines vary).
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,23 +17,6 @@ use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 const CHILD_ENV: &str = "ISSUE6_FOLLOW_CHILD";
 const CHANNELS: [&str; 3] = ["main", "display", "inputs"];
 const RECORDS: u64 = 120;
-
-fn spool2pcap_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("spool2pcap");
-    if !bin.exists() {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "spool2pcap"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    bin
-}
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -124,7 +107,7 @@ fn follow_streams_a_live_capture_and_exits_after_close() {
     let staging = tempfile::tempdir_in("/dev/shm").unwrap();
     let capture = dir.path().join("capture");
     let output = dir.path().join("live.pcapng");
-    let bin = spool2pcap_bin();
+    let bin = e2e::tools::spool2pcap_bin();
 
     let mut writer = Command::new(std::env::current_exe().unwrap())
         .args([

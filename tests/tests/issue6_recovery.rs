@@ -16,23 +16,6 @@ use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 
 const CHILD_ENV: &str = "ISSUE6_RECOVERY_CHILD";
 
-fn spool2pcap_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("spool2pcap");
-    if !bin.exists() {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "spool2pcap"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    bin
-}
-
 /// The child: the whole shared session into a spool, then wait to be killed.
 fn child(capture: PathBuf, staging: PathBuf) -> ! {
     let session = recorded::load(
@@ -75,7 +58,10 @@ fn child(capture: PathBuf, staging: PathBuf) -> ! {
 }
 
 fn run(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
-    let o = Command::new(spool2pcap_bin()).args(args).output().unwrap();
+    let o = Command::new(e2e::tools::spool2pcap_bin())
+        .args(args)
+        .output()
+        .unwrap();
     (
         o.status.code(),
         String::from_utf8_lossy(&o.stdout).into_owned(),
