@@ -58,6 +58,9 @@ impl Kind {
     }
 }
 
+/// ryll 0.3.0's design behind the renderer's trait.
+type Threads = Arc<DesignSink<RyllThreads>>;
+
 /// One replay through one sink.
 struct Run {
     /// p50, p99, p99.9, max of the read loop's sink calls (ns).
@@ -83,7 +86,7 @@ fn run_once(session: &Session, kind: Kind, place: &Path, repeat: u32) -> Run {
     let (sink, spool, threads): (
         Arc<dyn CaptureSink>,
         Option<Arc<SpoolSink>>,
-        Option<Arc<DesignSink<RyllThreads>>>,
+        Option<Threads>,
     ) = match kind {
         Kind::None => (Arc::new(NoCaptureSink), None, None),
         Kind::Spool => {
