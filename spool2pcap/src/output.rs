@@ -43,9 +43,12 @@ use spool::format::Direction;
 /// `pcap-file` refuses packets longer than the snaplen.
 pub const SNAPLEN: u32 = 262_144;
 
-/// Size of the buffer in front of every output file. Large, so that a
-/// conversion makes few, big `write` calls.
-pub const OUTPUT_BUFFER_BYTES: usize = 4 << 20;
+/// Size of the buffer in front of every output file: large, so that a
+/// conversion makes few, big `write` calls — but not 4 MiB: measured on
+/// this project's VM, `dd` of 1 GiB in 4 MiB writes took 0.35–0.92 s and in
+/// 1 MiB writes 0.19–0.29 s, and spool2pcap `-o DIR` went from 0.98–1.56 s
+/// to 0.59–0.63 s with this change.
+pub const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
 
 /// Which file format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
