@@ -4,7 +4,7 @@
 //! (unbuffered, one `write(2)` per pcap field).
 //!
 //! ```text
-//! cargo bench -p e2e --bench convert -- [quick] [cold] [mib=N] [rounds=N]
+//! cargo bench -p e2e --bench convert -- [quick] [cold] [mib=N] [rounds=N] [mix=small]
 //! ```
 //!
 //! * The capture (default 1024 MiB of spool, `quick`: 128 MiB) is made
@@ -303,7 +303,9 @@ fn main() {
         .unwrap_or(if args.quick { 1 } else { 3 });
     let cold = args.has("cold");
 
-    let (capture, stats, cached) = cached_capture(mib);
+    // `mix=small`: only small records, where per-packet costs dominate.
+    let small = args.value("mix") == Some("small");
+    let (capture, stats, cached) = cached_capture_mix(mib, small);
     let work = bench_dir("convert-bench");
     let spool_bytes = spool_bytes(&capture);
     let mut ctx = Ctx {

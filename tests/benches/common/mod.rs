@@ -410,6 +410,13 @@ impl MessageSource {
 /// fields), the spool's manifest and segments (4 MiB, the writer's default),
 /// written by [`SpoolSink`] with recorded timestamps.
 pub fn generate_capture(dir: &Path, mib: u64) -> CaptureStats {
+    generate_capture_mix(dir, mib, false)
+}
+
+/// [`generate_capture`], or with `small_only` a capture of small records
+/// only (20–400-byte drawing messages and input/cursor traffic): the mix
+/// where per-packet costs dominate rather than byte copies.
+pub fn generate_capture_mix(dir: &Path, mib: u64, small_only: bool) -> CaptureStats {
     let staging = tempfile::tempdir_in("/dev/shm")
         .or_else(|_| tempfile::tempdir())
         .expect("staging directory");
@@ -457,8 +464,16 @@ pub fn generate_capture(dir: &Path, mib: u64) -> CaptureStats {
         } else {
             Direction::ServerToClient
         };
-        sources[ci].record(name, dir, &mut buf, &pool, &mut rng);
-        ts += rng.range(100_000, 3_900_000) as u64;
+        if small_only {
+            buf.clear();
+            let body = rng.range(20, 400);
+            MessageSource::header(&mut buf, 302, body);
+            MessageSource::structured(&mut buf, body, &mut rng);
+            ts += rng.range(10_000, 390_000) as u64;
+        } else {
+            sources[ci].record(name, dir, &mut buf, &pool, &mut rng);
+            ts += rng.range(100_000, 3_900_000) as u64;
+        }
         // Never drop: wait for a prepared segment before every append (a
         // channel loop never would), as the fixture writer does.
         let t = Instant::now();
@@ -485,8 +500,14 @@ pub fn generate_capture(dir: &Path, mib: u64) -> CaptureStats {
 /// The cached test capture of `mib` MiB under `target/tmp/bench-capture/`,
 /// generated if missing (or made by another generator version).
 pub fn cached_capture(mib: u64) -> (PathBuf, CaptureStats, bool) {
+    cached_capture_mix(mib, false)
+}
+
+/// [`cached_capture`] of the given mix (see [`generate_capture_mix`]).
+pub fn cached_capture_mix(mib: u64, small_only: bool) -> (PathBuf, CaptureStats, bool) {
     let root = bench_dir("bench-capture");
-    let dir = root.join(format!("spice-like-v{GENERATOR_VERSION}-{mib}MiB"));
+    let mix = if small_only { "small" } else { "spice-like" };
+    let dir = root.join(format!("{mix}-v{GENERATOR_VERSION}-{mib}MiB"));
     let marker = dir.join("bench-complete.txt");
     if let Some(stats) = std::fs::read_to_string(&marker)
         .ok()
@@ -496,7 +517,7 @@ pub fn cached_capture(mib: u64) -> (PathBuf, CaptureStats, bool) {
     }
     remove_dir(&dir);
     let t = Instant::now();
-    let stats = generate_capture(&dir, mib);
+    let stats = generate_capture_mix(&dir, mib, small_only);
     eprintln!(
         "generated {} ({} MiB of spool) in {:.1} s",
         dir.display(),
