@@ -80,6 +80,10 @@ pub struct ChannelStats {
     pub drops: u64,
     /// Nanoseconds each `packet_received` call took, one per read.
     pub read_sink_ns: Vec<u64>,
+    /// Nanoseconds of each whole read-loop iteration as a channel loop
+    /// lives it: the `read()` (including any wait for data) plus the sink
+    /// call. What a sink costs the loop, relative to what the loop costs.
+    pub read_loop_ns: Vec<u64>,
 }
 
 impl ChannelStats {
@@ -90,11 +94,19 @@ impl ChannelStats {
         self.writes += other.writes;
         self.drops += other.drops;
         self.read_sink_ns.extend(other.read_sink_ns);
+        self.read_loop_ns.extend(other.read_loop_ns);
     }
 
     /// `q`-quantile (0..=1) of the per-read sink time, nearest rank.
     pub fn read_sink_quantile(&self, q: f64) -> Duration {
         let mut v = self.read_sink_ns.clone();
+        v.sort_unstable();
+        Duration::from_nanos(quantile_sorted(&v, q))
+    }
+
+    /// `q`-quantile (0..=1) of the whole read-loop iteration time.
+    pub fn read_loop_quantile(&self, q: f64) -> Duration {
+        let mut v = self.read_loop_ns.clone();
         v.sort_unstable();
         Duration::from_nanos(quantile_sorted(&v, q))
     }
@@ -127,46 +139,47 @@ impl ReplayReport {
             .sum()
     }
 
-    /// A table: per channel bytes, chunks, drops, and the read loop's time
-    /// in the sink per read (p50, p99, p99.9, max).
+    /// A table: per channel bytes, chunks, drops, the time in the sink per
+    /// read and the whole read-loop iteration (read + sink), as p50, p99,
+    /// p99.9 and max.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:<10} {:>12} {:>8} {:>11} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9}\n",
+            "{:<10} {:>12} {:>8} {:>11} {:>7} {:>7}  {:<39}  {:<39}\n",
             "channel",
             "bytes_in",
             "reads",
             "bytes_out",
             "writes",
             "drops",
-            "p50",
-            "p99",
-            "p99.9",
-            "max"
+            "sink call p50 / p99 / p99.9 / max",
+            "read loop p50 / p99 / p99.9 / max"
         );
-        let fmt = |d: Duration| {
-            let us = d.as_secs_f64() * 1e6;
+        let fmt = |ns: u64| {
+            let us = ns as f64 / 1e3;
             if us >= 1000.0 {
                 format!("{:.2}ms", us / 1000.0)
             } else {
                 format!("{us:.2}us")
             }
         };
-        for (name, c) in &self.channels {
-            let mut v = c.read_sink_ns.clone();
+        let quartet = |v: &[u64]| {
+            let mut v = v.to_vec();
             v.sort_unstable();
-            let q = |q: f64| fmt(Duration::from_nanos(quantile_sorted(&v, q)));
+            [0.5, 0.99, 0.999, 1.0]
+                .map(|q| fmt(quantile_sorted(&v, q)))
+                .join(" / ")
+        };
+        for (name, c) in &self.channels {
             out += &format!(
-                "{:<10} {:>12} {:>8} {:>11} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9}\n",
+                "{:<10} {:>12} {:>8} {:>11} {:>7} {:>7}  {:<39}  {:<39}\n",
                 name,
                 c.bytes_received,
                 c.reads,
                 c.bytes_sent,
                 c.writes,
                 c.drops,
-                q(0.5),
-                q(0.99),
-                q(0.999),
-                q(1.0)
+                quartet(&c.read_sink_ns),
+                quartet(&c.read_loop_ns)
             );
         }
         let secs = self.elapsed.as_secs_f64().max(1e-9);
@@ -289,18 +302,19 @@ fn read_and_check(
     stream: &mut TcpStream,
     want: &[u8],
     what: &str,
-    mut each: impl FnMut(&[u8]),
+    mut each: impl FnMut(&[u8], Instant),
 ) -> io::Result<u64> {
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut at = 0usize;
     loop {
+        let read_started = Instant::now();
         let n = match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        each(&buf[..n]);
+        each(&buf[..n], read_started);
         let expected = want
             .get(at..at + n)
             .ok_or_else(|| mismatch(what, want.len() as u64))?;
@@ -339,7 +353,7 @@ fn spawn_server(
     let read = spawn(&format!("srv-r-{}", conn.name), move || {
         expect_exact(&mut reader, &c2.link_c2s, "client link phase")?;
         let want = c2.stream(Direction::ClientToServer);
-        read_and_check(&mut reader, &want, "client→server stream", |_| {})?;
+        read_and_check(&mut reader, &want, "client→server stream", |_, _| {})?;
         Ok(ChannelStats::default())
     })?;
     Ok(vec![write, read])
@@ -366,15 +380,25 @@ fn spawn_client(
         let want = c1.stream(Direction::ServerToClient);
         let mut stats = ChannelStats {
             read_sink_ns: Vec::with_capacity(c1.chunks.len()),
+            read_loop_ns: Vec::with_capacity(c1.chunks.len()),
             ..Default::default()
         };
-        let bytes = read_and_check(&mut reader, &want, "server→client stream", |chunk| {
-            let t = Instant::now();
-            let ok = sink.packet_received(name, chunk);
-            stats.read_sink_ns.push(t.elapsed().as_nanos() as u64);
-            stats.reads += 1;
-            stats.drops += u64::from(!ok);
-        })?;
+        let bytes = read_and_check(
+            &mut reader,
+            &want,
+            "server→client stream",
+            |chunk, read_started| {
+                let t = Instant::now();
+                let ok = sink.packet_received(name, chunk);
+                let end = Instant::now();
+                stats.read_sink_ns.push((end - t).as_nanos() as u64);
+                stats
+                    .read_loop_ns
+                    .push((end - read_started).as_nanos() as u64);
+                stats.reads += 1;
+                stats.drops += u64::from(!ok);
+            },
+        )?;
         stats.bytes_received = bytes;
         Ok(stats)
     })?;

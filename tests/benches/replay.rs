@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use ryll_hook::baseline::RyllThreads;
 use ryll_hook::recorded::{self, Session};
-use ryll_hook::replay::{quantile_sorted, replay, Pace, ReplayOptions, ReplayReport};
+use ryll_hook::replay::{quantile_sorted, replay, ChannelStats, Pace, ReplayOptions, ReplayReport};
 use ryll_hook::sink::DesignSink;
 use ryll_hook::{CaptureSink, NoCaptureSink, SpoolSink};
 use spool::Direction;
@@ -65,6 +65,8 @@ type Threads = Arc<DesignSink<RyllThreads>>;
 struct Run {
     /// p50, p99, p99.9, max of the read loop's sink calls (ns).
     q: [u64; 4],
+    /// The same of whole read-loop iterations: `read()` plus the sink call.
+    lq: [u64; 4],
     reads: u64,
     bytes: u64,
     elapsed: Duration,
@@ -128,15 +130,18 @@ fn run_once(session: &Session, kind: Kind, place: &Path, repeat: u32) -> Run {
 }
 
 fn summarize(report: &ReplayReport, close: Duration, note: String) -> Run {
-    let mut all: Vec<u64> = report
-        .channels
-        .values()
-        .flat_map(|c| c.read_sink_ns.iter().copied())
-        .collect();
-    all.sort_unstable();
-    let q = |p| quantile_sorted(&all, p);
+    let quantiles = |f: fn(&ChannelStats) -> &Vec<u64>| {
+        let mut all: Vec<u64> = report
+            .channels
+            .values()
+            .flat_map(|c| f(c).iter().copied())
+            .collect();
+        all.sort_unstable();
+        [0.5, 0.99, 0.999, 1.0].map(|p| quantile_sorted(&all, p))
+    };
     Run {
-        q: [q(0.5), q(0.99), q(0.999), q(1.0)],
+        q: quantiles(|c| &c.read_sink_ns),
+        lq: quantiles(|c| &c.read_loop_ns),
         reads: report.channels.values().map(|c| c.reads).sum(),
         bytes: report.total_bytes(),
         elapsed: report.elapsed,
@@ -157,14 +162,30 @@ fn ns(v: f64) -> String {
     }
 }
 
+/// Which latency a table shows: the sink call alone, or the whole loop.
+#[derive(Clone, Copy)]
+enum Measure {
+    Sink,
+    Loop,
+}
+
+impl Measure {
+    fn of(self, r: &Run) -> &[u64; 4] {
+        match self {
+            Measure::Sink => &r.q,
+            Measure::Loop => &r.lq,
+        }
+    }
+}
+
 /// `median [best–worst]` of one percentile over the runs.
-fn spread(runs: &[Run], i: usize) -> String {
-    let v: Vec<f64> = runs.iter().map(|r| r.q[i] as f64).collect();
+fn spread(runs: &[Run], i: usize, m: Measure) -> String {
+    let v: Vec<f64> = runs.iter().map(|r| m.of(r)[i] as f64).collect();
     format!("{} [{}–{}]", ns(median(&v)), ns(min(&v)), ns(max(&v)))
 }
 
-fn median_q(runs: &[Run], i: usize) -> f64 {
-    median(&runs.iter().map(|r| r.q[i] as f64).collect::<Vec<_>>())
+fn median_q(runs: &[Run], i: usize, m: Measure) -> f64 {
+    median(&runs.iter().map(|r| m.of(r)[i] as f64).collect::<Vec<_>>())
 }
 
 struct Place {
@@ -308,31 +329,40 @@ fn main() {
         results.push((place, bench_place(&session, place, repeat, rounds)));
     }
 
-    println!(
-        "| disk | sink | runs | MB/run | wall MB/s | reads/run | read-loop p50 | p99 | p99.9 | max | drops/run (% of calls) | close s |"
-    );
-    println!("|---|---|---:|---:|---:|---:|---|---|---|---|---:|---:|");
-    for (place, per_kind) in &results {
-        for (kind, runs) in per_kind {
-            let f = |g: &dyn Fn(&Run) -> f64| median(&runs.iter().map(g).collect::<Vec<_>>());
-            let drops = f(&|r| r.drops as f64);
-            let calls = f(&|r| r.calls as f64);
-            println!(
-                "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} ({:.1} %) | {:.2} |",
-                place.label,
-                kind.name(),
-                runs.len(),
-                f(&|r| r.bytes as f64) / 1e6,
-                f(&|r| r.bytes as f64 / r.elapsed.as_secs_f64()) / 1e6,
-                f(&|r| r.reads as f64),
-                spread(runs, 0),
-                spread(runs, 1),
-                spread(runs, 2),
-                spread(runs, 3),
-                drops,
-                drops * 100.0 / calls.max(1.0),
-                f(&|r| r.close.as_secs_f64()),
-            );
+    for (measure, title) in [
+        (Measure::Sink, "time in the sink per read"),
+        (
+            Measure::Loop,
+            "whole read-loop iteration: read() (with any wait for data) + the sink",
+        ),
+    ] {
+        println!("\n{title}:\n");
+        println!(
+            "| disk | sink | runs | MB/run | wall MB/s | reads/run | read-loop p50 | p99 | p99.9 | max | drops/run (% of calls) | close s |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---|---|---|---|---:|---:|");
+        for (place, per_kind) in &results {
+            for (kind, runs) in per_kind {
+                let f = |g: &dyn Fn(&Run) -> f64| median(&runs.iter().map(g).collect::<Vec<_>>());
+                let drops = f(&|r| r.drops as f64);
+                let calls = f(&|r| r.calls as f64);
+                println!(
+                    "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} ({:.1} %) | {:.2} |",
+                    place.label,
+                    kind.name(),
+                    runs.len(),
+                    f(&|r| r.bytes as f64) / 1e6,
+                    f(&|r| r.bytes as f64 / r.elapsed.as_secs_f64()) / 1e6,
+                    f(&|r| r.reads as f64),
+                    spread(runs, 0, measure),
+                    spread(runs, 1, measure),
+                    spread(runs, 2, measure),
+                    spread(runs, 3, measure),
+                    drops,
+                    drops * 100.0 / calls.max(1.0),
+                    f(&|r| r.close.as_secs_f64()),
+                );
+            }
         }
     }
     if let Some(m) = &slow_msg {
@@ -340,13 +370,16 @@ fn main() {
     }
 
     println!(
-        "\n| disk | spool ÷ none: p50 | p99 | p99.9 | max | wall time | target: ≤ {TARGET_RATIO}× on the slow disk |"
+        "\n| disk | measure | spool ÷ none: p50 | p99 | p99.9 | max | wall time | target: ≤ {TARGET_RATIO}× on the slow disk |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---|");
-    for (place, per_kind) in &results {
+    println!("|---|---|---:|---:|---:|---:|---:|---|");
+    for (place, per_kind) in results.iter().flat_map(|(p, k)| {
+        [(p, k, Measure::Sink), (p, k, Measure::Loop)].map(|(p, k, m)| ((p, m), k))
+    }) {
+        let (place, measure) = place;
         let get = |k: Kind| &per_kind.iter().find(|(kk, _)| *kk == k).expect("ran").1;
         let (none, sp) = (get(Kind::None), get(Kind::Spool));
-        let ratio = |i| median_q(sp, i) / median_q(none, i).max(1.0);
+        let ratio = |i| median_q(sp, i, measure) / median_q(none, i, measure).max(1.0);
         let wall = |runs: &[Run]| {
             median(
                 &runs
@@ -371,8 +404,12 @@ fn main() {
             format!("**MISSED** at {}", missed.join(", "))
         };
         println!(
-            "| {} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {verdict} |",
+            "| {} | {} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {verdict} |",
             place.label,
+            match measure {
+                Measure::Sink => "sink call",
+                Measure::Loop => "read loop",
+            },
             r[0],
             r[1],
             r[2],
@@ -381,8 +418,8 @@ fn main() {
         );
     }
     println!(
-        "\nRead-loop latency = time of each `packet_received` call in the client read loops \
-         (all channels together), median of the runs' percentiles [best–worst run]. Drops = \
+        "\nSink call = time of each `packet_received` call in the client read loops; read loop = \
+         that plus the `read()` before it (all channels together), median of the runs' percentiles [best–worst run]. Drops = \
          sink calls answered `false` (ryll's `writer_dropped_count`). close = closing the sink \
          after the replay (spool: sealing and moving staged segments; ryll-threads: draining its \
          queue). Load average at end {}.",
