@@ -241,3 +241,40 @@ fn always_on_recording_is_bounded_and_removed_unless_kept() {
     kept.close().unwrap();
     assert_eq!(read_channel(&dir, "main").records[0].data, b"keep me");
 }
+
+/// The scenario at full size: two hours at 5 MB/s (36 GB) through
+/// a 256 MiB ring, time-compressed (appends as fast as the spool takes
+/// them, timestamps spread over two hours). Too big for every CI run:
+/// `cargo test --release -p spool --test limits -- --ignored two_hours`.
+#[test]
+#[ignore]
+fn two_hours_at_5_mb_s_through_a_256_mib_ring() {
+    let capture_parent = tempfile::tempdir_in("/dev/shm").unwrap();
+    let staging = tempfile::tempdir_in("/dev/shm").unwrap();
+    let capture = capture_parent.path().join("cap");
+    let seg = 4u64 << 20;
+    let max = 256u64 << 20;
+    let spool = Spool::create(
+        spool::SpoolConfig::new(&capture)
+            .staging(spool::StagingChoice::Root(staging.path().join("s")))
+            .limit(DiskLimit::ring(max))
+            .channels(&CHANNELS),
+    )
+    .unwrap();
+    let bound = max + seg * CHANNELS.len() as u64;
+    let total = 5_000_000u64 * 7200;
+    let two_hours = 7200 * 1_000_000_000u64;
+    let t = std::time::Instant::now();
+    run(&spool, &capture, total, two_hours, bound);
+    spool.close().unwrap();
+    let used = disk_use(&capture);
+    assert!(used <= bound, "{used} > {bound}");
+    let m = spool::Manifest::load(&capture.join("manifest.json")).unwrap();
+    eprintln!(
+        "wrote {} GB in {:.1} s; {} bytes left on disk (bound {bound}); display trimmed {} segments",
+        total / 1_000_000_000,
+        t.elapsed().as_secs_f64(),
+        used,
+        m.trimmed["display"].segments
+    );
+}
