@@ -11,21 +11,6 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use spool::Direction;
 
-/// SPICE channel type numbers and ryll's names for them.
-pub const CHANNEL_NAMES: &[(u8, &str)] = &[
-    (1, "main"),
-    (2, "display"),
-    (3, "inputs"),
-    (4, "cursor"),
-    (5, "playback"),
-    (6, "record"),
-    (7, "tunnel"),
-    (8, "smartcard"),
-    (9, "usbredir"),
-    (10, "port"),
-    (11, "webdav"),
-];
-
 /// One read or write of a channel loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
@@ -226,10 +211,8 @@ fn split_link_phase(
     let auth_selection = client_caps & server_caps & AUTH_SELECTION != 0;
     let link_c2s_len = 16 + mess_len + if auth_selection { 4 } else { 0 } + 128;
     let link_s2c_len = 16 + reply_len + 4;
-    let name = CHANNEL_NAMES
-        .iter()
-        .find(|(t, _)| *t == channel_type)
-        .map_or_else(|| format!("type{channel_type}"), |(_, n)| n.to_string());
+    let name = spool2pcap::ports::spice_channel_name(channel_type)
+        .map_or_else(|| format!("type{channel_type}"), str::to_string);
 
     let mut chunks = Vec::new();
     let mut seen = [0usize; 2];

@@ -54,6 +54,15 @@ const SPICE_CHANNEL_TYPES: &[(&str, u16)] = &[
     ("webdav", 11),
 ];
 
+/// ryll's name for a SPICE channel type (`SPICE_CHANNEL_*`), or `None` for
+/// a type this table does not know.
+pub fn spice_channel_name(channel_type: u8) -> Option<&'static str> {
+    SPICE_CHANNEL_TYPES
+        .iter()
+        .find(|(_, ty)| *ty == u16::from(channel_type))
+        .map(|(name, _)| *name)
+}
+
 /// The SPICE channel type (`SPICE_CHANNEL_*`) of a ryll channel name, or
 /// `None` for a name this table does not know.
 pub fn spice_channel_type(channel: &str) -> Option<u8> {
