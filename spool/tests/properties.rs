@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+use spool::follow::{Follower, Status};
 use spool::reader::{Capture, ChannelFiles, ChannelReader, Event, SegmentFile};
 use spool::Direction;
 
@@ -95,9 +96,28 @@ fn reader_survives_random_mutations_of_real_segments() {
         .iter()
         .map(|s| std::fs::read(&s.path).unwrap())
         .collect();
+    // The mutated segments form a closed capture directory, so the live
+    // follower reads them too.
     let work = tempfile::tempdir().unwrap();
-    let chan_dir = work.path().join("display");
-    std::fs::create_dir(&chan_dir).unwrap();
+    let chan_dir = work.path().join("spool/display");
+    std::fs::create_dir_all(&chan_dir).unwrap();
+    std::fs::copy(
+        dirs.capture().join("manifest.json"),
+        work.path().join("manifest.json"),
+    )
+    .unwrap();
+    // Nothing invented: every record returned is an original, in order.
+    let check = |got: &[Vec<u8>], iter: u32, who: &str| {
+        let mut next = 0;
+        for g in got {
+            let found = sent[next..].iter().position(|s| s == g);
+            assert!(
+                found.is_some(),
+                "iteration {iter}: {who} returned a record that was never written"
+            );
+            next += found.unwrap() + 1;
+        }
+    };
 
     let mut rng = proptest::test_runner::TestRunner::deterministic();
     let iters = fuzz_iters();
@@ -145,17 +165,25 @@ fn reader_survives_random_mutations_of_real_segments() {
             name: "display".into(),
             segments: segs,
         });
-        // Nothing invented: every record returned is an original, in order.
-        let mut next = 0;
-        for g in &got {
-            let found = sent[next..].iter().position(|s| s == g);
-            assert!(
-                found.is_some(),
-                "iteration {iter}: a record that was never written"
-            );
-            next += found.unwrap() + 1;
-        }
+        check(&got, iter, "the reader");
         recovered_total += got.len();
+
+        let mut follower = Follower::open(work.path()).unwrap();
+        let mut followed = Vec::new();
+        let mut polls = 0;
+        while follower.poll(&mut |_, ev| {
+            if let Event::Data(d) = ev {
+                followed.push(d.payload.to_vec());
+            }
+        }) == Status::Running
+        {
+            polls += 1;
+            assert!(
+                polls < 10,
+                "iteration {iter}: the follower never finished a closed capture"
+            );
+        }
+        check(&followed, iter, "the follower");
     }
     eprintln!("fuzz: {iters} mutated captures, {recovered_total} records recovered in all");
 }
