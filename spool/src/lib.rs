@@ -19,7 +19,7 @@
 //! in memory, where [`recover`] finds them.
 //!
 //! The on-disk format is specified in `FORMAT.md` and implemented by
-//! [`format`]; [`reader`] reads it back, damaged or not, and [`follow`]
+//! [`mod@format`]; [`reader`] reads it back, damaged or not, and [`follow`]
 //! reads a capture while it is being written. [`limit`] bounds a long
 //! session's disk use (a ring buffer, or stop at the limit), and
 //! [`recover`] moves a crashed writer's staged segments into place.
