@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{JoinHandle, Thread};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -316,7 +316,6 @@ impl Shared {
 /// `Spool` is `Send + Sync`; share it behind an `Arc` or a reference.
 pub struct Spool {
     shared: Arc<Shared>,
-    start: Instant,
     preparer: Thread,
     retirer: Thread,
     threads: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
@@ -367,7 +366,6 @@ impl Spool {
             session_start_unix_ns: config.session_start_unix_ns.unwrap_or_else(unix_now_ns),
             monotonic_base_ns: monotonic_now_ns(),
         };
-        let start = Instant::now();
 
         let root = match &config.staging {
             StagingChoice::Auto => staging::default_root(),
@@ -427,7 +425,6 @@ impl Spool {
             retirer: retirer.thread().clone(),
             threads: Mutex::new(Some((preparer, retirer))),
             shared,
-            start,
             staging: Mutex::new(staging),
             closed: Mutex::new(None),
             keep: AtomicBool::new(false),
@@ -529,7 +526,9 @@ impl Spool {
     /// Nanoseconds since the session started (a monotonic clock).
     #[inline]
     pub fn now_ns(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+        // The same clock and origin as the segment headers' monotonic base,
+        // so a record's time plus that base is its CLOCK_MONOTONIC reading.
+        monotonic_now_ns().saturating_sub(self.shared.session.monotonic_base_ns)
     }
 
     /// Counters of one channel, or `None` if it has not appeared yet.
@@ -787,6 +786,7 @@ fn unix_now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+#[inline]
 fn monotonic_now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
