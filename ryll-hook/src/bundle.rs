@@ -250,26 +250,7 @@ pub fn write_bug_report_with(
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|&i| entries[i].ts_ns);
 
-    // Newest first, while the budget lasts.
-    let mut used = PCAP_FILE_HEADER_BYTES;
-    let mut start = order.len();
-    while start > 0 {
-        let cost = entries[order[start - 1]].cost;
-        if used + cost > budget_bytes {
-            break;
-        }
-        used += cost;
-        start -= 1;
-    }
-    // Each stream begins at its first kept record that starts a message.
-    let mut keep = vec![false; entries.len()];
-    let mut started: BTreeMap<(usize, u8), bool> = BTreeMap::new();
-    for &i in &order[start..] {
-        let e = &entries[i];
-        let s = started.entry((e.channel, e.dir.to_byte())).or_insert(false);
-        *s |= e.boundary;
-        keep[i] = *s;
-    }
+    let keep = select_newest(&entries, &order, budget_bytes);
 
     // Pass 2: the kept records, merged across channels in time order and
     // written straight into the zip: memory stays one record per channel,
@@ -396,6 +377,50 @@ pub fn write_bug_report_with(
     zip.finish()
         .map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(summary)
+}
+
+/// Chooses the records to keep: from the newest back, each stream (channel
+/// and direction) keeps going back while the budget lasts, and a stream's
+/// kept records always begin at a SPICE message. A record is only committed
+/// once its stream reaches a record that starts a message; when a stream's
+/// next older record does not fit, the stream stops there and gives back
+/// what it had not committed, so the budget goes to the other streams
+/// instead of to a message that cannot be shown whole.
+fn select_newest(entries: &[Entry], order: &[usize], budget: u64) -> Vec<bool> {
+    #[derive(Default)]
+    struct Stream {
+        pending: Vec<usize>,
+        pending_cost: u64,
+        closed: bool,
+    }
+    let mut keep = vec![false; entries.len()];
+    let mut used = PCAP_FILE_HEADER_BYTES;
+    let mut streams: BTreeMap<(usize, u8), Stream> = BTreeMap::new();
+    for &i in order.iter().rev() {
+        let e = &entries[i];
+        let s = streams.entry((e.channel, e.dir.to_byte())).or_default();
+        if s.closed {
+            continue;
+        }
+        if used + e.cost > budget {
+            s.closed = true;
+            used -= s.pending_cost;
+            s.pending.clear();
+            s.pending_cost = 0;
+            continue;
+        }
+        used += e.cost;
+        s.pending.push(i);
+        s.pending_cost += e.cost;
+        if e.boundary {
+            for &p in &s.pending {
+                keep[p] = true;
+            }
+            s.pending.clear();
+            s.pending_cost = 0;
+        }
+    }
+    keep
 }
 
 /// One channel's kept records during the merge of pass 2.

