@@ -14,6 +14,28 @@ use crate::recorded::Session;
 /// Name of the real capture inside `fixtures/`.
 pub const CAPTURE: &str = "qemu-seabios-4ch";
 
+/// The shipped capture of the real session, `fixtures/qemu-seabios-4ch`.
+pub fn shipped_capture() -> PathBuf {
+    fixtures_dir().join(CAPTURE)
+}
+
+/// A damaged variant of it, `fixtures/damaged/<name>` (see [`VARIANTS`]).
+pub fn damaged_capture(name: &str) -> PathBuf {
+    fixtures_dir().join("damaged").join(name)
+}
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+/// The real session of `../shared/`, loaded; panics naming the file if it
+/// cannot be, since every test that asks for it needs it.
+pub fn shared_session() -> Session {
+    let path = crate::recorded::shared_session_path();
+    crate::recorded::load(&path, crate::recorded::SHARED_SESSION_PORT)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+}
+
 /// Segment size of the fixture capture: small, so channels span several
 /// segments and rotations are exercised, yet larger than the biggest TCP
 /// segment on loopback (64 KiB).

@@ -1,18 +1,12 @@
 //! The damaged fixtures: every variant gives a clear report and recovers
 //! what is undamaged; nothing panics, nothing escapes the capture directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use e2e::fixtures::VARIANTS;
 use spool::reader::{Capture, DamageKind, Event};
 use spool2pcap::{convert, ConvertOptions, Destination};
-
-fn damaged(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/damaged")
-        .join(name)
-}
 
 struct Read {
     records: u64,
@@ -40,7 +34,7 @@ const DISPLAY_RECORDS: u64 = 195;
 #[test]
 fn each_variant_reports_its_damage_and_keeps_the_rest() {
     for v in VARIANTS {
-        let dir = damaged(v.name);
+        let dir = e2e::fixtures::damaged_capture(v.name);
         let r = read(&dir, "display");
         match v.name {
             "truncated" => {
@@ -94,7 +88,7 @@ fn converting_a_damaged_capture_writes_only_inside_the_output() {
         let out = tempfile::tempdir().unwrap();
         let dest = out.path().join("pcaps");
         let report = convert(
-            &damaged(v.name),
+            &e2e::fixtures::damaged_capture(v.name),
             &ConvertOptions::new(Destination::Dir(dest.clone())),
         );
         let report = report.unwrap_or_else(|e| panic!("{}: {e}", v.name));
@@ -121,7 +115,7 @@ fn cli_verify_fails_and_convert_exits_1_on_damage() {
     for v in VARIANTS {
         let out = Command::new(&spool2pcap)
             .arg("verify")
-            .arg(damaged(v.name))
+            .arg(e2e::fixtures::damaged_capture(v.name))
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{}", v.name);
@@ -129,7 +123,7 @@ fn cli_verify_fails_and_convert_exits_1_on_damage() {
         assert!(stdout.contains("offset"), "{}: {stdout}", v.name);
         assert!(!stdout.contains("panicked"), "{}", v.name);
     }
-    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch");
+    let good = e2e::fixtures::shipped_capture();
     let out = Command::new(&spool2pcap)
         .arg("verify")
         .arg(&good)

@@ -11,18 +11,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use e2e::recorded;
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 
 const CHILD_ENV: &str = "ISSUE6_RECOVERY_CHILD";
 
 /// The child: the whole shared session into a spool, then wait to be killed.
 fn child(capture: PathBuf, staging: PathBuf) -> ! {
-    let session = recorded::load(
-        &recorded::shared_session_path(),
-        recorded::SHARED_SESSION_PORT,
-    )
-    .unwrap();
+    let session = e2e::fixtures::shared_session();
     let names: Vec<&str> = session
         .connections
         .iter()
@@ -100,11 +95,7 @@ fn killed_session_is_converted_and_recovered_with_every_acknowledged_record() {
     ) {
         child(c.into(), s.into());
     }
-    let session = recorded::load(
-        &recorded::shared_session_path(),
-        recorded::SHARED_SESSION_PORT,
-    )
-    .unwrap();
+    let session = e2e::fixtures::shared_session();
     let dir = tempfile::tempdir().unwrap();
     let staging_root = tempfile::tempdir_in("/dev/shm").unwrap();
     let capture = dir.path().join("capture");

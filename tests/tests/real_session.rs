@@ -3,7 +3,6 @@
 //! back by etherparse and by tshark.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use e2e::recorded::{self, Session};
 use e2e::{fixtures, tools};
@@ -11,21 +10,9 @@ use spool::reader::{Capture, Event};
 use spool::Direction;
 use spool2pcap::{convert, ConvertOptions, Destination, Format, TimeMode};
 
-fn session() -> Session {
-    let path = recorded::shared_session_path();
-    recorded::load(&path, recorded::SHARED_SESSION_PORT)
-        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
-}
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(fixtures::CAPTURE)
-}
-
 #[test]
 fn recorded_session_splits_into_framed_spice_streams() {
-    let s = session();
+    let s = fixtures::shared_session();
     let names: Vec<&str> = s.connections.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["main", "display", "inputs", "cursor"]);
     for c in &s.connections {
@@ -46,8 +33,8 @@ fn recorded_session_splits_into_framed_spice_streams() {
 /// chunks arrived, with their timestamps: nothing lost, nothing added.
 #[test]
 fn shipped_fixture_is_the_whole_session() {
-    let s = session();
-    let cap = Capture::open(&fixture()).unwrap();
+    let s = fixtures::shared_session();
+    let cap = Capture::open(&fixtures::shipped_capture()).unwrap();
     assert!(cap.problems().is_empty(), "{:?}", cap.problems());
     assert!(cap.manifest().unwrap().clean_shutdown);
     assert_eq!(
@@ -82,13 +69,13 @@ fn shipped_fixture_is_the_whole_session() {
 /// ports, sequence numbers, checksums, and the timestamp of every chunk.
 #[test]
 fn converted_frames_carry_every_byte_in_order_with_its_time() {
-    let s = session();
+    let s = fixtures::shared_session();
     let out = tempfile::tempdir().unwrap();
     // Recorded bytes only: the synthetic handshake, link phase and close
     // are checked in wireshark_spice.rs.
     let mut opts = ConvertOptions::new(Destination::Dir(out.path().into()));
     opts.synth = spool2pcap::Synthesis::NONE;
-    let report = convert(&fixture(), &opts).unwrap();
+    let report = convert(&fixtures::shipped_capture(), &opts).unwrap();
     assert!(!report.has_damage());
     for conn in &s.connections {
         let path = out.path().join(format!("{}.pcap", conn.name));
@@ -162,7 +149,7 @@ fn tshark_reassembles_exactly_the_spooled_bytes() {
     if !tools::require("tshark") {
         return;
     }
-    let s = session();
+    let s = fixtures::shared_session();
     // By default every connection starts with the synthetic SPICE link
     // phase, then carries exactly the spooled bytes.
     let mut want = expected_streams(&s);
@@ -175,7 +162,7 @@ fn tshark_reassembles_exactly_the_spooled_bytes() {
     }
     let out = tempfile::tempdir().unwrap();
     convert(
-        &fixture(),
+        &fixtures::shipped_capture(),
         &ConvertOptions::new(Destination::Dir(out.path().join("per-channel"))),
     )
     .unwrap();
@@ -197,7 +184,7 @@ fn tshark_reassembles_exactly_the_spooled_bytes() {
         let mut opts = ConvertOptions::new(Destination::File(out.path().join(name)));
         opts.format = format;
         opts.time = TimeMode::Relative;
-        convert(&fixture(), &opts).unwrap();
+        convert(&fixtures::shipped_capture(), &opts).unwrap();
         let got = tools::follow_all(&out.path().join(name), 5900).unwrap();
         assert_eq!(got.len(), want.len(), "{name}");
         for (port, w) in &want {

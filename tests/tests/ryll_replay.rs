@@ -7,7 +7,6 @@ mod support;
 
 use std::sync::Arc;
 
-use e2e::recorded;
 use e2e::tools;
 use ryll_hook::replay::{replay, ReplayOptions};
 use ryll_hook::{CaptureSink, SpoolSink, RYLL_CHANNELS};
@@ -17,11 +16,7 @@ fn replayed_session_through_the_spool_sink_is_the_recording_byte_for_byte() {
     if !tools::require("tshark") {
         return;
     }
-    let session = recorded::load(
-        &recorded::shared_session_path(),
-        recorded::SHARED_SESSION_PORT,
-    )
-    .unwrap();
+    let session = e2e::fixtures::shared_session();
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("capture");
     let sink = Arc::new(SpoolSink::create(&capture, "127.0.0.1", 5931, None).unwrap());

@@ -9,7 +9,7 @@
 //! SKIPPED.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use e2e::recorded::{self, Session};
 use e2e::{fixtures, tools};
@@ -19,18 +19,6 @@ use spool2pcap::{convert, ConvertOptions, Destination, Format, Synthesis, TimeMo
 /// The SPICE messages of one TCP connection as tshark decodes them: per
 /// direction, message types in order.
 type Decoded = BTreeMap<u16, Vec<(Direction, u16)>>;
-
-fn session() -> Session {
-    let path = recorded::shared_session_path();
-    recorded::load(&path, recorded::SHARED_SESSION_PORT)
-        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
-}
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(fixtures::CAPTURE)
-}
 
 /// Every SPICE message tshark decodes in `file` with SPICE on
 /// `server_port`, keyed by the client's port. A frame can complete several
@@ -125,7 +113,7 @@ fn convert_with(dest: Destination, format: Format, synth: Synthesis) -> spool2pc
     let mut opts = ConvertOptions::new(dest);
     opts.format = format;
     opts.synth = synth;
-    convert(&fixture(), &opts).unwrap_or_else(|e| panic!("{e}"))
+    convert(&fixtures::shipped_capture(), &opts).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// tshark lines of packets that have any TCP analysis flag (lost segment,
@@ -140,7 +128,7 @@ fn every_channel_decodes_like_the_original_recording() {
     if !tools::require("tshark") {
         return;
     }
-    let s = session();
+    let s = fixtures::shared_session();
     let want = original(&s);
     // The reference itself: the display channel of the recording decodes
     // fully (829 messages, per ../shared/README.md), every channel some.
@@ -169,7 +157,7 @@ fn merged_pcapng_and_pcap_decode_like_the_per_channel_files() {
     if !tools::require("tshark") {
         return;
     }
-    let s = session();
+    let s = fixtures::shared_session();
     let want = original(&s);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("per-channel");
@@ -239,7 +227,7 @@ fn merged_pcapng_carries_interfaces_directions_comments_and_session() {
     }
     // The fixture plus ryll's metadata.json, in a copy.
     let cap = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(), cap.path());
+    copy_dir(&fixtures::shipped_capture(), cap.path());
     std::fs::write(
         cap.path().join("metadata.json"),
         r#"{"ryll_version": "0.3.1", "platform_os": "linux", "platform_arch": "x86_64",
@@ -327,7 +315,7 @@ fn drops_are_a_sequence_gap_a_packet_comment_and_isb_ifdrop() {
             .channels(&["display"]),
     )
     .unwrap();
-    let s = session();
+    let s = fixtures::shared_session();
     let display = s.channel("display").unwrap();
     let mut dropped_at = None;
     for (i, c) in display.chunks.iter().take(40).enumerate() {
