@@ -394,7 +394,9 @@ pub fn convert_with_progress(
 
     let mut frame = Vec::with_capacity(MAX_FRAME_LEN);
     let ext = opts.format.extension();
-    match &opts.destination {
+    // Per-channel files are written in the first arm; one merged output is
+    // opened in the others and written below.
+    let merged = match &opts.destination {
         Destination::Dir(dir) => {
             let mut targets = Vec::with_capacity(selected.len());
             for name in &selected {
@@ -447,56 +449,42 @@ pub fn convert_with_progress(
                     .channels
                     .push(channel_report(reader, &framer, &ports, Some(path)));
             }
+            None
         }
         Destination::File(path) => {
             if !opts.force && std::fs::symlink_metadata(path).is_ok() {
                 return Err(ConvertError::Exists(path.clone()));
             }
-            let file = open_output(path, opts.force)?;
-            let target = MergeTarget {
-                path: path.clone(),
-                format: opts.format,
-                opts,
-                section: &section,
-                descriptions: &descriptions,
-            };
-            merge_to(
-                file,
-                &target,
-                readers,
-                &ports,
-                clock,
-                &mut frame,
-                total,
-                progress,
-                &mut report,
-            )?;
+            Some((open_output(path, opts.force)?, path.clone()))
         }
         Destination::Stdout => {
-            let out = stdout_file().map_err(|source| ConvertError::Create {
-                path: PathBuf::from("<stdout>"),
+            let path = PathBuf::from("<stdout>");
+            let file = stdout_file().map_err(|source| ConvertError::Create {
+                path: path.clone(),
                 source,
             })?;
-            let out = BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, out);
-            let target = MergeTarget {
-                path: PathBuf::from("<stdout>"),
-                format: opts.format,
-                opts,
-                section: &section,
-                descriptions: &descriptions,
-            };
-            merge_to(
-                out,
-                &target,
-                readers,
-                &ports,
-                clock,
-                &mut frame,
-                total,
-                progress,
-                &mut report,
-            )?;
+            Some((BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file), path))
         }
+    };
+    if let Some((out, path)) = merged {
+        let target = MergeTarget {
+            path,
+            format: opts.format,
+            opts,
+            section: &section,
+            descriptions: &descriptions,
+        };
+        merge_to(
+            out,
+            &target,
+            readers,
+            &ports,
+            clock,
+            &mut frame,
+            total,
+            progress,
+            &mut report,
+        )?;
     }
     Ok(report)
 }
