@@ -71,14 +71,8 @@ fn main() {
         smoke();
         return;
     }
-    let mib: u64 = args
-        .value("mib")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if args.quick { 128 } else { 1024 });
-    let rounds: usize = args
-        .value("rounds")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if args.quick { 1 } else { 3 });
+    let mib: u64 = args.number("mib", 1024, 128);
+    let rounds: usize = args.number("rounds", 3, 1);
     let (capture, stats, cached) = cached_capture(mib);
     let out_dir = bench_dir("bundle-bench");
     let spool_bytes = spool_bytes(&capture);

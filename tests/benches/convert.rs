@@ -293,14 +293,8 @@ fn main() {
         smoke();
         return;
     }
-    let mib: u64 = args
-        .value("mib")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if args.quick { 128 } else { 1024 });
-    let rounds: usize = args
-        .value("rounds")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if args.quick { 1 } else { 3 });
+    let mib: u64 = args.number("mib", 1024, 128);
+    let rounds: usize = args.number("rounds", 3, 1);
     let cold = args.has("cold");
 
     // `mix=small`: only small records, where per-packet costs dominate.

@@ -247,14 +247,8 @@ fn main() {
         smoke(&session);
         return;
     }
-    let mb: f64 = args
-        .value("mb")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if args.quick { 50.0 } else { 500.0 });
-    let rounds: usize = args
-        .value("rounds")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if args.quick { 1 } else { 3 });
+    let mb: f64 = args.number("mb", 500.0, 50.0);
+    let rounds: usize = args.number("rounds", 3, 1);
     let per_repeat: u64 = session
         .connections
         .iter()

@@ -50,6 +50,13 @@ impl Args {
             .iter()
             .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
     }
+
+    /// A numeric `name=N` word, else `full`, or `quick` in quick mode.
+    pub fn number<T: std::str::FromStr>(&self, name: &str, full: T, quick: T) -> T {
+        self.value(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if self.quick { quick } else { full })
+    }
 }
 
 /// Where the benches keep their data: `target/tmp/<name>`.
