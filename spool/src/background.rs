@@ -172,7 +172,9 @@ pub(crate) fn retire_loop(shared: &Shared) {
         }
         let mut moved = false;
         let mut trimmed = false;
-        for ch in shared.channels() {
+        // The ledger names channels by their slot in this table.
+        let channels: Vec<&Channel> = shared.channels().collect();
+        for &ch in &channels {
             while let Some(r) = ch.retired.pop() {
                 moved = true;
                 let Some(entry) = retire_one(shared, ch, r) else {
@@ -182,7 +184,6 @@ pub(crate) fn retire_loop(shared: &Shared) {
                 if shared.config.limit.is_set() {
                     // After every segment, so the directory never holds
                     // more than the bound plus the segment just moved in.
-                    let channels: Vec<&Channel> = shared.channels().collect();
                     let (errors, any) = ledger.enforce(&shared.config.limit, &channels);
                     for e in errors {
                         shared.record_error(e);
