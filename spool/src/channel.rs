@@ -206,21 +206,15 @@ impl Channel {
         st.seg_records += 1;
         st.seg_data_bytes += data.len() as u64;
         st.last_ts = ts_ns;
-        self.counters.records.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.counters.bump(&self.counters.records, 1);
+        self.counters.bump(&self.counters.bytes, data.len() as u64);
         true
     }
 
     fn drop_record(&self, st: &mut State, dir: Direction, len: usize, ts_ns: u64) {
         st.gap.add(dir, len, ts_ns);
-        self.counters
-            .dropped_records
-            .fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .dropped_bytes
-            .fetch_add(len as u64, Ordering::Relaxed);
+        self.counters.bump(&self.counters.dropped_records, 1);
+        self.counters.bump(&self.counters.dropped_bytes, len as u64);
     }
 
     /// Writes the pending gap record, if any. The caller made room for it.
