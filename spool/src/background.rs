@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::channel::{Channel, Retired};
+use crate::clock::RECALIBRATE_EVERY;
 use crate::format::segment_file_name;
 use crate::fsutil;
 use crate::limit::{Entry, Ledger, LimitPolicy};
@@ -60,7 +61,14 @@ pub(crate) fn prepare_loop(shared: &Shared) {
     lower_priority(PREPARER_NICE);
     // Per channel slot: (rotations seen, when a rotation was last seen).
     let mut activity: Vec<(u64, Option<Instant>)> = Vec::new();
+    let mut fitted = Instant::now();
     while !shared.stopping.load(Ordering::Acquire) {
+        // The hot path's clock drifts from CLOCK_MONOTONIC unless refitted
+        // now and then (see `clock`); this thread wakes often enough.
+        if fitted.elapsed() >= RECALIBRATE_EVERY {
+            shared.clock.recalibrate();
+            fitted = Instant::now();
+        }
         if shared.held.load(Ordering::Acquire) {
             std::thread::park_timeout(IDLE_WAIT);
             continue;

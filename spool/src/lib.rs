@@ -35,6 +35,7 @@
 
 mod background;
 mod channel;
+pub mod clock;
 pub mod follow;
 pub mod format;
 pub mod fsutil;

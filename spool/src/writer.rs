@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::background;
 use crate::channel::Channel;
+use crate::clock::Clock;
 use crate::format::{self, Direction, FORMAT_VERSION, SEGMENT_HEADER_LEN};
 use crate::fsutil;
 use crate::limit::{DiskLimit, Trimmed};
@@ -210,6 +211,8 @@ pub(crate) struct Shared {
     slots: Box<[OnceLock<Arc<Channel>>]>,
     register: Mutex<()>,
     pub staged_bytes: AtomicU64,
+    /// The hot path's clock, refitted by the preparer thread.
+    pub clock: Clock,
     pub stopping: AtomicBool,
     pub retirer_stopping: AtomicBool,
     /// Test hook: background threads do no work while set.
@@ -359,12 +362,13 @@ impl Spool {
         fsutil::create_private_dir(&capture_spool, true)
             .map_err(|e| setup("creating", &capture_spool, e))?;
 
+        let clock = Clock::new();
         let session_id = random_session_id();
         let session_hex = manifest::session_id_hex(&session_id);
         let session = SessionFacts {
             session_id,
             session_start_unix_ns: config.session_start_unix_ns.unwrap_or_else(unix_now_ns),
-            monotonic_base_ns: monotonic_now_ns(),
+            monotonic_base_ns: clock.now_ns(),
         };
 
         let root = match &config.staging {
@@ -390,6 +394,7 @@ impl Spool {
             slots: (0..MAX_CHANNELS).map(|_| OnceLock::new()).collect(),
             register: Mutex::new(()),
             staged_bytes: AtomicU64::new(0),
+            clock,
             stopping: AtomicBool::new(false),
             retirer_stopping: AtomicBool::new(false),
             held: AtomicBool::new(false),
@@ -527,8 +532,12 @@ impl Spool {
     #[inline]
     pub fn now_ns(&self) -> u64 {
         // The same clock and origin as the segment headers' monotonic base,
-        // so a record's time plus that base is its CLOCK_MONOTONIC reading.
-        monotonic_now_ns().saturating_sub(self.shared.session.monotonic_base_ns)
+        // so a record's time plus that base is its CLOCK_MONOTONIC reading
+        // (within the few microseconds the `clock` module keeps to).
+        self.shared
+            .clock
+            .now_ns()
+            .saturating_sub(self.shared.session.monotonic_base_ns)
     }
 
     /// Counters of one channel, or `None` if it has not appeared yet.
@@ -784,19 +793,6 @@ fn unix_now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-#[inline]
-fn monotonic_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
 }
 
 const _: () = assert!(SEGMENT_HEADER_LEN < MIN_SEGMENT_BYTES);
