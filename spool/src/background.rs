@@ -4,8 +4,9 @@
 //!   memory-backed staging filesystem ahead of need, within the staging
 //!   budget. It never touches the capture disk, so a slow disk cannot starve
 //!   the channels of fresh segments while there is budget left.
-//! * The **retirer** moves sealed segments into the capture directory with
-//!   ordinary writes, `fsync`s them and their directory, and only then
+//! * The **retirer** fills in the record CRCs of sealed segments (the hot
+//!   path leaves them zero), moves the segments into the capture directory
+//!   with ordinary writes, `fsync`s them and their directory, and only then
 //!   removes the staged copy and gives the budget back. A slow disk slows
 //!   only this thread; the budget bounds how much memory waits for it.
 //!
@@ -221,8 +222,18 @@ pub(crate) fn retire_loop(shared: &Shared) {
 /// Moves one sealed segment into the capture directory durably, then frees
 /// its staged copy. On failure the staged file stays where recovery will
 /// find it, and the error is recorded.
-fn retire_one(shared: &Shared, ch: &Channel, r: Retired) -> Option<Entry> {
+fn retire_one(shared: &Shared, ch: &Channel, mut r: Retired) -> Option<Entry> {
     let size = r.segment.capacity() as u64;
+    // The hot path leaves record CRCs at zero; every segment in the capture
+    // directory carries them, so fill them in before it goes there.
+    let walked = r.segment.fill_checksums(r.used);
+    if walked != r.used {
+        shared.record_error(format!(
+            "{}: records end at {walked}, not at {} as sealed; checksums filled that far",
+            r.segment.path().display(),
+            r.used
+        ));
+    }
     let dest_dir = shared.capture_channel_dir(&ch.name);
     let dest = if shared.direct {
         r.segment.path().to_path_buf()

@@ -9,7 +9,9 @@
 //! milliseconds; a record appended is seen by the next poll.
 //!
 //! Only committed records are returned: a record whose tag is still zero is
-//! being written, and is waited for rather than reported.
+//! being written, and is waited for rather than reported. A staged segment's
+//! records may not carry their CRC yet; they are checked as the segment
+//! header says ([`CrcRule`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -18,8 +20,8 @@ use std::path::{Path, PathBuf};
 use zerocopy::FromBytes;
 
 use crate::format::{
-    self, Direction, GapPayload, RecordKind, SegmentHeader, FORMAT_VERSION, RECORD_HEADER_LEN,
-    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    self, CrcRule, Direction, GapPayload, RecordKind, SegmentHeader, FORMAT_VERSION,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::reader::{
@@ -267,14 +269,22 @@ impl Follower {
             .map_or(0, |m| m.len())
             .min(MAX_SEGMENT_BYTES);
         let mut pos = offset;
+        // The header on every look, not only the first: it says whether the
+        // records carry their CRCs yet, which changes when the retirer fills
+        // them in.
+        let mut h = [0u8; SEGMENT_HEADER_LEN];
+        let header_read = file.read_exact(&mut h).is_ok();
+        let header = SegmentHeader::read_from_bytes(&h[..]).ok().filter(|h| {
+            header_read && h.magic == SEGMENT_MAGIC && h.version.get() == FORMAT_VERSION
+        });
+        let rule = header.as_ref().map_or(CrcRule::Every, CrcRule::of_header);
         if pos == 0 {
-            let mut h = [0u8; SEGMENT_HEADER_LEN];
-            if file.read_exact(&mut h).is_err() || h.iter().all(|&b| b == 0) {
+            if !header_read || h.iter().all(|&b| b == 0) {
                 // Still being set up by the preparer.
                 return SegmentEnd::UpTo(0);
             }
             match SegmentHeader::read_from_bytes(&h[..]) {
-                Ok(h) if h.magic == SEGMENT_MAGIC && h.version.get() == FORMAT_VERSION => {}
+                Ok(_) if header.is_some() => {}
                 Ok(h) if h.magic == SEGMENT_MAGIC => {
                     let kind = DamageKind::UnsupportedVersion(h.version.get());
                     f(channel, Event::Damage(damage(8, 2, kind)));
@@ -310,7 +320,7 @@ impl Follower {
             }
             let mut at = 0;
             let mut progressed = false;
-            while let Some(r) = format::parse_record(&self.buf, at) {
+            while let Some(r) = format::parse_record(&self.buf, at, rule) {
                 progressed = true;
                 let next = r.next(self.buf.len());
                 match r.kind {

@@ -5,6 +5,8 @@
 //! and every struct is a `zerocopy` type, so a header is read by checking its
 //! size and alignment-free layout, never by transmuting.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -15,7 +17,13 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"RYLLSPOL";
 ///
 /// A reader meeting any other version stops with
 /// [`crate::reader::DamageKind::UnsupportedVersion`] rather than guessing.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+
+/// Segment header flag: every committed record of the segment carries its
+/// CRC. The hot path writes records with `crc = 0`; [`fill_checksums`] sets
+/// this flag once it has filled them in (before the segment leaves staging,
+/// or in recovery). Other flag bits are reserved, zero.
+pub const SEGMENT_FLAG_CRC_COMPLETE: u32 = 1;
 
 /// Size of [`SegmentHeader`]; records start at this offset.
 pub const SEGMENT_HEADER_LEN: usize = 128;
@@ -153,7 +161,7 @@ pub struct SegmentHeader {
     pub version: U16,
     /// [`SEGMENT_HEADER_LEN`]; records start here.
     pub header_len: U16,
-    /// Reserved, zero.
+    /// [`SEGMENT_FLAG_CRC_COMPLETE`] or zero; other bits reserved, zero.
     pub flags: U32,
     /// Random identifier shared by every segment of one capture session.
     pub session_id: [u8; 16],
@@ -212,7 +220,8 @@ pub struct RecordHeader {
     pub ts_ns: U64,
     /// Channel-wide record sequence number (low 32 bits).
     pub seq: U32,
-    /// CRC-32 (IEEE) of header bytes 0..20 followed by the payload.
+    /// CRC-32 (IEEE) of header bytes 0..20 followed by the payload; zero
+    /// until [`fill_checksums`] has run on the segment.
     pub crc: U32,
 }
 
@@ -250,10 +259,37 @@ impl ParsedRecord {
     }
 }
 
+/// How the records of one segment are checked, from its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrcRule {
+    /// Every record's CRC must match: the header has
+    /// [`SEGMENT_FLAG_CRC_COMPLETE`] (or its own checksum fails, so its flags
+    /// cannot be trusted). Also the rule for resynchronising after damage.
+    Every,
+    /// A staged segment, or one a crashed writer left in place, whose CRCs
+    /// may not be filled in yet: a record whose `crc` is zero passes on its
+    /// tag and length alone; a nonzero `crc` must still match.
+    ZeroIsUnfilled,
+}
+
+impl CrcRule {
+    /// The rule for a segment with this header. A header whose checksum
+    /// fails gets the strict rule: a damaged flag must not switch the CRC
+    /// check off.
+    pub fn of_header(h: &SegmentHeader) -> CrcRule {
+        if h.flags.get() & SEGMENT_FLAG_CRC_COMPLETE != 0 || h.header_crc.get() != h.compute_crc() {
+            CrcRule::Every
+        } else {
+            CrcRule::ZeroIsUnfilled
+        }
+    }
+}
+
 /// Checks the record at `buf[at..]`: a valid tag, a length that fits in
-/// `buf`, and a matching CRC. `None` if any of that fails — whatever the
-/// bytes, this never reads outside `buf` and never panics.
-pub fn parse_record(buf: &[u8], at: usize) -> Option<ParsedRecord> {
+/// `buf`, and a matching CRC (or, under [`CrcRule::ZeroIsUnfilled`], a CRC
+/// of zero). `None` if any of that fails — whatever the bytes, this never
+/// reads outside `buf` and never panics.
+pub fn parse_record(buf: &[u8], at: usize, rule: CrcRule) -> Option<ParsedRecord> {
     let end = buf.len();
     let header_end = at.checked_add(RECORD_HEADER_LEN)?;
     if header_end > end {
@@ -265,7 +301,8 @@ pub fn parse_record(buf: &[u8], at: usize) -> Option<ParsedRecord> {
     if len > end - header_end {
         return None;
     }
-    if record_crc(&h, &buf[header_end..header_end + len]) != h.crc.get() {
+    let unfilled = rule == CrcRule::ZeroIsUnfilled && h.crc.get() == 0;
+    if !unfilled && record_crc(&h, &buf[header_end..header_end + len]) != h.crc.get() {
         return None;
     }
     Some(ParsedRecord {
@@ -276,6 +313,98 @@ pub fn parse_record(buf: &[u8], at: usize) -> Option<ParsedRecord> {
         seq: h.seq.get(),
         payload_at: header_end,
     })
+}
+
+/// Fills in the CRC of every committed record of a segment whose writer is
+/// done with it (sealed and retired, or left by a crashed writer), then sets
+/// [`SEGMENT_FLAG_CRC_COMPLETE`] and re-seals the header checksum.
+///
+/// `seg` is the segment from its header on, cut to the bytes in use. The
+/// walk goes record by record from [`SEGMENT_HEADER_LEN`] and stops after a
+/// seal, at the first tag that is not a committed record (a torn tail, or
+/// the zeroes after the last record), or at a length that does not fit.
+/// Only `crc` fields that are zero are written: a nonzero one is either
+/// already right or damage, and damage must stay visible. Each CRC and then
+/// the header flag are stored as whole, release-ordered words, so a reader
+/// of the same bytes (a staged segment read in place) sees each record's CRC
+/// as zero or right, and the flag only after every CRC.
+///
+/// Does nothing to a segment that is already flagged, or whose header is not
+/// a segment header of this version. A header whose checksum fails gets its
+/// records' CRCs but keeps its flags and bad checksum: the damage stays
+/// reported, and readers then check every CRC anyway ([`CrcRule::of_header`]).
+///
+/// Returns the offset just past the last record walked (at least
+/// [`SEGMENT_HEADER_LEN`] when the header is usable). Never panics.
+pub fn fill_checksums(seg: &mut [u8]) -> usize {
+    let Some(header) = seg
+        .get(..SEGMENT_HEADER_LEN)
+        .and_then(|b| SegmentHeader::read_from_bytes(b).ok())
+    else {
+        return 0;
+    };
+    if header.magic != SEGMENT_MAGIC || header.version.get() != FORMAT_VERSION {
+        return 0;
+    }
+    let flagged = header.flags.get() & SEGMENT_FLAG_CRC_COMPLETE != 0;
+    let mut at = SEGMENT_HEADER_LEN;
+    while let Some(body) = at.checked_add(RECORD_HEADER_LEN) {
+        let Some(h) = seg
+            .get(at..body)
+            .and_then(|b| RecordHeader::read_from_bytes(b).ok())
+        else {
+            break;
+        };
+        let Some((kind, _)) = parse_tag(h.tag.get()) else {
+            break;
+        };
+        let len = h.len.get() as usize;
+        let Some(payload) = seg.get(body..).and_then(|rest| rest.get(..len)) else {
+            break;
+        };
+        if !flagged && h.crc.get() == 0 {
+            let crc = record_crc(&h, payload);
+            store_word(seg, body - 4, crc);
+        }
+        at = body.saturating_add(align_up(len));
+        if kind == RecordKind::Seal {
+            break;
+        }
+    }
+    if !flagged && header.header_crc.get() == header.compute_crc() {
+        let mut h = header;
+        h.flags = U32::new(h.flags.get() | SEGMENT_FLAG_CRC_COMPLETE);
+        let crc = h.compute_crc();
+        // The flag after every record CRC (release), then the checksum that
+        // covers it. A reader between the two sees a header checksum
+        // mismatch, and so checks every CRC: all are in place by then.
+        store_word(
+            seg,
+            core::mem::offset_of!(SegmentHeader, flags),
+            h.flags.get(),
+        );
+        store_word(seg, SEGMENT_HEADER_LEN - 4, crc);
+    }
+    at.min(seg.len())
+}
+
+/// Stores a little-endian `u32` at `seg[at..at + 4]` as one word with
+/// release ordering (when the address is 4-aligned, as in a mapping; a plain
+/// store otherwise).
+fn store_word(seg: &mut [u8], at: usize, value: u32) {
+    let Some(word) = seg.get_mut(at..at + 4) else {
+        return;
+    };
+    let ptr = word.as_mut_ptr();
+    if ptr.align_offset(core::mem::align_of::<AtomicU32>()) == 0 {
+        // SAFETY: `ptr` points at 4 bytes inside `seg`, exclusively borrowed
+        // for this call, and is aligned for an `AtomicU32` (checked above),
+        // which has the layout of a `u32`.
+        let atomic = unsafe { AtomicU32::from_ptr(ptr.cast::<u32>()) };
+        atomic.store(value.to_le(), Ordering::Release);
+    } else {
+        word.copy_from_slice(&value.to_le_bytes());
+    }
 }
 
 /// Whether `buf[at..]` starts with the sync bytes of a record tag: the
@@ -414,6 +543,161 @@ mod tests {
         assert_eq!(parse_segment_file_name("7.seg"), None);
         assert_eq!(parse_segment_file_name("0000000x.seg"), None);
         assert_eq!(parse_segment_file_name("00000007.seg.tmp"), None);
+    }
+
+    /// A segment as the hot path leaves it: header, records with `crc` 0
+    /// (data, gap, data, seal), then `slack` zeroes. Returns the bytes and
+    /// the record offsets.
+    fn staged_segment(slack: usize) -> (Vec<u8>, Vec<usize>) {
+        let mut header = SegmentHeader {
+            magic: SEGMENT_MAGIC,
+            version: U16::new(FORMAT_VERSION),
+            header_len: U16::new(SEGMENT_HEADER_LEN as u16),
+            flags: U32::new(0),
+            session_id: [7; 16],
+            channel: [0; MAX_CHANNEL_NAME],
+            segment_index: U64::new(0),
+            session_start_unix_ns: U64::new(1),
+            monotonic_base_ns: U64::new(2),
+            capacity: U64::new(0),
+            first_seq: U64::new(0),
+            reserved: [0; 20],
+            header_crc: U32::new(0),
+        };
+        header.channel[..4].copy_from_slice(b"main");
+        header.header_crc = U32::new(header.compute_crc());
+        let mut buf = header.as_bytes().to_vec();
+        let mut offsets = Vec::new();
+        let records: [(RecordKind, &[u8]); 4] = [
+            (RecordKind::Data, b"hello"),
+            (RecordKind::Gap, &[3; GAP_PAYLOAD_LEN]),
+            (RecordKind::Data, b""),
+            (RecordKind::Seal, &[0; SEAL_PAYLOAD_LEN]),
+        ];
+        for (seq, (kind, payload)) in records.into_iter().enumerate() {
+            offsets.push(buf.len());
+            let h = RecordHeader {
+                tag: U32::new(record_tag(kind, 1)),
+                len: U32::new(payload.len() as u32),
+                ts_ns: U64::new(seq as u64 * 10),
+                seq: U32::new(seq as u32),
+                crc: U32::new(0),
+            };
+            buf.extend_from_slice(h.as_bytes());
+            buf.extend_from_slice(payload);
+            buf.resize(buf.len().next_multiple_of(RECORD_ALIGN), 0);
+        }
+        buf.resize(buf.len() + slack, 0);
+        (buf, offsets)
+    }
+
+    fn header_of(buf: &[u8]) -> SegmentHeader {
+        SegmentHeader::read_from_bytes(&buf[..SEGMENT_HEADER_LEN]).unwrap()
+    }
+
+    fn crc_field(buf: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(buf[at + 20..at + 24].try_into().unwrap())
+    }
+
+    #[test]
+    fn unfilled_crcs_pass_only_where_the_header_allows() {
+        let (mut buf, offsets) = staged_segment(64);
+        assert_eq!(
+            CrcRule::of_header(&header_of(&buf)),
+            CrcRule::ZeroIsUnfilled
+        );
+        for &at in &offsets {
+            assert!(parse_record(&buf, at, CrcRule::ZeroIsUnfilled).is_some());
+            assert!(parse_record(&buf, at, CrcRule::Every).is_none());
+        }
+        // A nonzero CRC is checked even when zero would pass.
+        buf[offsets[0] + 20] = 1;
+        assert!(parse_record(&buf, offsets[0], CrcRule::ZeroIsUnfilled).is_none());
+        // A header whose checksum fails is strict, flag or no flag.
+        buf[40] ^= 1;
+        assert_eq!(CrcRule::of_header(&header_of(&buf)), CrcRule::Every);
+    }
+
+    #[test]
+    fn fill_checksums_fills_every_record_then_flags_the_header() {
+        let (mut buf, offsets) = staged_segment(64);
+        let end = buf.len() - 64;
+        assert_eq!(fill_checksums(&mut buf), end);
+        let h = header_of(&buf);
+        assert_eq!(h.flags.get(), SEGMENT_FLAG_CRC_COMPLETE);
+        assert_eq!(h.header_crc.get(), h.compute_crc());
+        assert_eq!(CrcRule::of_header(&h), CrcRule::Every);
+        for &at in &offsets {
+            let r = parse_record(&buf, at, CrcRule::Every).expect("record with its CRC");
+            assert_ne!(crc_field(&buf, at), 0);
+            assert_eq!(r.payload_at, at + RECORD_HEADER_LEN);
+        }
+        assert!(buf[end..].iter().all(|&b| b == 0), "wrote past the seal");
+        // Once flagged, a second pass changes nothing.
+        let before = buf.clone();
+        assert_eq!(fill_checksums(&mut buf), end);
+        assert_eq!(buf, before);
+    }
+
+    #[test]
+    fn fill_checksums_stops_at_a_torn_tail_and_keeps_damage_visible() {
+        let (mut buf, offsets) = staged_segment(0);
+        // The third record was being written: its tag is still zero, part of
+        // its header is in. The seal after it is gone.
+        let torn = offsets[2];
+        buf.truncate(offsets[3]);
+        buf[torn..torn + 4].fill(0);
+        // The gap record's CRC is nonzero and wrong: damage, left alone.
+        buf[offsets[1] + 20..offsets[1] + 24].copy_from_slice(&0xdead_beefu32.to_le_bytes());
+        assert_eq!(fill_checksums(&mut buf), torn);
+        assert!(parse_record(&buf, offsets[0], CrcRule::Every).is_some());
+        assert_eq!(crc_field(&buf, offsets[1]), 0xdead_beef);
+        assert!(parse_record(&buf, offsets[1], CrcRule::Every).is_none());
+        assert_eq!(crc_field(&buf, torn), 0);
+        assert_ne!(header_of(&buf).flags.get() & SEGMENT_FLAG_CRC_COMPLETE, 0);
+    }
+
+    #[test]
+    fn fill_checksums_does_not_bless_a_damaged_header() {
+        let (mut buf, offsets) = staged_segment(0);
+        buf[40] ^= 1;
+        let before = header_of(&buf);
+        fill_checksums(&mut buf);
+        let after = header_of(&buf);
+        assert_eq!(after.as_bytes(), before.as_bytes());
+        // Its records have their CRCs, which the strict rule it gets needs.
+        for &at in &offsets {
+            assert!(parse_record(&buf, at, CrcRule::Every).is_some());
+        }
+        // Not a segment of this version: nothing is written at all.
+        let (mut buf, _) = staged_segment(0);
+        buf[8] = 1;
+        let before = buf.clone();
+        assert_eq!(fill_checksums(&mut buf), 0);
+        assert_eq!(buf, before);
+    }
+
+    #[test]
+    fn fill_checksums_never_panics_nor_writes_past_its_walk() {
+        let (good, _) = staged_segment(40);
+        let check = |mut b: Vec<u8>| {
+            let before = b.clone();
+            let end = fill_checksums(&mut b);
+            assert!(end <= b.len());
+            assert_eq!(b[end..], before[end..]);
+        };
+        // Every prefix, and every byte set to a few values that matter
+        // (zero, all ones, tag sync bytes, a kind, a huge length byte).
+        for cut in 0..=good.len() {
+            check(good[..cut].to_vec());
+        }
+        for pos in 0..good.len() {
+            for v in [0u8, 0xff, 0x5a, 0xa5, 3] {
+                let mut b = good.clone();
+                b[pos] = v;
+                check(b);
+            }
+        }
     }
 
     #[test]

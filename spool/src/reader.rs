@@ -8,6 +8,12 @@
 //! actually there before it is used. Damage is reported as a [`Damage`] naming
 //! the file and offset; reading then resumes at the next record whose checksum
 //! is valid, so every undamaged record is recovered.
+//!
+//! Every segment that has left staging has all its record CRCs, and says so
+//! in its header ([`format::SEGMENT_FLAG_CRC_COMPLETE`]). A segment without
+//! the flag — staged and read in place, or left by a crashed writer — may
+//! hold records whose CRC is still zero: those pass on their tag and length
+//! alone ([`CrcRule`]).
 
 use std::fs::File;
 use std::io::Read;
@@ -16,7 +22,7 @@ use std::path::{Path, PathBuf};
 use zerocopy::FromBytes;
 
 use crate::format::{
-    self, Direction, GapPayload, RecordKind, SealPayload, SegmentHeader, FORMAT_VERSION,
+    self, CrcRule, Direction, GapPayload, RecordKind, SealPayload, SegmentHeader, FORMAT_VERSION,
     GAP_PAYLOAD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEAL_FLAG_FINAL, SEAL_PAYLOAD_LEN,
     SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
@@ -515,6 +521,8 @@ pub struct ChannelReader {
     expected_seq: Option<u32>,
     segment_sealed: bool,
     segment_staged: bool,
+    /// How the current segment's records are checked (from its header).
+    crc_rule: CrcRule,
     session: Option<SessionInfo>,
     damage: Vec<Damage>,
     stats: ReadStats,
@@ -535,6 +543,7 @@ impl ChannelReader {
             expected_seq: None,
             segment_sealed: false,
             segment_staged: false,
+            crc_rule: CrcRule::Every,
             session: None,
             damage: Vec::new(),
             stats: ReadStats::default(),
@@ -687,17 +696,15 @@ impl ChannelReader {
         }
         self.next_segment += 1;
         self.expected_index = Some(seg.index + 1);
-        self.path = seg.path.clone();
         self.stats.segments += 1;
         self.segment_sealed = false;
 
-        let mut loaded = self.load(&seg.path);
-        if let (Err(DamageKind::Unreadable(_)), Some(moved)) = (&loaded, &seg.moved_to) {
-            // Moved into the capture directory since it was listed.
-            loaded = self.load(moved);
-            if loaded.is_ok() {
-                self.path = moved.clone();
-            }
+        let mut loaded = self.load_segment(&seg);
+        if loaded.is_ok() && seg.staged && header_checksum_fails(&self.buf) {
+            // The retirer flags a staged segment's header once its CRCs are
+            // in, with two stores; a read between them sees a checksum
+            // mismatch. Look once more.
+            loaded = self.load_segment(&seg);
         }
         if let Err(kind) = loaded {
             return Some(Err(self.report(0, 0, kind)));
@@ -734,6 +741,7 @@ impl ChannelReader {
         }
         self.in_segment = true;
         self.pos = SEGMENT_HEADER_LEN;
+        self.crc_rule = CrcRule::of_header(&header);
         if header.header_crc.get() != header.compute_crc() {
             // The records carry their own checksums: keep reading them.
             return Some(Err(self.report(
@@ -774,6 +782,20 @@ impl ChannelReader {
         Some(Ok(()))
     }
 
+    /// Loads `seg`, or the capture directory's copy if a staged segment was
+    /// moved there since it was listed.
+    fn load_segment(&mut self, seg: &SegmentFile) -> Result<(), DamageKind> {
+        self.path = seg.path.clone();
+        let mut loaded = self.load(&seg.path);
+        if let (Err(DamageKind::Unreadable(_)), Some(moved)) = (&loaded, &seg.moved_to) {
+            loaded = self.load(moved);
+            if loaded.is_ok() {
+                self.path = moved.clone();
+            }
+        }
+        loaded
+    }
+
     fn load(&mut self, path: &Path) -> Result<(), DamageKind> {
         // Never follow a symlink planted where a segment should be.
         let md =
@@ -806,16 +828,28 @@ impl ChannelReader {
 
     /// Validates the record at `at`; returns its kind, direction byte, payload
     /// length, timestamp and sequence number.
-    fn valid_record_at(&self, at: usize) -> Option<(RecordKind, u8, usize, u64, u32)> {
-        format::parse_record(&self.buf, at).map(|r| (r.kind, r.dir, r.len, r.ts_ns, r.seq))
+    fn valid_record_at(
+        &self,
+        at: usize,
+        rule: CrcRule,
+    ) -> Option<(RecordKind, u8, usize, u64, u32)> {
+        format::parse_record(&self.buf, at, rule).map(|r| (r.kind, r.dir, r.len, r.ts_ns, r.seq))
     }
 
     /// Finds the next offset after `from` holding a valid record.
+    ///
+    /// Always with every CRC checked, whatever the segment's rule: scanning
+    /// lands on arbitrary bytes — the half-written payload of a torn record,
+    /// say — and only a matching CRC tells a record from payload that looks
+    /// like one. In a segment whose CRCs are not filled in yet, no record
+    /// after damage can be vouched for, and none is returned.
     fn resync(&self, from: usize) -> Option<usize> {
         let mut at = from;
         while at + RECORD_HEADER_LEN <= self.buf.len() {
             // Cheap filter first: the sync bytes of a tag.
-            if format::has_tag_sync(&self.buf, at) && self.valid_record_at(at).is_some() {
+            if format::has_tag_sync(&self.buf, at)
+                && self.valid_record_at(at, CrcRule::Every).is_some()
+            {
                 return Some(at);
             }
             at += RECORD_ALIGN;
@@ -829,7 +863,7 @@ impl ChannelReader {
         if self.segment_sealed || at >= end {
             return Step::EndOfSegment;
         }
-        match self.valid_record_at(at) {
+        match self.valid_record_at(at, self.crc_rule) {
             Some((kind, dir_byte, len, ts, seq)) => {
                 self.pos = at + format::record_len(len).min(end - at);
                 let lost = self.check_seq(seq);
@@ -884,7 +918,7 @@ impl ChannelReader {
                         // The next good record's sequence number tells how
                         // many records the damaged bytes held.
                         let lost = self
-                            .valid_record_at(next)
+                            .valid_record_at(next, CrcRule::Every)
                             .map_or(0, |(_, _, _, _, seq)| self.check_seq(seq));
                         if let Some(e) = self.expected_seq.as_mut() {
                             *e = e.wrapping_sub(1);
@@ -932,6 +966,13 @@ impl ChannelReader {
             lost
         }
     }
+}
+
+/// Whether `buf` starts with a segment header whose checksum does not match.
+fn header_checksum_fails(buf: &[u8]) -> bool {
+    buf.get(..SEGMENT_HEADER_LEN)
+        .and_then(|b| SegmentHeader::read_from_bytes(b).ok())
+        .is_some_and(|h| h.magic == SEGMENT_MAGIC && h.header_crc.get() != h.compute_crc())
 }
 
 fn trailing_nonzero_len(bytes: &[u8]) -> usize {

@@ -8,6 +8,13 @@
 //! the staging directory's `owner.json` names the capture directory back, and
 //! its `lock` tells whether the writer still lives. A reboot empties tmpfs
 //! and loses what was staged.
+//!
+//! The hot path writes records without their CRC; recovery fills the CRCs in
+//! (and flags the segment header) on the copy it writes to the capture
+//! directory, as the writer's retirer would have. In direct mode (segments
+//! mapped in the capture directory, no staging directory) there is nothing
+//! to move and recovery leaves the files alone; readers accept their
+//! unflagged records as they would staged ones.
 
 use std::path::{Path, PathBuf};
 
@@ -139,7 +146,8 @@ fn move_staged(staging_dir: &Path, capture_dir: &Path) -> Result<RecoveryReport,
 }
 
 /// Copies a staged segment over its capture-directory name (the staged copy
-/// is always at least as complete), cutting the unused zeroes at the end.
+/// is always at least as complete), cutting the unused zeroes at the end and
+/// filling in its record CRCs on the way.
 fn copy_segment(src: &Path, dst: &Path) -> Result<u64, String> {
     use std::io::{Read, Write};
     let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
@@ -151,6 +159,10 @@ fn copy_segment(src: &Path, dst: &Path) -> Result<u64, String> {
         })
         .map_err(|e| err(src, e))?;
     let used = used_len(&data);
+    // The writer left record CRCs at zero; a segment in the capture directory
+    // carries them all. Up to the torn tail, if any: a record whose tag is
+    // still zero was never committed and gets none.
+    format::fill_checksums(&mut data[..used]);
     let mut tmp_name = dst.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);

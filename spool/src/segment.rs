@@ -10,7 +10,7 @@ use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::format::{
-    self, record_crc, RecordHeader, RecordKind, SegmentHeader, FORMAT_VERSION, MAX_CHANNEL_NAME,
+    self, RecordHeader, RecordKind, SegmentHeader, FORMAT_VERSION, MAX_CHANNEL_NAME,
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 use crate::fsutil;
@@ -127,12 +127,21 @@ impl MappedSegment {
         }
     }
 
-    /// Writes one record at `offset` and publishes it.
+    /// Fills in the CRC of every record in the first `used` bytes and flags
+    /// the header ([`format::fill_checksums`]). Called by the retirer, which
+    /// owns the sealed segment; returns where the walk of the records ended
+    /// (`used`, unless something is wrong).
+    pub fn fill_checksums(&mut self, used: usize) -> usize {
+        let used = used.min(self.map.len());
+        format::fill_checksums(&mut self.map[..used])
+    }
+
+    /// Writes one record at `offset` and publishes it, with `crc = 0`.
     ///
     /// Header fields and payload go in first; the commit tag goes in last
     /// with release ordering, so a concurrent reader that sees the tag (with
-    /// acquire ordering, or after its own checksum check) sees the whole
-    /// record. The caller has checked that the record fits.
+    /// acquire ordering) sees the whole record. The caller has checked that
+    /// the record fits.
     pub fn write_record(
         &mut self,
         offset: usize,
@@ -143,14 +152,16 @@ impl MappedSegment {
         payload: &[u8],
     ) {
         let tag = format::record_tag(kind, dir);
-        let mut header = RecordHeader {
+        // No CRC here: it would cost more than the rest of the append. The
+        // retirer fills it in (`fill_checksums`) before the segment leaves
+        // staging; until then the commit tag alone vouches for the record.
+        let header = RecordHeader {
             tag: U32::new(tag),
             len: U32::new(payload.len() as u32),
             ts_ns: U64::new(ts_ns),
             seq: U32::new(seq),
             crc: U32::new(0),
         };
-        header.crc = U32::new(record_crc(&header, payload));
         let body = offset + RECORD_HEADER_LEN;
         // Bytes 4..24 of the header, then the payload. Padding bytes stay the
         // zeroes the segment was allocated with.

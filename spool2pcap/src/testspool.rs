@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use spool::format::{
     align_up, record_crc, record_tag, Direction, GapPayload, RecordHeader, RecordKind, SealPayload,
-    SegmentHeader, FORMAT_VERSION, MAX_CHANNEL_NAME, SEAL_FLAG_FINAL, SEGMENT_HEADER_LEN,
-    SEGMENT_MAGIC,
+    SegmentHeader, FORMAT_VERSION, MAX_CHANNEL_NAME, SEAL_FLAG_FINAL, SEGMENT_FLAG_CRC_COMPLETE,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::IntoBytes;
@@ -41,7 +41,8 @@ impl Seg {
             magic: SEGMENT_MAGIC,
             version: U16::new(FORMAT_VERSION),
             header_len: U16::new(SEGMENT_HEADER_LEN as u16),
-            flags: U32::new(0),
+            // As in a capture directory: every record carries its CRC.
+            flags: U32::new(SEGMENT_FLAG_CRC_COMPLETE),
             session_id: SESSION_ID,
             channel: name,
             segment_index: U64::new(index),
