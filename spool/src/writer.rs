@@ -208,7 +208,10 @@ pub struct ChannelCounters {
 pub(crate) struct Shared {
     pub config: SpoolConfig,
     pub session: SessionFacts,
-    slots: Box<[OnceLock<Arc<Channel>>]>,
+    /// The channel table: filled in order, never emptied, read without a
+    /// lock. Each slot holds the name inline, so finding a channel by name
+    /// reads a few contiguous cache lines and no heap.
+    slots: Box<[OnceLock<Slot>]>,
     register: Mutex<()>,
     pub staged_bytes: AtomicU64,
     /// The hot path's clock, refitted by the preparer thread.
@@ -238,17 +241,48 @@ pub(crate) struct Shared {
 /// Errors kept in memory at most; later ones are counted in the last line.
 const MAX_ERRORS: usize = 100;
 
+/// One entry of the channel table.
+struct Slot {
+    name_len: u8,
+    name: [u8; format::MAX_CHANNEL_NAME],
+    channel: Arc<Channel>,
+}
+
+impl Slot {
+    fn new(channel: Arc<Channel>) -> Slot {
+        let mut name = [0; format::MAX_CHANNEL_NAME];
+        // Validated: at most MAX_CHANNEL_NAME bytes.
+        let len = channel.name.len().min(name.len());
+        name[..len].copy_from_slice(&channel.name.as_bytes()[..len]);
+        Slot {
+            name_len: len as u8,
+            name,
+            channel,
+        }
+    }
+
+    #[inline]
+    fn is(&self, name: &str) -> bool {
+        usize::from(self.name_len) == name.len() && self.name[..name.len()] == *name.as_bytes()
+    }
+}
+
 impl Shared {
     /// Registered channels, in registration order.
     pub fn channels(&self) -> impl Iterator<Item = &Channel> {
-        self.slots.iter().map_while(|s| s.get()).map(|c| &**c)
+        self.slots
+            .iter()
+            .map_while(|s| s.get())
+            .map(|s| &*s.channel)
     }
 
+    #[inline]
     fn find(&self, name: &str) -> Option<&Arc<Channel>> {
         self.slots
             .iter()
             .map_while(|s| s.get())
-            .find(|c| c.name == name)
+            .find(|s| s.is(name))
+            .map(|s| &s.channel)
     }
 
     pub fn staging_channel_dir(&self, channel: &str) -> PathBuf {
@@ -522,9 +556,10 @@ impl Spool {
         if background::prepare_one(&self.shared, &ch).is_ok() {
             let _ = background::prepare_one(&self.shared, &ch);
         }
-        let _ = slot.set(ch);
+        let _ = slot.set(Slot::new(ch));
         self.preparer.unpark();
         slot.get()
+            .map(|s| &s.channel)
             .ok_or_else(|| SpoolError::Config("channel table".into()))
     }
 
