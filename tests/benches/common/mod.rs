@@ -230,7 +230,9 @@ pub fn remove_dir(dir: &Path) {
 // ── A SPICE-like test capture ───────────────────────────
 
 /// Bumped whenever the generator changes, so a cached capture made by an
-/// older one is regenerated.
+/// older one is regenerated. The cache key also holds the spool's
+/// [`spool::format::FORMAT_VERSION`], so a format change regenerates too
+/// (a capture of the old format would read as damaged).
 const GENERATOR_VERSION: u32 = 2;
 
 /// xorshift64*: deterministic, fast, good enough for sizes and bytes.
@@ -514,7 +516,10 @@ pub fn cached_capture(mib: u64) -> (PathBuf, CaptureStats, bool) {
 pub fn cached_capture_mix(mib: u64, small_only: bool) -> (PathBuf, CaptureStats, bool) {
     let root = bench_dir("bench-capture");
     let mix = if small_only { "small" } else { "spice-like" };
-    let dir = root.join(format!("{mix}-v{GENERATOR_VERSION}-{mib}MiB"));
+    let dir = root.join(format!(
+        "{mix}-v{GENERATOR_VERSION}-f{}-{mib}MiB",
+        spool::format::FORMAT_VERSION
+    ));
     let marker = dir.join("bench-complete.txt");
     if let Some(stats) = std::fs::read_to_string(&marker)
         .ok()
