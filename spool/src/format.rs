@@ -192,6 +192,27 @@ impl SegmentHeader {
         crc32fast::hash(&self.as_bytes()[..SEGMENT_HEADER_LEN - 4])
     }
 
+    /// Whether `header_crc` matches. A header with
+    /// [`SEGMENT_FLAG_CRC_COMPLETE`] whose checksum matches only with that
+    /// flag cleared passes too: [`fill_checksums`] was stopped (the process
+    /// killed) between storing the flag and re-sealing the checksum. It
+    /// stores the flag after every record CRC, so the flag is true. The one
+    /// corruption this lets through, that bit set in an unflagged header,
+    /// only makes a reader check more CRCs, never fewer.
+    pub fn checksum_ok(&self) -> bool {
+        let crc = self.header_crc.get();
+        if crc == self.compute_crc() {
+            return true;
+        }
+        let flags = self.flags.get();
+        if flags & SEGMENT_FLAG_CRC_COMPLETE == 0 {
+            return false;
+        }
+        let mut unflagged = *self;
+        unflagged.flags = U32::new(flags & !SEGMENT_FLAG_CRC_COMPLETE);
+        crc == unflagged.compute_crc()
+    }
+
     /// The channel name as text, if it is a valid name.
     pub fn channel_name(&self) -> Option<&str> {
         let end = self
@@ -277,7 +298,7 @@ impl CrcRule {
     /// fails gets the strict rule: a damaged flag must not switch the CRC
     /// check off.
     pub fn of_header(h: &SegmentHeader) -> CrcRule {
-        if h.flags.get() & SEGMENT_FLAG_CRC_COMPLETE != 0 || h.header_crc.get() != h.compute_crc() {
+        if h.flags.get() & SEGMENT_FLAG_CRC_COMPLETE != 0 || !h.checksum_ok() {
             CrcRule::Every
         } else {
             CrcRule::ZeroIsUnfilled
@@ -329,10 +350,12 @@ pub fn parse_record(buf: &[u8], at: usize, rule: CrcRule) -> Option<ParsedRecord
 /// of the same bytes (a staged segment read in place) sees each record's CRC
 /// as zero or right, and the flag only after every CRC.
 ///
-/// Does nothing to a segment that is already flagged, or whose header is not
-/// a segment header of this version. A header whose checksum fails gets its
-/// records' CRCs but keeps its flags and bad checksum: the damage stays
-/// reported, and readers then check every CRC anyway ([`CrcRule::of_header`]).
+/// Does nothing to a segment that is already flagged (except re-sealing a
+/// header checksum an earlier call was stopped before storing; see
+/// [`SegmentHeader::checksum_ok`]), or whose header is not a segment header
+/// of this version. A header whose checksum fails gets its records' CRCs but
+/// keeps its flags and bad checksum: the damage stays reported, and readers
+/// then check every CRC anyway ([`CrcRule::of_header`]).
 ///
 /// Returns the offset just past the last record walked (at least
 /// [`SEGMENT_HEADER_LEN`] when the header is usable). Never panics.
@@ -371,13 +394,16 @@ pub fn fill_checksums(seg: &mut [u8]) -> usize {
             break;
         }
     }
-    if !flagged && header.header_crc.get() == header.compute_crc() {
+    if flagged && header.header_crc.get() != header.compute_crc() && header.checksum_ok() {
+        // Stopped between flag and checksum last time: finish the job.
+        store_word(seg, SEGMENT_HEADER_LEN - 4, header.compute_crc());
+    } else if !flagged && header.checksum_ok() {
         let mut h = header;
         h.flags = U32::new(h.flags.get() | SEGMENT_FLAG_CRC_COMPLETE);
         let crc = h.compute_crc();
         // The flag after every record CRC (release), then the checksum that
-        // covers it. A reader between the two sees a header checksum
-        // mismatch, and so checks every CRC: all are in place by then.
+        // covers it. Between the two the header still passes
+        // (`checksum_ok`), flagged, and every CRC is in place.
         store_word(
             seg,
             core::mem::offset_of!(SegmentHeader, flags),
@@ -655,6 +681,28 @@ mod tests {
         assert!(parse_record(&buf, offsets[1], CrcRule::Every).is_none());
         assert_eq!(crc_field(&buf, torn), 0);
         assert_ne!(header_of(&buf).flags.get() & SEGMENT_FLAG_CRC_COMPLETE, 0);
+    }
+
+    #[test]
+    fn a_fill_stopped_between_flag_and_header_checksum_is_finished_not_damage() {
+        let (mut buf, offsets) = staged_segment(0);
+        let old_crc = buf[124..128].to_vec();
+        fill_checksums(&mut buf);
+        let done = buf.clone();
+        // As if killed after storing the flag, before the checksum.
+        buf[124..128].copy_from_slice(&old_crc);
+        let h = header_of(&buf);
+        assert_ne!(h.header_crc.get(), h.compute_crc());
+        assert!(h.checksum_ok());
+        assert_eq!(CrcRule::of_header(&h), CrcRule::Every);
+        for &at in &offsets {
+            assert!(parse_record(&buf, at, CrcRule::Every).is_some());
+        }
+        fill_checksums(&mut buf);
+        assert_eq!(buf, done);
+        // Any other header damage still fails, flag or not.
+        buf[124] ^= 1;
+        assert!(!header_of(&buf).checksum_ok());
     }
 
     #[test]

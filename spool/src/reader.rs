@@ -598,9 +598,7 @@ impl ChannelReader {
                 continue;
             }
             if let Ok(h) = SegmentHeader::read_from_bytes(&header[..]) {
-                if h.magic == SEGMENT_MAGIC
-                    && h.version.get() == FORMAT_VERSION
-                    && h.header_crc.get() == h.compute_crc()
+                if h.magic == SEGMENT_MAGIC && h.version.get() == FORMAT_VERSION && h.checksum_ok()
                 {
                     return Some(session_of(&h));
                 }
@@ -702,8 +700,8 @@ impl ChannelReader {
         let mut loaded = self.load_segment(&seg);
         if loaded.is_ok() && seg.staged && header_checksum_fails(&self.buf) {
             // The retirer flags a staged segment's header once its CRCs are
-            // in, with two stores; a read between them sees a checksum
-            // mismatch. Look once more.
+            // in: the flag, then the checksum. A read racing the two stores
+            // can see the new checksum with the old flags. Look once more.
             loaded = self.load_segment(&seg);
         }
         if let Err(kind) = loaded {
@@ -742,7 +740,7 @@ impl ChannelReader {
         self.in_segment = true;
         self.pos = SEGMENT_HEADER_LEN;
         self.crc_rule = CrcRule::of_header(&header);
-        if header.header_crc.get() != header.compute_crc() {
+        if !header.checksum_ok() {
             // The records carry their own checksums: keep reading them.
             return Some(Err(self.report(
                 0,
@@ -972,7 +970,7 @@ impl ChannelReader {
 fn header_checksum_fails(buf: &[u8]) -> bool {
     buf.get(..SEGMENT_HEADER_LEN)
         .and_then(|b| SegmentHeader::read_from_bytes(b).ok())
-        .is_some_and(|h| h.magic == SEGMENT_MAGIC && h.header_crc.get() != h.compute_crc())
+        .is_some_and(|h| h.magic == SEGMENT_MAGIC && !h.checksum_ok())
 }
 
 fn trailing_nonzero_len(bytes: &[u8]) -> usize {
