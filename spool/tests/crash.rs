@@ -94,6 +94,20 @@ fn sigkill_mid_append_loses_nothing_acknowledged() {
     assert!(!m.clean_shutdown);
     let staging = PathBuf::from(m.staging_dir.clone().unwrap());
     assert!(staging.is_dir());
+    // The live segment the child died in was never checksummed.
+    let live: Vec<SegmentCheck> = std::fs::read_dir(staging.join("display"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        // The preparer may have been creating one: skip headerless files.
+        .filter(|p| std::fs::read(p).is_ok_and(|b| b.len() >= 128 && b[..8] == *b"RYLLSPOL"))
+        .map(|p| segment_checksums(&p))
+        .filter(|c| c.records > 0 && !c.sealed)
+        .collect();
+    assert!(live.len() <= 1, "{live:?}");
+    for c in &live {
+        assert!(!c.flagged && c.zero_crcs == c.records, "{c:?}");
+    }
 
     // Reading before recovery already sees the staged records...
     let before = read_channel(&dirs.capture(), "display");
@@ -103,6 +117,32 @@ fn sigkill_mid_append_loses_nothing_acknowledged() {
     assert!(!staging.exists());
     let after = read_channel(&dirs.capture(), "display");
     assert_eq!(before.records, after.records);
+    // Every segment recovery moved in has its CRCs and says so. All end with
+    // their seal but the live one (which may end in a torn tail) and any the
+    // preparer had made ready after it (a bare header).
+    let checks: Vec<_> = capture_segments(&dirs.capture())
+        .iter()
+        .map(|p| (p.clone(), segment_checksums(p)))
+        .collect();
+    let unsealed: Vec<_> = checks
+        .iter()
+        .filter(|(_, c)| !c.sealed_at_end && c.records > 0)
+        .collect();
+    assert!(unsealed.len() <= 1, "{checks:?}");
+    for (i, (path, c)) in checks.iter().enumerate() {
+        assert!(
+            c.flagged && c.exact_header_crc,
+            "{}: not flagged and re-sealed after recovery: {c:?}",
+            path.display()
+        );
+        if !c.sealed_at_end {
+            assert!(
+                checks[i + 1..].iter().all(|(_, c)| c.records == 0),
+                "{}: {c:?} is not the live segment",
+                path.display()
+            );
+        }
+    }
 
     let got = after.records;
     assert!(
