@@ -227,9 +227,18 @@ impl ChannelFramer {
         };
         let ts = clock.timestamp(ts_ns);
         let interface = self.interface;
-        self.frames += self.stream.push(direction, payload, frame, |f| {
-            sink.write_packet(interface, ts, f, Some(direction), comment.take())
-        })?;
+        self.frames += self
+            .stream
+            .push_parts(direction, payload, |headers, chunk| {
+                sink.write_packet_parts(
+                    interface,
+                    ts,
+                    headers,
+                    chunk,
+                    Some(direction),
+                    comment.take(),
+                )
+            })?;
         self.last_ts_ns = Some(ts_ns);
         Ok(())
     }

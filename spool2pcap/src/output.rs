@@ -5,10 +5,17 @@
 //! Blocks, which [`PacketSink::write_packet`] writes itself: they carry
 //! options (direction flags on every packet, comments on some), and
 //! `pcap-file` would need a `Vec` of options per packet and serializes every
-//! block twice to learn its length. Timestamps are kept to the nanosecond:
-//! classic pcap uses the nanosecond magic (`0xa1b23c4d`, read by Wireshark,
-//! tshark and libpcap ≥ 1.5), and pcapng declares `if_tsresol = 9` on every
-//! interface.
+//! block twice to learn its length. A frame can be handed over in two
+//! pieces, headers and payload ([`PacketSink::write_packet_parts`]), so that
+//! the payload is copied once, from the spool reader's buffer into the
+//! output buffer, not first into a frame buffer; that is why classic pcap
+//! records are written with `pcap-file`'s [`RawPcapPacket`] (its record
+//! header, then the two pieces) rather than through a `PcapWriter`, which
+//! takes the frame in one piece and does not lend out its writer.
+//!
+//! Timestamps are kept to the nanosecond: classic pcap uses the nanosecond
+//! magic (`0xa1b23c4d`, read by Wireshark, tshark and libpcap ≥ 1.5), and
+//! pcapng declares `if_tsresol = 9` on every interface.
 //!
 //! pcapng files also say what classic pcap cannot: a section comment naming
 //! the ryll session ([`SectionInfo`]), one interface per channel with a
@@ -26,7 +33,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use byteorder_slice::NativeEndian;
+use pcap_file::pcap::{PcapHeader, RawPcapPacket};
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
@@ -131,8 +139,10 @@ pub struct InterfaceStats {
 
 /// A pcap or pcapng writer for Ethernet frames.
 pub enum PacketSink<W: Write> {
-    /// Classic pcap: no interfaces, every frame in one stream.
-    Pcap(PcapWriter<W>),
+    /// Classic pcap: no interfaces, every frame in one stream. The writer
+    /// is past the file header (native byte order, nanosecond timestamps,
+    /// [`SNAPLEN`]).
+    Pcap(W),
     /// pcapng with one interface description block per channel.
     PcapNg(PcapNgWriter<W>),
 }
@@ -165,10 +175,14 @@ impl<W: Write> PacketSink<W> {
                     datalink: DataLink::ETHERNET,
                     snaplen: SNAPLEN,
                     ts_resolution: TsResolution::NanoSecond,
+                    // The records are written in native order too
+                    // (`NativeEndian` in `write_packet_parts`).
                     endianness: Endianness::native(),
                     ..PcapHeader::default()
                 };
-                Ok(PacketSink::Pcap(PcapWriter::with_header(writer, header)?))
+                let mut writer = writer;
+                header.write_to(&mut writer)?;
+                Ok(PacketSink::Pcap(writer))
             }
             Format::Pcapng => {
                 let mut options = Vec::new();
@@ -242,26 +256,57 @@ impl<W: Write> PacketSink<W> {
         direction: Option<Direction>,
         comment: Option<&str>,
     ) -> Result<(), PcapError> {
-        let len = u32::try_from(frame.len())
-            .map_err(|_| PcapError::InvalidField("frame longer than 4 GiB"))?;
+        self.write_packet_parts(interface, ts, frame, &[], direction, comment)
+    }
+
+    /// [`PacketSink::write_packet`] of the frame `head` followed by
+    /// `payload`, without putting them together first.
+    pub fn write_packet_parts(
+        &mut self,
+        interface: u32,
+        ts: Duration,
+        head: &[u8],
+        payload: &[u8],
+        direction: Option<Direction>,
+        comment: Option<&str>,
+    ) -> Result<(), PcapError> {
+        let len = head.len().saturating_add(payload.len());
         match self {
             PacketSink::Pcap(w) => {
+                // What `PcapPacket` checks before writing a record.
+                if len > SNAPLEN as usize {
+                    return Err(PcapError::InvalidField("PcapPacket: incl_len > snap_len"));
+                }
                 // Classic pcap keeps seconds in 32 bits; a timestamp past
                 // 2106 (only a hostile file has one) is pinned to the last
                 // representable second rather than failing the conversion.
-                let ts = if ts.as_secs() > u64::from(u32::MAX) {
-                    Duration::new(u64::from(u32::MAX), ts.subsec_nanos())
-                } else {
-                    ts
+                let ts_sec = u32::try_from(ts.as_secs()).unwrap_or(u32::MAX);
+                // The record header, then the frame: `pcap-file` writes
+                // the header and `head`, the payload follows.
+                let record = RawPcapPacket {
+                    ts_sec,
+                    ts_frac: ts.subsec_nanos(),
+                    incl_len: len as u32,
+                    orig_len: len as u32,
+                    data: Cow::Borrowed(head),
                 };
-                w.write_packet(&PcapPacket::new(ts, len, frame))?;
+                record.write_to::<_, NativeEndian>(w)?;
+                w.write_all(payload).map_err(PcapError::IoError)?;
             }
             PacketSink::PcapNg(w) => {
                 if interface as usize >= w.interfaces().len() {
                     return Err(PcapError::InvalidInterfaceId(interface));
                 }
-                write_epb(w.get_mut(), interface, ts, frame, direction, comment)
-                    .map_err(PcapError::IoError)?;
+                write_epb(
+                    w.get_mut(),
+                    interface,
+                    ts,
+                    head,
+                    payload,
+                    direction,
+                    comment,
+                )
+                .map_err(PcapError::IoError)?;
             }
         }
         Ok(())
@@ -304,7 +349,7 @@ impl<W: Write> PacketSink<W> {
     /// The underlying writer (flush it to find out about write errors).
     pub fn into_inner(self) -> W {
         match self {
-            PacketSink::Pcap(w) => w.into_writer(),
+            PacketSink::Pcap(w) => w,
             PacketSink::PcapNg(w) => w.into_inner(),
         }
     }
@@ -317,16 +362,19 @@ fn pad4(len: usize) -> usize {
 
 /// Writes one Enhanced Packet Block in native byte order (the order of the
 /// section header [`PacketSink::with_section`] wrote): the fixed fields,
-/// the padded frame, then the options — `epb_flags` if a direction is given,
-/// `opt_comment` if a comment is, and the end-of-options marker.
+/// the padded frame (`head` then `payload`), then the options — `epb_flags`
+/// if a direction is given, `opt_comment` if a comment is, and the
+/// end-of-options marker.
 fn write_epb<W: Write>(
     w: &mut W,
     interface: u32,
     ts: Duration,
-    frame: &[u8],
+    head: &[u8],
+    payload: &[u8],
     direction: Option<Direction>,
     comment: Option<&str>,
 ) -> io::Result<()> {
+    let frame_len = head.len().saturating_add(payload.len());
     const ZEROES: [u8; 4] = [0; 4];
     // A comment longer than an option can hold is cut (only ever ours).
     let comment = comment.map(|c| &c.as_bytes()[..c.len().min(u16::MAX as usize - 3)]);
@@ -340,22 +388,24 @@ fn write_epb<W: Write>(
     if options_len > 0 {
         options_len += 4; // opt_endofopt
     }
-    let block_len = 28 + frame.len() + pad4(frame.len()) + options_len + 4;
-    let block_len = u32::try_from(block_len)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too long"))?;
+    let block_len = (28 + options_len + 4)
+        .checked_add(frame_len + pad4(frame_len))
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "packet too long"))?;
     let ns = u64::try_from(ts.as_nanos()).unwrap_or(u64::MAX);
-    let cap_len = frame.len() as u32;
-    let mut head = [0u8; 28];
-    head[0..4].copy_from_slice(&EPB_TYPE.to_ne_bytes());
-    head[4..8].copy_from_slice(&block_len.to_ne_bytes());
-    head[8..12].copy_from_slice(&interface.to_ne_bytes());
-    head[12..16].copy_from_slice(&((ns >> 32) as u32).to_ne_bytes());
-    head[16..20].copy_from_slice(&(ns as u32).to_ne_bytes());
-    head[20..24].copy_from_slice(&cap_len.to_ne_bytes());
-    head[24..28].copy_from_slice(&cap_len.to_ne_bytes());
-    w.write_all(&head)?;
-    w.write_all(frame)?;
-    w.write_all(&ZEROES[..pad4(frame.len())])?;
+    let cap_len = frame_len as u32;
+    let mut fixed = [0u8; 28];
+    fixed[0..4].copy_from_slice(&EPB_TYPE.to_ne_bytes());
+    fixed[4..8].copy_from_slice(&block_len.to_ne_bytes());
+    fixed[8..12].copy_from_slice(&interface.to_ne_bytes());
+    fixed[12..16].copy_from_slice(&((ns >> 32) as u32).to_ne_bytes());
+    fixed[16..20].copy_from_slice(&(ns as u32).to_ne_bytes());
+    fixed[20..24].copy_from_slice(&cap_len.to_ne_bytes());
+    fixed[24..28].copy_from_slice(&cap_len.to_ne_bytes());
+    w.write_all(&fixed)?;
+    w.write_all(head)?;
+    w.write_all(payload)?;
+    w.write_all(&ZEROES[..pad4(frame_len)])?;
     if let Some(d) = direction {
         let mut opt = [0u8; 8];
         opt[0..2].copy_from_slice(&OPT_EPB_FLAGS.to_ne_bytes());
@@ -439,6 +489,94 @@ mod tests {
         assert_eq!(p.timestamp, ts);
         assert_eq!(&p.data[..], &[1, 2, 3]);
         assert!(r.next_packet().is_none());
+    }
+
+    /// Frames of assorted lengths (in two pieces) and timestamps, the
+    /// limits included.
+    fn split_frames() -> Vec<(Duration, Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        for (i, (head, payload)) in [(0usize, 0usize), (54, 0), (54, 1), (54, 7), (3, 1000)]
+            .into_iter()
+            .chain([
+                (54, crate::frames::MAX_SEGMENT_PAYLOAD),
+                (0, SNAPLEN as usize),
+            ])
+            .enumerate()
+        {
+            let bytes = |n: usize, k: usize| (0..n).map(|j| (j * 31 + k) as u8).collect();
+            let ts = match i % 3 {
+                0 => Duration::new(1_700_000_000, 999_999_999),
+                1 => Duration::new(0, i as u32),
+                _ => Duration::new(u64::from(u32::MAX), 5),
+            };
+            out.push((ts, bytes(head, i), bytes(payload, i + 1)));
+        }
+        out
+    }
+
+    #[test]
+    fn pcap_records_in_two_pieces_are_what_pcap_file_writes() {
+        let mut sink = PacketSink::new(Vec::new(), Format::Pcap, &[]).unwrap();
+        let header = PcapHeader {
+            datalink: DataLink::ETHERNET,
+            snaplen: SNAPLEN,
+            ts_resolution: TsResolution::NanoSecond,
+            endianness: Endianness::native(),
+            ..PcapHeader::default()
+        };
+        let mut reference = pcap_file::pcap::PcapWriter::with_header(Vec::new(), header).unwrap();
+        for (ts, head, payload) in split_frames() {
+            sink.write_packet_parts(0, ts, &head, &payload, None, None)
+                .unwrap();
+            let frame = [head, payload].concat();
+            reference
+                .write_packet(&pcap_file::pcap::PcapPacket::new(
+                    ts,
+                    frame.len() as u32,
+                    &frame,
+                ))
+                .unwrap();
+        }
+        assert_eq!(sink.into_inner(), reference.into_writer());
+    }
+
+    #[test]
+    fn pcap_refuses_frames_over_the_snaplen() {
+        let mut sink = PacketSink::new(Vec::new(), Format::Pcap, &[]).unwrap();
+        let half = vec![0u8; SNAPLEN as usize / 2];
+        let ts = Duration::ZERO;
+        assert!(sink
+            .write_packet_parts(0, ts, &half, &half, None, None)
+            .is_ok());
+        assert!(sink
+            .write_packet_parts(0, ts, &half, &[half.as_slice(), &[0]].concat(), None, None)
+            .is_err());
+    }
+
+    #[test]
+    fn pcapng_packets_in_two_pieces_are_the_joined_frames() {
+        let mut split = PacketSink::new(Vec::new(), Format::Pcapng, &["a"]).unwrap();
+        let mut joined = PacketSink::new(Vec::new(), Format::Pcapng, &["a"]).unwrap();
+        for (i, (ts, head, payload)) in split_frames().into_iter().enumerate() {
+            let direction = [None, Some(Direction::ClientToServer)][i % 2];
+            let comment = [None, Some("odd"), Some("four")][i % 3];
+            split
+                .write_packet_parts(0, ts, &head, &payload, direction, comment)
+                .unwrap();
+            let frame = [head, payload].concat();
+            joined
+                .write_packet(0, ts, &frame, direction, comment)
+                .unwrap();
+        }
+        let bytes = split.into_inner();
+        assert_eq!(bytes, joined.into_inner());
+        let mut r = PcapNgReader::new(&bytes[..]).unwrap();
+        let mut n = 0;
+        while let Some(b) = r.next_block() {
+            b.unwrap();
+            n += 1;
+        }
+        assert_eq!(n, 1 + split_frames().len(), "interface and packets");
     }
 
     #[test]
