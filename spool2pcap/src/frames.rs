@@ -272,13 +272,21 @@ impl HeaderTemplate {
         }
     }
 
-    /// The headers of the data segment with sequence number `seq`,
-    /// acknowledgment number `ack` and `payload`: the same bytes
-    /// [`write_frame`] puts in front of the payload. `None` if the payload
-    /// does not fit one packet (over [`MAX_SEGMENT_PAYLOAD`]).
-    pub fn fill(&self, seq: u32, ack: u32, payload: &[u8]) -> Option<[u8; HEADERS_LEN]> {
+    /// Writes into `headers` those of the data segment with sequence
+    /// number `seq`, acknowledgment number `ack` and `payload`: the same
+    /// bytes [`write_frame`] puts in front of the payload. `false` (and
+    /// `headers` untouched) if the payload does not fit one packet (over
+    /// [`MAX_SEGMENT_PAYLOAD`]).
+    #[inline]
+    pub fn fill(
+        &self,
+        headers: &mut [u8; HEADERS_LEN],
+        seq: u32,
+        ack: u32,
+        payload: &[u8],
+    ) -> bool {
         if payload.len() > MAX_SEGMENT_PAYLOAD {
-            return None;
+            return false;
         }
         // Both fit a u16: at most 20 + 20 + MAX_SEGMENT_PAYLOAD = 65535.
         let tcp_len = (20 + payload.len()) as u16;
@@ -300,13 +308,14 @@ impl HeaderTemplate {
             .add_slice(payload)
             .ones_complement()
             .to_be();
-        let mut h = self.bytes;
+        let h = headers;
+        *h = self.bytes;
         h[IP_TOTAL_LEN].copy_from_slice(&total_len);
         h[IP_CHECKSUM].copy_from_slice(&ip_checksum.to_be_bytes());
         h[TCP_SEQ].copy_from_slice(&seq);
         h[TCP_ACK].copy_from_slice(&ack);
         h[TCP_CHECKSUM].copy_from_slice(&tcp_checksum.to_be_bytes());
-        Some(h)
+        true
     }
 }
 
@@ -386,13 +395,15 @@ impl TcpStreamBuilder {
             Direction::ClientToServer => (self.client_seq, self.server_seq, &self.templates[0]),
             Direction::ServerToClient => (self.server_seq, self.client_seq, &self.templates[1]),
         };
+        let mut headers = [0u8; HEADERS_LEN];
         let mut frames = 0u64;
         let mut offset = 0usize;
         loop {
             let end = payload.len().min(offset + MAX_SEGMENT_PAYLOAD);
             let chunk = &payload[offset..end];
-            // Chunks are at most MAX_SEGMENT_PAYLOAD long, so this is Some.
-            if let Some(headers) = template.fill(base.wrapping_add(offset as u32), ack, chunk) {
+            let seq = base.wrapping_add(offset as u32);
+            // Chunks are at most MAX_SEGMENT_PAYLOAD long, so this is true.
+            if template.fill(&mut headers, seq, ack, chunk) {
                 emit(&headers, chunk)?;
                 frames += 1;
             }
@@ -661,7 +672,8 @@ mod tests {
     /// The template's headers followed by the payload.
     fn fast(spec: &SegmentSpec, payload: &[u8]) -> Vec<u8> {
         let t = HeaderTemplate::new(spec.direction, spec.client_port);
-        let headers = t.fill(spec.seq, spec.ack, payload).expect("fits");
+        let mut headers = [0xa5; HEADERS_LEN];
+        assert!(t.fill(&mut headers, spec.seq, spec.ack, payload), "fits");
         [&headers[..], payload].concat()
     }
 
@@ -746,8 +758,10 @@ mod tests {
     #[test]
     fn template_refuses_oversized_payloads() {
         let t = HeaderTemplate::new(Direction::ClientToServer, 10001);
-        assert!(t.fill(0, 0, &[0; MAX_SEGMENT_PAYLOAD]).is_some());
-        assert!(t.fill(0, 0, &[0; MAX_SEGMENT_PAYLOAD + 1]).is_none());
+        let mut headers = [7; HEADERS_LEN];
+        assert!(!t.fill(&mut headers, 0, 0, &[0; MAX_SEGMENT_PAYLOAD + 1]));
+        assert_eq!(headers, [7; HEADERS_LEN], "untouched");
+        assert!(t.fill(&mut headers, 0, 0, &[0; MAX_SEGMENT_PAYLOAD]));
     }
 
     #[test]
