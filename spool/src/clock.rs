@@ -174,7 +174,7 @@ impl Clock {
     }
 
     /// Now, in `CLOCK_MONOTONIC` nanoseconds.
-    #[inline]
+    #[inline(always)]
     pub fn now_ns(&self) -> u64 {
         if !self.use_tsc.load(Ordering::Relaxed) {
             return monotonic_ns();

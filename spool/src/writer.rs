@@ -487,24 +487,45 @@ impl Spool {
 
     /// [`Spool::append`] with an explicit timestamp (nanoseconds since
     /// session start), for replaying recorded traffic.
+    #[inline]
     pub fn append_at(&self, channel: &str, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
-        let ch = match self.shared.find(channel) {
-            Some(c) => c,
-            None => match self.register(channel) {
-                Ok(c) => c,
-                Err(_) => {
-                    self.shared.rejected.fetch_add(1, Ordering::Relaxed);
-                    return false;
-                }
-            },
+        let Some(ch) = self.shared.find(channel) else {
+            return self.append_new(channel, dir, ts_ns, data);
         };
         let mut wake = false;
         let ok = ch.append(dir, ts_ns, data, &mut wake);
         if wake {
-            self.preparer.unpark();
-            self.retirer.unpark();
+            self.wake();
         }
         ok
+    }
+
+    /// [`Spool::append_at`] for the first record of a channel.
+    #[cold]
+    #[inline(never)]
+    fn append_new(&self, channel: &str, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
+        match self.register(channel) {
+            Ok(ch) => {
+                let mut wake = false;
+                let ok = ch.append(dir, ts_ns, data, &mut wake);
+                if wake {
+                    self.wake();
+                }
+                ok
+            }
+            Err(_) => {
+                self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Wakes both background threads: a segment was taken or retired.
+    #[cold]
+    #[inline(never)]
+    fn wake(&self) {
+        self.preparer.unpark();
+        self.retirer.unpark();
     }
 
     /// A handle for one channel, for callers that want to skip the name
@@ -759,12 +780,12 @@ impl ChannelHandle<'_> {
     }
 
     /// Same as [`Spool::append_at`] on this channel.
+    #[inline]
     pub fn append_at(&self, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
         let mut wake = false;
         let ok = self.channel.append(dir, ts_ns, data, &mut wake);
         if wake {
-            self.spool.preparer.unpark();
-            self.spool.retirer.unpark();
+            self.spool.wake();
         }
         ok
     }
