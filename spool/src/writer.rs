@@ -211,7 +211,7 @@ pub(crate) struct Shared {
     /// The channel table: filled in order, never emptied, read without a
     /// lock. Each slot holds the name inline, so finding a channel by name
     /// reads a few contiguous cache lines and no heap.
-    slots: Box<[OnceLock<Slot>]>,
+    slots: [OnceLock<Slot>; MAX_CHANNELS],
     register: Mutex<()>,
     pub staged_bytes: AtomicU64,
     /// The hot path's clock, refitted by the preparer thread.
@@ -425,7 +425,7 @@ impl Spool {
         let max_staged = (config.staging_budget / config.segment_bytes as u64) as usize;
         let shared = Arc::new(Shared {
             session,
-            slots: (0..MAX_CHANNELS).map(|_| OnceLock::new()).collect(),
+            slots: std::array::from_fn(|_| OnceLock::new()),
             register: Mutex::new(()),
             staged_bytes: AtomicU64::new(0),
             clock,
