@@ -19,9 +19,11 @@
 //! (another clocksource, another architecture) it is `clock_gettime` from
 //! the start.
 //!
-//! The parameters are published with a sequence lock of atomics: the hot
-//! path does plain loads and never waits, except for the few nanoseconds a
-//! recalibration is writing them.
+//! The parameters are published in two alternating sets (a "latch"): a
+//! recalibration writes the set readers are not using, then flips a
+//! generation counter. The hot path does plain loads and never waits for
+//! the background thread — with a single sequence lock it would spin for as
+//! long as that niced thread stayed preempted halfway through an update.
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -120,16 +122,22 @@ fn rate(from: Pair, to: Pair) -> Option<u64> {
     u64::try_from((u128::from(ns) << SHIFT) / u128::from(ticks)).ok()
 }
 
+/// `CLOCK_MONOTONIC ≈ ns_ref + (tsc - tsc_ref) * mult >> SHIFT`.
+#[derive(Debug, Default)]
+struct Params {
+    tsc_ref: AtomicU64,
+    ns_ref: AtomicU64,
+    mult: AtomicU64,
+}
+
 /// A monotonic nanosecond clock, cheap to read from any thread.
 #[derive(Debug)]
 pub struct Clock {
     /// Read the TSC (else `clock_gettime`).
     use_tsc: AtomicBool,
-    /// Sequence lock: odd while the parameters below are being written.
-    seq: AtomicU64,
-    tsc_ref: AtomicU64,
-    ns_ref: AtomicU64,
-    mult: AtomicU64,
+    /// Bumped after each update; `sets[generation % 2]` is the current set.
+    generation: AtomicU64,
+    sets: [Params; 2],
     /// The pair the long-run rate is measured from (recalibration only).
     anchor: std::sync::Mutex<Option<Pair>>,
 }
@@ -149,10 +157,8 @@ impl Clock {
     fn with_tsc(want: bool) -> Clock {
         let clock = Clock {
             use_tsc: AtomicBool::new(false),
-            seq: AtomicU64::new(0),
-            tsc_ref: AtomicU64::new(0),
-            ns_ref: AtomicU64::new(0),
-            mult: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            sets: Default::default(),
             anchor: std::sync::Mutex::new(None),
         };
         if want {
@@ -179,20 +185,24 @@ impl Clock {
         if !self.use_tsc.load(Ordering::Relaxed) {
             return monotonic_ns();
         }
-        // The counter is read inside the sequence lock's window, as the
-        // kernel's vDSO does, so a reading never pairs a counter value from
-        // after a recalibration with the parameters from before it.
+        // The counter is read between the two loads of the generation, as
+        // the kernel's vDSO reads it inside its sequence lock, so a reading
+        // never pairs a counter value from after a recalibration with the
+        // parameters from before it.
         loop {
-            let s1 = self.seq.load(Ordering::Acquire);
-            let tsc_ref = self.tsc_ref.load(Ordering::Relaxed);
-            let ns_ref = self.ns_ref.load(Ordering::Relaxed);
-            let mult = self.mult.load(Ordering::Relaxed);
+            let g = self.generation.load(Ordering::Acquire);
+            let p = &self.sets[(g & 1) as usize];
+            let tsc_ref = p.tsc_ref.load(Ordering::Relaxed);
+            let ns_ref = p.ns_ref.load(Ordering::Relaxed);
+            let mult = p.mult.load(Ordering::Relaxed);
             let now = tsc();
             fence(Ordering::Acquire);
-            if s1 & 1 == 0 && self.seq.load(Ordering::Relaxed) == s1 {
+            // Unchanged: the set was not rewritten under us (that takes two
+            // updates, 250 ms apart). Changed: the new set is complete, read
+            // it instead — this never waits for the writer.
+            if self.generation.load(Ordering::Relaxed) == g {
                 return ns_ref + Self::scale(now.saturating_sub(tsc_ref), mult);
             }
-            std::hint::spin_loop();
         }
     }
 
@@ -204,28 +214,30 @@ impl Clock {
     /// A consistent snapshot of the parameters.
     fn params(&self) -> (u64, u64, u64) {
         loop {
-            let s1 = self.seq.load(Ordering::Acquire);
-            let tsc_ref = self.tsc_ref.load(Ordering::Relaxed);
-            let ns_ref = self.ns_ref.load(Ordering::Relaxed);
-            let mult = self.mult.load(Ordering::Relaxed);
+            let g = self.generation.load(Ordering::Acquire);
+            let p = &self.sets[(g & 1) as usize];
+            let v = (
+                p.tsc_ref.load(Ordering::Relaxed),
+                p.ns_ref.load(Ordering::Relaxed),
+                p.mult.load(Ordering::Relaxed),
+            );
             fence(Ordering::Acquire);
-            if s1 & 1 == 0 && self.seq.load(Ordering::Relaxed) == s1 {
-                return (tsc_ref, ns_ref, mult);
+            if self.generation.load(Ordering::Relaxed) == g {
+                return v;
             }
-            std::hint::spin_loop();
         }
     }
 
-    /// Writes new parameters. Only one thread calls this at a time (the
-    /// constructor, then the background thread under `anchor`'s lock).
+    /// Writes new parameters into the set not in use, then makes it
+    /// current. Only one thread calls this at a time (the constructor, then
+    /// the background thread under `anchor`'s lock).
     fn publish(&self, tsc_ref: u64, ns_ref: u64, mult: u64) {
-        let s = self.seq.load(Ordering::Relaxed);
-        self.seq.store(s + 1, Ordering::Relaxed);
-        fence(Ordering::Release);
-        self.tsc_ref.store(tsc_ref, Ordering::Relaxed);
-        self.ns_ref.store(ns_ref, Ordering::Relaxed);
-        self.mult.store(mult, Ordering::Relaxed);
-        self.seq.store(s + 2, Ordering::Release);
+        let g = self.generation.load(Ordering::Relaxed);
+        let p = &self.sets[((g + 1) & 1) as usize];
+        p.tsc_ref.store(tsc_ref, Ordering::Relaxed);
+        p.ns_ref.store(ns_ref, Ordering::Relaxed);
+        p.mult.store(mult, Ordering::Relaxed);
+        self.generation.store(g + 1, Ordering::Release);
     }
 
     /// Refits the TSC to `CLOCK_MONOTONIC`: the rate over the whole run so
