@@ -11,6 +11,13 @@
 //! written into the spool as a *gap record*, so a reader can show exactly
 //! where traffic is missing.
 //!
+//! What an append costs, then, is a lookup of the channel by name, an
+//! uncontended lock of that channel, a read of the time-stamp counter
+//! ([`clock`]), and the copy. Even the record's CRC is left to the background
+//! thread, which fills it in before the segment leaves memory: on the
+//! reference machine the CRC of a 1 KiB record alone took longer than the
+//! 50 ns budget of a whole append.
+//!
 //! Segments are mapped from a memory-backed filesystem (tmpfs: a private
 //! directory under `$XDG_RUNTIME_DIR`, else `/dev/shm`). Stores into a mapped
 //! file on a real disk can stall for seconds when that disk is slow — the
