@@ -242,7 +242,7 @@ impl Clock {
 
     /// Refits the TSC to `CLOCK_MONOTONIC`: the rate over the whole run so
     /// far, plus a correction that slews today's error away over the next
-    /// [`SLEW_NS`] (readings stay continuous and never go back). Returns the
+    /// quarter second (readings stay continuous and never go back). Returns the
     /// error it found, in nanoseconds (positive: the TSC clock was behind),
     /// or `None` if the clock does not use the TSC (any more).
     pub fn recalibrate(&self) -> Option<i64> {
