@@ -241,7 +241,7 @@ impl Clock {
     }
 
     /// Refits the TSC to `CLOCK_MONOTONIC`: the rate over the whole run so
-    /// far, plus a correction that slews today's error away over the next
+    /// far, plus a correction that slews the current error away over the next
     /// quarter second (readings stay continuous and never go back). Returns the
     /// error it found, in nanoseconds (positive: the TSC clock was behind),
     /// or `None` if the clock does not use the TSC (any more).
