@@ -299,15 +299,13 @@ impl HeaderTemplate {
             .add_2bytes(total_len)
             .ones_complement()
             .to_be();
-        let tcp_checksum = self
+        let headers_sum = self
             .tcp_sum
             .clone()
             .add_2bytes(tcp_len.to_be_bytes())
             .add_4bytes(seq)
-            .add_4bytes(ack)
-            .add_slice(payload)
-            .ones_complement()
-            .to_be();
+            .add_4bytes(ack);
+        let tcp_checksum = add_payload(headers_sum, payload).ones_complement().to_be();
         let h = headers;
         *h = self.bytes;
         h[IP_TOTAL_LEN].copy_from_slice(&total_len);
@@ -317,6 +315,35 @@ impl HeaderTemplate {
         h[TCP_CHECKSUM].copy_from_slice(&tcp_checksum.to_be_bytes());
         true
     }
+}
+
+/// `sum` plus the 16-bit words of `payload` (the last byte of an odd
+/// length padded with zero): `sum.add_slice(payload)`, but up to twice as
+/// fast. etherparse's loop adds one 8-byte word at a time with carry, each
+/// addition waiting for the one before; here two of its sums take
+/// alternate 8-byte words, then the second, folded to 16 bits, is added to
+/// the first as one more word. Folding keeps a sum's value modulo 0xffff
+/// and whether it is zero, which is all the final checksum depends on.
+///
+/// Measured: 64 KiB payloads in cache 14.6 → 29 GB/s; `-w -` of the bench's
+/// 1 GiB realistic capture 0.306 → 0.270 s (median of 7).
+#[inline]
+fn add_payload(sum: Sum16BitWords, payload: &[u8]) -> Sum16BitWords {
+    let mut even = sum;
+    let mut odd = Sum16BitWords::new();
+    let mut pairs = payload.chunks_exact(16);
+    for pair in &mut pairs {
+        let (a, b) = pair.split_at(8);
+        // Both halves are 8 bytes long: the conversions cannot fail.
+        if let (Ok(a), Ok(b)) = (<[u8; 8]>::try_from(a), <[u8; 8]>::try_from(b)) {
+            even = even.add_8bytes(a);
+            odd = odd.add_8bytes(b);
+        }
+    }
+    // `ones_complement` is the complement of the folded sum.
+    let odd_folded = !odd.ones_complement();
+    even.add_slice(pairs.remainder())
+        .add_2bytes(odd_folded.to_ne_bytes())
 }
 
 /// The TCP state of one channel's synthetic connection.
@@ -752,6 +779,32 @@ mod tests {
             let frame = reference(&spec, &payload);
             assert_eq!(&frame[TCP_CHECKSUM], &[0, 0], "the case is reached");
             assert_eq!(fast(&spec, &payload), frame);
+        }
+    }
+
+    #[test]
+    fn payload_sums_match_etherparse() {
+        let mut rng = Rng(7);
+        for i in 0..5000u64 {
+            let len = match i % 3 {
+                0 => (i / 3) as usize % 70,
+                1 => rng.below(3000) as usize,
+                _ => rng.below(MAX_SEGMENT_PAYLOAD as u64 + 1) as usize / 8,
+            };
+            let payload = match rng.below(4) {
+                0 => vec![0; len],
+                1 => vec![0xff; len],
+                _ => rng.bytes(len),
+            };
+            let start = match rng.below(3) {
+                0 => Sum16BitWords::new(),
+                _ => Sum16BitWords::new().add_8bytes(rng.next().to_ne_bytes()),
+            };
+            assert_eq!(
+                add_payload(start.clone(), &payload).ones_complement(),
+                start.add_slice(&payload).ones_complement(),
+                "{len} bytes"
+            );
         }
     }
 
