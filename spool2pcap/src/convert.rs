@@ -6,10 +6,13 @@
 //!
 //! Memory stays bounded whatever the capture size: per channel being read,
 //! one segment buffer (inside [`ChannelReader`]); when merging, one copy of
-//! each channel's next record; and one frame buffer shared by everything.
+//! each channel's next record; one frame buffer shared by everything; and
+//! in front of the output being written, two buffers of
+//! [`OUTPUT_BUFFER_BYTES`] (one filled here while a second thread writes
+//! the other, [`WriteBehind`]).
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,6 +30,7 @@ use crate::output::{
 };
 use crate::ports::{PortMap, SERVER_PORT};
 use crate::redact::{RedactStats, Redaction, Redactor};
+use crate::writebehind::WriteBehind;
 use spool::limit::Trimmed;
 
 /// How packet timestamps are written.
@@ -416,7 +420,7 @@ pub fn convert_with_progress(
             let mut done_before = 0u64;
             for ((reader, path), description) in readers.iter_mut().zip(targets).zip(&descriptions)
             {
-                let file = open_output(&path, opts.force)?;
+                let file = buffered(open_output(&path, opts.force)?);
                 let write_err = |source| ConvertError::Write {
                     path: path.clone(),
                     source,
@@ -455,7 +459,7 @@ pub fn convert_with_progress(
             if !opts.force && std::fs::symlink_metadata(path).is_ok() {
                 return Err(ConvertError::Exists(path.clone()));
             }
-            Some((open_output(path, opts.force)?, path.clone()))
+            Some((buffered(open_output(path, opts.force)?), path.clone()))
         }
         Destination::Stdout => {
             let path = PathBuf::from("<stdout>");
@@ -463,7 +467,7 @@ pub fn convert_with_progress(
                 path: path.clone(),
                 source,
             })?;
-            Some((BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file), path))
+            Some((buffered(file), path))
         }
     };
     if let Some((out, path)) = merged {
@@ -654,7 +658,8 @@ fn select_channels(cap: &Capture, wanted: &[String]) -> Result<Vec<String>, Conv
         .collect())
 }
 
-pub(crate) fn open_output(path: &Path, force: bool) -> Result<BufWriter<File>, ConvertError> {
+/// Creates an output file (see [`create_output_file`]), unbuffered.
+pub(crate) fn open_output(path: &Path, force: bool) -> Result<File, ConvertError> {
     let file = create_output_file(path, force).map_err(|source| {
         if source.kind() == io::ErrorKind::AlreadyExists {
             ConvertError::Exists(path.to_path_buf())
@@ -665,7 +670,19 @@ pub(crate) fn open_output(path: &Path, force: bool) -> Result<BufWriter<File>, C
             }
         }
     })?;
-    Ok(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file))
+    Ok(file)
+}
+
+/// The buffer in front of a conversion's output. Writes to a regular file
+/// (page-cache copies, CPU work) happen on a thread of their own, to
+/// anything else (a pipe, a terminal, `/dev/null`) on this one; see
+/// [`WriteBehind`].
+fn buffered(file: File) -> WriteBehind<File> {
+    if file.metadata().is_ok_and(|m| m.is_file()) {
+        WriteBehind::with_capacity(OUTPUT_BUFFER_BYTES, file)
+    } else {
+        WriteBehind::inline(OUTPUT_BUFFER_BYTES, file)
+    }
 }
 
 /// Standard output as a plain `File` on a duplicated descriptor, so that

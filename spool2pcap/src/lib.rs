@@ -66,6 +66,7 @@ pub mod output;
 pub mod ports;
 pub mod redact;
 pub mod synth;
+pub mod writebehind;
 
 #[cfg(test)]
 mod testspool;

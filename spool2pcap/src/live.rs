@@ -275,6 +275,7 @@ pub fn follow(
             // Opened before the capture is, so a reader of the file (or the
             // test that waits for it) sees it at once.
             let file = open_output(path, opts.force)?;
+            let file = io::BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file);
             follow_into(capture, opts, interval, file, path.clone())
         }
         Destination::Stdout => {
