@@ -89,3 +89,33 @@ impl Manifest {
 pub fn session_id_hex(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The session id of [`session_id_hex`]'s text, if that is what `hex` is.
+pub(crate) fn session_id_from_hex(hex: &str) -> Option<[u8; 16]> {
+    let hex = hex.as_bytes();
+    if hex.len() != 32 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (b, pair) in id.iter_mut().zip(hex.chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *b = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_id_hex_round_trips_and_rejects_other_text() {
+        let id: [u8; 16] = std::array::from_fn(|i| (i * 17 + 3) as u8);
+        assert_eq!(session_id_from_hex(&session_id_hex(&id)), Some(id));
+        assert_eq!(session_id_from_hex(""), None);
+        assert_eq!(session_id_from_hex(&"0".repeat(31)), None);
+        assert_eq!(session_id_from_hex(&"0".repeat(34)), None);
+        assert_eq!(session_id_from_hex(&format!("+f{}", "0".repeat(30))), None);
+        assert_eq!(session_id_from_hex(&format!("é{}", "0".repeat(30))), None);
+    }
+}

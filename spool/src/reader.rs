@@ -4,10 +4,12 @@
 //! The reader is written for files from strangers. Whatever the bytes, it
 //! never panics and never allocates more than a file holds: a segment is read
 //! into one reusable buffer bounded by the file's real length (and by
-//! [`MAX_SEGMENT_BYTES`]), and every length field is checked against what is
-//! actually there before it is used. Damage is reported as a [`Damage`] naming
-//! the file and offset; reading then resumes at the next record whose checksum
-//! is valid, so every undamaged record is recovered.
+//! [`MAX_SEGMENT_BYTES`]) — or, in a capture that was closed cleanly, mapped
+//! where nothing can cut the file short under the mapping (see
+//! `map_segment` for the rule) — and every length field is checked against
+//! what is actually there before it is used. Damage is reported as a
+//! [`Damage`] naming the file and offset; reading then resumes at the next
+//! record whose checksum is valid, so every undamaged record is recovered.
 //!
 //! Every segment that has left staging has all its record CRCs, and says so
 //! in its header ([`format::SEGMENT_FLAG_CRC_COMPLETE`]). A segment without
@@ -17,8 +19,10 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use memmap2::{Mmap, MmapOptions};
 use zerocopy::FromBytes;
 
 use crate::format::{
@@ -377,6 +381,13 @@ impl Capture {
     pub fn reader(&self, channel: &str) -> Option<ChannelReader> {
         self.channels.iter().find(|c| c.name == channel).map(|c| {
             let mut r = ChannelReader::new(c.clone());
+            // Only a capture whose writer closed it cleanly has segments
+            // that can be mapped (see `map_segment`).
+            r.map_session = self
+                .manifest
+                .as_ref()
+                .filter(|m| m.clean_shutdown)
+                .and_then(|m| crate::manifest::session_id_from_hex(&m.session_id));
             r.set_trimmed(
                 self.manifest
                     .as_ref()
@@ -504,6 +515,10 @@ pub struct ReadStats {
     /// Data records read from segments still in the staging directory: in
     /// a crashed session, what recovery saves.
     pub staged_records: u64,
+    /// Segments read through a memory mapping of the file rather than
+    /// copied into the reader's buffer: only segments of a cleanly closed
+    /// capture, and only where no other process can cut the file short.
+    pub mapped_segments: u64,
 }
 
 /// Iterates one channel's records across its segments, in order.
@@ -514,7 +529,16 @@ pub struct ChannelReader {
     files: ChannelFiles,
     next_segment: usize,
     expected_index: Option<u64>,
+    /// The current segment when it was read into memory (kept, with its
+    /// capacity, for the next one).
     buf: Vec<u8>,
+    /// The current segment when it was mapped instead; [`Self::bytes`]
+    /// gives whichever holds it.
+    map: Option<Mmap>,
+    /// The session id from the manifest of a cleanly closed capture, set by
+    /// [`Capture::reader`]: the capture directory's segments may then be
+    /// mapped if they carry it. `None` (the default): always read.
+    map_session: Option<[u8; 16]>,
     pos: usize,
     path: PathBuf,
     in_segment: bool,
@@ -537,6 +561,8 @@ impl ChannelReader {
             next_segment: 0,
             expected_index: None,
             buf: Vec::new(),
+            map: None,
+            map_session: None,
             pos: 0,
             path: PathBuf::new(),
             in_segment: false,
@@ -634,7 +660,7 @@ impl ChannelReader {
                         direction: dir,
                         ts_ns: ts,
                         seq,
-                        payload: &self.buf[start..start + len],
+                        payload: &self.bytes()[start..start + len],
                     }));
                 }
                 Step::Gap(g) => {
@@ -698,7 +724,7 @@ impl ChannelReader {
         self.segment_sealed = false;
 
         let mut loaded = self.load_segment(&seg);
-        if loaded.is_ok() && seg.staged && header_checksum_fails(&self.buf) {
+        if loaded.is_ok() && seg.staged && header_checksum_fails(self.bytes()) {
             // The retirer flags a staged segment's header once its CRCs are
             // in: the flag, then the checksum. A read racing the two stores
             // can see the new checksum with the old flags. Look once more.
@@ -707,23 +733,23 @@ impl ChannelReader {
         if let Err(kind) = loaded {
             return Some(Err(self.report(0, 0, kind)));
         }
-        self.stats.file_bytes += self.buf.len() as u64;
+        let bytes = self.bytes();
+        let file_len = bytes.len();
+        let header_is_zero = bytes[..file_len.min(SEGMENT_HEADER_LEN)]
+            .iter()
+            .all(|&b| b == 0);
+        self.stats.file_bytes += file_len as u64;
         self.segment_staged = seg.staged;
-        if seg.staged
-            && self.buf[..self.buf.len().min(SEGMENT_HEADER_LEN)]
-                .iter()
-                .all(|&b| b == 0)
-        {
+        if seg.staged && header_is_zero {
             // A segment the writer's preparer is still setting up: nothing
             // follows it yet.
             self.next_segment = self.files.segments.len();
             return Some(Ok(()));
         }
-        if self.buf.len() < SEGMENT_HEADER_LEN {
-            let len = self.buf.len();
-            return Some(Err(self.report(0, len, DamageKind::TruncatedHeader)));
+        if file_len < SEGMENT_HEADER_LEN {
+            return Some(Err(self.report(0, file_len, DamageKind::TruncatedHeader)));
         }
-        let Ok(header) = SegmentHeader::read_from_bytes(&self.buf[..SEGMENT_HEADER_LEN]) else {
+        let Ok(header) = SegmentHeader::read_from_bytes(&self.bytes()[..SEGMENT_HEADER_LEN]) else {
             return Some(Err(self.report(0, 0, DamageKind::TruncatedHeader)));
         };
         if header.magic != SEGMENT_MAGIC {
@@ -784,9 +810,12 @@ impl ChannelReader {
     /// moved there since it was listed.
     fn load_segment(&mut self, seg: &SegmentFile) -> Result<(), DamageKind> {
         self.path = seg.path.clone();
-        let mut loaded = self.load(&seg.path);
+        // Never a staged segment: staged files are written live (and a
+        // staged listing is no capture-directory file, even once moved).
+        let may_map = !seg.staged;
+        let mut loaded = self.load(&seg.path, may_map);
         if let (Err(DamageKind::Unreadable(_)), Some(moved)) = (&loaded, &seg.moved_to) {
-            loaded = self.load(moved);
+            loaded = self.load(moved, false);
             if loaded.is_ok() {
                 self.path = moved.clone();
             }
@@ -794,7 +823,20 @@ impl ChannelReader {
         loaded
     }
 
-    fn load(&mut self, path: &Path) -> Result<(), DamageKind> {
+    /// The current segment's bytes: mapped or read.
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match &self.map {
+            Some(m) => m,
+            None => &self.buf,
+        }
+    }
+
+    /// Loads the segment at `path`: mapped if `may_map` and the rule of
+    /// [`map_segment`] allows, else read into the buffer.
+    fn load(&mut self, path: &Path, may_map: bool) -> Result<(), DamageKind> {
+        // The previous segment's mapping goes, whatever happens next.
+        self.map = None;
         // Never follow a symlink planted where a segment should be.
         let md =
             std::fs::symlink_metadata(path).map_err(|e| DamageKind::Unreadable(e.to_string()))?;
@@ -809,6 +851,13 @@ impl ChannelReader {
             )));
         }
         let file = File::open(path).map_err(|e| DamageKind::Unreadable(e.to_string()))?;
+        if let Some(session) = self.map_session.filter(|_| may_map) {
+            if let Some(map) = map_segment(&file, &session) {
+                self.map = Some(map);
+                self.stats.mapped_segments += 1;
+                return Ok(());
+            }
+        }
         self.buf.clear();
         // The file's real size, checked against the limit above: one
         // allocation instead of repeated doubling.
@@ -831,7 +880,7 @@ impl ChannelReader {
         at: usize,
         rule: CrcRule,
     ) -> Option<(RecordKind, u8, usize, u64, u32)> {
-        format::parse_record(&self.buf, at, rule).map(|r| (r.kind, r.dir, r.len, r.ts_ns, r.seq))
+        format::parse_record(self.bytes(), at, rule).map(|r| (r.kind, r.dir, r.len, r.ts_ns, r.seq))
     }
 
     /// Finds the next offset after `from` holding a valid record.
@@ -843,9 +892,10 @@ impl ChannelReader {
     /// after damage can be vouched for, and none is returned.
     fn resync(&self, from: usize) -> Option<usize> {
         let mut at = from;
-        while at + RECORD_HEADER_LEN <= self.buf.len() {
+        let end = self.bytes().len();
+        while at + RECORD_HEADER_LEN <= end {
             // Cheap filter first: the sync bytes of a tag.
-            if format::has_tag_sync(&self.buf, at)
+            if format::has_tag_sync(self.bytes(), at)
                 && self.valid_record_at(at, CrcRule::Every).is_some()
             {
                 return Some(at);
@@ -857,7 +907,7 @@ impl ChannelReader {
 
     fn step(&mut self) -> Step {
         let at = self.pos;
-        let end = self.buf.len();
+        let end = self.bytes().len();
         if self.segment_sealed || at >= end {
             return Step::EndOfSegment;
         }
@@ -887,7 +937,7 @@ impl ChannelReader {
                         )),
                     },
                     RecordKind::Gap if len == GAP_PAYLOAD_LEN => {
-                        let p = GapPayload::read_from_bytes(&self.buf[payload..payload + len]);
+                        let p = GapPayload::read_from_bytes(&self.bytes()[payload..payload + len]);
                         match p {
                             Ok(p) => Step::Gap(Gap::from(&p)),
                             Err(_) => Step::Skip,
@@ -895,7 +945,7 @@ impl ChannelReader {
                     }
                     RecordKind::Seal if len == SEAL_PAYLOAD_LEN => {
                         if let Ok(p) =
-                            SealPayload::read_from_bytes(&self.buf[payload..payload + len])
+                            SealPayload::read_from_bytes(&self.bytes()[payload..payload + len])
                         {
                             self.segment_sealed = true;
                             self.stats.closed_cleanly =
@@ -909,7 +959,7 @@ impl ChannelReader {
                 }
             }
             None => {
-                let tag_is_zero = self.buf[at..(at + 4).min(end)].iter().all(|&b| b == 0);
+                let tag_is_zero = self.bytes()[at..(at + 4).min(end)].iter().all(|&b| b == 0);
                 match self.resync(at + RECORD_ALIGN) {
                     Some(next) => {
                         self.pos = next;
@@ -930,7 +980,7 @@ impl ChannelReader {
                     }
                     None => {
                         self.pos = end;
-                        let rest_is_zero = self.buf[at..].iter().all(|&b| b == 0);
+                        let rest_is_zero = self.bytes()[at..].iter().all(|&b| b == 0);
                         if rest_is_zero {
                             // Unused room at the end of an unsealed segment.
                             Step::EndOfSegment
@@ -938,10 +988,10 @@ impl ChannelReader {
                             // The writer stores the tag last: a record whose
                             // tag is zero was never acknowledged (or, in a
                             // live session, is being written right now).
-                            let len = trailing_nonzero_len(&self.buf[at..]);
+                            let len = trailing_nonzero_len(&self.bytes()[at..]);
                             Step::Damage(self.report(at, len, DamageKind::TornTail))
                         } else {
-                            let len = trailing_nonzero_len(&self.buf[at..]);
+                            let len = trailing_nonzero_len(&self.bytes()[at..]);
                             Step::Damage(self.report(at, len, DamageKind::Corrupt))
                         }
                     }
@@ -964,6 +1014,75 @@ impl ChannelReader {
             lost
         }
     }
+}
+
+/// Maps a segment file instead of reading it, where that is safe; `None`
+/// means read it. The caller asks only for a segment listed in the capture
+/// directory (never a staged one) of a capture whose manifest says
+/// `clean_shutdown: true`, and passes that manifest's session id.
+///
+/// A mapping is only as good as the file under it: should the file be cut
+/// short while mapped, touching a page past its new end kills the process
+/// with `SIGBUS` — no error to report, no damage to skip past. Within this
+/// project a segment file is cut short only by its own writer, while the
+/// session runs: in direct mode (no memory-backed staging) segments are
+/// mapped in the capture directory itself, and the retirer truncates each
+/// one to the bytes in use once sealed (`finish_in_place`). Staged segments
+/// on tmpfs are being written live. So a segment is mapped only if all of
+/// this holds:
+///
+/// * **The capture was closed cleanly.** The writer stores
+///   `clean_shutdown: true` only after its retirer thread has finished and
+///   been joined — every segment moved in, cut to size and synced — and no
+///   writer ever reopens a directory that holds a manifest
+///   ([`crate::Spool::create`] refuses). A live session says `false`, and
+///   so does a crashed one, whose writer cannot be told dead in direct mode;
+///   crash recovery keeps it `false` (and replaces files by rename, which a
+///   mapping does not notice, never in place). The manifest is the only
+///   thing that tells "no writer can be live"; the seal records cannot —
+///   they are written before the retirer cuts the file. (A file deleted
+///   while mapped — the flight recorder's ring, a removed capture — stays
+///   readable: deleting is not truncating.)
+/// * **Not staged.** The staging directory holds segments being written.
+/// * **Nobody else can cut it.** The file as opened is a regular file owned
+///   by this user and not writable by group or others, so whatever a
+///   stranger's manifest claims, no other user (root aside) can truncate it.
+///   Someone else's capture, read where it lies, is read, not mapped.
+/// * **Within bounds.** Not empty (mapping an empty file fails on some
+///   platforms, and there is nothing to map), and no larger than
+///   [`MAX_SEGMENT_BYTES`], the bound the read path puts on any segment.
+///   The length mapped is the file's length as opened.
+/// * **It is that session's.** Its header carries the manifest's session
+///   id: were the directory replaced by a new, live session since the
+///   manifest was read, its files would not.
+///
+/// Whatever the bytes, the reader checks every length against the mapped
+/// length, as against a buffer. What the rule cannot exclude: this user
+/// truncating the file by hand during a read, or an I/O error when a page
+/// of a failing disk is faulted in — where `read` would have reported the
+/// segment unreadable, a mapped read dies.
+fn map_segment(file: &File, session: &[u8; 16]) -> Option<Mmap> {
+    let md = file.metadata().ok()?;
+    if !md.is_file()
+        || md.len() == 0
+        || md.len() > MAX_SEGMENT_BYTES
+        || md.uid() != crate::fsutil::current_uid()
+        || md.mode() & 0o022 != 0
+    {
+        return None;
+    }
+    let len = usize::try_from(md.len()).ok()?;
+    // Pages are faulted in as the records are walked: measured a little
+    // faster than mapping them all up front (`MAP_POPULATE`), warm cache.
+    //
+    // SAFETY: a mapped file must not change, nor shrink, while the mapping
+    // lives. It is a segment of a cleanly closed capture, owned by this
+    // user and writable by nobody else: in this project nothing writes or
+    // truncates such a file any more (see above). `len` is the file's size
+    // as opened, nonzero.
+    let map = unsafe { MmapOptions::new().len(len).map(file) }.ok()?;
+    let header = SegmentHeader::read_from_bytes(map.get(..SEGMENT_HEADER_LEN)?).ok()?;
+    (header.session_id == *session).then_some(map)
 }
 
 /// Whether `buf` starts with a segment header whose checksum does not match.

@@ -77,6 +77,27 @@ fn read_all(files: ChannelFiles) -> (Vec<Vec<u8>>, usize) {
     (out, damage)
 }
 
+/// An event as read, owned, to compare two reads of the same files.
+#[derive(Debug, PartialEq, Eq)]
+enum Owned {
+    Data(Direction, u64, u32, Vec<u8>),
+    Gap(spool::reader::Gap),
+    Damage(spool::reader::Damage),
+}
+
+/// Every event of a reader, and how many segments it mapped.
+fn read_events(mut r: ChannelReader) -> (Vec<Owned>, u64) {
+    let mut out = Vec::new();
+    while let Some(ev) = r.next_event() {
+        out.push(match ev {
+            Event::Data(d) => Owned::Data(d.direction, d.ts_ns, d.seq, d.payload.to_vec()),
+            Event::Gap(g) => Owned::Gap(g),
+            Event::Damage(d) => Owned::Damage(d),
+        });
+    }
+    (out, r.stats().mapped_segments)
+}
+
 /// How many mutated inputs the fuzz test tries (`SPOOL_FUZZ_ITERS` to raise).
 fn fuzz_iters() -> u32 {
     std::env::var("SPOOL_FUZZ_ITERS")
@@ -145,7 +166,7 @@ fn mutation_fuzz(strip: bool) {
         assert!(got == sent);
     }
     // The mutated segments form a closed capture directory, so the live
-    // follower reads them too.
+    // follower reads them too, and a reader from `Capture` maps them.
     let work = tempfile::tempdir().unwrap();
     let chan_dir = work.path().join("spool/display");
     std::fs::create_dir_all(&chan_dir).unwrap();
@@ -173,6 +194,7 @@ fn mutation_fuzz(strip: bool) {
     let mut rng = proptest::test_runner::TestRunner::deterministic();
     let iters = fuzz_iters();
     let mut recovered_total = 0usize;
+    let mut mapped_total = 0u64;
     for iter in 0..iters {
         // Mutate each segment a little, in one of several ways.
         let mut segs = Vec::new();
@@ -212,10 +234,29 @@ fn mutation_fuzz(strip: bool) {
                 moved_to: None,
             });
         }
-        let (got, _damage) = read_all(ChannelFiles {
+        let files = ChannelFiles {
             name: "display".into(),
             segments: segs,
-        });
+        };
+        let (plain, read_mapped) = read_events(ChannelReader::new(files.clone()));
+        assert_eq!(read_mapped, 0, "a reader of bare files maps nothing");
+        // The same files through `Capture`, mapped where the rule allows,
+        // read exactly the same.
+        let cap = Capture::open(work.path()).unwrap();
+        assert_eq!(cap.channels(), &[files]);
+        let (mapped, n) = read_events(cap.reader("display").unwrap());
+        assert!(
+            mapped == plain,
+            "iteration {iter}: the mapped read differs from the plain one"
+        );
+        mapped_total += n;
+        let got: Vec<Vec<u8>> = plain
+            .into_iter()
+            .filter_map(|e| match e {
+                Owned::Data(_, _, _, p) => Some(p),
+                _ => None,
+            })
+            .collect();
         check(&got, iter, "the reader");
         recovered_total += got.len();
 
@@ -241,7 +282,11 @@ fn mutation_fuzz(strip: bool) {
     } else {
         "checksummed"
     };
-    eprintln!("fuzz: {iters} mutated {what} captures, {recovered_total} records recovered in all");
+    eprintln!(
+        "fuzz: {iters} mutated {what} captures, {recovered_total} records recovered in all, \
+         {mapped_total} segments mapped"
+    );
+    assert!(mapped_total > 0, "no mutated segment was read mapped");
 }
 
 #[test]
