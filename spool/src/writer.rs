@@ -261,9 +261,13 @@ impl Slot {
         }
     }
 
+    /// Byte by byte rather than through `memcmp`: names are a few bytes
+    /// long, and a call into libc is one more cold page for an isolated
+    /// append.
     #[inline]
     fn is(&self, name: &str) -> bool {
-        usize::from(self.name_len) == name.len() && self.name[..name.len()] == *name.as_bytes()
+        let name = name.as_bytes();
+        usize::from(self.name_len) == name.len() && self.name.iter().zip(name).all(|(a, b)| a == b)
     }
 }
 
