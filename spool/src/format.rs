@@ -6,6 +6,7 @@
 //! size and alignment-free layout, never by transmuting.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::LazyLock;
 
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -248,9 +249,20 @@ pub struct RecordHeader {
 
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == RECORD_HEADER_LEN);
 
+/// A fresh hasher, as `crc32fast::Hasher::new()` makes, cloned from one
+/// made once: `new()` looks up the CPU's features every time (six to eight
+/// cached lookups). Per record that is little, but on small records it
+/// showed: spool2pcap converted 256 MiB of 0.2 KiB records about 1.5 %
+/// faster with the clone (faster in 119 of 180 paired runs; the valgrind
+/// instruction count of a conversion fell by 2.8 %).
+fn crc_hasher() -> crc32fast::Hasher {
+    static PROTOTYPE: LazyLock<crc32fast::Hasher> = LazyLock::new(crc32fast::Hasher::new);
+    PROTOTYPE.clone()
+}
+
 /// Computes a record's CRC from its header (bytes 0..20) and payload.
 pub fn record_crc(header: &RecordHeader, payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
+    let mut h = crc_hasher();
     h.update(&header.as_bytes()[..RECORD_HEADER_LEN - 4]);
     h.update(payload);
     h.finalize()
