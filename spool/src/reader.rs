@@ -274,6 +274,8 @@ pub struct Capture {
     manifest: Option<Manifest>,
     problems: Vec<String>,
     channels: Vec<ChannelFiles>,
+    /// Whether readers may map segments (see [`Capture::set_mapping`]).
+    mapping: bool,
 }
 
 impl Capture {
@@ -347,7 +349,17 @@ impl Capture {
             manifest,
             problems,
             channels,
+            mapping: true,
         })
+    }
+
+    /// Allows (the default) or forbids mapping segment files in readers made
+    /// after this call. Mapping saves a copy of every byte, but a mapped
+    /// file that shrinks under the reader, or a disk error while a page is
+    /// loaded, kills the process with `SIGBUS` where `read()` would return an
+    /// error. Tools that inspect suspect captures should turn it off.
+    pub fn set_mapping(&mut self, allow: bool) {
+        self.mapping = allow;
     }
 
     /// The capture directory.
@@ -386,7 +398,7 @@ impl Capture {
             r.map_session = self
                 .manifest
                 .as_ref()
-                .filter(|m| m.clean_shutdown)
+                .filter(|m| self.mapping && m.clean_shutdown)
                 .and_then(|m| crate::manifest::session_id_from_hex(&m.session_id));
             r.set_trimmed(
                 self.manifest

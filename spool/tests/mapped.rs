@@ -108,6 +108,23 @@ fn a_closed_capture_is_read_through_mappings() {
 }
 
 #[test]
+fn mapping_can_be_turned_off() {
+    let dirs = closed_capture();
+    let mut cap = Capture::open(&dirs.capture()).unwrap();
+    cap.set_mapping(false);
+    let mut r = cap.reader("display").unwrap();
+    let mut got = Vec::new();
+    while let Some(ev) = r.next_event() {
+        if let Event::Data(d) = ev {
+            got.push(d.payload.to_vec());
+        }
+    }
+    assert!(got == sent(RECORDS));
+    assert!(r.stats().segments >= 3);
+    assert_eq!(r.stats().mapped_segments, 0, "{:?}", r.stats());
+}
+
+#[test]
 fn a_capture_not_closed_cleanly_is_read() {
     // What a crashed session leaves: the manifest never said clean.
     let dirs = closed_capture();

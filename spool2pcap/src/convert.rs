@@ -74,6 +74,9 @@ pub struct ConvertOptions {
     pub synth: Synthesis,
     /// What to overwrite before writing (default: nothing).
     pub redact: Redaction,
+    /// Map the segments of a cleanly closed capture instead of reading them
+    /// (default: on; see [`spool::Capture::set_mapping`] for the cost).
+    pub mmap: bool,
 }
 
 impl ConvertOptions {
@@ -89,6 +92,7 @@ impl ConvertOptions {
             force: false,
             synth: Synthesis::ALL,
             redact: Redaction::NONE,
+            mmap: true,
         }
     }
 }
@@ -331,7 +335,8 @@ pub fn convert_with_progress(
     opts: &ConvertOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ConvertReport, ConvertError> {
-    let cap = Capture::open(capture)?;
+    let mut cap = Capture::open(capture)?;
+    cap.set_mapping(opts.mmap);
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let selected = select_channels(&cap, &opts.channels)?;
     let mut report = ConvertReport {

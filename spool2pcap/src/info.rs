@@ -186,7 +186,10 @@ pub fn scan(
     capture: &Path,
     on_damage: &mut dyn FnMut(&str, &Damage),
 ) -> Result<CaptureInfo, OpenError> {
-    let cap = Capture::open(capture)?;
+    let mut cap = Capture::open(capture)?;
+    // `info` and `verify` are how a suspect capture is looked at: a disk
+    // error must come out as a report, never as a SIGBUS of a mapping.
+    cap.set_mapping(false);
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let manifest = cap.manifest();
     let mut problems = cap.problems().to_vec();
