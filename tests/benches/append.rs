@@ -18,6 +18,9 @@
 //! * `quick` divides every count and duration by 10.
 //! * `profile` (not part of `all`): only spool appends of 64 B and 1 KiB,
 //!   untimed, for about 10 s, to look at the hot path with `perf record`.
+//! * `cold` (not part of `all`): 512 B spool appends 1 ms apart after
+//!   different warm-ups, to see what an isolated append pays for cold
+//!   caches (code versus data).
 //!
 //! Each call is timed alone with `Instant` (the timer's own cost, measured
 //! at start, is subtracted); samples go into a pre-allocated, pre-touched
@@ -563,6 +566,56 @@ fn slow(ctx: &Ctx) {
     }
 }
 
+/// Why an isolated append costs more than one in a burst: 512 B appends one
+/// millisecond apart (the slow-disk run's pace), each timed alone, after
+/// different warm-ups — nothing, one append to another channel (warms the
+/// code, not this channel's data), one append to the same channel (warms
+/// everything). Capture directory on the local disk; staging on /dev/shm.
+fn cold(ctx: &Ctx) {
+    let tmp = tempfile::tempdir_in(&ctx.local.base).expect("temporary directory");
+    let config = SpoolConfig::new(tmp.path().join("capture"))
+        .staging(StagingChoice::Root(PathBuf::from("/dev/shm")))
+        .segment_bytes(16 << 20)
+        .channels(&[CHANNEL, "other"]);
+    let spool = Spool::create(config).expect("spool");
+    let data = ctx.payload(512);
+    let calls = 3_000 / ctx.scale;
+    println!("\n## Cold appends: 512 B, 1 ms apart, {calls} per warm-up\n");
+    println!("| warm-up before each timed append | p50 | p90 | p99 | p99.9 |");
+    println!("|---|---|---|---|---|");
+    for (label, warm) in [
+        ("none", None),
+        ("an append to another channel", Some("other")),
+        ("an append to the same channel", Some(CHANNEL)),
+    ] {
+        let mut samples = vec![0u32; calls];
+        let start = Instant::now();
+        for (i, slot) in samples.iter_mut().enumerate() {
+            let due = start + Duration::from_millis(i as u64);
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+            if let Some(ch) = warm {
+                spool.append(ch, DIR, data);
+            }
+            let t0 = Instant::now();
+            std::hint::black_box(spool.append(CHANNEL, DIR, data));
+            let t1 = Instant::now();
+            *slot = ((t1 - t0).as_nanos() as u64).saturating_sub(ctx.overhead as u64) as u32;
+        }
+        samples.sort_unstable();
+        let at = |q: f64| ns(samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]);
+        println!(
+            "| {label} | {} | {} | {} | {} |",
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(0.999)
+        );
+    }
+    spool.close().expect("close");
+}
+
 /// Spool appends back to back, untimed, for a profiler: fresh spools of
 /// 16 MiB of 64 B or 1 KiB records, so nothing is ever dropped.
 fn profile(ctx: &Ctx) {
@@ -629,8 +682,8 @@ fn main() {
         .copied()
         .find(|w| *w != "quick")
         .unwrap_or("all");
-    if !["table", "local", "slow", "all", "profile"].contains(&mode) {
-        eprintln!("usage: append [table|local|slow|all|profile] [quick]");
+    if !["table", "local", "slow", "all", "profile", "cold"].contains(&mode) {
+        eprintln!("usage: append [table|local|slow|all|profile|cold] [quick]");
         std::process::exit(2);
     }
 
@@ -677,6 +730,9 @@ fn main() {
     }
     if matches!(mode, "slow" | "all") {
         slow(&ctx);
+    }
+    if mode == "cold" {
+        cold(&ctx);
     }
     if mode == "profile" {
         profile(&ctx);
