@@ -212,12 +212,7 @@ fn staged_segments_are_read_in_place_with_their_crcs_still_zero() {
 #[test]
 fn in_a_flagged_segment_a_zeroed_crc_is_damage() {
     let dirs = Dirs::new();
-    let spool = spool(
-        dirs.config()
-            .segment_bytes(64 << 10)
-            .ready_ahead(4)
-            .channels(&["display"]),
-    );
+    let spool = small_segments(&dirs, &["display"]);
     wait_ready(&spool, "display", 1);
     let n = 200;
     for i in 0..n {

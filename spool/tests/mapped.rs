@@ -68,12 +68,7 @@ fn sent(n: usize) -> Vec<Vec<u8>> {
 /// A closed capture of several small segments.
 fn closed_capture() -> Dirs {
     let dirs = Dirs::new();
-    let spool = spool(
-        dirs.config()
-            .segment_bytes(64 << 10)
-            .ready_ahead(4)
-            .channels(&["display"]),
-    );
+    let spool = small_segments(&dirs, &["display"]);
     for i in 0..RECORDS {
         append(&spool, i);
     }
@@ -209,12 +204,7 @@ fn wait_for_segments(capture: &Path, n: usize) {
 #[test]
 fn a_live_staged_capture_is_read() {
     let dirs = Dirs::new();
-    let spool = spool(
-        dirs.config()
-            .segment_bytes(64 << 10)
-            .ready_ahead(4)
-            .channels(&["display"]),
-    );
+    let spool = small_segments(&dirs, &["display"]);
     for i in 0..RECORDS {
         append(&spool, i);
     }

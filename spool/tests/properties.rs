@@ -44,12 +44,7 @@ proptest! {
 /// A real capture with a few segments of varied records, and the records.
 fn sample_capture() -> (Dirs, Vec<Vec<u8>>) {
     let dirs = Dirs::new();
-    let spool = spool(
-        dirs.config()
-            .segment_bytes(64 << 10)
-            .ready_ahead(4)
-            .channels(&["display"]),
-    );
+    let spool = small_segments(&dirs, &["display"]);
     let mut sent = Vec::new();
     for i in 0..300usize {
         let data = payload(i, (i * 131) % 1500 + 1);

@@ -79,6 +79,17 @@ pub fn spool(cfg: SpoolConfig) -> Spool {
     Spool::create(cfg).unwrap()
 }
 
+/// A spool of small (64 KiB) segments with four prepared ahead, so that a
+/// test's few hundred records fill several segments.
+pub fn small_segments(dirs: &Dirs, channels: &[&str]) -> Spool {
+    spool(
+        dirs.config()
+            .segment_bytes(64 << 10)
+            .ready_ahead(4)
+            .channels(channels),
+    )
+}
+
 /// What [`segment_checksums`] found in one segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentCheck {
