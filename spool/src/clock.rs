@@ -130,6 +130,25 @@ struct Params {
     mult: AtomicU64,
 }
 
+/// One consistent read of a parameter set, with the counter.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    tsc_ref: u64,
+    ns_ref: u64,
+    mult: u64,
+    /// The counter, read with the parameters.
+    tsc: u64,
+}
+
+impl Reading {
+    /// `CLOCK_MONOTONIC` at counter value `tsc`, by these parameters.
+    #[inline(always)]
+    fn ns_at(&self, tsc: u64) -> u64 {
+        let ticks = tsc.saturating_sub(self.tsc_ref);
+        self.ns_ref + ((u128::from(ticks) * u128::from(self.mult)) >> SHIFT) as u64
+    }
+}
+
 /// A monotonic nanosecond clock, cheap to read from any thread.
 #[derive(Debug)]
 pub struct Clock {
@@ -185,45 +204,31 @@ impl Clock {
         if !self.use_tsc.load(Ordering::Relaxed) {
             return monotonic_ns();
         }
-        // The counter is read between the two loads of the generation, as
-        // the kernel's vDSO reads it inside its sequence lock, so a reading
-        // never pairs a counter value from after a recalibration with the
-        // parameters from before it.
+        let r = self.reading();
+        r.ns_at(r.tsc)
+    }
+
+    /// The current parameters and the counter, read together: the counter
+    /// is read between the two loads of the generation, as the kernel's vDSO
+    /// reads it inside its sequence lock, so a reading never pairs a counter
+    /// value from after a recalibration with the parameters from before it.
+    #[inline(always)]
+    fn reading(&self) -> Reading {
         loop {
             let g = self.generation.load(Ordering::Acquire);
             let p = &self.sets[(g & 1) as usize];
-            let tsc_ref = p.tsc_ref.load(Ordering::Relaxed);
-            let ns_ref = p.ns_ref.load(Ordering::Relaxed);
-            let mult = p.mult.load(Ordering::Relaxed);
-            let now = tsc();
+            let r = Reading {
+                tsc_ref: p.tsc_ref.load(Ordering::Relaxed),
+                ns_ref: p.ns_ref.load(Ordering::Relaxed),
+                mult: p.mult.load(Ordering::Relaxed),
+                tsc: tsc(),
+            };
             fence(Ordering::Acquire);
             // Unchanged: the set was not rewritten under us (that takes two
             // updates, 250 ms apart). Changed: the new set is complete, read
             // it instead — this never waits for the writer.
             if self.generation.load(Ordering::Relaxed) == g {
-                return ns_ref + Self::scale(now.saturating_sub(tsc_ref), mult);
-            }
-        }
-    }
-
-    #[inline]
-    fn scale(ticks: u64, mult: u64) -> u64 {
-        ((u128::from(ticks) * u128::from(mult)) >> SHIFT) as u64
-    }
-
-    /// A consistent snapshot of the parameters.
-    fn params(&self) -> (u64, u64, u64) {
-        loop {
-            let g = self.generation.load(Ordering::Acquire);
-            let p = &self.sets[(g & 1) as usize];
-            let v = (
-                p.tsc_ref.load(Ordering::Relaxed),
-                p.ns_ref.load(Ordering::Relaxed),
-                p.mult.load(Ordering::Relaxed),
-            );
-            fence(Ordering::Acquire);
-            if self.generation.load(Ordering::Relaxed) == g {
-                return v;
+                return r;
             }
         }
     }
@@ -252,8 +257,7 @@ impl Clock {
         let mut anchor = self.anchor.lock().unwrap_or_else(|p| p.into_inner());
         let from = (*anchor)?;
         let now = pair();
-        let (tsc_ref, ns_ref, mult) = self.params();
-        let ours = ns_ref + Self::scale(now.tsc.saturating_sub(tsc_ref), mult);
+        let ours = self.reading().ns_at(now.tsc);
         let error = now.ns as i64 - ours as i64;
         let Some(base) = rate(from, now) else {
             return Some(error);
@@ -270,10 +274,8 @@ impl Clock {
         let adjusted = i128::from(base) + correction.clamp(-limit, limit);
         // The new rate takes over from this instant, where old and new
         // agree: no jump, whatever time passed since `now` was read.
-        let at = tsc();
-        let (tsc_ref, ns_ref, mult) = self.params();
-        let continuous = ns_ref + Self::scale(at.saturating_sub(tsc_ref), mult);
-        self.publish(at, continuous, adjusted as u64);
+        let r = self.reading();
+        self.publish(r.tsc, r.ns_at(r.tsc), adjusted as u64);
         Some(error)
     }
 }
@@ -358,8 +360,8 @@ mod tests {
             return;
         }
         // Pretend the TSC ran 10 ms ahead.
-        let (t, n, m) = c.params();
-        c.publish(t, n + 10_000_000, m);
+        let r = c.reading();
+        c.publish(r.tsc_ref, r.ns_ref + 10_000_000, r.mult);
         let e = c.recalibrate().expect("was on the TSC");
         assert!(e < -WATCHDOG_NS, "error {e}");
         assert!(!c.uses_tsc());
