@@ -183,16 +183,14 @@ impl Channel {
     #[inline]
     pub fn append(&self, dir: Direction, ts_ns: u64, data: &[u8], wake: &mut bool) -> bool {
         let mut st = self.lock();
-        let need = record_len(data.len());
-        let offset = st.offset;
-        let room = offset + need + SEAL_RECORD_LEN <= st.capacity();
-        if room && st.gap.is_empty() && !st.closed && data.len() <= self.max_payload {
-            let seq = st.seq as u32;
-            if let Some(seg) = st.segment.as_mut() {
-                seg.write_record(offset, RecordKind::Data, dir.to_byte(), ts_ns, seq, data);
-                self.account(&mut st, need, data.len(), ts_ns);
-                return true;
-            }
+        let room = st.offset + record_len(data.len()) + SEAL_RECORD_LEN <= st.capacity();
+        if room
+            && st.gap.is_empty()
+            && !st.closed
+            && data.len() <= self.max_payload
+            && self.write_data(&mut st, dir, ts_ns, data)
+        {
+            return true;
         }
         self.append_slow(&mut st, dir, ts_ns, data, wake)
     }
@@ -223,34 +221,32 @@ impl Channel {
             return false;
         }
         self.flush_gap(st);
-        let (seq, offset) = (st.seq, st.offset);
-        let Some(seg) = st.segment.as_mut() else {
-            // `rotate` made a segment live.
-            self.drop_record(st, dir, data.len(), ts_ns);
-            return false;
-        };
-        seg.write_record(
-            offset,
-            RecordKind::Data,
-            dir.to_byte(),
-            ts_ns,
-            seq as u32,
-            data,
-        );
-        self.account(st, need, data.len(), ts_ns);
-        true
+        // `rotate` made a segment live, so this writes.
+        if self.write_data(st, dir, ts_ns, data) {
+            return true;
+        }
+        self.drop_record(st, dir, data.len(), ts_ns);
+        false
     }
 
-    /// Books a data record just written at `st.offset`.
+    /// Writes a data record at `st.offset` of the live segment and books
+    /// it. The caller has made sure it fits; `false` if there is no live
+    /// segment.
     #[inline]
-    fn account(&self, st: &mut State, need: usize, len: usize, ts_ns: u64) {
-        st.offset += need;
+    fn write_data(&self, st: &mut State, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
+        let (seq, offset) = (st.seq as u32, st.offset);
+        let Some(seg) = st.segment.as_mut() else {
+            return false;
+        };
+        seg.write_record(offset, RecordKind::Data, dir.to_byte(), ts_ns, seq, data);
+        st.offset += record_len(data.len());
         st.seq += 1;
         st.seg_records += 1;
-        st.seg_data_bytes += len as u64;
+        st.seg_data_bytes += data.len() as u64;
         st.last_ts = ts_ns;
         self.counters.bump(&self.counters.records, 1);
-        self.counters.bump(&self.counters.bytes, len as u64);
+        self.counters.bump(&self.counters.bytes, data.len() as u64);
+        true
     }
 
     fn drop_record(&self, st: &mut State, dir: Direction, len: usize, ts_ns: u64) {

@@ -493,9 +493,16 @@ impl Spool {
     /// session start), for replaying recorded traffic.
     #[inline]
     pub fn append_at(&self, channel: &str, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
-        let Some(ch) = self.shared.find(channel) else {
-            return self.append_new(channel, dir, ts_ns, data);
-        };
+        match self.shared.find(channel) {
+            Some(ch) => self.append_to(ch, dir, ts_ns, data),
+            None => self.append_new(channel, dir, ts_ns, data),
+        }
+    }
+
+    /// Appends to a channel already found, and wakes the background threads
+    /// if the append took or retired a segment.
+    #[inline]
+    fn append_to(&self, ch: &Channel, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
         let mut wake = false;
         let ok = ch.append(dir, ts_ns, data, &mut wake);
         if wake {
@@ -509,14 +516,7 @@ impl Spool {
     #[inline(never)]
     fn append_new(&self, channel: &str, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
         match self.register(channel) {
-            Ok(ch) => {
-                let mut wake = false;
-                let ok = ch.append(dir, ts_ns, data, &mut wake);
-                if wake {
-                    self.wake();
-                }
-                ok
-            }
+            Ok(ch) => self.append_to(ch, dir, ts_ns, data),
             Err(_) => {
                 self.shared.rejected.fetch_add(1, Ordering::Relaxed);
                 false
@@ -786,12 +786,7 @@ impl ChannelHandle<'_> {
     /// Same as [`Spool::append_at`] on this channel.
     #[inline]
     pub fn append_at(&self, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
-        let mut wake = false;
-        let ok = self.channel.append(dir, ts_ns, data, &mut wake);
-        if wake {
-            self.spool.wake();
-        }
-        ok
+        self.spool.append_to(&self.channel, dir, ts_ns, data)
     }
 
     /// This channel's counters.
