@@ -428,8 +428,9 @@ pub fn fill_checksums(seg: &mut [u8]) -> usize {
 
 /// Stores a little-endian `u32` at `seg[at..at + 4]` as one word with
 /// release ordering (when the address is 4-aligned, as in a mapping; a plain
-/// store otherwise).
-fn store_word(seg: &mut [u8], at: usize, value: u32) {
+/// store otherwise). The hot path publishes each record's commit tag with it.
+#[inline]
+pub(crate) fn store_word(seg: &mut [u8], at: usize, value: u32) {
     let Some(word) = seg.get_mut(at..at + 4) else {
         return;
     };

@@ -3,7 +3,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use memmap2::{MmapMut, MmapOptions};
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
@@ -191,12 +190,9 @@ impl MappedSegment {
         // zeroes the segment was allocated with.
         self.map[offset + 4..body].copy_from_slice(&header.as_bytes()[4..]);
         self.map[body..body + payload.len()].copy_from_slice(payload);
-        let word = &mut self.map[offset..offset + 4];
-        // SAFETY: `offset` is a multiple of 8 inside a page-aligned mapping,
-        // so the pointer is valid and 4-byte aligned for the lifetime of the
-        // `&mut` borrow; AtomicU32 has the same layout as u32.
-        let atomic = unsafe { AtomicU32::from_ptr(word.as_mut_ptr().cast::<u32>()) };
-        atomic.store(tag.to_le(), Ordering::Release);
+        // `offset` is a multiple of 8 in a page-aligned mapping, so this is
+        // the release-ordered word store, not the unaligned fallback.
+        format::store_word(&mut self.map, offset, tag);
         self.warm(body + payload.len());
     }
 
