@@ -353,6 +353,20 @@ fn print_row(design: Design, size: usize, s: &Stats, wall: bool) {
     );
 }
 
+/// The spool's three latency targets against one run, met or missed.
+fn latency_verdicts(s: &Stats) -> String {
+    format!(
+        "p50 {} <= {} ns: {}; p99.9 {} <= 1 us: {}; max {} <= 1 ms: {}",
+        ns(s.p50),
+        TARGET_P50_NS,
+        verdict(s.p50 <= TARGET_P50_NS),
+        ns(s.p999),
+        verdict(s.p999 <= TARGET_P999_NS),
+        ns(s.max),
+        verdict(s.max <= TARGET_MAX_NS),
+    )
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -421,17 +435,7 @@ fn table(ctx: &Ctx) {
     println!("Targets (spool):");
     for size in [64, 1 << 10] {
         let s = get(Design::Spool, size);
-        println!(
-            "  {:>7}: p50 {} <= {} ns: {}; p99.9 {} <= 1 us: {}; max {} <= 1 ms: {}",
-            size_label(size),
-            ns(s.p50),
-            TARGET_P50_NS,
-            verdict(s.p50 <= TARGET_P50_NS),
-            ns(s.p999),
-            verdict(s.p999 <= TARGET_P999_NS),
-            ns(s.max),
-            verdict(s.max <= TARGET_MAX_NS),
-        );
+        println!("  {:>7}: {}", size_label(size), latency_verdicts(s));
     }
     for size in [64 << 10, 256 << 10] {
         let s = get(Design::Spool, size);
@@ -506,16 +510,10 @@ fn local(ctx: &Ctx) {
     );
     let s = &r.iter().find(|(d, _)| *d == Design::Spool).expect("ran").1;
     println!(
-        "Targets (spool): drops {} == 0: {}; p50 {} <= {} ns: {}; p99.9 {} <= 1 us: {}; max {} <= 1 ms: {}",
+        "Targets (spool): drops {} == 0: {}; {}",
         s.drops,
         verdict(s.drops == 0),
-        ns(s.p50),
-        TARGET_P50_NS,
-        verdict(s.p50 <= TARGET_P50_NS),
-        ns(s.p999),
-        verdict(s.p999 <= TARGET_P999_NS),
-        ns(s.max),
-        verdict(s.max <= TARGET_MAX_NS),
+        latency_verdicts(s)
     );
 }
 
@@ -552,15 +550,9 @@ fn slow(ctx: &Ctx) {
         .filter(|(d, _)| matches!(d, Design::Spool | Design::SpoolDirect))
     {
         println!(
-            "Targets ({}): p50 {} <= {} ns: {}; p99.9 {} <= 1 us: {}; max {} <= 1 ms: {}; drops {}",
+            "Targets ({}): {}; drops {}",
             d.name(),
-            ns(s.p50),
-            TARGET_P50_NS,
-            verdict(s.p50 <= TARGET_P50_NS),
-            ns(s.p999),
-            verdict(s.p999 <= TARGET_P999_NS),
-            ns(s.max),
-            verdict(s.max <= TARGET_MAX_NS),
+            latency_verdicts(s),
             s.drops
         );
     }
