@@ -299,6 +299,24 @@ pub struct Progress {
     pub total: u64,
 }
 
+/// The Interface Statistics Block of a channel that kept `records` and
+/// lost `dropped` to the capture writer, spanning its framer's packets.
+pub(crate) fn interface_stats(
+    records: u64,
+    dropped: u64,
+    framer: &ChannelFramer,
+    clock: Clock,
+) -> InterfaceStats {
+    let span = framer.time_span_ns();
+    InterfaceStats {
+        received: records.saturating_add(dropped),
+        dropped,
+        delivered: records,
+        start: span.map(|(a, _)| clock.timestamp(a)),
+        end: span.map(|(_, b)| clock.timestamp(b)),
+    }
+}
+
 /// Turns record timestamps (ns since session start) into packet times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Clock {
@@ -828,14 +846,7 @@ pub fn write_channel_stats<W: Write>(
         return Ok(());
     }
     let st = reader.stats();
-    let span = framer.time_span_ns();
-    let stats = InterfaceStats {
-        received: st.records.saturating_add(st.dropped_records),
-        dropped: st.dropped_records,
-        delivered: st.records,
-        start: span.map(|(a, _)| clock.timestamp(a)),
-        end: span.map(|(_, b)| clock.timestamp(b)),
-    };
+    let stats = interface_stats(st.records, st.dropped_records, framer, clock);
     let mut comment = format!(
         "{}: {} records ({} bytes) captured; {} records ({} bytes) dropped by the capture \
          writer in {} gaps; {} damaged regions skipped; {}",

@@ -38,11 +38,11 @@ use spool::reader::{Damage, Event, Gap};
 
 use crate::channel::ChannelFramer;
 use crate::convert::{
-    interface_description, open_output, stdout_file, trimmed_note, ChannelReport, Clock,
-    ConvertError, ConvertOptions, ConvertReport, Destination, TimeMode,
+    interface_description, interface_stats, open_output, stdout_file, trimmed_note, ChannelReport,
+    Clock, ConvertError, ConvertOptions, ConvertReport, Destination, TimeMode,
 };
 use crate::frames::MAX_FRAME_LEN;
-use crate::output::{InterfaceInfo, InterfaceStats, PacketSink, SectionInfo, OUTPUT_BUFFER_BYTES};
+use crate::output::{InterfaceInfo, PacketSink, SectionInfo, OUTPUT_BUFFER_BYTES};
 use crate::ports::{PortMap, SERVER_PORT};
 use crate::redact::Redactor;
 
@@ -408,14 +408,7 @@ fn write_stats<W: Write>(
     let Some(iface) = l.iface else {
         return Ok(());
     };
-    let span = l.framer.time_span_ns();
-    let stats = InterfaceStats {
-        received: l.records.saturating_add(l.dropped_records),
-        dropped: l.dropped_records,
-        delivered: l.records,
-        start: span.map(|(a, _)| clock.timestamp(a)),
-        end: span.map(|(_, b)| clock.timestamp(b)),
-    };
+    let stats = interface_stats(l.records, l.dropped_records, &l.framer, clock);
     let mut comment = format!(
         "{}: {} records ({} bytes) followed live; {} records ({} bytes) dropped by the \
          capture writer in {} gaps; {} damaged regions skipped; session {}",
