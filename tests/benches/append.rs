@@ -1,7 +1,7 @@
 //! Per-call cost of capturing a chunk: the spool against what it replaces.
 //!
 //! ```text
-//! cargo bench -p e2e --bench append -- [table|local|slow|all] [quick]
+//! cargo bench -p e2e --bench append -- [table|local|slow|all|profile|cold|evict] [quick]
 //! ```
 //!
 //! * `table`: unpaced bursts of 64 B, 1 KiB, 64 KiB and 256 KiB appends into
@@ -21,6 +21,10 @@
 //! * `cold` (not part of `all`): 512 B spool appends 1 ms apart after
 //!   different warm-ups, to see what an isolated append pays for cold
 //!   caches (code versus data).
+//! * `evict` (not part of `all`): 512 B appends and memcpys, each after
+//!   reading 4 MiB to push the caller's code and data out of the core's
+//!   private caches. Steadier from run to run than `cold`, so it is the
+//!   mode for comparing two builds of the hot path.
 //!
 //! Each call is timed alone with `Instant` (the timer's own cost, measured
 //! at start, is subtracted); samples go into a pre-allocated, pre-touched
@@ -608,6 +612,61 @@ fn cold(ctx: &Ctx) {
     spool.close().expect("close");
 }
 
+/// Cold appends made repeatable: before each timed call, reads 4 MiB (four
+/// times this machine's L2) to push the call's code and data out of the
+/// core's private caches. The figures move far less from run to run than
+/// the 1 ms-apart ones of `cold`, so it is the mode for comparing two
+/// builds of the hot path.
+fn evict(ctx: &Ctx) {
+    let tmp = tempfile::tempdir_in(&ctx.local.base).expect("temporary directory");
+    let config = SpoolConfig::new(tmp.path().join("capture"))
+        .staging(StagingChoice::Root(PathBuf::from("/dev/shm")))
+        .segment_bytes(64 << 20)
+        .channels(&[CHANNEL]);
+    let spool = Spool::create(config).expect("spool");
+    let data = ctx.payload(512);
+    let calls = 20_000 / ctx.scale;
+    let scratch = vec![1u8; 4 << 20];
+    let mut target = vec![1u8; 64 << 20];
+    let mut off = 0;
+    println!("\n## Evicted appends: 512 B, {calls} calls, 4 MiB read before each\n");
+    println!("| design | p50 | p90 | p99 | p99.9 |");
+    println!("|---|---|---|---|---|");
+    let mut run = |label: &str, f: &mut dyn FnMut() -> bool| {
+        let mut samples = vec![0u32; calls];
+        for slot in samples.iter_mut() {
+            let mut sum = 0u8;
+            for line in scratch.chunks(64) {
+                sum = sum.wrapping_add(line[0]);
+            }
+            std::hint::black_box(sum);
+            let t0 = Instant::now();
+            std::hint::black_box(f());
+            let t1 = Instant::now();
+            *slot = ((t1 - t0).as_nanos() as u64).saturating_sub(ctx.overhead as u64) as u32;
+        }
+        samples.sort_unstable();
+        let at = |q: f64| ns(samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]);
+        println!(
+            "| {label} | {} | {} | {} | {} |",
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(0.999)
+        );
+    };
+    run("memcpy", &mut || {
+        if off + data.len() > target.len() {
+            off = 0;
+        }
+        target[off..off + data.len()].copy_from_slice(data);
+        off += data.len();
+        true
+    });
+    run("spool", &mut || spool.append(CHANNEL, DIR, data));
+    spool.close().expect("close");
+}
+
 /// Spool appends back to back, untimed, for a profiler: fresh spools of
 /// 16 MiB of 64 B or 1 KiB records, so nothing is ever dropped.
 fn profile(ctx: &Ctx) {
@@ -674,8 +733,8 @@ fn main() {
         .copied()
         .find(|w| *w != "quick")
         .unwrap_or("all");
-    if !["table", "local", "slow", "all", "profile", "cold"].contains(&mode) {
-        eprintln!("usage: append [table|local|slow|all|profile|cold] [quick]");
+    if !["table", "local", "slow", "all", "profile", "cold", "evict"].contains(&mode) {
+        eprintln!("usage: append [table|local|slow|all|profile|cold|evict] [quick]");
         std::process::exit(2);
     }
 
@@ -725,6 +784,9 @@ fn main() {
     }
     if mode == "cold" {
         cold(&ctx);
+    }
+    if mode == "evict" {
+        evict(&ctx);
     }
     if mode == "profile" {
         profile(&ctx);
