@@ -632,7 +632,7 @@ fn evict(ctx: &Ctx) {
     println!("\n## Evicted appends: 512 B, {calls} calls, 4 MiB read before each\n");
     println!("| design | p50 | p90 | p99 | p99.9 |");
     println!("|---|---|---|---|---|");
-    let mut run = |label: &str, f: &mut dyn FnMut() -> bool| {
+    let run = |label: &str, f: &mut dyn FnMut() -> bool| {
         let mut samples = vec![0u32; calls];
         for slot in samples.iter_mut() {
             let mut sum = 0u8;
