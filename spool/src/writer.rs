@@ -406,7 +406,7 @@ impl Spool {
         let session = SessionFacts {
             session_id,
             session_start_unix_ns: config.session_start_unix_ns.unwrap_or_else(unix_now_ns),
-            monotonic_base_ns: clock.now_ns(),
+            monotonic_base_ns: clock.origin_ns(),
         };
 
         let root = match &config.staging {
@@ -594,10 +594,7 @@ impl Spool {
         // The same clock and origin as the segment headers' monotonic base,
         // so a record's time plus that base is its CLOCK_MONOTONIC reading
         // (within the few microseconds the `clock` module keeps to).
-        self.shared
-            .clock
-            .now_ns()
-            .saturating_sub(self.shared.session.monotonic_base_ns)
+        self.shared.clock.elapsed_ns()
     }
 
     /// Counters of one channel, or `None` if it has not appeared yet.
