@@ -105,18 +105,24 @@ impl PendingGap {
     }
 }
 
+/// What the channel lock guards.
 struct State {
-    segment: Option<MappedSegment>,
     offset: usize,
     /// Sequence number of the next record of this channel.
     seq: u64,
-    seg_records: u64,
-    /// Gap records in the live segment (counted in `seg_records` too).
-    seg_gaps: u64,
-    seg_data_bytes: u64,
-    gap: PendingGap,
     /// Timestamp of the newest record, for stamping the seal.
     last_ts: u64,
+    /// The next append must take the slow path: a gap record is pending or
+    /// the channel is closed.
+    detour: bool,
+    segment: Option<MappedSegment>,
+    /// `seq` of the live segment's first record.
+    seg_first_seq: u64,
+    /// The channel's `bytes` counter when the live segment went live.
+    seg_first_bytes: u64,
+    /// Gap records in the live segment.
+    seg_gaps: u64,
+    gap: PendingGap,
     closed: bool,
 }
 
@@ -158,14 +164,15 @@ impl Channel {
             disk_bytes: AtomicU64::new(0),
             staged_bytes: AtomicU64::new(0),
             state: StateLock::new(State {
-                segment: None,
                 offset: 0,
                 seq: 0,
-                seg_records: 0,
-                seg_gaps: 0,
-                seg_data_bytes: 0,
-                gap: PendingGap::default(),
                 last_ts: 0,
+                detour: false,
+                segment: None,
+                seg_first_seq: 0,
+                seg_first_bytes: 0,
+                seg_gaps: 0,
+                gap: PendingGap::default(),
                 closed: false,
             }),
             ready: ArrayQueue::new(max_staged_segments.max(1)),
@@ -199,8 +206,7 @@ impl Channel {
         let mut st = self.lock();
         let room = st.offset + record_len(data.len()) + SEAL_RECORD_LEN <= st.capacity();
         if room
-            && st.gap.is_empty()
-            && !st.closed
+            && !st.detour
             && data.len() <= self.max_payload
             && self.write_data(&mut st, dir, ts_ns, data)
         {
@@ -255,8 +261,6 @@ impl Channel {
         seg.write_record(offset, RecordKind::Data, dir.to_byte(), ts_ns, seq, data);
         st.offset += record_len(data.len());
         st.seq += 1;
-        st.seg_records += 1;
-        st.seg_data_bytes += data.len() as u64;
         st.last_ts = ts_ns;
         self.counters.bump(&self.counters.records, 1);
         self.counters.bump(&self.counters.bytes, data.len() as u64);
@@ -265,6 +269,7 @@ impl Channel {
 
     fn drop_record(&self, st: &mut State, dir: Direction, len: usize, ts_ns: u64) {
         st.gap.add(dir, len, ts_ns);
+        st.detour = true;
         self.counters.bump(&self.counters.dropped_records, 1);
         self.counters.bump(&self.counters.dropped_bytes, len as u64);
     }
@@ -288,9 +293,9 @@ impl Channel {
         }
         st.offset += GAP_RECORD_LEN;
         st.seq += 1;
-        st.seg_records += 1;
         st.seg_gaps += 1;
         st.gap = PendingGap::default();
+        st.detour = st.closed;
     }
 
     /// Seals and retires the live segment (if any) and takes the next ready
@@ -315,9 +320,9 @@ impl Channel {
         seg.set_first_seq(st.seq);
         st.segment = Some(seg);
         st.offset = SEGMENT_HEADER_LEN;
-        st.seg_records = 0;
+        st.seg_first_seq = st.seq;
+        st.seg_first_bytes = self.counters.bytes.load(Ordering::Relaxed);
         st.seg_gaps = 0;
-        st.seg_data_bytes = 0;
         self.counters.bump(&self.counters.segments, 1);
         true
     }
@@ -328,9 +333,12 @@ impl Channel {
         let Some(mut seg) = st.segment.take() else {
             return;
         };
+        // Data and gap records since the segment went live.
+        let records = st.seq - st.seg_first_seq;
+        let data_bytes = self.counters.bytes.load(Ordering::Relaxed) - st.seg_first_bytes;
         let seal = SealPayload {
-            records: U64::new(st.seg_records),
-            data_bytes: U64::new(st.seg_data_bytes),
+            records: U64::new(records),
+            data_bytes: U64::new(data_bytes),
             flags: U64::new(flags),
             reserved: U64::new(0),
         };
@@ -348,8 +356,8 @@ impl Channel {
         let retired = Retired {
             segment: seg,
             used,
-            records: st.seg_records - st.seg_gaps,
-            data_bytes: st.seg_data_bytes,
+            records: records - st.seg_gaps,
+            data_bytes,
             last_ts: ts,
         };
         if let Err(r) = self.retired.push(retired) {
@@ -368,6 +376,7 @@ impl Channel {
             return;
         }
         st.closed = true;
+        st.detour = true;
         if !st.gap.is_empty() {
             let room = st.segment.is_some()
                 && st.offset + GAP_RECORD_LEN + SEAL_RECORD_LEN <= st.capacity();

@@ -410,7 +410,11 @@ mod tests {
             let a = monotonic_ns() - c.origin_ns();
             let e = c.elapsed_ns();
             let b = monotonic_ns() - c.origin_ns();
-            assert!(a >= 1_000_000, "origin {} is not in the past", c.origin_ns());
+            assert!(
+                a >= 1_000_000,
+                "origin {} is not in the past",
+                c.origin_ns()
+            );
             // Within the 100 µs the TSC clock keeps to.
             assert!(e + 100_000 >= a && e <= b + 100_000, "{a} {e} {b}");
         }
