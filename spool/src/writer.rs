@@ -728,11 +728,6 @@ impl Spool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(staging) = &staging {
-            if everything_moved {
-                remove_staging(staging.path());
-            }
-        }
         let capture = shared.capture_dir.clone();
         let mut errors = shared.errors();
         let staged_left = staging
@@ -742,6 +737,16 @@ impl Spool {
         let manifest = shared.manifest(staged_left, everything_moved, Some(unix_now_ns()));
         if let Err(e) = write_manifest(&capture, &manifest) {
             errors.push(e.to_string());
+        }
+        // Only now, with the final manifest durable: a live reader that saw
+        // the staging directory (and its lock) vanish before the manifest
+        // said "closed" would take the writer for dead and end unclean. A
+        // crash right here leaves an empty staging directory behind, which
+        // no manifest names.
+        if let Some(staging) = &staging {
+            if everything_moved {
+                remove_staging(staging.path());
+            }
         }
         drop(staging);
         if shared.config.delete_on_close && !self.keep.load(Ordering::Acquire) && errors.is_empty()
