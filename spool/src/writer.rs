@@ -209,8 +209,9 @@ pub(crate) struct Shared {
     pub config: SpoolConfig,
     pub session: SessionFacts,
     /// The channel table: filled in order, never emptied, read without a
-    /// lock. Each slot holds the name inline, so finding a channel by name
-    /// reads a few contiguous cache lines and no heap.
+    /// lock. Each slot holds the name and the channel itself inline, so an
+    /// append finds its channel's name and lock without following a pointer
+    /// to the heap (each hop is one more cache miss for an isolated append).
     slots: [OnceLock<Slot>; MAX_CHANNELS],
     register: Mutex<()>,
     pub staged_bytes: AtomicU64,
@@ -245,11 +246,11 @@ const MAX_ERRORS: usize = 100;
 struct Slot {
     name_len: u8,
     name: [u8; format::MAX_CHANNEL_NAME],
-    channel: Arc<Channel>,
+    channel: Channel,
 }
 
 impl Slot {
-    fn new(channel: Arc<Channel>) -> Slot {
+    fn new(channel: Channel) -> Slot {
         let mut name = [0; format::MAX_CHANNEL_NAME];
         // Validated: at most MAX_CHANNEL_NAME bytes.
         let len = channel.name.len().min(name.len());
@@ -274,14 +275,11 @@ impl Slot {
 impl Shared {
     /// Registered channels, in registration order.
     pub fn channels(&self) -> impl Iterator<Item = &Channel> {
-        self.slots
-            .iter()
-            .map_while(|s| s.get())
-            .map(|s| &*s.channel)
+        self.slots.iter().map_while(|s| s.get()).map(|s| &s.channel)
     }
 
     #[inline]
-    fn find(&self, name: &str) -> Option<&Arc<Channel>> {
+    fn find(&self, name: &str) -> Option<&Channel> {
         self.slots
             .iter()
             .map_while(|s| s.get())
@@ -541,11 +539,11 @@ impl Spool {
         };
         Ok(ChannelHandle {
             spool: self,
-            channel: Arc::clone(ch),
+            channel: ch,
         })
     }
 
-    fn register(&self, name: &str) -> Result<&Arc<Channel>, SpoolError> {
+    fn register(&self, name: &str) -> Result<&Channel, SpoolError> {
         format::validate_channel_name(name).map_err(|e| SpoolError::Config(e.to_string()))?;
         let _guard = self
             .shared
@@ -569,7 +567,7 @@ impl Spool {
             .iter()
             .take_while(|s| s.get().is_some())
             .count();
-        let ch = Arc::new(Channel::new(
+        let new = Slot::new(Channel::new(
             name,
             index,
             self.shared.config.segment_bytes,
@@ -577,11 +575,12 @@ impl Spool {
         ));
         // The first segment synchronously, so the first record is kept, and
         // one more so that a burst right at the start does not outrun the
-        // preparer's first wake-up.
-        if background::prepare_one(&self.shared, &ch).is_ok() {
-            let _ = background::prepare_one(&self.shared, &ch);
+        // preparer's first wake-up. Both before the channel is published, so
+        // no append ever finds it without a segment ready.
+        if background::prepare_one(&self.shared, &new.channel).is_ok() {
+            let _ = background::prepare_one(&self.shared, &new.channel);
         }
-        let _ = slot.set(Slot::new(ch));
+        let _ = slot.set(new);
         self.preparer.unpark();
         slot.get()
             .map(|s| &s.channel)
@@ -599,7 +598,7 @@ impl Spool {
 
     /// Counters of one channel, or `None` if it has not appeared yet.
     pub fn counters(&self, channel: &str) -> Option<ChannelCounters> {
-        self.shared.find(channel).map(|c| counters_of(c))
+        self.shared.find(channel).map(counters_of)
     }
 
     /// Counters of every channel, in the order they appeared.
@@ -775,7 +774,7 @@ impl Drop for Spool {
 #[derive(Clone)]
 pub struct ChannelHandle<'a> {
     spool: &'a Spool,
-    channel: Arc<Channel>,
+    channel: &'a Channel,
 }
 
 impl ChannelHandle<'_> {
@@ -788,12 +787,12 @@ impl ChannelHandle<'_> {
     /// Same as [`Spool::append_at`] on this channel.
     #[inline]
     pub fn append_at(&self, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
-        self.spool.append_to(&self.channel, dir, ts_ns, data)
+        self.spool.append_to(self.channel, dir, ts_ns, data)
     }
 
     /// This channel's counters.
     pub fn counters(&self) -> ChannelCounters {
-        counters_of(&self.channel)
+        counters_of(self.channel)
     }
 }
 
