@@ -16,6 +16,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, Ordering};
 
 use zerocopy::FromBytes;
 
@@ -316,6 +317,19 @@ impl Follower {
                     && !self.fill(&mut file, pos, need as usize)
                 {
                     return SegmentEnd::UpTo(pos);
+                }
+            }
+            if rule == CrcRule::ZeroIsUnfilled {
+                // Still being written, and `read()` orders nothing: read the
+                // records whose tags this pass saw once more, after an
+                // acquire fence, so their payloads are whole
+                // (`format::committed_end`).
+                let end = format::committed_end(&self.buf, 0, rule);
+                if end > 0 {
+                    fence(Ordering::Acquire);
+                    if !self.fill(&mut file, pos, end) {
+                        return SegmentEnd::UpTo(pos);
+                    }
                 }
             }
             let mut at = 0;

@@ -348,6 +348,28 @@ pub fn parse_record(buf: &[u8], at: usize, rule: CrcRule) -> Option<ParsedRecord
     })
 }
 
+/// Where the run of complete records starting at `buf[from..]` ends: the
+/// offset after the last record [`parse_record`] accepts, walking from
+/// `from` (or `from` itself if none does).
+///
+/// A live reader uses it to read a segment that is still being written in
+/// two passes: the first finds the records whose commit tags it saw, an
+/// acquire fence follows, and the second read of the same bytes is then
+/// guaranteed to see those records' payloads whole. Reading through
+/// `read()` gives no ordering of its own, and a staged record has no CRC
+/// yet to catch a payload copied before the writer finished it.
+pub fn committed_end(buf: &[u8], from: usize, rule: CrcRule) -> usize {
+    let mut at = from;
+    while let Some(r) = parse_record(buf, at, rule) {
+        let next = r.next(buf.len());
+        if next <= at {
+            break;
+        }
+        at = next;
+    }
+    at
+}
+
 /// Fills in the CRC of every committed record of a segment whose writer is
 /// done with it (sealed and retired, or left by a crashed writer), then sets
 /// [`SEGMENT_FLAG_CRC_COMPLETE`] and re-seals the header checksum.
@@ -655,6 +677,23 @@ mod tests {
         // A header whose checksum fails is strict, flag or no flag.
         buf[40] ^= 1;
         assert_eq!(CrcRule::of_header(&header_of(&buf)), CrcRule::Every);
+    }
+
+    #[test]
+    fn committed_end_stops_where_the_committed_records_stop() {
+        let (mut buf, offsets) = staged_segment(64);
+        let rule = CrcRule::ZeroIsUnfilled;
+        let after_seal = buf.len() - 64;
+        assert_eq!(committed_end(&buf, SEGMENT_HEADER_LEN, rule), after_seal);
+        assert_eq!(committed_end(&buf, offsets[2], rule), after_seal);
+        // A record whose tag is not stored yet ends the run before it, even
+        // though its header and payload are already there.
+        buf[offsets[2]..offsets[2] + 4].fill(0);
+        assert_eq!(committed_end(&buf, SEGMENT_HEADER_LEN, rule), offsets[2]);
+        // Nothing committed: the start.
+        assert_eq!(committed_end(&buf, offsets[2], rule), offsets[2]);
+        assert_eq!(committed_end(&[], 0, rule), 0);
+        assert_eq!(committed_end(&buf, buf.len() + 8, rule), buf.len() + 8);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, Ordering};
 
 use memmap2::{Mmap, MmapOptions};
 use zerocopy::FromBytes;
@@ -826,6 +827,9 @@ impl ChannelReader {
         // staged listing is no capture-directory file, even once moved).
         let may_map = !seg.staged;
         let mut loaded = self.load(&seg.path, may_map);
+        if seg.staged && loaded.is_ok() {
+            loaded = self.reload_committed(&seg.path);
+        }
         if let (Err(DamageKind::Unreadable(_)), Some(moved)) = (&loaded, &seg.moved_to) {
             loaded = self.load(moved, false);
             if loaded.is_ok() {
@@ -878,6 +882,37 @@ impl ChannelReader {
         file.take(MAX_SEGMENT_BYTES)
             .read_to_end(&mut self.buf)
             .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Reads a staged segment, just loaded, a second time and keeps only the
+    /// records the first read saw committed: its writer may still be
+    /// appending, and `read()` gives no ordering between a record's tag and
+    /// its payload, which carries no CRC yet. An acquire fence between the
+    /// two reads makes every record committed in the first whole in the
+    /// second (see [`format::committed_end`]); bytes past them are zeroed,
+    /// as if not written yet. A segment whose CRCs are complete is final
+    /// and left as read.
+    fn reload_committed(&mut self, path: &Path) -> Result<(), DamageKind> {
+        let rule = match self
+            .buf
+            .get(..SEGMENT_HEADER_LEN)
+            .and_then(|h| SegmentHeader::read_from_bytes(h).ok())
+        {
+            Some(h) if h.magic == SEGMENT_MAGIC && h.version.get() == FORMAT_VERSION => {
+                CrcRule::of_header(&h)
+            }
+            _ => return Ok(()),
+        };
+        if rule == CrcRule::Every {
+            return Ok(());
+        }
+        let end = format::committed_end(&self.buf, SEGMENT_HEADER_LEN, rule);
+        fence(Ordering::Acquire);
+        self.load(path, false)?;
+        if let Some(rest) = self.buf.get_mut(end..) {
+            rest.fill(0);
+        }
         Ok(())
     }
 
