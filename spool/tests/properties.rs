@@ -233,6 +233,16 @@ fn mutation_fuzz(strip: bool) {
             name: "display".into(),
             segments: segs,
         };
+        // The same files listed as staged, for the live path below.
+        let staged = ChannelFiles {
+            segments: files
+                .segments
+                .iter()
+                .cloned()
+                .map(|s| SegmentFile { staged: true, ..s })
+                .collect(),
+            ..files.clone()
+        };
         let (plain, read_mapped) = read_events(ChannelReader::new(files.clone()));
         assert_eq!(read_mapped, 0, "a reader of bare files maps nothing");
         // The same files through `Capture`, mapped where the rule allows,
@@ -254,6 +264,16 @@ fn mutation_fuzz(strip: bool) {
             .collect();
         check(&got, iter, "the reader");
         recovered_total += got.len();
+        // Listed as staged, the same files take the live path: a second
+        // read around a fence, keeping only what the first saw committed.
+        // It may return less (nothing past the first damage), never more.
+        let (live, live_mapped) = read_events(ChannelReader::new(staged));
+        assert_eq!(live_mapped, 0, "a staged segment is never mapped");
+        let live_data = live.iter().filter(|e| matches!(e, Owned::Data(..))).count();
+        assert!(
+            live_data <= got.len(),
+            "iteration {iter}: the live read found records the plain one did not"
+        );
 
         let mut follower = Follower::open(work.path()).unwrap();
         let mut followed = Vec::new();
