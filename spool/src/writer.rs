@@ -208,11 +208,8 @@ pub struct ChannelCounters {
 pub(crate) struct Shared {
     pub config: SpoolConfig,
     pub session: SessionFacts,
-    /// The channel table: filled in order, never emptied, read without a
-    /// lock. Each slot holds the name and the channel itself inline, so an
-    /// append finds its channel's name and lock without following a pointer
-    /// to the heap (each hop is one more cache miss for an isolated append).
-    slots: [OnceLock<Slot>; MAX_CHANNELS],
+    /// The channel table, shared with [`Spool`] (see [`ChannelTable`]).
+    slots: ChannelTable,
     register: Mutex<()>,
     pub staged_bytes: AtomicU64,
     /// The hot path's clock, refitted by the preparer thread.
@@ -241,6 +238,25 @@ pub(crate) struct Shared {
 
 /// Errors kept in memory at most; later ones are counted in the last line.
 const MAX_ERRORS: usize = 100;
+
+/// The channel table: [`MAX_CHANNELS`] slots, filled in order, never
+/// emptied, read without a lock. Each slot holds the name and the channel
+/// itself inline, and the [`Spool`] keeps its own pointer to the table, so
+/// an append goes from the spool to its channel's name and lock in one hop
+/// (each hop is one more cache miss for an isolated append). On the heap,
+/// not inline in [`Shared`]: at about 80 KiB it would make creating a spool
+/// need a few hundred KiB of stack.
+type ChannelTable = Arc<[OnceLock<Slot>]>;
+
+/// Finds a registered channel by name.
+#[inline]
+fn find_in<'t>(table: &'t [OnceLock<Slot>], name: &str) -> Option<&'t Channel> {
+    table
+        .iter()
+        .map_while(|s| s.get())
+        .find(|s| s.is(name))
+        .map(|s| &s.channel)
+}
 
 /// One entry of the channel table.
 struct Slot {
@@ -280,11 +296,7 @@ impl Shared {
 
     #[inline]
     fn find(&self, name: &str) -> Option<&Channel> {
-        self.slots
-            .iter()
-            .map_while(|s| s.get())
-            .find(|s| s.is(name))
-            .map(|s| &s.channel)
+        find_in(&self.slots, name)
     }
 
     pub fn staging_channel_dir(&self, channel: &str) -> PathBuf {
@@ -354,6 +366,8 @@ impl Shared {
 ///
 /// `Spool` is `Send + Sync`; share it behind an `Arc` or a reference.
 pub struct Spool {
+    /// The same table as `shared.slots`, one pointer hop closer.
+    slots: ChannelTable,
     shared: Arc<Shared>,
     preparer: Thread,
     retirer: Thread,
@@ -427,7 +441,7 @@ impl Spool {
         let max_staged = (config.staging_budget / config.segment_bytes as u64) as usize;
         let shared = Arc::new(Shared {
             session,
-            slots: std::array::from_fn(|_| OnceLock::new()),
+            slots: (0..MAX_CHANNELS).map(|_| OnceLock::new()).collect(),
             register: Mutex::new(()),
             staged_bytes: AtomicU64::new(0),
             clock,
@@ -462,6 +476,7 @@ impl Spool {
         let preparer = spawn("spool-prepare", background::prepare_loop)?;
         let retirer = spawn("spool-retire", background::retire_loop)?;
         let spool = Spool {
+            slots: Arc::clone(&shared.slots),
             preparer: preparer.thread().clone(),
             retirer: retirer.thread().clone(),
             threads: Mutex::new(Some((preparer, retirer))),
@@ -491,7 +506,7 @@ impl Spool {
     /// session start), for replaying recorded traffic.
     #[inline]
     pub fn append_at(&self, channel: &str, dir: Direction, ts_ns: u64, data: &[u8]) -> bool {
-        match self.shared.find(channel) {
+        match find_in(&self.slots, channel) {
             Some(ch) => self.append_to(ch, dir, ts_ns, data),
             None => self.append_new(channel, dir, ts_ns, data),
         }

@@ -117,3 +117,24 @@ fn files_and_directories_are_private() {
     assert_eq!(mode(&cap.join("spool/inputs/00000000.seg")), 0o600);
     assert_eq!(mode(&cap.join("manifest.json")), 0o600);
 }
+
+/// Creating a spool must not need a large stack: the channel table (tens of
+/// KiB) lives on the heap. A thread with 64 KiB of stack creates, uses and
+/// closes one.
+#[test]
+fn a_spool_works_on_a_64_kib_stack() {
+    let dirs = Dirs::new();
+    let config = dirs.config().channels(&["main"]);
+    let worker = std::thread::Builder::new()
+        .stack_size(64 << 10)
+        .spawn(move || {
+            let spool = spool::Spool::create(config).unwrap();
+            assert!(spool.append("main", Direction::ClientToServer, b"hello"));
+            assert!(spool.append("cursor", Direction::ServerToClient, b"new channel"));
+            spool.close().unwrap();
+        })
+        .unwrap();
+    worker.join().unwrap();
+    assert_eq!(read_channel(&dirs.capture(), "main").records.len(), 1);
+    assert_eq!(read_channel(&dirs.capture(), "cursor").records.len(), 1);
+}
