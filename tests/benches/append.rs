@@ -563,6 +563,23 @@ fn slow(ctx: &Ctx) {
     }
 }
 
+/// One row of the `cold` and `evict` tables: the mean of the calls below
+/// p99, then p50, p90, p99 and p99.9. The timer counts in steps of about
+/// 10 ns; the mean resolves smaller differences between two builds.
+fn print_cold_row(label: &str, samples: &mut [u32]) {
+    samples.sort_unstable();
+    let at = |q: f64| ns(samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]);
+    let body = &samples[..samples.len() * 99 / 100];
+    let mean = body.iter().map(|&v| f64::from(v)).sum::<f64>() / body.len().max(1) as f64;
+    println!(
+        "| {label} | {mean:.1} ns | {} | {} | {} | {} |",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(0.999)
+    );
+}
+
 /// Why an isolated append costs more than one in a burst: 512 B appends one
 /// millisecond apart (the slow-disk run's pace), each timed alone, after
 /// different warm-ups — nothing, one append to another channel (warms the
@@ -600,17 +617,7 @@ fn cold(ctx: &Ctx) {
             let t1 = Instant::now();
             *slot = ((t1 - t0).as_nanos() as u64).saturating_sub(ctx.overhead as u64) as u32;
         }
-        samples.sort_unstable();
-        let at = |q: f64| ns(samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]);
-        let body = &samples[..samples.len() * 99 / 100];
-        let mean = body.iter().map(|&v| f64::from(v)).sum::<f64>() / body.len().max(1) as f64;
-        println!(
-            "| {label} | {mean:.1} ns | {} | {} | {} | {} |",
-            at(0.5),
-            at(0.9),
-            at(0.99),
-            at(0.999)
-        );
+        print_cold_row(label, &mut samples);
     }
     spool.close().expect("close");
 }
@@ -648,19 +655,7 @@ fn evict(ctx: &Ctx) {
             let t1 = Instant::now();
             *slot = ((t1 - t0).as_nanos() as u64).saturating_sub(ctx.overhead as u64) as u32;
         }
-        samples.sort_unstable();
-        let at = |q: f64| ns(samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]);
-        // The timer counts in steps of about 10 ns; the mean of the calls
-        // below p99 resolves smaller differences between two builds.
-        let body = &samples[..samples.len() * 99 / 100];
-        let mean = body.iter().map(|&v| f64::from(v)).sum::<f64>() / body.len().max(1) as f64;
-        println!(
-            "| {label} | {mean:.1} ns | {} | {} | {} | {} |",
-            at(0.5),
-            at(0.9),
-            at(0.99),
-            at(0.999)
-        );
+        print_cold_row(label, &mut samples);
     };
     run("memcpy", &mut || {
         if off + data.len() > target.len() {
