@@ -21,8 +21,8 @@ use std::sync::atomic::{fence, Ordering};
 use zerocopy::FromBytes;
 
 use crate::format::{
-    self, CrcRule, Direction, GapPayload, RecordKind, SegmentHeader, FORMAT_VERSION,
-    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    self, CrcRule, Direction, GapPayload, RecordKind, SegmentHeader, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::reader::{
@@ -275,9 +275,9 @@ impl Follower {
         // them in.
         let mut h = [0u8; SEGMENT_HEADER_LEN];
         let header_read = file.read_exact(&mut h).is_ok();
-        let header = SegmentHeader::read_from_bytes(&h[..]).ok().filter(|h| {
-            header_read && h.magic == SEGMENT_MAGIC && h.version.get() == FORMAT_VERSION
-        });
+        let header = SegmentHeader::read_from_bytes(&h[..])
+            .ok()
+            .filter(|h| header_read && h.is_current());
         let rule = header.as_ref().map_or(CrcRule::Every, CrcRule::of_header);
         if pos == 0 {
             if !header_read || h.iter().all(|&b| b == 0) {

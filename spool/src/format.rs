@@ -188,6 +188,13 @@ pub struct SegmentHeader {
 const _: () = assert!(core::mem::size_of::<SegmentHeader>() == SEGMENT_HEADER_LEN);
 
 impl SegmentHeader {
+    /// Whether this is a segment header of this format version: the magic
+    /// matches and the version is [`FORMAT_VERSION`]. (Its checksum is a
+    /// separate question: [`SegmentHeader::checksum_ok`].)
+    pub fn is_current(&self) -> bool {
+        self.magic == SEGMENT_MAGIC && self.version.get() == FORMAT_VERSION
+    }
+
     /// The CRC this header should carry.
     pub fn compute_crc(&self) -> u32 {
         crc32fast::hash(&self.as_bytes()[..SEGMENT_HEADER_LEN - 4])
@@ -400,7 +407,7 @@ pub fn fill_checksums(seg: &mut [u8]) -> usize {
     else {
         return 0;
     };
-    if header.magic != SEGMENT_MAGIC || header.version.get() != FORMAT_VERSION {
+    if !header.is_current() {
         return 0;
     }
     let flagged = header.flags.get() & SEGMENT_FLAG_CRC_COMPLETE != 0;

@@ -637,8 +637,7 @@ impl ChannelReader {
                 continue;
             }
             if let Ok(h) = SegmentHeader::read_from_bytes(&header[..]) {
-                if h.magic == SEGMENT_MAGIC && h.version.get() == FORMAT_VERSION && h.checksum_ok()
-                {
+                if h.is_current() && h.checksum_ok() {
                     return Some(session_of(&h));
                 }
             }
@@ -899,9 +898,7 @@ impl ChannelReader {
             .get(..SEGMENT_HEADER_LEN)
             .and_then(|h| SegmentHeader::read_from_bytes(h).ok())
         {
-            Some(h) if h.magic == SEGMENT_MAGIC && h.version.get() == FORMAT_VERSION => {
-                CrcRule::of_header(&h)
-            }
+            Some(h) if h.is_current() => CrcRule::of_header(&h),
             _ => return Ok(()),
         };
         if rule == CrcRule::Every {
