@@ -112,9 +112,6 @@ struct State {
     seq: u64,
     /// Timestamp of the newest record, for stamping the seal.
     last_ts: u64,
-    /// The next append must take the slow path: a gap record is pending or
-    /// the channel is closed.
-    detour: bool,
     segment: Option<MappedSegment>,
     /// `seq` of the live segment's first record.
     seg_first_seq: u64,
@@ -167,7 +164,6 @@ impl Channel {
                 offset: 0,
                 seq: 0,
                 last_ts: 0,
-                detour: false,
                 segment: None,
                 seg_first_seq: 0,
                 seg_first_bytes: 0,
@@ -206,7 +202,8 @@ impl Channel {
         let mut st = self.lock();
         let room = st.offset + record_len(data.len()) + SEAL_RECORD_LEN <= st.capacity();
         if room
-            && !st.detour
+            && st.gap.is_empty()
+            && !st.closed
             && data.len() <= self.max_payload
             && self.write_data(&mut st, dir, ts_ns, data)
         {
@@ -269,7 +266,6 @@ impl Channel {
 
     fn drop_record(&self, st: &mut State, dir: Direction, len: usize, ts_ns: u64) {
         st.gap.add(dir, len, ts_ns);
-        st.detour = true;
         self.counters.bump(&self.counters.dropped_records, 1);
         self.counters.bump(&self.counters.dropped_bytes, len as u64);
     }
@@ -295,7 +291,6 @@ impl Channel {
         st.seq += 1;
         st.seg_gaps += 1;
         st.gap = PendingGap::default();
-        st.detour = st.closed;
     }
 
     /// Seals and retires the live segment (if any) and takes the next ready
@@ -376,7 +371,6 @@ impl Channel {
             return;
         }
         st.closed = true;
-        st.detour = true;
         if !st.gap.is_empty() {
             let room = st.segment.is_some()
                 && st.offset + GAP_RECORD_LEN + SEAL_RECORD_LEN <= st.capacity();
