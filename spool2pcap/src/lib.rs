@@ -61,6 +61,7 @@ pub mod frames;
 pub mod info;
 pub mod live;
 pub mod merge;
+pub mod messages;
 pub mod metadata;
 pub mod output;
 pub mod ports;

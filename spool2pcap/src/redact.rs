@@ -24,8 +24,8 @@
 //! Records are socket reads and writes, not messages: a message can start in
 //! one record and end several records later, and an agent message is cut
 //! into `AGENT_DATA` chunks of at most 2048 bytes (a header may even be
-//! split between two). So each direction is parsed as a stream, with a small
-//! state machine for the 6-byte mini header (type u16, size u32) and one for
+//! split between two). So each direction is parsed as a stream, with the
+//! mini-header framing of [`crate::messages`] and a small state machine for
 //! the agent stream, carried from record to record; the rewritten record is
 //! built in one buffer reused for the whole channel.
 //!
@@ -40,6 +40,8 @@
 use serde::Serialize;
 use spool::format::Direction;
 use spool::reader::Gap;
+
+use crate::messages::{MessageFramer, Piece, MINI_HEADER_LEN};
 
 /// `SPICE_MSGC_INPUTS_KEY_DOWN`: body is the scancode (u32).
 pub const MSGC_INPUTS_KEY_DOWN: u16 = 101;
@@ -56,7 +58,6 @@ pub const VD_AGENT_PROTOCOL: u32 = 1;
 /// `VD_AGENT_CLIPBOARD`: the message that carries clipboard contents.
 pub const VD_AGENT_CLIPBOARD: u32 = 4;
 
-const MINI_HEADER_LEN: usize = 6;
 const AGENT_HEADER_LEN: usize = 20;
 /// Largest agent message type spice-protocol defines (with some room).
 const MAX_AGENT_TYPE: u32 = 32;
@@ -166,24 +167,6 @@ enum Action {
     Agent,
 }
 
-/// Mini-header framing of one direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Frame {
-    /// Nothing seen yet: the stream may open with the SPICE link phase.
-    Start,
-    /// Skipping this many link-phase bytes.
-    Link(u64),
-    /// Collecting a mini header.
-    Header {
-        have: usize,
-        buf: [u8; MINI_HEADER_LEN],
-    },
-    /// Inside a message body.
-    Body { left: u32, action: Action },
-    /// Framing lost: zero whole records until one parses.
-    Lost,
-}
-
 /// Framing of the agent stream inside `AGENT_DATA` bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AgentFrame {
@@ -201,15 +184,12 @@ enum AgentFrame {
     Lost,
 }
 
-const FRESH_HEADER: Frame = Frame::Header {
-    have: 0,
-    buf: [0; MINI_HEADER_LEN],
-};
-
 #[derive(Debug, Clone)]
 struct DirState {
     rule: Rule,
-    frame: Frame,
+    framer: MessageFramer,
+    /// What happens to the body of the message being read.
+    action: Action,
     agent: AgentFrame,
 }
 
@@ -217,7 +197,12 @@ impl DirState {
     fn new(rule: Rule, lost: bool) -> DirState {
         DirState {
             rule,
-            frame: if lost { Frame::Lost } else { Frame::Start },
+            framer: if lost {
+                MessageFramer::lost()
+            } else {
+                MessageFramer::new()
+            },
+            action: Action::Keep,
             agent: if lost {
                 AgentFrame::Lost
             } else {
@@ -281,7 +266,7 @@ impl DirState {
     }
 
     fn lose(&mut self) {
-        self.frame = Frame::Lost;
+        self.framer.lose();
         self.agent = AgentFrame::Lost;
     }
 
@@ -290,20 +275,11 @@ impl DirState {
         if bytes == 0 {
             return;
         }
-        match &mut self.frame {
-            Frame::Link(n) if *n > bytes => *n -= bytes,
-            Frame::Link(n) if *n == bytes => self.frame = FRESH_HEADER,
-            Frame::Body { left, action } if u64::from(*left) >= bytes => {
-                *left -= bytes as u32;
-                let (left, action) = (*left, *action);
-                if action == Action::Agent {
-                    self.skip_agent(bytes);
-                }
-                if left == 0 {
-                    self.frame = FRESH_HEADER;
-                }
-            }
-            _ => self.lose(),
+        let in_agent_body = self.framer.in_body() && self.action == Action::Agent;
+        if !self.framer.skip(bytes) {
+            self.lose();
+        } else if in_agent_body {
+            self.skip_agent(bytes);
         }
     }
 
@@ -323,9 +299,9 @@ impl DirState {
 
     /// Rewrites one record of this direction in place.
     fn process(&mut self, direction: Direction, data: &mut [u8], stats: &mut RedactStats) {
-        if self.frame == Frame::Lost {
+        if self.framer.is_lost() {
             if self.resyncs(data) {
-                self.frame = FRESH_HEADER;
+                self.framer.resume();
             } else {
                 data.fill(0);
                 stats.bytes += data.len() as u64;
@@ -335,63 +311,28 @@ impl DirState {
         }
         let mut i = 0usize;
         while i < data.len() {
-            match &mut self.frame {
-                Frame::Start => {
-                    self.frame = match link_phase_len(direction, &data[i..]) {
-                        Some(0) => FRESH_HEADER,
-                        Some(n) => Frame::Link(n),
-                        None => Frame::Lost,
-                    };
-                    if self.frame == Frame::Lost {
-                        // A link message cut short: what follows is unknown.
-                        return self.process(direction, &mut data[i..], stats);
+            match self.framer.next_piece(direction, &data[i..]) {
+                Piece::Link(n) | Piece::PartialHeader(n) => i += n,
+                Piece::Header { len, ty, .. } => {
+                    i += len;
+                    let action = self.action(ty);
+                    if action == Action::Zero {
+                        stats.messages += 1;
                     }
-                }
-                Frame::Link(n) => {
-                    let take = (*n).min((data.len() - i) as u64);
-                    *n -= take;
-                    i += take as usize;
-                    if *n == 0 {
-                        self.frame = FRESH_HEADER;
-                    }
-                }
-                Frame::Header { have, buf } => {
-                    let take = (MINI_HEADER_LEN - *have).min(data.len() - i);
-                    buf[*have..*have + take].copy_from_slice(&data[i..i + take]);
-                    *have += take;
-                    i += take;
-                    if *have == MINI_HEADER_LEN {
-                        let ty = u16::from_le_bytes([buf[0], buf[1]]);
-                        let size = u32::from_le_bytes([buf[2], buf[3], buf[4], buf[5]]);
-                        let action = self.action(ty);
-                        if action == Action::Zero {
-                            stats.messages += 1;
-                        }
-                        if action == Action::Agent && self.agent == AgentFrame::Lost {
-                            // spice-server starts each agent message at an
-                            // AGENT_DATA boundary: try to pick the stream up.
-                            self.agent = AgentFrame::Header {
-                                have: 0,
-                                buf: [0; AGENT_HEADER_LEN],
-                                zero: true,
-                            };
-                        }
-                        self.frame = if size == 0 {
-                            FRESH_HEADER
-                        } else {
-                            Frame::Body { left: size, action }
+                    if action == Action::Agent && self.agent == AgentFrame::Lost {
+                        // spice-server starts each agent message at an
+                        // AGENT_DATA boundary: try to pick the stream up.
+                        self.agent = AgentFrame::Header {
+                            have: 0,
+                            buf: [0; AGENT_HEADER_LEN],
+                            zero: true,
                         };
                     }
+                    self.action = action;
                 }
-                Frame::Body { left, action } => {
-                    let take = (*left as usize).min(data.len() - i);
-                    let action = *action;
-                    *left -= take as u32;
-                    if *left == 0 {
-                        self.frame = FRESH_HEADER;
-                    }
+                Piece::Body(take) => {
                     let body = &mut data[i..i + take];
-                    match action {
+                    match self.action {
                         Action::Keep => {}
                         Action::Zero => {
                             body.fill(0);
@@ -402,34 +343,11 @@ impl DirState {
                     }
                     i += take;
                 }
-                Frame::Lost => {
-                    data[i..].fill(0);
-                    stats.bytes += (data.len() - i) as u64;
-                    return;
-                }
+                // A link message cut short: what follows is unknown.
+                Piece::Lost => return self.process(direction, &mut data[i..], stats),
             }
         }
     }
-}
-
-/// Length of the SPICE link phase a direction's stream opens with: 0 if
-/// it does not start with one (ryll records after the link), `None` if it
-/// starts with a link header cut short. The client sends its link message,
-/// the auth mechanism (4 bytes) and the encrypted ticket (128); the server
-/// its link reply and the link result (4).
-fn link_phase_len(direction: Direction, data: &[u8]) -> Option<u64> {
-    let magic = crate::synth::SPICE_MAGIC;
-    let n = data.len().min(magic.len());
-    if data[..n] != magic[..n] {
-        return Some(0);
-    }
-    let h = data.get(..16)?;
-    let size = u64::from(u32::from_le_bytes([h[12], h[13], h[14], h[15]]));
-    let after = match direction {
-        Direction::ClientToServer => 4 + crate::synth::TICKET_LEN as u64,
-        Direction::ServerToClient => 4,
-    };
-    Some(16 + size + after)
 }
 
 /// Rewrites a piece of the agent stream (part of one AGENT_DATA body).
