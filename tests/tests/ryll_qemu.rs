@@ -10,63 +10,12 @@
 #[path = "ryll_support.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use e2e::live::{free_port, start_quiet_qemu, start_tshark, wait_for_port};
 use e2e::{recorded, tools};
-
-/// Kills (SIGTERM, then SIGKILL) and reaps a child when dropped, so QEMU
-/// and tshark never outlive the test, whatever fails.
-struct Guard {
-    child: Option<Child>,
-    name: &'static str,
-}
-
-impl Guard {
-    fn new(child: Child, name: &'static str) -> Guard {
-        Guard {
-            child: Some(child),
-            name,
-        }
-    }
-
-    /// SIGTERM (tshark then finishes its file), wait up to `grace`, then
-    /// SIGKILL.
-    fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: kill(2) on our own child's pid, not yet reaped.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} did not stop on SIGTERM; killing it", self.name);
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.stop(Duration::from_secs(3));
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 /// The `ryll-capture` beside this test executable (target/<profile>/).
 fn ryll_capture_bin() -> Option<PathBuf> {
@@ -74,46 +23,6 @@ fn ryll_capture_bin() -> Option<PathBuf> {
     let dir = exe.parent()?.parent()?;
     let bin = dir.join("ryll-capture");
     bin.exists().then_some(bin)
-}
-
-fn wait_for_port(port: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "QEMU never listened on {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Starts tshark on loopback for `port` and returns once it is capturing.
-fn start_tshark(port: u16, out: &Path) -> Guard {
-    let mut child = Command::new("tshark")
-        .args([
-            "-i",
-            "lo",
-            "-f",
-            &format!("tcp port {port}"),
-            "-F",
-            "pcap",
-            "-w",
-        ])
-        .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting tshark");
-    let stderr = child.stderr.take().expect("tshark stderr");
-    let guard = Guard::new(child, "tshark");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("Capturing on") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("tshark never started capturing");
-    guard
 }
 
 #[test]
@@ -129,24 +38,7 @@ fn ryll_capture_against_qemu_matches_the_wire() {
     };
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let qemu = Command::new("qemu-system-x86_64")
-        .args([
-            "-display",
-            "none",
-            "-vga",
-            "qxl",
-            "-m",
-            "128",
-            "-nodefaults",
-        ])
-        .args(["-machine", "pc", "-accel", "tcg"])
-        .arg("-spice")
-        .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting QEMU");
-    let mut qemu = Guard::new(qemu, "qemu");
+    let mut qemu = start_quiet_qemu(port);
     // Probe before tshark starts, so the probe is not in the ground truth.
     wait_for_port(port, Duration::from_secs(30));
     let truth = dir.path().join("truth.pcap");
@@ -181,8 +73,7 @@ fn ryll_capture_against_qemu_matches_the_wire() {
         .spawn()
         .expect("running ryll-capture");
     std::thread::sleep(Duration::from_secs(3));
-    // SAFETY: kill(2) on our own, not yet reaped child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    e2e::live::signal(&child, libc::SIGINT);
     let out = child.wait_with_output().expect("waiting for ryll-capture");
     assert!(
         out.status.success(),

@@ -1,0 +1,175 @@
+//! Live peers for the end-to-end tests: real SPICE servers (QEMU, and the
+//! busy guest of `../shared/tools/spice-guest`), tshark on loopback as the
+//! ground truth, and child processes that never outlive a test.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Kills (SIGTERM, then SIGKILL) and reaps a child when dropped, so
+/// servers and tshark never outlive the test, whatever fails.
+pub struct Guard {
+    child: Option<Child>,
+    name: &'static str,
+}
+
+impl Guard {
+    /// Guards `child`, called `name` in messages.
+    pub fn new(child: Child, name: &'static str) -> Guard {
+        Guard {
+            child: Some(child),
+            name,
+        }
+    }
+
+    /// The child's pid, while it has not been stopped.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+    }
+
+    /// SIGTERM (tshark then finishes its file), wait up to `grace`, then
+    /// SIGKILL.
+    pub fn stop(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        signal(&child, libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} did not stop on SIGTERM; killing it", self.name);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+    }
+}
+
+/// Sends `sig` to `child` (not yet reaped).
+pub fn signal(child: &Child, sig: i32) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on our own child's pid, not yet reaped.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    l.local_addr().expect("local address").port()
+}
+
+/// Waits until something listens on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the SPICE server never listened on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts tshark on loopback for `port`, writing a pcap to `out`, and
+/// returns once it is capturing.
+pub fn start_tshark(port: u16, out: &Path) -> Guard {
+    let mut child = Command::new("tshark")
+        .args(["-i", "lo", "-f", &format!("tcp port {port}")])
+        .args(["-F", "pcap", "-w"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting tshark");
+    let stderr = child.stderr.take().expect("tshark stderr");
+    let guard = Guard::new(child, "tshark");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Capturing on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("tshark never started capturing");
+    guard
+}
+
+/// QEMU's SPICE server on `port` with no guest (the SeaBIOS/iPXE
+/// screens): a quiet session.
+pub fn start_quiet_qemu(port: u16) -> Guard {
+    let qemu = Command::new("qemu-system-x86_64")
+        .args(["-display", "none", "-vga", "qxl", "-m", "128", "-nodefaults"])
+        .args(["-machine", "pc", "-accel", "tcg"])
+        .arg("-spice")
+        .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting QEMU");
+    Guard::new(qemu, "qemu")
+}
+
+/// `../shared/tools/spice-guest`: a real SPICE server whose guest keeps
+/// the screen busy.
+pub fn spice_guest_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/spice-guest")
+}
+
+/// Whether the busy guest can run here: its script, QEMU, a kernel and a
+/// static busybox. Panics under CI when not (`.ci/run` installs them),
+/// else prints SKIPPED and returns `false`.
+pub fn require_spice_guest() -> bool {
+    let kernel = std::fs::read_dir("/boot").is_ok_and(|d| {
+        d.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
+    });
+    let missing = if !spice_guest_script().exists() {
+        Some("../shared/tools/spice-guest")
+    } else if !kernel {
+        Some("a kernel in /boot (linux-image-amd64)")
+    } else if !Path::new("/bin/busybox").exists() {
+        Some("busybox (busybox-static)")
+    } else {
+        None
+    };
+    match missing {
+        Some(what) if crate::tools::in_ci() => {
+            panic!("{what} is required under CI=true but missing (.ci/run installs it)")
+        }
+        Some(what) => {
+            eprintln!("SKIPPED: {what} is missing");
+            false
+        }
+        None => crate::tools::require("qemu-system-x86_64"),
+    }
+}
+
+/// Starts the busy guest on `port` with `load` (`scroll`, `random`,
+/// `mixed`, `idle`) and waits until it listens.
+pub fn start_spice_guest(port: u16, load: &str) -> Guard {
+    let child = Command::new("bash")
+        .arg(spice_guest_script())
+        .arg(port.to_string())
+        .arg(load)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting spice-guest");
+    let guard = Guard::new(child, "spice-guest");
+    wait_for_port(port, Duration::from_secs(60));
+    guard
+}
