@@ -103,6 +103,11 @@ pub struct ChannelFramer {
     redactor: Option<Redactor>,
     /// Said on the channel's first packet (e.g. that its start was trimmed).
     first_note: Option<String>,
+    /// Data records of each direction (client→server, server→client) left
+    /// out in front of the first one written: an excerpt's cut.
+    cut: [u64; 2],
+    /// Data records of each direction seen by [`ChannelFramer::admit`].
+    seen: [u64; 2],
 }
 
 impl ChannelFramer {
@@ -125,7 +130,73 @@ impl ChannelFramer {
             comment: String::new(),
             redactor: None,
             first_note: None,
+            cut: [0; 2],
+            seen: [0; 2],
         }
+    }
+
+    /// Leaves out the first `cut[d]` data records of each direction `d`
+    /// (client→server, server→client): an excerpt of the channel's newest
+    /// traffic. The records left out must be handed to
+    /// [`ChannelFramer::admit`] all the same (the redactor follows message
+    /// framing from the stream's start). Each direction's first record
+    /// written then follows the synthetic opening directly, with the
+    /// sequence numbers a whole stream's first record has, and gap records
+    /// before it leave its sequence numbers alone: the bytes they lost
+    /// belong to what was left out. With `[0, 0]` nothing changes.
+    pub fn with_cut(mut self, cut: [u64; 2]) -> Self {
+        self.cut = cut;
+        self
+    }
+
+    /// Takes the channel's next data record, before [`ChannelFramer::data`]:
+    /// `false` if it lies before the cut ([`ChannelFramer::with_cut`]) and
+    /// must not be written. Every data record of the channel goes through
+    /// here, in order, when a cut is set.
+    pub fn admit(&mut self, direction: Direction, payload: &[u8]) -> bool {
+        let d = dir_index(direction);
+        let seen = self.seen[d];
+        self.seen[d] = seen.saturating_add(1);
+        if seen >= self.cut[d] {
+            return true;
+        }
+        if let Some(r) = self.redactor.as_mut() {
+            r.apply(direction, payload);
+        }
+        false
+    }
+
+    /// Whether records of `direction` are being written: the cut is behind.
+    fn past_cut(&self, direction: Direction) -> bool {
+        let d = dir_index(direction);
+        self.cut[d] == 0 || self.seen[d] > self.cut[d]
+    }
+
+    /// The lengths of the frames this channel makes up at most: the opening
+    /// (handshake and link phase, as far as wanted) and, with a TCP
+    /// handshake, the FIN exchange. An excerpt counts them against its
+    /// budget.
+    pub fn synthetic_frame_lens(&self) -> Vec<usize> {
+        let link = self.synth.link.then(|| LinkPhase::new(self.spice_type, 0));
+        let (c_isn, s_isn) = synth::opening_isns(link.is_some());
+        let port = self.stream.client_port();
+        let mut frame = Vec::new();
+        let mut lens = Vec::new();
+        let opening = opening_segments(self.synth.tcp, port, c_isn, s_isn, link.as_ref());
+        for (spec, flags, payload, _) in opening {
+            if write_segment(&spec, flags, payload, &mut frame).is_ok() {
+                lens.push(frame.len());
+            }
+        }
+        if self.synth.tcp {
+            let (c, s) = (self.stream.client_seq(), self.stream.server_seq());
+            for (spec, flags) in closing_segments(port, c, s) {
+                if write_segment(&spec, flags, &[], &mut frame).is_ok() {
+                    lens.push(frame.len());
+                }
+            }
+        }
+        lens
     }
 
     /// Moves the channel to pcapng interface `interface` (one described
@@ -246,9 +317,25 @@ impl ChannelFramer {
     /// Takes a gap record: sequence numbers jump, and the next packet will
     /// say what was lost.
     pub fn gap(&mut self, g: &Gap) {
-        self.stream.gap(g);
         if let Some(r) = self.redactor.as_mut() {
             r.gap(g);
+        }
+        let (c2s, s2c) = (
+            self.past_cut(Direction::ClientToServer),
+            self.past_cut(Direction::ServerToClient),
+        );
+        if c2s && s2c {
+            self.stream.gap(g);
+        } else if c2s || s2c {
+            let (direction, bytes) = if c2s {
+                (Direction::ClientToServer, g.bytes_c2s)
+            } else {
+                (Direction::ServerToClient, g.bytes_s2c)
+            };
+            self.stream.advance(direction, bytes);
+        } else {
+            // Lost with what the cut leaves out: nothing to say about it.
+            return;
         }
         let p = self.pending_gap.get_or_insert(PendingGap {
             first_ts_ns: g.first_ts_ns,
@@ -285,28 +372,8 @@ impl ChannelFramer {
             format_gap(&mut self.comment, &g);
             gap_comment = Some(self.comment.as_str());
         }
-        let fin = [
-            (Direction::ClientToServer, c, s, TcpFlags::FIN_ACK),
-            (
-                Direction::ServerToClient,
-                s,
-                c.wrapping_add(1),
-                TcpFlags::FIN_ACK,
-            ),
-            (
-                Direction::ClientToServer,
-                c.wrapping_add(1),
-                s.wrapping_add(1),
-                TcpFlags::ACK,
-            ),
-        ];
-        for (i, (direction, seq, ack, flags)) in fin.into_iter().enumerate() {
-            let spec = SegmentSpec {
-                direction,
-                client_port: port,
-                seq,
-                ack,
-            };
+        for (i, (spec, flags)) in closing_segments(port, c, s).into_iter().enumerate() {
+            let direction = spec.direction;
             let comment = if i == 0 {
                 gap_comment.unwrap_or(FIN_COMMENT)
             } else {
@@ -340,90 +407,26 @@ impl ChannelFramer {
         self.link_synthesized = link.is_some();
         let (c_isn, s_isn) = synth::opening_isns(link.is_some());
         let port = self.stream.client_port();
-        let count =
-            u32::from(self.synth.tcp) * 3 + link.as_ref().map_or(0, |_| LINK_PACKETS.len() as u32);
-        debug_assert!(count <= MAX_OPENING_PACKETS);
+        let segments = opening_segments(self.synth.tcp, port, c_isn, s_isn, link.as_ref());
+        let count = segments.len() as u64;
+        debug_assert!(count <= u64::from(MAX_OPENING_PACKETS));
         let step = OPENING_STEP.as_nanos() as u64;
-        let mut index = 0u32;
-        let mut emit = |this: &mut Self,
-                        frame: &mut Vec<u8>,
-                        spec: SegmentSpec,
-                        flags: TcpFlags,
-                        payload: &[u8],
-                        comment: &str|
-         -> Result<(), PcapError> {
-            let before = u64::from(count - index) * step;
+        for (index, (spec, flags, payload, comment)) in segments.into_iter().enumerate() {
+            let before = (count - index as u64) * step;
             let at = ts_ns.saturating_sub(before).max(floor_ns.min(ts_ns));
-            index += 1;
             if write_segment(&spec, flags, payload, frame).is_ok() {
-                let note = this.first_note.take().map(|n| format!("{n}; {comment}"));
+                let note = self.first_note.take().map(|n| format!("{n}; {comment}"));
                 sink.write_packet(
-                    this.interface,
+                    self.interface,
                     clock.timestamp(at),
                     frame,
                     Some(spec.direction),
                     Some(note.as_deref().unwrap_or(comment)),
                 )?;
-                this.frames += 1;
-                this.synthetic_frames += 1;
-                if this.first_ts_ns.is_none() {
-                    this.first_ts_ns = Some(at);
-                }
-            }
-            Ok(())
-        };
-        let (c1, s1) = (c_isn.wrapping_add(1), s_isn.wrapping_add(1));
-        if self.synth.tcp {
-            let seg = |direction, seq, ack| SegmentSpec {
-                direction,
-                client_port: port,
-                seq,
-                ack,
-            };
-            emit(
-                self,
-                frame,
-                seg(Direction::ClientToServer, c_isn, 0),
-                TcpFlags::SYN,
-                &[],
-                SYN_COMMENT,
-            )?;
-            emit(
-                self,
-                frame,
-                seg(Direction::ServerToClient, s_isn, c1),
-                TcpFlags::SYN_ACK,
-                &[],
-                SYN_COMMENT,
-            )?;
-            emit(
-                self,
-                frame,
-                seg(Direction::ClientToServer, c1, s1),
-                TcpFlags::ACK,
-                &[],
-                SYN_COMMENT,
-            )?;
-        }
-        if let Some(link) = &link {
-            // Each side's next sequence number as the link phase goes on.
-            let (mut c, mut s) = (c1, s1);
-            for p in &LINK_PACKETS {
-                let bytes = link.packet(p);
-                let (seq, ack) = match p.direction {
-                    Direction::ClientToServer => (c, s),
-                    Direction::ServerToClient => (s, c),
-                };
-                let spec = SegmentSpec {
-                    direction: p.direction,
-                    client_port: port,
-                    seq,
-                    ack,
-                };
-                emit(self, frame, spec, TcpFlags::ACK, bytes, p.comment)?;
-                match p.direction {
-                    Direction::ClientToServer => c = c.wrapping_add(bytes.len() as u32),
-                    Direction::ServerToClient => s = s.wrapping_add(bytes.len() as u32),
+                self.frames += 1;
+                self.synthetic_frames += 1;
+                if self.first_ts_ns.is_none() {
+                    self.first_ts_ns = Some(at);
                 }
             }
         }
@@ -432,6 +435,95 @@ impl ChannelFramer {
         }
         Ok(())
     }
+}
+
+/// Index of a direction in per-direction arrays: client→server 0,
+/// server→client 1.
+fn dir_index(direction: Direction) -> usize {
+    usize::from(direction.to_byte() & 1)
+}
+
+/// The segments in front of a channel's first record, in order, with
+/// their pcapng comments: the handshake (if `tcp`) with initial sequence
+/// numbers `c_isn` / `s_isn`, then the link phase (if `link`).
+fn opening_segments(
+    tcp: bool,
+    port: u16,
+    c_isn: u32,
+    s_isn: u32,
+    link: Option<&LinkPhase>,
+) -> Vec<(SegmentSpec, TcpFlags, &[u8], &'static str)> {
+    let seg = |direction, seq, ack| SegmentSpec {
+        direction,
+        client_port: port,
+        seq,
+        ack,
+    };
+    let (c1, s1) = (c_isn.wrapping_add(1), s_isn.wrapping_add(1));
+    let mut out = Vec::with_capacity(MAX_OPENING_PACKETS as usize);
+    if tcp {
+        out.push((
+            seg(Direction::ClientToServer, c_isn, 0),
+            TcpFlags::SYN,
+            &[][..],
+            SYN_COMMENT,
+        ));
+        out.push((
+            seg(Direction::ServerToClient, s_isn, c1),
+            TcpFlags::SYN_ACK,
+            &[][..],
+            SYN_COMMENT,
+        ));
+        out.push((
+            seg(Direction::ClientToServer, c1, s1),
+            TcpFlags::ACK,
+            &[][..],
+            SYN_COMMENT,
+        ));
+    }
+    if let Some(link) = link {
+        // Each side's next sequence number as the link phase goes on.
+        let (mut c, mut s) = (c1, s1);
+        for p in &LINK_PACKETS {
+            let bytes = link.packet(p);
+            let (seq, ack) = match p.direction {
+                Direction::ClientToServer => (c, s),
+                Direction::ServerToClient => (s, c),
+            };
+            out.push((seg(p.direction, seq, ack), TcpFlags::ACK, bytes, p.comment));
+            match p.direction {
+                Direction::ClientToServer => c = c.wrapping_add(bytes.len() as u32),
+                Direction::ServerToClient => s = s.wrapping_add(bytes.len() as u32),
+            }
+        }
+    }
+    out
+}
+
+/// The FIN exchange after a channel's last record, the client's next
+/// sequence number being `c` and the server's `s`.
+fn closing_segments(port: u16, c: u32, s: u32) -> [(SegmentSpec, TcpFlags); 3] {
+    let seg = |direction, seq, ack| SegmentSpec {
+        direction,
+        client_port: port,
+        seq,
+        ack,
+    };
+    [
+        (seg(Direction::ClientToServer, c, s), TcpFlags::FIN_ACK),
+        (
+            seg(Direction::ServerToClient, s, c.wrapping_add(1)),
+            TcpFlags::FIN_ACK,
+        ),
+        (
+            seg(
+                Direction::ClientToServer,
+                c.wrapping_add(1),
+                s.wrapping_add(1),
+            ),
+            TcpFlags::ACK,
+        ),
+    ]
 }
 
 /// Comment of the synthetic handshake packets.

@@ -384,25 +384,15 @@ pub fn convert_with_progress(
     let session_start = peeked
         .map(|s| s.session_start_unix_ns)
         .or_else(|| cap.manifest().map(|m| m.session_start_unix_ns));
-    let clock = match opts.time {
-        TimeMode::Relative => Clock::relative(),
-        TimeMode::Absolute => {
-            report.session_start_unix_ns = session_start;
-            match session_start {
-                Some(ns) => Clock::absolute(ns),
-                None => {
-                    if !readers.is_empty() {
-                        report.problems.push(
-                            "session start unknown (no valid segment header, no manifest): \
-                             timestamps are relative to it"
-                                .to_string(),
-                        );
-                    }
-                    Clock::relative()
-                }
-            }
-        }
-    };
+    let clock = session_clock(
+        opts.time,
+        session_start,
+        !readers.is_empty(),
+        &mut report.problems,
+    );
+    if opts.time == TimeMode::Absolute {
+        report.session_start_unix_ns = session_start;
+    }
     let section = section_info(
         &cap,
         session_start,
@@ -516,6 +506,32 @@ pub fn convert_with_progress(
     Ok(report)
 }
 
+/// The clock of a conversion's packets: `time`, from `session_start` (ns
+/// since the Unix epoch) if it is known; relative, with a note in
+/// `problems`, if absolute time was asked for and it is not (and there are
+/// `records` to convert).
+pub(crate) fn session_clock(
+    time: TimeMode,
+    session_start: Option<u64>,
+    records: bool,
+    problems: &mut Vec<String>,
+) -> Clock {
+    match (time, session_start) {
+        (TimeMode::Relative, _) => Clock::relative(),
+        (TimeMode::Absolute, Some(ns)) => Clock::absolute(ns),
+        (TimeMode::Absolute, None) => {
+            if records {
+                problems.push(
+                    "session start unknown (no valid segment header, no manifest): \
+                     timestamps are relative to it"
+                        .to_string(),
+                );
+            }
+            Clock::relative()
+        }
+    }
+}
+
 /// The framer of one channel as `opts` asks: redaction, and the
 /// trimmed-start note on its first packet.
 fn channel_framer(
@@ -524,10 +540,22 @@ fn channel_framer(
     interface: u32,
     opts: &ConvertOptions,
 ) -> ChannelFramer {
+    framer_for(reader, ports, interface, opts.synth, opts.redact)
+}
+
+/// The framer of the channel `reader` reads: its port, what to make up and
+/// redact, and the trimmed-start note on its first packet.
+pub(crate) fn framer_for(
+    reader: &ChannelReader,
+    ports: &PortMap,
+    interface: u32,
+    synth: Synthesis,
+    redact: Redaction,
+) -> ChannelFramer {
     let name = reader.channel();
     let trimmed = reader.trimmed().filter(|t| t.segments > 0);
-    ChannelFramer::new(name, ports.port(name), interface, opts.synth)
-        .with_redactor(Redactor::for_channel(name, opts.redact, trimmed.is_some()))
+    ChannelFramer::new(name, ports.port(name), interface, synth)
+        .with_redactor(Redactor::for_channel(name, redact, trimmed.is_some()))
         .with_first_note(trimmed.map(|t| trimmed_note(name, t)))
 }
 
@@ -658,7 +686,10 @@ pub(crate) fn interface_description(
 }
 
 /// The channels to convert, in the capture's (name) order.
-fn select_channels(cap: &Capture, wanted: &[String]) -> Result<Vec<String>, ConvertError> {
+pub(crate) fn select_channels(
+    cap: &Capture,
+    wanted: &[String],
+) -> Result<Vec<String>, ConvertError> {
     for name in wanted {
         if !cap.channels().iter().any(|c| &c.name == name) {
             let available: Vec<&str> = cap.channels().iter().map(|c| c.name.as_str()).collect();

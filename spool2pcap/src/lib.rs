@@ -57,6 +57,7 @@
 
 pub mod channel;
 pub mod convert;
+pub mod excerpt;
 pub mod frames;
 pub mod info;
 pub mod live;
@@ -77,6 +78,7 @@ pub use convert::{
     convert, convert_with_progress, wireshark_command, ChannelReport, Clock, ConvertError,
     ConvertOptions, ConvertReport, Destination, Progress, TimeMode,
 };
+pub use excerpt::{write_excerpt, ExcerptError, ExcerptOptions, ExcerptReport, Selection};
 pub use frames::TcpStreamBuilder;
 pub use output::{Format, PacketSink};
 pub use ports::PortMap;

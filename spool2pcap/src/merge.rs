@@ -38,6 +38,20 @@ pub struct ChannelSource {
     framer: ChannelFramer,
     head: Option<(u64, Direction)>,
     payload: Vec<u8>,
+    /// Data records read so far.
+    read: u64,
+    /// What an excerpt's plan expects: read at most this many data
+    /// records, the first at this time.
+    plan: Option<Plan>,
+    /// The records read are not those the plan was made from.
+    diverged: bool,
+}
+
+/// What the records of a channel were when an excerpt was planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    records: u64,
+    first_ts_ns: Option<u64>,
 }
 
 impl ChannelSource {
@@ -49,7 +63,29 @@ impl ChannelSource {
             framer,
             head: None,
             payload: Vec::new(),
+            read: 0,
+            plan: None,
+            diverged: false,
         }
+    }
+
+    /// Reads only the channel's first `records` data records, the first of
+    /// them at `first_ts_ns`: the records an earlier reading of a capture
+    /// that is still being written found (what is newer is left out). If
+    /// the first differs — the flight recorder deleted the channel's oldest
+    /// segment in between — the channel stops there and
+    /// [`ChannelSource::diverged`] says so.
+    pub fn planned(mut self, records: u64, first_ts_ns: Option<u64>) -> ChannelSource {
+        self.plan = Some(Plan {
+            records,
+            first_ts_ns,
+        });
+        self
+    }
+
+    /// Whether the records differed from the plan ([`ChannelSource::planned`]).
+    pub fn diverged(&self) -> bool {
+        self.diverged
     }
 
     /// The reader (for its counters and damage list).
@@ -79,6 +115,19 @@ impl ChannelSource {
         while let Some(event) = self.reader.next_event() {
             match event {
                 Event::Data(d) => {
+                    if let Some(plan) = self.plan {
+                        if self.read >= plan.records {
+                            break;
+                        }
+                        if self.read == 0 && plan.first_ts_ns != Some(d.ts_ns) {
+                            self.diverged = true;
+                            break;
+                        }
+                    }
+                    self.read += 1;
+                    if !self.framer.admit(d.direction, d.payload) {
+                        continue;
+                    }
                     self.payload.clear();
                     self.payload.extend_from_slice(d.payload);
                     self.head = Some((d.ts_ns, d.direction));

@@ -217,6 +217,40 @@ impl MessageFramer {
     }
 }
 
+/// Largest body size [`plausible_start`] accepts: far above any SPICE
+/// message ryll sees (display images are sent in pieces well below it), and
+/// small enough that random bytes rarely pass.
+const MAX_PLAUSIBLE_SIZE: u32 = 64 << 20;
+
+/// Whether a mini header of message type `ty` and body `size` looks like a
+/// real one of any channel: SPICE's common messages are types 1–10 and
+/// every channel's own start at 101 and stay below 400.
+fn plausible_header(ty: u16, size: u32) -> bool {
+    ((1..=10).contains(&ty) || (101..400).contains(&ty)) && size <= MAX_PLAUSIBLE_SIZE
+}
+
+/// Whether a record of a stream whose framing was lost plausibly starts at
+/// a message: from its first byte, mini headers of plausible types and
+/// sizes chained to its end (the last message may go on in later records).
+/// A heuristic, for picking framing up again where nothing depends on it
+/// being right but where the output starts (redaction, which must fail
+/// closed, has its own stricter test per channel).
+pub fn plausible_start(data: &[u8]) -> bool {
+    let mut at = 0usize;
+    while at < data.len() {
+        let Some(h) = data.get(at..at + MINI_HEADER_LEN) else {
+            return false;
+        };
+        let ty = u16::from_le_bytes([h[0], h[1]]);
+        let size = u32::from_le_bytes([h[2], h[3], h[4], h[5]]);
+        if !plausible_header(ty, size) {
+            return false;
+        }
+        at = at.saturating_add(MINI_HEADER_LEN + size as usize);
+    }
+    at > 0
+}
+
 /// Length of the SPICE link phase a direction's stream opens with: 0 if
 /// it does not start with one (ryll records after the link), `None` if it
 /// starts with a link header cut short. The client sends its link message,
@@ -301,5 +335,17 @@ mod tests {
         f.resume();
         assert!(f.at_boundary());
         assert!(MessageFramer::lost().is_lost());
+    }
+
+    #[test]
+    fn plausible_starts() {
+        let mut two = msg(1, &[0; 4]);
+        two.extend(msg(302, &[0; 100]));
+        assert!(plausible_start(&two));
+        assert!(plausible_start(&two[..20]), "the last message goes on");
+        assert!(!plausible_start(&two[3..]));
+        assert!(!plausible_start(&two[..12]), "a header cut short");
+        assert!(!plausible_start(&msg(50, &[])));
+        assert!(!plausible_start(&[]));
     }
 }

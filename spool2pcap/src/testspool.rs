@@ -62,6 +62,12 @@ impl Seg {
         }
     }
 
+    /// Claims a session start of `unix_ns` instead of [`SESSION_START`].
+    pub fn with_session_start(mut self, unix_ns: u64) -> Seg {
+        self.header.session_start_unix_ns = U64::new(unix_ns);
+        self
+    }
+
     fn record(&mut self, kind: RecordKind, dir: u8, ts_ns: u64, payload: &[u8]) -> usize {
         let mut h = RecordHeader {
             tag: U32::new(record_tag(kind, dir)),

@@ -1,0 +1,202 @@
+//! Excerpts: the shipped real capture cut by the selections, checked packet
+//! by packet against a full conversion of the same capture.
+
+#[path = "../src/testspool.rs"]
+mod testspool;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use etherparse::{SlicedPacket, TransportSlice};
+use pcap_file::pcap::PcapReader;
+use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
+use spool2pcap::convert::{convert, ConvertOptions, Destination};
+use spool2pcap::excerpt::{write_excerpt, ExcerptOptions, Selection, PCAP_FILE_HEADER_LEN};
+use spool2pcap::messages::MessageFramer;
+use spool2pcap::Format;
+use testspool::{write_segment, Seg};
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch")
+}
+
+/// One TCP connection of a pcap: its packets' flags in order and the
+/// payload bytes of each direction.
+#[derive(Debug, Default)]
+struct Conn {
+    /// (from server, SYN, FIN, payload length) per packet.
+    packets: Vec<(bool, bool, bool, usize)>,
+    client: Vec<u8>,
+    server: Vec<u8>,
+}
+
+fn connections(pcap: &[u8]) -> BTreeMap<u16, Conn> {
+    let mut r = PcapReader::new(pcap).unwrap();
+    let mut out: BTreeMap<u16, Conn> = BTreeMap::new();
+    let mut last = std::time::Duration::ZERO;
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        assert!(p.timestamp >= last, "packets out of time order");
+        last = p.timestamp;
+        let s = SlicedPacket::from_ethernet(&p.data).unwrap();
+        let Some(TransportSlice::Tcp(t)) = s.transport else {
+            panic!("not TCP")
+        };
+        let from_server = t.source_port() == 5900;
+        let port = if from_server {
+            t.destination_port()
+        } else {
+            t.source_port()
+        };
+        let c = out.entry(port).or_default();
+        c.packets
+            .push((from_server, t.syn(), t.fin(), t.payload().len()));
+        if from_server {
+            c.server.extend_from_slice(t.payload());
+        } else {
+            c.client.extend_from_slice(t.payload());
+        }
+    }
+    out
+}
+
+fn full_conversion(capture: &Path) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("all.pcap");
+    let mut opts = ConvertOptions::new(Destination::File(file.clone()));
+    opts.format = Format::Pcap;
+    convert(capture, &opts).unwrap();
+    std::fs::read(file).unwrap()
+}
+
+fn excerpt(capture: &Path, opts: &ExcerptOptions) -> (Vec<u8>, spool2pcap::ExcerptReport) {
+    let mut out = Vec::new();
+    let report = write_excerpt(capture, opts, &mut out).unwrap();
+    assert_eq!(report.written_bytes, out.len() as u64);
+    (out, report)
+}
+
+/// The synthetic link phase's bytes in each direction.
+const LINK_C2S: usize = spool2pcap::synth::LINK_C2S_LEN;
+const LINK_S2C: usize = spool2pcap::synth::LINK_S2C_LEN;
+
+#[test]
+fn everything_is_byte_for_byte_what_convert_writes() {
+    let full = full_conversion(&shipped());
+    let (got, report) = excerpt(&shipped(), &ExcerptOptions::new(Selection::All));
+    assert!(got == full, "excerpt of everything differs from convert -w");
+    assert_eq!(report.omitted_frames(), 0);
+    assert_eq!(report.channels.len(), 4);
+    assert!(report
+        .channels
+        .iter()
+        .all(|c| c.kept_records == c.records && c.records > 0));
+}
+
+#[test]
+fn a_budget_keeps_the_newest_messages_behind_a_synthetic_opening() {
+    let full = connections(&full_conversion(&shipped()));
+    for budget in [2_000u64, 20_000, 60_000, 150_000] {
+        let mut opts = ExcerptOptions::new(Selection::Newest {
+            budget_bytes: budget,
+        });
+        opts.synth = spool2pcap::Synthesis::ALL;
+        let (pcap, report) = excerpt(&shipped(), &opts);
+        assert!(report.written_bytes <= budget, "{budget}: {report:?}");
+        assert!(report.omitted_frames() > 0, "{budget}: nothing cut");
+        let got = connections(&pcap);
+        assert!(!got.is_empty(), "{budget}: nothing kept");
+        for (port, conn) in &got {
+            let whole = &full[port];
+            // SYN, SYN-ACK, ACK, then the link phase, first.
+            let flags: Vec<(bool, bool)> = conn.packets[..3].iter().map(|p| (p.0, p.1)).collect();
+            assert_eq!(flags, [(false, true), (true, true), (false, false)]);
+            assert!(conn.client.len() >= LINK_C2S && conn.server.len() >= LINK_S2C);
+            assert_eq!(conn.client[..LINK_C2S], whole.client[..LINK_C2S]);
+            assert_eq!(conn.server[..LINK_S2C], whole.server[..LINK_S2C]);
+            // Then the newest recorded bytes of each direction, from the
+            // start of a message.
+            for (dir, kept, all, link) in [
+                (C2S, &conn.client, &whole.client, LINK_C2S),
+                (S2C, &conn.server, &whole.server, LINK_S2C),
+            ] {
+                let kept = &kept[link..];
+                let all = &all[link..];
+                assert!(
+                    all.ends_with(kept),
+                    "{budget}: port {port} {dir:?}: not the newest"
+                );
+                let mut f = MessageFramer::new();
+                f.feed(dir, &all[..all.len() - kept.len()]);
+                assert!(
+                    f.at_boundary(),
+                    "{budget}: port {port} {dir:?}: starts inside a message"
+                );
+            }
+            // The shipped capture was closed cleanly: the FIN exchange ends it.
+            assert!(conn.packets.iter().rev().take(3).any(|p| p.2));
+        }
+        for c in &report.channels {
+            if c.kept_records == 0 {
+                assert!(!got.contains_key(&c.client_port));
+            }
+        }
+    }
+    // A budget too small for anything: the file header alone.
+    let (pcap, report) = excerpt(
+        &shipped(),
+        &ExcerptOptions::new(Selection::Newest { budget_bytes: 100 }),
+    );
+    assert_eq!(pcap.len() as u64, PCAP_FILE_HEADER_LEN);
+    assert_eq!(report.frames(), 0);
+}
+
+#[test]
+fn channels_and_windows_select() {
+    let mut opts = ExcerptOptions::new(Selection::All);
+    opts.channels = vec!["display".into()];
+    let (pcap, report) = excerpt(&shipped(), &opts);
+    assert_eq!(report.channels.len(), 1);
+    let got = connections(&pcap);
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), [10002]);
+
+    opts.channels = vec!["nosuch".into()];
+    assert!(write_excerpt(&shipped(), &opts, Vec::new()).is_err());
+
+    // A window in the middle of the display channel's records.
+    let d = &report.channels[0];
+    let (first, last) = (d.first_ts_ns.unwrap(), d.last_ts_ns.unwrap());
+    let mid = first + (last - first) / 3;
+    let end = first + 2 * (last - first) / 3;
+    opts.channels = vec!["display".into()];
+    opts.selection = Selection::Window {
+        from_ns: mid,
+        until_ns: end,
+    };
+    let (_, w) = excerpt(&shipped(), &opts);
+    let c = &w.channels[0];
+    assert!(c.kept_records > 0 && c.kept_records < c.records, "{c:?}");
+    assert!(c.first_written_ns.unwrap() >= mid.saturating_sub(10_000));
+}
+
+/// A session that started after 2106 (classic pcap keeps 32-bit seconds):
+/// timestamps are clamped to the last second it can hold, as in a
+/// conversion, and the excerpt is written.
+#[test]
+fn a_session_start_after_2106_is_clamped() {
+    let dir = tempfile::tempdir().unwrap();
+    let after_2106 = (u64::from(u32::MAX) + 1000) * 1_000_000_000;
+    let mut seg = Seg::new("main", 0, 0).with_session_start(after_2106);
+    seg.data(C2S, 5, &[1, 0, 4, 0, 0, 0, 1, 2, 3, 4]);
+    seg.data(S2C, 9, &[4, 0, 0, 0, 0, 0]);
+    seg.seal(true);
+    write_segment(dir.path(), "main", 0, &seg.finish(0));
+    let (pcap, report) = excerpt(dir.path(), &ExcerptOptions::new(Selection::All));
+    assert_eq!(report.session_start_unix_ns, Some(after_2106));
+    assert!(report.frames() > 2);
+    let mut r = PcapReader::new(&pcap[..]).unwrap();
+    while let Some(p) = r.next_packet() {
+        assert_eq!(p.unwrap().timestamp.as_secs(), u64::from(u32::MAX));
+    }
+    assert_eq!(connections(&pcap)[&10001].client.len(), LINK_C2S + 10);
+}
