@@ -7,6 +7,13 @@
 //! the channel loops are never touched, and the report can cover the whole
 //! session when the budget allows.
 //!
+//! The pcap is an excerpt made by spool2pcap ([`spool2pcap::excerpt`]):
+//! the packets `spool2pcap convert` would write for the same records, so
+//! Wireshark decodes it as SPICE (`-d tcp.port==5900,spice`). Every
+//! channel's connection opens with a synthetic TCP handshake and SPICE
+//! link phase, without which the SPICE dissector decodes nothing; their
+//! bytes count against the budget.
+//!
 //! The newest traffic is kept. Each channel and direction starts at a
 //! SPICE message boundary (found by walking the 6-byte mini headers from
 //! the start of the stream), never inside a message: a pcap beginning with
@@ -17,27 +24,26 @@
 //! contents (agent clipboard messages on the main channel) are zeroed with
 //! [`spool2pcap::redact`], which keeps every header, size and sequence
 //! number; [`BugReportOptions::redact`] turns that off for private use.
+//!
+//! The zip is written to a temporary file beside its destination and
+//! linked into place once complete, so a failed report leaves nothing
+//! behind and an existing file is never overwritten.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-use pcap_file::DataLink;
 use serde::Serialize;
-use spool::reader::Event;
-use spool::{Capture, Direction};
-use spool2pcap::redact::{Redaction, Redactor};
-
-use crate::baseline::{MAX_SEGMENT_PAYLOAD, PCAP_SNAPLEN};
+use spool::fsutil;
+use spool2pcap::excerpt::{write_excerpt, ExcerptError, ExcerptOptions, ExcerptReport, Selection};
+use spool2pcap::info::UtcDateTime;
+use spool2pcap::redact::Redaction;
 
 /// ryll's target for a report's `traffic.pcap`.
 pub const DEFAULT_BUDGET_BYTES: u64 = 24 * 1000 * 1000;
-
-const PCAP_FILE_HEADER_BYTES: u64 = 24;
-const PCAP_RECORD_HEADER_BYTES: u64 = 16;
-/// Ethernet + IPv4 + TCP headers of each frame.
-const FRAME_HEADER_BYTES: u64 = 14 + 20 + 20;
 
 /// `traffic_capture` in the report's `metadata.json`, ryll's field names.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -46,14 +52,16 @@ pub struct TrafficCaptureSummary {
     pub budget_bytes: u64,
     /// Size of the `traffic.pcap` written.
     pub written_bytes: u64,
-    /// Packets (TCP segments) in the pcap.
+    /// Packets (TCP segments) in the pcap, the synthetic handshake, link
+    /// phase and close included.
     pub packets_written: u64,
     /// Older packets left out to stay within `budget_bytes` (or to start
     /// each stream at a message boundary).
     pub packets_omitted: u64,
     /// Frame bytes of the packets left out.
     pub bytes_omitted: u64,
-    /// Session time (seconds) of the oldest packet kept; `None` if empty.
+    /// Session time (seconds) of the oldest packet in the pcap; `None` if
+    /// it has none.
     pub oldest_packet_secs: Option<f64>,
     /// True when older traffic was left out.
     pub truncated: bool,
@@ -61,7 +69,7 @@ pub struct TrafficCaptureSummary {
     pub redacted: Vec<String>,
 }
 
-/// How [`write_bug_report_with`] cuts the report.
+/// How [`write_bug_report_with`] and [`traffic_pcap`] cut the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BugReportOptions {
     /// Bytes `traffic.pcap` may use.
@@ -107,72 +115,82 @@ pub struct BugReportSummary {
     pub channels: BTreeMap<String, ChannelSummary>,
 }
 
-/// One data record, without its bytes (pass 1).
-struct Entry {
-    ts_ns: u64,
-    channel: usize,
-    dir: Direction,
-    /// Starts at a SPICE message boundary of its stream.
-    boundary: bool,
-    /// Frame bytes in the pcap (record headers + frame headers + payload).
-    cost: u64,
-    packets: u64,
+/// Why a bug report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The capture could not be read, a channel asked for is not in it, or
+    /// writing the pcap failed.
+    #[error(transparent)]
+    Traffic(#[from] ExcerptError),
+    /// Something already exists where the report was to be written.
+    #[error("{0}: already exists")]
+    Exists(PathBuf),
+    /// Writing the report file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file being written.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The zip library refused an entry.
+    #[error("{path}: zip: {source}")]
+    Zip {
+        /// The report being written.
+        path: PathBuf,
+        /// Why.
+        source: zip::result::ZipError,
+    },
+    /// A summary could not be serialized.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
-/// Tracks SPICE mini-header framing of one direction of one channel.
-#[derive(Default)]
-struct Framer {
-    /// Body bytes still to come of the current message.
-    need: u64,
-    /// Bytes of a header split across records.
-    header: Vec<u8>,
-    lost: bool,
+/// A bug report's `traffic.pcap` without the zip: the newest traffic of
+/// `channel` (a channel name such as `"display"`; `None` for every
+/// channel) in the capture directory `capture` (live or closed), within
+/// `opts.budget_bytes`, redacted as `opts` says. Returns the pcap's bytes
+/// and its summary (`metadata.json`'s `traffic_capture`). For ryll's own
+/// report code, which assembles its reports itself.
+pub fn traffic_pcap(
+    capture: &Path,
+    channel: Option<&str>,
+    opts: &BugReportOptions,
+) -> Result<(Vec<u8>, TrafficCaptureSummary), BundleError> {
+    let mut pcap = Vec::new();
+    let (summary, _) = write_traffic(capture, channel, opts, &mut pcap)?;
+    Ok((pcap, summary))
 }
 
-impl Framer {
-    fn at_boundary(&self) -> bool {
-        !self.lost && self.need == 0 && self.header.is_empty()
-    }
-
-    fn feed(&mut self, mut data: &[u8]) {
-        if self.lost {
-            return;
-        }
-        while !data.is_empty() {
-            if self.need > 0 {
-                let take = self.need.min(data.len() as u64);
-                self.need -= take;
-                data = &data[take as usize..];
-                continue;
-            }
-            let want = 6 - self.header.len();
-            let take = want.min(data.len());
-            self.header.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.header.len() == 6 {
-                let h = &self.header;
-                self.need = u64::from(u32::from_le_bytes([h[2], h[3], h[4], h[5]]));
-                self.header.clear();
-            }
-        }
-    }
-
-    /// Bytes of the stream were dropped: framing survives only if they lie
-    /// inside the current message's body.
-    fn skip(&mut self, bytes: u64) {
-        if bytes == 0 {
-            return;
-        }
-        if self.header.is_empty() && self.need >= bytes {
-            self.need -= bytes;
-        } else {
-            self.lost = true;
-        }
-    }
+/// Writes the traffic of a report to `out` as [`traffic_pcap`] makes it.
+fn write_traffic<W: Write>(
+    capture: &Path,
+    channel: Option<&str>,
+    opts: &BugReportOptions,
+    out: W,
+) -> Result<(TrafficCaptureSummary, ExcerptReport), BundleError> {
+    let mut excerpt = ExcerptOptions::new(Selection::Newest {
+        budget_bytes: opts.budget_bytes,
+    });
+    excerpt.channels = channel.map(str::to_string).into_iter().collect();
+    excerpt.redact = opts.redact;
+    let report = write_excerpt(capture, &excerpt, out)?;
+    let packets_omitted = report.omitted_frames();
+    let summary = TrafficCaptureSummary {
+        budget_bytes: opts.budget_bytes,
+        written_bytes: report.written_bytes,
+        packets_written: report.frames(),
+        packets_omitted,
+        bytes_omitted: report.omitted_bytes(),
+        oldest_packet_secs: report.oldest_written_ns().map(secs),
+        truncated: packets_omitted > 0,
+        redacted: opts.redact.names().iter().map(|n| n.to_string()).collect(),
+    };
+    Ok((summary, report))
 }
 
-fn packets_of(len: usize) -> u64 {
-    len.div_ceil(MAX_SEGMENT_PAYLOAD).max(1) as u64
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
 }
 
 /// Writes a bug-report zip at `out` from the capture directory `capture`
@@ -184,7 +202,7 @@ pub fn write_bug_report(
     capture: &Path,
     out: &Path,
     budget_bytes: u64,
-) -> Result<BugReportSummary, String> {
+) -> Result<BugReportSummary, BundleError> {
     let opts = BugReportOptions {
         budget_bytes,
         ..BugReportOptions::default()
@@ -193,318 +211,225 @@ pub fn write_bug_report(
 }
 
 /// [`write_bug_report`] with explicit options (redaction off, for one).
+///
+/// An existing file (or symlink) at `out` is an error. The zip's entries
+/// are dated with the time of writing, in UTC (zip dates carry no time
+/// zone).
 pub fn write_bug_report_with(
     capture: &Path,
     out: &Path,
     opts: &BugReportOptions,
-) -> Result<BugReportSummary, String> {
-    let budget_bytes = opts.budget_bytes;
-    let cap = Capture::open(capture).map_err(|e| format!("{}: {e}", capture.display()))?;
-    let names: Vec<String> = cap.channels().iter().map(|c| c.name.clone()).collect();
-
-    // Pass 1: index every record, its cost, and whether it starts a message.
-    let mut entries = Vec::new();
-    let mut channels = BTreeMap::new();
-    for (ci, name) in names.iter().enumerate() {
-        let Some(mut r) = cap.reader(name) else {
-            continue;
-        };
-        let mut sum = ChannelSummary::default();
-        let mut framers = [Framer::default(), Framer::default()];
-        while let Some(ev) = r.next_event() {
-            match ev {
-                Event::Data(d) => {
-                    let f = &mut framers[d.direction.to_byte() as usize];
-                    let n = d.payload.len();
-                    let packets = packets_of(n);
-                    entries.push(Entry {
-                        ts_ns: d.ts_ns,
-                        channel: ci,
-                        dir: d.direction,
-                        boundary: f.at_boundary(),
-                        cost: packets * (PCAP_RECORD_HEADER_BYTES + FRAME_HEADER_BYTES) + n as u64,
-                        packets,
-                    });
-                    f.feed(d.payload);
-                    sum.records += 1;
-                    sum.bytes += n as u64;
-                    let secs = d.ts_ns as f64 / 1e9;
-                    sum.first_secs.get_or_insert(secs);
-                    sum.last_secs = Some(secs);
-                }
-                Event::Gap(g) => {
-                    sum.dropped_records += g.records();
-                    sum.dropped_bytes += g.bytes();
-                    framers[0].skip(g.bytes_c2s);
-                    framers[1].skip(g.bytes_s2c);
-                }
-                Event::Damage(_) => {
-                    sum.damaged_records += 1;
-                    framers.iter_mut().for_each(|f| f.lost = true);
-                }
-            }
-        }
-        channels.insert(name.clone(), sum);
+) -> Result<BugReportSummary, BundleError> {
+    if std::fs::symlink_metadata(out).is_ok() {
+        return Err(BundleError::Exists(out.to_path_buf()));
     }
-    // Stable: records of one stream keep their order on equal times.
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by_key(|&i| entries[i].ts_ns);
+    let temp = TempFile::create_beside(out)?;
+    let summary = write_zip(capture, out, opts, temp.file()?)?;
+    temp.publish(out)?;
+    Ok(summary)
+}
 
-    let keep = select_newest(&entries, &order, budget_bytes);
-
-    // Pass 2: the kept records, merged across channels in time order and
-    // written straight into the zip: memory stays one record per channel,
-    // whatever the budget (a whole-session report can be gigabytes).
-    let mut by_channel: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
-    for (i, e) in entries.iter().enumerate() {
-        by_channel[e.channel].push(i);
-    }
-    let mut streams = Vec::new();
-    for (ci, name) in names.iter().enumerate() {
-        let Some(reader) = cap.reader(name) else {
-            continue;
-        };
-        let trimmed = reader.trimmed().is_some_and(|t| t.segments > 0);
-        streams.push(Stream {
-            ci,
-            redactor: Redactor::for_channel(name, opts.redact, trimmed),
-            reader,
-            ids: std::mem::take(&mut by_channel[ci]).into_iter(),
-            head: None,
-            buf: Vec::new(),
-            tcp: spool2pcap::TcpStreamBuilder::new(0),
-        });
-    }
-    let ports = spool2pcap::PortMap::new(names.iter().map(String::as_str));
-    for st in &mut streams {
-        st.tcp = spool2pcap::TcpStreamBuilder::new(ports.port(&names[st.ci]));
-        st.advance(&entries, &keep, &names)?;
-    }
-
-    let file =
-        spool::fsutil::create_new_file(out).map_err(|e| format!("{}: {e}", out.display()))?;
+/// Writes the report's zip into `file` (`out` names it in errors).
+fn write_zip(
+    capture: &Path,
+    out: &Path,
+    opts: &BugReportOptions,
+    file: &File,
+) -> Result<BugReportSummary, BundleError> {
+    let zip_err = |source| BundleError::Zip {
+        path: out.to_path_buf(),
+        source,
+    };
+    let io_err = |source| BundleError::Io {
+        path: out.to_path_buf(),
+        source,
+    };
     let mut zip = zip::ZipWriter::new(file);
+    let now = zip_time_now();
     // SPICE display traffic is mostly compressed images: deflating it saves
     // about 1 % at 35 MB/s, so the pcap is stored; the JSON is deflated.
     let stored = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
         .large_file(true)
+        .last_modified_time(now)
         .unix_permissions(0o600);
     let deflated = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(now)
         .unix_permissions(0o600);
-    zip.start_file("traffic.pcap", stored)
-        .map_err(|e| format!("traffic.pcap: {e}"))?;
-    let session_start = cap.manifest().map_or(0, |m| m.session_start_unix_ns);
-    let mut packets_written = 0u64;
-    let mut oldest_ns = None;
-    let written_bytes = {
-        let header = PcapHeader {
-            datalink: DataLink::ETHERNET,
-            snaplen: PCAP_SNAPLEN,
-            ..Default::default()
-        };
-        let counted = CountingWriter {
-            inner: std::io::BufWriter::with_capacity(1 << 20, &mut zip),
-            bytes: 0,
-        };
-        let mut w = PcapWriter::with_header(counted, header).map_err(|e| e.to_string())?;
-        let mut frame = Vec::new();
-        // The stream whose head is oldest (ties: channel order).
-        while let Some(next) = streams
-            .iter()
-            .enumerate()
-            .filter_map(|(i, st)| st.head.map(|(ts, _)| (ts, i)))
-            .min()
-            .map(|(_, i)| i)
-        {
-            let st = &mut streams[next];
-            let Some((ts, dir)) = st.head else { break };
-            oldest_ns.get_or_insert(ts);
-            let when = std::time::Duration::from_nanos(session_start.saturating_add(ts));
-            let frames = st.tcp.push(dir, &st.buf, &mut frame, |f: &[u8]| {
-                w.write_packet(&PcapPacket::new(when, f.len() as u32, f))
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })?;
-            packets_written += frames;
-            st.advance(&entries, &keep, &names)?;
-        }
-        let mut counted = w.into_writer();
-        counted.flush().map_err(|e| format!("traffic.pcap: {e}"))?;
-        counted.bytes
-    };
-    let omitted = (0..entries.len()).filter(|&i| !keep[i]);
-    let (packets_omitted, bytes_omitted) = omitted.fold((0, 0), |(p, b), i| {
-        (
-            p + entries[i].packets,
-            b + entries[i].cost - entries[i].packets * PCAP_RECORD_HEADER_BYTES,
-        )
-    });
-    let traffic_capture = TrafficCaptureSummary {
-        budget_bytes,
-        written_bytes,
-        packets_written,
-        packets_omitted,
-        bytes_omitted,
-        oldest_packet_secs: oldest_ns.map(|ns| ns as f64 / 1e9),
-        truncated: packets_omitted > 0,
-        redacted: opts.redact.names().iter().map(|n| n.to_string()).collect(),
-    };
+    zip.start_file("traffic.pcap", stored).map_err(zip_err)?;
+    let (traffic_capture, report) = write_traffic(capture, None, opts, &mut zip)?;
+    let channels = report
+        .channels
+        .iter()
+        .map(|c| {
+            let summary = ChannelSummary {
+                records: c.records,
+                bytes: c.bytes,
+                dropped_records: c.dropped_records,
+                dropped_bytes: c.dropped_bytes,
+                first_secs: c.first_ts_ns.map(secs),
+                last_secs: c.last_ts_ns.map(secs),
+                damaged_records: c.damaged_regions,
+            };
+            (c.channel.clone(), summary)
+        })
+        .collect();
 
     let mut metadata = match crate::sink::read_metadata(capture) {
-        Ok(m) => serde_json::to_value(m).map_err(|e| e.to_string())?,
+        Ok(m) => serde_json::to_value(m)?,
         Err(_) => serde_json::json!({}),
     };
     if let Some(obj) = metadata.as_object_mut() {
         obj.insert(
             "traffic_capture".into(),
-            serde_json::to_value(&traffic_capture).map_err(|e| e.to_string())?,
+            serde_json::to_value(&traffic_capture)?,
         );
     }
     let summary = BugReportSummary {
         traffic_capture,
         channels,
     };
-
-    let mut add = |name: &str, bytes: &[u8]| -> Result<(), String> {
-        zip.start_file(name, deflated)
-            .map_err(|e| format!("{name}: {e}"))?;
-        zip.write_all(bytes).map_err(|e| format!("{name}: {e}"))
-    };
-    add("metadata.json", &to_json(&metadata)?)?;
-    add("capture-summary.json", &to_json(&summary.channels)?)?;
-    zip.finish()
-        .map_err(|e| format!("{}: {e}", out.display()))?;
+    for (name, bytes) in [
+        ("metadata.json", serde_json::to_vec_pretty(&metadata)?),
+        (
+            "capture-summary.json",
+            serde_json::to_vec_pretty(&summary.channels)?,
+        ),
+    ] {
+        zip.start_file(name, deflated).map_err(zip_err)?;
+        zip.write_all(&bytes).map_err(io_err)?;
+    }
+    let file = zip.finish().map_err(zip_err)?;
+    file.sync_all().map_err(io_err)?;
     Ok(summary)
 }
 
-/// Chooses the records to keep: from the newest back, each stream (channel
-/// and direction) keeps going back while the budget lasts, and a stream's
-/// kept records always begin at a SPICE message. A record is only committed
-/// once its stream reaches a record that starts a message; when a stream's
-/// next older record does not fit, the stream stops there and gives back
-/// what it had not committed, so the budget goes to the other streams
-/// instead of to a message that cannot be shown whole.
-fn select_newest(entries: &[Entry], order: &[usize], budget: u64) -> Vec<bool> {
-    #[derive(Default)]
-    struct Stream {
-        pending: Vec<usize>,
-        pending_cost: u64,
-        closed: bool,
-    }
-    let mut keep = vec![false; entries.len()];
-    let mut used = PCAP_FILE_HEADER_BYTES;
-    let mut streams: BTreeMap<(usize, u8), Stream> = BTreeMap::new();
-    for &i in order.iter().rev() {
-        let e = &entries[i];
-        let s = streams.entry((e.channel, e.dir.to_byte())).or_default();
-        if s.closed {
-            continue;
-        }
-        if used + e.cost > budget {
-            s.closed = true;
-            used -= s.pending_cost;
-            s.pending.clear();
-            s.pending_cost = 0;
-            continue;
-        }
-        used += e.cost;
-        s.pending.push(i);
-        s.pending_cost += e.cost;
-        if e.boundary {
-            for &p in &s.pending {
-                keep[p] = true;
-            }
-            s.pending.clear();
-            s.pending_cost = 0;
-        }
-    }
-    keep
+/// The time of writing as a zip date (UTC; zip dates have no zone). A
+/// clock outside the years zip can hold (1980–2107) gives 1980-01-01.
+fn zip_time_now() -> zip::DateTime {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    zip_time(secs)
 }
 
-/// One channel's kept records during the merge of pass 2.
-struct Stream {
-    ci: usize,
-    reader: spool::reader::ChannelReader,
-    redactor: Option<Redactor>,
-    /// This channel's entries (pass 1), in reading order.
-    ids: std::vec::IntoIter<usize>,
-    /// The next kept record: time and direction; its bytes are in `buf`.
-    head: Option<(u64, Direction)>,
-    buf: Vec<u8>,
-    tcp: spool2pcap::TcpStreamBuilder,
+/// `unix_secs` as a zip date, in UTC.
+fn zip_time(unix_secs: u64) -> zip::DateTime {
+    let t = UtcDateTime::from_unix_secs(unix_secs);
+    let small = |v: u32| u8::try_from(v).unwrap_or(u8::MAX);
+    u16::try_from(t.year)
+        .ok()
+        .and_then(|year| {
+            zip::DateTime::from_date_and_time(
+                year,
+                small(t.month),
+                small(t.day),
+                small(t.hour),
+                small(t.minute),
+                small(t.second),
+            )
+            .ok()
+        })
+        .unwrap_or_default()
 }
 
-impl Stream {
-    /// Reads on to the next kept record. Every record goes through the
-    /// redactor, kept or not: it follows message framing from the start.
-    fn advance(
-        &mut self,
-        entries: &[Entry],
-        keep: &[bool],
-        names: &[String],
-    ) -> Result<(), String> {
-        self.head = None;
-        while let Some(ev) = self.reader.next_event() {
-            match ev {
-                Event::Data(d) => {
-                    // A live spool may have grown since pass 1: what is new
-                    // is left for the next report.
-                    let Some(id) = self.ids.next() else {
-                        return Ok(());
-                    };
-                    if entries[id].ts_ns != d.ts_ns {
-                        return Err(format!(
-                            "{}: the spool changed while reading it",
-                            names[self.ci]
-                        ));
-                    }
-                    let bytes = match self.redactor.as_mut() {
-                        Some(red) => red.apply(d.direction, d.payload),
-                        None => d.payload,
-                    };
-                    if keep[id] {
-                        self.buf.clear();
-                        self.buf.extend_from_slice(bytes);
-                        self.head = Some((d.ts_ns, d.direction));
-                        return Ok(());
-                    }
-                }
-                Event::Gap(g) => {
-                    if let Some(red) = self.redactor.as_mut() {
-                        red.gap(&g);
-                    }
-                }
-                Event::Damage(_) => {
-                    if let Some(red) = self.redactor.as_mut() {
-                        red.lose_framing();
-                    }
-                }
+/// Distinguishes temporary files of one process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A report being written: a new file (mode 0600, `O_EXCL`, never through
+/// a symlink) beside its destination, removed on drop unless published.
+struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    fn create_beside(out: &Path) -> Result<TempFile, BundleError> {
+        let name = out
+            .file_name()
+            .ok_or_else(|| BundleError::Io {
+                path: out.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+            })?
+            .to_string_lossy();
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = out.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
+        let file = fsutil::create_new_file(&path).map_err(|source| BundleError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(TempFile {
+            path,
+            file: Some(file),
+        })
+    }
+
+    fn file(&self) -> Result<&File, BundleError> {
+        self.file.as_ref().ok_or_else(|| BundleError::Io {
+            path: self.path.clone(),
+            source: io::Error::other("already published"),
+        })
+    }
+
+    /// Gives the complete file its name `out`, unless something is there by
+    /// now. A hard link never replaces anything; where the file system has
+    /// none (FAT, some FUSE file systems) the file is renamed after a check
+    /// that `out` is free.
+    fn publish(mut self, out: &Path) -> Result<(), BundleError> {
+        self.file = None;
+        let exists = || BundleError::Exists(out.to_path_buf());
+        let io_err = |source| BundleError::Io {
+            path: out.to_path_buf(),
+            source,
+        };
+        match std::fs::hard_link(&self.path, out) {
+            Ok(()) => {
+                // The report is in place; the temporary name goes (on drop).
             }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists()),
+            Err(_) => {
+                if std::fs::symlink_metadata(out).is_ok() {
+                    return Err(exists());
+                }
+                std::fs::rename(&self.path, out).map_err(io_err)?;
+            }
+        }
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Durable name: best effort, the report itself is complete.
+            let _ = fsutil::sync_dir(dir);
         }
         Ok(())
     }
 }
 
-/// Counts the bytes written through it (the pcap's size, for the summary).
-struct CountingWriter<W: Write> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // After a rename there is nothing left to remove.
+        let _ = fsutil::remove_if_regular(&self.path);
     }
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
-    serde_json::to_vec_pretty(v).map_err(|e| e.to_string())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zip_dates_are_utc_and_clamped() {
+        let t = zip_time(1_700_000_000); // 2023-11-14 22:13:20 UTC
+        assert_eq!(
+            (
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
+            (2023, 11, 14, 22, 13, 20)
+        );
+        assert_eq!(zip_time(0), zip::DateTime::default());
+        assert_eq!(zip_time(u64::MAX / 2), zip::DateTime::default());
+        assert!(zip_time_now().year() > 1980);
+    }
 }

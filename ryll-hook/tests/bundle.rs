@@ -1,6 +1,8 @@
 //! The F12 bug report from a spool: the shared session replayed into a
 //! spool, then bundled with a budget that holds it all and with one that
-//! does not.
+//! does not; the zip's dates, and what is left behind when a report fails.
+//! (That Wireshark decodes the report's pcap is tested in the `e2e` crate,
+//! `tests/tests/bundle_wireshark.rs`, which has the tshark helpers.)
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -9,12 +11,14 @@ use std::sync::Arc;
 use etherparse::{SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use ryll_hook::bundle::{
-    write_bug_report, write_bug_report_with, BugReportOptions, DEFAULT_BUDGET_BYTES,
+    traffic_pcap, write_bug_report, write_bug_report_with, BugReportOptions, BundleError,
+    DEFAULT_BUDGET_BYTES,
 };
 use ryll_hook::recorded::{self, mini_header_messages};
 use ryll_hook::replay::{replay, ReplayOptions};
 use ryll_hook::{CaptureSink, SpoolSink};
 use spool::Direction;
+use spool2pcap::synth::{LINK_C2S_LEN, LINK_S2C_LEN};
 
 fn read_zip(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
@@ -28,8 +32,26 @@ fn read_zip(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Payload bytes per (client port, from server), in file order.
+/// Recorded payload bytes per (client port, from server), in file order:
+/// what follows the synthetic link phase that opens every connection
+/// (after the synthetic handshake, checked here).
 fn streams(pcap: &[u8]) -> BTreeMap<(u16, bool), Vec<u8>> {
+    let mut all = payloads(pcap);
+    for ((_, from_server), bytes) in all.iter_mut() {
+        let link = if *from_server {
+            LINK_S2C_LEN
+        } else {
+            LINK_C2S_LEN
+        };
+        assert!(bytes.len() >= link, "no link phase");
+        bytes.drain(..link);
+    }
+    all
+}
+
+/// Payload bytes per (client port, from server), in file order; every
+/// connection's first packet is a SYN.
+fn payloads(pcap: &[u8]) -> BTreeMap<(u16, bool), Vec<u8>> {
     let mut r = PcapReader::new(pcap).unwrap();
     let mut out: BTreeMap<(u16, bool), Vec<u8>> = BTreeMap::new();
     while let Some(p) = r.next_packet() {
@@ -44,6 +66,10 @@ fn streams(pcap: &[u8]) -> BTreeMap<(u16, bool), Vec<u8>> {
         } else {
             t.source_port()
         };
+        if !out.contains_key(&(port, false)) {
+            assert!(t.syn() && !from_server, "port {port}: no handshake first");
+            out.insert((port, true), Vec::new());
+        }
         out.entry((port, from_server))
             .or_default()
             .extend_from_slice(t.payload());
@@ -197,7 +223,109 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
             .unwrap_or_else(|e| panic!("{} {dir:?}: starts inside a message: {e}", conn.name));
     }
     assert!(
-        write_bug_report(&capture, &cut, budget).is_err(),
+        matches!(
+            write_bug_report(&capture, &cut, budget),
+            Err(BundleError::Exists(_))
+        ),
         "overwrote a report"
     );
+
+    // The pcap alone (ryll's report code) is the zip's, byte for byte, and
+    // one channel's is that channel's connection alone.
+    let (pcap, t) = traffic_pcap(&capture, None, &opts).unwrap();
+    assert_eq!(pcap, files["traffic.pcap"]);
+    assert_eq!(&t, &s.traffic_capture);
+    let (display, t) = traffic_pcap(&capture, Some("display"), &opts).unwrap();
+    let port = spool2pcap::ports::known_port("display").unwrap();
+    let got = streams(&display);
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        [(port, false), (port, true)]
+    );
+    assert!(t.written_bytes <= budget && t.written_bytes == display.len() as u64);
+    assert!(matches!(
+        traffic_pcap(&capture, Some("nosuch"), &opts),
+        Err(BundleError::Traffic(_))
+    ));
+}
+
+#[test]
+fn zip_entries_are_dated_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture");
+    let sink = SpoolSink::create(&capture, "127.0.0.1", 5931, None).unwrap();
+    sink.spool().append(
+        "display",
+        Direction::ServerToClient,
+        &[1, 0, 4, 0, 0, 0, 1, 2, 3, 4],
+    );
+    sink.close().unwrap();
+    let out = dir.path().join("report.zip");
+    write_bug_report(&capture, &out, DEFAULT_BUDGET_BYTES).unwrap();
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let this_year = 1970
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 31_556_952;
+    for i in 0..z.len() {
+        let f = z.by_index(i).unwrap();
+        let t = f.last_modified().expect("a date");
+        assert!(
+            u64::from(t.year()).abs_diff(this_year) <= 1,
+            "{}: dated {t}",
+            f.name().map(|n| n.into_owned()).unwrap_or_default()
+        );
+        assert_eq!(f.unix_mode().map(|m| m & 0o777), Some(0o600));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// A session start after 2106 does not fit classic pcap's 32-bit seconds:
+/// the report is made all the same, its packet times clamped.
+#[test]
+fn a_session_start_after_2106_still_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture");
+    let after_2106 = (u64::from(u32::MAX) + 86_400) * 1_000_000_000;
+    let config = spool::SpoolConfig::new(&capture).session_start_unix_ns(after_2106);
+    let spool = spool::Spool::create(config).unwrap();
+    spool.append(
+        "display",
+        Direction::ServerToClient,
+        &[1, 0, 4, 0, 0, 0, 1, 2, 3, 4],
+    );
+    spool.close().unwrap();
+    let out = dir.path().join("report.zip");
+    let s = write_bug_report(&capture, &out, DEFAULT_BUDGET_BYTES).unwrap();
+    assert!(s.traffic_capture.packets_written > 0);
+    let files = read_zip(&out);
+    let mut r = PcapReader::new(&files["traffic.pcap"][..]).unwrap();
+    while let Some(p) = r.next_packet() {
+        assert_eq!(p.unwrap().timestamp.as_secs(), u64::from(u32::MAX));
+    }
+}
+
+/// A report that fails leaves nothing behind: neither the zip nor its
+/// temporary file.
+#[test]
+fn a_failed_report_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("reports");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("report.zip");
+    let missing = dir.path().join("no-such-capture");
+    let e = write_bug_report(&missing, &out, DEFAULT_BUDGET_BYTES).unwrap_err();
+    assert!(matches!(e, BundleError::Traffic(_)), "{e}");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
+    // A symlink in the way is not followed, and not replaced.
+    let target = dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&target, &out).unwrap();
+    let e = write_bug_report(&missing, &out, DEFAULT_BUDGET_BYTES).unwrap_err();
+    assert!(matches!(e, BundleError::Exists(_)), "{e}");
+    assert!(!target.exists());
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
 }

@@ -380,18 +380,47 @@ pub fn merged_output_path(capture: &Path) -> PathBuf {
     }
 }
 
+/// A moment in UTC, as a calendar shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcDateTime {
+    /// Year (proleptic Gregorian).
+    pub year: i64,
+    /// Month, 1–12.
+    pub month: u32,
+    /// Day of the month, 1–31.
+    pub day: u32,
+    /// Hour, 0–23.
+    pub hour: u32,
+    /// Minute, 0–59.
+    pub minute: u32,
+    /// Second, 0–59.
+    pub second: u32,
+}
+
+impl UtcDateTime {
+    /// The UTC calendar time `secs` seconds after the Unix epoch.
+    pub fn from_unix_secs(secs: u64) -> UtcDateTime {
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        let (year, month, day) = civil_from_days(days as i64);
+        UtcDateTime {
+            year,
+            month,
+            day,
+            hour: (rem / 3600) as u32,
+            minute: (rem % 3600 / 60) as u32,
+            second: (rem % 60) as u32,
+        }
+    }
+}
+
 /// Formats ns since the Unix epoch as UTC, `YYYY-MM-DD hh:mm:ss.nnnnnnnnn`.
 pub fn format_unix_ns(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
+    let t = UtcDateTime::from_unix_secs(ns / 1_000_000_000);
     let frac = ns % 1_000_000_000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:09} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{frac:09} UTC",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
 }
 
