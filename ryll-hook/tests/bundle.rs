@@ -329,3 +329,51 @@ fn a_failed_report_leaves_no_file() {
     assert!(!target.exists());
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
 }
+
+/// A disk that fills up while the report is written (a 64 KiB tmpfs, the
+/// shipped capture's pcap being about 200 KB): the error is returned and
+/// nothing is left behind. Mounting needs root: skipped without it, a
+/// failure under `CI=true`.
+#[test]
+fn a_report_that_fills_the_disk_leaves_no_file() {
+    let mnt = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("cannot mount a tmpfs (needs root); CI must run this test");
+        }
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.path());
+    let capture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch");
+    let out = mnt.path().join("report.zip");
+    let opts = BugReportOptions {
+        budget_bytes: u64::MAX,
+        ..BugReportOptions::default()
+    };
+    let e = write_bug_report_with(&capture, &out, &opts).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BundleError::Traffic(_) | BundleError::Io { .. } | BundleError::Zip { .. }
+        ),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(mnt.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
