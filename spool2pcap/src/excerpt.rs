@@ -1,7 +1,7 @@
 //! Excerpts: part of a capture as one classic pcap, written to any `Write`
 //! (a `Vec<u8>`, a file, a zip entry), for bug reports.
 //!
-//! The packets are made exactly as [`crate::convert`] makes a merged file:
+//! The packets are made exactly as [`crate::convert()`] makes a merged file:
 //! the same [`ChannelFramer`] per channel (synthetic TCP handshake and SPICE
 //! link phase in front of each channel's first packet, gap handling,
 //! redaction, the FIN exchange of a cleanly closed channel) and the same
@@ -123,7 +123,7 @@ pub struct ExcerptChannel {
     pub dropped_bytes: u64,
     /// Damaged regions the reader skipped.
     pub damaged_regions: u64,
-    /// Session time (ns) of the first and last data record.
+    /// Session time (ns) of the first data record.
     pub first_ts_ns: Option<u64>,
     /// Session time (ns) of the last data record.
     pub last_ts_ns: Option<u64>,

@@ -42,8 +42,10 @@
 //! Of SPICE the converter knows channel names, ports and the link phase;
 //! the recorded bytes are parsed only when redaction is asked for
 //! ([`redact`]: mini-header framing of the inputs and main channels, and the
-//! agent stream inside `AGENT_DATA`). [`live`] follows a capture that is
-//! still being written.
+//! agent stream inside `AGENT_DATA`; the mini-header framing is
+//! [`messages`]). [`live`] follows a capture that is still being written;
+//! [`excerpt`] writes part of one (the newest traffic within a size budget,
+//! a time window, some channels) as a pcap to any `Write`, for bug reports.
 //!
 //! ```no_run
 //! use spool2pcap::{convert, ConvertOptions, Destination};
