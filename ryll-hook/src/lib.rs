@@ -8,11 +8,14 @@
 //! - [`baseline`]: ryll's earlier capture designs, for comparison.
 //! - [`recorded`]: a recorded SPICE pcap split into what each channel loop
 //!   saw (shared with the `e2e` tests, which re-export it).
+//! - [`report`]: the traffic of ryll's own bug reports, cut from the
+//!   running capture.
 
 pub mod baseline;
 pub mod bundle;
 pub mod recorded;
 pub mod replay;
+pub mod report;
 pub mod sink;
 
 pub use shakenfist_spice_renderer::CaptureSink;

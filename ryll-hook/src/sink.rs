@@ -86,6 +86,28 @@ impl CaptureMetadata {
             capture_writer: concat!("ryll-hook ", env!("CARGO_PKG_VERSION")).into(),
         }
     }
+
+    /// Metadata from what ryll shows as its target (`display_target()`:
+    /// `host:port`, the TLS port when there is one, or a proxy with the
+    /// real target redacted). `target` is kept verbatim; host and port are
+    /// taken from it where it has that form, else the host is the whole
+    /// text and the port 0.
+    pub fn for_display_target(target: &str, tls_port: Option<u16>) -> CaptureMetadata {
+        // A redacted proxy target reads "host:port (tunnelled, …)".
+        let head = target.split(' ').next().unwrap_or(target);
+        let parsed = head.rsplit_once(':').and_then(|(h, p)| {
+            let host = h.trim_start_matches('[').trim_end_matches(']');
+            Some((host, p.parse::<u16>().ok()?)).filter(|(h, _)| !h.is_empty())
+        });
+        let (host, port) = parsed.unwrap_or((target, 0));
+        let mut m = CaptureMetadata::new(host, port, tls_port);
+        m.target = target.to_string();
+        if tls_port.is_some_and(|t| t == port) {
+            // The shown port is the TLS one; the plain one is not known.
+            m.target_port = 0;
+        }
+        m
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC), the format of ryll's `chrono_now`.
@@ -198,6 +220,24 @@ impl SpoolSink {
             metadata,
             video: None,
         })
+    }
+
+    /// What `ryll --capture DIR` starts: a capture of every channel into
+    /// `dir` with the spool's defaults, described by ryll's
+    /// `display_target()` text, and registered as the source of the
+    /// process's bug-report traffic ([`crate::report`]). Abandoned staging
+    /// of earlier, killed sessions is reclaimed in the background.
+    pub fn for_ryll(
+        dir: impl Into<PathBuf>,
+        display_target: &str,
+        tls_port: Option<u16>,
+    ) -> Result<SpoolSink, SinkError> {
+        let sink = SpoolSink::with_config(
+            SpoolConfig::new(dir),
+            CaptureMetadata::for_display_target(display_target, tls_port),
+        )?;
+        crate::report::set_active_capture(sink.capture_dir());
+        Ok(sink)
     }
 
     /// Forwards [`CaptureSink::frame`] to `video` (ryll's encoder): video
@@ -335,6 +375,29 @@ impl<D: crate::baseline::CaptureDesign> CaptureSink for DesignSink<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_targets_give_host_and_port() {
+        let m = CaptureMetadata::for_display_target("hv1.example:5900", None);
+        assert_eq!(
+            (m.target_host.as_str(), m.target_port),
+            ("hv1.example", 5900)
+        );
+        let m = CaptureMetadata::for_display_target("[::1]:5930", None);
+        assert_eq!((m.target_host.as_str(), m.target_port), ("::1", 5930));
+        assert_eq!(m.target, "[::1]:5930");
+        let m = CaptureMetadata::for_display_target("hv1:5901", Some(5901));
+        assert_eq!((m.target_port, m.target_tls_port), (0, Some(5901)));
+        let shown = "pve1.example:3128 (tunnelled, target redacted)";
+        let m = CaptureMetadata::for_display_target(shown, Some(61000));
+        assert_eq!(
+            (m.target_host.as_str(), m.target_port),
+            ("pve1.example", 3128)
+        );
+        assert_eq!(m.target, shown);
+        let m = CaptureMetadata::for_display_target("nonsense", None);
+        assert_eq!((m.target_host.as_str(), m.target_port), ("nonsense", 0));
+    }
 
     #[test]
     fn utc_timestamp_matches_known_dates() {

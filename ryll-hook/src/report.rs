@@ -1,0 +1,69 @@
+//! The traffic of ryll's own bug reports (F12, `--pedantic`, the headless
+//! report trigger), taken from the running capture.
+//!
+//! ryll assembles a report in code far from where the capture was started,
+//! and ryll 0.3.0 filled its `traffic.pcap` from an in-memory ring of
+//! frames it built itself. A capturing ryll has the whole session in its
+//! spool instead, so the report's pcap is cut from there, by the same
+//! pipeline `spool2pcap convert` uses (the one Wireshark decodes). The
+//! process's capture registers itself here when it starts
+//! ([`crate::SpoolSink::for_ryll`]); report code asks [`traffic_pcap`], and
+//! falls back to its ring when there is no capture.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::bundle::{self, BugReportOptions, BundleError, TrafficCaptureSummary};
+
+/// The capture directory of the process's running capture, if any.
+static ACTIVE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Makes `capture_dir` the source of every later report's traffic.
+pub fn set_active_capture(capture_dir: &Path) {
+    *ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) = Some(capture_dir.to_path_buf());
+}
+
+/// The capture reports are cut from, if one was registered.
+pub fn active_capture() -> Option<PathBuf> {
+    ACTIVE.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// A report's `traffic.pcap` from the running capture: the newest traffic
+/// of `channel` (a SPICE channel name, or `"all"` for every channel, as
+/// ryll's report types name them) within `budget_bytes`, keystrokes and
+/// clipboard redacted. `None` when the process has no capture, so the
+/// caller uses whatever it had before.
+pub fn traffic_pcap(
+    channel: &str,
+    budget_bytes: u64,
+) -> Option<Result<(Vec<u8>, TrafficCaptureSummary), BundleError>> {
+    let capture = active_capture()?;
+    let opts = BugReportOptions {
+        budget_bytes,
+        ..BugReportOptions::default()
+    };
+    let filter = (channel != "all").then_some(channel);
+    Some(bundle::traffic_pcap(&capture, filter, &opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The only test in this crate's unit tests that touches the
+    /// process-wide registry, so the order of its steps is its own.
+    #[test]
+    fn reports_come_from_the_registered_capture_only() {
+        assert!(traffic_pcap("all", 1 << 20).is_none());
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch");
+        set_active_capture(&fixture);
+        let (all, summary) = traffic_pcap("all", 24_000_000).unwrap().unwrap();
+        assert_eq!(summary.written_bytes, all.len() as u64);
+        assert!(summary.packets_written > 0);
+        let (display, _) = traffic_pcap("display", 24_000_000).unwrap().unwrap();
+        assert!(!display.is_empty() && display.len() < all.len());
+        let (tiny, cut) = traffic_pcap("all", 64 << 10).unwrap().unwrap();
+        assert!(tiny.len() as u64 <= 64 << 10);
+        assert!(cut.truncated);
+    }
+}
