@@ -200,3 +200,95 @@ fn a_session_start_after_2106_is_clamped() {
     }
     assert_eq!(connections(&pcap)[&10001].client.len(), LINK_C2S + 10);
 }
+
+/// The damaged copies of the shipped capture: an excerpt of everything is
+/// what `convert` writes, and a cut one stays within its budget; nothing
+/// panics.
+#[test]
+fn damaged_captures_excerpt_like_they_convert() {
+    let damaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/damaged");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&damaged).unwrap() {
+        let capture = entry.unwrap().path();
+        if !capture.is_dir() {
+            continue;
+        }
+        seen += 1;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("all.pcap");
+        let converted = convert(
+            &capture,
+            &ConvertOptions::new(Destination::File(file.clone())),
+        );
+        let mut out = Vec::new();
+        let excerpted = write_excerpt(&capture, &ExcerptOptions::new(Selection::All), &mut out);
+        match (converted, excerpted) {
+            (Ok(_), Ok(_)) => assert!(
+                out == std::fs::read(&file).unwrap(),
+                "{}: differs from convert",
+                capture.display()
+            ),
+            (Err(_), Err(_)) => {}
+            (c, e) => panic!("{}: convert {c:?}, excerpt {e:?}", capture.display()),
+        }
+        let budget = 50_000;
+        let opts = ExcerptOptions::new(Selection::Newest {
+            budget_bytes: budget,
+        });
+        if let Ok(report) = write_excerpt(&capture, &opts, Vec::new()) {
+            assert!(report.written_bytes <= budget, "{}", capture.display());
+        }
+    }
+    assert!(seen >= 5, "damaged fixtures missing");
+}
+
+/// A flight-recorder capture whose start was trimmed, with records that
+/// begin inside messages: the framing is picked up again, and what is kept
+/// starts at a message.
+#[test]
+fn a_trimmed_start_is_cut_at_a_message() {
+    use spool::limit::DiskLimit;
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture");
+    let config = spool::SpoolConfig::new(&capture)
+        .segment_bytes(64 << 10)
+        .ready_ahead(4)
+        .limit(DiskLimit::ring(256 << 10));
+    let spool = spool::Spool::create(config).unwrap();
+    // Messages of 5006 bytes, each in two records: every other record
+    // starts inside a message.
+    let mut stream = Vec::new();
+    for i in 0..400u32 {
+        let mut msg = 302u16.to_le_bytes().to_vec();
+        msg.extend_from_slice(&5000u32.to_le_bytes());
+        msg.extend(std::iter::repeat_n((i % 251) as u8, 5000));
+        // Paced, so that the background threads always have a segment
+        // ready: a dropped record would leave a gap in the stream.
+        for part in [&msg[..3000], &msg[3000..]] {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            assert!(spool.append("display", S2C, part), "dropped");
+        }
+        stream.extend(msg);
+    }
+    spool.close().unwrap();
+    let cap = spool::Capture::open(&capture).unwrap();
+    let trimmed = cap.reader("display").unwrap().trimmed().copied();
+    assert!(trimmed.is_some_and(|t| t.segments > 0), "nothing trimmed");
+
+    let (pcap, report) = excerpt(
+        &capture,
+        &ExcerptOptions::new(Selection::Newest {
+            budget_bytes: 100_000,
+        }),
+    );
+    assert!(report.written_bytes <= 100_000);
+    let got = connections(&pcap);
+    let kept = &got[&10002].server[LINK_S2C..];
+    assert!(!kept.is_empty());
+    assert!(stream.ends_with(kept), "not the newest");
+    assert_eq!(
+        (stream.len() - kept.len()) % 5006,
+        0,
+        "does not start at a message"
+    );
+}
