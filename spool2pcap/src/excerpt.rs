@@ -41,6 +41,7 @@ use crate::messages::{plausible_start, MessageFramer};
 use crate::output::{Format, PacketSink};
 use crate::ports::PortMap;
 use crate::redact::{RedactStats, Redaction};
+use crate::synth::SPICE_MAGIC;
 
 /// Bytes of a classic pcap file header.
 pub const PCAP_FILE_HEADER_LEN: u64 = 24;
@@ -59,7 +60,9 @@ pub enum Selection {
     /// a stream whose next older record does not fit stops there, and gives
     /// back what it took since its last message start, so the budget goes
     /// to the other streams rather than to a message that cannot be shown
-    /// whole.
+    /// whole. A link phase the capture recorded (ryll records after it) is
+    /// never kept this way, as both directions' would have to be: a channel
+    /// that has one gets a synthetic link phase instead.
     Newest {
         /// Size limit of the whole pcap file.
         budget_bytes: u64,
@@ -252,10 +255,11 @@ pub fn write_excerpt<W: Write>(
     let mut entries: Vec<Entry> = Vec::new();
     let mut indexed: Vec<Indexed> = Vec::with_capacity(selected.len());
     let mut session_start = None;
-    for (ci, name) in selected.iter().enumerate() {
+    for name in &selected {
         let Some(mut reader) = cap.reader(name) else {
             continue;
         };
+        let ci = indexed.len();
         if session_start.is_none() {
             session_start = reader.peek_session().map(|s| s.session_start_unix_ns);
         }
@@ -279,13 +283,18 @@ pub fn write_excerpt<W: Write>(
                     }
                     let n = d.payload.len();
                     let packets = frames_of(n);
+                    // A stream that opens with a recorded link phase is
+                    // never kept from there when cut: the other direction
+                    // may be cut after its own, and the dissector needs
+                    // both. The cut stream gets a synthetic one instead.
+                    let link = f.at_start() && d.payload.starts_with(SPICE_MAGIC);
                     entries.push(Entry {
                         ts_ns: d.ts_ns,
                         cost: packets * (PCAP_RECORD_HEADER_LEN + HEADERS_LEN as u64) + n as u64,
                         packets: u32::try_from(packets).unwrap_or(u32::MAX),
                         channel: ci as u32,
                         dir,
-                        boundary: f.at_boundary(),
+                        boundary: f.at_boundary() && !link,
                     });
                     f.feed(d.direction, d.payload);
                     per_dir[usize::from(dir)] += 1;
@@ -365,7 +374,9 @@ pub fn write_excerpt<W: Write>(
     let mut sources = Vec::with_capacity(indexed.len());
     for (ci, ix) in indexed.iter().enumerate() {
         let Some(reader) = cap.reader(&ix.channel.channel) else {
-            continue;
+            return Err(ExcerptError::Changed {
+                channel: ix.channel.channel.clone(),
+            });
         };
         let framer: ChannelFramer =
             framer_for(&reader, &ports, ci as u32, opts.synth, opts.redact).with_cut(cuts[ci]);

@@ -101,6 +101,11 @@ impl MessageFramer {
         matches!(self.state, State::Start | State::Header { have: 0, .. })
     }
 
+    /// Whether nothing of the stream has been seen yet.
+    pub fn at_start(&self) -> bool {
+        self.state == State::Start
+    }
+
     /// Whether framing is lost.
     pub fn is_lost(&self) -> bool {
         self.state == State::Lost

@@ -292,3 +292,50 @@ fn a_trimmed_start_is_cut_at_a_message() {
         "does not start at a message"
     );
 }
+
+/// A capture that holds the link phase (made before the link): all of it
+/// is written as recorded; a cut keeps no recorded link record, and the
+/// connection opens with one synthetic link phase in both directions.
+#[test]
+fn a_recorded_link_phase_is_replaced_when_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = spool2pcap::synth::LinkPhase::new(1, 0);
+    let msg = |ty: u16, body: &[u8]| {
+        let mut v = ty.to_le_bytes().to_vec();
+        v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v.extend_from_slice(body);
+        v
+    };
+    let mut seg = Seg::new("main", 0, 0);
+    seg.data(C2S, 1, link.bytes(C2S));
+    seg.data(S2C, 2, link.bytes(S2C));
+    let (mut c2s, mut s2c) = (0, 0);
+    for i in 0..20u64 {
+        let m = msg(103, &[i as u8; 10]);
+        c2s += m.len();
+        seg.data(C2S, 10 + i, &m);
+        let m = msg(104, &[i as u8; 30]);
+        s2c += m.len();
+        seg.data(S2C, 10 + i, &m);
+    }
+    seg.seal(true);
+    write_segment(dir.path(), "main", 0, &seg.finish(0));
+
+    let (all, report) = excerpt(dir.path(), &ExcerptOptions::new(Selection::All));
+    assert_eq!(report.channels[0].kept_records, 42);
+    let conn = &connections(&all)[&10001];
+    assert_eq!(conn.client.len(), LINK_C2S + c2s);
+    assert_eq!(conn.server.len(), LINK_S2C + s2c);
+
+    let (cut, report) = excerpt(
+        dir.path(),
+        &ExcerptOptions::new(Selection::Newest {
+            budget_bytes: u64::MAX,
+        }),
+    );
+    assert_eq!(report.channels[0].kept_records, 40);
+    let conn = &connections(&cut)[&10001];
+    assert_eq!(conn.client.len(), LINK_C2S + c2s);
+    assert_eq!(conn.server.len(), LINK_S2C + s2c);
+    assert_eq!(&conn.client[..LINK_C2S], link.bytes(C2S));
+}
