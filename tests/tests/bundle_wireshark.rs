@@ -254,3 +254,50 @@ fn a_channel_report_decodes_that_channel() {
         .collect();
     assert!(got == display, "display report: {got:?}");
 }
+
+/// F12 in a running session: the real session replayed over loopback
+/// through `SpoolSink`, as ryll's channel loops record it, and reported
+/// while the capture is still open (segments staged in memory read in
+/// place). The report decodes as `convert` of the same capture once
+/// closed.
+#[test]
+fn a_report_of_a_live_capture_decodes_like_convert() {
+    if !tools::require("tshark") {
+        return;
+    }
+    use ryll_hook::replay::{replay, ReplayOptions};
+    use ryll_hook::{CaptureSink, SpoolSink};
+    use std::sync::Arc;
+    let session = fixtures::shared_session();
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    let sink = Arc::new(SpoolSink::create(&capture, "127.0.0.1", 5931, None).unwrap());
+    replay(
+        &session,
+        sink.clone() as Arc<dyn CaptureSink>,
+        &ReplayOptions::default(),
+    )
+    .unwrap();
+    let opts = BugReportOptions {
+        budget_bytes: u64::MAX,
+        ..BugReportOptions::default()
+    };
+    let (pcap, summary) = traffic_pcap(&capture, None, &opts).unwrap();
+    assert!(!summary.truncated);
+    sink.close().unwrap();
+    let got = decoded(&write(tmp.path(), "live-report.pcap", &pcap));
+    let file = tmp.path().join("closed.pcap");
+    convert(
+        &capture,
+        &ConvertOptions::new(Destination::File(file.clone())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let want = decoded(&file);
+    eprintln!(
+        "live report: {} SPICE messages; convert of the closed capture: {}",
+        total(&got),
+        total(&want)
+    );
+    assert!(total(&want) >= 829);
+    assert!(got == want, "the live report decodes differently");
+}
