@@ -15,7 +15,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::channel::{Channel, Retired};
@@ -41,7 +41,7 @@ const PREPARE_BACKOFF: Duration = Duration::from_millis(100);
 /// work that can wait a little; on a machine with few cores they must not
 /// preempt the channel loops they serve (measured: a paced writer sharing two
 /// cores with them saw 2.5 ms stalls at the default priority).
-fn lower_priority(nice: i32) {
+pub(crate) fn lower_priority(nice: i32) {
     // SAFETY: plain syscalls on the calling thread; failure leaves the
     // priority as it was, which is harmless.
     unsafe {
@@ -56,6 +56,15 @@ const PREPARER_NICE: i32 = 5;
 
 /// Niceness of the retirer.
 const RETIRER_NICE: i32 = 10;
+
+/// Niceness of the thread reclaiming crashed sessions' staging: below
+/// everything of the live session.
+pub(crate) const RECLAIM_NICE: i32 = 15;
+
+/// Bytes written per `write` when the retirer copies a segment out, so
+/// that [`Shared::retirer_abandon`] is noticed within one such write even
+/// on a slow disk.
+const COPY_CHUNK: usize = 256 << 10;
 
 /// Body of the preparer thread.
 pub(crate) fn prepare_loop(shared: &Shared) {
@@ -167,11 +176,16 @@ fn within_stop_limit(shared: &Shared, ch: &Channel, size: u64) -> bool {
 }
 
 /// Body of the retirer thread. Returns once stopping and every retired
-/// segment has been moved.
+/// segment has been moved, or as soon as told to abandon the rest
+/// ([`Shared::retirer_abandon`]): between segments, or within one before
+/// its final `fsync`, leaving that segment staged.
 pub(crate) fn retire_loop(shared: &Shared) {
     lower_priority(RETIRER_NICE);
     let mut ledger = Ledger::default();
     loop {
+        if shared.retirer_abandon.load(Ordering::Acquire) {
+            return;
+        }
         // Read the flag before draining, so nothing retired before the flag
         // was set can be left behind.
         let stopping = shared.retirer_stopping.load(Ordering::Acquire);
@@ -184,7 +198,10 @@ pub(crate) fn retire_loop(shared: &Shared) {
         // The ledger names channels by their slot in this table.
         let channels: Vec<&Channel> = shared.channels().collect();
         for &ch in &channels {
-            while let Some(r) = ch.retired.pop() {
+            while !shared.retirer_abandon.load(Ordering::Acquire) {
+                let Some(r) = ch.retired.pop() else {
+                    break;
+                };
                 moved = true;
                 let Some(entry) = retire_one(shared, ch, r) else {
                     continue;
@@ -243,10 +260,16 @@ fn retire_one(shared: &Shared, ch: &Channel, mut r: Retired) -> Option<Entry> {
     let result = if shared.direct {
         finish_in_place(&r)
     } else {
-        copy_out(&r, &dest_dir, &dest)
+        copy_out(&r, &dest_dir, &dest, &shared.retirer_abandon)
     };
     if let Err(e) = result {
         // Keep the budget reserved: the staged file still holds memory.
+        if e.kind() == std::io::ErrorKind::Interrupted
+            && shared.retirer_abandon.load(Ordering::Acquire)
+        {
+            // Left staged on purpose, for the mover; not an error.
+            return None;
+        }
         shared.record_error(format!(
             "moving {} to {}: {e}",
             r.segment.path().display(),
@@ -272,10 +295,21 @@ fn retire_one(shared: &Shared, ch: &Channel, mut r: Retired) -> Option<Entry> {
     }
     shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
     ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+    shared
+        .moved_bytes
+        .fetch_add(entry.file_bytes, Ordering::AcqRel);
     Some(entry)
 }
 
-fn copy_out(r: &Retired, dest_dir: &Path, dest: &Path) -> std::io::Result<()> {
+/// Copies a sealed segment to `dest` by way of a temporary file. Gives up
+/// with [`std::io::ErrorKind::Interrupted`], removing the temporary file,
+/// if `abandon` is set before the copy is synced.
+fn copy_out(
+    r: &Retired,
+    dest_dir: &Path,
+    dest: &Path,
+    abandon: &AtomicBool,
+) -> std::io::Result<()> {
     fsutil::create_private_dir(dest_dir, true)?;
     let mut tmp_name = dest.as_os_str().to_owned();
     tmp_name.push(".tmp");
@@ -285,7 +319,15 @@ fn copy_out(r: &Retired, dest_dir: &Path, dest: &Path) -> std::io::Result<()> {
         let mut f = fsutil::create_new_file(&tmp)?;
         // Only the bytes in use: the zeroes after the seal carry nothing.
         let used = r.used.min(r.segment.capacity());
-        f.write_all(&r.segment.bytes()[..used])?;
+        for chunk in r.segment.bytes()[..used].chunks(COPY_CHUNK) {
+            if abandon.load(Ordering::Acquire) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            f.write_all(chunk)?;
+        }
+        if abandon.load(Ordering::Acquire) {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
         f.sync_all()?;
         std::fs::rename(&tmp, dest)?;
         fsutil::sync_dir(dest_dir)

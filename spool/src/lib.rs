@@ -48,6 +48,7 @@ pub mod format;
 pub mod fsutil;
 pub mod limit;
 pub mod manifest;
+mod mover;
 pub mod reader;
 pub mod recover;
 mod segment;
@@ -58,4 +59,7 @@ pub use format::Direction;
 pub use limit::{DiskLimit, LimitPolicy};
 pub use manifest::Manifest;
 pub use reader::Capture;
-pub use writer::{ChannelCounters, ChannelHandle, Spool, SpoolConfig, SpoolError, StagingChoice};
+pub use writer::{
+    ChannelCounters, ChannelHandle, CloseOutcome, CloseProgress, MoverHandle, Spool, SpoolConfig,
+    SpoolError, StagingChoice, DROP_GRACE,
+};

@@ -33,8 +33,16 @@ pub struct Manifest {
     pub staging_dir: Option<String>,
     /// Size of every segment file as allocated.
     pub segment_bytes: u64,
-    /// `true` only once `close()` has moved every segment in and synced it.
+    /// `true` once the writer closed the session: every record it accepted
+    /// is in a sealed segment, in the capture directory or — while
+    /// [`Manifest::pending_move`] — still staged.
     pub clean_shutdown: bool,
+    /// The session closed cleanly but some sealed segments are still in
+    /// [`Manifest::staging_dir`]: a mover process (holding the staging lock)
+    /// or, if that died, the next session's reclaimer moves them in and
+    /// then clears this and `staging_dir`. Readers read them in place.
+    #[serde(default)]
+    pub pending_move: bool,
     /// Wall-clock time of `close()`, nanoseconds since the Unix epoch.
     pub closed_unix_ns: Option<u64>,
     /// Final counters, by channel name.

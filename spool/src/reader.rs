@@ -1087,6 +1087,14 @@ impl ChannelReader {
 ///   they are written before the retirer cuts the file. (A file deleted
 ///   while mapped — the flight recorder's ring, a removed capture — stays
 ///   readable: deleting is not truncating.)
+///   A clean close may leave sealed segments staged (`pending_move:
+///   true`): the writer has still joined its retirer first, so nothing
+///   cuts a capture-directory file any more. What moves them afterwards —
+///   the mover process, or recovery — never touches a file in the capture
+///   directory in place: it writes a new `NNNNNNNN.seg.tmp` (a name no
+///   listing takes for a segment) and renames it over the segment's name
+///   once complete, which leaves a mapping of any earlier file as it was.
+///   Direct mode never leaves a move pending.
 /// * **Not staged.** The staging directory holds segments being written.
 /// * **Nobody else can cut it.** The file as opened is a regular file owned
 ///   by this user and not writable by group or others, so whatever a

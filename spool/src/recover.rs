@@ -15,14 +15,28 @@
 //! mapped in the capture directory, no staging directory) there is nothing
 //! to move and recovery leaves the files alone; readers accept their
 //! unflagged records as they would staged ones.
+//!
+//! The same work finishes a *pending move*: a session that closed cleanly
+//! within a grace period ([`crate::Spool::close_within`]) but whose mover
+//! process died before it was done. Its manifest keeps `clean_shutdown:
+//! true` and loses `pending_move`.
+//!
+//! Every [`crate::Spool::create`] with a staging root starts
+//! [`reclaim_abandoned_in_background`] on that root, so memory left behind
+//! by killed sessions comes back without anyone asking. Whoever moves a
+//! session's segments holds its staging lock meanwhile, so a writer, its
+//! mover and any number of reclaimers never move the same files twice; and
+//! nothing is moved or deleted until the staging directory proves it
+//! belongs to the capture ([`staging::verify_owner`]).
 
 use std::path::{Path, PathBuf};
 
 use crate::format;
 use crate::fsutil;
 use crate::manifest::{Manifest, MANIFEST_FILE};
+use crate::mover::{self, SegmentPaths};
 use crate::reader::SPOOL_DIR;
-use crate::staging::{self, Owner};
+use crate::staging::{self, StagingError};
 
 /// What a recovery did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,45 +47,95 @@ pub struct RecoveryReport {
     pub bytes: u64,
     /// The staging directory that was emptied, if any.
     pub staging_dir: Option<PathBuf>,
+    /// The session had closed cleanly and only its move was pending.
+    pub was_pending_move: bool,
 }
 
-/// Moves the segments staged for `capture_dir` into it, if its writer is no
-/// longer running. Returns an empty report when there is nothing to do.
+/// Why a recovery did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    /// The manifest could not be read or written.
+    #[error("{0}")]
+    Manifest(String),
+    /// The staging directory the manifest names was refused; nothing in
+    /// it was touched.
+    #[error("staging directory refused: {0}")]
+    Staging(#[from] StagingError),
+    /// The session's writer (or its mover, or another recovery) holds the
+    /// staging lock.
+    #[error("{}: the session is still being written (its staging lock is held)", .0.display())]
+    StillBeingWritten(PathBuf),
+    /// Moving a file failed; what was moved before stays moved.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecoverError + '_ {
+    move |source| RecoverError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Moves the segments staged for `capture_dir` into it, if nobody else
+/// holds the session's staging lock (its writer, or a mover). Returns an
+/// empty report when there is nothing to do.
 ///
-/// The manifest keeps `clean_shutdown: false` (the session did not shut down
-/// cleanly) and loses its `staging_dir`, since everything is now in place.
-pub fn recover(capture_dir: &Path) -> Result<RecoveryReport, String> {
+/// The staging directory must prove it belongs to this capture
+/// ([`staging::verify_owner`]); otherwise nothing is touched. After a crash
+/// the manifest keeps `clean_shutdown: false`; after a pending move it
+/// keeps `true`. Either way it loses `staging_dir` and `pending_move`,
+/// since everything is now in place.
+pub fn recover(capture_dir: &Path) -> Result<RecoveryReport, RecoverError> {
     let manifest_path = capture_dir.join(MANIFEST_FILE);
-    let mut manifest = Manifest::load(&manifest_path)?;
+    let mut manifest = Manifest::load(&manifest_path).map_err(RecoverError::Manifest)?;
     let Some(staging_dir) = manifest.staging_dir.clone().map(PathBuf::from) else {
         return Ok(RecoveryReport::default());
     };
     if !staging::check_staging_dir(&staging_dir)? {
         return Ok(RecoveryReport::default());
     }
-    if staging::writer_alive(&staging_dir) {
-        return Err(format!(
-            "{}: the session is still being written (its staging lock is held)",
-            capture_dir.display()
+    staging::verify_owner(&staging_dir, capture_dir, &manifest.session_id)?;
+    let Some(_lock) = staging::take_lock(&staging_dir).map_err(io_err(&staging_dir))? else {
+        return Err(RecoverError::StillBeingWritten(capture_dir.to_path_buf()));
+    };
+    // The lock is ours now: reread, in case a mover finished meanwhile.
+    manifest = Manifest::load(&manifest_path).map_err(RecoverError::Manifest)?;
+    if manifest.staging_dir.as_deref().map(Path::new) != Some(staging_dir.as_path()) {
+        return Ok(RecoveryReport::default());
+    }
+    let mut report = move_staged(&staging_dir, capture_dir)?;
+    report.was_pending_move = manifest.pending_move;
+    manifest.staging_dir = None;
+    if manifest.pending_move {
+        manifest.pending_move = false;
+    } else {
+        manifest.errors.push(format!(
+            "recovered {} staged segments ({} bytes) after the writer stopped without closing",
+            report.segments, report.bytes
         ));
     }
-    let report = move_staged(&staging_dir, capture_dir)?;
-    manifest.staging_dir = None;
-    manifest.errors.push(format!(
-        "recovered {} staged segments ({} bytes) after the writer stopped without closing",
-        report.segments, report.bytes
-    ));
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
-    fsutil::write_atomic(&manifest_path, &json)
-        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| RecoverError::Manifest(format!("{}: {e}", manifest_path.display())))?;
+    fsutil::write_atomic(&manifest_path, &json).map_err(io_err(&manifest_path))?;
+    // Only with the manifest durable, as the writer does at close.
+    remove_emptied(&staging_dir);
     Ok(report)
 }
 
-/// Recovers every abandoned session under a staging root (what a new session
-/// does at start): each staging directory whose lock nobody holds is moved
-/// into the capture directory its `owner.json` names, if that directory's
-/// manifest points back at it.
-pub fn recover_abandoned(staging_root: &Path) -> Vec<Result<RecoveryReport, String>> {
+/// Recovers every abandoned session under a staging root: each staging
+/// directory whose lock nobody holds is moved into the capture directory
+/// its `owner.json` names, if that directory's manifest points back at it
+/// and it passes [`staging::verify_owner`]. Sessions whose lock is held
+/// (live writers, movers, other reclaimers) are left alone, and are not
+/// reported.
+pub fn recover_abandoned(staging_root: &Path) -> Vec<Result<RecoveryReport, RecoverError>> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(staging_root) else {
         return out;
@@ -81,31 +145,57 @@ pub fn recover_abandoned(staging_root: &Path) -> Vec<Result<RecoveryReport, Stri
         if !matches!(staging::check_staging_dir(&dir), Ok(true)) || staging::writer_alive(&dir) {
             continue;
         }
-        let owner: Option<Owner> = std::fs::read(dir.join(staging::OWNER_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let Some(owner) = owner else { continue };
+        let Ok(owner) = staging::read_owner(&dir) else {
+            continue;
+        };
         let capture = PathBuf::from(&owner.capture_dir);
         let points_back = Manifest::load(&capture.join(MANIFEST_FILE))
             .ok()
             .and_then(|m| m.staging_dir)
             .is_some_and(|s| Path::new(&s) == dir);
         if points_back {
-            out.push(recover(&capture));
+            match recover(&capture) {
+                Err(RecoverError::StillBeingWritten(_)) => {}
+                r => out.push(r),
+            }
         }
     }
     out
 }
 
-fn move_staged(staging_dir: &Path, capture_dir: &Path) -> Result<RecoveryReport, String> {
+/// Runs [`recover_abandoned`] on `staging_root` in a background thread of
+/// low priority, so the caller (a session starting) never waits for it — on
+/// a slow disk it can take minutes. `None` if the thread could not be
+/// started; the returned handle may be dropped to detach it.
+pub fn reclaim_abandoned_in_background(
+    staging_root: &Path,
+) -> Option<std::thread::JoinHandle<Vec<Result<RecoveryReport, RecoverError>>>> {
+    let root = staging_root.to_path_buf();
+    std::thread::Builder::new()
+        .name("spool-reclaim".into())
+        .spawn(move || {
+            crate::background::lower_priority(crate::background::RECLAIM_NICE);
+            recover_abandoned(&root)
+        })
+        .ok()
+}
+
+/// [`reclaim_abandoned_in_background`] on the default staging root
+/// ([`staging::default_root`]), for hosts that want it without creating a
+/// spool.
+pub fn reclaim_default_in_background(
+) -> Option<std::thread::JoinHandle<Vec<Result<RecoveryReport, RecoverError>>>> {
+    reclaim_abandoned_in_background(&staging::default_root()?)
+}
+
+fn move_staged(staging_dir: &Path, capture_dir: &Path) -> Result<RecoveryReport, RecoverError> {
     let mut report = RecoveryReport {
         staging_dir: Some(staging_dir.to_path_buf()),
         ..Default::default()
     };
     let spool = capture_dir.join(SPOOL_DIR);
-    fsutil::create_private_dir(&spool, true).map_err(|e| format!("{}: {e}", spool.display()))?;
-    let entries =
-        std::fs::read_dir(staging_dir).map_err(|e| format!("{}: {e}", staging_dir.display()))?;
+    fsutil::create_private_dir(&spool, true).map_err(io_err(&spool))?;
+    let entries = std::fs::read_dir(staging_dir).map_err(io_err(staging_dir))?;
     for e in entries.flatten() {
         let Some(name) = e.file_name().to_str().map(str::to_string) else {
             continue;
@@ -116,10 +206,8 @@ fn move_staged(staging_dir: &Path, capture_dir: &Path) -> Result<RecoveryReport,
         }
         let src_dir = staging_dir.join(&name);
         let dst_dir = spool.join(&name);
-        fsutil::create_private_dir(&dst_dir, true)
-            .map_err(|e| format!("{}: {e}", dst_dir.display()))?;
-        let files =
-            std::fs::read_dir(&src_dir).map_err(|e| format!("{}: {e}", src_dir.display()))?;
+        fsutil::create_private_dir(&dst_dir, true).map_err(io_err(&dst_dir))?;
+        let files = std::fs::read_dir(&src_dir).map_err(io_err(&src_dir))?;
         for f in files.flatten() {
             let fname = f.file_name();
             if fname
@@ -130,66 +218,33 @@ fn move_staged(staging_dir: &Path, capture_dir: &Path) -> Result<RecoveryReport,
                 continue;
             }
             let src = src_dir.join(&fname);
-            let dst = dst_dir.join(&fname);
-            let bytes = copy_segment(&src, &dst)?;
-            std::fs::remove_file(&src).map_err(|e| format!("{}: {e}", src.display()))?;
-            report.segments += 1;
-            report.bytes += bytes;
+            let paths = SegmentPaths::new(&src, &dst_dir).ok_or_else(|| RecoverError::Io {
+                path: src.clone(),
+                source: std::io::ErrorKind::InvalidInput.into(),
+            })?;
+            let mut buf = mover::segment_buffer(&src).map_err(io_err(&src))?;
+            if let Some(bytes) = paths.move_with(&mut buf).map_err(io_err(&src))? {
+                report.segments += 1;
+                report.bytes += bytes;
+            }
         }
-        fsutil::sync_dir(&dst_dir).map_err(|e| format!("{}: {e}", dst_dir.display()))?;
         let _ = std::fs::remove_dir(&src_dir);
+    }
+    Ok(report)
+}
+
+/// Removes a staging directory whose segments have all been moved:
+/// `owner.json`, `lock`, and the directory itself. Anything else left in it
+/// (a file that is not ours) keeps it.
+pub(crate) fn remove_emptied(staging_dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(staging_dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
     }
     let _ = std::fs::remove_file(staging_dir.join(staging::OWNER_FILE));
     let _ = std::fs::remove_file(staging_dir.join(staging::LOCK_FILE));
     let _ = std::fs::remove_dir(staging_dir);
-    Ok(report)
-}
-
-/// Copies a staged segment over its capture-directory name (the staged copy
-/// is always at least as complete), cutting the unused zeroes at the end and
-/// filling in its record CRCs on the way.
-fn copy_segment(src: &Path, dst: &Path) -> Result<u64, String> {
-    use std::io::{Read, Write};
-    let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
-    let mut data = Vec::new();
-    fsutil::open_nofollow(src)
-        .and_then(|f| {
-            f.take(crate::reader::MAX_SEGMENT_BYTES)
-                .read_to_end(&mut data)
-        })
-        .map_err(|e| err(src, e))?;
-    let used = used_len(&data);
-    // The writer left record CRCs at zero; a segment in the capture directory
-    // carries them all. Up to the torn tail, if any: a record whose tag is
-    // still zero was never committed and gets none.
-    format::fill_checksums(&mut data[..used]);
-    let mut tmp_name = dst.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    fsutil::remove_if_regular(&tmp).map_err(|e| err(&tmp, e))?;
-    let mut f = fsutil::create_new_file(&tmp).map_err(|e| err(&tmp, e))?;
-    f.write_all(&data[..used]).map_err(|e| err(&tmp, e))?;
-    f.sync_all().map_err(|e| err(&tmp, e))?;
-    std::fs::rename(&tmp, dst).map_err(|e| err(dst, e))?;
-    Ok(used as u64)
-}
-
-/// Bytes of a staged segment worth keeping: every record up to the first
-/// unwritten tag (a record may end in zero bytes, so trailing zeroes alone
-/// do not tell), and never less than up to the last non-zero byte.
-fn used_len(data: &[u8]) -> usize {
-    let mut at = format::SEGMENT_HEADER_LEN;
-    while at + format::RECORD_HEADER_LEN <= data.len() {
-        let word = |o: usize| u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);
-        if format::parse_tag(word(at)).is_none() {
-            break;
-        }
-        let next = at.saturating_add(format::record_len(word(at + 4) as usize));
-        if next > data.len() {
-            break;
-        }
-        at = next;
-    }
-    let last = data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-    at.max(format::align_up(last)).min(data.len())
 }

@@ -5,6 +5,12 @@
 //! capture directory the segments belong to), `lock` (held with `flock` by
 //! the writing process for as long as it lives) and `<channel>/NNNNNNNN.seg`.
 //! A crashed session is recognised by a lock that nobody holds.
+//!
+//! A manifest's `staging_dir` is only a claim: before anything acts on a
+//! staging directory (moves or deletes its files), [`verify_owner`] checks
+//! that the directory proves it belongs to that capture — named after the
+//! capture's session id, inside a private root, with an `owner.json` naming
+//! the capture directory by path and by device and inode.
 
 use std::fs::File;
 use std::io;
@@ -32,6 +38,47 @@ pub struct Owner {
     pub capture_dir: String,
     /// Process id of the writer (informational; the lock is what counts).
     pub pid: u32,
+    /// Device of the capture directory, as `stat` reported it at creation.
+    #[serde(default)]
+    pub capture_dev: Option<u64>,
+    /// Inode of the capture directory, as `stat` reported it at creation.
+    #[serde(default)]
+    pub capture_ino: Option<u64>,
+}
+
+/// Largest `owner.json` read; a bigger one is not ours.
+const MAX_OWNER_BYTES: u64 = 64 << 10;
+
+/// Why a staging directory was not accepted as a capture's.
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    /// The path is not a private directory of this user.
+    #[error("{}: {reason}", path.display())]
+    Unsafe {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The directory does not prove it belongs to the capture.
+    #[error("{} does not belong to capture {}: {reason}", path.display(), capture.display())]
+    NotOwned {
+        /// The staging directory.
+        path: PathBuf,
+        /// The capture directory.
+        capture: PathBuf,
+        /// The evidence that failed.
+        reason: &'static str,
+    },
+    /// Reading the directory or its files failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// The default staging root: `$XDG_RUNTIME_DIR/ryll-spool` when that is a
@@ -55,26 +102,106 @@ pub fn default_root() -> Option<PathBuf> {
 /// be an absolute path to a real directory (not a symlink) owned by this user
 /// and closed to others. `Ok(false)` when it no longer exists (the usual case
 /// after a clean shutdown or a reboot).
-pub fn check_staging_dir(dir: &Path) -> Result<bool, String> {
+pub fn check_staging_dir(dir: &Path) -> Result<bool, StagingError> {
+    let unsafe_dir = |reason| StagingError::Unsafe {
+        path: dir.to_path_buf(),
+        reason,
+    };
     if !dir.is_absolute() {
-        return Err(format!("{}: not an absolute path", dir.display()));
+        return Err(unsafe_dir("not an absolute path"));
     }
     match std::fs::symlink_metadata(dir) {
         Ok(md) => {
             if !md.is_dir() {
-                return Err(format!("{}: not a directory", dir.display()));
+                return Err(unsafe_dir("not a directory"));
             }
             if md.uid() != fsutil::current_uid() {
-                return Err(format!("{}: owned by another user", dir.display()));
+                return Err(unsafe_dir("owned by another user"));
             }
             if md.mode() & 0o077 != 0 {
-                return Err(format!("{}: open to other users", dir.display()));
+                return Err(unsafe_dir("open to other users"));
             }
             Ok(true)
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(format!("{}: {e}", dir.display())),
+        Err(source) => Err(StagingError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
     }
+}
+
+/// Reads a staging directory's `owner.json` (bounded, never through a
+/// symlink).
+pub fn read_owner(dir: &Path) -> Result<Owner, StagingError> {
+    use std::io::Read;
+    let path = dir.join(OWNER_FILE);
+    let io_err = |source| StagingError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut text = Vec::new();
+    fsutil::open_nofollow(&path)
+        .and_then(|f| f.take(MAX_OWNER_BYTES).read_to_end(&mut text))
+        .map_err(io_err)?;
+    serde_json::from_slice(&text).map_err(|e| io_err(io::Error::new(io::ErrorKind::InvalidData, e)))
+}
+
+/// Checks that `dir` is the staging directory of the capture in
+/// `capture_dir` whose session id is `session_hex`, before anything is
+/// moved out of or deleted in it:
+///
+/// * it is a private directory of this user ([`check_staging_dir`]), and
+///   so is its parent, the staging root;
+/// * its name is the session id, as [`StagingDir::create`] names it;
+/// * its `owner.json` is a regular file naming `capture_dir`, and — when it
+///   records them, as every writer of this version does — the device and
+///   inode of `capture_dir` as it is now, so a path that was renamed or
+///   replaced since does not match.
+///
+/// A directory that is merely private and owned by this user (say, one a
+/// tampered manifest points at) fails the name and owner checks.
+pub fn verify_owner(dir: &Path, capture_dir: &Path, session_hex: &str) -> Result<(), StagingError> {
+    let not_owned = |reason| StagingError::NotOwned {
+        path: dir.to_path_buf(),
+        capture: capture_dir.to_path_buf(),
+        reason,
+    };
+    if !check_staging_dir(dir)? {
+        return Err(StagingError::Io {
+            path: dir.to_path_buf(),
+            source: io::ErrorKind::NotFound.into(),
+        });
+    }
+    if dir.file_name().and_then(|n| n.to_str()) != Some(session_hex) {
+        return Err(not_owned("its name is not the capture's session id"));
+    }
+    let root = dir
+        .parent()
+        .ok_or_else(|| not_owned("it has no parent directory"))?;
+    if !check_staging_dir(root)? {
+        return Err(not_owned("its staging root is missing"));
+    }
+    let owner = read_owner(dir)?;
+    let capture = std::fs::canonicalize(capture_dir).map_err(|source| StagingError::Io {
+        path: capture_dir.to_path_buf(),
+        source,
+    })?;
+    if Path::new(&owner.capture_dir) != capture {
+        return Err(not_owned("owner.json names another capture directory"));
+    }
+    if let (Some(dev), Some(ino)) = (owner.capture_dev, owner.capture_ino) {
+        let md = std::fs::metadata(&capture).map_err(|source| StagingError::Io {
+            path: capture.clone(),
+            source,
+        })?;
+        if md.dev() != dev || md.ino() != ino {
+            return Err(not_owned(
+                "the capture directory is not the one owner.json recorded",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A session's staging directory, locked for as long as this value lives.
@@ -107,9 +234,12 @@ impl StagingDir {
                 "staging lock already held",
             ));
         }
+        let capture_md = std::fs::metadata(capture_dir)?;
         let owner = Owner {
             capture_dir: capture_dir.to_string_lossy().into_owned(),
             pid: std::process::id(),
+            capture_dev: Some(capture_md.dev()),
+            capture_ino: Some(capture_md.ino()),
         };
         let json = serde_json::to_vec_pretty(&owner).map_err(io::Error::other)?;
         fsutil::write_atomic(&path.join(OWNER_FILE), &json)?;
@@ -119,6 +249,11 @@ impl StagingDir {
     /// The session's staging directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The descriptor holding the lock (a mover process inherits it).
+    pub(crate) fn lock_fd(&self) -> std::os::fd::RawFd {
+        self._lock.as_raw_fd()
     }
 }
 
@@ -137,6 +272,20 @@ pub fn try_lock(f: &File) -> io::Result<bool> {
     } else {
         Err(e)
     }
+}
+
+/// Takes the lock of the staging directory `dir` for whoever moves its
+/// segments, so two processes never move the same session at once.
+/// `Ok(None)` when someone (the writer, its mover, another reclaimer)
+/// holds it. A missing lock file is created.
+pub fn take_lock(dir: &Path) -> io::Result<Option<File>> {
+    let path = dir.join(LOCK_FILE);
+    let file = match fsutil::open_nofollow(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fsutil::create_new_file(&path)?,
+        Err(e) => return Err(e),
+    };
+    Ok(try_lock(&file)?.then_some(file))
 }
 
 /// Whether the writer of the session staged in `dir` is still alive (holds

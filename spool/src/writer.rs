@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{JoinHandle, Thread};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -15,7 +15,9 @@ use crate::format::{self, Direction, FORMAT_VERSION, SEGMENT_HEADER_LEN};
 use crate::fsutil;
 use crate::limit::{DiskLimit, Trimmed};
 use crate::manifest::{self, ChannelSummary, Manifest, MANIFEST_FILE};
+use crate::mover;
 use crate::reader::SPOOL_DIR;
+use crate::recover;
 use crate::segment::SessionFacts;
 use crate::staging::{self, StagingDir};
 
@@ -216,6 +218,11 @@ pub(crate) struct Shared {
     pub clock: Clock,
     pub stopping: AtomicBool,
     pub retirer_stopping: AtomicBool,
+    /// Set when a close's grace period is over: the retirer leaves what it
+    /// has not moved yet staged, for the mover.
+    pub retirer_abandon: AtomicBool,
+    /// Bytes the retirer has written into the capture directory.
+    pub moved_bytes: AtomicU64,
     /// Test hook: background threads do no work while set.
     pub held: AtomicBool,
     /// Bytes of segments in the capture directory (kept by the retirer).
@@ -330,6 +337,7 @@ impl Shared {
             staging_dir: staging.map(|s| s.to_string_lossy().into_owned()),
             segment_bytes: self.config.segment_bytes as u64,
             clean_shutdown: clean,
+            pending_move: false,
             closed_unix_ns: closed,
             channels: self
                 .channels()
@@ -373,7 +381,7 @@ pub struct Spool {
     retirer: Thread,
     threads: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
     staging: Mutex<Option<StagingDir>>,
-    closed: Mutex<Option<Result<(), SpoolError>>>,
+    closed: Mutex<Option<Result<CloseOutcome, SpoolError>>>,
     keep: AtomicBool,
 }
 
@@ -426,13 +434,19 @@ impl Spool {
             StagingChoice::Root(r) => Some(r.clone()),
             StagingChoice::CaptureDir => None,
         };
-        let staging = match root {
+        let staging = match &root {
             Some(root) => Some(
-                StagingDir::create(&root, &session_hex, &capture)
-                    .map_err(|e| setup("creating staging directory under", &root, e))?,
+                StagingDir::create(root, &session_hex, &capture)
+                    .map_err(|e| setup("creating staging directory under", root, e))?,
             ),
             None => None,
         };
+        if let Some(root) = &root {
+            // Sessions that were killed left their segments in memory under
+            // the same root; move them home, in the background. This
+            // session's own directory is locked, so it is left alone.
+            drop(recover::reclaim_abandoned_in_background(root));
+        }
         let direct = staging.is_none();
         let staging_root = staging
             .as_ref()
@@ -447,6 +461,8 @@ impl Spool {
             clock,
             stopping: AtomicBool::new(false),
             retirer_stopping: AtomicBool::new(false),
+            retirer_abandon: AtomicBool::new(false),
+            moved_bytes: AtomicU64::new(0),
             held: AtomicBool::new(false),
             disk_bytes: AtomicU64::new(0),
             trimmed: Mutex::new(Default::default()),
@@ -678,19 +694,102 @@ impl Spool {
 
     /// Closes the spool: seals every channel, moves every staged segment into
     /// the capture directory, writes the final manifest, and returns once
-    /// all of it is durable. Later appends are dropped. Calling it again
-    /// returns the first call's result.
+    /// all of it is durable, however long the disk takes. Later appends are
+    /// dropped. Calling it (or [`Spool::close_within`]) again returns the
+    /// first call's result.
     pub fn close(&self) -> Result<(), SpoolError> {
+        self.close_with(None, &mut |_| {}).map(|_| ())
+    }
+
+    /// Closes the spool within about `grace`: seals every channel as
+    /// [`Spool::close`] does, lets the background thread move staged
+    /// segments into the capture directory until `grace` has passed since
+    /// the call, and leaves the rest staged, to a detached mover process
+    /// (a process of its own, forked for the purpose). The final manifest says `clean_shutdown:
+    /// true` (every accepted record is in a sealed segment) and, while
+    /// segments wait, `pending_move: true` with the staging directory;
+    /// readers read those in place meanwhile. Should the mover die, the next
+    /// session on the same staging root moves them
+    /// ([`crate::recover::reclaim_abandoned_in_background`]).
+    ///
+    /// The call can outlast `grace` by one segment's `fsync` already under
+    /// way, and by the final manifest's. With no memory-backed staging
+    /// (segments mapped in the capture directory) there is nothing to hand
+    /// over and it waits as `close` does. A flight recording that is to be
+    /// deleted ([`SpoolConfig::delete_on_close`], not kept) is not moved at
+    /// all.
+    pub fn close_within(&self, grace: Duration) -> Result<CloseOutcome, SpoolError> {
+        self.close_with(Some(grace), &mut |_| {})
+    }
+
+    /// [`Spool::close_within`], calling `progress` every few tens of
+    /// milliseconds while it waits for segments to be moved, so a host can
+    /// show how far it got.
+    pub fn close_within_progress(
+        &self,
+        grace: Duration,
+        mut progress: impl FnMut(CloseProgress),
+    ) -> Result<CloseOutcome, SpoolError> {
+        self.close_with(Some(grace), &mut progress)
+    }
+
+    fn close_with(
+        &self,
+        grace: Option<Duration>,
+        progress: &mut dyn FnMut(CloseProgress),
+    ) -> Result<CloseOutcome, SpoolError> {
         let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = &*closed {
             return r.clone();
         }
-        let result = self.close_inner();
+        let deadline = grace.map(|g| Instant::now() + g);
+        let result = self.close_inner(deadline, progress);
         *closed = Some(result.clone());
         result
     }
 
-    fn close_inner(&self) -> Result<(), SpoolError> {
+    /// Waits for the retirer to finish moving, or until `deadline`, then
+    /// tells it to stop after the segment at hand; joins it.
+    fn finish_retirer(
+        &self,
+        retirer: JoinHandle<()>,
+        deadline: Option<Instant>,
+        progress: &mut dyn FnMut(CloseProgress),
+    ) {
+        let shared = &self.shared;
+        let total = shared.staged_bytes.load(Ordering::Acquire);
+        let moved_before = shared.moved_bytes.load(Ordering::Acquire);
+        // Direct mode cannot leave anything to a mover: its segments are
+        // cut to size in place (see `reader::map_segment`).
+        let deadline = deadline.filter(|_| !shared.direct);
+        while !retirer.is_finished() {
+            let staged = shared.staged_bytes.load(Ordering::Acquire);
+            progress(CloseProgress {
+                moved_bytes: shared.moved_bytes.load(Ordering::Acquire) - moved_before,
+                staged_bytes: staged,
+                staged_at_start: total,
+            });
+            let now = Instant::now();
+            match deadline {
+                Some(d) if now >= d => {
+                    shared.retirer_abandon.store(true, Ordering::Release);
+                    self.retirer.unpark();
+                    break;
+                }
+                Some(d) => std::thread::sleep(PROGRESS_EVERY.min(d - now)),
+                None => std::thread::sleep(PROGRESS_EVERY),
+            }
+        }
+        if retirer.join().is_err() {
+            shared.record_error("segment retirer thread panicked".into());
+        }
+    }
+
+    fn close_inner(
+        &self,
+        deadline: Option<Instant>,
+        progress: &mut dyn FnMut(CloseProgress),
+    ) -> Result<CloseOutcome, SpoolError> {
         let shared = &self.shared;
         shared.held.store(false, Ordering::Release);
         // Channels without a segment (all taken, or never prepared) need one
@@ -729,14 +828,32 @@ impl Spool {
                 ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
             }
         }
+        // A flight recording nobody asked to keep is deleted below: moving
+        // its segments first would only wait on the disk.
+        let discard = shared.config.delete_on_close && !self.keep.load(Ordering::Acquire);
+        if discard && !shared.direct {
+            shared.retirer_abandon.store(true, Ordering::Release);
+        }
         shared.retirer_stopping.store(true, Ordering::Release);
         self.retirer.unpark();
         if let Some(r) = retirer {
-            if r.join().is_err() {
-                shared.record_error("segment retirer thread panicked".into());
+            self.finish_retirer(r, deadline, progress);
+        }
+        let abandoned = shared.retirer_abandon.load(Ordering::Acquire);
+        // Segments the retirer left behind stay staged as files; unmap them
+        // here so the memory goes once they are moved.
+        for ch in shared.channels() {
+            while let Some(r) = ch.retired.pop() {
+                drop(r);
             }
         }
-        let everything_moved = shared.staged_bytes.load(Ordering::Acquire) == 0;
+        let left = shared.staged_bytes.load(Ordering::Acquire);
+        let everything_moved = left == 0;
+        let mut outcome = CloseOutcome {
+            bytes_moved: shared.moved_bytes.load(Ordering::Acquire),
+            bytes_left_staged: left,
+            mover: None,
+        };
         let staging = self
             .staging
             .lock()
@@ -744,11 +861,33 @@ impl Spool {
             .take();
         let capture = shared.capture_dir.clone();
         let mut errors = shared.errors();
+        if discard && errors.is_empty() {
+            // A flight recording nobody asked to keep: nothing may remain.
+            if let Some(staging) = &staging {
+                remove_staged_segments(staging.path());
+                recover::remove_emptied(staging.path());
+                outcome.bytes_left_staged = 0;
+            }
+            if let Err(e) = std::fs::remove_dir_all(&capture) {
+                errors.push(format!("removing {}: {e}", capture.display()));
+            }
+            return finish(outcome, errors);
+        }
+        let closed_at = Some(unix_now_ns());
+        let pending = abandoned && !everything_moved && staging.is_some();
+        if pending {
+            if let Some(staging) = staging {
+                self.hand_over(staging, closed_at, &mut outcome, &mut errors);
+            }
+            return finish(outcome, errors);
+        }
+        // Segments left staged by errors (a full disk…) are the next
+        // session's to recover, as after a crash.
         let staged_left = staging
             .as_ref()
             .filter(|_| !everything_moved)
             .map(|s| s.path());
-        let manifest = shared.manifest(staged_left, everything_moved, Some(unix_now_ns()));
+        let manifest = shared.manifest(staged_left, everything_moved, closed_at);
         if let Err(e) = write_manifest(&capture, &manifest) {
             errors.push(e.to_string());
         }
@@ -759,29 +898,192 @@ impl Spool {
         // no manifest names.
         if let Some(staging) = &staging {
             if everything_moved {
-                remove_staging(staging.path());
+                recover::remove_emptied(staging.path());
             }
         }
         drop(staging);
-        if shared.config.delete_on_close && !self.keep.load(Ordering::Acquire) && errors.is_empty()
-        {
-            // A flight recording nobody asked to keep: nothing may remain.
-            if let Err(e) = std::fs::remove_dir_all(&capture) {
-                errors.push(format!("removing {}: {e}", capture.display()));
-            }
+        finish(outcome, errors)
+    }
+
+    /// Writes the manifest of a clean close with segments still staged, and
+    /// starts the mover, which inherits the staging lock. If the mover
+    /// cannot start, the lock goes with this process and the next session
+    /// reclaims the segments.
+    fn hand_over(
+        &self,
+        staging: StagingDir,
+        closed_at: Option<u64>,
+        outcome: &mut CloseOutcome,
+        errors: &mut Vec<String>,
+    ) {
+        let shared = &self.shared;
+        let mut manifest = shared.manifest(Some(staging.path()), true, closed_at);
+        manifest.pending_move = true;
+        if let Err(e) = write_manifest(&shared.capture_dir, &manifest) {
+            errors.push(e.to_string());
+            return;
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(SpoolError::Background(errors))
+        let mut moved = manifest;
+        moved.staging_dir = None;
+        moved.pending_move = false;
+        let plan = serde_json::to_vec_pretty(&moved)
+            .map_err(std::io::Error::other)
+            .and_then(|json| {
+                mover::MovePlan::new(
+                    staging.path(),
+                    &shared.capture_dir,
+                    &shared.capture_spool,
+                    json,
+                    shared.config.segment_bytes,
+                )
+            });
+        match plan.and_then(|plan| mover::spawn(plan, staging.lock_fd())) {
+            Ok(pid) => outcome.mover = Some(MoverHandle::reap(pid)),
+            Err(e) => errors.push(format!(
+                "starting the mover for {}: {e}; the next session will move them",
+                staging.path().display()
+            )),
+        }
+        // Closes this process's descriptor of the lock; the mover's keeps
+        // it held.
+        drop(staging);
+    }
+}
+
+/// How often [`Spool::close_within_progress`] reports.
+const PROGRESS_EVERY: Duration = Duration::from_millis(20);
+
+/// How long [`Drop`] of a [`Spool`] that was not closed lets segments move
+/// before leaving the rest to the mover: a process on its way out should
+/// not wait on a slow disk.
+pub const DROP_GRACE: Duration = Duration::from_secs(2);
+
+fn finish(outcome: CloseOutcome, errors: Vec<String>) -> Result<CloseOutcome, SpoolError> {
+    if errors.is_empty() {
+        Ok(outcome)
+    } else {
+        Err(SpoolError::Background(errors))
+    }
+}
+
+/// Removes the segment files of a staging directory (a discarded flight
+/// recording).
+fn remove_staged_segments(dir: &Path) {
+    let Ok(channels) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for c in channels.flatten() {
+        let valid = c
+            .file_name()
+            .to_str()
+            .is_some_and(|n| format::validate_channel_name(n).is_ok());
+        if !valid || !c.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(c.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            if f.file_name()
+                .to_str()
+                .and_then(format::parse_segment_file_name)
+                .is_some()
+            {
+                let _ = std::fs::remove_file(f.path());
+            }
         }
     }
 }
 
+/// What a close did.
+#[derive(Debug, Clone)]
+pub struct CloseOutcome {
+    /// Bytes of segments moved into the capture directory during the
+    /// session and its close.
+    pub bytes_moved: u64,
+    /// Bytes of segment files left staged in memory for the mover (as
+    /// allocated; the mover writes only the part in use).
+    pub bytes_left_staged: u64,
+    /// The mover process, if segments were left staged.
+    pub mover: Option<MoverHandle>,
+}
+
+/// A snapshot of a close in progress, for [`Spool::close_within_progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseProgress {
+    /// Bytes moved into the capture directory since the wait began.
+    pub moved_bytes: u64,
+    /// Bytes of segments still staged (as allocated).
+    pub staged_bytes: u64,
+    /// Bytes of segments staged when the wait began.
+    pub staged_at_start: u64,
+}
+
+/// The detached mover process of a close. A thread of this process reaps
+/// it when it exits, so it never lingers as a zombie.
+#[derive(Debug, Clone)]
+pub struct MoverHandle {
+    pid: u32,
+    exit: Arc<(Mutex<Option<Option<i32>>>, std::sync::Condvar)>,
+}
+
+impl MoverHandle {
+    fn reap(pid: u32) -> MoverHandle {
+        let exit = Arc::new((Mutex::new(None), std::sync::Condvar::new()));
+        let e = Arc::clone(&exit);
+        let reaper = std::thread::Builder::new()
+            .name("spool-mover-reap".into())
+            .spawn(move || {
+                let mut status = 0;
+                let code = loop {
+                    // SAFETY: waitpid on our own child, into a local.
+                    let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+                    if rc == pid as libc::pid_t {
+                        break libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+                    }
+                    if rc < 0
+                        && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                    {
+                        continue;
+                    }
+                    // Reaped by someone else (SIGCHLD ignored…): unknown.
+                    break None;
+                };
+                *e.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(code);
+                e.1.notify_all();
+            });
+        if reaper.is_err() {
+            // Unreaped, it lingers as a zombie until this process exits.
+            *exit.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(None);
+        }
+        MoverHandle { pid, exit }
+    }
+
+    /// The mover's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits up to `timeout` for the mover to exit. `None` if it is still
+    /// running; `Some(true)` if it moved everything, `Some(false)` if it
+    /// failed (or its exit could not be observed), in which case the next
+    /// session reclaims what is left.
+    pub fn wait(&self, timeout: Duration) -> Option<bool> {
+        let (lock, cv) = &*self.exit;
+        let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = cv
+            .wait_timeout_while(guard, timeout, |s| s.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        guard.map(|code| code == Some(0))
+    }
+}
+
 impl Drop for Spool {
-    /// Best effort: the same as [`Spool::close`], errors ignored.
+    /// Best effort: [`Spool::close_within`] with [`DROP_GRACE`], errors
+    /// ignored. A process exiting by dropping its spool neither waits on a
+    /// slow disk nor loses what is staged.
     fn drop(&mut self) {
-        let _ = self.close();
+        let _ = self.close_within(DROP_GRACE);
     }
 }
 
@@ -828,22 +1130,6 @@ pub(crate) fn write_manifest(capture: &Path, m: &Manifest) -> Result<(), SpoolEr
         .map_err(|e| SpoolError::Setup(format!("{}: {e}", path.display())))?;
     fsutil::write_atomic(&path, &json)
         .map_err(|e| SpoolError::Setup(format!("writing {}: {e}", path.display())))
-}
-
-/// Removes an emptied staging directory: its (empty) channel directories,
-/// `owner.json`, `lock`, and itself. Anything unexpected is left alone.
-fn remove_staging(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                let _ = std::fs::remove_dir(&p);
-            }
-        }
-    }
-    let _ = std::fs::remove_file(dir.join(staging::OWNER_FILE));
-    let _ = std::fs::remove_file(dir.join(staging::LOCK_FILE));
-    let _ = std::fs::remove_dir(dir);
 }
 
 fn random_session_id() -> [u8; 16] {

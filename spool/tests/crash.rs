@@ -173,6 +173,9 @@ fn recovery_refuses_a_live_session() {
     let spool = spool(dirs.config());
     spool.append("main", Direction::ClientToServer, b"x");
     let err = spool::recover::recover(&dirs.capture()).unwrap_err();
-    assert!(err.contains("still being written"), "{err}");
+    assert!(
+        matches!(err, spool::recover::RecoverError::StillBeingWritten(_)),
+        "{err}"
+    );
     spool.close().unwrap();
 }
