@@ -383,6 +383,7 @@ pub struct Spool {
     staging: Mutex<Option<StagingDir>>,
     closed: Mutex<Option<Result<CloseOutcome, SpoolError>>>,
     keep: AtomicBool,
+    no_mover: AtomicBool,
 }
 
 impl std::fmt::Debug for Spool {
@@ -500,6 +501,7 @@ impl Spool {
             staging: Mutex::new(staging),
             closed: Mutex::new(None),
             keep: AtomicBool::new(false),
+            no_mover: AtomicBool::new(false),
         };
         for name in spool.shared.config.channels.clone() {
             spool.register(&name)?;
@@ -692,6 +694,13 @@ impl Spool {
         self.retirer.unpark();
     }
 
+    /// Test hook: a close that leaves segments staged starts no mover, as
+    /// if the mover had died at once (the next session reclaims them).
+    #[doc(hidden)]
+    pub fn without_mover(&self) {
+        self.no_mover.store(true, Ordering::Release);
+    }
+
     /// Closes the spool: seals every channel, moves every staged segment into
     /// the capture directory, writes the final manifest, and returns once
     /// all of it is durable, however long the disk takes. Later appends are
@@ -791,6 +800,10 @@ impl Spool {
         progress: &mut dyn FnMut(CloseProgress),
     ) -> Result<CloseOutcome, SpoolError> {
         let shared = &self.shared;
+        // A grace already over (zero) moves nothing during the close.
+        if deadline.is_some_and(|d| Instant::now() >= d) && !shared.direct {
+            shared.retirer_abandon.store(true, Ordering::Release);
+        }
         shared.held.store(false, Ordering::Release);
         // Channels without a segment (all taken, or never prepared) need one
         // for their final seal; make it now, budget permitting.
@@ -937,6 +950,9 @@ impl Spool {
                     shared.config.segment_bytes,
                 )
             });
+        if self.no_mover.load(Ordering::Acquire) {
+            return;
+        }
         match plan.and_then(|plan| mover::spawn(plan, staging.lock_fd())) {
             Ok(pid) => outcome.mover = Some(MoverHandle::reap(pid)),
             Err(e) => errors.push(format!(
