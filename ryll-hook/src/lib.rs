@@ -8,6 +8,8 @@
 //! - [`baseline`]: ryll's earlier capture designs, for comparison.
 //! - [`recorded`]: a recorded SPICE pcap split into what each channel loop
 //!   saw (shared with the `e2e` tests, which re-export it).
+//! - [`shutdown`]: stopping a capturing session at once, and closing its
+//!   spool without waiting for a slow disk.
 //! - [`report`]: the traffic of ryll's own bug reports, cut from the
 //!   running capture.
 
@@ -16,6 +18,7 @@ pub mod bundle;
 pub mod recorded;
 pub mod replay;
 pub mod report;
+pub mod shutdown;
 pub mod sink;
 
 pub use shakenfist_spice_renderer::CaptureSink;

@@ -7,10 +7,12 @@
 //! ryll-capture --capture DIR [--duration SECS] --host HOST --port PORT
 //! ```
 //!
-//! Ends after `--duration`, on Ctrl-C / SIGTERM, or when the server goes
-//! away; in every case the renderer is cancelled first (so no channel loop
-//! is still calling the sink) and then the spool is closed, so the capture
-//! directory holds everything the sink accepted.
+//! Ends after `--duration`, on Ctrl-C / SIGTERM / SIGHUP, or when the
+//! server goes away. A stop ends the session at once however busy it is
+//! (see [`ryll_hook::shutdown`]): the channel tasks and their sockets are
+//! gone within a second, then the spool is closed, so the capture holds
+//! everything the sink accepted. What a slow disk has not taken by then is
+//! left to a detached mover and the process exits.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ryll_hook::{CaptureSink, SpoolSink};
+use ryll_hook::{shutdown, CaptureSink, SpoolSink};
 use shakenfist_spice_protocol::link::H264Offer;
 use shakenfist_spice_protocol::ConnectionConfig;
 use shakenfist_spice_renderer::notification::NotificationEntry;
@@ -51,19 +53,30 @@ struct Args {
     url: Option<String>,
 }
 
-/// Parses `spice://HOST:PORT` (also `HOST:PORT`, `[v6]:PORT`).
+/// Parses `spice://HOST:PORT` (also `HOST:PORT`, `[v6]:PORT`). Any other
+/// scheme, and a host with a colon outside brackets, is refused.
 fn parse_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url.strip_prefix("spice://").unwrap_or(url);
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{url}: want spice://HOST:PORT"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let bad = || format!("{url}: want spice://HOST:PORT");
+    let rest = match url.split_once("://") {
+        Some(("spice", rest)) => rest,
+        Some(_) => return Err(format!("{url}: not a spice:// URL")),
+        None => url,
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']').ok_or_else(bad)?,
+        None if host.contains([':', '[', ']']) => return Err(bad()),
+        None => host,
+    };
+    if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+        return Err(bad());
+    }
     let port: u16 = port
         .parse()
         .map_err(|_| format!("{url}: bad port {port:?}"))?;
-    if host.is_empty() || port == 0 {
-        return Err(format!("{url}: want spice://HOST:PORT"));
+    if port == 0 {
+        return Err(bad());
     }
     Ok((host.to_string(), port))
 }
@@ -115,24 +128,28 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let (host, port) = target(args)?;
-    if let Some(d) = args.duration {
-        if !(d.is_finite() && d > 0.0) {
-            return Err(format!("--duration {d}: want a positive number of seconds"));
-        }
-    }
-    let sink =
-        Arc::new(SpoolSink::create(&args.capture, &host, port, None).map_err(|e| e.to_string())?);
-
-    // Ctrl-C and SIGTERM raise `stop`; a watcher task turns that (or the
-    // end of --duration) into the renderer's cancel flag, as ryll's own
-    // bridge does.
+    // First of all, so that a Ctrl-C in the first milliseconds closes the
+    // capture rather than killing the process with its segments staged.
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
     }
+    let (host, port) = target(args)?;
+    let duration = match args.duration {
+        None => None,
+        Some(d) => Some(
+            Duration::try_from_secs_f64(d)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("--duration {d}: want a positive number of seconds"))?,
+        ),
+    };
+    let created_dir = !args.capture.exists();
+    let sink =
+        Arc::new(SpoolSink::create(&args.capture, &host, port, None).map_err(|e| e.to_string())?);
+
     let cancel = Arc::new(AtomicBool::new(false));
     let config = ConnectionConfig {
         host: host.clone(),
@@ -142,21 +159,20 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
     let started = Instant::now();
+    // A deadline too far away to represent is no deadline.
+    let deadline = duration.and_then(|d| started.checked_add(d));
     let result = runtime.block_on(async {
-        let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
-        let (stop_w, cancel_w) = (Arc::clone(&stop), Arc::clone(&cancel));
-        let watcher = tokio::spawn(async move {
-            loop {
-                let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
-                if timed_out || stop_w.load(Ordering::SeqCst) {
-                    cancel_w.store(true, Ordering::SeqCst);
-                    return;
+        let timer = {
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                if let Some(d) = deadline {
+                    tokio::time::sleep_until(d.into()).await;
+                    stop.store(true, Ordering::SeqCst);
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
+            })
+        };
         let capture: Arc<dyn CaptureSink> = sink.clone();
-        let res = shakenfist_spice_renderer::run_headless(
+        let session = shakenfist_spice_renderer::run_headless(
             config,
             false, // cadence keystrokes
             None,  // paste text
@@ -177,17 +193,19 @@ fn run(args: &Args) -> Result<(), String> {
             256 << 20, // ryll's default GLZ dictionary cap
             2,         // ryll's default compression (auto GLZ)
             None,
-        )
-        .await;
-        watcher.abort();
+        );
+        let res = shutdown::run_until_stopped(session, &stop, &cancel).await;
+        timer.abort();
         res
     });
-    // Every channel task has ended with run_headless, so no packet call is
-    // in flight: closing now captures everything that was accepted.
-    drop(runtime);
-    let closed = sink.close();
+    // Drops every channel task that is still running, and their sockets
+    // with them; after this no packet call is in flight, so closing now
+    // keeps everything that was accepted.
+    runtime.shutdown_timeout(shutdown::RUNTIME_SHUTDOWN);
+    let closed = shutdown::close_for_exit(&sink);
     let secs = started.elapsed().as_secs_f64();
-    for (name, c) in sink.all_counters() {
+    let counters = sink.all_counters();
+    for (name, c) in &counters {
         if c.records + c.dropped_records > 0 {
             println!(
                 "{name}: {} records, {} bytes, {} dropped records ({} bytes)",
@@ -195,14 +213,26 @@ fn run(args: &Args) -> Result<(), String> {
             );
         }
     }
+    let stopped = stop.load(Ordering::SeqCst);
+    let failed = match result {
+        // Stopped (Ctrl-C, SIGTERM, --duration): not an error, however the
+        // session took it.
+        None => None,
+        Some(Err(_)) if stopped || cancel.load(Ordering::SeqCst) => None,
+        Some(Err(e)) => Some(format!("session: {e:#}")),
+        Some(Ok(())) => None,
+    };
+    let nothing = counters.iter().all(|(_, c)| c.records == 0);
+    if let (Some(e), true, true, Ok(_)) = (&failed, nothing, created_dir, &closed) {
+        // A session that never connected leaves no empty capture behind.
+        if let Err(rm) = std::fs::remove_dir_all(&args.capture) {
+            eprintln!("ryll-capture: removing {}: {rm}", args.capture.display());
+        }
+        return Err(e.clone());
+    }
     println!("captured {secs:.1} s into {}", args.capture.display());
     closed.map_err(|e| format!("closing the capture: {e}"))?;
-    match result {
-        Ok(()) => Ok(()),
-        // Ending because we asked to is not an error.
-        Err(_) if cancel.load(Ordering::SeqCst) => Ok(()),
-        Err(e) => Err(format!("session: {e:#}")),
-    }
+    failed.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
@@ -221,5 +251,9 @@ mod tests {
         assert!(parse_url("spice://h:0").is_err());
         assert!(parse_url("spice://:5900").is_err());
         assert!(parse_url("spice://h:99999").is_err());
+        assert!(parse_url("http://h:5900").is_err());
+        assert!(parse_url("a:b:c:5900").is_err());
+        assert!(parse_url("spice://[::1:5900").is_err());
+        assert!(parse_url("spice://user@h:5900").is_err());
     }
 }
