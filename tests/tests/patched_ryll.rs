@@ -1,0 +1,398 @@
+//! The patched ryll itself (`scripts/build-ryll.sh DIR --headless`) against
+//! a real SPICE server, with tshark on loopback as the ground truth:
+//!
+//! - under load (the busy guest scrolling its console), every channel's
+//!   capture is the wire's bytes, or an exact prefix of them missing only
+//!   what the client never read;
+//! - a report asked for mid-session (SIGUSR1, F12 without a window) has a
+//!   `traffic.pcap` that tshark decodes like the same stretch of the wire;
+//! - one SIGINT under load: every connection closes (FIN or RST) within
+//!   1 s, the process exits within 5 s, the manifest is clean;
+//! - a SIGKILLed session's staging is reclaimed by the next start.
+//!
+//! The binary is `$RYLL_BIN`, else `target/ryll-headless/bin/ryll` in the
+//! workspace (where `.ci/run` builds it). Under `CI=true` a missing binary,
+//! tshark, QEMU or guest fails the tests; elsewhere they print SKIPPED.
+
+#[path = "ryll_support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use e2e::live::{self, free_port, start_quiet_qemu, start_spice_guest, start_tshark, Guard};
+use e2e::recorded::{self, Session};
+use e2e::tools;
+use spool::Direction;
+
+/// The patched headless ryll, or `None` (SKIPPED) outside CI.
+fn ryll_bin() -> Option<PathBuf> {
+    let bin = std::env::var_os("RYLL_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ryll-headless/bin/ryll"),
+        PathBuf::from,
+    );
+    if bin.exists() {
+        return Some(bin);
+    }
+    let msg = format!(
+        "{} is missing: build it with `scripts/build-ryll.sh target/ryll-headless --headless` \
+         (.ci/run does)",
+        bin.display()
+    );
+    assert!(!tools::in_ci(), "{msg}");
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// A staging root of this test's own (a tmpfs directory), so that what one
+/// test leaves staged is not reclaimed by another test's ryll.
+fn private_runtime_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ryll-test-runtime-")
+        .tempdir_in("/dev/shm")
+        .expect("a directory on /dev/shm")
+}
+
+/// A running ryll, its log lines forwarded to a channel.
+struct Ryll {
+    child: Child,
+    log: mpsc::Receiver<String>,
+}
+
+impl Ryll {
+    fn start(bin: &Path, port: u16, capture: &Path, runtime: &Path) -> Ryll {
+        let mut child = Command::new(bin)
+            .args(["--headless", "--direct", &format!("127.0.0.1:{port}")])
+            .arg("--capture")
+            .arg(capture)
+            .env("XDG_RUNTIME_DIR", runtime)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting ryll");
+        let (tx, log) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    eprintln!("ryll| {line}");
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Ryll { child, log }
+    }
+
+    /// Waits for a log line containing `what`; returns it.
+    fn wait_for_log(&self, what: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("ryll never logged {what:?}"),
+            }
+        }
+    }
+
+    /// SIGINT, then how long the process took to exit, and its status.
+    fn interrupt(mut self, limit: Duration) -> (Duration, std::process::ExitStatus) {
+        let sent = Instant::now();
+        live::signal(&self.child, libc::SIGINT);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for ryll") {
+                return (sent.elapsed(), status);
+            }
+            if sent.elapsed() > limit + Duration::from_secs(25) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("ryll still running {:?} after SIGINT", sent.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Ryll {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The SPICE messages tshark decodes in `file` (SPICE on `server_port`),
+/// per client port and direction, in order.
+type Decoded = BTreeMap<(u16, Direction), Vec<u16>>;
+
+fn decoded(file: &Path, server_port: u16) -> Decoded {
+    let out = tools::tshark(&[
+        "-r",
+        &file.to_string_lossy(),
+        "-d",
+        &format!("tcp.port=={server_port},spice"),
+        "-T",
+        "fields",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "spice.message_type",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut result = Decoded::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [src, dst, types] = f[..] else { continue };
+        let (Ok(src), Ok(dst)) = (src.parse::<u16>(), dst.parse::<u16>()) else {
+            continue;
+        };
+        let key = if dst == server_port {
+            (src, Direction::ClientToServer)
+        } else {
+            (dst, Direction::ServerToClient)
+        };
+        let list = result.entry(key).or_default();
+        list.extend(types.split(',').filter_map(|t| t.parse::<u16>().ok()));
+    }
+    result
+}
+
+/// Time (Unix seconds) at which each connection (by client port) began
+/// to close: its first FIN or RST, from either side, in the ground truth.
+/// Which side goes first varies: a socket closed with unread data in its
+/// receive buffer sends RST rather than FIN (RFC 1122 4.2.2.13), and the
+/// SPICE server closes the other channels itself once main has closed.
+fn first_closes(truth: &Path, server_port: u16) -> BTreeMap<u16, f64> {
+    let out = tools::tshark(&[
+        "-r",
+        &truth.to_string_lossy(),
+        "-Y",
+        "tcp.flags.fin == 1 || tcp.flags.reset == 1",
+        "-T",
+        "fields",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "frame.time_epoch",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut closes = BTreeMap::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [src, dst, t] = f[..] else { continue };
+        let (Ok(src), Ok(dst), Ok(t)) = (src.parse::<u16>(), dst.parse::<u16>(), t.parse::<f64>())
+        else {
+            continue;
+        };
+        let client = if dst == server_port { src } else { dst };
+        closes.entry(client).or_insert(t);
+    }
+    closes
+}
+
+/// The report zip's `traffic.pcap`, written to `out`.
+fn extract_traffic_pcap(zip_path: &Path, out: &Path) {
+    let file = std::fs::File::open(zip_path).expect("opening the report");
+    let mut zip = zip::ZipArchive::new(file).expect("reading the report zip");
+    let mut entry = zip
+        .by_name("traffic.pcap")
+        .expect("the report has a traffic.pcap");
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes).expect("reading traffic.pcap");
+    std::fs::write(out, bytes).expect("writing traffic.pcap");
+}
+
+/// Every channel of the report decodes as a contiguous stretch of the
+/// same channel on the wire, message for message; returns the number of
+/// messages decoded per channel.
+fn assert_report_decodes_like_the_wire(
+    report_pcap: &Path,
+    truth: &Path,
+    port: u16,
+    session: &Session,
+) -> BTreeMap<String, usize> {
+    let report = decoded(report_pcap, 5900);
+    let wire = decoded(truth, port);
+    let mut counts = BTreeMap::new();
+    for conn in &session.connections {
+        let Some(report_port) = spool2pcap::ports::known_port(&conn.name) else {
+            continue;
+        };
+        for dir in [Direction::ServerToClient, Direction::ClientToServer] {
+            let got = report
+                .get(&(report_port, dir))
+                .map_or(&[][..], Vec::as_slice);
+            let want = wire
+                .get(&(conn.client_port, dir))
+                .map_or(&[][..], Vec::as_slice);
+            let found = got.is_empty()
+                || want
+                    .windows(got.len())
+                    .any(|stretch| stretch == got);
+            assert!(
+                found,
+                "{} {dir:?}: the report's {} messages are not a stretch of the wire's {}",
+                conn.name,
+                got.len(),
+                want.len()
+            );
+            *counts.entry(conn.name.clone()).or_insert(0) += got.len();
+        }
+    }
+    counts
+}
+
+#[test]
+fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
+    if !tools::require("tshark") || !live::require_spice_guest() {
+        return;
+    }
+    let Some(bin) = ryll_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = private_runtime_dir();
+    let port = free_port();
+    let mut guest = start_spice_guest(port, "scroll");
+    let truth = dir.path().join("truth.pcap");
+    let mut tshark = start_tshark(port, &truth);
+
+    let capture = dir.path().join("capture");
+    let ryll = Ryll::start(&bin, port, &capture, runtime.path());
+    // Let the guest boot and scroll for a while.
+    std::thread::sleep(Duration::from_secs(12));
+    live::signal(&ryll.child, libc::SIGUSR1);
+    let wrote = ryll.wait_for_log("bugreport: wrote", Duration::from_secs(30));
+    let report = PathBuf::from(wrote.rsplit("wrote ").next().unwrap().trim());
+    std::thread::sleep(Duration::from_secs(3));
+
+    let sigint_at = unix_now();
+    let (took, status) = ryll.interrupt(Duration::from_secs(5));
+    eprintln!("ryll exited {took:?} after SIGINT: {status:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    tshark.stop(Duration::from_secs(10));
+    guest.stop(Duration::from_secs(5));
+    assert!(status.success(), "ryll after SIGINT: {status:?}");
+    assert!(took <= Duration::from_secs(5), "ryll took {took:?} to exit");
+
+    let session = recorded::load(&truth, port).unwrap();
+    let names: Vec<&str> = session
+        .connections
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    eprintln!("ground truth channels: {names:?}");
+    for want in ["main", "display", "inputs", "cursor"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let display = session.channel("display").unwrap();
+    let display_bytes = display.stream(Direction::ServerToClient).len();
+    assert!(
+        display_bytes > 1 << 20,
+        "the display channel carried only {display_bytes} bytes: not a busy session"
+    );
+
+    // The server saw every connection closed within 1 s of the SIGINT.
+    let closes = first_closes(&truth, port);
+    for conn in &session.connections {
+        let at = closes
+            .get(&conn.client_port)
+            .unwrap_or_else(|| panic!("{}: never closed", conn.name));
+        let after = at - sigint_at;
+        eprintln!("{}: closed {after:.3} s after SIGINT", conn.name);
+        assert!(after <= 1.0, "{}: closed {after:.3} s after SIGINT", conn.name);
+    }
+
+    // Every channel is the wire's bytes, but for two tails of a session
+    // stopped mid-stream: what the server sent after the client's last
+    // read, and a last client message handed to the sink whose write was
+    // dropped (one SPICE message at most: 64 KiB).
+    for line in support::check_stopped_capture(&capture, &session, usize::MAX, 64 << 10) {
+        eprintln!("{line}");
+    }
+    let cap = spool::Capture::open(&capture).unwrap();
+    let manifest = cap.manifest().unwrap();
+    assert!(manifest.clean_shutdown, "{manifest:?}");
+    for (name, c) in &manifest.channels {
+        assert_eq!(c.dropped_records, 0, "{name}: drops at scroll load");
+    }
+
+    // The report, asked for mid-session, decodes like the wire.
+    let report_pcap = dir.path().join("report.pcap");
+    extract_traffic_pcap(&report, &report_pcap);
+    let counts = assert_report_decodes_like_the_wire(&report_pcap, &truth, port, &session);
+    eprintln!("report messages per channel: {counts:?}");
+    assert!(
+        counts.get("display").copied().unwrap_or(0) > 100,
+        "the report decodes too few display messages: {counts:?}"
+    );
+}
+
+#[test]
+fn a_killed_ryll_leaves_staging_that_the_next_start_reclaims() {
+    if !tools::require("qemu-system-x86_64") {
+        return;
+    }
+    let Some(bin) = ryll_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = private_runtime_dir();
+    let port = free_port();
+    let _qemu: Guard = start_quiet_qemu(port);
+    live::wait_for_port(port, Duration::from_secs(30));
+
+    let killed = dir.path().join("killed");
+    let mut first = Ryll::start(&bin, port, &killed, runtime.path());
+    std::thread::sleep(Duration::from_secs(4));
+    live::signal(&first.child, libc::SIGKILL);
+    let _ = first.child.wait();
+    let manifest = spool::manifest::Manifest::load(&killed.join("manifest.json")).unwrap();
+    assert!(!manifest.clean_shutdown);
+    let staging = PathBuf::from(manifest.staging_dir.expect("a staging directory"));
+    assert!(staging.is_dir(), "{} is gone already", staging.display());
+
+    let next = dir.path().join("next");
+    let second = Ryll::start(&bin, port, &next, runtime.path());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while staging.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} was not reclaimed",
+            staging.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, status) = second.interrupt(Duration::from_secs(5));
+    assert!(status.success());
+
+    let cap = spool::Capture::open(&killed).unwrap();
+    let manifest = cap.manifest().unwrap();
+    assert!(manifest.staging_dir.is_none(), "{manifest:?}");
+    let mut records = 0;
+    for ch in cap.channels() {
+        let mut r = cap.reader(&ch.name).unwrap();
+        while let Some(ev) = r.next_event() {
+            if let spool::reader::Event::Data(_) = ev {
+                records += 1;
+            }
+        }
+    }
+    assert!(records > 0, "nothing of the killed session was kept");
+}
