@@ -22,10 +22,11 @@ use spool::reader::{Capture, ChannelReader, Damage, Event, OpenError};
 
 use crate::channel::{ChannelFramer, Synthesis};
 use crate::frames::MAX_FRAME_LEN;
+use crate::guard::{clean, open_capture, CaptureError, InputFiles, MAX_TEXT_CHARS};
 use crate::merge::{merge_into, ChannelSource};
 use crate::metadata::SessionMetadata;
 use crate::output::{
-    create_output_dir, create_output_file, Format, InterfaceInfo, InterfaceStats, PacketSink,
+    create_output_file, CreateError, Format, InterfaceInfo, InterfaceStats, OutputDir, PacketSink,
     SectionInfo, OUTPUT_BUFFER_BYTES,
 };
 use crate::ports::{PortMap, SERVER_PORT};
@@ -158,7 +159,10 @@ impl ConvertReport {
     /// Data records read from staged segments, all channels: what a crash
     /// left in memory and this conversion recovered.
     pub fn staged_records(&self) -> u64 {
-        self.channels.iter().map(|c| c.staged_records).sum()
+        self.channels
+            .iter()
+            .map(|c| c.staged_records)
+            .fold(0, u64::saturating_add)
     }
 
     /// Every damage found, all channels.
@@ -173,7 +177,10 @@ impl ConvertReport {
 
     /// Frames written, all channels.
     pub fn frames(&self) -> u64 {
-        self.channels.iter().map(|c| c.frames).sum()
+        self.channels
+            .iter()
+            .map(|c| c.frames)
+            .fold(0, u64::saturating_add)
     }
 
     /// The files written, each once, in the order written.
@@ -228,7 +235,7 @@ pub fn shell_quote(path: &Path) -> String {
 pub enum ConvertError {
     /// The capture directory could not be read.
     #[error(transparent)]
-    Open(#[from] OpenError),
+    Open(#[from] CaptureError),
     /// A requested channel is not in the capture.
     #[error("{capture}: no channel {name:?} (channels: {available})")]
     NoSuchChannel {
@@ -254,7 +261,7 @@ pub enum ConvertError {
         /// What could not be created.
         path: PathBuf,
         /// Why.
-        source: io::Error,
+        source: CreateError,
     },
     /// Writing the output failed (disk full, closed pipe…). The output is
     /// incomplete.
@@ -274,10 +281,17 @@ impl ConvertError {
     /// Whether the error is the caller's mistake (a usage error) rather than
     /// a problem with the input or the output.
     pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            ConvertError::NoSuchChannel { .. } | ConvertError::FollowNeedsStream
-        )
+        match self {
+            ConvertError::NoSuchChannel { .. } | ConvertError::FollowNeedsStream => true,
+            ConvertError::Create { source, .. } => source.is_usage(),
+            _ => false,
+        }
+    }
+}
+
+impl From<OpenError> for ConvertError {
+    fn from(e: OpenError) -> ConvertError {
+        ConvertError::Open(CaptureError::Open(e))
     }
 }
 
@@ -353,12 +367,13 @@ pub fn convert_with_progress(
     opts: &ConvertOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ConvertReport, ConvertError> {
-    let mut cap = Capture::open(capture)?;
+    let mut cap = open_capture(capture)?;
     cap.set_mapping(opts.mmap);
+    let inputs = InputFiles::of(capture, &cap)?;
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let selected = select_channels(&cap, &opts.channels)?;
     let mut report = ConvertReport {
-        problems: cap.problems().to_vec(),
+        problems: cleaned(cap.problems()),
         clean_shutdown: cap.manifest().map(|m| m.clean_shutdown),
         redaction: opts.redact,
         ..ConvertReport::default()
@@ -374,7 +389,7 @@ pub fn convert_with_progress(
         .flat_map(|f| f.segments.iter())
         .filter_map(|s| std::fs::symlink_metadata(&s.path).ok())
         .map(|m| m.len())
-        .sum();
+        .fold(0, u64::saturating_add);
 
     let mut readers: Vec<ChannelReader> = selected
         .iter()
@@ -415,25 +430,37 @@ pub fn convert_with_progress(
     // opened in the others and written below.
     let merged = match &opts.destination {
         Destination::Dir(dir) => {
+            let out =
+                OutputDir::open(dir, Some(&inputs)).map_err(|source| ConvertError::Create {
+                    path: dir.clone(),
+                    source,
+                })?;
             let mut targets = Vec::with_capacity(selected.len());
             for name in &selected {
                 // The reader validated the name already; a file name is made
                 // from it here, so check again rather than trust at a distance.
                 validate_channel_name(name)?;
-                let path = dir.join(format!("{name}.{ext}"));
-                if !opts.force && std::fs::symlink_metadata(&path).is_ok() {
+                let file_name = format!("{name}.{ext}");
+                let path = dir.join(&file_name);
+                let exists = out
+                    .contains(&file_name)
+                    .map_err(|source| ConvertError::Create {
+                        path: path.clone(),
+                        source,
+                    })?;
+                if !opts.force && exists {
                     return Err(ConvertError::Exists(path));
                 }
-                targets.push(path);
+                targets.push((file_name, path));
             }
-            create_output_dir(dir).map_err(|source| ConvertError::Create {
-                path: dir.clone(),
-                source,
-            })?;
             let mut done_before = 0u64;
-            for ((reader, path), description) in readers.iter_mut().zip(targets).zip(&descriptions)
+            for ((reader, (file_name, path)), description) in
+                readers.iter_mut().zip(targets).zip(&descriptions)
             {
-                let file = buffered(open_output(&path, opts.force)?);
+                let file = out
+                    .create_file(&file_name, opts.force, Some(&inputs))
+                    .map_err(|source| create_error(&path, source))?;
+                let file = buffered(file);
                 let write_err = |source| ConvertError::Write {
                     path: path.clone(),
                     source,
@@ -453,7 +480,7 @@ pub fn convert_with_progress(
                     &mut frame,
                     &mut |done| {
                         progress(Progress {
-                            done: done_before + done,
+                            done: done_before.saturating_add(done),
                             total,
                         })
                     },
@@ -461,7 +488,7 @@ pub fn convert_with_progress(
                 .and_then(|()| write_channel_stats(&mut sink, reader, &framer, clock))
                 .and_then(|()| finish(sink))
                 .map_err(write_err)?;
-                done_before += reader.stats().file_bytes;
+                done_before = done_before.saturating_add(reader.stats().file_bytes);
                 report
                     .channels
                     .push(channel_report(reader, &framer, &ports, Some(path)));
@@ -469,16 +496,14 @@ pub fn convert_with_progress(
             None
         }
         Destination::File(path) => {
-            if !opts.force && std::fs::symlink_metadata(path).is_ok() {
-                return Err(ConvertError::Exists(path.clone()));
-            }
-            Some((buffered(open_output(path, opts.force)?), path.clone()))
+            let file = open_output(path, opts.force, Some(&inputs))?;
+            Some((buffered(file), path.clone()))
         }
         Destination::Stdout => {
             let path = PathBuf::from("<stdout>");
             let file = stdout_file().map_err(|source| ConvertError::Create {
                 path: path.clone(),
-                source,
+                source: source.into(),
             })?;
             Some((buffered(file), path))
         }
@@ -588,7 +613,7 @@ fn section_info(
         .map(|m| m.session_id.as_str())
         .or(peeked_id.as_deref())
     {
-        session.push_str(&format!(" of session {id}"));
+        session.push_str(&format!(" of session {}", clean(id, MAX_TEXT_CHARS)));
     }
     if let Some(ns) = session_start {
         session.push_str(&format!(", started {}", crate::info::format_unix_ns(ns)));
@@ -629,7 +654,7 @@ fn section_info(
              statistics).",
             manifest
                 .and_then(|m| m.staging_dir.as_deref())
-                .unwrap_or("staging directory")
+                .map_or_else(|| "staging directory".into(), |s| clean(s, MAX_TEXT_CHARS))
         ));
     } else if manifest.is_some_and(|m| m.errors.iter().any(|e| e.starts_with("recovered "))) {
         lines.push(
@@ -640,7 +665,9 @@ fn section_info(
     }
     if let Some(m) = manifest {
         for (name, t) in m.trimmed.iter().filter(|(_, t)| t.segments > 0) {
-            lines.push(format!("Trimmed: {}.", trimmed_note(name, t)));
+            // Names of channels the capture may not have: unchecked.
+            let name = clean(name, MAX_TEXT_CHARS);
+            lines.push(format!("Trimmed: {}.", trimmed_note(&name, t)));
         }
     }
     if redact.any() {
@@ -690,19 +717,11 @@ pub(crate) fn select_channels(
     cap: &Capture,
     wanted: &[String],
 ) -> Result<Vec<String>, ConvertError> {
-    for name in wanted {
-        if !cap.channels().iter().any(|c| &c.name == name) {
-            let available: Vec<&str> = cap.channels().iter().map(|c| c.name.as_str()).collect();
-            return Err(ConvertError::NoSuchChannel {
-                capture: cap.dir().to_path_buf(),
-                name: name.chars().take(64).collect(),
-                available: if available.is_empty() {
-                    "none".to_string()
-                } else {
-                    available.join(", ")
-                },
-            });
-        }
+    if let Some(name) = wanted
+        .iter()
+        .find(|name| !cap.channels().iter().any(|c| &c.name == *name))
+    {
+        return Err(no_such_channel(cap, name));
     }
     Ok(cap
         .channels()
@@ -712,19 +731,45 @@ pub(crate) fn select_channels(
         .collect())
 }
 
-/// Creates an output file (see [`create_output_file`]), unbuffered.
-pub(crate) fn open_output(path: &Path, force: bool) -> Result<File, ConvertError> {
-    let file = create_output_file(path, force).map_err(|source| {
-        if source.kind() == io::ErrorKind::AlreadyExists {
-            ConvertError::Exists(path.to_path_buf())
+/// The usage error of asking for channel `name`, which `cap` lacks.
+pub(crate) fn no_such_channel(cap: &Capture, name: &str) -> ConvertError {
+    let available: Vec<&str> = cap.channels().iter().map(|c| c.name.as_str()).collect();
+    ConvertError::NoSuchChannel {
+        capture: cap.dir().to_path_buf(),
+        name: name.chars().take(64).collect(),
+        available: if available.is_empty() {
+            "none".to_string()
         } else {
-            ConvertError::Create {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    })?;
-    Ok(file)
+            available.join(", ")
+        },
+    }
+}
+
+/// Creates an output file (see [`create_output_file`]), unbuffered; one
+/// of `inputs` is refused.
+pub(crate) fn open_output(
+    path: &Path,
+    force: bool,
+    inputs: Option<&InputFiles>,
+) -> Result<File, ConvertError> {
+    create_output_file(path, force, inputs).map_err(|source| create_error(path, source))
+}
+
+/// The conversion error of creating `path` failing.
+fn create_error(path: &Path, source: CreateError) -> ConvertError {
+    match source {
+        CreateError::Exists => ConvertError::Exists(path.to_path_buf()),
+        source => ConvertError::Create {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Notes about a capture (skipped entries, unreadable files), which name
+/// what the capture holds, fit to print ([`clean`]).
+pub(crate) fn cleaned(problems: &[String]) -> Vec<String> {
+    problems.iter().map(|p| clean(p, MAX_TEXT_CHARS)).collect()
 }
 
 /// The buffer in front of a conversion's output. Writes to a regular file

@@ -31,7 +31,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use pcap_file::PcapError;
-use spool::reader::{Capture, Event};
+use spool::reader::Event;
 
 use crate::channel::{ChannelFramer, Synthesis};
 use crate::convert::{framer_for, select_channels, session_clock, ConvertError, TimeMode};
@@ -243,11 +243,11 @@ pub fn write_excerpt<W: Write>(
     opts: &ExcerptOptions,
     out: W,
 ) -> Result<ExcerptReport, ExcerptError> {
-    let cap = Capture::open(capture).map_err(ConvertError::from)?;
+    let cap = crate::guard::open_capture(capture).map_err(ConvertError::from)?;
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let selected = select_channels(&cap, &opts.channels)?;
     let mut report = ExcerptReport {
-        problems: cap.problems().to_vec(),
+        problems: crate::convert::cleaned(cap.problems()),
         ..ExcerptReport::default()
     };
 

@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use spool::limit::Trimmed;
 use spool::manifest::ChannelSummary;
-use spool::reader::{Capture, Damage, Event, OpenError};
+use spool::reader::{Damage, Event};
 
-use crate::convert::{decode_as, shell_quote, wireshark_command};
+use crate::convert::{cleaned, decode_as, shell_quote, wireshark_command};
+use crate::guard::{clean, open_capture, CaptureError, MAX_TEXT_CHARS};
 use crate::metadata::SessionMetadata;
 use crate::ports::PortMap;
 
@@ -41,7 +42,7 @@ impl From<&Damage> for DamageInfo {
             file: d.file.clone(),
             offset: d.offset,
             len: d.len,
-            kind: d.kind.to_string(),
+            kind: clean(&d.kind.to_string(), MAX_TEXT_CHARS),
             records_lost: d.records_lost,
             torn_tail: d.is_torn_tail(),
         }
@@ -156,7 +157,10 @@ pub struct CaptureInfo {
 impl CaptureInfo {
     /// Damaged regions, all channels.
     pub fn damage_count(&self) -> u64 {
-        self.channels.iter().map(|c| c.damage_count).sum()
+        self.channels
+            .iter()
+            .map(|c| c.damage_count)
+            .fold(0, u64::saturating_add)
     }
 
     /// Whether anything is damaged or missing: damage in a segment, or a
@@ -185,14 +189,14 @@ pub struct RecoveredInfo {
 pub fn scan(
     capture: &Path,
     on_damage: &mut dyn FnMut(&str, &Damage),
-) -> Result<CaptureInfo, OpenError> {
-    let mut cap = Capture::open(capture)?;
+) -> Result<CaptureInfo, CaptureError> {
+    let mut cap = open_capture(capture)?;
     // `info` and `verify` are how a suspect capture is looked at: a disk
     // error must come out as a report, never as a SIGBUS of a mapping.
     cap.set_mapping(false);
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let manifest = cap.manifest();
-    let mut problems = cap.problems().to_vec();
+    let mut problems = cleaned(cap.problems());
     let metadata = crate::metadata::load(capture).unwrap_or_else(|e| {
         problems.push(e);
         None
@@ -201,12 +205,12 @@ pub fn scan(
     let mut info = CaptureInfo {
         capture: capture.to_path_buf(),
         manifest_present: manifest.is_some(),
-        session_id: manifest.map(|m| m.session_id.clone()),
+        session_id: manifest.map(|m| clean(&m.session_id, MAX_TEXT_CHARS)),
         session_start_unix_ns: manifest.map(|m| m.session_start_unix_ns),
         clean_shutdown: manifest.map(|m| m.clean_shutdown),
         closed_unix_ns: manifest.and_then(|m| m.closed_unix_ns),
         staged_segments: cap.has_staged_segments(),
-        writer_errors: manifest.map(|m| m.errors.clone()).unwrap_or_default(),
+        writer_errors: manifest.map(|m| cleaned(&m.errors)).unwrap_or_default(),
         problems,
         mismatches: Vec::new(),
         channels: Vec::new(),
@@ -244,12 +248,12 @@ pub fn scan(
                     let n = d.payload.len() as u64;
                     match d.direction {
                         spool::Direction::ClientToServer => {
-                            rc2s += 1;
-                            bc2s += n;
+                            rc2s = rc2s.saturating_add(1);
+                            bc2s = bc2s.saturating_add(n);
                         }
                         spool::Direction::ServerToClient => {
-                            rs2c += 1;
-                            bs2c += n;
+                            rs2c = rs2c.saturating_add(1);
+                            bs2c = bs2c.saturating_add(n);
                         }
                     }
                 }
@@ -291,8 +295,11 @@ pub fn scan(
             dropped_records: st.dropped_records,
             dropped_bytes: st.dropped_bytes,
             damage_count: damage.len() as u64,
-            damaged_records: damage.iter().map(|d| d.records_lost).sum(),
-            damaged_bytes: damage.iter().map(|d| d.len).sum(),
+            damaged_records: damage
+                .iter()
+                .map(|d| d.records_lost)
+                .fold(0, u64::saturating_add),
+            damaged_bytes: damage.iter().map(|d| d.len).fold(0, u64::saturating_add),
             closed_cleanly: st.closed_cleanly,
             manifest: summary,
             staged_records: st.staged_records,
@@ -316,14 +323,18 @@ pub fn scan(
 
 /// Fills the summary's one-line facts: shutdown, recovery, trimming.
 fn add_facts(info: &mut CaptureInfo, manifest: Option<&spool::Manifest>) {
-    info.staged_records = info.channels.iter().map(|c| c.staged_records).sum();
+    info.staged_records = info
+        .channels
+        .iter()
+        .map(|c| c.staged_records)
+        .fold(0, u64::saturating_add);
     let note = manifest.and_then(|m| {
         m.errors
             .iter()
             .find(|e| e.starts_with("recovered "))
-            .cloned()
+            .map(|e| clean(e, MAX_TEXT_CHARS))
     });
-    let staging = manifest.and_then(|m| m.staging_dir.clone());
+    let staging = manifest.and_then(|m| m.staging_dir.as_deref().map(|s| clean(s, MAX_TEXT_CHARS)));
     if info.unclean_shutdown {
         info.facts.push(
             "Unclean shutdown: the session did not shut down cleanly (writer killed or \

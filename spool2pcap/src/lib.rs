@@ -61,6 +61,7 @@ pub mod channel;
 pub mod convert;
 pub mod excerpt;
 pub mod frames;
+pub mod guard;
 pub mod info;
 pub mod live;
 pub mod merge;

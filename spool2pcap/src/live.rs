@@ -33,7 +33,7 @@ use std::time::Duration;
 use pcap_file::PcapError;
 use spool::follow::{Follower, Status};
 use spool::format::Direction;
-use spool::manifest::{Manifest, MANIFEST_FILE};
+use spool::manifest::Manifest;
 use spool::reader::{Damage, Event, Gap};
 
 use crate::channel::ChannelFramer;
@@ -42,6 +42,7 @@ use crate::convert::{
     Clock, ConvertError, ConvertOptions, ConvertReport, Destination, TimeMode,
 };
 use crate::frames::MAX_FRAME_LEN;
+use crate::guard::{clean, load_manifest, open_capture, InputFiles, MAX_TEXT_CHARS};
 use crate::output::{InterfaceInfo, PacketSink, SectionInfo, OUTPUT_BUFFER_BYTES};
 use crate::ports::{PortMap, SERVER_PORT};
 use crate::redact::Redactor;
@@ -130,8 +131,8 @@ impl<W: Write> State<W> {
         let live = &mut self.lives[i];
         match event {
             Event::Data(d) => {
-                live.records += 1;
-                live.bytes += d.payload.len() as u64;
+                live.records = live.records.saturating_add(1);
+                live.bytes = live.bytes.saturating_add(d.payload.len() as u64);
                 let start = self.arena.len();
                 self.arena.extend_from_slice(d.payload);
                 live.pending.push(Pending::Data {
@@ -142,9 +143,9 @@ impl<W: Write> State<W> {
                 });
             }
             Event::Gap(g) => {
-                live.gaps += 1;
-                live.dropped_records += g.records();
-                live.dropped_bytes += g.bytes();
+                live.gaps = live.gaps.saturating_add(1);
+                live.dropped_records = live.dropped_records.saturating_add(g.records());
+                live.dropped_bytes = live.dropped_bytes.saturating_add(g.bytes());
                 live.pending.push(Pending::Gap(g));
             }
             Event::Damage(d) => {
@@ -162,8 +163,9 @@ impl<W: Write> State<W> {
     fn add_channel(&mut self, name: &str) -> usize {
         let port = self.ports.assign(name);
         // The manifest says whether the flight recorder trimmed its start.
-        let trimmed = Manifest::load(&self.dir.join(MANIFEST_FILE))
+        let trimmed = load_manifest(&self.dir)
             .ok()
+            .flatten()
             .and_then(|m| m.trimmed.get(name).copied())
             .filter(|t| t.segments > 0);
         let framer = ChannelFramer::new(name, port, 0, self.opts.synth)
@@ -266,41 +268,76 @@ pub fn follow(
     opts: &ConvertOptions,
     interval: Duration,
 ) -> Result<ConvertReport, ConvertError> {
+    if let Destination::Dir(_) = opts.destination {
+        return Err(ConvertError::FollowNeedsStream);
+    }
+    // Everything about the capture and the arguments is checked before the
+    // output is created: a failure leaves no empty file behind.
+    let cap = open_capture(capture)?;
+    let inputs = InputFiles::of(capture, &cap)?;
+    check_wanted(&cap, &opts.channels)?;
+    let follower = Follower::open(capture)?;
     match &opts.destination {
         Destination::Dir(_) => Err(ConvertError::FollowNeedsStream),
         Destination::File(path) => {
-            if !opts.force && std::fs::symlink_metadata(path).is_ok() {
-                return Err(ConvertError::Exists(path.clone()));
-            }
-            // Opened before the capture is, so a reader of the file (or the
-            // test that waits for it) sees it at once.
-            let file = open_output(path, opts.force)?;
+            // Created before the first poll, so a reader of the file (or
+            // the test that waits for it) sees it at once.
+            let file = open_output(path, opts.force, Some(&inputs))?;
             let file = io::BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file);
-            follow_into(capture, opts, interval, file, path.clone())
+            follow_into(capture, follower, opts, interval, file, path.clone())
         }
         Destination::Stdout => {
             let out = stdout_file().map_err(|source| ConvertError::Create {
                 path: PathBuf::from("<stdout>"),
-                source,
+                source: source.into(),
             })?;
             let out = io::BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, out);
-            follow_into(capture, opts, interval, out, PathBuf::from("<stdout>"))
+            follow_into(
+                capture,
+                follower,
+                opts,
+                interval,
+                out,
+                PathBuf::from("<stdout>"),
+            )
         }
+    }
+}
+
+/// The usage error of a `--channel` that names neither a channel of the
+/// capture nor a SPICE channel, which a live session could still open:
+/// following would wait for it in vain.
+fn check_wanted(cap: &spool::Capture, wanted: &[String]) -> Result<(), ConvertError> {
+    let possible = |name: &str| {
+        cap.channels().iter().any(|c| c.name == name)
+            || crate::ports::spice_channel_type(name).is_some()
+    };
+    match wanted.iter().find(|w| !possible(w)) {
+        Some(name) => Err(crate::convert::no_such_channel(cap, name)),
+        None => Ok(()),
     }
 }
 
 fn follow_into<W: Write>(
     capture: &Path,
+    mut follower: Follower,
     opts: &ConvertOptions,
     interval: Duration,
     out: W,
     path: PathBuf,
 ) -> Result<ConvertReport, ConvertError> {
-    let mut follower = Follower::open(capture)?;
-    let manifest = Manifest::load(&capture.join(MANIFEST_FILE)).ok();
+    let mut problems = Vec::new();
+    let manifest = match load_manifest(capture) {
+        Ok(m) => m,
+        Err(e) => {
+            problems.push(clean(&e.to_string(), MAX_TEXT_CHARS));
+            None
+        }
+    };
     let session_start = manifest.as_ref().map(|m| m.session_start_unix_ns);
     let mut report = ConvertReport {
         redaction: opts.redact,
+        problems,
         ..ConvertReport::default()
     };
     let clock = match (opts.time, session_start) {
@@ -444,7 +481,7 @@ fn section_info(
     if let Some(m) = manifest {
         session.push_str(&format!(
             " of session {}, started {}",
-            m.session_id,
+            clean(&m.session_id, MAX_TEXT_CHARS),
             crate::info::format_unix_ns(m.session_start_unix_ns)
         ));
     }

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use spool2pcap::convert::{ConvertError, ConvertReport, Destination};
+use spool2pcap::guard::{clean, MAX_TEXT_CHARS};
 use spool2pcap::info::{scan, write_text};
 use spool2pcap::{ConvertOptions, Format, Progress, Redaction, Synthesis, TimeMode};
 
@@ -341,7 +342,11 @@ fn print_report(report: &ConvertReport) {
         let _ = writeln!(err, "redacted: {}", report.redaction.describe());
     }
     for d in report.damage() {
-        let _ = writeln!(err, "spool2pcap: damage: {d}");
+        let _ = writeln!(
+            err,
+            "spool2pcap: damage: {}",
+            clean(&d.to_string(), MAX_TEXT_CHARS)
+        );
     }
     // The exact command that opens the result with SPICE decoding on.
     let commands = report.wireshark_commands();
@@ -394,7 +399,7 @@ fn run_verify(dir: PathBuf) -> ExitCode {
             "{channel}: {}: offset {}: {}",
             d.file.display(),
             d.offset,
-            d.kind
+            clean(&d.kind.to_string(), MAX_TEXT_CHARS)
         );
     });
     let info = match result {
@@ -410,7 +415,11 @@ fn run_verify(dir: PathBuf) -> ExitCode {
     for m in &info.mismatches {
         let _ = writeln!(out, "mismatch: {m}");
     }
-    let records: u64 = info.channels.iter().map(|c| c.records).sum();
+    let records = info
+        .channels
+        .iter()
+        .map(|c| c.records)
+        .fold(0, u64::saturating_add);
     let verdict = if info.has_damage() { "DAMAGED" } else { "OK" };
     let _ = writeln!(
         out,

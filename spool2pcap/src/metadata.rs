@@ -12,9 +12,6 @@
 //! control characters are replaced and every value is cut to
 //! [`MAX_FIELD_CHARS`].
 
-use std::fs::OpenOptions;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::Serialize;
@@ -87,38 +84,19 @@ impl SessionMetadata {
     }
 }
 
-/// Reads `<capture>/metadata.json`. `Ok(None)` if there is none; `Err`
-/// says why an existing one was ignored.
+/// Reads `<capture>/metadata.json` (through [`crate::guard::read_input`]:
+/// no symlink followed, no FIFO waited on). `Ok(None)` if there is none;
+/// `Err` says why an existing one was ignored.
 pub fn load(capture: &Path) -> Result<Option<SessionMetadata>, String> {
     let path = capture.join(METADATA_FILE);
-    let shown = path.display();
-    // No following a planted symlink, and no blocking on a FIFO.
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{shown}: {e}: ignored")),
+    let text = match crate::guard::read_input(&path, MAX_METADATA_BYTES) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(format!("{e}: ignored")),
     };
-    match file.metadata() {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(format!("{shown}: not a regular file: ignored")),
-        Err(e) => return Err(format!("{shown}: {e}: ignored")),
-    }
-    let mut text = Vec::new();
-    file.take(MAX_METADATA_BYTES + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| format!("{shown}: {e}: ignored"))?;
-    if text.len() as u64 > MAX_METADATA_BYTES {
-        return Err(format!(
-            "{shown}: larger than {MAX_METADATA_BYTES} bytes: ignored"
-        ));
-    }
     parse(&text)
         .map(Some)
-        .map_err(|e| format!("{shown}: {e}: ignored"))
+        .map_err(|e| format!("{}: {e}: ignored", path.display()))
 }
 
 /// Parses the text of a metadata file.
@@ -152,14 +130,9 @@ pub fn parse(text: &[u8]) -> Result<SessionMetadata, String> {
     })
 }
 
-/// A value fit for a file comment and a terminal: control characters
-/// replaced, surrounding space trimmed, at most [`MAX_FIELD_CHARS`].
+/// A value fit for a file comment and a terminal ([`crate::guard::clean`]).
 fn clean(s: &str) -> String {
-    s.trim()
-        .chars()
-        .take(MAX_FIELD_CHARS)
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .collect()
+    crate::guard::clean(s, MAX_FIELD_CHARS)
 }
 
 #[cfg(test)]

@@ -482,8 +482,9 @@ fn progress_reaches_the_total() {
 #[test]
 fn manifest_session_start_is_used_without_headers() {
     // Only the manifest knows the session start when no header is valid; a
-    // capture with a manifest and no channels converts to nothing.
+    // capture with a manifest and an empty spool/ converts to nothing.
     let cap = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cap.path().join("spool")).unwrap();
     // Written as JSON rather than through `spool::Manifest`, so that fields
     // the spool adds later (with serde defaults) do not break this test.
     let m = serde_json::json!({

@@ -1,0 +1,344 @@
+//! What a capture directory may make spool2pcap do, and the checks that
+//! hold it to that.
+//!
+//! Bug reports come from strangers, so a capture directory is untrusted
+//! input. It may make spool2pcap read the regular files inside it (bounded
+//! in size), skip and report what is damaged, and copy what it says, with
+//! control characters replaced and lengths cut, into the output and onto
+//! the terminal. It may not make spool2pcap block, follow a symlink it
+//! planted, write anywhere but the output the user named, overwrite one of
+//! the capture's own files, or write a file Wireshark refuses.
+//!
+//! This module holds the input side of that: [`open_input`] (every file
+//! spool2pcap itself opens in a capture), [`open_capture`] (the checks
+//! every command makes before reading a capture), [`InputFiles`] (what an
+//! output must not be) and [`clean`] (every capture string before it is
+//! shown). The output side is in [`crate::output`].
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use spool::manifest::{Manifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
+use spool::reader::{Capture, OpenError, SPOOL_DIR};
+
+/// Why a file of a capture was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// A symlink, FIFO, device, socket or directory where a file should be.
+    #[error("{0}: not a regular file: refused")]
+    NotRegular(PathBuf),
+    /// The file is larger than anything ryll writes there.
+    #[error("{path}: larger than {max} bytes: refused")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        max: u64,
+    },
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The file is not what its name says (invalid JSON, wrong fields).
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+/// Opens a file of a capture for reading: `Ok(None)` if there is none. A
+/// symlink, FIFO, device or anything else that is not a regular file is
+/// refused: it is looked at without following it first, and the file that
+/// was opened is checked again, so that neither a planted link nor a FIFO
+/// swapped in meanwhile is followed or waited on (the open never blocks).
+pub fn open_input(path: &Path) -> Result<Option<File>, InputError> {
+    let io_err = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.is_file() => {}
+        Ok(_) => return Err(InputError::NotRegular(path.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(InputError::NotRegular(path.to_path_buf()))
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    if !file.metadata().map_err(io_err)?.is_file() {
+        return Err(InputError::NotRegular(path.to_path_buf()));
+    }
+    Ok(Some(file))
+}
+
+/// The contents of a capture file opened by [`open_input`], refused if it
+/// is larger than `max` bytes; `Ok(None)` if there is none.
+pub fn read_input(path: &Path, max: u64) -> Result<Option<Vec<u8>>, InputError> {
+    let Some(file) = open_input(path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|source| InputError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if bytes.len() as u64 > max {
+        return Err(InputError::TooLarge {
+            path: path.to_path_buf(),
+            max,
+        });
+    }
+    Ok(Some(bytes))
+}
+
+/// The manifest of `capture`, read by [`read_input`]: `Ok(None)` if there
+/// is none.
+pub fn load_manifest(capture: &Path) -> Result<Option<Manifest>, InputError> {
+    let path = capture.join(MANIFEST_FILE);
+    let Some(text) = read_input(&path, MAX_MANIFEST_BYTES)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|source| InputError::Parse { path, source })
+}
+
+/// Why a capture directory cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The spool reader could not open it.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// `manifest.json` is not a regular file.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// There is a manifest but no `spool/` directory: nothing to read.
+    #[error("{0}: no spool/ directory: nothing was recorded here, or it was removed")]
+    NoSpool(PathBuf),
+    /// `spool/` is a symlink or not a directory.
+    #[error("{0}: a symlink or not a directory: refused")]
+    SpoolNotADirectory(PathBuf),
+    /// Listing the capture to protect its files took too many entries.
+    #[error("{0}: more than {MAX_INPUT_ENTRIES} entries: not a capture directory")]
+    TooManyEntries(PathBuf),
+}
+
+/// Checks what [`Capture::open`] and the follower take on trust: that
+/// `manifest.json`, if there is one, is a regular file (they open it with a
+/// plain, blocking `open`), and that `spool/` is a real directory.
+pub fn check_capture_dir(dir: &Path) -> Result<(), CaptureError> {
+    let manifest = dir.join(MANIFEST_FILE);
+    let has_manifest = match std::fs::symlink_metadata(&manifest) {
+        Ok(md) if md.is_file() => true,
+        Ok(_) => return Err(InputError::NotRegular(manifest).into()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(source) => {
+            return Err(InputError::Io {
+                path: manifest,
+                source,
+            }
+            .into())
+        }
+    };
+    let spool = dir.join(SPOOL_DIR);
+    match std::fs::symlink_metadata(&spool) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(CaptureError::SpoolNotADirectory(spool)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Err(source) = std::fs::metadata(dir) {
+                return Err(OpenError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                }
+                .into());
+            }
+            if has_manifest {
+                Err(CaptureError::NoSpool(spool))
+            } else {
+                Err(OpenError::NotACapture(dir.to_path_buf()).into())
+            }
+        }
+        Err(source) => Err(OpenError::Io {
+            path: spool,
+            source,
+        }
+        .into()),
+    }
+}
+
+/// Opens a capture directory for reading, after [`check_capture_dir`].
+/// Every command that reads a capture opens it here.
+pub fn open_capture(dir: &Path) -> Result<Capture, CaptureError> {
+    check_capture_dir(dir)?;
+    Ok(Capture::open(dir)?)
+}
+
+/// Entries of a capture directory [`InputFiles::of`] looks at before giving
+/// up: ryll writes a few per channel and segment.
+pub const MAX_INPUT_ENTRIES: usize = 1 << 20;
+
+/// How deep [`InputFiles::of`] descends: a capture is
+/// `spool/<channel>/<segment>`, three levels.
+const MAX_INPUT_DEPTH: usize = 8;
+
+/// A file's identity: device and inode.
+type FileId = (u64, u64);
+
+fn id_of(md: &std::fs::Metadata) -> FileId {
+    (md.dev(), md.ino())
+}
+
+/// The files of a capture, by device and inode, so that an output can be
+/// refused if it is one of them however it is named (a path through `..`,
+/// a hard link, the segment itself).
+#[derive(Debug, Clone, Default)]
+pub struct InputFiles {
+    files: HashSet<FileId>,
+    spool_dir: Option<FileId>,
+}
+
+impl InputFiles {
+    /// Every file under `dir` (symlinks not followed), and the segments
+    /// `cap` lists outside it (staged ones).
+    pub fn of(dir: &Path, cap: &Capture) -> Result<InputFiles, CaptureError> {
+        let mut inputs = InputFiles {
+            spool_dir: std::fs::symlink_metadata(dir.join(SPOOL_DIR))
+                .ok()
+                .filter(|m| m.is_dir())
+                .map(|m| id_of(&m)),
+            ..InputFiles::default()
+        };
+        let mut seen = 0usize;
+        let mut stack = vec![(dir.to_path_buf(), 0usize)];
+        while let Some((d, depth)) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                seen += 1;
+                if seen > MAX_INPUT_ENTRIES {
+                    return Err(CaptureError::TooManyEntries(dir.to_path_buf()));
+                }
+                let Ok(md) = std::fs::symlink_metadata(entry.path()) else {
+                    continue;
+                };
+                if md.is_dir() {
+                    if depth < MAX_INPUT_DEPTH {
+                        stack.push((entry.path(), depth + 1));
+                    }
+                } else {
+                    inputs.files.insert(id_of(&md));
+                }
+            }
+        }
+        for seg in cap.channels().iter().flat_map(|c| c.segments.iter()) {
+            if let Ok(md) = std::fs::symlink_metadata(&seg.path) {
+                inputs.files.insert(id_of(&md));
+            }
+        }
+        Ok(inputs)
+    }
+
+    /// Whether the file `md` describes is one of the capture's.
+    pub fn contains(&self, md: &std::fs::Metadata) -> bool {
+        self.files.contains(&id_of(md))
+    }
+
+    /// The capture's `spool/` directory, by device and inode.
+    pub fn spool_dir(&self) -> Option<(u64, u64)> {
+        self.spool_dir
+    }
+}
+
+/// Longest string from a capture shown in full, in characters: a
+/// session id, a staging directory, a writer's error.
+pub const MAX_TEXT_CHARS: usize = 1000;
+
+/// A string from a capture, fit for a terminal and a file comment: control
+/// characters and the invisible ones that reorder or hide text on a
+/// terminal (bidirectional overrides, zero-width characters) replaced by
+/// U+FFFD, surrounding space trimmed, at most `max_chars` characters (a
+/// longer one ends in `…`).
+pub fn clean(s: &str, max_chars: usize) -> String {
+    let s = s.trim();
+    let mut out: String = s
+        .chars()
+        .take(max_chars)
+        .map(|c| if is_hidden(c) { '\u{FFFD}' } else { c })
+        .collect();
+    if s.chars().nth(max_chars).is_some() {
+        out.pop();
+        out.push('…');
+    }
+    out
+}
+
+/// Characters a terminal acts on or hides rather than shows.
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_replaces_controls_and_cuts() {
+        assert_eq!(
+            clean(" a\u{1b}[2Jb\u{202E}c\u{9b}d ", 100),
+            "a\u{FFFD}[2Jb\u{FFFD}c\u{FFFD}d"
+        );
+        assert_eq!(clean("abcdef", 3), "ab…");
+        assert_eq!(clean("abc", 3), "abc");
+        assert_eq!(clean("ééé", 2).chars().count(), 2);
+    }
+
+    #[test]
+    fn inputs_that_are_not_regular_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(matches!(open_input(&fifo), Err(InputError::NotRegular(_))));
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(open_input(&link), Err(InputError::NotRegular(_))));
+        assert!(matches!(
+            open_input(dir.path()),
+            Err(InputError::NotRegular(_))
+        ));
+        assert!(open_input(&dir.path().join("none")).unwrap().is_none());
+        assert_eq!(read_input(&target, 1).unwrap().unwrap(), b"x");
+        assert!(matches!(
+            read_input(&target, 0),
+            Err(InputError::TooLarge { .. })
+        ));
+    }
+}
