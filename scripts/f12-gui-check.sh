@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# F12 in the patched ryll's window, for real: the busy guest of
+# ../shared/tools/spice-guest, ryll's GUI on a virtual X display (Xvfb) with
+# --capture, and xdotool pressing F12, then the dialog's "Capture" button,
+# then Escape (a Display report without a region). Checks that the report
+# lands in DIR/bug-reports and that its traffic.pcap decodes as SPICE in
+# tshark, then that Ctrl-C closes the window and leaves a clean capture
+# and a display.mp4 (video recording works as in stock ryll).
+#
+# usage: scripts/f12-gui-check.sh RYLL_GUI_BINARY [WORKDIR]
+# Needs: Xvfb, xdotool, imagemagick (screenshots of each step, kept in
+# WORKDIR), tshark, and what spice-guest needs (qemu-system-x86,
+# linux-image-amd64, busybox-static, cpio).
+set -euo pipefail
+
+ryll=${1:?usage: $0 RYLL_GUI_BINARY [WORKDIR]}
+work=${2:-$(mktemp -d /tmp/f12-gui-check.XXXXXX)}
+here=$(cd "$(dirname "$0")" && pwd)
+guest_script=$here/../../shared/tools/spice-guest
+mkdir -p "$work"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+fail() { echo "f12-gui-check: FAIL: $*" >&2; exit 1; }
+shot() { import -display "$DISPLAY" -window root "$work/$1.png" 2>/dev/null || true; }
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+bash "$guest_script" "$port" scroll >"$work/guest.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+display_no=$((90 + RANDOM % 100))
+Xvfb ":$display_no" -screen 0 1280x1024x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+pids+=($!)
+export DISPLAY=:$display_no
+for _ in $(seq 100); do xdotool getmouselocation >/dev/null 2>&1 && break; sleep 0.1; done
+
+cap=$work/capture
+"$ryll" --direct "127.0.0.1:$port" --capture "$cap" >"$work/ryll.log" 2>&1 &
+ryll_pid=$!
+pids+=("$ryll_pid")
+win=$(timeout 60 xdotool search --sync --onlyvisible --pid "$ryll_pid" | head -n 1) ||
+  fail "ryll opened no window (see $work/ryll.log)"
+sleep 15 # the guest boots and scrolls
+xdotool windowactivate --sync "$win" 2>/dev/null || xdotool windowfocus --sync "$win"
+shot 1-session
+
+xdotool key --window "$win" F12
+sleep 2
+shot 2-dialog
+# The dialog is centred in the window; its "Capture" button is found by
+# its position relative to the window's centre (see 2-dialog.png).
+eval "$(xdotool getwindowgeometry --shell "$win")"
+cx=$((X + WIDTH / 2 + ${CAPTURE_DX:--148}))
+cy=$((Y + HEIGHT / 2 + ${CAPTURE_DY:-198}))
+echo "window $WIDTH x $HEIGHT at $X,$Y; clicking Capture at $cx,$cy"
+xdotool mousemove --sync "$cx" "$cy" click 1
+sleep 2
+shot 3-region-select
+xdotool key --window "$win" Escape
+for _ in $(seq 150); do
+  report=$(ls "$cap"/bug-reports/*.zip 2>/dev/null | head -n 1) && [ -n "$report" ] && break
+  sleep 0.2
+done
+[ -n "${report:-}" ] || fail "no report in $cap/bug-reports (screenshots in $work)"
+sleep 3 # the report is written after a 2 s metrics sample
+shot 4-after-report
+grep -q "bugreport: reading the capture failed" "$work/ryll.log" &&
+  fail "the report fell back to ryll's ring: $(grep 'reading the capture failed' "$work/ryll.log")"
+
+python3 - "$report" "$work/traffic.pcap" <<'EOF'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    open(sys.argv[2], "wb").write(z.read("traffic.pcap"))
+    print("report entries:", ", ".join(z.namelist()))
+EOF
+messages=$(tshark -r "$work/traffic.pcap" -d tcp.port==5900,spice -T fields -e spice.message_type 2>/dev/null |
+  tr ',' '\n' | grep -c . || true)
+frames=$(tshark -r "$work/traffic.pcap" 2>/dev/null | wc -l)
+echo "traffic.pcap: $frames frames, $messages SPICE messages decoded"
+[ "$messages" -gt 0 ] || fail "tshark decodes no SPICE message in the report's traffic.pcap"
+
+start=$(date +%s.%N)
+kill -INT "$ryll_pid"
+for _ in $(seq 300); do kill -0 "$ryll_pid" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$ryll_pid" 2>/dev/null && fail "ryll still running 15 s after Ctrl-C"
+took=$(python3 -c "import time; print(f'{time.time() - $start:.2f}')")
+echo "ryll exited $took s after Ctrl-C"
+python3 - "$cap/manifest.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert m["clean_shutdown"], m
+print("manifest: clean, display", m["channels"]["display"]["bytes"], "bytes,",
+      sum(c["dropped_records"] for c in m["channels"].values()), "dropped records")
+EOF
+[ -s "$cap/display.mp4" ] || fail "no display.mp4: video recording stopped working"
+echo "display.mp4: $(stat -c %s "$cap/display.mp4") bytes"
+echo "f12-gui-check: OK (screenshots and logs in $work)"
