@@ -395,7 +395,9 @@ pub fn convert_with_progress(
         .iter()
         .filter_map(|name| cap.reader(name))
         .collect();
-    let peeked = readers.iter_mut().find_map(|r| r.peek_session());
+    let peeked = readers
+        .iter_mut()
+        .find_map(|r| crate::guard::peek_session(&cap, r));
     let session_start = peeked
         .map(|s| s.session_start_unix_ns)
         .or_else(|| cap.manifest().map(|m| m.session_start_unix_ns));

@@ -261,7 +261,8 @@ pub fn write_excerpt<W: Write>(
         };
         let ci = indexed.len();
         if session_start.is_none() {
-            session_start = reader.peek_session().map(|s| s.session_start_unix_ns);
+            session_start =
+                crate::guard::peek_session(&cap, &mut reader).map(|s| s.session_start_unix_ns);
         }
         let trimmed = reader.trimmed().is_some_and(|t| t.segments > 0);
         let fresh = || {

@@ -22,7 +22,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use spool::manifest::{Manifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
-use spool::reader::{Capture, OpenError, SPOOL_DIR};
+use spool::reader::{Capture, ChannelReader, OpenError, SessionInfo, SPOOL_DIR};
 
 /// Why a file of a capture was not read.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +192,19 @@ pub fn check_capture_dir(dir: &Path) -> Result<(), CaptureError> {
 pub fn open_capture(dir: &Path) -> Result<Capture, CaptureError> {
     check_capture_dir(dir)?;
     Ok(Capture::open(dir)?)
+}
+
+/// [`ChannelReader::peek_session`], which reads segment headers through a
+/// plain open, only if every segment of the channel is a regular file:
+/// else `None` (the conversion then takes the session start from the
+/// manifest, and reading the channel reports the odd file as damage).
+pub fn peek_session(cap: &Capture, reader: &mut ChannelReader) -> Option<SessionInfo> {
+    let files = cap.channels().iter().find(|c| c.name == reader.channel())?;
+    let all_regular = files
+        .segments
+        .iter()
+        .all(|s| std::fs::symlink_metadata(&s.path).is_ok_and(|m| m.is_file()));
+    all_regular.then(|| reader.peek_session()).flatten()
 }
 
 /// Entries of a capture directory [`InputFiles::of`] looks at before giving

@@ -234,7 +234,7 @@ pub fn scan(
             continue;
         };
         if info.session_start_unix_ns.is_none() || info.session_id.is_none() {
-            if let Some(s) = reader.peek_session() {
+            if let Some(s) = crate::guard::peek_session(&cap, &mut reader) {
                 info.session_start_unix_ns
                     .get_or_insert(s.session_start_unix_ns);
                 info.session_id

@@ -106,6 +106,21 @@ impl Seg {
         self.record(RecordKind::Gap, 0, ts_ns, g.as_bytes())
     }
 
+    /// Appends a gap record with the given counts, whatever they are (a
+    /// hostile file's, say).
+    pub fn gap_counts(&mut self, ts_ns: u64, records: [u64; 2], bytes: [u64; 2]) -> usize {
+        self.records += 1;
+        let g = GapPayload {
+            records_c2s: U64::new(records[0]),
+            bytes_c2s: U64::new(bytes[0]),
+            records_s2c: U64::new(records[1]),
+            bytes_s2c: U64::new(bytes[1]),
+            first_ts_ns: U64::new(ts_ns),
+            last_ts_ns: U64::new(ts_ns),
+        };
+        self.record(RecordKind::Gap, 0, ts_ns, g.as_bytes())
+    }
+
     /// Skips `n` sequence numbers (records the writer never wrote).
     pub fn skip_seq(&mut self, n: u32) {
         self.seq = self.seq.wrapping_add(n);
