@@ -39,6 +39,15 @@ smartcard 8, usbredir 9, port 10, webdav 11; other names: 10, port) and, if
 the channel was closed cleanly, a FIN exchange. Data keeps client seq 1000 and
 server seq 2000. Open the result with: wireshark -d tcp.port==5900,spice FILE
 
+Capture directories are untrusted (bug reports come from strangers). What
+one holds may make spool2pcap read the regular files inside it (bounded in
+size), report damage and skip it, and copy its strings, control characters
+replaced and length cut, into the output and onto the terminal. It may not
+make spool2pcap follow a symlink (none is followed on an output path, nor a
+capture file's), wait on a FIFO or device, write anywhere but the output
+named, overwrite one of the capture's own files or write inside its spool/,
+or write a file Wireshark refuses.
+
 Examples:
   spool2pcap convert ./capture -o ./pcaps
   spool2pcap convert ./capture -w all.pcapng --format pcapng
@@ -225,7 +234,7 @@ fn finish_convert(result: Result<ConvertReport, ConvertError>) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("spool2pcap: {e}");
+            eprintln!("spool2pcap: {}", clean(&e.to_string(), MAX_TEXT_CHARS));
             ExitCode::from(exit_code_of(&e))
         }
     }
@@ -368,7 +377,7 @@ fn run_info(dir: PathBuf, json: bool) -> ExitCode {
     let info = match scan(&dir, &mut |_, _| {}) {
         Ok(info) => info,
         Err(e) => {
-            eprintln!("spool2pcap: {e}");
+            eprintln!("spool2pcap: {}", clean(&e.to_string(), MAX_TEXT_CHARS));
             return ExitCode::from(EXIT_FAILURE);
         }
     };
@@ -405,7 +414,7 @@ fn run_verify(dir: PathBuf) -> ExitCode {
     let info = match result {
         Ok(info) => info,
         Err(e) => {
-            eprintln!("spool2pcap: {e}");
+            eprintln!("spool2pcap: {}", clean(&e.to_string(), MAX_TEXT_CHARS));
             return ExitCode::from(EXIT_FAILURE);
         }
     };
@@ -446,7 +455,7 @@ fn run_recover(dir: PathBuf) -> ExitCode {
                      shut down cleanly",
                     r.segments,
                     r.bytes,
-                    staging.display(),
+                    clean(&staging.display().to_string(), MAX_TEXT_CHARS),
                     dir.display()
                 ),
                 None => println!(
@@ -457,7 +466,7 @@ fn run_recover(dir: PathBuf) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("spool2pcap: {e}");
+            eprintln!("spool2pcap: {}", clean(&e.to_string(), MAX_TEXT_CHARS));
             ExitCode::from(EXIT_FAILURE)
         }
     }

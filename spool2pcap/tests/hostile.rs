@@ -574,3 +574,13 @@ fn gap_counts_past_u64_max_saturate_in_convert_info_and_verify() {
     let o = run(args!["verify", cap.path()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+#[test]
+fn help_states_the_security_model() {
+    let o = run(args!["--help"]);
+    assert_eq!(code(&o), 0);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for words in ["untrusted", "symlink", "FIFO", "capture's own files"] {
+        assert!(help.contains(words), "{words}: {help}");
+    }
+}
