@@ -168,7 +168,10 @@ pub fn merge_into<W: Write>(
         }
     }
     let file_bytes = |sources: &[ChannelSource]| -> u64 {
-        sources.iter().map(|s| s.reader.stats().file_bytes).sum()
+        sources
+            .iter()
+            .map(|s| s.reader.stats().file_bytes)
+            .fold(0, u64::saturating_add)
     };
     let mut reported = file_bytes(sources);
     progress(reported);
