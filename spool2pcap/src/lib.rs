@@ -32,6 +32,11 @@
 //! Damaged spool regions are skipped by the reader, reported in the
 //! [`ConvertReport`], and conversion goes on with the next valid record.
 //!
+//! Capture directories are untrusted: [`guard`] states what one may make
+//! these tools do and holds the input-side checks, [`output`] the output
+//! side (no symlink on an output path, no output that is an input, bounded
+//! pcapng options).
+//!
 //! pcapng output also carries the direction of every packet, comments on
 //! synthetic packets and after gaps, an Interface Statistics Block per
 //! channel with the writer's drops, and a section comment naming the
