@@ -223,12 +223,12 @@ fn a_manifest_pointing_at_foreign_staging_moves_and_deletes_nothing() {
         // Any private directory of this user.
         (
             root.join("precious"),
-            format!(r#"{{"capture_dir": "/elsewhere", "pid": 1}}"#),
+            r#"{"capture_dir": "/elsewhere", "pid": 1}"#.to_string(),
         ),
         // Named as this session's, but owned by another capture.
         (
             root.join(&session),
-            format!(r#"{{"capture_dir": "/elsewhere", "pid": 1}}"#),
+            r#"{"capture_dir": "/elsewhere", "pid": 1}"#.to_string(),
         ),
         // Naming this capture, but a directory that is not this one (the
         // path was replaced since).
