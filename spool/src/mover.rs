@@ -221,10 +221,19 @@ fn detach(keep_fd: i32, dev_null: &CStr) {
         libc::sigemptyset(&mut none);
         libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-        // Best-effort class, lowest level: behind the host's own I/O,
-        // but never starved the way the idle class can be.
-        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-        const IOPRIO_CLASS_BE: libc::c_long = 2;
+    }
+    lower_io_priority();
+}
+
+/// Puts the calling thread's disk I/O in the best-effort class at its
+/// lowest level: behind the host's own I/O, but never starved the way the
+/// idle class can be. Failure leaves it as it was, which is harmless.
+pub(crate) fn lower_io_priority() {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_BE: libc::c_long = 2;
+    // SAFETY: a syscall on the calling thread (who 0) with constant
+    // arguments; async-signal-safe, so the mover child may call it.
+    unsafe {
         libc::syscall(
             libc::SYS_ioprio_set,
             IOPRIO_WHO_PROCESS,

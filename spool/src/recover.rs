@@ -175,6 +175,7 @@ pub fn reclaim_abandoned_in_background(
         .name("spool-reclaim".into())
         .spawn(move || {
             crate::background::lower_priority(crate::background::RECLAIM_NICE);
+            mover::lower_io_priority();
             recover_abandoned(&root)
         })
         .ok()

@@ -9,6 +9,7 @@
 mod common;
 
 use std::io::Read;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -89,6 +90,29 @@ fn assert_follower_complete(capture: &Path, channels: &[&str], counts: &[u64]) {
     assert_eq!(seen, counts, "follower: records per channel");
 }
 
+/// A TCP connection of this process (client end) and its peer.
+fn connection() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server_side, _) = listener.accept().unwrap();
+    (client, server_side)
+}
+
+/// Closes `client` and checks that its peer sees the end: no other process
+/// (a mover) still holds the socket.
+fn assert_connection_ends(client: TcpStream, server_side: &mut TcpStream) {
+    drop(client);
+    server_side
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = server_side.read(&mut buf);
+    assert!(
+        matches!(read, Ok(0)),
+        "the peer saw no end of the connection ({read:?}): the mover kept it open"
+    );
+}
+
 fn manifest(capture: &Path) -> Manifest {
     Manifest::load(&capture.join("manifest.json")).unwrap()
 }
@@ -109,7 +133,11 @@ fn close_within_zero_grace_hands_everything_to_the_mover() {
     // channel got prepared at creation hold it.
     spool.hold_background(true);
     let counts = fill(&spool, &channels, 1000, 200 << 10);
+    // (This mover may be done before the check; the slow-disk test is the
+    // one that checks a mover still at work.)
+    let (client, mut server_side) = connection();
     let outcome = spool.close_within(Duration::ZERO).unwrap();
+    assert_connection_ends(client, &mut server_side);
     let mover = outcome
         .mover
         .clone()
@@ -258,9 +286,7 @@ fn close_within_returns_in_grace_on_the_slow_disk_and_the_mover_completes() {
     .unwrap();
     // A connection of the process, as ryll's SPICE sockets are: its peer
     // must see it close when the process lets go, mover or not.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (mut server_side, _) = listener.accept().unwrap();
+    let (client, mut server_side) = connection();
 
     // About 10 s of this disk's bandwidth, appended in well under a second.
     let counts = fill(&spool, &channels, 4000, 20 << 20);
@@ -288,16 +314,7 @@ fn close_within_returns_in_grace_on_the_slow_disk_and_the_mover_completes() {
         "{m:?}"
     );
 
-    drop(client);
-    server_side
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut buf = [0u8; 16];
-    assert_eq!(
-        server_side.read(&mut buf).unwrap(),
-        0,
-        "the peer saw no end of the connection: the mover kept it open"
-    );
+    assert_connection_ends(client, &mut server_side);
 
     // Read in place while the mover works.
     assert_complete(&capture, &channels, &counts, 4000);
