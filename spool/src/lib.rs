@@ -23,7 +23,13 @@
 //! file on a real disk can stall for seconds when that disk is slow — the
 //! kernel throttles dirty pages of the file — while tmpfs pages are never
 //! written back. A crash of the writer process leaves the staged segments
-//! in memory, where [`recover`] finds them.
+//! in memory, where [`recover`] finds them; every new session moves those
+//! of crashed sessions home in the background.
+//!
+//! Closing need not wait for a slow disk either: [`Spool::close_within`]
+//! seals every channel at once, moves what it can within a grace period,
+//! and leaves the rest to a detached mover process, with the manifest
+//! saying so (`pending_move`) and readers reading those segments in place.
 //!
 //! The on-disk format is specified in `FORMAT.md` and implemented by
 //! [`mod@format`]; [`reader`] reads it back, damaged or not, and [`follow`]

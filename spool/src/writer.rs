@@ -727,6 +727,10 @@ impl Spool {
     /// over and it waits as `close` does. A flight recording that is to be
     /// deleted ([`SpoolConfig::delete_on_close`], not kept) is not moved at
     /// all.
+    ///
+    /// The mover does not apply [`SpoolConfig::limit`]: under a ring limit
+    /// the capture directory can end up larger than the bound by what was
+    /// left staged (at most [`SpoolConfig::staging_budget`]).
     pub fn close_within(&self, grace: Duration) -> Result<CloseOutcome, SpoolError> {
         self.close_with(Some(grace), &mut |_| {})
     }
