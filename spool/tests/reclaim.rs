@@ -39,12 +39,13 @@ fn assert_records(capture: &Path, channel: &str, n: u64) {
     }
 }
 
-/// Waits until `capture`'s manifest no longer names a staging directory.
-fn wait_reclaimed(capture: &Path) -> Manifest {
+/// Waits until `capture`'s manifest no longer names a staging directory
+/// and `staging` is gone (removed after the manifest is written).
+fn wait_reclaimed(capture: &Path, staging: &Path) -> Manifest {
     let start = Instant::now();
     loop {
         let m = manifest(capture);
-        if m.staging_dir.is_none() {
+        if m.staging_dir.is_none() && !staging.exists() {
             return m;
         }
         assert!(
@@ -120,7 +121,7 @@ fn a_new_session_reclaims_a_killed_writers_staging() {
     let spool =
         Spool::create(SpoolConfig::new(&other).staging(StagingChoice::Root(dirs.staging_root())))
             .unwrap();
-    let m = wait_reclaimed(&dirs.capture());
+    let m = wait_reclaimed(&dirs.capture(), &staging);
     assert!(!m.clean_shutdown && !m.pending_move, "{m:?}");
     assert!(!staging.exists(), "{} is still there", staging.display());
     assert_records(&dirs.capture(), "display", CHILD_RECORDS);
@@ -148,7 +149,7 @@ fn a_new_session_finishes_a_pending_move_whose_mover_died() {
     let spool =
         Spool::create(SpoolConfig::new(&other).staging(StagingChoice::Root(dirs.staging_root())))
             .unwrap();
-    let m = wait_reclaimed(&dirs.capture());
+    let m = wait_reclaimed(&dirs.capture(), &staging);
     assert!(m.clean_shutdown && !m.pending_move, "{m:?}");
     assert!(m.errors.is_empty(), "{:?}", m.errors);
     assert!(!staging.exists());
