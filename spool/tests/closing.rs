@@ -47,7 +47,7 @@ fn fill(spool: &Spool, channels: &[&str], len: usize, total: u64) -> Vec<u64> {
     counts
 }
 
-/// Every record of every channel is there, in order, undamaged.
+/// Every accepted record of every channel is there, in order, undamaged.
 fn assert_complete(capture: &Path, channels: &[&str], counts: &[u64], len: usize) {
     for (name, &n) in channels.iter().zip(counts) {
         let got = read_channel(capture, name);
@@ -59,7 +59,8 @@ fn assert_complete(capture: &Path, channels: &[&str], counts: &[u64], len: usize
             );
         }
         assert!(got.damage.is_empty(), "{name}: {:?}", got.damage);
-        assert!(got.gaps.is_empty(), "{name}: {:?}", got.gaps);
+        // Gaps may be there: `fill` retries a dropped record, and the drop
+        // is recorded as a gap.
         assert!(got.closed_cleanly, "{name}: not closed cleanly");
     }
 }
