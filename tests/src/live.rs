@@ -112,7 +112,15 @@ pub fn start_tshark(port: u16, out: &Path) -> Guard {
 /// screens): a quiet session.
 pub fn start_quiet_qemu(port: u16) -> Guard {
     let qemu = Command::new("qemu-system-x86_64")
-        .args(["-display", "none", "-vga", "qxl", "-m", "128", "-nodefaults"])
+        .args([
+            "-display",
+            "none",
+            "-vga",
+            "qxl",
+            "-m",
+            "128",
+            "-nodefaults",
+        ])
         .args(["-machine", "pc", "-accel", "tcg"])
         .arg("-spice")
         .arg(format!("port={port},addr=127.0.0.1,disable-ticketing=on"))

@@ -245,10 +245,7 @@ fn assert_report_decodes_like_the_wire(
             let want = wire
                 .get(&(conn.client_port, dir))
                 .map_or(&[][..], Vec::as_slice);
-            let found = got.is_empty()
-                || want
-                    .windows(got.len())
-                    .any(|stretch| stretch == got);
+            let found = got.is_empty() || want.windows(got.len()).any(|stretch| stretch == got);
             assert!(
                 found,
                 "{} {dir:?}: the report's {} messages are not a stretch of the wire's {}",
@@ -318,7 +315,11 @@ fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
             .unwrap_or_else(|| panic!("{}: never closed", conn.name));
         let after = at - sigint_at;
         eprintln!("{}: closed {after:.3} s after SIGINT", conn.name);
-        assert!(after <= 1.0, "{}: closed {after:.3} s after SIGINT", conn.name);
+        assert!(
+            after <= 1.0,
+            "{}: closed {after:.3} s after SIGINT",
+            conn.name
+        );
     }
 
     // Every channel is the wire's bytes, but for two tails of a session
