@@ -196,11 +196,16 @@ fn detach(keep_fd: i32, dev_null: &CStr) {
     // with other threads (there are none in the child).
     unsafe {
         let null = libc::open(dev_null.as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            for fd in 0..3 {
-                if fd != null && fd != keep_fd {
-                    libc::dup2(null, fd);
-                }
+        for fd in 0..3 {
+            if fd == null || fd == keep_fd {
+                continue;
+            }
+            if null >= 0 {
+                libc::dup2(null, fd);
+            } else {
+                // No /dev/null: closed is still better than the parent's
+                // terminal or pipe.
+                libc::close(fd);
             }
         }
         close_from_except(3, keep_fd, null);
