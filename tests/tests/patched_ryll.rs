@@ -8,6 +8,7 @@
 //!   `traffic.pcap` that tshark decodes like the same stretch of the wire;
 //! - one SIGINT under load: every connection closes (FIN or RST) within
 //!   1 s, the process exits within 5 s, the manifest is clean;
+//! - SIGTERM, and a SIGINT in the first milliseconds, leave clean captures;
 //! - a SIGKILLed session's staging is reclaimed by the next start.
 //!
 //! The binary is `$RYLL_BIN`, else `target/ryll-headless/bin/ryll` in the
@@ -396,4 +397,43 @@ fn a_killed_ryll_leaves_staging_that_the_next_start_reclaims() {
         }
     }
     assert!(records > 0, "nothing of the killed session was kept");
+}
+
+#[test]
+fn sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures() {
+    if !tools::require("qemu-system-x86_64") {
+        return;
+    }
+    let Some(bin) = ryll_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = private_runtime_dir();
+    let port = free_port();
+    let _qemu: Guard = start_quiet_qemu(port);
+    live::wait_for_port(port, Duration::from_secs(30));
+
+    for (name, sig, after) in [
+        ("sigterm", libc::SIGTERM, Duration::from_secs(4)),
+        ("early-sigint", libc::SIGINT, Duration::from_millis(20)),
+    ] {
+        let capture = dir.path().join(name);
+        let mut ryll = Ryll::start(&bin, port, &capture, runtime.path());
+        std::thread::sleep(after);
+        let sent = Instant::now();
+        live::signal(&ryll.child, sig);
+        let status = loop {
+            if let Some(s) = ryll.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(5),
+                "{name}: still running 5 s after the signal"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(status.success(), "{name}: {status:?}");
+        let manifest = spool::manifest::Manifest::load(&capture.join("manifest.json"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(manifest.clean_shutdown, "{name}: {manifest:?}");
+        assert!(manifest.staging_dir.is_none(), "{name}: {manifest:?}");
+    }
 }
