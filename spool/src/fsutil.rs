@@ -81,6 +81,25 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Opens a file a capture directory claims is a regular file, for reading:
+/// never through a symlink, never blocking (a FIFO planted in its place
+/// would otherwise wait for a writer forever), and refused unless the
+/// opened file itself is regular, so nothing can be swapped in between a
+/// check and the open.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
 /// `fsync` of a directory, so that a rename or create in it is durable.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
@@ -161,4 +180,34 @@ pub fn is_memory_backed(path: &Path) -> bool {
 pub fn current_uid() -> u32 {
     // SAFETY: getuid cannot fail.
     unsafe { libc::getuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn open_regular_takes_files_and_refuses_fifos_and_symlinks_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(open_regular(&file).is_ok());
+
+        let fifo = dir.path().join("fifo");
+        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Would block forever waiting for a writer without O_NONBLOCK.
+        let err = open_regular(&fifo).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(
+            open_regular(&link).unwrap_err().raw_os_error(),
+            Some(libc::ELOOP)
+        );
+    }
 }

@@ -78,7 +78,8 @@ impl Manifest {
     /// Loads and parses a manifest, refusing oversized files.
     pub fn load(path: &Path) -> Result<Manifest, String> {
         use std::io::Read;
-        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file =
+            crate::fsutil::open_regular(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut text = Vec::new();
         file.take(MAX_MANIFEST_BYTES + 1)
             .read_to_end(&mut text)

@@ -630,7 +630,7 @@ impl ChannelReader {
         }
         let mut header = [0u8; SEGMENT_HEADER_LEN];
         for seg in &self.files.segments {
-            let Ok(mut f) = File::open(&seg.path) else {
+            let Ok(mut f) = crate::fsutil::open_regular(&seg.path) else {
                 continue;
             };
             if f.read_exact(&mut header).is_err() {
@@ -663,9 +663,12 @@ impl ChannelReader {
                     ts,
                     seq,
                 } => {
-                    self.stats.records += 1;
-                    self.stats.staged_records += self.segment_staged as u64;
-                    self.stats.bytes += len as u64;
+                    self.stats.records = self.stats.records.saturating_add(1);
+                    self.stats.staged_records = self
+                        .stats
+                        .staged_records
+                        .saturating_add(self.segment_staged as u64);
+                    self.stats.bytes = self.stats.bytes.saturating_add(len as u64);
                     self.stats.first_ts_ns.get_or_insert(ts);
                     self.stats.last_ts_ns = Some(ts);
                     return Some(Event::Data(DataRecord {
@@ -676,9 +679,12 @@ impl ChannelReader {
                     }));
                 }
                 Step::Gap(g) => {
-                    self.stats.gaps += 1;
-                    self.stats.dropped_records += g.records();
-                    self.stats.dropped_bytes += g.bytes();
+                    // Counts read from disk: a hostile capture can make
+                    // them add past u64::MAX.
+                    self.stats.gaps = self.stats.gaps.saturating_add(1);
+                    self.stats.dropped_records =
+                        self.stats.dropped_records.saturating_add(g.records());
+                    self.stats.dropped_bytes = self.stats.dropped_bytes.saturating_add(g.bytes());
                     return Some(Event::Gap(g));
                 }
                 Step::Damage(d) => return Some(Event::Damage(d)),
@@ -852,12 +858,19 @@ impl ChannelReader {
     fn load(&mut self, path: &Path, may_map: bool) -> Result<(), DamageKind> {
         // The previous segment's mapping goes, whatever happens next.
         self.map = None;
-        // Never follow a symlink planted where a segment should be.
-        let md =
-            std::fs::symlink_metadata(path).map_err(|e| DamageKind::Unreadable(e.to_string()))?;
-        if !md.is_file() {
-            return Err(DamageKind::NotARegularFile);
-        }
+        // Never follow a symlink planted where a segment should be, nor
+        // block on a FIFO; the checks are of the file actually opened.
+        let file = crate::fsutil::open_regular(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput || e.raw_os_error() == Some(libc::ELOOP)
+            {
+                DamageKind::NotARegularFile
+            } else {
+                DamageKind::Unreadable(e.to_string())
+            }
+        })?;
+        let md = file
+            .metadata()
+            .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
         if md.len() > MAX_SEGMENT_BYTES {
             return Err(DamageKind::Unreadable(format!(
                 "{} bytes is larger than the {} byte limit",
@@ -865,7 +878,6 @@ impl ChannelReader {
                 MAX_SEGMENT_BYTES
             )));
         }
-        let file = File::open(path).map_err(|e| DamageKind::Unreadable(e.to_string()))?;
         if let Some(session) = self.map_session.filter(|_| may_map) {
             if let Some(map) = map_segment(&file, &session) {
                 self.map = Some(map);
