@@ -42,7 +42,8 @@ dest=$(cd "$dest" && pwd)
 
 # 1. The published source, through cargo: a throwaway package that depends on
 #    ryll makes `cargo fetch` download it and unpack it in cargo's registry
-#    (cargo warns that ryll has no library to link; fetching is all we want).
+#    (cargo warns, in fetch.log, that ryll has no library to link; fetching
+#    is all we want). `[workspace]`: DEST may lie inside another workspace.
 fetch=$dest/fetch
 mkdir -p "$fetch/src"
 cat > "$fetch/Cargo.toml" <<EOF
@@ -54,9 +55,15 @@ publish = false
 
 [dependencies]
 ryll = "=$version"
+
+[workspace]
 EOF
 echo 'fn main() {}' > "$fetch/src/main.rs"
-cargo fetch --manifest-path "$fetch/Cargo.toml" 2>&1 | grep -v "missing a lib target" >&2 || true
+if ! cargo fetch --manifest-path "$fetch/Cargo.toml" 2>"$fetch/fetch.log"; then
+  cat "$fetch/fetch.log" >&2
+  echo "build-ryll: cargo could not fetch ryll $version" >&2
+  exit 1
+fi
 registry_src=
 for d in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"ryll-$version"; do
   [ -f "$d/Cargo.toml" ] && registry_src=$d && break
