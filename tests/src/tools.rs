@@ -161,3 +161,69 @@ pub fn spool2pcap_bin() -> std::path::PathBuf {
     }
     bin
 }
+
+/// The SPICE messages of each TCP connection in `file` as tshark decodes
+/// them with SPICE on `server_port`: keyed by the client's port, message
+/// types in the order tshark completes them, both directions interleaved.
+/// A frame can complete several messages (tshark lists their types
+/// comma-separated); a message spread over several frames is listed once,
+/// in the frame that completes it.
+pub fn spice_messages(
+    file: &Path,
+    server_port: u16,
+) -> BTreeMap<u16, Vec<(spool::Direction, u16)>> {
+    let decode = format!("tcp.port=={server_port},spice");
+    let out = tshark(&[
+        "-r",
+        &file.to_string_lossy(),
+        "-d",
+        &decode,
+        "-T",
+        "fields",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "spice.message_type",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut result: BTreeMap<u16, Vec<(spool::Direction, u16)>> = BTreeMap::new();
+    for line in out.lines() {
+        let mut f = line.split('\t');
+        let (Some(src), Some(dst), Some(types)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let (Ok(src), Ok(dst)) = (src.parse::<u16>(), dst.parse::<u16>()) else {
+            continue;
+        };
+        let (client, dir) = if dst == server_port {
+            (src, spool::Direction::ClientToServer)
+        } else {
+            (dst, spool::Direction::ServerToClient)
+        };
+        let entry = result.entry(client).or_default();
+        for t in types.split(',').filter(|t| !t.is_empty()) {
+            let t = t
+                .parse::<u16>()
+                .unwrap_or_else(|_| panic!("bad message type {t:?} in {line:?}"));
+            entry.push((dir, t));
+        }
+    }
+    result
+}
+
+/// [`spice_messages`] split by direction: message types per (client port,
+/// direction).
+pub fn spice_messages_by_direction(
+    file: &Path,
+    server_port: u16,
+) -> BTreeMap<(u16, spool::Direction), Vec<u16>> {
+    let mut result: BTreeMap<(u16, spool::Direction), Vec<u16>> = BTreeMap::new();
+    for (port, messages) in spice_messages(file, server_port) {
+        for (dir, t) in messages {
+            result.entry((port, dir)).or_default().push(t);
+        }
+    }
+    result
+}

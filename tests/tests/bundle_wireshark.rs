@@ -23,41 +23,7 @@ use spool2pcap::{convert, ConvertOptions, Destination, Redaction};
 type Decoded = BTreeMap<(u16, Direction), Vec<u16>>;
 
 fn decoded(file: &Path) -> Decoded {
-    let out = tools::tshark(&[
-        "-r",
-        &file.to_string_lossy(),
-        "-d",
-        "tcp.port==5900,spice",
-        "-T",
-        "fields",
-        "-e",
-        "tcp.srcport",
-        "-e",
-        "tcp.dstport",
-        "-e",
-        "spice.message_type",
-    ])
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mut result = Decoded::new();
-    for line in out.lines() {
-        let mut f = line.split('\t');
-        let (Some(src), Some(dst), Some(types)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        let (Ok(src), Ok(dst)) = (src.parse::<u16>(), dst.parse::<u16>()) else {
-            continue;
-        };
-        let key = if dst == 5900 {
-            (src, Direction::ClientToServer)
-        } else {
-            (dst, Direction::ServerToClient)
-        };
-        let entry = result.entry(key).or_default();
-        for t in types.split(',').filter(|t| !t.is_empty()) {
-            entry.push(t.parse().unwrap_or_else(|_| panic!("bad type in {line:?}")));
-        }
-    }
-    result
+    tools::spice_messages_by_direction(file, 5900)
 }
 
 /// Recorded payload bytes per (client port, direction): what follows each

@@ -138,44 +138,6 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The SPICE messages tshark decodes in `file` (SPICE on `server_port`),
-/// per client port and direction, in order.
-type Decoded = BTreeMap<(u16, Direction), Vec<u16>>;
-
-fn decoded(file: &Path, server_port: u16) -> Decoded {
-    let out = tools::tshark(&[
-        "-r",
-        &file.to_string_lossy(),
-        "-d",
-        &format!("tcp.port=={server_port},spice"),
-        "-T",
-        "fields",
-        "-e",
-        "tcp.srcport",
-        "-e",
-        "tcp.dstport",
-        "-e",
-        "spice.message_type",
-    ])
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mut result = Decoded::new();
-    for line in out.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [src, dst, types] = f[..] else { continue };
-        let (Ok(src), Ok(dst)) = (src.parse::<u16>(), dst.parse::<u16>()) else {
-            continue;
-        };
-        let key = if dst == server_port {
-            (src, Direction::ClientToServer)
-        } else {
-            (dst, Direction::ServerToClient)
-        };
-        let list = result.entry(key).or_default();
-        list.extend(types.split(',').filter_map(|t| t.parse::<u16>().ok()));
-    }
-    result
-}
-
 /// Time (Unix seconds) at which each connection (by client port) began
 /// to close: its first FIN or RST, from either side, in the ground truth.
 /// Which side goes first varies: a socket closed with unread data in its
@@ -232,8 +194,8 @@ fn assert_report_decodes_like_the_wire(
     port: u16,
     session: &Session,
 ) -> BTreeMap<String, usize> {
-    let report = decoded(report_pcap, 5900);
-    let wire = decoded(truth, port);
+    let report = tools::spice_messages_by_direction(report_pcap, 5900);
+    let wire = tools::spice_messages_by_direction(truth, port);
     let mut counts = BTreeMap::new();
     for conn in &session.connections {
         let Some(report_port) = spool2pcap::ports::known_port(&conn.name) else {

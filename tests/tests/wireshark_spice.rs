@@ -21,49 +21,9 @@ use spool2pcap::{convert, ConvertOptions, Destination, Format, Synthesis, TimeMo
 type Decoded = BTreeMap<u16, Vec<(Direction, u16)>>;
 
 /// Every SPICE message tshark decodes in `file` with SPICE on
-/// `server_port`, keyed by the client's port. A frame can complete several
-/// messages (tshark lists their types comma-separated); a message spread
-/// over several frames is listed once, in the frame that completes it.
+/// `server_port`, keyed by the client's port.
 fn decoded(file: &Path, server_port: u16) -> Decoded {
-    let decode = format!("tcp.port=={server_port},spice");
-    let out = tools::tshark(&[
-        "-r",
-        &file.to_string_lossy(),
-        "-d",
-        &decode,
-        "-T",
-        "fields",
-        "-e",
-        "tcp.srcport",
-        "-e",
-        "tcp.dstport",
-        "-e",
-        "spice.message_type",
-    ])
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mut result = Decoded::new();
-    for line in out.lines() {
-        let mut f = line.split('\t');
-        let (Some(src), Some(dst), Some(types)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        let (Ok(src), Ok(dst)) = (src.parse::<u16>(), dst.parse::<u16>()) else {
-            continue;
-        };
-        let (client, dir) = if dst == server_port {
-            (src, Direction::ClientToServer)
-        } else {
-            (dst, Direction::ServerToClient)
-        };
-        let entry = result.entry(client).or_default();
-        for t in types.split(',').filter(|t| !t.is_empty()) {
-            let t = t
-                .parse::<u16>()
-                .unwrap_or_else(|_| panic!("bad message type {t:?} in {line:?}"));
-            entry.push((dir, t));
-        }
-    }
-    result
+    tools::spice_messages(file, server_port)
 }
 
 /// The original recording's messages, keyed by ryll's channel name.
