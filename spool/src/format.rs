@@ -556,13 +556,17 @@ pub fn segment_file_name(index: u64) -> String {
     format!("{index:08}.seg")
 }
 
-/// Parses a name made by [`segment_file_name`].
+/// Parses a name made by [`segment_file_name`], and only such a name: any
+/// other spelling of the same index (`000000007.seg` beside
+/// `00000007.seg`) is refused, so that no index is ever read from two
+/// files.
 pub fn parse_segment_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".seg")?;
     if digits.len() < 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    let index: u64 = digits.parse().ok()?;
+    (segment_file_name(index) == name).then_some(index)
 }
 
 #[cfg(test)]
@@ -611,6 +615,19 @@ mod tests {
         assert_eq!(parse_segment_file_name("7.seg"), None);
         assert_eq!(parse_segment_file_name("0000000x.seg"), None);
         assert_eq!(parse_segment_file_name("00000007.seg.tmp"), None);
+        // One spelling per index: extra leading zeros are refused.
+        assert_eq!(parse_segment_file_name("000000007.seg"), None);
+        assert_eq!(parse_segment_file_name("000000000.seg"), None);
+        assert_eq!(parse_segment_file_name("0123456789.seg"), None);
+        assert_eq!(parse_segment_file_name("123456789.seg"), Some(123_456_789));
+        for index in [0, 7, 99_999_999, 100_000_000, u64::MAX - 1, u64::MAX] {
+            assert_eq!(
+                parse_segment_file_name(&segment_file_name(index)),
+                Some(index)
+            );
+        }
+        // Beyond u64.
+        assert_eq!(parse_segment_file_name("18446744073709551616.seg"), None);
     }
 
     /// A segment as the hot path leaves it: header, records with `crc` 0
