@@ -132,7 +132,9 @@ pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), ()> {
     });
     match result {
         Ok(seg) => {
-            ch.next_index.store(index + 1, Ordering::Relaxed);
+            // Saturating: at u64::MAX the next create finds its name taken
+            // and fails, rather than reusing segment 0's.
+            ch.next_index.store(index.saturating_add(1), Ordering::Relaxed);
             ch.staged_bytes.fetch_add(size, Ordering::AcqRel);
             if let Err(seg) = ch.ready.push(seg) {
                 // The ready queue is sized for the budget; unreachable in

@@ -53,6 +53,21 @@ struct Followed {
     offset: u64,
     /// The current segment ended without a seal, and nothing follows yet.
     drained: bool,
+    /// Segment `u64::MAX` was read to its end: no segment can follow it.
+    past_last: bool,
+}
+
+impl Followed {
+    /// Goes on to the segment after the current one.
+    fn next_segment(&mut self) {
+        match self.index.checked_add(1) {
+            Some(next) => {
+                self.index = next;
+                self.offset = 0;
+            }
+            None => self.past_last = true,
+        }
+    }
 }
 
 /// Follows every channel of one capture directory.
@@ -138,6 +153,7 @@ impl Follower {
                     index: first,
                     offset: 0,
                     drained: false,
+                    past_last: false,
                 });
             }
         }
@@ -185,7 +201,11 @@ impl Follower {
     ) {
         loop {
             let (name, index, offset) = {
-                let c = &self.channels[i];
+                let c = &mut self.channels[i];
+                if c.past_last {
+                    c.drained = true;
+                    return;
+                }
                 (c.name.clone(), c.index, c.offset)
             };
             let Some(path) = self.locate(staging, &name, index) else {
@@ -226,8 +246,7 @@ impl Follower {
             match self.read_segment(&path, &name, offset, over, f) {
                 SegmentEnd::Sealed => {
                     let c = &mut self.channels[i];
-                    c.index += 1;
-                    c.offset = 0;
+                    c.next_segment();
                     c.drained = false;
                 }
                 SegmentEnd::UpTo(next) => {
@@ -238,9 +257,7 @@ impl Follower {
                 }
                 SegmentEnd::Unusable => {
                     // Reported; go on with the next segment if there is one.
-                    let c = &mut self.channels[i];
-                    c.index += 1;
-                    c.offset = 0;
+                    self.channels[i].next_segment();
                 }
             }
         }

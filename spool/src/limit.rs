@@ -163,7 +163,7 @@ impl Ledger {
                 t.records += e.records;
                 t.data_bytes += e.data_bytes;
                 t.file_bytes += e.file_bytes;
-                t.first_kept_index = e.index + 1;
+                t.first_kept_index = e.index.saturating_add(1);
                 t.until_ts_ns = t.until_ts_ns.max(e.last_ts);
             }
             trimmed_any = true;

@@ -106,7 +106,8 @@ impl std::fmt::Display for DamageKind {
                 write!(f, "segment {first} missing")
             }
             DamageKind::MissingSegments { first, count } => {
-                write!(f, "segments {first} to {} missing", first + count - 1)
+                let last = first.saturating_add(count.saturating_sub(1));
+                write!(f, "segments {first} to {last} missing")
             }
             DamageKind::Unreadable(e) => write!(f, "unreadable: {e}"),
             DamageKind::NotARegularFile => write!(f, "not a regular file (symlink?)"),
@@ -737,8 +738,10 @@ impl ChannelReader {
             return Some(Err(self.report(0, 0, kind)));
         }
         self.next_segment += 1;
-        self.expected_index = Some(seg.index + 1);
-        self.stats.segments += 1;
+        // Names are read from disk: `u64::MAX.seg` is the last there can
+        // be, and nothing is expected after it.
+        self.expected_index = Some(seg.index.saturating_add(1));
+        self.stats.segments = self.stats.segments.saturating_add(1);
         self.segment_sealed = false;
 
         let mut loaded = self.load_segment(&seg);
@@ -756,7 +759,7 @@ impl ChannelReader {
         let header_is_zero = bytes[..file_len.min(SEGMENT_HEADER_LEN)]
             .iter()
             .all(|&b| b == 0);
-        self.stats.file_bytes += file_len as u64;
+        self.stats.file_bytes = self.stats.file_bytes.saturating_add(file_len as u64);
         self.segment_staged = seg.staged;
         if seg.staged && header_is_zero {
             // A segment the writer's preparer is still setting up: nothing
