@@ -134,7 +134,8 @@ pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), ()> {
         Ok(seg) => {
             // Saturating: at u64::MAX the next create finds its name taken
             // and fails, rather than reusing segment 0's.
-            ch.next_index.store(index.saturating_add(1), Ordering::Relaxed);
+            ch.next_index
+                .store(index.saturating_add(1), Ordering::Relaxed);
             ch.staged_bytes.fetch_add(size, Ordering::AcqRel);
             if let Err(seg) = ch.ready.push(seg) {
                 // The ready queue is sized for the budget; unreachable in
@@ -254,15 +255,28 @@ fn retire_one(shared: &Shared, ch: &Channel, mut r: Retired) -> Option<Entry> {
         ));
     }
     let dest_dir = shared.capture_channel_dir(&ch.name);
+    let staged = r.segment.path().to_path_buf();
+    let index = r.segment.index();
     let dest = if shared.direct {
-        r.segment.path().to_path_buf()
+        staged.clone()
     } else {
-        dest_dir.join(segment_file_name(r.segment.index()))
+        dest_dir.join(segment_file_name(index))
     };
+    let Retired {
+        segment,
+        used,
+        records,
+        data_bytes,
+        last_ts,
+    } = r;
     let result = if shared.direct {
-        finish_in_place(&r)
+        finish_in_place(segment, used)
     } else {
-        copy_out(&r, &dest_dir, &dest, &shared.retirer_abandon)
+        let copied = copy_out(&segment, used, &dest_dir, &dest, &shared.retirer_abandon);
+        // Unmapped now, on success or not: a segment left staged stays a
+        // file, for the mover or the next session.
+        drop(segment);
+        copied
     };
     if let Err(e) = result {
         // Keep the budget reserved: the staged file still holds memory.
@@ -274,22 +288,20 @@ fn retire_one(shared: &Shared, ch: &Channel, mut r: Retired) -> Option<Entry> {
         }
         shared.record_error(format!(
             "moving {} to {}: {e}",
-            r.segment.path().display(),
+            staged.display(),
             dest.display()
         ));
         return None;
     }
     let entry = Entry {
         channel: ch.slot,
-        index: r.segment.index(),
+        index,
         path: dest,
-        file_bytes: r.used as u64,
-        records: r.records,
-        data_bytes: r.data_bytes,
-        last_ts: r.last_ts,
+        file_bytes: used as u64,
+        records,
+        data_bytes,
+        last_ts,
     };
-    let staged = r.segment.path().to_path_buf();
-    drop(r);
     if !shared.direct {
         if let Err(e) = std::fs::remove_file(&staged) {
             shared.record_error(format!("removing {}: {e}", staged.display()));
@@ -307,7 +319,8 @@ fn retire_one(shared: &Shared, ch: &Channel, mut r: Retired) -> Option<Entry> {
 /// with [`std::io::ErrorKind::Interrupted`], removing the temporary file,
 /// if `abandon` is set before the copy is synced.
 fn copy_out(
-    r: &Retired,
+    segment: &MappedSegment,
+    used: usize,
     dest_dir: &Path,
     dest: &Path,
     abandon: &AtomicBool,
@@ -320,8 +333,8 @@ fn copy_out(
     let result = (|| {
         let mut f = fsutil::create_new_file(&tmp)?;
         // Only the bytes in use: the zeroes after the seal carry nothing.
-        let used = r.used.min(r.segment.capacity());
-        for chunk in r.segment.bytes()[..used].chunks(COPY_CHUNK) {
+        let used = used.min(segment.capacity());
+        for chunk in segment.bytes()[..used].chunks(COPY_CHUNK) {
             if abandon.load(Ordering::Acquire) {
                 return Err(std::io::ErrorKind::Interrupted.into());
             }
@@ -341,17 +354,24 @@ fn copy_out(
 }
 
 /// Direct mode (no memory-backed staging): the segment already sits in the
-/// capture directory; flush it and cut it to the bytes in use.
-fn finish_in_place(r: &Retired) -> std::io::Result<()> {
+/// capture directory; unmap it, flush it and cut it to the bytes in use.
+///
+/// The mapping goes before the file is cut: a mapped page past a file's end
+/// faults (`SIGBUS`) when touched, and [`MappedSegment`]'s mapping is sound
+/// only because no file is cut short under it. Unmapping a shared mapping
+/// loses nothing: its stores are in the page cache, which the first
+/// `sync_all` writes back.
+fn finish_in_place(segment: MappedSegment, used: usize) -> std::io::Result<()> {
+    let path = segment.path().to_path_buf();
+    drop(segment);
     let f = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags_nofollow()
-        .open(r.segment.path())?;
-    // Flush the mapping's dirty pages through the file first.
+        .open(&path)?;
     f.sync_all()?;
-    f.set_len(r.used as u64)?;
+    f.set_len(used as u64)?;
     f.sync_all()?;
-    if let Some(dir) = r.segment.path().parent() {
+    if let Some(dir) = path.parent() {
         fsutil::sync_dir(dir)?;
     }
     Ok(())

@@ -73,8 +73,10 @@ impl MappedSegment {
         let result = (|| {
             fsutil::allocate(&file, capacity as u64)?;
             // SAFETY: the file is ours (created O_EXCL, 0600, in a 0700
-            // directory) and sized above; nobody else truncates it while
-            // mapped.
+            // directory) and sized above, and nothing cuts it short while
+            // this mapping lives: the spool cuts a segment to its used size
+            // only in direct mode, after dropping the mapping
+            // (`background::finish_in_place`), and copies it out otherwise.
             let mut map = unsafe { MmapOptions::new().len(capacity).populate().map_mut(&file)? };
             // MAP_POPULATE prefaults tmpfs pages fully; on a disk file it only
             // read-faults, so dirty every page once to take the write faults
