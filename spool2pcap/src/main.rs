@@ -6,7 +6,7 @@
 //! `ryll` itself can react without parsing text.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -449,25 +449,71 @@ fn run_verify(dir: PathBuf) -> ExitCode {
 fn run_recover(dir: PathBuf) -> ExitCode {
     match spool::recover::recover(&dir) {
         Ok(r) => {
-            match &r.staging_dir {
-                Some(staging) => println!(
-                    "recovered {} segments ({} bytes) from {} into {}; the session did not \
-                     shut down cleanly",
-                    r.segments,
-                    r.bytes,
-                    clean(&staging.display().to_string(), MAX_TEXT_CHARS),
-                    dir.display()
-                ),
-                None => println!(
-                    "{}: nothing to recover (no segments staged in memory)",
-                    dir.display()
-                ),
-            }
+            println!("{}", recover_message(&r, &dir));
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("spool2pcap: {}", clean(&e.to_string(), MAX_TEXT_CHARS));
             ExitCode::from(EXIT_FAILURE)
         }
+    }
+}
+
+/// What `recover` did, in one line: a move left pending by a clean close
+/// finished, segments of a session that stopped without closing saved, or
+/// nothing to do.
+fn recover_message(r: &spool::recover::RecoveryReport, dir: &Path) -> String {
+    let Some(staging) = &r.staging_dir else {
+        return format!(
+            "{}: nothing to recover (no segments staged in memory)",
+            dir.display()
+        );
+    };
+    let what = format!(
+        "{} segments ({} bytes) from {} into {}",
+        r.segments,
+        r.bytes,
+        clean(&staging.display().to_string(), MAX_TEXT_CHARS),
+        dir.display()
+    );
+    if r.was_pending_move {
+        format!(
+            "moved {what}; the session had closed cleanly and its segments were still \
+             being moved"
+        )
+    } else {
+        format!("recovered {what}; the session did not shut down cleanly")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spool::recover::RecoveryReport;
+
+    #[test]
+    fn recover_says_whether_the_session_closed_cleanly() {
+        let dir = Path::new("/cap");
+        let mut r = RecoveryReport {
+            segments: 3,
+            bytes: 4096,
+            staging_dir: Some(PathBuf::from("/dev/shm/st")),
+            was_pending_move: true,
+        };
+        let pending = recover_message(&r, dir);
+        assert_eq!(
+            pending,
+            "moved 3 segments (4096 bytes) from /dev/shm/st into /cap; the session had \
+             closed cleanly and its segments were still being moved"
+        );
+        r.was_pending_move = false;
+        let crashed = recover_message(&r, dir);
+        assert_eq!(
+            crashed,
+            "recovered 3 segments (4096 bytes) from /dev/shm/st into /cap; the session did \
+             not shut down cleanly"
+        );
+        r.staging_dir = None;
+        assert!(recover_message(&r, dir).contains("nothing to recover"));
     }
 }
