@@ -202,7 +202,7 @@ pub(crate) fn retire_loop(shared: &Shared) {
         let channels: Vec<&Channel> = shared.channels().collect();
         for &ch in &channels {
             while !shared.retirer_abandon.load(Ordering::Acquire) {
-                let Some(r) = ch.retired.pop() else {
+                let Some(r) = ch.pop_retired() else {
                     break;
                 };
                 moved = true;

@@ -17,7 +17,8 @@
 //! threads never cause: a waiter yields its CPU between tries instead of
 //! sleeping until woken.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crossbeam_queue::ArrayQueue;
@@ -135,8 +136,18 @@ pub(crate) struct Channel {
     state: StateLock<State>,
     /// Segments prepared ahead of need, oldest first.
     pub ready: ArrayQueue<MappedSegment>,
-    /// Full segments waiting to be moved to the capture directory.
-    pub retired: ArrayQueue<Retired>,
+    /// Full segments waiting to be moved to the capture directory
+    /// ([`Channel::pop_retired`]).
+    retired: ArrayQueue<Retired>,
+    /// Full segments that found `retired` full, oldest first. The queue
+    /// holds every segment the staging budget allows, so this stays empty
+    /// unless that accounting is wrong; if it ever is, a sealed segment
+    /// waits here for the retirer rather than being lost. Only this slow
+    /// path allocates or takes a mutex.
+    spilled: Mutex<VecDeque<Retired>>,
+    /// `spilled` holds segments: later ones go there too, so that the
+    /// retirer, which empties `retired` first, still moves them in order.
+    spilling: AtomicBool,
     pub counters: Counters,
     /// Index the background thread gives the next segment it prepares.
     pub next_index: AtomicU64,
@@ -173,6 +184,8 @@ impl Channel {
             }),
             ready: ArrayQueue::new(max_staged_segments.max(1)),
             retired: ArrayQueue::new(max_staged_segments.max(1) + 2),
+            spilled: Mutex::new(VecDeque::new()),
+            spilling: AtomicBool::new(false),
             counters: Counters::default(),
             next_index: AtomicU64::new(0),
             prepare_lock: Mutex::new(()),
@@ -355,12 +368,39 @@ impl Channel {
             data_bytes,
             last_ts: ts,
         };
-        if let Err(r) = self.retired.push(retired) {
-            // Cannot happen: the queue holds every segment the staging
-            // budget allows. If it ever does, the segment stays in the
-            // staging directory, where recovery finds it.
-            drop(r);
+        let queued = if self.spilling.load(Ordering::Acquire) {
+            Err(retired)
+        } else {
+            self.retired.push(retired)
+        };
+        if let Err(r) = queued {
+            self.spill(r);
         }
+    }
+
+    /// Keeps a sealed segment for the retirer when its queue is full.
+    #[cold]
+    #[inline(never)]
+    fn spill(&self, r: Retired) {
+        let mut spilled = self.spilled.lock().unwrap_or_else(|p| p.into_inner());
+        spilled.push_back(r);
+        self.spilling.store(true, Ordering::Release);
+    }
+
+    /// The oldest sealed segment waiting to be moved, if any.
+    pub fn pop_retired(&self) -> Option<Retired> {
+        if let Some(r) = self.retired.pop() {
+            return Some(r);
+        }
+        if !self.spilling.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut spilled = self.spilled.lock().unwrap_or_else(|p| p.into_inner());
+        let r = spilled.pop_front();
+        if spilled.is_empty() {
+            self.spilling.store(false, Ordering::Release);
+        }
+        r
     }
 
     /// Closes the channel: writes any pending gap, seals the live segment as
@@ -393,5 +433,57 @@ impl State {
     #[inline]
     fn capacity(&self) -> usize {
         self.segment.as_ref().map_or(0, |s| s.capacity())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::SessionFacts;
+
+    const SEGMENT_BYTES: usize = 64 << 10;
+
+    /// More sealed segments than the retire queue holds, with the retirer
+    /// behind: every one is still handed over, in order, none lost.
+    #[test]
+    fn sealed_segments_beyond_the_queue_are_kept_for_the_retirer() {
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let session = SessionFacts {
+            session_id: [7; 16],
+            session_start_unix_ns: 1,
+            monotonic_base_ns: 0,
+        };
+        // A queue of 3 (one staged segment allowed, plus two).
+        let ch = Channel::new("main", 0, SEGMENT_BYTES, 1);
+        let segments = 8u64;
+        let data = vec![0x5a; 40_000]; // one record per segment
+        let mut wake = false;
+        let mut got = Vec::new();
+        let mut check = |r: Retired| {
+            assert_eq!(r.records, 1);
+            assert_eq!(r.data_bytes, data.len() as u64);
+            got.push(r.segment.index());
+        };
+        for index in 0..segments {
+            let seg =
+                MappedSegment::create(dir.path(), "main", index, SEGMENT_BYTES, &session).unwrap();
+            ch.ready.push(seg).unwrap();
+            assert!(ch.append(Direction::ServerToClient, index, &data, &mut wake));
+            if index == 5 {
+                // 0..=4 retired: three queued, two spilled. The retirer takes
+                // one; the queue has room, but later segments must not pass
+                // the spilled ones.
+                assert!(ch.retired.is_full());
+                check(ch.pop_retired().unwrap());
+            }
+        }
+        ch.close();
+        assert_eq!(ch.counters.dropped_records.load(Ordering::Relaxed), 0);
+        while let Some(r) = ch.pop_retired() {
+            check(r);
+        }
+        assert_eq!(got, (0..segments).collect::<Vec<_>>());
+        assert!(!ch.spilling.load(Ordering::Acquire));
+        assert!(ch.spilled.lock().unwrap().is_empty());
     }
 }

@@ -860,7 +860,7 @@ impl Spool {
         // Segments the retirer left behind stay staged as files; unmap them
         // here so the memory goes once they are moved.
         for ch in shared.channels() {
-            while let Some(r) = ch.retired.pop() {
+            while let Some(r) = ch.pop_retired() {
                 drop(r);
             }
         }
