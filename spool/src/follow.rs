@@ -80,7 +80,8 @@ pub struct Follower {
 impl Follower {
     /// Starts following `dir` from the beginning of every channel.
     pub fn open(dir: &Path) -> Result<Follower, OpenError> {
-        if !dir.join(MANIFEST_FILE).is_file() {
+        let manifest = std::fs::symlink_metadata(dir.join(MANIFEST_FILE));
+        if !manifest.is_ok_and(|m| m.is_file()) {
             return Err(OpenError::NotACapture(dir.to_path_buf()));
         }
         Ok(Follower {
@@ -279,7 +280,8 @@ impl Follower {
             kind,
             records_lost: 0,
         };
-        let Ok(mut file) = crate::fsutil::open_nofollow(path) else {
+        // Never through a symlink, never blocking on a FIFO swapped in.
+        let Ok(mut file) = crate::fsutil::open_regular(path) else {
             return SegmentEnd::UpTo(offset);
         };
         let file_len = file
