@@ -106,9 +106,15 @@ impl Ryll {
     }
 
     /// SIGINT, then how long the process took to exit, and its status.
-    fn interrupt(mut self, limit: Duration) -> (Duration, std::process::ExitStatus) {
+    fn interrupt(self, limit: Duration) -> (Duration, std::process::ExitStatus) {
+        self.stop_with(libc::SIGINT, limit)
+    }
+
+    /// Sends `sig`, then how long the process took to exit, and its status.
+    /// Killed, and a panic, if it is still running well past `limit`.
+    fn stop_with(mut self, sig: i32, limit: Duration) -> (Duration, std::process::ExitStatus) {
         let sent = Instant::now();
-        live::signal(&self.child, libc::SIGINT);
+        live::signal(&self.child, sig);
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting for ryll") {
                 return (sent.elapsed(), status);
@@ -116,7 +122,7 @@ impl Ryll {
             if sent.elapsed() > limit + Duration::from_secs(25) {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("ryll still running {:?} after SIGINT", sent.elapsed());
+                panic!("ryll still running {:?} after signal {sig}", sent.elapsed());
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -378,20 +384,13 @@ fn sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures() {
         ("early-sigint", libc::SIGINT, Duration::from_millis(20)),
     ] {
         let capture = dir.path().join(name);
-        let mut ryll = Ryll::start(&bin, port, &capture, runtime.path());
+        let ryll = Ryll::start(&bin, port, &capture, runtime.path());
         std::thread::sleep(after);
-        let sent = Instant::now();
-        live::signal(&ryll.child, sig);
-        let status = loop {
-            if let Some(s) = ryll.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                sent.elapsed() < Duration::from_secs(5),
-                "{name}: still running 5 s after the signal"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let (took, status) = ryll.stop_with(sig, Duration::from_secs(5));
+        assert!(
+            took <= Duration::from_secs(5),
+            "{name}: exited {took:?} after the signal"
+        );
         assert!(status.success(), "{name}: {status:?}");
         let manifest = spool::manifest::Manifest::load(&capture.join("manifest.json"))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
