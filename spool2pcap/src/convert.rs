@@ -105,8 +105,12 @@ pub struct ChannelReport {
     pub channel: String,
     /// Client TCP port it was given.
     pub client_port: u16,
-    /// File it was written to (`None` for standard output).
+    /// File it was written to (`None` for standard output, and for a
+    /// channel that carried nothing in per-channel mode).
     pub output: Option<PathBuf>,
+    /// The channel held no record, gap or damage: registered but never
+    /// used. Per-channel conversion writes no file for it.
+    pub carried_nothing: bool,
     /// Data records read.
     pub records: u64,
     /// Payload bytes read.
@@ -491,9 +495,15 @@ pub fn convert_with_progress(
                 .and_then(|()| finish(sink))
                 .map_err(write_err)?;
                 done_before = done_before.saturating_add(reader.stats().file_bytes);
-                report
-                    .channels
-                    .push(channel_report(reader, &framer, &ports, Some(path)));
+                let nothing = carried_nothing(reader);
+                if nothing {
+                    out.remove_file(&file_name)
+                        .map_err(|source| create_error(&path, source))?;
+                }
+                let mut channel =
+                    channel_report(reader, &framer, &ports, (!nothing).then_some(path));
+                channel.carried_nothing = nothing;
+                report.channels.push(channel);
             }
             None
         }
@@ -963,6 +973,13 @@ pub fn write_channel_stats<W: Write>(
     sink.write_interface_stats(framer.interface(), &stats, Some(&comment))
 }
 
+/// A channel that was registered but never used: no record, no gap, no
+/// damage. (ryll registers every channel it knows at start.)
+fn carried_nothing(reader: &ChannelReader) -> bool {
+    let st = reader.stats();
+    st.records == 0 && st.gaps == 0 && reader.damage().is_empty()
+}
+
 fn channel_report(
     reader: &ChannelReader,
     framer: &ChannelFramer,
@@ -974,6 +991,7 @@ fn channel_report(
         channel: reader.channel().to_string(),
         client_port: ports.port(reader.channel()),
         output,
+        carried_nothing: false,
         records: st.records,
         bytes: st.bytes,
         frames: framer.frames(),

@@ -413,6 +413,7 @@ fn follow_into<W: Write>(
             channel: l.name.clone(),
             client_port: st.ports.port(&l.name),
             output: (path.as_os_str() != "<stdout>").then(|| path.clone()),
+            carried_nothing: false,
             records: l.records,
             bytes: l.bytes,
             frames: l.framer.frames(),

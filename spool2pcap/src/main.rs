@@ -273,7 +273,17 @@ fn print_report(report: &ConvertReport) {
     if report.channels.is_empty() {
         let _ = writeln!(err, "spool2pcap: warning: no channels to convert");
     }
-    for c in &report.channels {
+    let unused: Vec<&str> = report
+        .channels
+        .iter()
+        .filter(|c| c.carried_nothing && c.output.is_none())
+        .map(|c| c.channel.as_str())
+        .collect();
+    for c in report
+        .channels
+        .iter()
+        .filter(|c| !(c.carried_nothing && c.output.is_none()))
+    {
         let out = c
             .output
             .as_ref()
@@ -347,6 +357,13 @@ fn print_report(report: &ConvertReport) {
             let _ = writeln!(err, "spool2pcap: the session did not shut down cleanly");
         }
     }
+    if !unused.is_empty() {
+        let _ = writeln!(
+            err,
+            "no traffic, so no file: {}",
+            clean(&unused.join(", "), MAX_TEXT_CHARS)
+        );
+    }
     if report.redaction.any() {
         let _ = writeln!(err, "redacted: {}", report.redaction.describe());
     }
@@ -364,7 +381,11 @@ fn print_report(report: &ConvertReport) {
         for c in commands {
             let _ = writeln!(err, "  {c}");
         }
-    } else if report.channels.iter().any(|c| c.output.is_none()) {
+    } else if report
+        .channels
+        .iter()
+        .any(|c| c.output.is_none() && !c.carried_nothing)
+    {
         let _ = writeln!(
             err,
             "open with SPICE decoding: ... | wireshark -d {} -k -i -",

@@ -758,6 +758,20 @@ impl OutputDir {
     ) -> Result<File, CreateError> {
         create_file_at(self.fd.as_fd(), name.as_ref(), force, inputs)
     }
+
+    /// Removes `name` from this directory (a file this run created), by
+    /// the directory's descriptor, so no symlink swapped into the path
+    /// since can redirect it.
+    pub fn remove_file(&self, name: &str) -> Result<(), CreateError> {
+        let c = c_path(name.as_ref())?;
+        // SAFETY: unlinkat with a descriptor we own and a NUL-terminated
+        // name; it touches only the directory entry.
+        let rc = unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), 0) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -611,3 +611,25 @@ fn synthetic_opening_and_close_frame_the_records() {
         }
     }
 }
+
+/// ryll registers every channel it knows when a session starts; one that
+/// was never used (a sealed segment without records) gets no file, and the
+/// report says why.
+#[test]
+fn a_channel_that_carried_nothing_gets_no_file() {
+    let cap = tempfile::tempdir().unwrap();
+    simple_channel(cap.path(), "main", &[(S2C, 1_500, b"main-data")]);
+    simple_channel(cap.path(), "cursor", &[]);
+    let out = tempfile::tempdir().unwrap();
+    let outdir = out.path().join("pcaps");
+    let report = convert(cap.path(), &opts(Destination::Dir(outdir.clone()))).unwrap();
+    assert_eq!(report.channels.len(), 2);
+    let by_name = |n: &str| report.channels.iter().find(|c| c.channel == n).unwrap();
+    assert!(!by_name("main").carried_nothing);
+    assert_eq!(by_name("main").output, Some(outdir.join("main.pcap")));
+    assert!(by_name("cursor").carried_nothing);
+    assert_eq!(by_name("cursor").output, None);
+    assert!(outdir.join("main.pcap").exists());
+    assert!(!outdir.join("cursor.pcap").exists());
+    assert_eq!(report.outputs(), vec![outdir.join("main.pcap").as_path()]);
+}
