@@ -194,7 +194,7 @@ def run_client(argv, env, seconds, runtime_dir):
 
 
 def kept_and_drops(variant, capture):
-    if variant == "stock, no capture":
+    if variant.endswith("no capture"):
         return None, None
     if variant.startswith("stock"):
         pcap = os.path.join(capture, "display.pcap")
@@ -219,6 +219,10 @@ def scenario(name, load, extra, capture_root, args, results):
             ("stock, --capture", args.stock, True),
             ("patched, --capture", args.patched, True),
         ]
+        if args.patched_without_capture:
+            variants.append(("patched, no capture", args.patched, False))
+        if args.reverse:
+            variants.reverse()
         for variant, binary, capture in variants:
             work = tempfile.mkdtemp(prefix="bench-ryll-", dir=args.work)
             cap_dir = os.path.join(capture_root, f"cap-{os.path.basename(work)}")
@@ -273,6 +277,10 @@ def main():
     p.add_argument("--work", default=None, help="where ground truth goes (ext4; default: $TMPDIR)")
     p.add_argument("--only", help="run one scenario")
     p.add_argument("--keep", action="store_true", help="keep the capture directories")
+    p.add_argument("--patched-without-capture", action="store_true",
+                   help="also run the patched ryll without --capture (what the patch costs)")
+    p.add_argument("--reverse", action="store_true",
+                   help="run the clients in the opposite order (the guest's own rate drifts)")
     p.add_argument("--kill-after", type=float, default=60, help="SIGKILL a client this long after SIGINT")
     ARGS = args = p.parse_args()
     results = []
