@@ -26,7 +26,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::live::{self, free_port, start_quiet_qemu, start_spice_guest, start_tshark, Guard};
-use e2e::recorded::{self, Session};
+use e2e::recorded::Session;
 use e2e::tools;
 use spool::Direction;
 
@@ -56,6 +56,36 @@ fn private_runtime_dir() -> tempfile::TempDir {
         .prefix("ryll-test-runtime-")
         .tempdir_in("/dev/shm")
         .expect("a directory on /dev/shm")
+}
+
+/// What the tests against QEMU's quiet SPICE server share: the binary, a
+/// work directory, a private staging root, and the server.
+struct QuietSession {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    runtime: tempfile::TempDir,
+    port: u16,
+    _qemu: Guard,
+}
+
+impl QuietSession {
+    /// `None` (SKIPPED) when QEMU or the patched ryll is missing outside CI.
+    fn start() -> Option<QuietSession> {
+        if !tools::require("qemu-system-x86_64") {
+            return None;
+        }
+        let bin = ryll_bin()?;
+        let port = free_port();
+        let qemu = start_quiet_qemu(port);
+        live::wait_for_port(port, Duration::from_secs(30));
+        Some(QuietSession {
+            bin,
+            dir: tempfile::tempdir().unwrap(),
+            runtime: private_runtime_dir(),
+            port,
+            _qemu: qemu,
+        })
+    }
 }
 
 /// A running ryll, its log lines forwarded to a channel.
@@ -259,16 +289,7 @@ fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
     assert!(status.success(), "ryll after SIGINT: {status:?}");
     assert!(took <= Duration::from_secs(5), "ryll took {took:?} to exit");
 
-    let session = recorded::load(&truth, port).unwrap();
-    let names: Vec<&str> = session
-        .connections
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    eprintln!("ground truth channels: {names:?}");
-    for want in ["main", "display", "inputs", "cursor"] {
-        assert!(names.contains(&want), "{want} missing from {names:?}");
-    }
+    let session = support::load_ground_truth(&truth, port);
     let display = session.channel("display").unwrap();
     let display_bytes = display.stream(Direction::ServerToClient).len();
     assert!(
@@ -318,15 +339,16 @@ fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
 
 #[test]
 fn a_killed_ryll_leaves_staging_that_the_next_start_reclaims() {
-    if !tools::require("qemu-system-x86_64") {
+    let Some(QuietSession {
+        bin,
+        dir,
+        runtime,
+        port,
+        _qemu,
+    }) = QuietSession::start()
+    else {
         return;
-    }
-    let Some(bin) = ryll_bin() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = private_runtime_dir();
-    let port = free_port();
-    let _qemu: Guard = start_quiet_qemu(port);
-    live::wait_for_port(port, Duration::from_secs(30));
+    };
 
     let killed = dir.path().join("killed");
     let mut first = Ryll::start(&bin, port, &killed, runtime.path());
@@ -369,15 +391,16 @@ fn a_killed_ryll_leaves_staging_that_the_next_start_reclaims() {
 
 #[test]
 fn sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures() {
-    if !tools::require("qemu-system-x86_64") {
+    let Some(QuietSession {
+        bin,
+        dir,
+        runtime,
+        port,
+        _qemu,
+    }) = QuietSession::start()
+    else {
         return;
-    }
-    let Some(bin) = ryll_bin() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = private_runtime_dir();
-    let port = free_port();
-    let _qemu: Guard = start_quiet_qemu(port);
-    live::wait_for_port(port, Duration::from_secs(30));
+    };
 
     for (name, sig, after) in [
         ("sigterm", libc::SIGTERM, Duration::from_secs(4)),

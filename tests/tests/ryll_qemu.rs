@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::live::{free_port, start_quiet_qemu, start_tshark, wait_for_port};
-use e2e::{recorded, tools};
+use e2e::tools;
 
 /// The `ryll-capture` beside this test executable (target/<profile>/).
 fn ryll_capture_bin() -> Option<PathBuf> {
@@ -86,16 +86,7 @@ fn ryll_capture_against_qemu_matches_the_wire() {
     assert!(cap.channels().iter().any(|c| c.name == "main"));
     qemu.stop(Duration::from_secs(5));
 
-    let session = recorded::load(&truth, port).unwrap();
-    let names: Vec<&str> = session
-        .connections
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    eprintln!("ground truth channels: {names:?}");
-    for want in ["main", "display", "inputs", "cursor"] {
-        assert!(names.contains(&want), "{want} missing from {names:?}");
-    }
+    let session = support::load_ground_truth(&truth, port);
     let display = session.channel("display").unwrap();
     assert!(
         !display.stream(spool::Direction::ServerToClient).is_empty(),
@@ -109,7 +100,7 @@ fn ryll_capture_against_qemu_matches_the_wire() {
     }
     let cap = spool::Capture::open(&capture).unwrap();
     assert!(cap.manifest().unwrap().clean_shutdown);
-    for name in &names {
+    for name in session.connections.iter().map(|c| &c.name) {
         let mut r = cap.reader(name).unwrap();
         while let Some(ev) = r.next_event() {
             assert!(

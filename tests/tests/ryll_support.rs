@@ -11,6 +11,23 @@ use e2e::tools;
 use spool::Direction;
 use spool2pcap::{convert, ConvertOptions, Destination};
 
+/// Loads the loopback ground truth of a session with a SPICE server on
+/// `port` and checks that the four channels every ryll session opens are
+/// in it.
+pub fn load_ground_truth(truth: &Path, port: u16) -> Session {
+    let session = e2e::recorded::load(truth, port).unwrap();
+    let names: Vec<&str> = session
+        .connections
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    eprintln!("ground truth channels: {names:?}");
+    for want in ["main", "display", "inputs", "cursor"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    session
+}
+
 /// spool2pcap may put a synthetic SPICE link phase in front of each
 /// channel (so Wireshark's dissector decodes it): link message, auth
 /// mechanism and ticket from the client; link reply and link result from
