@@ -361,18 +361,12 @@ fn write_file_atomic(tmp: &CStr, dst: &CStr, dir: &CStr, bytes: &[u8]) -> Result
         while at < bytes.len() {
             let rest = &bytes[at..];
             // SAFETY: writes from a live slice of `rest.len()` bytes.
-            let n = unsafe { libc::write(fd.0, rest.as_ptr().cast(), rest.len()) };
-            if n < 0 {
-                let e = errno();
-                if e == libc::EINTR {
-                    continue;
-                }
-                return Err(e);
-            }
+            let n =
+                uninterrupted(|| unsafe { libc::write(fd.0, rest.as_ptr().cast(), rest.len()) })?;
             if n == 0 {
                 return Err(libc::EIO);
             }
-            at += n as usize;
+            at += n;
         }
         // SAFETY: fsync on a descriptor we own.
         if unsafe { libc::fsync(fd.0) } != 0 {
@@ -389,6 +383,21 @@ fn write_file_atomic(tmp: &CStr, dst: &CStr, dir: &CStr, bytes: &[u8]) -> Result
         let _ = unlink_if_present(tmp);
     }
     result
+}
+
+/// One `read(2)` or `write(2)`, made again while a signal interrupts it:
+/// the bytes it moved, or its `errno`.
+fn uninterrupted(mut call: impl FnMut() -> isize) -> Result<usize, i32> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = errno();
+        if e != libc::EINTR {
+            return Err(e);
+        }
+    }
 }
 
 /// Moves one staged segment into the capture directory: reads it into
@@ -416,18 +425,12 @@ pub(crate) fn move_segment(
     while len < buf.len() {
         let rest = &mut buf[len..];
         // SAFETY: reads into a live slice of `rest.len()` bytes.
-        let n = unsafe { libc::read(fd.0, rest.as_mut_ptr().cast(), rest.len()) };
-        if n < 0 {
-            let e = errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
+        let n =
+            uninterrupted(|| unsafe { libc::read(fd.0, rest.as_mut_ptr().cast(), rest.len()) })?;
         if n == 0 {
             break;
         }
-        len += n as usize;
+        len += n;
     }
     drop(fd);
     let data = &mut buf[..len];
