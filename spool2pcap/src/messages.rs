@@ -276,16 +276,21 @@ fn link_phase_len(direction: Direction, data: &[u8]) -> Option<u64> {
     Some(16 + size + after)
 }
 
+/// A SPICE message with a mini header: type, body length, body. For the
+/// tests of this module and of redaction.
+#[cfg(test)]
+pub(crate) fn test_message(ty: u16, body: &[u8]) -> Vec<u8> {
+    let mut v = ty.to_le_bytes().to_vec();
+    v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn msg(ty: u16, body: &[u8]) -> Vec<u8> {
-        let mut v = ty.to_le_bytes().to_vec();
-        v.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        v.extend_from_slice(body);
-        v
-    }
+    use super::test_message as msg;
 
     #[test]
     fn boundaries_are_found_at_every_split() {

@@ -497,12 +497,7 @@ impl Redactor {
 mod tests {
     use super::*;
 
-    fn msg(ty: u16, body: &[u8]) -> Vec<u8> {
-        let mut v = ty.to_le_bytes().to_vec();
-        v.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        v.extend_from_slice(body);
-        v
-    }
+    use crate::messages::test_message as msg;
 
     fn agent(ty: u32, body: &[u8]) -> Vec<u8> {
         let mut v = VD_AGENT_PROTOCOL.to_le_bytes().to_vec();
