@@ -5,6 +5,7 @@ tcpdump on loopback as the ground truth. Prints a markdown table.
 
 usage: scripts/bench-ryll.py --stock BIN --patched BIN [--seconds 30]
                              [--slowfs MOUNTPOINT] [--work DIR] [--only SCENARIO]
+                             [--rounds N] [--pin]
 
 Scenarios (each on a fresh ../shared/tools/spice-guest):
   random-extra-ext4  `spice-guest PORT random --extra`, capture dir on --work (ext4)
@@ -21,10 +22,24 @@ Columns, per run of --seconds, all measured on the same window:
   drops         records the capture reported dropped (stock cannot tell: the
                 missing bytes show in `kept`)
   CPU s         user + system CPU seconds of the client (wait4 rusage)
+  CPU ms/MB     the client's CPU until the SIGINT per MB of display traffic
+                it read until then: what the client costs per byte, which
+                the guest's drifting rate does not change
   peak RSS      client's peak resident memory (VmHWM, MB; the spool's mapped
                 segments are in it) + peak staging files on tmpfs (MB)
   exit s        seconds from SIGINT to the process's exit (SIGKILL after
                 --kill-after seconds, 60 by default)
+Repeats (--rounds N): the guest's own rate drifts by tens of percent over
+minutes, so one run per client compares guests as much as clients. With
+--rounds the clients run N times in turn, the order reversed every other
+round, and a summary gives each client's median throughput and its ratio to
+stock without capture, round by round (each ratio from neighbouring runs).
+
+Pinning (--pin): on a machine this small the guest (QEMU) and the client
+fight for the same cores, so a client that costs more CPU also slows the
+server it measures. --pin puts the guest and tcpdump on CPU 0 and the client
+on the others, as a server and a client on separate machines would be.
+
 Needs root (tcpdump), qemu-system-x86, linux-image-amd64, busybox-static, cpio.
 """
 import argparse
@@ -154,8 +169,32 @@ def tree_bytes(path):
     return total
 
 
+def cpus():
+    """(server CPUs, client CPUs) for --pin, as taskset lists."""
+    n = os.cpu_count() or 1
+    if n < 2:
+        raise SystemExit("--pin needs at least two CPUs")
+    return "0", f"1-{n - 1}"
+
+
+def pinned(argv, which):
+    if not ARGS.pin:
+        return argv
+    return ["taskset", "-c", cpus()[0 if which == "server" else 1]] + argv
+
+
+def cpu_now(pid):
+    """User + system CPU seconds `pid` (all its threads) has used so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def run_client(argv, env, seconds, runtime_dir):
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(pinned(argv, "client"), env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak_staging = 0
     peak_rss = 0.0
@@ -164,6 +203,7 @@ def run_client(argv, env, seconds, runtime_dir):
         peak_staging = max(peak_staging, tree_bytes(runtime_dir))
         peak_rss = max(peak_rss, vm_hwm_mb(proc.pid))
         time.sleep(0.25)
+    cpu_at_sigint = cpu_now(proc.pid)
     sent = time.time()
     proc.send_signal(signal.SIGINT)
     killed = False
@@ -181,6 +221,7 @@ def run_client(argv, env, seconds, runtime_dir):
     err = proc.stderr.read().decode(errors="replace")
     return {
         "cpu": usage.ru_utime + usage.ru_stime,
+        "cpu_window": cpu_at_sigint,
         # Not ru_maxrss: across exec it keeps the forking (Python) process's
         # peak.
         "rss_mb": peak_rss,
@@ -210,7 +251,7 @@ def kept_and_drops(variant, capture):
 def scenario(name, load, extra, capture_root, args, results):
     port = free_port()
     guest_argv = ["bash", os.path.join(SHARED, "spice-guest"), str(port), load] + (["--extra"] if extra else [])
-    guest = subprocess.Popen(guest_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    guest = subprocess.Popen(pinned(guest_argv, "server"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
         time.sleep(args.boot)
@@ -223,12 +264,15 @@ def scenario(name, load, extra, capture_root, args, results):
             variants.append(("patched, no capture", args.patched, False))
         if args.reverse:
             variants.reverse()
-        for variant, binary, capture in variants:
+        order = []
+        for n in range(args.rounds):
+            order += [(n, v) for v in (variants if n % 2 == 0 else variants[::-1])]
+        for round_no, (variant, binary, capture) in order:
             work = tempfile.mkdtemp(prefix="bench-ryll-", dir=args.work)
             cap_dir = os.path.join(capture_root, f"cap-{os.path.basename(work)}")
             runtime_dir = tempfile.mkdtemp(prefix="bench-ryll-rt-", dir="/dev/shm")
             truth = os.path.join(work, "truth.pcap")
-            dump = subprocess.Popen(["tcpdump", "-i", "lo", "-s", "256", "-U", "-w", truth, f"tcp port {port}"],
+            dump = subprocess.Popen(pinned(["tcpdump", "-i", "lo", "-s", "256", "-U", "-w", truth, f"tcp port {port}"], "server"),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.5)
             argv = [binary, "--headless", "--direct", f"127.0.0.1:{port}"]
@@ -241,7 +285,7 @@ def scenario(name, load, extra, capture_root, args, results):
             dump.wait()
             wire, window = display_bytes(truth, port, until=r["sigint_at"])
             kept, drops = kept_and_drops(variant, cap_dir) if capture else (None, None)
-            r.update(scenario=name, variant=variant, wire=wire, window=window, kept=kept, drops=drops)
+            r.update(scenario=name, variant=variant, round=round_no, wire=wire, window=window, kept=kept, drops=drops)
             results.append(r)
             print_row(r, file=sys.stderr)
             shutil.rmtree(work, ignore_errors=True)
@@ -253,8 +297,12 @@ def scenario(name, load, extra, capture_root, args, results):
         guest.wait()
 
 
-HEADER = ("| scenario | client | display MB/s | kept | drops | CPU s | peak RSS + staging MB | exit s |\n"
-          "|---|---|---|---|---|---|---|---|")
+HEADER = ("| scenario | client | display MB/s | kept | drops | CPU s | CPU ms/MB | peak RSS + staging MB | exit s |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+
+
+def ms_per_mb(r):
+    return 1e3 * r.get("cpu_window", 0.0) / max(r["window"] / 1e6, 1e-9)
 
 
 def print_row(r, file=sys.stdout):
@@ -262,8 +310,32 @@ def print_row(r, file=sys.stdout):
     kept = "–" if r["kept"] is None else f"{r['kept'] / 1e6:.1f} MB ({100 * r['kept'] / max(r['wire'], 1):.0f} %)"
     drops = "–" if r["drops"] is None else str(r["drops"])
     print(f"| {r['scenario']} | {r['variant']} | {r['window'] / 1e6 / secs:.2f} | {kept} | {drops} | "
-          f"{r['cpu']:.1f} | {r['rss_mb']:.0f} + {r['staging_mb']:.0f} | "
+          f"{r['cpu']:.1f} | {ms_per_mb(r):.1f} | {r['rss_mb']:.0f} + {r['staging_mb']:.0f} | "
           f"{'killed after ' if r['killed'] else ''}{r['exit_s']:.2f} |", file=file)
+
+
+def median(xs):
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def print_summary(results):
+    """Per scenario and client: median throughput over the rounds, and the
+    ratio to stock without capture of the same round (median and range)."""
+    print("\n| scenario | client | runs | median MB/s | ratio to stock, no capture: median (range) | median CPU ms/MB |")
+    print("|---|---|---|---|---|---|")
+    for name in dict.fromkeys(r["scenario"] for r in results):
+        rows = [r for r in results if r["scenario"] == name]
+        rate = lambda r: r["window"] / 1e6 / ARGS.seconds
+        base = {r["round"]: rate(r) for r in rows if r["variant"] == "stock, no capture"}
+        for variant in dict.fromkeys(r["variant"] for r in rows):
+            mine = [r for r in rows if r["variant"] == variant]
+            ratios = [rate(r) / base[r["round"]] for r in mine if base.get(r["round"])]
+            ratio = (f"{median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+                     if ratios and variant != "stock, no capture" else "–")
+            cost = median([ms_per_mb(r) for r in mine])
+            print(f"| {name} | {variant} | {len(mine)} | {median([rate(r) for r in mine]):.2f} | {ratio} | {cost:.1f} |")
 
 
 def main():
@@ -281,6 +353,10 @@ def main():
                    help="also run the patched ryll without --capture (what the patch costs)")
     p.add_argument("--reverse", action="store_true",
                    help="run the clients in the opposite order (the guest's own rate drifts)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every client this many times, alternating the order (see above)")
+    p.add_argument("--pin", action="store_true",
+                   help="guest and tcpdump on CPU 0, the client on the others (see above)")
     p.add_argument("--kill-after", type=float, default=60, help="SIGKILL a client this long after SIGINT")
     ARGS = args = p.parse_args()
     results = []
@@ -293,10 +369,12 @@ def main():
         else:
             print("scroll-slowfs skipped: no --slowfs", file=sys.stderr)
     print(f"\n{args.seconds:.0f} s per run; {os.uname().nodename}, {os.cpu_count()} CPUs, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}\n")
+          f"{time.strftime('%Y-%m-%d %H:%M')}{', pinned' if args.pin else ''}\n")
     print(HEADER)
     for r in results:
         print_row(r)
+    if args.rounds > 1:
+        print_summary(results)
 
 
 if __name__ == "__main__":
