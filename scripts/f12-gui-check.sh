@@ -94,5 +94,47 @@ print("manifest: clean, display", m["channels"]["display"]["bytes"], "bytes,",
       sum(c["dropped_records"] for c in m["channels"].values()), "dropped records")
 EOF
 [ -s "$cap/display.mp4" ] || fail "no display.mp4: video recording stopped working"
-echo "display.mp4: $(stat -c %s "$cap/display.mp4") bytes"
+# Frames in the MP4: the sample count of its track (stsz), or of its
+# fragments (trun) if it was written fragmented.
+frames=$(python3 - "$cap/display.mp4" <<'EOF'
+import struct, sys
+CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"moof", b"traf"}
+def walk(data, start, end, out):
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start:start + 8])
+        head = 8
+        if size == 1 and start + 16 <= end:
+            size, head = struct.unpack(">Q", data[start + 8:start + 16])[0], 16
+        elif size == 0:
+            size = end - start
+        if size < head or start + size > end:
+            return
+        body = start + head
+        if kind in CONTAINERS:
+            walk(data, body, start + size, out)
+        elif kind == b"stsz" and body + 12 <= end:
+            out.append(struct.unpack(">I", data[body + 8:body + 12])[0])
+        elif kind == b"trun" and body + 8 <= end:
+            out.append(struct.unpack(">I", data[body + 4:body + 8])[0])
+        start += size
+data = open(sys.argv[1], "rb").read()
+counts = []
+walk(data, 0, len(data), counts)
+print(sum(counts))
+EOF
+)
+echo "display.mp4: $(stat -c %s "$cap/display.mp4") bytes, $frames frames"
+[ "$frames" -gt 0 ] || fail "display.mp4 holds no frame"
+# ryll records a video frame at each display MARK (SPICE_MSG_DISPLAY_MARK,
+# type 102), as stock ryll does; QEMU sends one per display surface.
+converter=${SPOOL2PCAP:-$here/../target/debug/spool2pcap}
+if [ -x "$converter" ]; then
+  "$converter" convert "$cap" -o "$work/pcaps" >/dev/null
+  marks=$(tshark -r "$work/pcaps/display.pcap" -d tcp.port==5900,spice -T fields -e spice.message_type 2>/dev/null |
+    tr ',' '\n' | grep -cx 102 || true)
+  echo "display MARKs in the capture: $marks"
+  [ "$frames" -le "$marks" ] || fail "more video frames ($frames) than display MARKs ($marks)"
+else
+  echo "(no spool2pcap at $converter: set SPOOL2PCAP to compare frames with display MARKs)"
+fi
 echo "f12-gui-check: OK (screenshots and logs in $work)"
