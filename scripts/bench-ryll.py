@@ -5,7 +5,7 @@ tcpdump on loopback as the ground truth. Prints a markdown table.
 
 usage: scripts/bench-ryll.py --stock BIN --patched BIN [--seconds 30]
                              [--slowfs MOUNTPOINT] [--work DIR] [--only SCENARIO]
-                             [--rounds N] [--pin]
+                             [--rounds N]
 
 Scenarios (each on a fresh ../shared/tools/spice-guest):
   random-extra-ext4  `spice-guest PORT random --extra`, capture dir on --work (ext4)
@@ -35,10 +35,12 @@ minutes, so one run per client compares guests as much as clients. With
 round, and a summary gives each client's median throughput and its ratio to
 stock without capture, round by round (each ratio from neighbouring runs).
 
-Pinning (--pin): on a machine this small the guest (QEMU) and the client
-fight for the same cores, so a client that costs more CPU also slows the
-server it measures. --pin puts the guest and tcpdump on CPU 0 and the client
-on the others, as a server and a client on separate machines would be.
+The guest (QEMU) and the client share the machine's cores, so a client
+that costs more CPU also slows the server it measures; that is part of what
+the throughput column shows. Anything else running competes too: run on a
+quiet machine, or nice it with the kernel's autogroup off
+(/proc/sys/kernel/sched_autogroup_enabled), since with autogroup on a niced
+job in another session still takes an equal share of the CPU.
 
 Needs root (tcpdump), qemu-system-x86, linux-image-amd64, busybox-static, cpio.
 """
@@ -169,20 +171,6 @@ def tree_bytes(path):
     return total
 
 
-def cpus():
-    """(server CPUs, client CPUs) for --pin, as taskset lists."""
-    n = os.cpu_count() or 1
-    if n < 2:
-        raise SystemExit("--pin needs at least two CPUs")
-    return "0", f"1-{n - 1}"
-
-
-def pinned(argv, which):
-    if not ARGS.pin:
-        return argv
-    return ["taskset", "-c", cpus()[0 if which == "server" else 1]] + argv
-
-
 def cpu_now(pid):
     """User + system CPU seconds `pid` (all its threads) has used so far."""
     try:
@@ -194,7 +182,7 @@ def cpu_now(pid):
 
 
 def run_client(argv, env, seconds, runtime_dir):
-    proc = subprocess.Popen(pinned(argv, "client"), env=env, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak_staging = 0
     peak_rss = 0.0
@@ -251,7 +239,7 @@ def kept_and_drops(variant, capture):
 def scenario(name, load, extra, capture_root, args, results):
     port = free_port()
     guest_argv = ["bash", os.path.join(SHARED, "spice-guest"), str(port), load] + (["--extra"] if extra else [])
-    guest = subprocess.Popen(pinned(guest_argv, "server"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    guest = subprocess.Popen(guest_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
         time.sleep(args.boot)
@@ -272,7 +260,7 @@ def scenario(name, load, extra, capture_root, args, results):
             cap_dir = os.path.join(capture_root, f"cap-{os.path.basename(work)}")
             runtime_dir = tempfile.mkdtemp(prefix="bench-ryll-rt-", dir="/dev/shm")
             truth = os.path.join(work, "truth.pcap")
-            dump = subprocess.Popen(pinned(["tcpdump", "-i", "lo", "-s", "256", "-U", "-w", truth, f"tcp port {port}"], "server"),
+            dump = subprocess.Popen((["tcpdump", "-i", "lo", "-s", "256", "-U", "-w", truth, f"tcp port {port}"]),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.5)
             argv = [binary, "--headless", "--direct", f"127.0.0.1:{port}"]
@@ -355,8 +343,6 @@ def main():
                    help="run the clients in the opposite order (the guest's own rate drifts)")
     p.add_argument("--rounds", type=int, default=1,
                    help="run every client this many times, alternating the order (see above)")
-    p.add_argument("--pin", action="store_true",
-                   help="guest and tcpdump on CPU 0, the client on the others (see above)")
     p.add_argument("--kill-after", type=float, default=60, help="SIGKILL a client this long after SIGINT")
     ARGS = args = p.parse_args()
     results = []
@@ -369,7 +355,7 @@ def main():
         else:
             print("scroll-slowfs skipped: no --slowfs", file=sys.stderr)
     print(f"\n{args.seconds:.0f} s per run; {os.uname().nodename}, {os.cpu_count()} CPUs, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}{', pinned' if args.pin else ''}\n")
+          f"{time.strftime('%Y-%m-%d %H:%M')}\n")
     print(HEADER)
     for r in results:
         print_row(r)
