@@ -31,6 +31,12 @@
 //! and leaves the rest to a detached mover process, with the manifest
 //! saying so (`pending_move`) and readers reading those segments in place.
 //!
+//! The crate has three parts. [`write`] is the session's side: the hot
+//! path, the background threads that feed it, the clock and the disk limit.
+//! [`store`] is what lies on disk and in staging and how it gets there: the
+//! format, the manifest, the staging directory, crash recovery and the
+//! mover. [`read`] reads a capture back, closed or live.
+//!
 //! The on-disk format is specified in `FORMAT.md` and implemented by
 //! [`mod@format`]; [`reader`] reads it back, damaged or not, and [`follow`]
 //! reads a capture while it is being written. [`limit`] bounds a long
@@ -46,26 +52,21 @@
 //! spool.close().unwrap();
 //! ```
 
-mod background;
-mod channel;
-pub mod clock;
-pub mod follow;
-pub mod format;
-pub mod fsutil;
-pub mod limit;
-pub mod manifest;
-mod mover;
-pub mod reader;
-pub mod recover;
-mod segment;
-pub mod staging;
-mod writer;
+pub mod read;
+pub mod store;
+pub mod write;
+
+// The modules' paths from before the write / read / store split, so that
+// callers keep naming `spool::reader`, `spool::format` and so on.
+pub use read::{follow, reader};
+pub use store::{format, fsutil, manifest, recover, staging};
+pub use write::{clock, limit};
 
 pub use format::Direction;
 pub use limit::{DiskLimit, LimitPolicy};
 pub use manifest::Manifest;
 pub use reader::Capture;
-pub use writer::{
+pub use write::writer::{
     ChannelCounters, ChannelHandle, CloseOutcome, CloseProgress, MoverHandle, Spool, SpoolConfig,
     SpoolError, StagingChoice, DROP_GRACE,
 };

@@ -20,15 +20,15 @@ use std::sync::atomic::{fence, Ordering};
 
 use zerocopy::FromBytes;
 
-use crate::format::{
+use crate::read::reader::{
+    Damage, DamageKind, DataRecord, Event, Gap, OpenError, MAX_SEGMENT_BYTES, SPOOL_DIR,
+};
+use crate::store::format::{
     self, CrcRule, Direction, GapPayload, RecordKind, SegmentHeader, RECORD_HEADER_LEN,
     SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
-use crate::manifest::{Manifest, MANIFEST_FILE};
-use crate::reader::{
-    Damage, DamageKind, DataRecord, Event, Gap, OpenError, MAX_SEGMENT_BYTES, SPOOL_DIR,
-};
-use crate::staging;
+use crate::store::manifest::{Manifest, MANIFEST_FILE};
+use crate::store::staging;
 
 /// Bytes read per look at a live segment; more when a record needs it.
 const WINDOW: usize = 64 << 10;
@@ -281,7 +281,7 @@ impl Follower {
             records_lost: 0,
         };
         // Never through a symlink, never blocking on a FIFO swapped in.
-        let Ok(mut file) = crate::fsutil::open_regular(path) else {
+        let Ok(mut file) = crate::store::fsutil::open_regular(path) else {
             return SegmentEnd::UpTo(offset);
         };
         let file_len = file

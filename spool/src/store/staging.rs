@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil;
+use crate::store::fsutil;
 
 /// Name of the per-user directory under the runtime directory.
 pub const STAGING_ROOT_NAME: &str = "ryll-spool";

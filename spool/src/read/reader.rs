@@ -26,13 +26,13 @@ use std::sync::atomic::{fence, Ordering};
 use memmap2::{Mmap, MmapOptions};
 use zerocopy::FromBytes;
 
-use crate::format::{
+use crate::store::format::{
     self, CrcRule, Direction, GapPayload, RecordKind, SealPayload, SegmentHeader, FORMAT_VERSION,
     GAP_PAYLOAD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEAL_FLAG_FINAL, SEAL_PAYLOAD_LEN,
     SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
-use crate::limit::Trimmed;
-use crate::manifest::{Manifest, MANIFEST_FILE};
+use crate::store::manifest::{Manifest, MANIFEST_FILE};
+use crate::write::limit::Trimmed;
 
 /// Largest segment file the reader accepts. The writer never makes one
 /// bigger than this; a larger file is reported rather than read into memory.
@@ -311,7 +311,7 @@ impl Capture {
             .and_then(|m| m.staging_dir.as_deref())
             .map(PathBuf::from)
         {
-            match crate::staging::check_staging_dir(&staging) {
+            match crate::store::staging::check_staging_dir(&staging) {
                 Ok(true) => {
                     let _ = list_channels(&staging, true, &mut staged, &mut problems);
                 }
@@ -401,7 +401,7 @@ impl Capture {
                 .manifest
                 .as_ref()
                 .filter(|m| self.mapping && m.clean_shutdown)
-                .and_then(|m| crate::manifest::session_id_from_hex(&m.session_id));
+                .and_then(|m| crate::store::manifest::session_id_from_hex(&m.session_id));
             r.set_trimmed(
                 self.manifest
                     .as_ref()
@@ -631,7 +631,7 @@ impl ChannelReader {
         }
         let mut header = [0u8; SEGMENT_HEADER_LEN];
         for seg in &self.files.segments {
-            let Ok(mut f) = crate::fsutil::open_regular(&seg.path) else {
+            let Ok(mut f) = crate::store::fsutil::open_regular(&seg.path) else {
                 continue;
             };
             if f.read_exact(&mut header).is_err() {
@@ -863,7 +863,7 @@ impl ChannelReader {
         self.map = None;
         // Never follow a symlink planted where a segment should be, nor
         // block on a FIFO; the checks are of the file actually opened.
-        let file = crate::fsutil::open_regular(path).map_err(|e| {
+        let file = crate::store::fsutil::open_regular(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::InvalidInput || e.raw_os_error() == Some(libc::ELOOP)
             {
                 DamageKind::NotARegularFile
@@ -1133,7 +1133,7 @@ fn map_segment(file: &File, session: &[u8; 16]) -> Option<Mmap> {
     if !md.is_file()
         || md.len() == 0
         || md.len() > MAX_SEGMENT_BYTES
-        || md.uid() != crate::fsutil::current_uid()
+        || md.uid() != crate::store::fsutil::current_uid()
         || md.mode() & 0o022 != 0
     {
         return None;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::limit::{DiskLimit, Trimmed};
+use crate::write::limit::{DiskLimit, Trimmed};
 
 /// File name of the manifest inside a capture directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -22,7 +22,7 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// The contents of `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// [`crate::format::FORMAT_VERSION`] of the segments.
+    /// [`crate::store::format::FORMAT_VERSION`] of the segments.
     pub format_version: u16,
     /// Hex of the 16-byte session id carried by every segment header.
     pub session_id: String,
@@ -78,8 +78,8 @@ impl Manifest {
     /// Loads and parses a manifest, refusing oversized files.
     pub fn load(path: &Path) -> Result<Manifest, String> {
         use std::io::Read;
-        let file =
-            crate::fsutil::open_regular(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = crate::store::fsutil::open_regular(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let mut text = Vec::new();
         file.take(MAX_MANIFEST_BYTES + 1)
             .read_to_end(&mut text)

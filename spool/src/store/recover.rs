@@ -31,12 +31,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::format;
-use crate::fsutil;
-use crate::manifest::{Manifest, MANIFEST_FILE};
-use crate::mover::{self, SegmentPaths};
-use crate::reader::SPOOL_DIR;
-use crate::staging::{self, StagingError};
+use crate::read::reader::SPOOL_DIR;
+use crate::store::format;
+use crate::store::fsutil;
+use crate::store::manifest::{Manifest, MANIFEST_FILE};
+use crate::store::mover::{self, SegmentPaths};
+use crate::store::staging::{self, StagingError};
 
 /// What a recovery did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -174,7 +174,7 @@ pub fn reclaim_abandoned_in_background(
     std::thread::Builder::new()
         .name("spool-reclaim".into())
         .spawn(move || {
-            crate::background::lower_priority(crate::background::RECLAIM_NICE);
+            crate::write::background::lower_priority(crate::write::background::RECLAIM_NICE);
             mover::lower_io_priority();
             recover_abandoned(&root)
         })

@@ -25,7 +25,7 @@
 //! caller's stack (it ends in `_exit`), never touches stdout, stderr or any
 //! logging, and any failure simply ends it with the staged files where
 //! they are: the next session's reclaimer finishes the job
-//! ([`crate::recover::reclaim_abandoned_in_background`]).
+//! ([`crate::store::recover::reclaim_abandoned_in_background`]).
 //!
 //! Re-executing the program instead would need the host's `main` to
 //! recognise a mover invocation; `posix_spawn` of a helper binary would
@@ -50,8 +50,8 @@ use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::format;
-use crate::reader::MAX_SEGMENT_BYTES;
+use crate::read::reader::MAX_SEGMENT_BYTES;
+use crate::store::format;
 
 /// Everything the mover child needs, prepared by the parent.
 pub(crate) struct MovePlan {
@@ -112,11 +112,11 @@ impl MovePlan {
                 any = true;
             }
             if any {
-                crate::fsutil::create_private_dir(&dst_dir, true)?;
+                crate::store::fsutil::create_private_dir(&dst_dir, true)?;
             }
             staging_subdirs.push(cstr(&src_dir).ok_or_else(bad)?);
         }
-        let manifest = capture_dir.join(crate::manifest::MANIFEST_FILE);
+        let manifest = capture_dir.join(crate::store::manifest::MANIFEST_FILE);
         let mut manifest_tmp = manifest.as_os_str().to_owned();
         manifest_tmp.push(".tmp");
         Ok(MovePlan {
@@ -127,8 +127,9 @@ impl MovePlan {
             manifest_bytes,
             capture_dir: cstr(capture_dir).ok_or_else(bad)?,
             staging_subdirs,
-            owner_file: cstr(&staging_dir.join(crate::staging::OWNER_FILE)).ok_or_else(bad)?,
-            lock_file: cstr(&staging_dir.join(crate::staging::LOCK_FILE)).ok_or_else(bad)?,
+            owner_file: cstr(&staging_dir.join(crate::store::staging::OWNER_FILE))
+                .ok_or_else(bad)?,
+            lock_file: cstr(&staging_dir.join(crate::store::staging::LOCK_FILE)).ok_or_else(bad)?,
             staging_dir: cstr(staging_dir).ok_or_else(bad)?,
             dev_null: CString::from(c"/dev/null"),
         })

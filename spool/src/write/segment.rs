@@ -8,11 +8,11 @@ use memmap2::{MmapMut, MmapOptions};
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::format::{
+use crate::store::format::{
     self, RecordHeader, RecordKind, SegmentHeader, FORMAT_VERSION, MAX_CHANNEL_NAME,
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
-use crate::fsutil;
+use crate::store::fsutil;
 
 /// Facts every segment header of a session repeats.
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::channel::Channel;
+use crate::write::channel::Channel;
 
 /// What to do when the capture directory reaches its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

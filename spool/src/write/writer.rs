@@ -8,18 +8,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::background;
-use crate::channel::Channel;
-use crate::clock::Clock;
-use crate::format::{self, Direction, FORMAT_VERSION, SEGMENT_HEADER_LEN};
-use crate::fsutil;
-use crate::limit::{DiskLimit, Trimmed};
-use crate::manifest::{self, ChannelSummary, Manifest, MANIFEST_FILE};
-use crate::mover;
-use crate::reader::SPOOL_DIR;
-use crate::recover;
-use crate::segment::SessionFacts;
-use crate::staging::{self, StagingDir};
+use crate::read::reader::SPOOL_DIR;
+use crate::store::format::{self, Direction, FORMAT_VERSION, SEGMENT_HEADER_LEN};
+use crate::store::fsutil;
+use crate::store::manifest::{self, ChannelSummary, Manifest, MANIFEST_FILE};
+use crate::store::mover;
+use crate::store::recover;
+use crate::store::staging::{self, StagingDir};
+use crate::write::background;
+use crate::write::channel::Channel;
+use crate::write::clock::Clock;
+use crate::write::limit::{DiskLimit, Trimmed};
+use crate::write::segment::SessionFacts;
 
 /// Most channels one spool holds. SPICE defines a dozen channel types; the
 /// fixed table is what lets the hot path find a channel without a lock.
@@ -719,7 +719,7 @@ impl Spool {
     /// segments wait, `pending_move: true` with the staging directory;
     /// readers read those in place meanwhile. Should the mover die, the next
     /// session on the same staging root moves them
-    /// ([`crate::recover::reclaim_abandoned_in_background`]).
+    /// ([`crate::store::recover::reclaim_abandoned_in_background`]).
     ///
     /// The call can outlast `grace` by one segment's `fsync` already under
     /// way, and by the final manifest's. With no memory-backed staging

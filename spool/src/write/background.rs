@@ -18,13 +18,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::channel::{Channel, Retired};
-use crate::clock::RECALIBRATE_EVERY;
-use crate::format::segment_file_name;
-use crate::fsutil;
-use crate::limit::{Entry, Ledger, LimitPolicy};
-use crate::segment::MappedSegment;
-use crate::writer::Shared;
+use crate::store::format::segment_file_name;
+use crate::store::fsutil;
+use crate::write::channel::{Channel, Retired};
+use crate::write::clock::RECALIBRATE_EVERY;
+use crate::write::limit::{Entry, Ledger, LimitPolicy};
+use crate::write::segment::MappedSegment;
+use crate::write::writer::Shared;
 
 /// How long a background thread sleeps when nobody wakes it.
 const IDLE_WAIT: Duration = Duration::from_millis(20);

@@ -25,11 +25,11 @@ use crossbeam_queue::ArrayQueue;
 use zerocopy::byteorder::little_endian::U64;
 use zerocopy::IntoBytes;
 
-use crate::format::{
+use crate::store::format::{
     record_len, GapPayload, RecordKind, SealPayload, GAP_RECORD_LEN, SEAL_FLAG_FINAL,
     SEAL_RECORD_LEN, SEGMENT_HEADER_LEN,
 };
-use crate::segment::MappedSegment;
+use crate::write::segment::MappedSegment;
 use crate::Direction;
 
 /// The channel lock: released with a plain store (see the module docs); a
@@ -439,7 +439,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::SessionFacts;
+    use crate::write::segment::SessionFacts;
 
     const SEGMENT_BYTES: usize = 64 << 10;
 

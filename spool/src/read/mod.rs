@@ -1,0 +1,5 @@
+//! Reading a capture back: a closed one with [`reader`], a live one with
+//! [`follow`].
+
+pub mod follow;
+pub mod reader;
