@@ -7,7 +7,7 @@
 //! the channel loops are never touched, and the report can cover the whole
 //! session when the budget allows.
 //!
-//! The pcap is an excerpt made by spool2pcap ([`spool2pcap::excerpt`]):
+//! The pcap is an excerpt made by spool2pcap ([`spool2pcap::pipeline::excerpt`]):
 //! the packets `spool2pcap convert` would write for the same records, so
 //! Wireshark decodes it as SPICE (`-d tcp.port==5900,spice`). Every
 //! channel's connection opens with a synthetic TCP handshake and SPICE
@@ -22,7 +22,7 @@
 //! Reports get attached to public issue trackers, so by default the
 //! keystrokes (bodies of the inputs channel's key messages) and clipboard
 //! contents (agent clipboard messages on the main channel) are zeroed with
-//! [`spool2pcap::redact`], which keeps every header, size and sequence
+//! [`spool2pcap::spice::redact`], which keeps every header, size and sequence
 //! number; [`BugReportOptions::redact`] turns that off for private use.
 //!
 //! The zip is written to a temporary file beside its destination and
@@ -38,9 +38,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use spool::fsutil;
-use spool2pcap::excerpt::{write_excerpt, ExcerptError, ExcerptOptions, ExcerptReport, Selection};
 use spool2pcap::info::UtcDateTime;
-use spool2pcap::redact::Redaction;
+use spool2pcap::pipeline::excerpt::{
+    write_excerpt, ExcerptError, ExcerptOptions, ExcerptReport, Selection,
+};
+use spool2pcap::spice::redact::Redaction;
 
 /// ryll's target for a report's `traffic.pcap`.
 pub const DEFAULT_BUDGET_BYTES: u64 = 24 * 1000 * 1000;

@@ -211,7 +211,7 @@ fn split_link_phase(
     let auth_selection = client_caps & server_caps & AUTH_SELECTION != 0;
     let link_c2s_len = 16 + mess_len + if auth_selection { 4 } else { 0 } + 128;
     let link_s2c_len = 16 + reply_len + 4;
-    let name = spool2pcap::ports::spice_channel_name(channel_type)
+    let name = spool2pcap::spice::channels::spice_channel_name(channel_type)
         .map_or_else(|| format!("type{channel_type}"), str::to_string);
 
     let mut chunks = Vec::new();

@@ -18,7 +18,7 @@ use ryll_hook::recorded::{self, mini_header_messages};
 use ryll_hook::replay::{replay, ReplayOptions};
 use ryll_hook::{CaptureSink, SpoolSink};
 use spool::Direction;
-use spool2pcap::synth::{LINK_C2S_LEN, LINK_S2C_LEN};
+use spool2pcap::spice::link::{LINK_C2S_LEN, LINK_S2C_LEN};
 
 fn read_zip(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
@@ -118,7 +118,7 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
     assert_eq!(meta["traffic_capture"]["truncated"], false);
     let got = streams(&files["traffic.pcap"]);
     for conn in &session.connections {
-        let port = spool2pcap::ports::known_port(&conn.name).unwrap();
+        let port = spool2pcap::spice::channels::known_port(&conn.name).unwrap();
         assert_eq!(
             got[&(port, true)],
             conn.stream(Direction::ServerToClient),
@@ -156,7 +156,7 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
         .find(|c| c.name == "inputs")
         .unwrap();
     let original = inputs.stream(Direction::ClientToServer);
-    let port = spool2pcap::ports::known_port("inputs").unwrap();
+    let port = spool2pcap::spice::channels::known_port("inputs").unwrap();
     let got = &red[&(port, false)];
     assert_eq!(got.len(), original.len());
     let (mut keys, mut at) = (0, 0);
@@ -206,7 +206,7 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
         let conn = session
             .connections
             .iter()
-            .find(|c| spool2pcap::ports::known_port(&c.name) == Some(*port))
+            .find(|c| spool2pcap::spice::channels::known_port(&c.name) == Some(*port))
             .unwrap();
         let dir = if *from_server {
             Direction::ServerToClient
@@ -236,7 +236,7 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
     assert_eq!(pcap, files["traffic.pcap"]);
     assert_eq!(&t, &s.traffic_capture);
     let (display, t) = traffic_pcap(&capture, Some("display"), &opts).unwrap();
-    let port = spool2pcap::ports::known_port("display").unwrap();
+    let port = spool2pcap::spice::channels::known_port("display").unwrap();
     let got = streams(&display);
     assert_eq!(
         got.keys().copied().collect::<Vec<_>>(),

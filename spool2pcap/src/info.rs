@@ -14,10 +14,10 @@ use spool::limit::Trimmed;
 use spool::manifest::ChannelSummary;
 use spool::reader::{Damage, Event};
 
-use crate::convert::{cleaned, decode_as, shell_quote, wireshark_command};
 use crate::guard::{clean, open_capture, CaptureError, MAX_TEXT_CHARS};
 use crate::metadata::SessionMetadata;
-use crate::ports::PortMap;
+use crate::pipeline::convert::{cleaned, decode_as, shell_quote, wireshark_command};
+use crate::spice::channels::PortMap;
 
 /// One damaged region, in a form that serializes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -370,7 +370,7 @@ fn add_facts(info: &mut CaptureInfo, manifest: Option<&spool::Manifest>) {
             info.trimmed = true;
             info.facts.push(format!(
                 "Trimmed: {}",
-                crate::convert::trimmed_note(&c.name, t)
+                crate::pipeline::convert::trimmed_note(&c.name, t)
                     .replace("; this is the oldest packet kept", "")
             ));
         }

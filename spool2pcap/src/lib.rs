@@ -8,7 +8,7 @@
 //!
 //! * client `10.0.0.1` (MAC `02:00:00:00:00:01`) to server `10.0.0.2`
 //!   (MAC `02:00:00:00:00:02`) port 5900;
-//! * the client port identifies the channel ([`ports`] has the table:
+//! * the client port identifies the channel ([`spice::channels`] has the table:
 //!   `main` 10001, `display` 10002, `inputs` 10003, `cursor` 10004,
 //!   `playback` 10005, `record` 10006, `tunnel` 10007, `smartcard` 10008,
 //!   `usbredir` 10009, `port` 10010, `webdav` 10011, any other name
@@ -22,7 +22,7 @@
 //!   link phase for the channel's SPICE type (main 1, display 2, inputs 3,
 //!   cursor 4, playback 5, record 6, tunnel 7, smartcard 8, usbredir 9,
 //!   port 10, webdav 11, any other name 10), in the sequence numbers just
-//!   before 1000 / 2000 ([`synth`], [`channel`]); after the last record of
+//!   before 1000 / 2000 ([`spice::link`], [`pipeline::framing`]); after the last record of
 //!   a cleanly closed channel, a FIN exchange ([`Synthesis`] turns either
 //!   off);
 //! * a record longer than 65495 bytes is split into several segments;
@@ -46,10 +46,10 @@
 //!
 //! Of SPICE the converter knows channel names, ports and the link phase;
 //! the recorded bytes are parsed only when redaction is asked for
-//! ([`redact`]: mini-header framing of the inputs and main channels, and the
+//! ([`spice::redact`]: mini-header framing of the inputs and main channels, and the
 //! agent stream inside `AGENT_DATA`; the mini-header framing is
-//! [`messages`]). [`live`] follows a capture that is still being written;
-//! [`excerpt`] writes part of one (the newest traffic within a size budget,
+//! [`spice::messages`]). [`pipeline::follow`] follows a capture that is still being written;
+//! [`pipeline::excerpt`] writes part of one (the newest traffic within a size budget,
 //! a time window, some channels) as a pcap to any `Write`, for bug reports.
 //!
 //! ```no_run
@@ -62,32 +62,26 @@
 //! # Ok::<(), spool2pcap::ConvertError>(())
 //! ```
 
-pub mod channel;
-pub mod convert;
-pub mod excerpt;
-pub mod frames;
 pub mod guard;
 pub mod info;
-pub mod live;
-pub mod merge;
-pub mod messages;
 pub mod metadata;
+pub mod net;
 pub mod output;
-pub mod ports;
-pub mod redact;
-pub mod synth;
-pub mod writebehind;
+pub mod pipeline;
+pub mod spice;
 
 #[cfg(test)]
 mod testspool;
 
-pub use channel::{ChannelFramer, Synthesis};
-pub use convert::{
+pub use net::tcp::TcpStreamBuilder;
+pub use output::{Format, PacketSink};
+pub use pipeline::convert::{
     convert, convert_with_progress, wireshark_command, ChannelReport, Clock, ConvertError,
     ConvertOptions, ConvertReport, Destination, Progress, TimeMode,
 };
-pub use excerpt::{write_excerpt, ExcerptError, ExcerptOptions, ExcerptReport, Selection};
-pub use frames::TcpStreamBuilder;
-pub use output::{Format, PacketSink};
-pub use ports::PortMap;
-pub use redact::{Redaction, Redactor};
+pub use pipeline::excerpt::{
+    write_excerpt, ExcerptError, ExcerptOptions, ExcerptReport, Selection,
+};
+pub use pipeline::framing::{ChannelFramer, Synthesis};
+pub use spice::channels::PortMap;
+pub use spice::redact::{Redaction, Redactor};

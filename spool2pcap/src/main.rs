@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use spool2pcap::convert::{ConvertError, ConvertReport, Destination};
 use spool2pcap::guard::{clean, MAX_TEXT_CHARS};
 use spool2pcap::info::{scan, write_text};
+use spool2pcap::pipeline::convert::{ConvertError, ConvertReport, Destination};
 use spool2pcap::{ConvertOptions, Format, Progress, Redaction, Synthesis, TimeMode};
 
 const EXIT_DAMAGE: u8 = 1;
@@ -204,10 +204,10 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
         mmap: !args.no_mmap,
     };
     if args.follow {
-        return finish_convert(spool2pcap::live::follow(
+        return finish_convert(spool2pcap::pipeline::follow::follow(
             &args.dir,
             &opts,
-            spool2pcap::live::DEFAULT_POLL_INTERVAL,
+            spool2pcap::pipeline::follow::DEFAULT_POLL_INTERVAL,
         ));
     }
     let bar = progress_bar();
@@ -389,7 +389,7 @@ fn print_report(report: &ConvertReport) {
         let _ = writeln!(
             err,
             "open with SPICE decoding: ... | wireshark -d {} -k -i -",
-            spool2pcap::convert::decode_as()
+            spool2pcap::pipeline::convert::decode_as()
         );
     }
 }

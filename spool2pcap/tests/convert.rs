@@ -10,8 +10,8 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
-use spool2pcap::convert::{convert, ConvertError, ConvertOptions, Destination, TimeMode};
-use spool2pcap::frames::{CLIENT_ISN, MAX_SEGMENT_PAYLOAD, SERVER_ISN};
+use spool2pcap::net::tcp::{CLIENT_ISN, MAX_SEGMENT_PAYLOAD, SERVER_ISN};
+use spool2pcap::pipeline::convert::{convert, ConvertError, ConvertOptions, Destination, TimeMode};
 use spool2pcap::{Format, Synthesis};
 use testspool::{simple_channel, write_segment, Seg, SESSION_START};
 
@@ -92,7 +92,7 @@ fn read_pcapng(path: &Path) -> (Vec<String>, Vec<Pkt>) {
 
 /// Options for the tests of the recorded-bytes layer: nothing synthetic,
 /// so every frame is a record (the synthetic packets have tests of their
-/// own, below and in `synth.rs`).
+/// own, below and in `spice/link.rs`).
 fn opts(dest: Destination) -> ConvertOptions {
     let mut o = ConvertOptions::new(dest);
     o.synth = Synthesis::NONE;
@@ -243,7 +243,7 @@ fn merged_pcapng_has_an_interface_per_channel() {
     let ifaces: Vec<u32> = p.iter().map(|x| x.iface).collect();
     assert_eq!(ifaces, [0, 2, 1]);
     assert_eq!(p[0].ts, Duration::from_nanos(SESSION_START + 5));
-    let vport = spool2pcap::ports::hashed_port("vendor_x");
+    let vport = spool2pcap::spice::channels::hashed_port("vendor_x");
     assert_eq!(p[1].dst_port, vport);
 }
 
@@ -520,7 +520,7 @@ fn manifest_session_start_is_used_without_headers() {
 #[test]
 fn synthetic_opening_and_close_frame_the_records() {
     use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
-    use spool2pcap::synth::{LINK_C2S_LEN, LINK_S2C_LEN};
+    use spool2pcap::spice::link::{LINK_C2S_LEN, LINK_S2C_LEN};
     let cap = tempfile::tempdir().unwrap();
     simple_channel(
         cap.path(),

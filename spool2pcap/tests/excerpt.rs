@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use etherparse::{SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
-use spool2pcap::convert::{convert, ConvertOptions, Destination};
-use spool2pcap::excerpt::{write_excerpt, ExcerptOptions, Selection, PCAP_FILE_HEADER_LEN};
-use spool2pcap::messages::MessageFramer;
+use spool2pcap::pipeline::convert::{convert, ConvertOptions, Destination};
+use spool2pcap::pipeline::excerpt::{
+    write_excerpt, ExcerptOptions, Selection, PCAP_FILE_HEADER_LEN,
+};
+use spool2pcap::spice::messages::MessageFramer;
 use spool2pcap::Format;
 use testspool::{write_segment, Seg};
 
@@ -77,8 +79,8 @@ fn excerpt(capture: &Path, opts: &ExcerptOptions) -> (Vec<u8>, spool2pcap::Excer
 }
 
 /// The synthetic link phase's bytes in each direction.
-const LINK_C2S: usize = spool2pcap::synth::LINK_C2S_LEN;
-const LINK_S2C: usize = spool2pcap::synth::LINK_S2C_LEN;
+const LINK_C2S: usize = spool2pcap::spice::link::LINK_C2S_LEN;
+const LINK_S2C: usize = spool2pcap::spice::link::LINK_S2C_LEN;
 
 #[test]
 fn everything_is_byte_for_byte_what_convert_writes() {
@@ -299,7 +301,7 @@ fn a_trimmed_start_is_cut_at_a_message() {
 #[test]
 fn a_recorded_link_phase_is_replaced_when_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let link = spool2pcap::synth::LinkPhase::new(1, 0);
+    let link = spool2pcap::spice::link::LinkPhase::new(1, 0);
     let msg = |ty: u16, body: &[u8]| {
         let mut v = ty.to_le_bytes().to_vec();
         v.extend_from_slice(&(body.len() as u32).to_le_bytes());

@@ -5,8 +5,8 @@ use etherparse::{SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use spool::format::Direction::{self, ClientToServer as C2S, ServerToClient as S2C};
 use spool::{Spool, SpoolConfig, StagingChoice};
-use spool2pcap::convert::{convert, ConvertOptions, Destination};
-use spool2pcap::frames::{CLIENT_ISN, SERVER_ISN};
+use spool2pcap::net::tcp::{CLIENT_ISN, SERVER_ISN};
+use spool2pcap::pipeline::convert::{convert, ConvertOptions, Destination};
 
 #[test]
 fn writer_output_converts_with_gaps_as_sequence_jumps() {

@@ -15,7 +15,7 @@ use e2e::{fixtures, recorded, tools};
 use ryll_hook::bundle::{traffic_pcap, BugReportOptions};
 use spool::reader::{Capture, Event};
 use spool::{Direction, Spool, SpoolConfig};
-use spool2pcap::synth::{LINK_C2S_LEN, LINK_S2C_LEN};
+use spool2pcap::spice::link::{LINK_C2S_LEN, LINK_S2C_LEN};
 use spool2pcap::{convert, ConvertOptions, Destination, Redaction};
 
 /// SPICE message types tshark decodes per (client port, direction), in
@@ -117,7 +117,7 @@ fn capture_of(kept: &BTreeMap<(u16, Direction), Vec<u8>>, dir: &Path) -> std::pa
     let spool = Spool::create(SpoolConfig::new(&out)).unwrap();
     let cap = Capture::open(&fixtures::shipped_capture()).unwrap();
     for c in cap.channels() {
-        let port = spool2pcap::ports::known_port(&c.name).unwrap();
+        let port = spool2pcap::spice::channels::known_port(&c.name).unwrap();
         let mut r = cap.reader(&c.name).unwrap();
         let mut records = Vec::new();
         while let Some(e) = r.next_event() {

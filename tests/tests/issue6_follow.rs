@@ -187,7 +187,7 @@ fn follow_streams_a_live_capture_and_exits_after_close() {
     // Everything came out, each channel and direction in order.
     let bytes = std::fs::read(&output).unwrap();
     let pk = packets(&bytes);
-    let port = |c: &str| spool2pcap::ports::known_port(c).unwrap();
+    let port = |c: &str| spool2pcap::spice::channels::known_port(c).unwrap();
     for c in CHANNELS {
         for d in [Direction::ClientToServer, Direction::ServerToClient] {
             let want: Vec<u8> = (0..RECORDS)

@@ -188,7 +188,7 @@ fn killed_session_is_converted_and_recovered_with_every_acknowledged_record() {
     );
     let got = streams(&before);
     for c in &session.connections {
-        let port = spool2pcap::ports::known_port(&c.name).unwrap();
+        let port = spool2pcap::spice::channels::known_port(&c.name).unwrap();
         for (dir, from_server) in [
             (Direction::ClientToServer, false),
             (Direction::ServerToClient, true),

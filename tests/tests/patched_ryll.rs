@@ -234,7 +234,7 @@ fn assert_report_decodes_like_the_wire(
     let wire = tools::spice_messages_by_direction(truth, port);
     let mut counts = BTreeMap::new();
     for conn in &session.connections {
-        let Some(report_port) = spool2pcap::ports::known_port(&conn.name) else {
+        let Some(report_port) = spool2pcap::spice::channels::known_port(&conn.name) else {
             continue;
         };
         for dir in [Direction::ServerToClient, Direction::ClientToServer] {

@@ -81,7 +81,7 @@ fn converted_frames_carry_every_byte_in_order_with_its_time() {
         let path = out.path().join(format!("{}.pcap", conn.name));
         let mut reader =
             pcap_file::pcap::PcapReader::new(std::fs::File::open(&path).unwrap()).unwrap();
-        let port = spool2pcap::ports::known_port(&conn.name).unwrap();
+        let port = spool2pcap::spice::channels::known_port(&conn.name).unwrap();
         let mut chunks = conn.chunks.iter();
         let mut seq = [1000u32, 2000u32];
         let mut frames = 0;
@@ -132,7 +132,7 @@ fn expected_streams(s: &Session) -> BTreeMap<u16, tools::Followed> {
         .iter()
         .map(|c| {
             (
-                spool2pcap::ports::known_port(&c.name).unwrap(),
+                spool2pcap::spice::channels::known_port(&c.name).unwrap(),
                 tools::Followed {
                     client: c.stream(Direction::ClientToServer),
                     server: c.stream(Direction::ServerToClient),
@@ -154,8 +154,8 @@ fn tshark_reassembles_exactly_the_spooled_bytes() {
     // phase, then carries exactly the spooled bytes.
     let mut want = expected_streams(&s);
     for conn in &s.connections {
-        let port = spool2pcap::ports::known_port(&conn.name).unwrap();
-        let link = spool2pcap::synth::LinkPhase::new(conn.channel_type, 0);
+        let port = spool2pcap::spice::channels::known_port(&conn.name).unwrap();
+        let link = spool2pcap::spice::link::LinkPhase::new(conn.channel_type, 0);
         let w = want.get_mut(&port).unwrap();
         w.client = [link.bytes(Direction::ClientToServer), &w.client].concat();
         w.server = [link.bytes(Direction::ServerToClient), &w.server].concat();
@@ -172,7 +172,7 @@ fn tshark_reassembles_exactly_the_spooled_bytes() {
             .join("per-channel")
             .join(format!("{}.pcap", conn.name));
         let got = tools::follow_all(&f, 5900).unwrap();
-        let port = spool2pcap::ports::known_port(&conn.name).unwrap();
+        let port = spool2pcap::spice::channels::known_port(&conn.name).unwrap();
         assert_eq!(got.len(), 1, "{}", conn.name);
         assert!(
             got[&port] == want[&port],

@@ -83,7 +83,7 @@ pub fn check_stopped_capture(
         let file = pcaps.join(format!("{}.pcap", conn.name));
         let got =
             tools::follow_all(&file, 5900).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let port = spool2pcap::ports::known_port(&conn.name)
+        let port = spool2pcap::spice::channels::known_port(&conn.name)
             .unwrap_or_else(|| panic!("{}: no known port", conn.name));
         assert_eq!(got.len(), 1, "{}: one TCP stream expected", conn.name);
         let got = &got[&port];

@@ -44,7 +44,7 @@ fn original(s: &Session) -> BTreeMap<String, Vec<(Direction, u16)>> {
 }
 
 fn port_of(name: &str) -> u16 {
-    spool2pcap::ports::known_port(name).unwrap()
+    spool2pcap::spice::channels::known_port(name).unwrap()
 }
 
 /// Converted messages of one channel must be at least the original's, same

@@ -26,7 +26,7 @@
 //! ryll's data phase uses.
 //!
 //! Channel names map to SPICE channel types as ryll names them (see
-//! [`crate::ports`]): main 1, display 2, inputs 3, cursor 4, playback 5,
+//! [`crate::spice::channels`]): main 1, display 2, inputs 3, cursor 4, playback 5,
 //! record 6, tunnel 7, smartcard 8, usbredir 9, port 10, webdav 11. A name
 //! outside that table gets [`UNKNOWN_CHANNEL_TYPE`], 10 (`port`): the
 //! generic byte-pipe channel, for which the dissector still frames every
@@ -40,7 +40,7 @@
 
 use spool::format::Direction;
 
-use crate::frames::{CLIENT_ISN, SERVER_ISN};
+use crate::net::tcp::{CLIENT_ISN, SERVER_ISN};
 
 /// The `REDQ` magic that starts every SPICE link message.
 pub const SPICE_MAGIC: &[u8; 4] = b"REDQ";
@@ -85,9 +85,9 @@ pub const LINK_C2S_LEN: usize = LINK_MESS_LEN + 4 + TICKET_LEN;
 pub const LINK_S2C_LEN: usize = LINK_REPLY_LEN + 4;
 
 /// The SPICE channel type the link phase of `channel` announces: its type
-/// from the table in [`crate::ports`], else [`UNKNOWN_CHANNEL_TYPE`].
+/// from the table in [`crate::spice::channels`], else [`UNKNOWN_CHANNEL_TYPE`].
 pub fn channel_type_for(channel: &str) -> u8 {
-    crate::ports::spice_channel_type(channel).unwrap_or(UNKNOWN_CHANNEL_TYPE)
+    crate::spice::channels::spice_channel_type(channel).unwrap_or(UNKNOWN_CHANNEL_TYPE)
 }
 
 /// Whether a channel's first data record already is a SPICE link message,

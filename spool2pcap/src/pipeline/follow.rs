@@ -36,16 +36,16 @@ use spool::format::Direction;
 use spool::manifest::Manifest;
 use spool::reader::{Damage, Event, Gap};
 
-use crate::channel::ChannelFramer;
-use crate::convert::{
+use crate::guard::{clean, load_manifest, open_capture, InputFiles, MAX_TEXT_CHARS};
+use crate::net::tcp::MAX_FRAME_LEN;
+use crate::output::{InterfaceInfo, PacketSink, SectionInfo, OUTPUT_BUFFER_BYTES};
+use crate::pipeline::convert::{
     interface_description, interface_stats, open_output, stdout_file, trimmed_note, ChannelReport,
     Clock, ConvertError, ConvertOptions, ConvertReport, Destination, TimeMode,
 };
-use crate::frames::MAX_FRAME_LEN;
-use crate::guard::{clean, load_manifest, open_capture, InputFiles, MAX_TEXT_CHARS};
-use crate::output::{InterfaceInfo, PacketSink, SectionInfo, OUTPUT_BUFFER_BYTES};
-use crate::ports::{PortMap, SERVER_PORT};
-use crate::redact::Redactor;
+use crate::pipeline::framing::ChannelFramer;
+use crate::spice::channels::{PortMap, SERVER_PORT};
+use crate::spice::redact::Redactor;
 
 /// How often the capture is polled: well inside the 200 ms a live viewer
 /// may wait, and cheap (a manifest read and a few `stat`s per poll).
@@ -310,10 +310,10 @@ pub fn follow(
 fn check_wanted(cap: &spool::Capture, wanted: &[String]) -> Result<(), ConvertError> {
     let possible = |name: &str| {
         cap.channels().iter().any(|c| c.name == name)
-            || crate::ports::spice_channel_type(name).is_some()
+            || crate::spice::channels::spice_channel_type(name).is_some()
     };
     match wanted.iter().find(|w| !possible(w)) {
-        Some(name) => Err(crate::convert::no_such_channel(cap, name)),
+        Some(name) => Err(crate::pipeline::convert::no_such_channel(cap, name)),
         None => Ok(()),
     }
 }
@@ -505,7 +505,7 @@ fn section_info(
     }
     lines.push(format!(
         "Decode with: wireshark -d {} FILE",
-        crate::convert::decode_as()
+        crate::pipeline::convert::decode_as()
     ));
     SectionInfo {
         comment: Some(lines.join("\n")),

@@ -6,7 +6,7 @@
 //! that carries exactly those bytes: client seq from 1000, server seq from
 //! 2000, every segment ACKing what the peer has sent so far. The handshake,
 //! SPICE link phase and FIN exchange in front of and after those bytes are
-//! made up elsewhere ([`crate::synth`], [`crate::channel`]) with
+//! made up elsewhere ([`crate::spice::link`], [`crate::pipeline::framing`]) with
 //! [`write_segment`], in the sequence space just before 1000 / 2000, so the
 //! data keeps the numbers ryll's own captures always had. Lost traffic (a gap record)
 //! makes the sequence numbers jump by the bytes lost, so Wireshark marks the
@@ -113,7 +113,7 @@ pub struct PayloadTooLarge(pub usize);
 pub struct SegmentSpec {
     /// Which way the segment travels.
     pub direction: Direction,
-    /// The client's port (the server's is [`crate::ports::SERVER_PORT`]).
+    /// The client's port (the server's is [`crate::spice::channels::SERVER_PORT`]).
     pub client_port: u16,
     /// Sequence number of the first payload byte.
     pub seq: u32,
@@ -144,7 +144,7 @@ pub fn write_segment(
     if payload.len() > MAX_SEGMENT_PAYLOAD {
         return Err(PayloadTooLarge(payload.len()));
     }
-    let server_port = crate::ports::SERVER_PORT;
+    let server_port = crate::spice::channels::SERVER_PORT;
     let (src_mac, dst_mac, src_ip, dst_ip, src_port, dst_port) = match spec.direction {
         Direction::ClientToServer => (
             CLIENT_MAC,
@@ -464,7 +464,7 @@ impl TcpStreamBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::SERVER_PORT;
+    use crate::spice::channels::SERVER_PORT;
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
     struct Parsed {

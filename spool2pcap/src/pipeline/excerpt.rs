@@ -12,7 +12,7 @@
 //! each direction of each channel keeps a run of its newest records (up to
 //! the end of the selection) that begins at a SPICE message, found by
 //! walking the mini headers from the stream's start
-//! ([`crate::messages::MessageFramer`]). A stream starting inside a message
+//! ([`crate::spice::messages::MessageFramer`]). A stream starting inside a message
 //! would not decode: Wireshark's SPICE dissector follows the link phase
 //! with one mini header after another. The first record kept follows the
 //! synthetic opening directly, with the sequence numbers a whole stream's
@@ -33,15 +33,17 @@ use std::path::Path;
 use pcap_file::PcapError;
 use spool::reader::Event;
 
-use crate::channel::{ChannelFramer, Synthesis};
-use crate::convert::{framer_for, select_channels, session_clock, ConvertError, TimeMode};
-use crate::frames::{HEADERS_LEN, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD};
-use crate::merge::{merge_into, ChannelSource};
-use crate::messages::{plausible_start, MessageFramer};
+use crate::net::tcp::{HEADERS_LEN, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD};
 use crate::output::{Format, PacketSink};
-use crate::ports::PortMap;
-use crate::redact::{RedactStats, Redaction};
-use crate::synth::SPICE_MAGIC;
+use crate::pipeline::convert::{
+    framer_for, select_channels, session_clock, ConvertError, TimeMode,
+};
+use crate::pipeline::framing::{ChannelFramer, Synthesis};
+use crate::pipeline::merge::{merge_into, ChannelSource};
+use crate::spice::channels::PortMap;
+use crate::spice::link::SPICE_MAGIC;
+use crate::spice::messages::{plausible_start, MessageFramer};
+use crate::spice::redact::{RedactStats, Redaction};
 
 /// Bytes of a classic pcap file header.
 pub const PCAP_FILE_HEADER_LEN: u64 = 24;
@@ -247,7 +249,7 @@ pub fn write_excerpt<W: Write>(
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let selected = select_channels(&cap, &opts.channels)?;
     let mut report = ExcerptReport {
-        problems: crate::convert::cleaned(cap.problems()),
+        problems: crate::pipeline::convert::cleaned(cap.problems()),
         ..ExcerptReport::default()
     };
 

@@ -26,6 +26,8 @@
 //! writer dropped ([`PacketSink::write_interface_stats`]), which `capinfos`
 //! and Wireshark's capture file properties show.
 
+pub mod writebehind;
+
 use std::borrow::Cow;
 use std::ffi::{CStr, CString};
 use std::fs::File;
@@ -52,7 +54,7 @@ use spool::format::Direction;
 use crate::guard::InputFiles;
 
 /// Snapshot length of every file: libpcap's maximum, as tcpdump writes.
-/// Large enough for the longest frame ([`crate::frames::MAX_FRAME_LEN`]);
+/// Large enough for the longest frame ([`crate::net::tcp::MAX_FRAME_LEN`]);
 /// `pcap-file` refuses packets longer than the snaplen.
 pub const SNAPLEN: u32 = 262_144;
 
@@ -803,7 +805,7 @@ mod tests {
         for (i, (head, payload)) in [(0usize, 0usize), (54, 0), (54, 1), (54, 7), (3, 1000)]
             .into_iter()
             .chain([
-                (54, crate::frames::MAX_SEGMENT_PAYLOAD),
+                (54, crate::net::tcp::MAX_SEGMENT_PAYLOAD),
                 (0, SNAPLEN as usize),
             ])
             .enumerate()

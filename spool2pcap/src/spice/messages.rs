@@ -6,9 +6,9 @@
 //! little-endian), so a direction's stream can be cut into messages by
 //! walking those headers from its start. [`MessageFramer`] does that walk,
 //! a record at a time, for the two users of message framing: redaction
-//! (which rewrites bodies, [`crate::redact`]) and excerpts (which must start
+//! (which rewrites bodies, [`crate::spice::redact`]) and excerpts (which must start
 //! every stream at a message, or Wireshark's SPICE dissector decodes
-//! nothing, [`crate::excerpt`]).
+//! nothing, [`crate::pipeline::excerpt`]).
 //!
 //! A stream may open with the SPICE link phase (a capture made before the
 //! link); its bytes are passed over. Framing is *lost* where bytes of
@@ -262,7 +262,7 @@ pub fn plausible_start(data: &[u8]) -> bool {
 /// the auth mechanism (4 bytes) and the encrypted ticket (128); the server
 /// its link reply and the link result (4).
 fn link_phase_len(direction: Direction, data: &[u8]) -> Option<u64> {
-    let magic = crate::synth::SPICE_MAGIC;
+    let magic = crate::spice::link::SPICE_MAGIC;
     let n = data.len().min(magic.len());
     if data[..n] != magic[..n] {
         return Some(0);
@@ -270,7 +270,7 @@ fn link_phase_len(direction: Direction, data: &[u8]) -> Option<u64> {
     let h = data.get(..16)?;
     let size = u64::from(u32::from_le_bytes([h[12], h[13], h[14], h[15]]));
     let after = match direction {
-        Direction::ClientToServer => 4 + crate::synth::TICKET_LEN as u64,
+        Direction::ClientToServer => 4 + crate::spice::link::TICKET_LEN as u64,
         Direction::ServerToClient => 4,
     };
     Some(16 + size + after)
@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn the_link_phase_is_passed_over() {
-        let link = crate::synth::LinkPhase::new(2, 0);
+        let link = crate::spice::link::LinkPhase::new(2, 0);
         for dir in [Direction::ClientToServer, Direction::ServerToClient] {
             let mut stream = link.bytes(dir).to_vec();
             let data = stream.len();

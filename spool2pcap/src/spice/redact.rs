@@ -25,7 +25,7 @@
 //! one record and end several records later, and an agent message is cut
 //! into `AGENT_DATA` chunks of at most 2048 bytes (a header may even be
 //! split between two). So each direction is parsed as a stream, with the
-//! mini-header framing of [`crate::messages`] and a small state machine for
+//! mini-header framing of [`crate::spice::messages`] and a small state machine for
 //! the agent stream, carried from record to record; the rewritten record is
 //! built in one buffer reused for the whole channel.
 //!
@@ -41,7 +41,7 @@ use serde::Serialize;
 use spool::format::Direction;
 use spool::reader::Gap;
 
-use crate::messages::{MessageFramer, Piece, MINI_HEADER_LEN};
+use crate::spice::messages::{MessageFramer, Piece, MINI_HEADER_LEN};
 
 /// `SPICE_MSGC_INPUTS_KEY_DOWN`: body is the scancode (u32).
 pub const MSGC_INPUTS_KEY_DOWN: u16 = 101;
@@ -434,7 +434,7 @@ impl Redactor {
         redaction: Redaction,
         trimmed_start: bool,
     ) -> Option<Redactor> {
-        let ty = crate::ports::spice_channel_type(channel);
+        let ty = crate::spice::channels::spice_channel_type(channel);
         let dirs = match ty {
             Some(3) if redaction.inputs => [Some(DirState::new(Rule::Keys, trimmed_start)), None],
             Some(1) if redaction.clipboard => [
@@ -497,7 +497,7 @@ impl Redactor {
 mod tests {
     use super::*;
 
-    use crate::messages::test_message as msg;
+    use crate::spice::messages::test_message as msg;
 
     fn agent(ty: u32, body: &[u8]) -> Vec<u8> {
         let mut v = VD_AGENT_PROTOCOL.to_le_bytes().to_vec();
@@ -606,7 +606,7 @@ mod tests {
 
     #[test]
     fn link_phase_is_skipped() {
-        let link = crate::synth::LinkPhase::new(3, 0);
+        let link = crate::spice::link::LinkPhase::new(3, 0);
         let mut stream = link.bytes(Direction::ClientToServer).to_vec();
         stream.extend(msg(MSGC_INPUTS_KEY_DOWN, &0x1Eu32.to_le_bytes()));
         let mut r = Redactor::for_channel("inputs", Redaction::ALL, false).unwrap();

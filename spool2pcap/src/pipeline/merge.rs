@@ -27,10 +27,10 @@ use pcap_file::PcapError;
 use spool::format::Direction;
 use spool::reader::{ChannelReader, Event};
 
-use crate::channel::ChannelFramer;
-use crate::convert::Clock;
-use crate::frames::TcpStreamBuilder;
+use crate::net::tcp::TcpStreamBuilder;
 use crate::output::PacketSink;
+use crate::pipeline::convert::Clock;
+use crate::pipeline::framing::ChannelFramer;
 
 /// One channel taking part in a merge.
 pub struct ChannelSource {

@@ -1,6 +1,6 @@
 //! Converting a capture directory: choosing channels, ports, clock and
 //! outputs, then streaming every channel through a [`ChannelFramer`] (the
-//! recorded bytes framed by [`crate::frames::TcpStreamBuilder`], plus the
+//! recorded bytes framed by [`crate::net::tcp::TcpStreamBuilder`], plus the
 //! synthetic handshake, SPICE link phase and close Wireshark needs) into
 //! pcap sinks.
 //!
@@ -20,18 +20,18 @@ use pcap_file::PcapError;
 use spool::format::validate_channel_name;
 use spool::reader::{Capture, ChannelReader, Damage, Event, OpenError};
 
-use crate::channel::{ChannelFramer, Synthesis};
-use crate::frames::MAX_FRAME_LEN;
 use crate::guard::{clean, open_capture, CaptureError, InputFiles, MAX_TEXT_CHARS};
-use crate::merge::{merge_into, ChannelSource};
 use crate::metadata::SessionMetadata;
+use crate::net::tcp::MAX_FRAME_LEN;
+use crate::output::writebehind::WriteBehind;
 use crate::output::{
     create_output_file, CreateError, Format, InterfaceInfo, InterfaceStats, OutputDir, PacketSink,
     SectionInfo, OUTPUT_BUFFER_BYTES,
 };
-use crate::ports::{PortMap, SERVER_PORT};
-use crate::redact::{RedactStats, Redaction, Redactor};
-use crate::writebehind::WriteBehind;
+use crate::pipeline::framing::{ChannelFramer, Synthesis};
+use crate::pipeline::merge::{merge_into, ChannelSource};
+use crate::spice::channels::{PortMap, SERVER_PORT};
+use crate::spice::redact::{RedactStats, Redaction, Redactor};
 use spool::limit::Trimmed;
 
 /// How packet timestamps are written.
@@ -706,8 +706,8 @@ pub(crate) fn interface_description(
     port: u16,
     summary: Option<&spool::manifest::ChannelSummary>,
 ) -> String {
-    let ty = crate::synth::channel_type_for(channel);
-    let known = if crate::ports::spice_channel_type(channel).is_some() {
+    let ty = crate::spice::link::channel_type_for(channel);
+    let known = if crate::spice::channels::spice_channel_type(channel).is_some() {
         ""
     } else {
         ", unknown name: linked as port"

@@ -4,7 +4,7 @@
 //!
 //! * Before the first data record: a TCP handshake (SYN, SYN-ACK, ACK) and,
 //!   unless the channel's first client bytes already are a SPICE link
-//!   message, a synthetic link phase ([`crate::synth`]). Their initial
+//!   message, a synthetic link phase ([`crate::spice::link`]). Their initial
 //!   sequence numbers are chosen so that the data keeps ryll's numbers
 //!   (client 1000, server 2000). They are stamped a microsecond apart just
 //!   before the first record, never before session start nor (when merging)
@@ -29,11 +29,11 @@ use pcap_file::PcapError;
 use spool::format::Direction;
 use spool::reader::Gap;
 
-use crate::convert::Clock;
-use crate::frames::{write_segment, SegmentSpec, TcpFlags, TcpStreamBuilder};
+use crate::net::tcp::{write_segment, SegmentSpec, TcpFlags, TcpStreamBuilder};
 use crate::output::PacketSink;
-use crate::redact::{RedactStats, Redactor};
-use crate::synth::{self, LinkPhase, LINK_PACKETS};
+use crate::pipeline::convert::Clock;
+use crate::spice::link::{self, LinkPhase, LINK_PACKETS};
+use crate::spice::redact::{RedactStats, Redactor};
 
 /// What to make up around the recorded bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl ChannelFramer {
             stream: TcpStreamBuilder::new(client_port),
             interface,
             synth,
-            spice_type: synth::channel_type_for(channel),
+            spice_type: link::channel_type_for(channel),
             started: false,
             link_synthesized: false,
             closed: false,
@@ -178,7 +178,7 @@ impl ChannelFramer {
     /// budget.
     pub fn synthetic_frame_lens(&self) -> Vec<usize> {
         let link = self.synth.link.then(|| LinkPhase::new(self.spice_type, 0));
-        let (c_isn, s_isn) = synth::opening_isns(link.is_some());
+        let (c_isn, s_isn) = link::opening_isns(link.is_some());
         let port = self.stream.client_port();
         let mut frame = Vec::new();
         let mut lens = Vec::new();
@@ -206,7 +206,7 @@ impl ChannelFramer {
     }
 
     /// Redacts this channel's records with `redactor` before framing them
-    /// (sizes and sequence numbers unchanged, see [`crate::redact`]).
+    /// (sizes and sequence numbers unchanged, see [`crate::spice::redact`]).
     pub fn with_redactor(mut self, redactor: Option<Redactor>) -> Self {
         self.redactor = redactor;
         self
@@ -402,10 +402,10 @@ impl ChannelFramer {
         frame: &mut Vec<u8>,
     ) -> Result<(), PcapError> {
         self.started = true;
-        let link = (self.synth.link && !synth::starts_with_link(direction, payload))
+        let link = (self.synth.link && !link::starts_with_link(direction, payload))
             .then(|| LinkPhase::new(self.spice_type, 0));
         self.link_synthesized = link.is_some();
-        let (c_isn, s_isn) = synth::opening_isns(link.is_some());
+        let (c_isn, s_isn) = link::opening_isns(link.is_some());
         let port = self.stream.client_port();
         let segments = opening_segments(self.synth.tcp, port, c_isn, s_isn, link.as_ref());
         let count = segments.len() as u64;
