@@ -417,11 +417,21 @@ pub(crate) fn move_segment(
     dst_dir: &CStr,
     buf: &mut [u8],
 ) -> Result<Option<u64>, i32> {
-    let fd = match open(src, libc::O_RDONLY, 0) {
+    // Without waiting: a FIFO planted in staging would block the open.
+    let fd = match open(src, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
         Ok(fd) => fd,
         Err(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(e),
     };
+    // SAFETY: `stat` is plain data, for which all zeroes is a valid value.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of a descriptor this function owns into a local.
+    if unsafe { libc::fstat(fd.0, &mut st) } != 0 {
+        return Err(errno());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(libc::EINVAL);
+    }
     let mut len = 0;
     while len < buf.len() {
         let rest = &mut buf[len..];

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use crate::read::reader::SPOOL_DIR;
 use crate::store::format;
 use crate::store::fsutil;
-use crate::store::manifest::{Manifest, MANIFEST_FILE};
+use crate::store::manifest::{Manifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
 use crate::store::mover::{self, SegmentPaths};
 use crate::store::staging::{self, StagingError};
 
@@ -102,7 +102,8 @@ pub fn recover(capture_dir: &Path) -> Result<RecoveryReport, RecoverError> {
         return Ok(RecoveryReport::default());
     }
     staging::verify_owner(&staging_dir, capture_dir, &manifest.session_id)?;
-    let Some(_lock) = staging::take_lock(&staging_dir).map_err(io_err(&staging_dir))? else {
+    let lock_path = staging_dir.join(staging::LOCK_FILE);
+    let Some(_lock) = staging::take_lock(&staging_dir).map_err(io_err(&lock_path))? else {
         return Err(RecoverError::StillBeingWritten(capture_dir.to_path_buf()));
     };
     // The lock is ours now: reread, in case a mover finished meanwhile.
@@ -121,12 +122,30 @@ pub fn recover(capture_dir: &Path) -> Result<RecoveryReport, RecoverError> {
             report.segments, report.bytes
         ));
     }
-    let json = serde_json::to_vec_pretty(&manifest)
+    let json = manifest_json(&mut manifest)
         .map_err(|e| RecoverError::Manifest(format!("{}: {e}", manifest_path.display())))?;
     fsutil::write_atomic(&manifest_path, &json).map_err(io_err(&manifest_path))?;
     // Only with the manifest durable, as the writer does at close.
     remove_emptied(&staging_dir);
     Ok(report)
+}
+
+/// The manifest's new text, no larger than [`MAX_MANIFEST_BYTES`], which
+/// readers refuse beyond: pretty as the writer writes it, else compact,
+/// else compact without recovery's note (a stranger's manifest may be
+/// anywhere up to the limit already).
+fn manifest_json(manifest: &mut Manifest) -> serde_json::Result<Vec<u8>> {
+    let fits = |j: &Vec<u8>| j.len() as u64 <= MAX_MANIFEST_BYTES;
+    let json = serde_json::to_vec_pretty(manifest)?;
+    if fits(&json) {
+        return Ok(json);
+    }
+    let json = serde_json::to_vec(manifest)?;
+    if fits(&json) || manifest.pending_move {
+        return Ok(json);
+    }
+    manifest.errors.pop();
+    serde_json::to_vec(manifest)
 }
 
 /// Recovers every abandoned session under a staging root: each staging

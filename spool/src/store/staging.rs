@@ -141,7 +141,8 @@ pub fn read_owner(dir: &Path) -> Result<Owner, StagingError> {
         source,
     };
     let mut text = Vec::new();
-    fsutil::open_nofollow(&path)
+    // Never waiting on a FIFO planted in its place.
+    fsutil::open_regular(&path)
         .and_then(|f| f.take(MAX_OWNER_BYTES).read_to_end(&mut text))
         .map_err(io_err)?;
     serde_json::from_slice(&text).map_err(|e| io_err(io::Error::new(io::ErrorKind::InvalidData, e)))
@@ -280,7 +281,8 @@ pub fn try_lock(f: &File) -> io::Result<bool> {
 /// holds it. A missing lock file is created.
 pub fn take_lock(dir: &Path) -> io::Result<Option<File>> {
     let path = dir.join(LOCK_FILE);
-    let file = match fsutil::open_nofollow(&path) {
+    // A regular file or nothing: a FIFO in its place is not waited on.
+    let file = match fsutil::open_regular(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => fsutil::create_new_file(&path)?,
         Err(e) => return Err(e),
@@ -291,7 +293,7 @@ pub fn take_lock(dir: &Path) -> io::Result<Option<File>> {
 /// Whether the writer of the session staged in `dir` is still alive (holds
 /// the lock). A missing lock file counts as not alive.
 pub fn writer_alive(dir: &Path) -> bool {
-    match fsutil::open_nofollow(&dir.join(LOCK_FILE)) {
+    match fsutil::open_regular(&dir.join(LOCK_FILE)) {
         Ok(f) => !try_lock(&f).unwrap_or(false),
         Err(_) => false,
     }
