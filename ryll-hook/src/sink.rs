@@ -311,12 +311,14 @@ fn write_metadata(path: &Path, metadata: &CaptureMetadata) -> std::io::Result<()
 }
 
 /// Reads a capture directory's `metadata.json` (ours or ryll's, as long as
-/// it has our fields). Refuses a symlink.
+/// it has our fields). Refuses a symlink, a FIFO (never waits for a
+/// writer) and a file larger than any ryll writes.
 pub fn read_metadata(dir: &Path) -> Result<CaptureMetadata, String> {
     let path = dir.join(METADATA_FILE);
-    let f = fsutil::open_nofollow(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_reader(std::io::BufReader::new(f))
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let text = spool2pcap::guard::read_input(&path, spool2pcap::metadata::MAX_METADATA_BYTES)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{}: no such file", path.display()))?;
+    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The "capture off" sink: accepts everything, records and counts nothing.
