@@ -97,6 +97,43 @@ enum Command {
     },
 }
 
+/// `--format`: the command line's names for [`Format`] (the library's
+/// types do not depend on clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FormatArg {
+    /// Classic libpcap format (`.pcap`), nanosecond timestamps.
+    Pcap,
+    /// pcapng (`.pcapng`): one interface per channel, named after it.
+    Pcapng,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Pcap => Format::Pcap,
+            FormatArg::Pcapng => Format::Pcapng,
+        }
+    }
+}
+
+/// `--time`: the command line's names for [`TimeMode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TimeArg {
+    /// Wall-clock time: session start (Unix epoch) + the record's offset.
+    Absolute,
+    /// Time since the session started (the first packet is near 0).
+    Relative,
+}
+
+impl From<TimeArg> for TimeMode {
+    fn from(t: TimeArg) -> TimeMode {
+        match t {
+            TimeArg::Absolute => TimeMode::Absolute,
+            TimeArg::Relative => TimeMode::Relative,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("out").required(true).args(["outdir", "write"])))]
 struct ConvertArgs {
@@ -114,11 +151,11 @@ struct ConvertArgs {
     #[arg(long = "channel", value_name = "NAME", value_parser = parse_channel)]
     channels: Vec<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Pcap)]
-    format: Format,
+    #[arg(long, value_enum, default_value_t = FormatArg::Pcap)]
+    format: FormatArg,
     /// Timestamps: wall clock (session start + offset) or from session start.
-    #[arg(long, value_enum, default_value_t = TimeMode::Absolute)]
-    time: TimeMode,
+    #[arg(long, value_enum, default_value_t = TimeArg::Absolute)]
+    time: TimeArg,
     /// Overwrite existing output files.
     #[arg(long)]
     force: bool,
@@ -193,8 +230,8 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
     let opts = ConvertOptions {
         destination,
         channels: args.channels,
-        format: args.format,
-        time: args.time,
+        format: args.format.into(),
+        time: args.time.into(),
         force: args.force,
         synth: Synthesis {
             link: !args.no_synth_link,

@@ -68,7 +68,7 @@ pub const SNAPLEN: u32 = 262_144;
 pub const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
 
 /// Which file format to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Classic libpcap format (`.pcap`), nanosecond timestamps.

@@ -35,7 +35,7 @@ use crate::spice::redact::{RedactStats, Redaction, Redactor};
 use spool::limit::Trimmed;
 
 /// How packet timestamps are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeMode {
     /// Wall-clock time: session start (Unix epoch) + the record's offset.
