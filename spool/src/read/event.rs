@@ -1,0 +1,184 @@
+//! What reading a channel yields: records, gaps and damage. The same for
+//! a closed capture ([`reader`](super::reader)) and a live one
+//! ([`follow`](super::follow)).
+
+use std::path::PathBuf;
+
+use crate::store::format::{Direction, GapPayload, FORMAT_VERSION};
+
+/// What kind of damage the reader found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DamageKind {
+    /// The segment is shorter than its header.
+    TruncatedHeader,
+    /// The file does not start with [`SEGMENT_MAGIC`](crate::format::SEGMENT_MAGIC): not a spool segment.
+    BadMagic,
+    /// A segment of a format version this reader does not know.
+    UnsupportedVersion(u16),
+    /// The header's checksum does not match; its records are still read.
+    BadHeaderChecksum,
+    /// The header names another channel or index than its path says.
+    HeaderMismatch(String),
+    /// Bytes that are not a valid record, followed by valid records.
+    Corrupt,
+    /// The last record of the channel was being written when the writer
+    /// stopped; it was never acknowledged.
+    TornTail,
+    /// Segment indexes missing from the sequence (and not trimmed by the
+    /// flight recorder).
+    MissingSegments {
+        /// First missing index.
+        first: u64,
+        /// How many are missing.
+        count: u64,
+    },
+    /// The file could not be read, or is larger than [`MAX_SEGMENT_BYTES`](crate::reader::MAX_SEGMENT_BYTES).
+    Unreadable(String),
+    /// A symlink or other non-regular file where a segment should be.
+    NotARegularFile,
+}
+
+impl std::fmt::Display for DamageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DamageKind::TruncatedHeader => write!(f, "segment shorter than its header"),
+            DamageKind::BadMagic => write!(f, "not a spool segment (wrong magic)"),
+            DamageKind::UnsupportedVersion(v) => write!(
+                f,
+                "unsupported format version {v} (this reader knows version {FORMAT_VERSION})"
+            ),
+            DamageKind::BadHeaderChecksum => write!(f, "segment header checksum mismatch"),
+            DamageKind::HeaderMismatch(what) => write!(f, "segment header mismatch: {what}"),
+            DamageKind::Corrupt => write!(f, "corrupt records skipped"),
+            DamageKind::TornTail => write!(f, "torn tail (record in progress when writer stopped)"),
+            DamageKind::MissingSegments { first, count: 1 } => {
+                write!(f, "segment {first} missing")
+            }
+            DamageKind::MissingSegments { first, count } => {
+                let last = first.saturating_add(count.saturating_sub(1));
+                write!(f, "segments {first} to {last} missing")
+            }
+            DamageKind::Unreadable(e) => write!(f, "unreadable: {e}"),
+            DamageKind::NotARegularFile => write!(f, "not a regular file (symlink?)"),
+        }
+    }
+}
+
+/// One damaged region, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The segment file.
+    pub file: PathBuf,
+    /// Byte offset of the damage in that file.
+    pub offset: u64,
+    /// Bytes affected (0 when not meaningful, e.g. a missing segment).
+    pub len: u64,
+    /// What is wrong.
+    pub kind: DamageKind,
+    /// Records known to be lost here (from the sequence numbers around the
+    /// damage), when that can be told.
+    pub records_lost: u64,
+}
+
+impl Damage {
+    /// Whether this is only a torn tail: the expected result of a crash, not a
+    /// sign of a damaged file.
+    pub fn is_torn_tail(&self) -> bool {
+        self.kind == DamageKind::TornTail
+    }
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: offset {}: {}",
+            self.file.display(),
+            self.offset,
+            self.kind
+        )?;
+        if self.len > 0 {
+            write!(f, " ({} bytes", self.len)?;
+            if self.records_lost > 0 {
+                write!(f, ", {} records lost", self.records_lost)?;
+            }
+            write!(f, ")")?;
+        }
+        Ok(())
+    }
+}
+
+/// A data record: bytes the client sent or received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRecord<'a> {
+    /// Which way the bytes went.
+    pub direction: Direction,
+    /// Arrival time, nanoseconds since session start.
+    pub ts_ns: u64,
+    /// Channel-wide sequence number (low 32 bits).
+    pub seq: u32,
+    /// The captured bytes.
+    pub payload: &'a [u8],
+}
+
+/// Traffic the writer dropped, as recorded by a gap record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gap {
+    /// Client→server records dropped.
+    pub records_c2s: u64,
+    /// Client→server bytes dropped.
+    pub bytes_c2s: u64,
+    /// Server→client records dropped.
+    pub records_s2c: u64,
+    /// Server→client bytes dropped.
+    pub bytes_s2c: u64,
+    /// Arrival time of the first dropped record.
+    pub first_ts_ns: u64,
+    /// Arrival time of the last dropped record.
+    pub last_ts_ns: u64,
+}
+
+impl Gap {
+    /// Records dropped in both directions.
+    pub fn records(&self) -> u64 {
+        self.records_c2s.saturating_add(self.records_s2c)
+    }
+
+    /// Bytes dropped in both directions.
+    pub fn bytes(&self) -> u64 {
+        self.bytes_c2s.saturating_add(self.bytes_s2c)
+    }
+
+    /// Bytes dropped in one direction.
+    pub fn bytes_in(&self, dir: Direction) -> u64 {
+        match dir {
+            Direction::ClientToServer => self.bytes_c2s,
+            Direction::ServerToClient => self.bytes_s2c,
+        }
+    }
+}
+
+impl From<&GapPayload> for Gap {
+    fn from(p: &GapPayload) -> Gap {
+        Gap {
+            records_c2s: p.records_c2s.get(),
+            bytes_c2s: p.bytes_c2s.get(),
+            records_s2c: p.records_s2c.get(),
+            bytes_s2c: p.bytes_s2c.get(),
+            first_ts_ns: p.first_ts_ns.get(),
+            last_ts_ns: p.last_ts_ns.get(),
+        }
+    }
+}
+
+/// What [`ChannelReader::next_event`](crate::reader::ChannelReader::next_event) yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// Captured bytes.
+    Data(DataRecord<'a>),
+    /// Dropped traffic, in stream position.
+    Gap(Gap),
+    /// Damage found at this point in the stream (also kept in
+    /// [`ChannelReader::damage`](crate::reader::ChannelReader::damage)).
+    Damage(Damage),
+}
