@@ -14,19 +14,13 @@
 //! header says ([`CrcRule`]).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 
-use zerocopy::FromBytes;
-
-use crate::read::reader::{
-    Damage, DamageKind, DataRecord, Event, Gap, OpenError, MAX_SEGMENT_BYTES, SPOOL_DIR,
-};
-use crate::store::format::{
-    self, CrcRule, Direction, GapPayload, RecordKind, SegmentHeader, RECORD_HEADER_LEN,
-    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
-};
+use super::event::{Damage, DamageKind, Event};
+use super::parse::{self, Parsed};
+use crate::read::reader::{OpenError, MAX_SEGMENT_BYTES, SPOOL_DIR};
+use crate::store::format::{self, CrcRule, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::store::manifest::{Manifest, MANIFEST_FILE};
 use crate::store::staging;
 
@@ -55,6 +49,9 @@ struct Followed {
     drained: bool,
     /// Segment `u64::MAX` was read to its end: no segment can follow it.
     past_last: bool,
+    /// Session id of the channel's first header with a valid checksum;
+    /// a later segment of another session is reported.
+    session: Option<[u8; 16]>,
 }
 
 impl Followed {
@@ -155,23 +152,24 @@ impl Follower {
                     offset: 0,
                     drained: false,
                     past_last: false,
+                    session: None,
                 });
             }
         }
     }
 
     /// Where segment `index` of `channel` is now: staged while live, in the
-    /// capture directory once moved.
-    fn locate(&self, staging: Option<&Path>, channel: &str, index: u64) -> Option<PathBuf> {
+    /// capture directory once moved; and whether that is the staged copy.
+    fn locate(&self, staging: Option<&Path>, channel: &str, index: u64) -> Option<(PathBuf, bool)> {
         let name = format::segment_file_name(index);
         let candidates = [
-            staging.map(|s| s.join(channel).join(&name)),
-            Some(self.dir.join(SPOOL_DIR).join(channel).join(&name)),
+            staging.map(|s| (s.join(channel).join(&name), true)),
+            Some((self.dir.join(SPOOL_DIR).join(channel).join(&name), false)),
         ];
         candidates
             .into_iter()
             .flatten()
-            .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+            .find(|(p, _)| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
     }
 
     /// The smallest segment index above `index` present for `channel`.
@@ -201,15 +199,15 @@ impl Follower {
         f: &mut dyn FnMut(&str, Event<'_>),
     ) {
         loop {
-            let (name, index, offset) = {
+            let (name, index) = {
                 let c = &mut self.channels[i];
                 if c.past_last {
                     c.drained = true;
                     return;
                 }
-                (c.name.clone(), c.index, c.offset)
+                (c.name.clone(), c.index)
             };
-            let Some(path) = self.locate(staging, &name, index) else {
+            let Some((path, staged)) = self.locate(staging, &name, index) else {
                 // Not there yet — or deleted by a ring limit while we were
                 // behind, in which case later segments exist: skip to them.
                 match self.next_present(staging, &name, index) {
@@ -244,7 +242,14 @@ impl Follower {
                     }
                 }
             };
-            match self.read_segment(&path, &name, offset, over, f) {
+            let at = Segment {
+                path: &path,
+                channel: &name,
+                index,
+                staged,
+                staging,
+            };
+            match self.read_segment(i, &at, over, f) {
                 SegmentEnd::Sealed => {
                     let c = &mut self.channels[i];
                     c.next_segment();
@@ -256,7 +261,15 @@ impl Follower {
                     c.drained = true;
                     return;
                 }
-                SegmentEnd::Unusable => {
+                SegmentEnd::Unsealed(end) if staged => {
+                    // The live end of a crashed session: as the reader
+                    // does, read nothing after it.
+                    let c = &mut self.channels[i];
+                    c.offset = end;
+                    c.drained = true;
+                    return;
+                }
+                SegmentEnd::Unsealed(_) | SegmentEnd::Unusable => {
                     // Reported; go on with the next segment if there is one.
                     self.channels[i].next_segment();
                 }
@@ -264,81 +277,101 @@ impl Follower {
         }
     }
 
-    /// Reads committed records of one segment from `offset` on.
+    /// Reads the records of one segment from the channel's offset on,
+    /// through the parser the reader uses ([`parse::next_item`]), so that
+    /// what a follower yields from a finished segment is what a reader
+    /// yields: the same records, the same damage skipped.
+    ///
+    /// A live segment is read a window at a time, and what is not a
+    /// record yet is waited for while the writer runs: the next record
+    /// being written has a zero tag. Damage is judged only on the rest of
+    /// the segment as a whole, as the reader judges it, since a valid
+    /// record may lie beyond the window.
     fn read_segment(
         &mut self,
-        path: &Path,
-        channel: &str,
-        offset: u64,
+        i: usize,
+        seg: &Segment<'_>,
         over: bool,
         f: &mut dyn FnMut(&str, Event<'_>),
     ) -> SegmentEnd {
+        let channel = seg.channel;
         let damage = |offset: u64, len: u64, kind: DamageKind| Damage {
-            file: path.to_path_buf(),
+            file: seg.path.to_path_buf(),
             offset,
             len,
             kind,
             records_lost: 0,
         };
+        let offset = self.channels[i].offset;
         // Never through a symlink, never blocking on a FIFO swapped in.
-        let Ok(mut file) = crate::store::fsutil::open_regular(path) else {
+        let Ok(mut file) = crate::store::fsutil::open_regular(seg.path) else {
             return SegmentEnd::UpTo(offset);
         };
         let file_len = file
             .metadata()
             .map_or(0, |m| m.len())
             .min(MAX_SEGMENT_BYTES);
-        let mut pos = offset;
         // The header on every look, not only the first: it says whether the
         // records carry their CRCs yet, which changes when the retirer fills
         // them in.
-        let mut h = [0u8; SEGMENT_HEADER_LEN];
-        let header_read = file.read_exact(&mut h).is_ok();
-        let header = SegmentHeader::read_from_bytes(&h[..])
-            .ok()
-            .filter(|h| header_read && h.is_current());
+        if !self.fill(&mut file, 0, SEGMENT_HEADER_LEN) {
+            return SegmentEnd::UpTo(offset);
+        }
+        let header = parse::check_header(&self.buf);
         let rule = header.as_ref().map_or(CrcRule::Every, CrcRule::of_header);
+        let mut pos = offset;
         if pos == 0 {
-            if !header_read || h.iter().all(|&b| b == 0) {
+            if self.buf.iter().all(|&b| b == 0) && (seg.staged || !over) {
                 // Still being set up by the preparer.
                 return SegmentEnd::UpTo(0);
             }
-            match SegmentHeader::read_from_bytes(&h[..]) {
-                Ok(_) if header.is_some() => {}
-                Ok(h) if h.magic == SEGMENT_MAGIC => {
-                    let kind = DamageKind::UnsupportedVersion(h.version.get());
-                    f(channel, Event::Damage(damage(8, 2, kind)));
+            let header = match header {
+                Ok(header) => header,
+                Err(d) => {
+                    f(channel, Event::Damage(damage(d.offset, d.len, d.kind)));
                     return SegmentEnd::Unusable;
                 }
-                _ => {
-                    f(
-                        channel,
-                        Event::Damage(damage(0, SEGMENT_HEADER_LEN as u64, DamageKind::BadMagic)),
-                    );
-                    return SegmentEnd::Unusable;
+            };
+            let header_len = SEGMENT_HEADER_LEN as u64;
+            if !header.checksum_ok() {
+                // The records carry their own checksums: keep reading them.
+                let kind = DamageKind::BadHeaderChecksum;
+                f(channel, Event::Damage(damage(0, header_len, kind)));
+            } else {
+                let session = *self.channels[i].session.get_or_insert(header.session_id);
+                if let Some(what) =
+                    parse::header_mismatch(&header, channel, seg.index, Some(&session))
+                {
+                    let kind = DamageKind::HeaderMismatch(what);
+                    f(channel, Event::Damage(damage(0, header_len, kind)));
                 }
             }
-            pos = SEGMENT_HEADER_LEN as u64;
+            pos = header_len;
         }
+        // Set once damage (or, after the writer stopped, unused room) was
+        // met in a window: the rest of the segment is then read whole.
+        let mut whole = false;
         loop {
-            if pos + RECORD_HEADER_LEN as u64 > file_len {
-                return SegmentEnd::UpTo(pos);
-            }
-            // Read a window, or the whole record if it is larger.
-            let want = WINDOW.min((file_len - pos) as usize);
-            if !self.fill(&mut file, pos, want) {
+            let remaining = file_len.saturating_sub(pos);
+            let want = if whole {
+                remaining
+            } else {
+                remaining.min(WINDOW as u64)
+            };
+            if !self.fill(&mut file, pos, want as usize) {
                 return SegmentEnd::UpTo(pos);
             }
             if let Some(len) = record_len_at(&self.buf) {
-                let need = (RECORD_HEADER_LEN + len) as u64;
+                // The whole record at `pos`, if the window cuts it.
+                let need = (RECORD_HEADER_LEN as u64).saturating_add(len as u64);
                 if need > self.buf.len() as u64
-                    && pos + need <= file_len
+                    && need <= remaining
                     && !self.fill(&mut file, pos, need as usize)
                 {
                     return SegmentEnd::UpTo(pos);
                 }
             }
-            if rule == CrcRule::ZeroIsUnfilled {
+            if rule == CrcRule::ZeroIsUnfilled && !over {
                 // Still being written, and `read()` orders nothing: read the
                 // records whose tags this pass saw once more, after an
                 // acquire fence, so their payloads are whole
@@ -351,73 +384,91 @@ impl Follower {
                     }
                 }
             }
+            let base = pos;
+            let definitive = base.saturating_add(self.buf.len() as u64) >= file_len;
             let mut at = 0;
-            let mut progressed = false;
-            while let Some(r) = format::parse_record(&self.buf, at, rule) {
-                progressed = true;
-                let next = r.next(self.buf.len());
-                match r.kind {
-                    RecordKind::Data => {
-                        if let Some(direction) = Direction::from_byte(r.dir) {
-                            let payload = &self.buf[r.payload_at..r.payload_at + r.len];
-                            f(
-                                channel,
-                                Event::Data(DataRecord {
-                                    direction,
-                                    ts_ns: r.ts_ns,
-                                    seq: r.seq,
-                                    payload,
-                                }),
-                            );
-                        }
+            // Where a window short of the segment's end stopped making sense.
+            let mut unsure = None;
+            while let Some((item, next)) = parse::next_item(&self.buf, at, base, rule) {
+                match item {
+                    Parsed::Data { record, .. } => f(channel, Event::Data(record)),
+                    Parsed::Gap { gap, .. } => f(channel, Event::Gap(gap)),
+                    Parsed::Seal { .. } => return SegmentEnd::Sealed,
+                    Parsed::Invalid { offset, len, .. } => {
+                        f(
+                            channel,
+                            Event::Damage(damage(offset, len, DamageKind::Corrupt)),
+                        );
                     }
-                    RecordKind::Gap => {
-                        if let Ok(g) = GapPayload::read_from_bytes(
-                            &self.buf[r.payload_at..r.payload_at + r.len],
-                        ) {
-                            f(channel, Event::Gap(Gap::from(&g)));
-                        }
+                    Parsed::Skipped { offset, .. } | Parsed::Tail { offset, .. } if !definitive => {
+                        unsure = Some(offset);
+                        break;
                     }
-                    RecordKind::Seal => return SegmentEnd::Sealed,
+                    Parsed::Skipped { offset, len, .. } => {
+                        f(
+                            channel,
+                            Event::Damage(damage(offset, len, DamageKind::Corrupt)),
+                        );
+                    }
+                    Parsed::Tail {
+                        offset,
+                        len,
+                        tag_is_zero,
+                    } => {
+                        if !over {
+                            // Being written, or damage: the writer has the
+                            // last word until it stops.
+                            return SegmentEnd::UpTo(offset);
+                        }
+                        // As the reader judges it: a zero tag at the end of
+                        // what the writer wrote is a record it never
+                        // committed.
+                        let last = seg.staged
+                            || self.next_present(seg.staging, channel, seg.index).is_none();
+                        let kind = if tag_is_zero && last {
+                            DamageKind::TornTail
+                        } else {
+                            DamageKind::Corrupt
+                        };
+                        f(channel, Event::Damage(damage(offset, len, kind)));
+                        return SegmentEnd::Unsealed(file_len);
+                    }
                 }
                 at = next;
             }
-            pos += at as u64;
-            if progressed {
+            let stop = unsure.unwrap_or(base.saturating_add(at as u64));
+            if unsure.is_none() && definitive {
+                // Every record of the segment read, and no seal.
+                return if over {
+                    SegmentEnd::Unsealed(file_len)
+                } else {
+                    SegmentEnd::UpTo(stop)
+                };
+            }
+            if unsure.is_none() && at > 0 && at == self.buf.len() {
+                // The window was all records: read on.
+                pos = stop;
+                whole = false;
                 continue;
             }
-            // No complete record here. While the writer runs, one is being
-            // written: wait. Once it has stopped, what is left is a torn
-            // tail, unless valid records follow (then it is damage).
-            if over {
-                let rest = self.buf.iter().any(|&b| b != 0);
-                if rest {
-                    let kind = if self.buf.get(..4).is_some_and(|t| t == [0, 0, 0, 0]) {
-                        DamageKind::TornTail
-                    } else {
-                        DamageKind::Corrupt
-                    };
-                    f(
-                        channel,
-                        Event::Damage(damage(pos, self.buf.len() as u64, kind)),
-                    );
-                }
-                return SegmentEnd::UpTo(file_len);
+            // Not a record at `stop`, in a window short of the end. While the
+            // writer runs, a zero tag there is the next record being
+            // written: wait for it. Otherwise judge the rest as a whole.
+            let tag_is_zero = self
+                .buf
+                .get((stop - base) as usize..)
+                .is_none_or(|b| b.iter().take(4).all(|&x| x == 0));
+            if (!over && tag_is_zero) || whole {
+                return SegmentEnd::UpTo(stop);
             }
-            return SegmentEnd::UpTo(pos);
+            pos = stop;
+            whole = true;
         }
     }
 
     /// Reads up to `len` bytes at `pos` into the buffer; `false` on error.
     fn fill(&mut self, file: &mut File, pos: u64, len: usize) -> bool {
-        self.buf.clear();
-        if file.seek(SeekFrom::Start(pos)).is_err() {
-            return false;
-        }
-        file.by_ref()
-            .take(len as u64)
-            .read_to_end(&mut self.buf)
-            .is_ok()
+        super::read_range(file, pos, len as u64, &mut self.buf).is_ok()
     }
 }
 
@@ -428,11 +479,24 @@ fn record_len_at(buf: &[u8]) -> Option<usize> {
     Some(u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?) as usize)
 }
 
+/// The segment [`Follower::read_segment`] reads, and where it was found.
+struct Segment<'a> {
+    path: &'a Path,
+    channel: &'a str,
+    index: u64,
+    /// Found in the staging directory.
+    staged: bool,
+    staging: Option<&'a Path>,
+}
+
 enum SegmentEnd {
     /// A seal was read: go on with the next segment.
     Sealed,
     /// Everything committed so far was read; continue at this offset.
     UpTo(u64),
+    /// The session is over and the segment, read to this offset (its
+    /// end), has no seal.
+    Unsealed(u64),
     /// The segment cannot be read (reported).
     Unusable,
 }

@@ -3,4 +3,19 @@
 
 pub mod event;
 pub mod follow;
+pub mod parse;
 pub mod reader;
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+
+/// Reads up to `len` bytes of `file` from offset `from` into `buf` (cleared
+/// first): the one way the reader and the follower take a segment's bytes
+/// from its file (the reader may map a finished one instead; see
+/// `reader::map_segment`). `len` bounds the read even if the file grows.
+fn read_range(file: &mut File, from: u64, len: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    file.seek(SeekFrom::Start(from))?;
+    file.by_ref().take(len).read_to_end(buf)?;
+    Ok(())
+}

@@ -27,14 +27,13 @@ use memmap2::{Mmap, MmapOptions};
 use zerocopy::FromBytes;
 
 use crate::store::format::{
-    self, CrcRule, Direction, GapPayload, RecordKind, SealPayload, SegmentHeader, FORMAT_VERSION,
-    GAP_PAYLOAD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEAL_FLAG_FINAL, SEAL_PAYLOAD_LEN,
-    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    self, CrcRule, Direction, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 use crate::store::manifest::{Manifest, MANIFEST_FILE};
 use crate::write::limit::Trimmed;
 
 pub use super::event::{Damage, DamageKind, DataRecord, Event, Gap};
+use super::parse::{self, Parsed};
 
 /// Largest segment file the reader accepts. The writer never makes one
 /// bigger than this; a larger file is reported rather than read into memory.
@@ -514,7 +513,6 @@ impl ChannelReader {
                     return Some(Event::Gap(g));
                 }
                 Step::Damage(d) => return Some(Event::Damage(d)),
-                Step::Skip => continue,
                 Step::EndOfSegment => {
                     self.in_segment = false;
                     if self.segment_staged && !self.segment_sealed {
@@ -592,23 +590,13 @@ impl ChannelReader {
             self.next_segment = self.files.segments.len();
             return Some(Ok(()));
         }
-        if file_len < SEGMENT_HEADER_LEN {
-            return Some(Err(self.report(0, file_len, DamageKind::TruncatedHeader)));
-        }
-        let Ok(header) = SegmentHeader::read_from_bytes(&self.bytes()[..SEGMENT_HEADER_LEN]) else {
-            return Some(Err(self.report(0, 0, DamageKind::TruncatedHeader)));
+        let header = match parse::check_header(self.bytes()) {
+            Ok(header) => header,
+            Err(d) => {
+                let (offset, len) = (d.offset as usize, d.len as usize);
+                return Some(Err(self.report(offset, len, d.kind)));
+            }
         };
-        if header.magic != SEGMENT_MAGIC {
-            return Some(Err(self.report(
-                0,
-                SEGMENT_HEADER_LEN,
-                DamageKind::BadMagic,
-            )));
-        }
-        if header.version.get() != FORMAT_VERSION {
-            let v = header.version.get();
-            return Some(Err(self.report(8, 2, DamageKind::UnsupportedVersion(v))));
-        }
         self.in_segment = true;
         self.pos = SEGMENT_HEADER_LEN;
         self.crc_rule = CrcRule::of_header(&header);
@@ -623,30 +611,17 @@ impl ChannelReader {
         if self.session.is_none() {
             self.session = Some(session_of(&header));
         }
-        let mut mismatch = Vec::new();
-        if header.channel_name() != Some(self.files.name.as_str()) {
-            mismatch.push("channel name".to_string());
-        }
-        if header.segment_index.get() != seg.index {
-            mismatch.push(format!(
-                "index {} in a file named {}",
-                header.segment_index.get(),
-                seg.index
-            ));
-        }
-        if let Some(s) = self.session {
-            if s.session_id != header.session_id {
-                mismatch.push("session id".to_string());
-            }
-        }
         if self.expected_seq.is_none() {
             self.expected_seq = Some(header.first_seq.get() as u32);
         }
-        if !mismatch.is_empty() {
+        let session = self.session.map(|s| s.session_id);
+        if let Some(what) =
+            parse::header_mismatch(&header, &self.files.name, seg.index, session.as_ref())
+        {
             return Some(Err(self.report(
                 0,
                 SEGMENT_HEADER_LEN,
-                DamageKind::HeaderMismatch(mismatch.join(", ")),
+                DamageKind::HeaderMismatch(what),
             )));
         }
         Some(Ok(()))
@@ -675,10 +650,7 @@ impl ChannelReader {
     /// The current segment's bytes: mapped or read.
     #[inline]
     fn bytes(&self) -> &[u8] {
-        match &self.map {
-            Some(m) => m,
-            None => &self.buf,
-        }
+        loaded(&self.map, &self.buf)
     }
 
     /// Loads the segment at `path`: mapped if `may_map` and the rule of
@@ -688,7 +660,7 @@ impl ChannelReader {
         self.map = None;
         // Never follow a symlink planted where a segment should be, nor
         // block on a FIFO; the checks are of the file actually opened.
-        let file = crate::store::fsutil::open_regular(path).map_err(|e| {
+        let mut file = crate::store::fsutil::open_regular(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::InvalidInput || e.raw_os_error() == Some(libc::ELOOP)
             {
                 DamageKind::NotARegularFile
@@ -717,9 +689,8 @@ impl ChannelReader {
         // The file's real size, checked against the limit above: one
         // allocation instead of repeated doubling.
         self.buf.reserve(md.len() as usize);
-        // `take` bounds the read by the limit even if the file grows meanwhile.
-        file.take(MAX_SEGMENT_BYTES)
-            .read_to_end(&mut self.buf)
+        // Bounded by the limit even if the file grows meanwhile.
+        super::read_range(&mut file, 0, MAX_SEGMENT_BYTES, &mut self.buf)
             .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
         Ok(())
     }
@@ -757,129 +728,94 @@ impl ChannelReader {
         self.next_segment >= self.files.segments.len()
     }
 
-    /// Validates the record at `at`; returns its kind, direction byte, payload
-    /// length, timestamp and sequence number.
-    fn valid_record_at(
-        &self,
-        at: usize,
-        rule: CrcRule,
-    ) -> Option<(RecordKind, u8, usize, u64, u32)> {
-        format::parse_record(self.bytes(), at, rule).map(|r| (r.kind, r.dir, r.len, r.ts_ns, r.seq))
-    }
-
-    /// Finds the next offset after `from` holding a valid record.
-    ///
-    /// Always with every CRC checked, whatever the segment's rule: scanning
-    /// lands on arbitrary bytes — the half-written payload of a torn record,
-    /// say — and only a matching CRC tells a record from payload that looks
-    /// like one. In a segment whose CRCs are not filled in yet, no record
-    /// after damage can be vouched for, and none is returned.
-    fn resync(&self, from: usize) -> Option<usize> {
-        let mut at = from;
-        let end = self.bytes().len();
-        while at + RECORD_HEADER_LEN <= end {
-            // Cheap filter first: the sync bytes of a tag.
-            if format::has_tag_sync(self.bytes(), at)
-                && self.valid_record_at(at, CrcRule::Every).is_some()
-            {
-                return Some(at);
-            }
-            at += RECORD_ALIGN;
-        }
-        None
-    }
-
+    /// The next thing in the current segment, from the shared parser.
     fn step(&mut self) -> Step {
-        let at = self.pos;
-        let end = self.bytes().len();
-        if self.segment_sealed || at >= end {
+        if self.segment_sealed {
             return Step::EndOfSegment;
         }
-        match self.valid_record_at(at, self.crc_rule) {
-            Some((kind, dir_byte, len, ts, seq)) => {
-                self.pos = at + format::record_len(len).min(end - at);
-                let lost = self.check_seq(seq);
-                let payload = at + RECORD_HEADER_LEN;
-                if lost > 0 {
-                    if let Some(d) = self.damage.last_mut() {
-                        d.records_lost = d.records_lost.saturating_add(lost);
-                    }
-                }
-                match kind {
-                    RecordKind::Data => match Direction::from_byte(dir_byte) {
-                        Some(dir) => Step::Data {
-                            start: payload,
-                            len,
-                            dir,
-                            ts,
-                            seq,
-                        },
-                        None => Step::Damage(self.report(
-                            at,
-                            format::record_len(len),
-                            DamageKind::Corrupt,
-                        )),
-                    },
-                    RecordKind::Gap if len == GAP_PAYLOAD_LEN => {
-                        let p = GapPayload::read_from_bytes(&self.bytes()[payload..payload + len]);
-                        match p {
-                            Ok(p) => Step::Gap(Gap::from(&p)),
-                            Err(_) => Step::Skip,
-                        }
-                    }
-                    RecordKind::Seal if len == SEAL_PAYLOAD_LEN => {
-                        if let Ok(p) =
-                            SealPayload::read_from_bytes(&self.bytes()[payload..payload + len])
-                        {
-                            self.segment_sealed = true;
-                            self.stats.closed_cleanly =
-                                p.flags.get() & SEAL_FLAG_FINAL != 0 && self.is_last_segment();
-                        }
-                        Step::EndOfSegment
-                    }
-                    _ => {
-                        Step::Damage(self.report(at, format::record_len(len), DamageKind::Corrupt))
-                    }
+        // The fields, not `self.bytes()`: `self.pos` is set while the
+        // bytes are borrowed.
+        let bytes = loaded(&self.map, &self.buf);
+        let Some((item, next)) = parse::next_item(bytes, self.pos, 0, self.crc_rule) else {
+            // The end, or unused room at the end of an unsealed segment.
+            return Step::EndOfSegment;
+        };
+        self.pos = next;
+        match item {
+            Parsed::Data { offset, record } => {
+                let (len, dir, ts, seq) = (
+                    record.payload.len(),
+                    record.direction,
+                    record.ts_ns,
+                    record.seq,
+                );
+                self.count_lost_before(seq);
+                Step::Data {
+                    start: offset as usize + RECORD_HEADER_LEN,
+                    len,
+                    dir,
+                    ts,
+                    seq,
                 }
             }
-            None => {
-                let tag_is_zero = self.bytes()[at..(at + 4).min(end)].iter().all(|&b| b == 0);
-                match self.resync(at + RECORD_ALIGN) {
-                    Some(next) => {
-                        self.pos = next;
-                        // The next good record's sequence number tells how
-                        // many records the damaged bytes held.
-                        let lost = self
-                            .valid_record_at(next, CrcRule::Every)
-                            .map_or(0, |(_, _, _, _, seq)| self.check_seq(seq));
-                        if let Some(e) = self.expected_seq.as_mut() {
-                            *e = e.wrapping_sub(1);
-                        }
-                        let mut d = self.report(at, next - at, DamageKind::Corrupt);
-                        d.records_lost = lost;
-                        if let Some(last) = self.damage.last_mut() {
-                            last.records_lost = lost;
-                        }
-                        Step::Damage(d)
-                    }
-                    None => {
-                        self.pos = end;
-                        let rest_is_zero = self.bytes()[at..].iter().all(|&b| b == 0);
-                        if rest_is_zero {
-                            // Unused room at the end of an unsealed segment.
-                            Step::EndOfSegment
-                        } else if tag_is_zero && (self.is_last_segment() || self.segment_staged) {
-                            // The writer stores the tag last: a record whose
-                            // tag is zero was never acknowledged (or, in a
-                            // live session, is being written right now).
-                            let len = trailing_nonzero_len(&self.bytes()[at..]);
-                            Step::Damage(self.report(at, len, DamageKind::TornTail))
-                        } else {
-                            let len = trailing_nonzero_len(&self.bytes()[at..]);
-                            Step::Damage(self.report(at, len, DamageKind::Corrupt))
-                        }
-                    }
+            Parsed::Gap { seq, gap, .. } => {
+                self.count_lost_before(seq);
+                Step::Gap(gap)
+            }
+            Parsed::Seal { seq, is_final, .. } => {
+                self.count_lost_before(seq);
+                self.segment_sealed = true;
+                self.stats.closed_cleanly = is_final && self.is_last_segment();
+                Step::EndOfSegment
+            }
+            Parsed::Invalid { offset, len, seq } => {
+                self.count_lost_before(seq);
+                Step::Damage(self.report(offset as usize, len as usize, DamageKind::Corrupt))
+            }
+            Parsed::Skipped {
+                offset,
+                len,
+                next_seq,
+            } => {
+                // The next good record's sequence number tells how many
+                // records the damaged bytes held; it is checked again when
+                // read.
+                let lost = self.check_seq(next_seq);
+                if let Some(e) = self.expected_seq.as_mut() {
+                    *e = e.wrapping_sub(1);
                 }
+                let mut d = self.report(offset as usize, len as usize, DamageKind::Corrupt);
+                d.records_lost = lost;
+                if let Some(last) = self.damage.last_mut() {
+                    last.records_lost = lost;
+                }
+                Step::Damage(d)
+            }
+            Parsed::Tail {
+                offset,
+                len,
+                tag_is_zero,
+            } => {
+                // The writer stores the tag last: a record whose tag is
+                // zero was never acknowledged (or, in a live session, is
+                // being written right now).
+                let kind = if tag_is_zero && (self.is_last_segment() || self.segment_staged) {
+                    DamageKind::TornTail
+                } else {
+                    DamageKind::Corrupt
+                };
+                Step::Damage(self.report(offset as usize, len as usize, kind))
+            }
+        }
+    }
+
+    /// Checks `seq` of a valid record; records missing before it are
+    /// added to the damage just reported.
+    fn count_lost_before(&mut self, seq: u32) {
+        let lost = self.check_seq(seq);
+        if lost > 0 {
+            if let Some(d) = self.damage.last_mut() {
+                d.records_lost = d.records_lost.saturating_add(lost);
             }
         }
     }
@@ -977,15 +913,21 @@ fn map_segment(file: &File, session: &[u8; 16]) -> Option<Mmap> {
     (header.session_id == *session).then_some(map)
 }
 
+/// The current segment's bytes, from its fields: mapped, or read into the
+/// buffer.
+#[inline]
+fn loaded<'a>(map: &'a Option<Mmap>, buf: &'a [u8]) -> &'a [u8] {
+    match map {
+        Some(m) => m,
+        None => buf,
+    }
+}
+
 /// Whether `buf` starts with a segment header whose checksum does not match.
 fn header_checksum_fails(buf: &[u8]) -> bool {
     buf.get(..SEGMENT_HEADER_LEN)
         .and_then(|b| SegmentHeader::read_from_bytes(b).ok())
         .is_some_and(|h| h.magic == SEGMENT_MAGIC && !h.checksum_ok())
-}
-
-fn trailing_nonzero_len(bytes: &[u8]) -> usize {
-    bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
 }
 
 fn session_of(h: &SegmentHeader) -> SessionInfo {
@@ -1006,6 +948,5 @@ enum Step {
     },
     Gap(Gap),
     Damage(Damage),
-    Skip,
     EndOfSegment,
 }
