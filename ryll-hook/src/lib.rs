@@ -1,22 +1,18 @@
-//! ryll's `CaptureSink` on the capture spool (issue 4), and the tools that
-//! prove it: `ryll-replay` replays a recorded session through a sink over
-//! real sockets, `ryll-capture` is a headless SPICE client capturing into a
-//! spool.
+//! What ryll links to capture into the spool: ryll's `CaptureSink` on the
+//! spool, its bug reports cut from the capture, and stopping a capturing
+//! session. The tools that exercise it (`ryll-capture`, `ryll-replay`) and
+//! ryll's earlier capture designs live in the `ryll-tools` crate
+//! (`ryll-hook/tools/`), so linking this crate pulls in none of them.
 //!
 //! - [`sink`]: [`SpoolSink`] (the spool behind the renderer's
 //!   `capture_sink::CaptureSink`), [`NoCaptureSink`], `metadata.json`.
-//! - [`baseline`]: ryll's earlier capture designs, for comparison.
-//! - [`recorded`]: a recorded SPICE pcap split into what each channel loop
-//!   saw (shared with the `e2e` tests, which re-export it).
-//! - [`shutdown`]: stopping a capturing session at once, and closing its
-//!   spool without waiting for a slow disk.
+//! - [`bundle`]: the F12 bug-report zip, cut from the spool.
 //! - [`report`]: the traffic of ryll's own bug reports, cut from the
 //!   running capture.
+//! - [`shutdown`]: stopping a capturing session at once, and closing its
+//!   spool without waiting for a slow disk.
 
-pub mod baseline;
 pub mod bundle;
-pub mod recorded;
-pub mod replay;
 pub mod report;
 pub mod shutdown;
 pub mod sink;

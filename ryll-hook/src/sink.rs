@@ -323,7 +323,8 @@ pub fn read_metadata(dir: &Path) -> Result<CaptureMetadata, String> {
 
 /// The "capture off" sink: accepts everything, records and counts nothing.
 /// A stand-in wherever a sink object is wanted but nothing should be kept,
-/// and the baseline `ryll-replay --sink none` measures against.
+/// and the baseline `ryll-replay --sink none` (in `ryll-tools`) measures
+/// against.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoCaptureSink;
 
@@ -334,26 +335,6 @@ impl CaptureSink for NoCaptureSink {
 
     fn packet_received(&self, _channel: &str, _data: &[u8]) -> bool {
         true
-    }
-
-    fn frame(&self, _surface_id: u32, _pixels: &[u8], _width: u32, _height: u32) -> bool {
-        true
-    }
-}
-
-/// Any of the earlier capture designs ([`crate::baseline`]) as a
-/// [`CaptureSink`], so a replay can drive them through the same trait the
-/// channel loops call. Frames are accepted and ignored.
-#[derive(Debug)]
-pub struct DesignSink<D>(pub D);
-
-impl<D: crate::baseline::CaptureDesign> CaptureSink for DesignSink<D> {
-    fn packet_sent(&self, channel: &str, data: &[u8]) -> bool {
-        self.0.append(channel, Direction::ClientToServer, data)
-    }
-
-    fn packet_received(&self, channel: &str, data: &[u8]) -> bool {
-        self.0.append(channel, Direction::ServerToClient, data)
     }
 
     fn frame(&self, _surface_id: u32, _pixels: &[u8], _width: u32, _height: u32) -> bool {

@@ -14,9 +14,9 @@ use ryll_hook::bundle::{
     traffic_pcap, write_bug_report, write_bug_report_with, BugReportOptions, BundleError,
     DEFAULT_BUDGET_BYTES,
 };
-use ryll_hook::recorded::{self, mini_header_messages};
-use ryll_hook::replay::{replay, ReplayOptions};
 use ryll_hook::{CaptureSink, SpoolSink};
+use ryll_tools::recorded::{self, mini_header_messages};
+use ryll_tools::replay::{replay, ReplayOptions};
 use spool::Direction;
 use spool2pcap::spice::link::{LINK_C2S_LEN, LINK_S2C_LEN};
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ryll_hook::sink::{read_metadata, CaptureMetadata, DesignSink, METADATA_FILE};
+use ryll_hook::sink::{read_metadata, CaptureMetadata, METADATA_FILE};
 use ryll_hook::{CaptureSink, NoCaptureSink, SpoolSink, RYLL_CHANNELS};
 use spool::reader::Event;
 use spool::{Capture, SpoolConfig, StagingChoice};
@@ -220,16 +220,4 @@ fn sink_that_cannot_keep_up_reports_false_and_counts_match_the_spool() {
         (records, bytes, gap_records, gap_bytes),
         (c.records, c.bytes, c.dropped_records, c.dropped_bytes)
     );
-}
-
-/// The earlier designs drive through the same trait (for ryll-replay).
-#[test]
-fn design_sink_adapts_ryll_threads() {
-    let root = tempfile::tempdir().unwrap();
-    let threads = ryll_hook::baseline::RyllThreads::create(root.path().join("pcaps")).unwrap();
-    let sink = DesignSink(threads);
-    assert!(sink.packet_received("display", b"abc"));
-    assert!(sink.packet_sent("display", b"de"));
-    sink.0.close();
-    assert!(root.path().join("pcaps").read_dir().unwrap().count() > 0);
 }

@@ -36,7 +36,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ryll_hook::baseline::{InlinePcap, RyllThreads};
+use ryll_tools::baseline::{InlinePcap, RyllThreads};
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 
 const CHANNEL: &str = "display";

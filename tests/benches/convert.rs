@@ -34,7 +34,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ryll_hook::baseline::PcapChannelWriter;
+use ryll_tools::baseline::PcapChannelWriter;
 use spool::reader::Event;
 use spool2pcap::{convert, ConvertOptions, Destination, Format};
 

@@ -1,5 +1,5 @@
 //! Issue 4's replay benchmark: the shared real SPICE session replayed over
-//! loopback (`ryll_hook::replay::replay`, what `ryll-replay` runs) with
+//! loopback (`ryll_tools::replay::replay`, what `ryll-replay` runs) with
 //! `--pace max --repeat N` (≥ 500 MB per run) through each sink — `none`,
 //! `spool`, `ryll-threads` — with the capture directory on the local disk
 //! and on the slow FUSE disk of `../shared/tools/slowfs.py`.
@@ -28,11 +28,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ryll_hook::baseline::RyllThreads;
-use ryll_hook::recorded::{self, Session};
-use ryll_hook::replay::{quantile_sorted, replay, ChannelStats, Pace, ReplayOptions, ReplayReport};
-use ryll_hook::sink::DesignSink;
 use ryll_hook::{CaptureSink, NoCaptureSink, SpoolSink};
+use ryll_tools::baseline::{DesignSink, RyllThreads};
+use ryll_tools::recorded::{self, Session};
+use ryll_tools::replay::{
+    quantile_sorted, replay, ChannelStats, Pace, ReplayOptions, ReplayReport,
+};
 use spool::Direction;
 
 /// On the slow disk the spool sink's read loop must stay within this

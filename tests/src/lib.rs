@@ -7,5 +7,5 @@
 pub mod fixtures;
 pub mod fuzzing;
 pub mod live;
-pub use ryll_hook::recorded;
+pub use ryll_tools::recorded;
 pub mod tools;

@@ -231,8 +231,8 @@ fn a_report_of_a_live_capture_decodes_like_convert() {
     if !tools::require("tshark") {
         return;
     }
-    use ryll_hook::replay::{replay, ReplayOptions};
     use ryll_hook::{CaptureSink, SpoolSink};
+    use ryll_tools::replay::{replay, ReplayOptions};
     use std::sync::Arc;
     let session = fixtures::shared_session();
     let tmp = tempfile::tempdir().unwrap();

@@ -4,8 +4,8 @@
 //! tshark, must hold every channel's post-link bytes exactly as they
 //! crossed the wire.
 //!
-//! `ryll-capture` is ryll-hook's binary; `cargo test --workspace` builds it
-//! next to this test's executable (ryll-hook has integration tests).
+//! `ryll-capture` is ryll-tools' binary; `cargo test --workspace` builds it
+//! next to this test's executable (ryll-tools has integration tests).
 
 #[path = "ryll_support.rs"]
 mod support;

@@ -8,8 +8,8 @@ mod support;
 use std::sync::Arc;
 
 use e2e::tools;
-use ryll_hook::replay::{replay, ReplayOptions};
 use ryll_hook::{CaptureSink, SpoolSink, RYLL_CHANNELS};
+use ryll_tools::replay::{replay, ReplayOptions};
 
 #[test]
 fn replayed_session_through_the_spool_sink_is_the_recording_byte_for_byte() {

@@ -266,7 +266,8 @@ pub fn mini_header_messages(stream: &[u8]) -> Result<Vec<u16>, String> {
 /// The shared real session, `../shared/spice-sessions/qemu-seabios-4ch.pcap`,
 /// found relative to the workspace root.
 pub fn shared_session_path() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spice-sessions/qemu-seabios-4ch.pcap")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/spice-sessions/qemu-seabios-4ch.pcap")
 }
 
 /// Server port of the shared session.

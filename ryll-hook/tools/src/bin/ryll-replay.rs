@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use ryll_hook::baseline::RyllThreads;
-use ryll_hook::recorded;
-use ryll_hook::replay::{replay, Pace, ReplayOptions};
-use ryll_hook::sink::DesignSink;
 use ryll_hook::{CaptureSink, NoCaptureSink, SpoolSink};
+use ryll_tools::baseline::{DesignSink, RyllThreads};
+use ryll_tools::recorded;
+use ryll_tools::replay::{replay, Pace, ReplayOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SinkKind {

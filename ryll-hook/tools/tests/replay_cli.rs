@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use ryll_hook::recorded;
+use ryll_tools::recorded;
 
 fn run(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ryll-replay"))

@@ -18,7 +18,8 @@
 //!   chunk.
 //!
 //! Both implement [`CaptureDesign`], as does [`spool::Spool`], so a caller
-//! can pick a design at run time.
+//! can pick a design at run time; [`DesignSink`] puts any of them behind
+//! the renderer's `CaptureSink`, the trait the channel loops call.
 
 use std::fs::File;
 use std::io;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
+use ryll_hook::CaptureSink;
 use spool::{Direction, Spool};
 
 /// A capture sink as ryll's channel loops use it: one call per chunk read
@@ -55,6 +57,26 @@ impl CaptureDesign for Spool {
 
     fn close(&self) {
         let _ = Spool::close(self);
+    }
+}
+
+/// Any of the earlier capture designs as a [`CaptureSink`], so a replay can
+/// drive them through the same trait the channel loops call. Frames are
+/// accepted and ignored.
+#[derive(Debug)]
+pub struct DesignSink<D>(pub D);
+
+impl<D: CaptureDesign> CaptureSink for DesignSink<D> {
+    fn packet_sent(&self, channel: &str, data: &[u8]) -> bool {
+        self.0.append(channel, Direction::ClientToServer, data)
+    }
+
+    fn packet_received(&self, channel: &str, data: &[u8]) -> bool {
+        self.0.append(channel, Direction::ServerToClient, data)
+    }
+
+    fn frame(&self, _surface_id: u32, _pixels: &[u8], _width: u32, _height: u32) -> bool {
+        true
     }
 }
 
@@ -511,5 +533,17 @@ mod tests {
             .count();
         design.close();
         assert!(dropped > 0, "a 256 MiB burst fitted the queue");
+    }
+
+    /// The earlier designs drive through the same trait (for ryll-replay).
+    #[test]
+    fn design_sink_adapts_ryll_threads() {
+        let root = tempfile::tempdir().unwrap();
+        let threads = RyllThreads::create(root.path().join("pcaps")).unwrap();
+        let sink = DesignSink(threads);
+        assert!(sink.packet_received("display", b"abc"));
+        assert!(sink.packet_sent("display", b"de"));
+        sink.0.close();
+        assert!(root.path().join("pcaps").read_dir().unwrap().count() > 0);
     }
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::recorded::{Chunk, Connection, Session};
-use shakenfist_spice_renderer::CaptureSink;
+use ryll_hook::CaptureSink;
 use spool::Direction;
 
 /// The renderer's read buffer for the display channel.
