@@ -52,6 +52,10 @@
 //! spool.close().unwrap();
 //! ```
 
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod read;
 pub mod store;
 pub mod write;

@@ -178,7 +178,7 @@ fn run_child(plan: &mut MovePlan, keep_fd: i32) -> i32 {
     {
         return 2;
     }
-    // SAFETY (all below): plain syscalls on NUL-terminated paths we own.
+    // SAFETY: plain syscalls on NUL-terminated paths we own.
     unsafe {
         for d in &plan.staging_subdirs {
             libc::rmdir(d.as_ptr());
@@ -266,11 +266,13 @@ unsafe fn close_from_except(from: i32, keep: i32, also_keep: i32) {
         }
         let k = k as libc::c_uint;
         if k > lo {
-            close_range(lo, k - 1);
+            // SAFETY: this function's own contract, passed on.
+            unsafe { close_range(lo, k - 1) };
         }
         lo = k + 1;
     }
-    close_range(lo, libc::c_uint::MAX);
+    // SAFETY: this function's own contract, passed on.
+    unsafe { close_range(lo, libc::c_uint::MAX) };
 }
 
 /// `close_range(2)`, or a loop of `close` up to the descriptor limit where
