@@ -242,7 +242,7 @@ fn always_on_recording_is_bounded_and_removed_unless_kept() {
     assert_eq!(read_channel(&dir, "main").records[0].data, b"keep me");
 }
 
-/// The scenario at full size: two hours at 5 MB/s (36 GB) through
+/// A long session's flight recorder at full size: two hours at 5 MB/s (36 GB) through
 /// a 256 MiB ring, time-compressed (appends as fast as the spool takes
 /// them, timestamps spread over two hours). Too big for every CI run:
 /// `cargo test --release -p spool --test limits -- --ignored two_hours`.

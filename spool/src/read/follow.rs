@@ -19,8 +19,10 @@ use std::sync::atomic::{fence, Ordering};
 
 use super::event::{Damage, DamageKind, Event};
 use super::parse::{self, Parsed};
-use crate::read::reader::{OpenError, MAX_SEGMENT_BYTES, SPOOL_DIR};
-use crate::store::format::{self, CrcRule, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::read::reader::{OpenError, SPOOL_DIR};
+use crate::store::format::{
+    self, CrcRule, MAX_SEGMENT_BYTES, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 use crate::store::manifest::{Manifest, MANIFEST_FILE};
 use crate::store::staging;
 

@@ -35,9 +35,7 @@ use crate::write::limit::Trimmed;
 pub use super::event::{Damage, DamageKind, DataRecord, Event, Gap};
 use super::parse::{self, Parsed};
 
-/// Largest segment file the reader accepts. The writer never makes one
-/// bigger than this; a larger file is reported rather than read into memory.
-pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+pub use crate::store::format::MAX_SEGMENT_BYTES;
 
 /// Name of the directory inside a capture directory that holds the channels.
 pub const SPOOL_DIR: &str = "spool";

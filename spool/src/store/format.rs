@@ -26,6 +26,13 @@ pub const FORMAT_VERSION: u16 = 2;
 /// or in recovery). Other flag bits are reserved, zero.
 pub const SEGMENT_FLAG_CRC_COMPLETE: u32 = 1;
 
+/// Smallest segment a writer makes ([`crate::SpoolConfig::segment_bytes`]).
+pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
+
+/// Largest segment a writer makes, and the largest segment file a reader
+/// accepts: a larger file is reported rather than read into memory.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+
 /// Size of [`SegmentHeader`]; records start at this offset.
 pub const SEGMENT_HEADER_LEN: usize = 128;
 
@@ -258,10 +265,7 @@ const _: () = assert!(core::mem::size_of::<RecordHeader>() == RECORD_HEADER_LEN)
 
 /// A fresh hasher, as `crc32fast::Hasher::new()` makes, cloned from one
 /// made once: `new()` looks up the CPU's features every time (six to eight
-/// cached lookups). Per record that is little, but on small records it
-/// showed: spool2pcap converted 256 MiB of 0.2 KiB records about 1.5 %
-/// faster with the clone (faster in 119 of 180 paired runs; the valgrind
-/// instruction count of a conversion fell by 2.8 %).
+/// cached lookups), which counts on small records (PERFORMANCE.md).
 fn crc_hasher() -> crc32fast::Hasher {
     static PROTOTYPE: LazyLock<crc32fast::Hasher> = LazyLock::new(crc32fast::Hasher::new);
     PROTOTYPE.clone()

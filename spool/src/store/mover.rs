@@ -50,8 +50,7 @@ use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::read::reader::MAX_SEGMENT_BYTES;
-use crate::store::format;
+use crate::store::format::{self, MAX_SEGMENT_BYTES};
 
 /// Everything the mover child needs, prepared by the parent.
 pub(crate) struct MovePlan {

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::read::reader::SPOOL_DIR;
-use crate::store::format::{self, Direction, FORMAT_VERSION, SEGMENT_HEADER_LEN};
+use crate::store::format::{
+    self, Direction, FORMAT_VERSION, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, SEGMENT_HEADER_LEN,
+};
 use crate::store::fsutil;
 use crate::store::manifest::{self, ChannelSummary, Manifest, MANIFEST_FILE};
 use crate::store::mover;
@@ -24,12 +26,6 @@ use crate::write::segment::SessionFacts;
 /// Most channels one spool holds. SPICE defines a dozen channel types; the
 /// fixed table is what lets the hot path find a channel without a lock.
 pub const MAX_CHANNELS: usize = 64;
-
-/// Smallest segment size accepted.
-pub const MIN_SEGMENT_BYTES: usize = 64 << 10;
-
-/// Largest segment size accepted (the reader's limit too).
-pub const MAX_SEGMENT_BYTES: usize = 1 << 30;
 
 /// Where the hot path's segments are mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +152,7 @@ impl SpoolConfig {
 
     fn validate(&self) -> Result<(), SpoolError> {
         let s = self.segment_bytes;
-        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&s) || s % 4096 != 0 {
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&(s as u64)) || s % 4096 != 0 {
             return Err(SpoolError::Config(format!(
                 "segment_bytes {s}: want a multiple of 4096 from {MIN_SEGMENT_BYTES} to {MAX_SEGMENT_BYTES}"
             )));
@@ -1172,4 +1168,4 @@ fn unix_now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-const _: () = assert!(SEGMENT_HEADER_LEN < MIN_SEGMENT_BYTES);
+const _: () = assert!((SEGMENT_HEADER_LEN as u64) < MIN_SEGMENT_BYTES);
