@@ -38,11 +38,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use spool::fsutil;
-use spool2pcap::info::UtcDateTime;
 use spool2pcap::pipeline::excerpt::{
     write_excerpt, ExcerptError, ExcerptOptions, ExcerptReport, Selection,
 };
 use spool2pcap::spice::redact::Redaction;
+use spool2pcap::time::UtcDateTime;
 
 /// ryll's target for a report's `traffic.pcap`.
 pub const DEFAULT_BUDGET_BYTES: u64 = 24 * 1000 * 1000;

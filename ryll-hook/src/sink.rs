@@ -115,11 +115,7 @@ pub fn utc_timestamp(t: SystemTime) -> String {
     let Ok(d) = t.duration_since(UNIX_EPOCH) else {
         return "unknown".into();
     };
-    let t = spool2pcap::info::UtcDateTime::from_unix_secs(d.as_secs());
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year, t.month, t.day, t.hour, t.minute, t.second
-    )
+    spool2pcap::time::UtcDateTime::from_unix_secs(d.as_secs()).rfc3339()
 }
 
 /// Why a [`SpoolSink`] could not start.

@@ -315,6 +315,12 @@ fn is_hidden(c: char) -> bool {
             | '\u{FEFF}')
 }
 
+/// Notes about a capture (skipped entries, unreadable files), which name
+/// what the capture holds, fit to print ([`clean`]).
+pub fn cleaned(problems: &[String]) -> Vec<String> {
+    problems.iter().map(|p| clean(p, MAX_TEXT_CHARS)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,6 +62,10 @@
 //! # Ok::<(), spool2pcap::ConvertError>(())
 //! ```
 
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod guard;
 pub mod info;
 pub mod metadata;
@@ -69,15 +73,18 @@ pub mod net;
 pub mod output;
 pub mod pipeline;
 pub mod spice;
+pub mod time;
 
 #[cfg(test)]
 mod testspool;
 
 pub use net::tcp::TcpStreamBuilder;
+pub use output::wireshark::wireshark_command;
 pub use output::{Format, PacketSink};
+pub use pipeline::clock::{PacketClock, TimeMode};
 pub use pipeline::convert::{
-    convert, convert_with_progress, wireshark_command, ChannelReport, Clock, ConvertError,
-    ConvertOptions, ConvertReport, Destination, Progress, TimeMode,
+    convert, convert_with_progress, ChannelReport, ConvertError, ConvertOptions, ConvertReport,
+    Destination, Progress,
 };
 pub use pipeline::excerpt::{
     write_excerpt, ExcerptError, ExcerptOptions, ExcerptReport, Selection,

@@ -5,6 +5,10 @@
 //! errors (2) and unreadable input or failed output (3) apart, so scripts and
 //! `ryll` itself can react without parsing text.
 
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -360,7 +364,7 @@ fn print_report(report: &ConvertReport) {
                 err,
                 "; start trimmed by the flight recorder ({} records before +{} deleted)",
                 t.records,
-                spool2pcap::info::format_secs(t.until_ts_ns)
+                spool2pcap::time::format_secs(t.until_ts_ns)
             );
         }
         if let Some(r) = &c.redacted {
@@ -426,7 +430,7 @@ fn print_report(report: &ConvertReport) {
         let _ = writeln!(
             err,
             "open with SPICE decoding: ... | wireshark -d {} -k -i -",
-            spool2pcap::pipeline::convert::decode_as()
+            spool2pcap::output::wireshark::decode_as()
         );
     }
 }

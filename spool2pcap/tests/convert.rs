@@ -11,8 +11,8 @@ use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool2pcap::net::tcp::{CLIENT_ISN, MAX_SEGMENT_PAYLOAD, SERVER_ISN};
-use spool2pcap::pipeline::convert::{convert, ConvertError, ConvertOptions, Destination, TimeMode};
-use spool2pcap::{Format, Synthesis};
+use spool2pcap::pipeline::convert::{convert, ConvertError, ConvertOptions, Destination};
+use spool2pcap::{Format, Synthesis, TimeMode};
 use testspool::{simple_channel, write_segment, Seg, SESSION_START};
 
 /// One frame, parsed.

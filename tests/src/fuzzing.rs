@@ -44,7 +44,7 @@ use spool::format::{
 use spool::manifest::{Manifest, MANIFEST_FILE};
 use spool::reader::{Capture, Damage, DamageKind, Event, Gap};
 use spool2pcap::Format;
-use spool2pcap::{ChannelFramer, Clock, PacketSink, Synthesis};
+use spool2pcap::{ChannelFramer, PacketClock, PacketSink, Synthesis};
 use spool2pcap::{Redaction, Redactor};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -795,9 +795,9 @@ pub fn framer(_scratch: &Scratch, data: &[u8]) {
     };
     let trimmed = first & 16 != 0;
     let clock = if first & 32 != 0 {
-        Clock::relative()
+        PacketClock::relative()
     } else {
-        Clock::absolute(testspool::SESSION_START)
+        PacketClock::absolute(testspool::SESSION_START)
     };
     let redaction = Redaction::ALL;
     let mut framer = ChannelFramer::new(channel, 10_001, 0, synth)

@@ -42,6 +42,8 @@ pub const SERVER_IP: [u8; 4] = [10, 0, 0, 2];
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 /// The server's synthetic MAC address (locally administered).
 pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// The server side of every synthetic connection (SPICE's usual port).
+pub const SERVER_PORT: u16 = 5900;
 /// First sequence number of the client's direction.
 pub const CLIENT_ISN: u32 = 1000;
 /// First sequence number of the server's direction.
@@ -113,7 +115,7 @@ pub struct PayloadTooLarge(pub usize);
 pub struct SegmentSpec {
     /// Which way the segment travels.
     pub direction: Direction,
-    /// The client's port (the server's is [`crate::spice::channels::SERVER_PORT`]).
+    /// The client's port (the server's is [`SERVER_PORT`]).
     pub client_port: u16,
     /// Sequence number of the first payload byte.
     pub seq: u32,
@@ -144,7 +146,7 @@ pub fn write_segment(
     if payload.len() > MAX_SEGMENT_PAYLOAD {
         return Err(PayloadTooLarge(payload.len()));
     }
-    let server_port = crate::spice::channels::SERVER_PORT;
+    let server_port = SERVER_PORT;
     let (src_mac, dst_mac, src_ip, dst_ip, src_port, dst_port) = match spec.direction {
         Direction::ClientToServer => (
             CLIENT_MAC,
@@ -464,7 +466,6 @@ impl TcpStreamBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spice::channels::SERVER_PORT;
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
     struct Parsed {

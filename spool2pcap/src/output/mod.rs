@@ -26,6 +26,7 @@
 //! writer dropped ([`PacketSink::write_interface_stats`]), which `capinfos`
 //! and Wireshark's capture file properties show.
 
+pub mod wireshark;
 pub mod writebehind;
 
 use std::borrow::Cow;

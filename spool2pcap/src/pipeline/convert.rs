@@ -14,36 +14,26 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use pcap_file::PcapError;
 use spool::format::validate_channel_name;
 use spool::reader::{Capture, ChannelReader, Damage, Event, OpenError};
 
-use crate::guard::{clean, open_capture, CaptureError, InputFiles, MAX_TEXT_CHARS};
+use crate::guard::{clean, cleaned, open_capture, CaptureError, InputFiles, MAX_TEXT_CHARS};
 use crate::metadata::SessionMetadata;
 use crate::net::tcp::MAX_FRAME_LEN;
+use crate::output::wireshark::{decode_as, wireshark_command};
 use crate::output::writebehind::WriteBehind;
 use crate::output::{
     create_output_file, CreateError, Format, InterfaceInfo, InterfaceStats, OutputDir, PacketSink,
     SectionInfo, OUTPUT_BUFFER_BYTES,
 };
+use crate::pipeline::clock::{PacketClock, TimeMode};
 use crate::pipeline::framing::{ChannelFramer, Synthesis};
 use crate::pipeline::merge::{merge_into, ChannelSource};
 use crate::spice::channels::{PortMap, SERVER_PORT};
 use crate::spice::redact::{RedactStats, Redaction, Redactor};
 use spool::limit::Trimmed;
-
-/// How packet timestamps are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TimeMode {
-    /// Wall-clock time: session start (Unix epoch) + the record's offset.
-    #[default]
-    Absolute,
-    /// Time since the session started (the first packet is near 0).
-    Relative,
-}
 
 /// Where the frames go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,35 +195,6 @@ impl ConvertReport {
     }
 }
 
-/// Wireshark's "Decode As" for the synthetic connections: SPICE is not
-/// decoded on any port by default.
-pub fn decode_as() -> String {
-    format!("tcp.port=={SERVER_PORT},spice")
-}
-
-/// The exact shell command that opens `file` in Wireshark with SPICE
-/// decoding on: `wireshark -d tcp.port==5900,spice FILE` (the path quoted
-/// for a POSIX shell where needed).
-pub fn wireshark_command(file: &Path) -> String {
-    format!("wireshark -d {} {}", decode_as(), shell_quote(file))
-}
-
-/// `path` as one POSIX shell word: unchanged if it holds only safe
-/// characters, else in single quotes (a quote inside as `'\''`). Bytes
-/// that are not UTF-8 are shown as U+FFFD, so such a path must be typed by
-/// hand.
-pub fn shell_quote(path: &Path) -> String {
-    let s = path.to_string_lossy();
-    let safe = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:=,+@%".contains(c));
-    if safe {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 /// Why a conversion failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
@@ -323,7 +284,7 @@ pub(crate) fn interface_stats(
     records: u64,
     dropped: u64,
     framer: &ChannelFramer,
-    clock: Clock,
+    clock: PacketClock,
 ) -> InterfaceStats {
     let span = framer.time_span_ns();
     InterfaceStats {
@@ -332,31 +293,6 @@ pub(crate) fn interface_stats(
         delivered: records,
         start: span.map(|(a, _)| clock.timestamp(a)),
         end: span.map(|(_, b)| clock.timestamp(b)),
-    }
-}
-
-/// Turns record timestamps (ns since session start) into packet times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Clock {
-    base_ns: u64,
-}
-
-impl Clock {
-    /// Relative timestamps.
-    pub fn relative() -> Clock {
-        Clock { base_ns: 0 }
-    }
-
-    /// Absolute timestamps from a session start (ns since the Unix epoch).
-    pub fn absolute(session_start_unix_ns: u64) -> Clock {
-        Clock {
-            base_ns: session_start_unix_ns,
-        }
-    }
-
-    /// The packet time of a record.
-    pub fn timestamp(&self, ts_ns: u64) -> Duration {
-        Duration::from_nanos(self.base_ns.saturating_add(ts_ns))
     }
 }
 
@@ -552,10 +488,10 @@ pub(crate) fn session_clock(
     session_start: Option<u64>,
     records: bool,
     problems: &mut Vec<String>,
-) -> Clock {
+) -> PacketClock {
     match (time, session_start) {
-        (TimeMode::Relative, _) => Clock::relative(),
-        (TimeMode::Absolute, Some(ns)) => Clock::absolute(ns),
+        (TimeMode::Relative, _) => PacketClock::relative(),
+        (TimeMode::Absolute, Some(ns)) => PacketClock::absolute(ns),
         (TimeMode::Absolute, None) => {
             if records {
                 problems.push(
@@ -564,7 +500,7 @@ pub(crate) fn session_clock(
                         .to_string(),
                 );
             }
-            Clock::relative()
+            PacketClock::relative()
         }
     }
 }
@@ -604,7 +540,7 @@ pub fn trimmed_note(channel: &str, t: &Trimmed) -> String {
         t.segments,
         t.records,
         t.data_bytes,
-        crate::info::format_secs(t.until_ts_ns)
+        crate::time::format_secs(t.until_ts_ns)
     )
 }
 
@@ -628,7 +564,7 @@ fn section_info(
         session.push_str(&format!(" of session {}", clean(id, MAX_TEXT_CHARS)));
     }
     if let Some(ns) = session_start {
-        session.push_str(&format!(", started {}", crate::info::format_unix_ns(ns)));
+        session.push_str(&format!(", started {}", crate::time::format_unix_ns(ns)));
     }
     match manifest.map(|m| m.clean_shutdown) {
         Some(true) => session.push_str(", shut down cleanly."),
@@ -778,12 +714,6 @@ fn create_error(path: &Path, source: CreateError) -> ConvertError {
     }
 }
 
-/// Notes about a capture (skipped entries, unreadable files), which name
-/// what the capture holds, fit to print ([`clean`]).
-pub(crate) fn cleaned(problems: &[String]) -> Vec<String> {
-    problems.iter().map(|p| clean(p, MAX_TEXT_CHARS)).collect()
-}
-
 /// The buffer in front of a conversion's output. Writes to a regular file
 /// (page-cache copies, CPU work) happen on a thread of their own, to
 /// anything else (a pipe, a terminal, `/dev/null`) on this one; see
@@ -824,7 +754,7 @@ fn merge_to<W: Write>(
     target: &MergeTarget,
     mut readers: Vec<ChannelReader>,
     ports: &PortMap,
-    clock: Clock,
+    clock: PacketClock,
     frame: &mut Vec<u8>,
     total: u64,
     progress: &mut dyn FnMut(Progress),
@@ -898,7 +828,7 @@ pub fn convert_channel<W: Write>(
     reader: &mut ChannelReader,
     framer: &mut ChannelFramer,
     sink: &mut PacketSink<W>,
-    clock: Clock,
+    clock: PacketClock,
     frame: &mut Vec<u8>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), PcapError> {
@@ -928,7 +858,7 @@ pub fn write_channel_stats<W: Write>(
     sink: &mut PacketSink<W>,
     reader: &ChannelReader,
     framer: &ChannelFramer,
-    clock: Clock,
+    clock: PacketClock,
 ) -> Result<(), PcapError> {
     if matches!(sink, PacketSink::Pcap(_)) {
         return Ok(());
@@ -961,7 +891,7 @@ pub fn write_channel_stats<W: Write>(
         comment.push_str(&format!(
             "; start trimmed by the flight recorder ({} records before +{} deleted)",
             t.records,
-            crate::info::format_secs(t.until_ts_ns)
+            crate::time::format_secs(t.until_ts_ns)
         ));
     }
     if let Some(r) = framer.redact_stats() {

@@ -35,9 +35,8 @@ use spool::reader::Event;
 
 use crate::net::tcp::{HEADERS_LEN, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD};
 use crate::output::{Format, PacketSink};
-use crate::pipeline::convert::{
-    framer_for, select_channels, session_clock, ConvertError, TimeMode,
-};
+use crate::pipeline::clock::TimeMode;
+use crate::pipeline::convert::{framer_for, select_channels, session_clock, ConvertError};
 use crate::pipeline::framing::{ChannelFramer, Synthesis};
 use crate::pipeline::merge::{merge_into, ChannelSource};
 use crate::spice::channels::PortMap;
@@ -249,7 +248,7 @@ pub fn write_excerpt<W: Write>(
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let selected = select_channels(&cap, &opts.channels)?;
     let mut report = ExcerptReport {
-        problems: crate::pipeline::convert::cleaned(cap.problems()),
+        problems: crate::guard::cleaned(cap.problems()),
         ..ExcerptReport::default()
     };
 

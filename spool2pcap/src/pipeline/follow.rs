@@ -39,9 +39,10 @@ use spool::reader::{Damage, Event, Gap};
 use crate::guard::{clean, load_manifest, open_capture, InputFiles, MAX_TEXT_CHARS};
 use crate::net::tcp::MAX_FRAME_LEN;
 use crate::output::{InterfaceInfo, PacketSink, SectionInfo, OUTPUT_BUFFER_BYTES};
+use crate::pipeline::clock::{PacketClock, TimeMode};
 use crate::pipeline::convert::{
     interface_description, interface_stats, open_output, stdout_file, trimmed_note, ChannelReport,
-    Clock, ConvertError, ConvertOptions, ConvertReport, Destination, TimeMode,
+    ConvertError, ConvertOptions, ConvertReport, Destination,
 };
 use crate::pipeline::framing::ChannelFramer;
 use crate::spice::channels::{PortMap, SERVER_PORT};
@@ -105,7 +106,7 @@ struct State<W: Write> {
     lives: Vec<Live>,
     arena: Vec<u8>,
     sink: PacketSink<W>,
-    clock: Clock,
+    clock: PacketClock,
     frame: Vec<u8>,
     /// Time of the last packet written: synthetic packets never go before.
     floor: u64,
@@ -343,15 +344,15 @@ fn follow_into<W: Write>(
     let clock = match (opts.time, session_start) {
         (TimeMode::Absolute, Some(ns)) => {
             report.session_start_unix_ns = Some(ns);
-            Clock::absolute(ns)
+            PacketClock::absolute(ns)
         }
         (TimeMode::Absolute, None) => {
             report.problems.push(
                 "session start unknown (manifest unreadable): timestamps are relative".into(),
             );
-            Clock::relative()
+            PacketClock::relative()
         }
-        (TimeMode::Relative, _) => Clock::relative(),
+        (TimeMode::Relative, _) => PacketClock::relative(),
     };
     match crate::metadata::load(capture) {
         Ok(m) => report.metadata = m,
@@ -440,7 +441,7 @@ fn follow_into<W: Write>(
 fn write_stats<W: Write>(
     sink: &mut PacketSink<W>,
     l: &Live,
-    clock: Clock,
+    clock: PacketClock,
     clean: bool,
 ) -> Result<(), PcapError> {
     let Some(iface) = l.iface else {
@@ -483,7 +484,7 @@ fn section_info(
         session.push_str(&format!(
             " of session {}, started {}",
             clean(&m.session_id, MAX_TEXT_CHARS),
-            crate::info::format_unix_ns(m.session_start_unix_ns)
+            crate::time::format_unix_ns(m.session_start_unix_ns)
         ));
     }
     session.push_str(", followed live while it was written.");
@@ -505,7 +506,7 @@ fn section_info(
     }
     lines.push(format!(
         "Decode with: wireshark -d {} FILE",
-        crate::pipeline::convert::decode_as()
+        crate::output::wireshark::decode_as()
     ));
     SectionInfo {
         comment: Some(lines.join("\n")),

@@ -31,7 +31,7 @@ use spool::reader::Gap;
 
 use crate::net::tcp::{write_segment, SegmentSpec, TcpFlags, TcpStreamBuilder};
 use crate::output::PacketSink;
-use crate::pipeline::convert::Clock;
+use crate::pipeline::clock::PacketClock;
 use crate::spice::link::{self, LinkPhase, LINK_PACKETS};
 use crate::spice::redact::{RedactStats, Redactor};
 
@@ -269,7 +269,7 @@ impl ChannelFramer {
     pub fn data<W: Write>(
         &mut self,
         sink: &mut PacketSink<W>,
-        clock: Clock,
+        clock: PacketClock,
         floor_ns: u64,
         direction: Direction,
         ts_ns: u64,
@@ -354,7 +354,7 @@ impl ChannelFramer {
     pub fn finish<W: Write>(
         &mut self,
         sink: &mut PacketSink<W>,
-        clock: Clock,
+        clock: PacketClock,
         closed_cleanly: bool,
         frame: &mut Vec<u8>,
     ) -> Result<(), PcapError> {
@@ -394,7 +394,7 @@ impl ChannelFramer {
     fn open<W: Write>(
         &mut self,
         sink: &mut PacketSink<W>,
-        clock: Clock,
+        clock: PacketClock,
         floor_ns: u64,
         direction: Direction,
         ts_ns: u64,

@@ -29,7 +29,7 @@ use spool::reader::{ChannelReader, Event};
 
 use crate::net::tcp::TcpStreamBuilder;
 use crate::output::PacketSink;
-use crate::pipeline::convert::Clock;
+use crate::pipeline::clock::PacketClock;
 use crate::pipeline::framing::ChannelFramer;
 
 /// One channel taking part in a merge.
@@ -143,7 +143,7 @@ impl ChannelSource {
     fn finish<W: Write>(
         &mut self,
         sink: &mut PacketSink<W>,
-        clock: Clock,
+        clock: PacketClock,
         frame: &mut Vec<u8>,
     ) -> Result<(), PcapError> {
         let clean = self.reader.stats().closed_cleanly;
@@ -157,7 +157,7 @@ impl ChannelSource {
 pub fn merge_into<W: Write>(
     sources: &mut [ChannelSource],
     sink: &mut PacketSink<W>,
-    clock: Clock,
+    clock: PacketClock,
     frame: &mut Vec<u8>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), PcapError> {

@@ -4,6 +4,7 @@
 //! and handed to a [`crate::output::PacketSink`]. [`convert`] turns a whole
 //! capture into files; [`excerpt`] writes part of one to any `Write`.
 
+pub mod clock;
 pub mod convert;
 pub mod excerpt;
 pub mod follow;

@@ -30,8 +30,7 @@
 
 use std::collections::BTreeSet;
 
-/// The server side of every synthetic connection (SPICE's usual port).
-pub const SERVER_PORT: u16 = 5900;
+pub use crate::net::tcp::SERVER_PORT;
 
 /// First port of the range for channels without a SPICE channel type.
 pub const HASHED_PORT_BASE: u16 = 10100;

@@ -1,0 +1,35 @@
+//! How to open what was written: Wireshark's command line with SPICE
+//! decoding on the synthetic connections.
+
+use std::path::Path;
+
+use crate::spice::channels::SERVER_PORT;
+
+/// Wireshark's "Decode As" for the synthetic connections: SPICE is not
+/// decoded on any port by default.
+pub fn decode_as() -> String {
+    format!("tcp.port=={SERVER_PORT},spice")
+}
+
+/// The exact shell command that opens `file` in Wireshark with SPICE
+/// decoding on: `wireshark -d tcp.port==5900,spice FILE` (the path quoted
+/// for a POSIX shell where needed).
+pub fn wireshark_command(file: &Path) -> String {
+    format!("wireshark -d {} {}", decode_as(), shell_quote(file))
+}
+
+/// `path` as one POSIX shell word: unchanged if it holds only safe
+/// characters, else in single quotes (a quote inside as `'\''`). Bytes
+/// that are not UTF-8 are shown as U+FFFD, so such a path must be typed by
+/// hand.
+pub fn shell_quote(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:=,+@%".contains(c));
+    if safe {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}

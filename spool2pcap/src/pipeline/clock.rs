@@ -1,0 +1,40 @@
+//! When packets happened: record timestamps (ns since the session start)
+//! turned into packet times, absolute or relative.
+
+use std::time::Duration;
+
+/// How packet timestamps are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeMode {
+    /// Wall-clock time: session start (Unix epoch) + the record's offset.
+    #[default]
+    Absolute,
+    /// Time since the session started (the first packet is near 0).
+    Relative,
+}
+
+/// Turns record timestamps (ns since session start) into packet times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PacketClock {
+    base_ns: u64,
+}
+
+impl PacketClock {
+    /// Relative timestamps.
+    pub fn relative() -> PacketClock {
+        PacketClock { base_ns: 0 }
+    }
+
+    /// Absolute timestamps from a session start (ns since the Unix epoch).
+    pub fn absolute(session_start_unix_ns: u64) -> PacketClock {
+        PacketClock {
+            base_ns: session_start_unix_ns,
+        }
+    }
+
+    /// The packet time of a record.
+    pub fn timestamp(&self, ts_ns: u64) -> Duration {
+        Duration::from_nanos(self.base_ns.saturating_add(ts_ns))
+    }
+}
