@@ -495,21 +495,139 @@ pub fn reader(scratch: &Scratch, data: &[u8]) {
     }
 }
 
-/// Target `segment`: the segment parser's byte-slice functions on one
-/// segment's bytes, as they are and with checksums filled in — no files,
-/// so that it runs millions of inputs. At every 8-byte boundary
-/// [`format::parse_record`] must accept exactly what the oracle
-/// ([`genuine_records`]) accepts, under both CRC rules;
-/// [`format::committed_end`] must end on a record boundary inside the
-/// buffer; [`format::fill_checksums`] must leave every record it walked
-/// valid, touch nothing but CRC words and the header, and do nothing the
-/// second time.
+/// Target `segment`: the segment parser the reader and the follower share
+/// ([`spool::read::parse`]) and the byte-slice functions under it, on one
+/// segment's bytes as they are and with checksums filled in — no files, so
+/// that it runs millions of inputs. See [`parse_segment`],
+/// [`parse_agrees_with_oracle`] and [`fill_is_sound`] for what is checked.
 pub fn segment(_scratch: &Scratch, data: &[u8]) {
     let mut fixed = data.to_vec();
-    fix_checksums(&mut fixed, "main", 0, false);
-    for bytes in [data, &fixed[..]] {
+    fix_checksums(&mut fixed, "main", 0, true);
+    let mut unflagged = data.to_vec();
+    fix_checksums(&mut unflagged, "main", 0, false);
+    for bytes in [data, &fixed[..], &unflagged[..]] {
+        parse_segment(bytes);
         parse_agrees_with_oracle(bytes);
         fill_is_sound(bytes);
+    }
+}
+
+/// [`spool::read::parse::segment`] on `bytes`: header damage lies inside
+/// the header; then items follow one another without a hole or an
+/// overlap from the header's end; every record item is a record of the
+/// input ([`record_at`], under the header's CRC rule) with the contents
+/// reported; a skip ends at the first offset holding a record whose CRC
+/// matches, and reports its sequence number; a tail holds no such record
+/// and is followed by zeroes only; and nothing follows a seal or a tail.
+fn parse_segment(bytes: &[u8]) {
+    use spool::read::parse::{self, Parsed};
+    let records = match parse::segment(bytes) {
+        Ok(r) => r,
+        Err(d) => {
+            assert!(
+                d.offset + d.len <= SEGMENT_HEADER_LEN as u64,
+                "header damage outside the header: {d:?}"
+            );
+            return;
+        }
+    };
+    let zero_passes = zero_crc_passes(bytes);
+    let end = bytes.len() as u64;
+    let first_valid_after = |from: u64, to: u64| {
+        let mut at = from;
+        while at < to {
+            if record_at(bytes, at as usize, false).is_some() {
+                return Some(at);
+            }
+            at += RECORD_ALIGN as u64;
+        }
+        None
+    };
+    let mut expect = SEGMENT_HEADER_LEN as u64;
+    let mut ended = false;
+    for (n, item) in records.enumerate() {
+        assert!(!ended, "parse: an item after the end: {item:?}");
+        assert!(n <= bytes.len() / RECORD_ALIGN + 2, "parse: does not end");
+        // A record item at `offset`: where the last one ended, and a record
+        // of the input; the next is expected after it.
+        let mut record = |offset: u64| {
+            assert_eq!(offset, expect, "parse: hole or overlap at {offset}");
+            let key = record_at(bytes, offset as usize, zero_passes);
+            let key = key.unwrap_or_else(|| panic!("parse: no record at {offset}"));
+            expect = (offset + format::record_len(key.2) as u64).min(end);
+            key
+        };
+        match &item {
+            Parsed::Data { offset, record: r } => {
+                let key = record(*offset);
+                let payload = &bytes[*offset as usize + RECORD_HEADER_LEN..][..key.2];
+                assert_eq!(r.payload, payload, "parse: data payload");
+                assert_eq!(
+                    key,
+                    (
+                        1,
+                        r.direction.to_byte(),
+                        r.payload.len(),
+                        r.ts_ns,
+                        r.seq,
+                        key.5
+                    )
+                );
+            }
+            Parsed::Gap { offset, gap, .. } => {
+                assert_eq!(record(*offset), gap_key(gap), "parse: gap contents");
+            }
+            Parsed::Seal { offset, .. } => {
+                assert_eq!(record(*offset).0, 3, "parse: seal kind");
+                ended = true;
+            }
+            Parsed::Invalid { offset, len, .. } => {
+                let key = record(*offset);
+                assert_eq!(*len, format::record_len(key.2) as u64);
+            }
+            Parsed::Skipped {
+                offset,
+                len,
+                next_seq,
+            } => {
+                assert_eq!(*offset, expect, "parse: hole or overlap before {item:?}");
+                let next = offset + len;
+                assert!(*len > 0 && next <= end, "parse: {item:?}");
+                assert_eq!(
+                    first_valid_after(offset + RECORD_ALIGN as u64, end),
+                    Some(next),
+                    "parse: skip does not end at the next valid record: {item:?}"
+                );
+                let seq = u32::from_le_bytes(
+                    bytes[next as usize + 16..next as usize + 20]
+                        .try_into()
+                        .expect("4 bytes"),
+                );
+                assert_eq!(*next_seq, seq, "parse: {item:?}");
+                expect = next;
+            }
+            Parsed::Tail { offset, len, .. } => {
+                assert_eq!(*offset, expect, "parse: hole or overlap before {item:?}");
+                assert!(*len > 0 && offset + len <= end, "parse: {item:?}");
+                assert!(
+                    bytes[(offset + len) as usize..].iter().all(|&b| b == 0),
+                    "parse: nonzero bytes after the tail: {item:?}"
+                );
+                assert_eq!(
+                    first_valid_after(offset + RECORD_ALIGN as u64, end),
+                    None,
+                    "parse: a valid record in the tail: {item:?}"
+                );
+                ended = true;
+            }
+        }
+    }
+    if !ended {
+        // Whatever was not parsed is zeroes: unused room.
+        assert!(
+            bytes[expect.min(end) as usize..].iter().all(|&b| b == 0),
+            "parse: stopped at {expect} before nonzero bytes"
+        );
     }
 }
 
@@ -614,6 +732,16 @@ pub fn follow(scratch: &Scratch, data: &[u8]) {
     // Nothing more comes, however often it is asked.
     let status = follower.poll(&mut |_, e| panic!("follow: yielded after the end: {e:?}"));
     assert!(matches!(status, Status::Finished { .. }));
+    // Following a finished capture yields what reading it yields: the same
+    // parser under both, the same resynchronisation after damage. (Not
+    // with a trimmed start: the follower starts at the manifest's first
+    // kept index, the reader at the first segment present.)
+    if input.choices.manifest() == 3 {
+        return;
+    }
+    if let Some(read) = read_capture(&cap, &oracle, false) {
+        assert_eq!(tally.data, read.data, "follow: not the reader's records");
+    }
 }
 
 /// Target `capture`: a capture directory ([`CaptureInput`]) through the
