@@ -1,4 +1,4 @@
-//! Issue 3's speed check: spool2pcap's conversion of a ≥ 1 GiB SPICE-like
+//! The conversion speed check: spool2pcap's conversion of a ≥ 1 GiB SPICE-like
 //! capture against `cp` of the same bytes on the same filesystem, `cat` of
 //! them (read-only reference), and ryll 0.3.0's way of writing packets
 //! (unbuffered, one `write(2)` per pcap field).
@@ -328,7 +328,7 @@ fn main() {
 
     print_facts(
         &format!(
-            "convert bench (issue 3): {} round(s) per method, interleaved, {} page cache",
+            "convert bench: {} round(s) per method, interleaved, {} page cache",
             rounds,
             if cold {
                 "COLD (dropped before each run)"
@@ -422,7 +422,7 @@ fn main() {
     let (cp, cp_best) = get(Method::Cp);
     let (unb, unb_best) = get(Method::Unbuffered);
     println!();
-    println!("| target (issue 3) | measured: median (best) | verdict |");
+    println!("| target | measured: median (best) | verdict |");
     println!("|---|---|---|");
     println!(
         "| convert ≥ {TARGET_GBPS} GB/s of spool input, `-o DIR` on disk | {:.2} ({:.2}) GB/s | {} |",

@@ -1,4 +1,4 @@
-//! Issue 4's replay benchmark: the shared real SPICE session replayed over
+//! The replay benchmark: the shared real SPICE session replayed over
 //! loopback (`ryll_tools::replay::replay`, what `ryll-replay` runs) with
 //! `--pace max --repeat N` (≥ 500 MB per run) through each sink — `none`,
 //! `spool`, `ryll-threads` — with the capture directory on the local disk
@@ -288,7 +288,7 @@ fn main() {
     let chunks: usize = session.connections.iter().map(|c| c.chunks.len()).sum();
     print_facts(
         &format!(
-            "replay bench (issue 4): --pace max --repeat {repeat}, {rounds} round(s) per sink, interleaved"
+            "replay bench: --pace max --repeat {repeat}, {rounds} round(s) per sink, interleaved"
         ),
         &dirs,
         &[

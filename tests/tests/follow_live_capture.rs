@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 
-const CHILD_ENV: &str = "ISSUE6_FOLLOW_CHILD";
+const CHILD_ENV: &str = "FOLLOW_LIVE_CAPTURE_CHILD";
 const CHANNELS: [&str; 3] = ["main", "display", "inputs"];
 const RECORDS: u64 = 120;
 

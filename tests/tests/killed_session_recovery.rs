@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 
-const CHILD_ENV: &str = "ISSUE6_RECOVERY_CHILD";
+const CHILD_ENV: &str = "KILLED_SESSION_RECOVERY_CHILD";
 
 /// The child: the whole shared session into a spool, then wait to be killed.
 fn child(capture: PathBuf, staging: PathBuf) -> ! {
