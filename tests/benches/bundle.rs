@@ -19,12 +19,10 @@
 //! Without `--bench` (`cargo test --benches`) it bundles a 4 MiB capture
 //! once per budget, as a smoke test.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use e2e::bench::*;
 use ryll_hook::bundle::{
     traffic_pcap, write_bug_report, BugReportOptions, BugReportSummary, DEFAULT_BUDGET_BYTES,
 };

@@ -9,7 +9,7 @@
 //!
 //! * The capture (default 1024 MiB of spool, `quick`: 128 MiB) is made
 //!   once with the real spool writer and cached under
-//!   `target/tmp/bench-capture/`; see `common::generate_capture` for the
+//!   `target/tmp/bench-capture/`; see `e2e::bench::generate_capture` for the
 //!   traffic mix.
 //! * Every method runs `rounds` times (default 3, `quick` 1), interleaved
 //!   (round 1 of every method, then round 2…), each after a `sync`; the
@@ -26,14 +26,12 @@
 //! Without `--bench` (`cargo test --benches`) it converts a 4 MiB capture
 //! once per method, as a smoke test.
 
-mod common;
-
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use e2e::bench::*;
 use ryll_tools::baseline::PcapChannelWriter;
 use spool::reader::Event;
 use spool2pcap::{convert, ConvertOptions, Destination, Format};

@@ -21,13 +21,11 @@
 //! Without `--bench` (`cargo test --benches`) it replays the session once
 //! per sink, as a smoke test.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use e2e::bench::*;
 use ryll_hook::{CaptureSink, NoCaptureSink, SpoolSink};
 use ryll_tools::baseline::{DesignSink, RyllThreads};
 use ryll_tools::recorded::{self, Session};

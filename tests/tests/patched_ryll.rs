@@ -15,9 +15,6 @@
 //! workspace (where `.ci/run` builds it). Under `CI=true` a missing binary,
 //! tshark, QEMU or guest fails the tests; elsewhere they print SKIPPED.
 
-#[path = "ryll_support.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -27,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::live::{self, free_port, start_quiet_qemu, start_spice_guest, start_tshark, Guard};
 use e2e::recorded::Session;
-use e2e::tools;
+use e2e::{ground_truth, tools};
 use spool::Direction;
 
 /// The patched headless ryll, or `None` (SKIPPED) outside CI.
@@ -289,7 +286,7 @@ fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
     assert!(status.success(), "ryll after SIGINT: {status:?}");
     assert!(took <= Duration::from_secs(5), "ryll took {took:?} to exit");
 
-    let session = support::load_ground_truth(&truth, port);
+    let session = ground_truth::load_ground_truth(&truth, port);
     let display = session.channel("display").unwrap();
     let display_bytes = display.stream(Direction::ServerToClient).len();
     assert!(
@@ -316,7 +313,7 @@ fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
     // stopped mid-stream: what the server sent after the client's last
     // read, and a last client message handed to the sink whose write was
     // dropped (one SPICE message at most: 64 KiB).
-    for line in support::check_stopped_capture(&capture, &session, usize::MAX, 64 << 10) {
+    for line in ground_truth::check_stopped_capture(&capture, &session, usize::MAX, 64 << 10) {
         eprintln!("{line}");
     }
     let cap = spool::Capture::open(&capture).unwrap();

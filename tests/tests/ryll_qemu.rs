@@ -7,15 +7,12 @@
 //! `ryll-capture` is ryll-tools' binary; `cargo test --workspace` builds it
 //! next to this test's executable (ryll-tools has integration tests).
 
-#[path = "ryll_support.rs"]
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::live::{free_port, start_quiet_qemu, start_tshark, wait_for_port};
-use e2e::tools;
+use e2e::{ground_truth, tools};
 
 /// The `ryll-capture` beside this test executable (target/<profile>/).
 fn ryll_capture_bin() -> Option<PathBuf> {
@@ -86,7 +83,7 @@ fn ryll_capture_against_qemu_matches_the_wire() {
     assert!(cap.channels().iter().any(|c| c.name == "main"));
     qemu.stop(Duration::from_secs(5));
 
-    let session = support::load_ground_truth(&truth, port);
+    let session = ground_truth::load_ground_truth(&truth, port);
     let display = session.channel("display").unwrap();
     assert!(
         !display.stream(spool::Direction::ServerToClient).is_empty(),
@@ -95,7 +92,7 @@ fn ryll_capture_against_qemu_matches_the_wire() {
     // The client stops at --duration while QEMU keeps drawing: what the
     // server sent after the client's last read is on the wire but was
     // never read, so never captured. Everything before it must be.
-    for line in support::check_capture(&capture, &session, 64 << 10) {
+    for line in ground_truth::check_capture(&capture, &session, 64 << 10) {
         eprintln!("{line}");
     }
     let cap = spool::Capture::open(&capture).unwrap();

@@ -2,12 +2,9 @@
 //! capture sink on the spool, converted by spool2pcap, reassembled by
 //! tshark: every channel's bytes are the recording's post-link bytes.
 
-#[path = "ryll_support.rs"]
-mod support;
-
 use std::sync::Arc;
 
-use e2e::tools;
+use e2e::{ground_truth, tools};
 use ryll_hook::{CaptureSink, SpoolSink, RYLL_CHANNELS};
 use ryll_tools::replay::{replay, ReplayOptions};
 
@@ -47,7 +44,7 @@ fn replayed_session_through_the_spool_sink_is_the_recording_byte_for_byte() {
             assert_eq!(sink.counters(name).unwrap().records, 0, "{name}");
         }
     }
-    for line in support::check_capture_against(&capture, &session) {
+    for line in ground_truth::check_capture_against(&capture, &session) {
         eprintln!("{line}");
     }
 }

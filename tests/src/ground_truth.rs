@@ -1,13 +1,12 @@
-//! What the ryll-hook end-to-end tests share (included with `#[path]` by
-//! `ryll_replay.rs` and `ryll_qemu.rs`): convert a capture directory with
-//! spool2pcap, reassemble every channel with tshark, and compare with the
-//! post-link bytes of a recording.
-#![allow(dead_code)]
+//! A capture against the ground truth of the wire (for the tests of
+//! ryll-hook's sink in real and replayed sessions): convert a capture
+//! directory with spool2pcap, reassemble every channel with tshark, and
+//! compare with the post-link bytes of a recording.
 
 use std::path::Path;
 
-use e2e::recorded::Session;
-use e2e::tools;
+use crate::recorded::Session;
+use crate::tools;
 use spool::Direction;
 use spool2pcap::{convert, ConvertOptions, Destination};
 
@@ -15,7 +14,7 @@ use spool2pcap::{convert, ConvertOptions, Destination};
 /// `port` and checks that the four channels every ryll session opens are
 /// in it.
 pub fn load_ground_truth(truth: &Path, port: u16) -> Session {
-    let session = e2e::recorded::load(truth, port).unwrap();
+    let session = crate::recorded::load(truth, port).unwrap();
     let names: Vec<&str> = session
         .connections
         .iter()

@@ -1,11 +1,6 @@
 //! Shared by the `convert`, `replay` and `bundle` benches: command-line
 //! words, machine facts, a SPICE-like test capture (generated with the real
 //! spool writer and cached under `target/`), and small statistics helpers.
-//!
-//! Each bench includes this file with `mod common;` and uses only part of
-//! it, hence the `dead_code` allowance.
-
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,9 +54,16 @@ impl Args {
     }
 }
 
-/// Where the benches keep their data: `target/tmp/<name>`.
+/// Where the benches keep their data: `target/tmp/<name>` (cargo's
+/// `CARGO_TARGET_TMPDIR`, which only bench and test targets see at build
+/// time, found from the running bench: `target/<profile>/deps/<bench>`).
 pub fn bench_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let exe = std::env::current_exe().expect("bench executable path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("bench executable under target/<profile>/deps");
+    let d = target.join("tmp").join(name);
     std::fs::create_dir_all(&d).expect("bench directory");
     d
 }
@@ -236,14 +238,14 @@ pub fn remove_dir(dir: &Path) {
 const GENERATOR_VERSION: u32 = 2;
 
 /// xorshift64*: deterministic, fast, good enough for sizes and bytes.
-pub struct Rng(u64);
+struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    fn new(seed: u64) -> Rng {
         Rng(seed | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -253,12 +255,12 @@ impl Rng {
     }
 
     /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
         lo + (self.next() % (hi - lo + 1) as u64) as usize
     }
 
     /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
+    fn chance(&mut self, p: f64) -> bool {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
 }
