@@ -178,7 +178,7 @@ pub fn write_damaged(capture: &Path, dest: &Path) -> Result<(), String> {
         copy_tree(capture, &dir).map_err(err)?;
         std::fs::remove_dir_all(dir.join("spool/main")).map_err(err)?;
         let manifest_path = dir.join(spool::manifest::MANIFEST_FILE);
-        let mut manifest = spool::Manifest::load(&manifest_path)?;
+        let mut manifest = spool::Manifest::load(&manifest_path).map_err(|e| e.to_string())?;
         manifest.channels.remove("main");
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
         std::fs::write(&manifest_path, json).map_err(err)?;

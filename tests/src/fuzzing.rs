@@ -851,7 +851,10 @@ pub fn manifest(scratch: &Scratch, data: &[u8]) {
                     .expect("reloads");
             assert_eq!(&again, a, "manifest: round trip");
         }
-        (Err(e), Err(_)) => assert!(e.contains(MANIFEST_FILE), "manifest: error {e:?}"),
+        (Err(e), Err(_)) => assert!(
+            e.to_string().contains(MANIFEST_FILE),
+            "manifest: error {e:?}"
+        ),
         _ => panic!("manifest: loaders disagree: {loaded:?} / {guarded:?}"),
     }
     // A stranger's staging directory is never looked into here: the tools

@@ -7,7 +7,7 @@
 //! it atomically at [`crate::Spool::close`].
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -76,22 +76,60 @@ pub struct ChannelSummary {
 
 impl Manifest {
     /// Loads and parses a manifest, refusing oversized files.
-    pub fn load(path: &Path) -> Result<Manifest, String> {
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         use std::io::Read;
-        let file = crate::store::fsutil::open_regular(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let io = |source| ManifestError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = crate::store::fsutil::open_regular(path).map_err(io)?;
         let mut text = Vec::new();
         file.take(MAX_MANIFEST_BYTES + 1)
             .read_to_end(&mut text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(io)?;
         if text.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(format!(
-                "{}: larger than {MAX_MANIFEST_BYTES} bytes",
-                path.display()
-            ));
+            return Err(ManifestError::TooLarge {
+                path: path.to_path_buf(),
+                max: MAX_MANIFEST_BYTES,
+            });
         }
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+        serde_json::from_slice(&text).map_err(|source| ManifestError::Json {
+            path: path.to_path_buf(),
+            source,
+        })
     }
+}
+
+/// Why [`Manifest::load`] failed; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be opened (missing, not a regular file, a
+    /// symlink) or read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Larger than any manifest a writer makes.
+    #[error("{}: larger than {max} bytes", path.display())]
+    TooLarge {
+        /// The manifest.
+        path: PathBuf,
+        /// The limit.
+        max: u64,
+    },
+    /// Not a manifest: its JSON does not parse as one.
+    #[error("{}: {source}", path.display())]
+    Json {
+        /// The manifest.
+        path: PathBuf,
+        /// Where and why the JSON is wrong.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// Hex-encodes a session id.

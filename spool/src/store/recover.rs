@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use crate::read::reader::SPOOL_DIR;
 use crate::store::format;
 use crate::store::fsutil;
-use crate::store::manifest::{Manifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
+use crate::store::manifest::{Manifest, ManifestError, MANIFEST_FILE, MAX_MANIFEST_BYTES};
 use crate::store::mover::{self, SegmentPaths};
 use crate::store::staging::{self, StagingError};
 
@@ -54,9 +54,18 @@ pub struct RecoveryReport {
 /// Why a recovery did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
-    /// The manifest could not be read or written.
+    /// The manifest could not be read.
     #[error("{0}")]
-    Manifest(String),
+    Manifest(#[from] ManifestError),
+    /// The updated manifest could not be encoded.
+    #[error("{}: {source}", path.display())]
+    ManifestJson {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The staging directory the manifest names was refused; nothing in
     /// it was touched.
     #[error("staging directory refused: {0}")]
@@ -122,8 +131,10 @@ pub fn recover(capture_dir: &Path) -> Result<RecoveryReport, RecoverError> {
             report.segments, report.bytes
         ));
     }
-    let json = manifest_json(&mut manifest)
-        .map_err(|e| RecoverError::Manifest(format!("{}: {e}", manifest_path.display())))?;
+    let json = manifest_json(&mut manifest).map_err(|source| RecoverError::ManifestJson {
+        path: manifest_path.clone(),
+        source,
+    })?;
     fsutil::write_atomic(&manifest_path, &json).map_err(io_err(&manifest_path))?;
     // Only with the manifest durable, as the writer does at close.
     remove_emptied(&staging_dir);

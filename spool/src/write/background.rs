@@ -105,19 +105,33 @@ pub(crate) fn prepare_loop(shared: &Shared) {
     }
 }
 
+/// Why [`prepare_one`] prepared no segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NotPrepared {
+    /// The staging budget is spent.
+    #[error("the staging budget is spent")]
+    StagingBudget,
+    /// The disk limit stops the capture here.
+    #[error("the disk limit allows no further segment")]
+    DiskLimit,
+    /// Creating the segment failed; the error is among the spool's errors.
+    #[error("creating the segment failed")]
+    CreateFailed,
+}
+
 /// Prepares one segment for `ch`, if the staging budget allows.
-pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), ()> {
+pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), NotPrepared> {
     let size = shared.config.segment_bytes as u64;
     let _serial = ch.prepare_lock.lock().unwrap_or_else(|p| p.into_inner());
     // Reserve budget first; give it back on failure.
     let prev = shared.staged_bytes.fetch_add(size, Ordering::AcqRel);
     if prev + size > shared.config.staging_budget {
         shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
-        return Err(());
+        return Err(NotPrepared::StagingBudget);
     }
     if !within_stop_limit(shared, ch, size) {
         shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
-        return Err(());
+        return Err(NotPrepared::DiskLimit);
     }
     let index = ch.next_index.load(Ordering::Relaxed);
     let dir = shared.staging_channel_dir(&ch.name);
@@ -154,7 +168,7 @@ pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), ()> {
                 ch.name,
                 dir.display()
             ));
-            Err(())
+            Err(NotPrepared::CreateFailed)
         }
     }
 }
