@@ -12,6 +12,10 @@
 //! - [`shutdown`]: stopping a capturing session at once, and closing its
 //!   spool without waiting for a slow disk.
 
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod bundle;
 pub mod report;
 pub mod shutdown;

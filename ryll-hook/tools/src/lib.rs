@@ -12,6 +12,10 @@
 //! - [`baseline`]: ryll's earlier capture designs, for comparison in
 //!   replays and benchmarks.
 
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod baseline;
 pub mod recorded;
 pub mod replay;

@@ -14,6 +14,10 @@
 //! everything the sink accepted. What a slow disk has not taken by then is
 //! left to a detached mover and the process exits.
 
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};

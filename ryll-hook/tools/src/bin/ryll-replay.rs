@@ -7,6 +7,10 @@
 //!             [--sink spool|ryll-threads|none] [--pace max|recorded] [--repeat N]
 //! ```
 
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -81,7 +85,7 @@ enum Chosen {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let session = recorded::load(&args.session, args.server_port)?;
+    let session = recorded::load(&args.session, args.server_port).map_err(|e| e.to_string())?;
     let port = args.listen_port.unwrap_or(args.server_port);
     let capture = || {
         args.capture
