@@ -5,11 +5,64 @@
 //! This is the "real traffic" the fixtures and end-to-end tests are made of.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use spool::Direction;
+
+/// Why a recording could not be split into channel streams.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordedError {
+    /// The file could not be opened.
+    #[error("{}: {source}", path.display())]
+    Open {
+        /// The recording.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a pcap (`packet` is `None`), or a packet of it
+    /// could not be read (`packet`: how many were read before it).
+    #[error("{}: {}{source}", path.display(), packet.map_or_else(String::new, |n| format!("packet {n}: ")))]
+    Pcap {
+        /// The recording.
+        path: PathBuf,
+        /// Packets read before the one that failed; `None`: the header.
+        packet: Option<usize>,
+        /// Why.
+        source: pcap_file::PcapError,
+    },
+    /// A TCP segment starts past bytes the recording never saw.
+    #[error("{}: packet {packet}: {bytes} bytes missing from the recording", path.display())]
+    Missing {
+        /// The recording.
+        path: PathBuf,
+        /// Which packet, counting from 1.
+        packet: usize,
+        /// How many bytes were not captured.
+        bytes: i32,
+    },
+    /// A connection does not open with a SPICE link phase that can be read.
+    #[error("connection from port {port}: {what}")]
+    Link {
+        /// The client's TCP port.
+        port: u16,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+}
+
+/// Why a stream does not frame as SPICE mini-header messages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    /// Fewer than 6 bytes of header are left at `at`.
+    #[error("partial header at byte {0}")]
+    PartialHeader(usize),
+    /// The message whose header is at `at` ends past the stream's end.
+    #[error("message at byte {0} runs past the end")]
+    PastEnd(usize),
+}
 
 /// One read or write of a channel loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,14 +141,25 @@ struct RawConn {
 }
 
 /// Reads a pcap of a SPICE session whose server listens on `server_port`.
-pub fn load(path: &Path, server_port: u16) -> Result<Session, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut reader = PcapReader::new(file).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load(path: &Path, server_port: u16) -> Result<Session, RecordedError> {
+    let file = std::fs::File::open(path).map_err(|source| RecordedError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = PcapReader::new(file).map_err(|source| RecordedError::Pcap {
+        path: path.to_path_buf(),
+        packet: None,
+        source,
+    })?;
     let mut conns: BTreeMap<u16, RawConn> = BTreeMap::new();
     let mut start: Option<u64> = None;
     let mut n = 0usize;
     while let Some(pkt) = reader.next_packet() {
-        let pkt = pkt.map_err(|e| format!("{}: packet {n}: {e}", path.display()))?;
+        let pkt = pkt.map_err(|source| RecordedError::Pcap {
+            path: path.to_path_buf(),
+            packet: Some(n),
+            source,
+        })?;
         n += 1;
         let t = pkt.timestamp.as_nanos() as u64;
         let start = *start.get_or_insert(t);
@@ -132,10 +196,11 @@ pub fn load(path: &Path, server_port: u16) -> Result<Session, String> {
         let expected = conn.next_seq[d].unwrap_or(seq);
         let ahead = seq.wrapping_sub(expected) as i32;
         if ahead > 0 {
-            return Err(format!(
-                "{}: packet {n}: {ahead} bytes missing from the recording",
-                path.display()
-            ));
+            return Err(RecordedError::Missing {
+                path: path.to_path_buf(),
+                packet: n,
+                bytes: ahead,
+            });
         }
         // A retransmission repeats bytes already seen: keep only new ones.
         let skip = (-ahead) as usize;
@@ -167,7 +232,7 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 fn split_link_phase(
     port: u16,
     segments: Vec<(u64, Direction, Vec<u8>)>,
-) -> Result<Connection, String> {
+) -> Result<Connection, RecordedError> {
     let stream = |dir| -> Vec<u8> {
         segments
             .iter()
@@ -177,7 +242,7 @@ fn split_link_phase(
     };
     let c2s = stream(Direction::ClientToServer);
     let s2c = stream(Direction::ServerToClient);
-    let bad = |what: &str| format!("connection from port {port}: {what}");
+    let bad = |what: &'static str| RecordedError::Link { port, what };
     if c2s.get(..4) != Some(b"REDQ") || s2c.get(..4) != Some(b"REDQ") {
         return Err(bad("does not start with a SPICE link phase"));
     }
@@ -244,18 +309,18 @@ fn split_link_phase(
 
 /// Walks a post-link stream as SPICE mini-header messages (type u16,
 /// size u32, body) and returns their types; `Err` if the bytes do not frame.
-pub fn mini_header_messages(stream: &[u8]) -> Result<Vec<u16>, String> {
+pub fn mini_header_messages(stream: &[u8]) -> Result<Vec<u16>, FramingError> {
     let mut at = 0;
     let mut types = Vec::new();
     while at < stream.len() {
         let Some(h) = stream.get(at..at + 6) else {
-            return Err(format!("partial header at byte {at}"));
+            return Err(FramingError::PartialHeader(at));
         };
         let ty = u16::from_le_bytes([h[0], h[1]]);
         let size = u32::from_le_bytes([h[2], h[3], h[4], h[5]]) as usize;
         at += 6;
         if size > stream.len() - at {
-            return Err(format!("message at byte {} runs past the end", at - 6));
+            return Err(FramingError::PastEnd(at - 6));
         }
         at += size;
         types.push(ty);

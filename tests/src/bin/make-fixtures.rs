@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 }
 
 fn run(out: &std::path::Path, session_path: &std::path::Path, port: u16) -> Result<(), String> {
-    let session = recorded::load(session_path, port)?;
+    let session = recorded::load(session_path, port).map_err(|e| e.to_string())?;
     let capture = out.join(fixtures::CAPTURE);
     if capture.exists() {
         std::fs::remove_dir_all(&capture).map_err(|e| format!("{}: {e}", capture.display()))?;
