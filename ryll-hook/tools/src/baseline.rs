@@ -3,8 +3,8 @@
 //! These exist so the spool can be measured against what it replaces, on the
 //! same traffic and the same machine: the `append` benchmark
 //! (`cargo bench -p e2e --bench append`) times all of them per call, and
-//! ryll-replay's `--sink inline-pcap` / `--sink ryll-threads` replays a
-//! session through them. They are our own code following ryll's design
+//! `ryll-replay --sink ryll-threads` (and the `replay` benchmark) replays a
+//! session through ryll 0.3.0's. They are our own code following ryll's design
 //! (frames built with etherparse, written with pcap-file, as ryll's
 //! `capture.rs` does); nothing here is meant for capturing in production.
 //!
