@@ -1,6 +1,7 @@
 //! Reading a capture back: a closed one with [`reader`], a live one with
 //! [`follow`].
 
+pub mod capture;
 pub mod event;
 pub mod follow;
 pub mod parse;
