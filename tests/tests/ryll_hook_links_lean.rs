@@ -1,20 +1,14 @@
 //! What ryll links stays lean: `cargo tree -p ryll-hook -e normal` holds
 //! no command-line, terminal-progress or signal-handler crate (`clap`,
-//! `indicatif`, `ctrlc`). Those belong to the tools (`ryll-tools`,
-//! spool2pcap's CLI), never to the library a SPICE client embeds. (tokio
-//! is there through the renderer ryll-hook implements a trait of, which
-//! ryll links anyway.)
+//! `indicatif`, `ctrlc`). Those belong to the tools (`ryll-tools`, and
+//! spool2pcap's `cli` feature, which ryll-hook turns off), never to the
+//! library a SPICE client embeds. (tokio is there through the renderer
+//! ryll-hook implements a trait of, which ryll links anyway.)
 
 use std::process::Command;
 
 /// Crates ryll-hook must not pull in.
 const FORBIDDEN: &[&str] = &["clap", "indicatif", "ctrlc"];
-
-/// Dependencies through which a forbidden crate is still tolerated, and
-/// why. spool2pcap's library still derives `clap::ValueEnum` and reports
-/// progress with indicatif until its `cli` feature lands; then this list
-/// is empty.
-const TOLERATED_VIA: &[&str] = &["spool2pcap"];
 
 #[test]
 fn ryll_hook_links_no_cli_progress_or_signal_crates() {
@@ -44,7 +38,7 @@ fn ryll_hook_links_no_cli_progress_or_signal_crates() {
         let name = line[digits..].split(' ').next().unwrap_or_default();
         path.truncate(depth);
         path.push(name.to_string());
-        if FORBIDDEN.contains(&name) && !path.iter().any(|p| TOLERATED_VIA.contains(&p.as_str())) {
+        if FORBIDDEN.contains(&name) {
             offending.push(path.join(" -> "));
         }
     }
