@@ -200,7 +200,7 @@ pub fn scan(
     let manifest = cap.manifest();
     let mut problems = cleaned(cap.problems());
     let metadata = crate::metadata::load(capture).unwrap_or_else(|e| {
-        problems.push(e);
+        problems.push(e.to_string());
         None
     });
     let merged = merged_output_path(capture);

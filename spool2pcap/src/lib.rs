@@ -75,9 +75,6 @@ pub mod pipeline;
 pub mod spice;
 pub mod time;
 
-#[cfg(test)]
-mod testspool;
-
 pub use net::tcp::TcpStreamBuilder;
 pub use output::wireshark::wireshark_command;
 pub use output::{Format, PacketSink};

@@ -12,9 +12,11 @@
 //! control characters are replaced and every value is cut to
 //! [`MAX_FIELD_CHARS`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+use crate::guard::InputError;
 
 /// File name of the session metadata inside a capture directory.
 pub const METADATA_FILE: &str = "metadata.json";
@@ -84,25 +86,52 @@ impl SessionMetadata {
     }
 }
 
+/// Why an existing `metadata.json` was ignored. The conversion goes on
+/// without its facts; the message (which ends in "ignored") becomes a
+/// problem of the report.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// The file could not be opened or read (a symlink, a FIFO, too large…).
+    #[error("{0}: ignored")]
+    Unreadable(#[from] InputError),
+    /// The file is not a metadata file.
+    #[error("{}: {source}: ignored", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its text.
+        source: ParseError,
+    },
+}
+
+/// Why the text of a metadata file could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// JSON, but not an object.
+    #[error("not a JSON object")]
+    NotAnObject,
+}
+
 /// Reads `<capture>/metadata.json` (through [`crate::guard::read_input`]:
 /// no symlink followed, no FIFO waited on). `Ok(None)` if there is none;
 /// `Err` says why an existing one was ignored.
-pub fn load(capture: &Path) -> Result<Option<SessionMetadata>, String> {
+pub fn load(capture: &Path) -> Result<Option<SessionMetadata>, MetadataError> {
     let path = capture.join(METADATA_FILE);
-    let text = match crate::guard::read_input(&path, MAX_METADATA_BYTES) {
-        Ok(Some(text)) => text,
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(format!("{e}: ignored")),
+    let Some(text) = crate::guard::read_input(&path, MAX_METADATA_BYTES)? else {
+        return Ok(None);
     };
     parse(&text)
         .map(Some)
-        .map_err(|e| format!("{}: {e}: ignored", path.display()))
+        .map_err(|source| MetadataError::Invalid { path, source })
 }
 
 /// Parses the text of a metadata file.
-pub fn parse(text: &[u8]) -> Result<SessionMetadata, String> {
-    let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| e.to_string())?;
-    let obj = value.as_object().ok_or("not a JSON object")?;
+pub fn parse(text: &[u8]) -> Result<SessionMetadata, ParseError> {
+    let value: serde_json::Value = serde_json::from_slice(text)?;
+    let obj = value.as_object().ok_or(ParseError::NotAnObject)?;
     let text_field = |key: &str| -> Option<String> {
         match obj.get(key)? {
             serde_json::Value::String(s) => Some(clean(s)),
@@ -181,7 +210,7 @@ mod tests {
     #[test]
     fn load_ignores_missing_refuses_links_and_oversize() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load(dir.path()), Ok(None));
+        assert!(matches!(load(dir.path()), Ok(None)));
         let target = dir.path().join("elsewhere.json");
         std::fs::write(&target, br#"{"ryll_version": "1"}"#).unwrap();
         std::os::unix::fs::symlink(&target, dir.path().join(METADATA_FILE)).unwrap();
@@ -192,7 +221,7 @@ mod tests {
             vec![b' '; MAX_METADATA_BYTES as usize + 1],
         )
         .unwrap();
-        assert!(load(dir.path()).unwrap_err().contains("larger"));
+        assert!(load(dir.path()).unwrap_err().to_string().contains("larger"));
         std::fs::write(dir.path().join(METADATA_FILE), br#"{"ryll_version": "1"}"#).unwrap();
         assert_eq!(
             load(dir.path()).unwrap().unwrap().ryll_version.as_deref(),

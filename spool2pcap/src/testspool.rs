@@ -2,8 +2,9 @@
 //! the converter can be tested without the spool writer, and so tests can
 //! damage files in precise ways.
 //!
-//! Shared by the unit tests and the integration tests (which include this
-//! file with `#[path]`).
+//! Not a module of the library: the integration tests, the
+//! `make_test_spool` example and the e2e fuzzing helpers include this file
+//! with `#[path]`.
 
 #![allow(dead_code)]
 

@@ -60,12 +60,9 @@ use crate::guard::InputFiles;
 pub const SNAPLEN: u32 = 262_144;
 
 /// Size of the buffer in front of every output file: large, so that a
-/// conversion makes few, big `write` calls — but not 4 MiB: measured on
-/// this project's VM, `dd` of 1 GiB in 4 MiB writes took 0.35–0.92 s and in
-/// 1 MiB writes 0.19–0.29 s, and spool2pcap `-o DIR` went from 0.98–1.56 s
-/// to 0.59–0.63 s with this change. Checked again for small records (256
-/// MiB, `-o DIR`, medians): 64 KiB 0.334 s, 256 KiB 0.292 s, 512 KiB 0.280
-/// s, 1 MiB 0.268 s, 2 MiB 0.275 s.
+/// conversion makes few, big `write` calls, but not so large that the page
+/// cache copies get slower (4 MiB writes were; the sizes tried are in
+/// PERFORMANCE.md, 2026-11-25).
 pub const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
 
 /// Which file format to write.

@@ -7,26 +7,18 @@
 //! records and a third or more of one of big records — all of it, with a
 //! plain `BufWriter`, on the thread that frames the packets. [`WriteBehind`]
 //! buffers the same way but hands each full buffer to a thread of its own,
-//! so that with a second core free, framing and writing overlap. Measured
-//! on this project's 2-core VM, `-o DIR`, interleaved medians of 10: 256
-//! MiB of small records 0.274 → 0.220 s; the 1 GiB realistic capture,
-//! where the page-cache copies outweigh everything else, about the same
-//! (0.53 → 0.52 s). With the other core busy it gains nothing and loses
-//! little (a CPU hog on it: ±6 %).
+//! so that with a second core free, framing and writing overlap (with the
+//! other core busy it gains nothing and loses little; figures in
+//! PERFORMANCE.md, 2026-11-25).
 //!
 //! Memory stays bounded: two buffers of the given capacity, allocated once
 //! and handed back and forth, at most one of them at the writer thread.
 //!
 //! A buffer is sent, as `BufWriter` does, when the next piece does not fit,
 //! so writes are a little short of the capacity and rarely page-aligned.
-//! That is on purpose: with every buffer sent exactly full (1 MiB writes
-//! at 1 MiB offsets), on this project's VM one conversion in three or four
-//! after a big delete (the bench deletes each output) spent twice as long
-//! in the kernel's `copy_folio_from_iter_atomic` (1 GiB realistic capture,
-//! `-o DIR`: 0.86–1.12 s instead of 0.40–0.50 s) — presumably the page
-//! cache then asks for 1 MiB folios, which are sometimes costly to get;
-//! with `BufWriter`-like writes it did not happen in the same sequences
-//! (0.44–0.54 s).
+//! That is on purpose: buffers sent exactly full (1 MiB writes at 1 MiB
+//! offsets) sometimes made the kernel's page-cache copies twice as slow
+//! (PERFORMANCE.md, 2026-11-25).
 //!
 //! Errors are reported as by `BufWriter`: a failed `write(2)` shows up as
 //! the error of a later `write` or of `flush`, after which every call fails

@@ -320,7 +320,7 @@ pub fn convert_with_progress(
     };
     match crate::metadata::load(capture) {
         Ok(m) => report.metadata = m,
-        Err(e) => report.problems.push(e),
+        Err(e) => report.problems.push(e.to_string()),
     }
 
     let total: u64 = selected

@@ -356,7 +356,7 @@ fn follow_into<W: Write>(
     };
     match crate::metadata::load(capture) {
         Ok(m) => report.metadata = m,
-        Err(e) => report.problems.push(e),
+        Err(e) => report.problems.push(e.to_string()),
     }
     let section = section_info(manifest.as_ref(), opts, report.metadata.as_ref());
     let write_err = |source| ConvertError::Write {
