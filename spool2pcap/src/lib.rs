@@ -88,4 +88,4 @@ pub use pipeline::excerpt::{
 };
 pub use pipeline::framing::{ChannelFramer, Synthesis};
 pub use spice::channels::PortMap;
-pub use spice::redact::{Redaction, Redactor};
+pub use spice::redact::{Redaction, Redactor, UnknownRedaction};

@@ -191,7 +191,7 @@ struct ConvertArgs {
 }
 
 fn parse_redaction(s: &str) -> Result<Redaction, String> {
-    Redaction::parse(s)
+    Redaction::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_channel(s: &str) -> Result<String, String> {

@@ -71,6 +71,12 @@ pub struct Redaction {
     pub clipboard: bool,
 }
 
+/// A word of a redaction list that names nothing to redact (its first 32
+/// characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown redaction {0:?} (expected inputs, clipboard, all or none)")]
+pub struct UnknownRedaction(pub String);
+
 impl Redaction {
     /// Nothing redacted.
     pub const NONE: Redaction = Redaction {
@@ -97,7 +103,11 @@ impl Redaction {
     }
 
     /// Parses `inputs`, `clipboard`, `all` or `none`, comma-separated.
-    pub fn parse(list: &str) -> Result<Redaction, String> {
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownRedaction`] names the first word that is none of these.
+    pub fn parse(list: &str) -> Result<Redaction, UnknownRedaction> {
         let mut r = Redaction::NONE;
         for word in list.split(',').map(str::trim) {
             match word {
@@ -105,12 +115,7 @@ impl Redaction {
                 "clipboard" => r.clipboard = true,
                 "all" => r = Redaction::ALL,
                 "none" => {}
-                other => {
-                    return Err(format!(
-                        "unknown redaction {:?} (expected inputs, clipboard, all or none)",
-                        other.chars().take(32).collect::<String>()
-                    ))
-                }
+                other => return Err(UnknownRedaction(other.chars().take(32).collect())),
             }
         }
         Ok(r)
