@@ -8,23 +8,20 @@
 //!
 //! * client `10.0.0.1` (MAC `02:00:00:00:00:01`) to server `10.0.0.2`
 //!   (MAC `02:00:00:00:00:02`) port 5900;
-//! * the client port identifies the channel ([`spice::channels`] has the table:
-//!   `main` 10001, `display` 10002, `inputs` 10003, `cursor` 10004,
-//!   `playback` 10005, `record` 10006, `tunnel` 10007, `smartcard` 10008,
-//!   `usbredir` 10009, `port` 10010, `webdav` 10011, any other name
-//!   10100 + FNV-1a(name) mod 5000, bumped by one on a collision);
+//! * the client port identifies the channel: 10000 + its SPICE channel
+//!   type for the known names, a hash of the name for any other
+//!   ([`spice::channels`] holds the table of names, types and ports);
 //! * the recorded bytes' client sequence numbers start at 1000, server ones
 //!   at 2000, and advance by the bytes sent; each segment ACKs the peer's
 //!   bytes so far;
 //! * in front of the first record, a synthetic TCP handshake and — ryll
 //!   records channels only after they linked, and Wireshark's SPICE
 //!   dissector decodes nothing without the link phase — a synthetic SPICE
-//!   link phase for the channel's SPICE type (main 1, display 2, inputs 3,
-//!   cursor 4, playback 5, record 6, tunnel 7, smartcard 8, usbredir 9,
-//!   port 10, webdav 11, any other name 10), in the sequence numbers just
-//!   before 1000 / 2000 ([`spice::link`], [`pipeline::framing`]); after the last record of
-//!   a cleanly closed channel, a FIN exchange ([`Synthesis`] turns either
-//!   off);
+//!   link phase for the channel's SPICE type (any other name is linked as
+//!   a `port` channel, type 10), in the sequence numbers just before 1000 /
+//!   2000 ([`spice::link`], [`pipeline::framing`]); after the last record
+//!   of a cleanly closed channel, a FIN exchange ([`Synthesis`] turns
+//!   either off);
 //! * a record longer than 65495 bytes is split into several segments;
 //! * a gap makes the sequence numbers jump by the bytes lost, so Wireshark
 //!   reports "previous segment not captured" right where data is missing.
