@@ -63,7 +63,7 @@ pub mod write;
 // The modules' paths from before the write / read / store split, so that
 // callers keep naming `spool::reader`, `spool::format` and so on.
 pub use read::{follow, reader};
-pub use store::{format, fsutil, manifest, recover, staging};
+pub use store::{block, compress, format, fsutil, manifest, recover, staging};
 pub use write::{clock, limit};
 
 pub use format::Direction;

@@ -1,8 +1,11 @@
 //! What a capture is on disk and in staging, and how segments get there:
 //! the segment format, `manifest.json`, the staging directory, file-system
 //! helpers with the security rules built in, crash recovery, and the mover
-//! that finishes a close in the background.
+//! that finishes a close in the background; compressed segments' blocks
+//! and their codec.
 
+pub mod block;
+pub mod compress;
 pub mod format;
 pub mod fsutil;
 pub mod manifest;

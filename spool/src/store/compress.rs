@@ -1,0 +1,565 @@
+//! Compressing a sealed segment into independent blocks, and decoding the
+//! blocks back into records.
+//!
+//! The retirer ([`crate::background`]) has a whole sealed segment in hand
+//! before it leaves memory, off the hot path: [`SegmentCompressor`] cuts it
+//! at record boundaries into blocks of about [`BLOCK_TARGET`] bytes,
+//! compresses each with zstd on its own, and writes the blocks after the
+//! segment header ([`crate::block`] has their layout). A segment that does
+//! not shrink by [`MIN_SAVING_PERCENT`] is written as it was: the first
+//! block is the trial, so traffic that does not compress (video, noise)
+//! costs one block's worth of compression and no more.
+//!
+//! Readers go the other way with [`BlockReader`]: block by block, each
+//! checked against its header and CRC before it is decompressed into a
+//! buffer of at most [`MAX_BLOCK_RAW`] bytes, yielding the block's records
+//! as the staged segment held them — whole records, each still carrying
+//! its own CRC for the record parser to check — or the damaged range with
+//! its file offset, after which the next intact block is found by its
+//! magic and CRC.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use zerocopy::byteorder::little_endian::{U16, U32};
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::block::{self, Codec, ParsedBlock, BLOCK_HEADER_LEN, COMPRESSED_VERSION, MAX_BLOCK_RAW};
+use crate::format::{self, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_LEN};
+
+/// Raw bytes the writer puts in a block, give or take a record: large
+/// enough that zstd finds the repetition in SPICE display traffic, small
+/// enough that damage loses little and a reader's buffer stays small.
+pub const BLOCK_TARGET: usize = 256 << 10;
+
+/// zstd level of the retirer: the fastest of the regular levels.
+pub const ZSTD_LEVEL: i32 = 1;
+
+/// A segment is written compressed only if that saves at least this share
+/// of its bytes; and compression stops after the first block if that block
+/// did not.
+pub const MIN_SAVING_PERCENT: usize = 10;
+
+/// Largest window a decoder accepts (`2^24`, more than a block can need):
+/// a hostile frame cannot make it reserve more.
+const WINDOW_LOG_MAX: u32 = 24;
+
+/// Whether a segment header says the segment is compressed.
+pub fn is_compressed(header: &SegmentHeader) -> bool {
+    header.magic == format::SEGMENT_MAGIC && header.version.get() == COMPRESSED_VERSION
+}
+
+/// Why a segment was left uncompressed: for the retirer's statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// It did not shrink by [`MIN_SAVING_PERCENT`].
+    DoesNotShrink,
+    /// A record is larger than [`MAX_BLOCK_RAW`], the records do not run
+    /// back to back to the end, or the header is not a current one.
+    NotBlockable,
+    /// zstd itself failed.
+    Codec,
+}
+
+/// What the retirer's compression did, counted as it goes.
+#[derive(Debug, Default)]
+pub(crate) struct CompressionCounters {
+    segments_compressed: AtomicU64,
+    segments_kept: AtomicU64,
+    raw_bytes: AtomicU64,
+    disk_bytes: AtomicU64,
+    cpu_ns: AtomicU64,
+}
+
+impl CompressionCounters {
+    /// Counts one segment of `raw` bytes written as `disk` bytes, after
+    /// `cpu_ns` of the retirer's CPU time spent on the trial or the whole.
+    pub(crate) fn add(&self, compressed: bool, raw: u64, disk: u64, cpu_ns: u64) {
+        let which = if compressed {
+            &self.segments_compressed
+        } else {
+            &self.segments_kept
+        };
+        which.fetch_add(1, Ordering::Relaxed);
+        self.raw_bytes.fetch_add(raw, Ordering::Relaxed);
+        self.disk_bytes.fetch_add(disk, Ordering::Relaxed);
+        self.cpu_ns.fetch_add(cpu_ns, Ordering::Relaxed);
+    }
+
+    /// A snapshot.
+    pub(crate) fn get(&self) -> CompressionStats {
+        CompressionStats {
+            segments_compressed: self.segments_compressed.load(Ordering::Relaxed),
+            segments_kept: self.segments_kept.load(Ordering::Relaxed),
+            raw_bytes: self.raw_bytes.load(Ordering::Relaxed),
+            disk_bytes: self.disk_bytes.load(Ordering::Relaxed),
+            cpu_ns: self.cpu_ns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the retirer of a [`crate::Spool`] did with the segments it moved
+/// into the capture directory ([`crate::Spool::compression`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompressionStats {
+    /// Segments written compressed.
+    pub segments_compressed: u64,
+    /// Segments written as they were (compression off, or they did not
+    /// shrink enough).
+    pub segments_kept: u64,
+    /// Bytes of those segments as staged (in use).
+    pub raw_bytes: u64,
+    /// Bytes they take in the capture directory.
+    pub disk_bytes: u64,
+    /// CPU time the retirer spent compressing, trials included.
+    pub cpu_ns: u64,
+}
+
+/// CPU time of the calling thread, in nanoseconds.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Compresses sealed segments; one per retirer thread, reused, so its
+/// buffers and zstd context are allocated once.
+pub struct SegmentCompressor {
+    ctx: zstd::bulk::Compressor<'static>,
+    scratch: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl SegmentCompressor {
+    /// A compressor at [`ZSTD_LEVEL`].
+    pub fn new() -> std::io::Result<SegmentCompressor> {
+        Ok(SegmentCompressor {
+            ctx: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
+            scratch: Vec::new(),
+            out: Vec::new(),
+        })
+    }
+
+    /// The compressed form of `seg` — a sealed segment whose record CRCs
+    /// are filled in, cut to its bytes in use — or why it should be
+    /// written as it is.
+    pub fn compress(&mut self, seg: &[u8]) -> Result<&[u8], Kept> {
+        let header = seg
+            .get(..SEGMENT_HEADER_LEN)
+            .and_then(|h| SegmentHeader::read_from_bytes(h).ok())
+            .filter(|h| h.is_current())
+            .ok_or(Kept::NotBlockable)?;
+        let mut out_header = header;
+        out_header.version = U16::new(COMPRESSED_VERSION);
+        out_header.header_crc = U32::new(out_header.compute_crc());
+        // A damaged header stays damaged: its checksum is not blessed.
+        if !header.checksum_ok() {
+            out_header.header_crc = header.header_crc;
+        }
+        self.out.clear();
+        self.out.extend_from_slice(out_header.as_bytes());
+        let mut at = SEGMENT_HEADER_LEN;
+        let mut first = true;
+        while at < seg.len() {
+            let end = block_end(seg, at).ok_or(Kept::NotBlockable)?;
+            let raw = &seg[at..end];
+            self.scratch.clear();
+            self.scratch
+                .reserve(zstd::zstd_safe::compress_bound(raw.len()));
+            self.ctx
+                .compress_to_buffer(raw, &mut self.scratch)
+                .map_err(|_| Kept::Codec)?;
+            let (codec, stored) = if self.scratch.len() < raw.len() {
+                (Codec::Zstd, &self.scratch[..])
+            } else {
+                (Codec::Stored, raw)
+            };
+            block::write_block(&mut self.out, codec, raw.len(), at as u64, stored);
+            if first && !saves_enough(stored.len() + BLOCK_HEADER_LEN, raw.len()) {
+                return Err(Kept::DoesNotShrink);
+            }
+            first = false;
+            at = end;
+        }
+        if !saves_enough(self.out.len(), seg.len()) {
+            return Err(Kept::DoesNotShrink);
+        }
+        Ok(&self.out)
+    }
+}
+
+fn saves_enough(compressed: usize, raw: usize) -> bool {
+    compressed.saturating_mul(100) <= raw.saturating_mul(100 - MIN_SAVING_PERCENT)
+}
+
+/// Where the block starting at record offset `at` ends: after as many whole
+/// records as keep it within [`BLOCK_TARGET`] (at least one), and never
+/// past [`MAX_BLOCK_RAW`]. `None` if the bytes at `at` are not a run of
+/// whole records to the end of the segment.
+fn block_end(seg: &[u8], at: usize) -> Option<usize> {
+    let mut end = at;
+    loop {
+        if end == seg.len() {
+            return Some(end);
+        }
+        let next = record_end(seg, end)?;
+        if next - at > MAX_BLOCK_RAW {
+            return if end > at { Some(end) } else { None };
+        }
+        if next - at > BLOCK_TARGET && end > at {
+            return Some(end);
+        }
+        end = next;
+    }
+}
+
+/// The end of the committed record at `at` (by its tag and length), if one
+/// is there and fits in `seg`.
+fn record_end(seg: &[u8], at: usize) -> Option<usize> {
+    let h =
+        format::RecordHeader::read_from_bytes(seg.get(at..at + format::RECORD_HEADER_LEN)?).ok()?;
+    format::parse_tag(h.tag.get())?;
+    let next = at.checked_add(format::record_len(h.len.get() as usize))?;
+    (next <= seg.len()).then_some(next)
+}
+
+/// What [`BlockReader::advance`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockStep {
+    /// An intact block, decompressed: [`BlockReader::records`] holds its
+    /// whole records as the staged segment held them.
+    Records {
+        /// File offset of the block (its header).
+        file_offset: u64,
+        /// Bytes of the block on disk, header and padding included.
+        file_len: u64,
+        /// Offset of the records in the uncompressed segment, as the block
+        /// header states it.
+        raw_offset: u64,
+    },
+    /// Bytes of the file that are no intact block, or a block that would
+    /// not decompress to the size it states; reading goes on at the next
+    /// intact block.
+    Damaged {
+        /// File offset where the damage starts.
+        file_offset: u64,
+        /// Bytes skipped.
+        len: u64,
+    },
+}
+
+/// Walks the blocks of one compressed segment, decoding each into a buffer
+/// of its own (at most [`MAX_BLOCK_RAW`] bytes, reused).
+pub struct BlockReader {
+    ctx: Option<zstd::bulk::Decompressor<'static>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Default for BlockReader {
+    fn default() -> Self {
+        BlockReader::new()
+    }
+}
+
+impl BlockReader {
+    /// A reader positioned at the first block (just after the segment
+    /// header). Its zstd context is made at the first zstd block.
+    pub fn new() -> BlockReader {
+        BlockReader {
+            ctx: None,
+            buf: Vec::new(),
+            pos: SEGMENT_HEADER_LEN,
+        }
+    }
+
+    /// Starts again at the first block of another segment.
+    pub fn rewind(&mut self) {
+        self.pos = SEGMENT_HEADER_LEN;
+        self.buf.clear();
+    }
+
+    /// Goes to the next block of `file` (the whole compressed segment
+    /// file, header included) and decodes it; `None` at the end of the
+    /// file.
+    pub fn advance(&mut self, file: &[u8]) -> Option<BlockStep> {
+        let at = self.pos;
+        self.buf.clear();
+        if at >= file.len() {
+            return None;
+        }
+        let Some(b) = block::parse_block(file, at) else {
+            let next = resync(file, at + RECORD_ALIGN);
+            self.pos = next;
+            return Some(BlockStep::Damaged {
+                file_offset: at as u64,
+                len: (next - at) as u64,
+            });
+        };
+        self.pos = b.next(file.len());
+        let file_len = (self.pos - at) as u64;
+        if self.decode(file, &b).is_err() {
+            self.buf.clear();
+            return Some(BlockStep::Damaged {
+                file_offset: at as u64,
+                len: file_len,
+            });
+        }
+        Some(BlockStep::Records {
+            file_offset: at as u64,
+            file_len,
+            raw_offset: b.raw_offset,
+        })
+    }
+
+    /// The records of the block [`BlockReader::advance`] last decoded
+    /// (empty after damage).
+    pub fn records(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Decodes `b` into `self.buf`, exactly `b.raw_len` bytes.
+    fn decode(&mut self, file: &[u8], b: &ParsedBlock) -> Result<(), ()> {
+        let stored = b.stored(file);
+        match b.codec {
+            Codec::Stored => self.buf.extend_from_slice(stored),
+            Codec::Zstd => {
+                if self.ctx.is_none() {
+                    let mut ctx = zstd::bulk::Decompressor::new().map_err(|_| ())?;
+                    ctx.window_log_max(WINDOW_LOG_MAX).map_err(|_| ())?;
+                    self.ctx = Some(ctx);
+                }
+                let ctx = self.ctx.as_mut().ok_or(())?;
+                // `raw_len` is capped by `parse_block`; decompressing into
+                // spare capacity of exactly that size fails on a frame that
+                // would inflate beyond it.
+                self.buf.reserve_exact(b.raw_len);
+                let n = ctx
+                    .decompress_to_buffer(stored, &mut self.buf)
+                    .map_err(|_| ())?;
+                if n != b.raw_len || self.buf.len() != b.raw_len {
+                    return Err(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The next offset from `from` (in 8-byte steps) holding an intact block,
+/// or the end of `file`.
+fn resync(file: &[u8], from: usize) -> usize {
+    let mut at = from;
+    while at + BLOCK_HEADER_LEN <= file.len() {
+        if block::has_block_magic(file, at) && block::parse_block(file, at).is_some() {
+            return at;
+        }
+        at += RECORD_ALIGN;
+    }
+    file.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{RecordHeader, RecordKind, FORMAT_VERSION, MAX_CHANNEL_NAME};
+    use zerocopy::byteorder::little_endian::U64;
+
+    /// A sealed, checksummed segment of `n` data records of `len` bytes
+    /// each, from `payload(i)`.
+    fn segment(n: usize, len: usize, payload: impl Fn(usize) -> Vec<u8>) -> Vec<u8> {
+        let mut header = SegmentHeader {
+            magic: format::SEGMENT_MAGIC,
+            version: U16::new(FORMAT_VERSION),
+            header_len: U16::new(SEGMENT_HEADER_LEN as u16),
+            flags: U32::new(0),
+            session_id: [7; 16],
+            channel: [0; MAX_CHANNEL_NAME],
+            segment_index: U64::new(0),
+            session_start_unix_ns: U64::new(1),
+            monotonic_base_ns: U64::new(2),
+            capacity: U64::new(64 << 20),
+            first_seq: U64::new(0),
+            reserved: [0; 20],
+            header_crc: U32::new(0),
+        };
+        header.channel[..7].copy_from_slice(b"display");
+        header.header_crc = U32::new(header.compute_crc());
+        let mut buf = header.as_bytes().to_vec();
+        for i in 0..n {
+            let p = payload(i);
+            assert_eq!(p.len(), len);
+            let h = RecordHeader {
+                tag: U32::new(format::record_tag(RecordKind::Data, 1)),
+                len: U32::new(len as u32),
+                ts_ns: U64::new(i as u64),
+                seq: U32::new(i as u32),
+                crc: U32::new(0),
+            };
+            buf.extend_from_slice(h.as_bytes());
+            buf.extend_from_slice(&p);
+            buf.resize(buf.len().next_multiple_of(RECORD_ALIGN), 0);
+        }
+        format::fill_checksums(&mut buf);
+        buf
+    }
+
+    fn text(i: usize) -> Vec<u8> {
+        format!("line {i:08} of a scrolling console, the same words again\n")
+            .into_bytes()
+            .repeat(20)
+    }
+
+    fn noise(i: usize) -> Vec<u8> {
+        // xorshift: incompressible, reproducible.
+        let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Every block of `file` decoded back into one buffer, with damage.
+    fn decode_all(file: &[u8]) -> (Vec<u8>, Vec<(u64, u64)>) {
+        let mut r = BlockReader::new();
+        let mut raw = file[..SEGMENT_HEADER_LEN].to_vec();
+        let mut damage = Vec::new();
+        while let Some(step) = r.advance(file) {
+            match step {
+                BlockStep::Records { .. } => raw.extend_from_slice(r.records()),
+                BlockStep::Damaged { file_offset, len } => damage.push((file_offset, len)),
+            }
+        }
+        (raw, damage)
+    }
+
+    #[test]
+    fn text_compresses_in_blocks_that_decode_to_the_same_records() {
+        let seg = segment(3000, text(0).len(), text);
+        let mut c = SegmentCompressor::new().unwrap();
+        let out = c.compress(&seg).expect("text compresses").to_vec();
+        assert!(out.len() * 5 < seg.len(), "{} of {}", out.len(), seg.len());
+        let h = SegmentHeader::read_from_bytes(&out[..SEGMENT_HEADER_LEN]).unwrap();
+        assert!(is_compressed(&h));
+        assert!(h.checksum_ok());
+        let (raw, damage) = decode_all(&out);
+        assert!(damage.is_empty());
+        assert_eq!(raw[SEGMENT_HEADER_LEN..], seg[SEGMENT_HEADER_LEN..]);
+    }
+
+    #[test]
+    fn every_block_starts_at_a_record_and_stays_within_the_target() {
+        let seg = segment(3000, text(0).len(), text);
+        let mut c = SegmentCompressor::new().unwrap();
+        let out = c.compress(&seg).unwrap().to_vec();
+        let mut r = BlockReader::new();
+        let mut blocks = 0;
+        while let Some(BlockStep::Records { .. }) = r.advance(&out) {
+            let bytes = r.records();
+            blocks += 1;
+            assert!(bytes.len() <= BLOCK_TARGET);
+            assert!(format::parse_record(bytes, 0, format::CrcRule::Every).is_some());
+            assert_eq!(
+                format::committed_end(bytes, 0, format::CrcRule::Every),
+                bytes.len()
+            );
+        }
+        assert!(blocks > 1);
+    }
+
+    #[test]
+    fn noise_is_kept_as_it_is_after_one_block() {
+        let seg = segment(300, 4096, noise);
+        let mut c = SegmentCompressor::new().unwrap();
+        assert_eq!(c.compress(&seg).err(), Some(Kept::DoesNotShrink));
+    }
+
+    #[test]
+    fn a_record_beyond_the_block_cap_keeps_the_segment_uncompressed() {
+        let seg = segment(1, MAX_BLOCK_RAW + 8, |_| vec![0; MAX_BLOCK_RAW + 8]);
+        let mut c = SegmentCompressor::new().unwrap();
+        assert_eq!(c.compress(&seg).err(), Some(Kept::NotBlockable));
+    }
+
+    #[test]
+    fn a_damaged_block_loses_that_block_and_the_next_ones_decode() {
+        let seg = segment(3000, text(0).len(), text);
+        let mut c = SegmentCompressor::new().unwrap();
+        let mut out = c.compress(&seg).unwrap().to_vec();
+        // Find the second block and damage a byte of its stored bytes.
+        let first = block::parse_block(&out, SEGMENT_HEADER_LEN).unwrap();
+        let second_at = first.next(out.len());
+        let second = block::parse_block(&out, second_at).unwrap();
+        let second_len = second.next(out.len()) - second_at;
+        out[second_at + BLOCK_HEADER_LEN + 3] ^= 0xff;
+        let (_, damage) = decode_all(&out);
+        assert_eq!(damage, vec![(second_at as u64, second_len as u64)]);
+        // Every other block decoded: count the records recovered.
+        let mut r = BlockReader::new();
+        let mut records = 0;
+        while let Some(step) = r.advance(&out) {
+            if let BlockStep::Records { .. } = step {
+                let bytes = r.records();
+                let mut at = 0;
+                while let Some(p) = format::parse_record(bytes, at, format::CrcRule::Every) {
+                    records += 1;
+                    at = p.next(bytes.len());
+                }
+            }
+        }
+        assert!(records > 2000 && records < 3000, "{records}");
+    }
+
+    #[test]
+    fn a_block_lying_about_its_raw_size_is_damage_not_a_bigger_buffer() {
+        let seg = segment(3000, text(0).len(), text);
+        let mut c = SegmentCompressor::new().unwrap();
+        let mut out = c.compress(&seg).unwrap().to_vec();
+        let first = block::parse_block(&out, SEGMENT_HEADER_LEN).unwrap();
+        for lie in [first.raw_len - 8, first.raw_len + 8, MAX_BLOCK_RAW] {
+            let at = SEGMENT_HEADER_LEN;
+            out[at + 8..at + 12].copy_from_slice(&(lie as u32).to_le_bytes());
+            // The CRC recomputed, as a hostile writer would.
+            let h = block::BlockHeader::read_from_bytes(&out[at..at + BLOCK_HEADER_LEN]).unwrap();
+            let crc = block::block_crc(&h, first.stored(&out));
+            out[at + 28..at + 32].copy_from_slice(&crc.to_le_bytes());
+            let mut r = BlockReader::new();
+            match r.advance(&out) {
+                Some(BlockStep::Damaged { file_offset, .. }) => {
+                    assert_eq!(file_offset, at as u64)
+                }
+                other => panic!("lie {lie} gave {other:?}"),
+            }
+            assert!(r.buf.capacity() <= MAX_BLOCK_RAW);
+            assert!(r.records().is_empty());
+            // The next block is intact.
+            assert!(matches!(r.advance(&out), Some(BlockStep::Records { .. })));
+        }
+    }
+
+    #[test]
+    fn truncation_anywhere_never_panics_and_invents_nothing() {
+        let seg = segment(600, text(0).len(), text);
+        let mut c = SegmentCompressor::new().unwrap();
+        let out = c.compress(&seg).unwrap().to_vec();
+        for cut in (SEGMENT_HEADER_LEN..out.len()).step_by(97) {
+            let (raw, _) = decode_all(&out[..cut]);
+            // Whatever decodes is a prefix of the records.
+            assert_eq!(
+                raw[SEGMENT_HEADER_LEN..],
+                seg[SEGMENT_HEADER_LEN..raw.len()]
+            );
+        }
+    }
+}
