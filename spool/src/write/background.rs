@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::store::compress::{self, SegmentCompressor};
 use crate::store::format::segment_file_name;
 use crate::store::fsutil;
 use crate::write::channel::{Channel, Retired};
@@ -199,6 +200,14 @@ fn within_stop_limit(shared: &Shared, ch: &Channel, size: u64) -> bool {
 pub(crate) fn retire_loop(shared: &Shared) {
     lower_priority(RETIRER_NICE);
     let mut ledger = Ledger::default();
+    // Direct mode finishes segments in place, uncompressed.
+    let mut compressor = None;
+    if shared.config.compress && !shared.direct {
+        match SegmentCompressor::new() {
+            Ok(c) => compressor = Some(c),
+            Err(e) => shared.record_error(format!("compression off: {e}")),
+        }
+    }
     loop {
         if shared.retirer_abandon.load(Ordering::Acquire) {
             return;
@@ -220,7 +229,7 @@ pub(crate) fn retire_loop(shared: &Shared) {
                     break;
                 };
                 moved = true;
-                let Some(entry) = retire_one(shared, ch, r) else {
+                let Some(entry) = retire_one(shared, ch, r, compressor.as_mut()) else {
                     continue;
                 };
                 ledger.add(entry, ch);
@@ -253,10 +262,16 @@ pub(crate) fn retire_loop(shared: &Shared) {
     }
 }
 
-/// Moves one sealed segment into the capture directory durably, then frees
-/// its staged copy. On failure the staged file stays where recovery will
-/// find it, and the error is recorded.
-fn retire_one(shared: &Shared, ch: &Channel, mut r: Retired) -> Option<Entry> {
+/// Moves one sealed segment into the capture directory durably —
+/// compressed, if `compressor` is given and it shrinks — then frees its
+/// staged copy. On failure the staged file stays where recovery will find
+/// it, and the error is recorded.
+fn retire_one(
+    shared: &Shared,
+    ch: &Channel,
+    mut r: Retired,
+    compressor: Option<&mut SegmentCompressor>,
+) -> Option<Entry> {
     let size = r.segment.capacity() as u64;
     // The hot path leaves record CRCs at zero; every segment in the capture
     // directory carries them, so fill them in before it goes there.
@@ -283,10 +298,29 @@ fn retire_one(shared: &Shared, ch: &Channel, mut r: Retired) -> Option<Entry> {
         data_bytes,
         last_ts,
     } = r;
+    let mut file_bytes = used as u64;
     let result = if shared.direct {
         finish_in_place(segment, used)
     } else {
-        let copied = copy_out(&segment, used, &dest_dir, &dest, &shared.retirer_abandon);
+        let raw = &segment.bytes()[..used.min(segment.capacity())];
+        let bytes = match compressor {
+            Some(c) => {
+                let cpu = compress::thread_cpu_ns();
+                let out = c.compress(raw).ok();
+                let cpu = compress::thread_cpu_ns().saturating_sub(cpu);
+                let out = out.unwrap_or(raw);
+                shared.compression.add(
+                    out.len() != raw.len(),
+                    raw.len() as u64,
+                    out.len() as u64,
+                    cpu,
+                );
+                out
+            }
+            None => raw,
+        };
+        file_bytes = bytes.len() as u64;
+        let copied = copy_out(bytes, &dest_dir, &dest, &shared.retirer_abandon);
         // Unmapped now, on success or not: a segment left staged stays a
         // file, for the mover or the next session.
         drop(segment);
@@ -311,7 +345,7 @@ fn retire_one(shared: &Shared, ch: &Channel, mut r: Retired) -> Option<Entry> {
         channel: ch.slot,
         index,
         path: dest,
-        file_bytes: used as u64,
+        file_bytes,
         records,
         data_bytes,
         last_ts,
@@ -329,12 +363,12 @@ fn retire_one(shared: &Shared, ch: &Channel, mut r: Retired) -> Option<Entry> {
     Some(entry)
 }
 
-/// Copies a sealed segment to `dest` by way of a temporary file. Gives up
-/// with [`std::io::ErrorKind::Interrupted`], removing the temporary file,
-/// if `abandon` is set before the copy is synced.
+/// Writes a sealed segment's `bytes` (as staged, or compressed) to `dest`
+/// by way of a temporary file. Gives up with
+/// [`std::io::ErrorKind::Interrupted`], removing the temporary file, if
+/// `abandon` is set before the copy is synced.
 fn copy_out(
-    segment: &MappedSegment,
-    used: usize,
+    bytes: &[u8],
     dest_dir: &Path,
     dest: &Path,
     abandon: &AtomicBool,
@@ -346,9 +380,7 @@ fn copy_out(
     fsutil::remove_if_regular(&tmp)?;
     let result = (|| {
         let mut f = fsutil::create_new_file(&tmp)?;
-        // Only the bytes in use: the zeroes after the seal carry nothing.
-        let used = used.min(segment.capacity());
-        for chunk in segment.bytes()[..used].chunks(COPY_CHUNK) {
+        for chunk in bytes.chunks(COPY_CHUNK) {
             if abandon.load(Ordering::Acquire) {
                 return Err(std::io::ErrorKind::Interrupted.into());
             }

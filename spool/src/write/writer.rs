@@ -70,6 +70,12 @@ pub struct SpoolConfig {
     /// Remove the capture directory at a clean close unless
     /// [`Spool::keep`] was called (the always-on flight recorder).
     pub delete_on_close: bool,
+    /// Compress sealed segments as they are moved into the capture
+    /// directory (zstd, in independent blocks; see [`crate::compress`]).
+    /// Default on. Segments that do not shrink, those a close leaves to
+    /// the mover process or recovery, and every segment of a spool without
+    /// memory-backed staging are written uncompressed.
+    pub compress: bool,
 }
 
 impl SpoolConfig {
@@ -85,6 +91,7 @@ impl SpoolConfig {
             session_start_unix_ns: None,
             limit: DiskLimit::default(),
             delete_on_close: false,
+            compress: true,
         }
     }
 
@@ -141,6 +148,12 @@ impl SpoolConfig {
     /// Sets [`SpoolConfig::channels`].
     pub fn channels<S: AsRef<str>>(mut self, names: &[S]) -> Self {
         self.channels = names.iter().map(|s| s.as_ref().to_string()).collect();
+        self
+    }
+
+    /// Sets [`SpoolConfig::compress`].
+    pub fn compress(mut self, on: bool) -> Self {
+        self.compress = on;
         self
     }
 
@@ -219,6 +232,8 @@ pub(crate) struct Shared {
     pub retirer_abandon: AtomicBool,
     /// Bytes the retirer has written into the capture directory.
     pub moved_bytes: AtomicU64,
+    /// What the retirer's compression did.
+    pub compression: crate::compress::CompressionCounters,
     /// Test hook: background threads do no work while set.
     pub held: AtomicBool,
     /// Bytes of segments in the capture directory (kept by the retirer).
@@ -327,7 +342,12 @@ impl Shared {
     /// The manifest as of now.
     pub fn manifest(&self, staging: Option<&Path>, clean: bool, closed: Option<u64>) -> Manifest {
         Manifest {
-            format_version: FORMAT_VERSION,
+            // Segments of version 3 appear only where the retirer compresses.
+            format_version: if self.config.compress && !self.direct {
+                crate::block::COMPRESSED_VERSION
+            } else {
+                FORMAT_VERSION
+            },
             session_id: manifest::session_id_hex(&self.session.session_id),
             session_start_unix_ns: self.session.session_start_unix_ns,
             staging_dir: staging.map(|s| s.to_string_lossy().into_owned()),
@@ -460,6 +480,7 @@ impl Spool {
             retirer_stopping: AtomicBool::new(false),
             retirer_abandon: AtomicBool::new(false),
             moved_bytes: AtomicU64::new(0),
+            compression: Default::default(),
             held: AtomicBool::new(false),
             disk_bytes: AtomicU64::new(0),
             trimmed: Mutex::new(Default::default()),
@@ -667,6 +688,12 @@ impl Spool {
     /// Bytes of segments currently staged in memory.
     pub fn staged_bytes(&self) -> u64 {
         self.shared.staged_bytes.load(Ordering::Relaxed)
+    }
+
+    /// What compression did to the segments moved so far
+    /// ([`SpoolConfig::compress`]).
+    pub fn compression(&self) -> crate::compress::CompressionStats {
+        self.shared.compression.get()
     }
 
     /// Keeps the capture directory at close even if the configuration says
