@@ -104,6 +104,8 @@ fn full_capture_disk_keeps_data_staged_and_reports() {
         SpoolConfig::new(&capture)
             .staging(StagingChoice::Root(staging.path().join("s")))
             .segment_bytes(128 << 10)
+            // Compressed, this traffic would fit the small disk.
+            .compress(false)
             .channels(&["display"]),
     )
     .unwrap();

@@ -67,9 +67,12 @@ fn ring_keeps_the_newest_traffic_within_the_bound() {
     let dirs = Dirs::new();
     let seg = 64u64 << 10;
     let max = 1u64 << 20;
+    // Uncompressed, so that 16 MiB are 16 MiB on disk (the ring with
+    // compression: `compressed.rs`).
     let spool = spool(
         dirs.config()
             .segment_bytes(seg as usize)
+            .compress(false)
             .limit(DiskLimit::ring(max))
             .channels(&CHANNELS),
     );
@@ -168,6 +171,7 @@ fn per_channel_bound_trims_only_the_busy_channel() {
     let spool = spool(
         dirs.config()
             .segment_bytes(seg as usize)
+            .compress(false)
             .limit(DiskLimit {
                 max_bytes: None,
                 max_bytes_per_channel: Some(256 << 10),

@@ -41,10 +41,17 @@ proptest! {
     }
 }
 
-/// A real capture with a few segments of varied records, and the records.
-fn sample_capture() -> (Dirs, Vec<Vec<u8>>) {
+/// A real capture with a few segments of varied records, and the records;
+/// its segments compressed or as staged.
+fn sample_capture(compress: bool) -> (Dirs, Vec<Vec<u8>>) {
     let dirs = Dirs::new();
-    let spool = small_segments(&dirs, &["display"]);
+    let spool = spool(
+        dirs.config()
+            .compress(compress)
+            .segment_bytes(64 << 10)
+            .ready_ahead(4)
+            .channels(&["display"]),
+    );
     let mut sent = Vec::new();
     for i in 0..300usize {
         let data = payload(i, (i * 131) % 1500 + 1);
@@ -128,7 +135,14 @@ fn strip_checksums(mut bytes: Vec<u8>) -> Vec<u8> {
 
 #[test]
 fn reader_survives_random_mutations_of_real_segments() {
-    mutation_fuzz(false);
+    mutation_fuzz(false, false);
+}
+
+/// The same mutations of compressed segments: block headers, sizes,
+/// zstd frames and the padding between them.
+#[test]
+fn reader_survives_random_mutations_of_compressed_segments() {
+    mutation_fuzz(false, true);
 }
 
 /// The same mutations of segments whose CRCs were never filled in (as a
@@ -137,11 +151,11 @@ fn reader_survives_random_mutations_of_real_segments() {
 /// panic, no runaway allocation, and the follower still finishes.
 #[test]
 fn reader_survives_random_mutations_of_unchecksummed_segments() {
-    mutation_fuzz(true);
+    mutation_fuzz(true, false);
 }
 
-fn mutation_fuzz(strip: bool) {
-    let (dirs, sent) = sample_capture();
+fn mutation_fuzz(strip: bool, compress: bool) {
+    let (dirs, sent) = sample_capture(compress);
     let cap = Capture::open(&dirs.capture()).unwrap();
     let files = cap.channels()[0].clone();
     assert!(files.segments.len() >= 3);
@@ -150,6 +164,15 @@ fn mutation_fuzz(strip: bool) {
         .iter()
         .map(|s| std::fs::read(&s.path).unwrap())
         .collect();
+    let compressed = originals
+        .iter()
+        .filter(|b| b[8..10] == spool::block::COMPRESSED_VERSION.to_le_bytes())
+        .count();
+    if compress {
+        assert!(compressed >= 3, "{compressed} segments compressed");
+    } else {
+        assert_eq!(compressed, 0);
+    }
     if strip {
         originals = originals.into_iter().map(strip_checksums).collect();
         // Untouched, they read back whole.
@@ -306,7 +329,7 @@ fn mutation_fuzz(strip: bool) {
 
 #[test]
 fn a_flipped_bit_loses_only_its_record() {
-    let (dirs, sent) = sample_capture();
+    let (dirs, sent) = sample_capture(false);
     let cap = Capture::open(&dirs.capture()).unwrap();
     let seg = &cap.channels()[0].segments[1];
     let mut bytes = std::fs::read(&seg.path).unwrap();
@@ -334,7 +357,7 @@ fn a_flipped_bit_loses_only_its_record() {
 
 #[test]
 fn unknown_version_is_a_clear_error_not_a_misread() {
-    let (dirs, _) = sample_capture();
+    let (dirs, _) = sample_capture(false);
     let cap = Capture::open(&dirs.capture()).unwrap();
     let seg = &cap.channels()[0].segments[0];
     let mut bytes = std::fs::read(&seg.path).unwrap();

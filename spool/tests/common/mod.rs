@@ -109,8 +109,8 @@ pub struct SegmentCheck {
 }
 
 /// Walks a segment file's records at the byte level, independently of the
-/// reader: the header must be a valid version-2 header (checksum passing
-/// `checksum_ok`); each record must be
+/// reader: the header must be a valid version-2 header, or version 3 with
+/// intact blocks (checksum passing `checksum_ok`); each record must be
 /// well-formed and, if the header is flagged, carry a matching CRC. Stops at
 /// a seal or at a zero tag (the end of what was written, or a torn tail).
 pub fn segment_checksums(path: &Path) -> SegmentCheck {
@@ -119,9 +119,14 @@ pub fn segment_checksums(path: &Path) -> SegmentCheck {
         SEGMENT_FLAG_CRC_COMPLETE, SEGMENT_HEADER_LEN,
     };
     use zerocopy::FromBytes;
-    let b = std::fs::read(path).unwrap();
+    let mut b = std::fs::read(path).unwrap();
     let h = SegmentHeader::read_from_bytes(&b[..SEGMENT_HEADER_LEN]).unwrap();
-    assert_eq!(h.version.get(), FORMAT_VERSION, "{}", path.display());
+    if spool::compress::is_compressed(&h) {
+        // Compressed: walk the records of its blocks as if staged.
+        b = decompressed(path, &b);
+    } else {
+        assert_eq!(h.version.get(), FORMAT_VERSION, "{}", path.display());
+    }
     assert!(h.checksum_ok(), "{}: header checksum", path.display());
     let flagged = h.flags.get() & SEGMENT_FLAG_CRC_COMPLETE != 0;
     let rule = if flagged {
@@ -153,6 +158,23 @@ pub fn segment_checksums(path: &Path) -> SegmentCheck {
             out.sealed_at_end = at == b.len();
             break;
         }
+    }
+    out
+}
+
+/// A compressed segment file's header followed by the records of all its
+/// blocks, decoded; panics on a damaged block.
+pub fn decompressed(path: &Path, file: &[u8]) -> Vec<u8> {
+    use spool::compress::{BlockReader, BlockStep};
+    let mut out = file[..spool::format::SEGMENT_HEADER_LEN].to_vec();
+    let mut blocks = BlockReader::new();
+    while let Some(step) = blocks.advance(file) {
+        assert!(
+            matches!(step, BlockStep::Records { .. }),
+            "{}: {step:?}",
+            path.display()
+        );
+        out.extend_from_slice(blocks.records());
     }
     out
 }
