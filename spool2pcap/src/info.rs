@@ -62,6 +62,11 @@ pub struct ChannelInfo {
     pub segments: u64,
     /// Bytes of segment files.
     pub file_bytes: u64,
+    /// Bytes those segments held before compression (equal to
+    /// `file_bytes` when none is compressed).
+    pub raw_bytes: u64,
+    /// Segments that are compressed.
+    pub compressed_segments: u64,
     /// Data records.
     pub records: u64,
     /// Client→server data records.
@@ -285,6 +290,8 @@ pub fn scan(
             client_port: ports.port(&files.name),
             segments: st.segments,
             file_bytes: st.file_bytes,
+            raw_bytes: st.raw_bytes,
+            compressed_segments: st.compressed_segments,
             records: st.records,
             records_c2s: rc2s,
             records_s2c: rs2c,
@@ -424,6 +431,13 @@ pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::
         writeln!(out, "{f}")?;
     }
     writeln!(out, "Channels:            {}", info.channels.len())?;
+    let file: u64 = info.channels.iter().map(|c| c.file_bytes).sum();
+    let raw: u64 = info.channels.iter().map(|c| c.raw_bytes).sum();
+    writeln!(
+        out,
+        "Segments on disk:    {file} bytes ({raw} uncompressed, ratio {:.2})",
+        raw as f64 / file.max(1) as f64
+    )?;
     for c in &info.channels {
         writeln!(out)?;
         writeln!(out, "Channel {} (client port {})", c.name, c.client_port)?;
@@ -432,6 +446,16 @@ pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::
             "  Segments:          {} ({} bytes)",
             c.segments, c.file_bytes
         )?;
+        if c.compressed_segments > 0 {
+            writeln!(
+                out,
+                "  Compressed:        {} of {} segments; {} bytes uncompressed, {:.1}x smaller on disk",
+                c.compressed_segments,
+                c.segments,
+                c.raw_bytes,
+                c.raw_bytes as f64 / c.file_bytes.max(1) as f64
+            )?;
+        }
         writeln!(
             out,
             "  Records:           {} ({} c2s, {} s2c)",

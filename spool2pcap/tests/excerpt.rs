@@ -255,6 +255,8 @@ fn a_trimmed_start_is_cut_at_a_message() {
     let config = spool::SpoolConfig::new(&capture)
         .segment_bytes(64 << 10)
         .ready_ahead(4)
+        // Compressed, 2 MB of these messages would fit the ring untrimmed.
+        .compress(false)
         .limit(DiskLimit::ring(256 << 10));
     let spool = spool::Spool::create(config).unwrap();
     // Messages of 5006 bytes, each in two records: every other record
