@@ -53,6 +53,10 @@ struct Args {
     /// SPICE password, if the server wants one.
     #[arg(long)]
     password: Option<String>,
+    /// Write sealed segments as they were staged, uncompressed (by
+    /// default they are compressed with zstd when that saves space).
+    #[arg(long)]
+    no_compress: bool,
     /// `spice://HOST:PORT` (instead of --host/--port).
     url: Option<String>,
 }
@@ -151,8 +155,13 @@ fn run(args: &Args) -> Result<(), String> {
         ),
     };
     let created_dir = !args.capture.exists();
-    let sink =
-        Arc::new(SpoolSink::create(&args.capture, &host, port, None).map_err(|e| e.to_string())?);
+    let sink = Arc::new(
+        SpoolSink::with_config(
+            spool::SpoolConfig::new(&args.capture).compress(!args.no_compress),
+            ryll_hook::sink::CaptureMetadata::new(&host, port, None),
+        )
+        .map_err(|e| e.to_string())?,
+    );
 
     let cancel = Arc::new(AtomicBool::new(false));
     let config = ConnectionConfig {
