@@ -18,11 +18,11 @@
 use zerocopy::byteorder::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::format::align_up;
+use crate::store::format::align_up;
 
 /// Segment header `version` of a compressed segment: the records are in
 /// blocks after the header. Records are laid out as in version
-/// [`crate::format::FORMAT_VERSION`] once a block is decompressed.
+/// [`crate::store::format::FORMAT_VERSION`] once a block is decompressed.
 pub const COMPRESSED_VERSION: u16 = 3;
 
 /// First four bytes of every block header.
@@ -32,7 +32,7 @@ pub const BLOCK_MAGIC: [u8; 4] = *b"RYZB";
 pub const BLOCK_HEADER_LEN: usize = 32;
 
 /// Most bytes a block may hold decompressed. The writer cuts blocks much
-/// smaller ([`crate::compress::BLOCK_TARGET`]); a segment holding a record
+/// smaller ([`crate::store::compress::BLOCK_TARGET`]); a segment holding a record
 /// larger than this is written uncompressed. A reader refuses more, so no
 /// block makes it allocate or inflate beyond this.
 pub const MAX_BLOCK_RAW: usize = 8 << 20;

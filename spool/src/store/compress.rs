@@ -1,11 +1,11 @@
 //! Compressing a sealed segment into independent blocks, and decoding the
 //! blocks back into records.
 //!
-//! The retirer ([`crate::background`]) has a whole sealed segment in hand
+//! The retirer ([`crate::write::background`]) has a whole sealed segment in hand
 //! before it leaves memory, off the hot path: [`SegmentCompressor`] cuts it
 //! at record boundaries into blocks of about [`BLOCK_TARGET`] bytes,
 //! compresses each with zstd on its own, and writes the blocks after the
-//! segment header ([`crate::block`] has their layout). A segment that does
+//! segment header ([`crate::store::block`] has their layout). A segment that does
 //! not shrink by [`MIN_SAVING_PERCENT`] is written as it was: the first
 //! block is the trial, so traffic that does not compress (video, noise)
 //! costs one block's worth of compression and no more.
@@ -23,8 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use zerocopy::byteorder::little_endian::{U16, U32};
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::block::{self, Codec, ParsedBlock, BLOCK_HEADER_LEN, COMPRESSED_VERSION, MAX_BLOCK_RAW};
-use crate::format::{self, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_LEN};
+use crate::store::block::{
+    self, Codec, ParsedBlock, BLOCK_HEADER_LEN, COMPRESSED_VERSION, MAX_BLOCK_RAW,
+};
+use crate::store::format::{self, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_LEN};
 
 /// Raw bytes the writer puts in a block, give or take a record: large
 /// enough that zstd finds the repetition in SPICE display traffic, small
@@ -369,7 +371,7 @@ fn resync(file: &[u8], from: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{RecordHeader, RecordKind, FORMAT_VERSION, MAX_CHANNEL_NAME};
+    use crate::store::format::{RecordHeader, RecordKind, FORMAT_VERSION, MAX_CHANNEL_NAME};
     use zerocopy::byteorder::little_endian::U64;
 
     /// A sealed, checksummed segment of `n` data records of `len` bytes

@@ -233,7 +233,7 @@ pub(crate) struct Shared {
     /// Bytes the retirer has written into the capture directory.
     pub moved_bytes: AtomicU64,
     /// What the retirer's compression did.
-    pub compression: crate::compress::CompressionCounters,
+    pub compression: crate::store::compress::CompressionCounters,
     /// Test hook: background threads do no work while set.
     pub held: AtomicBool,
     /// Bytes of segments in the capture directory (kept by the retirer).
@@ -344,7 +344,7 @@ impl Shared {
         Manifest {
             // Segments of version 3 appear only where the retirer compresses.
             format_version: if self.config.compress && !self.direct {
-                crate::block::COMPRESSED_VERSION
+                crate::store::block::COMPRESSED_VERSION
             } else {
                 FORMAT_VERSION
             },
@@ -692,7 +692,7 @@ impl Spool {
 
     /// What compression did to the segments moved so far
     /// ([`SpoolConfig::compress`]).
-    pub fn compression(&self) -> crate::compress::CompressionStats {
+    pub fn compression(&self) -> crate::store::compress::CompressionStats {
         self.shared.compression.get()
     }
 
