@@ -7,8 +7,8 @@
 //! compresses each with zstd on its own, and writes the blocks after the
 //! segment header ([`crate::store::block`] has their layout). A segment that does
 //! not shrink by [`MIN_SAVING_PERCENT`] is written as it was: the first
-//! block is the trial, so traffic that does not compress (video, noise)
-//! costs one block's worth of compression and no more.
+//! block, of [`TRIAL_BLOCK`] bytes, is the trial, so traffic that does not
+//! compress (video, noise) costs that much compression and no more.
 //!
 //! Readers go the other way with [`BlockReader`]: block by block, each
 //! checked against its header and CRC before it is decompressed into a
@@ -31,7 +31,12 @@ use crate::store::format::{self, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_LEN
 /// Raw bytes the writer puts in a block, give or take a record: large
 /// enough that zstd finds the repetition in SPICE display traffic, small
 /// enough that damage loses little and a reader's buffer stays small.
-pub const BLOCK_TARGET: usize = 256 << 10;
+/// (PERFORMANCE.md has the ratios of 128 KiB to 4 MiB blocks.)
+pub const BLOCK_TARGET: usize = 1 << 20;
+
+/// Raw bytes of a segment's first block, the trial: smaller than the
+/// others, so that a segment that does not compress costs little.
+pub const TRIAL_BLOCK: usize = 256 << 10;
 
 /// zstd level of the retirer: the fastest of the regular levels.
 pub const ZSTD_LEVEL: i32 = 1;
@@ -170,7 +175,8 @@ impl SegmentCompressor {
         let mut at = SEGMENT_HEADER_LEN;
         let mut first = true;
         while at < seg.len() {
-            let end = block_end(seg, at).ok_or(Kept::NotBlockable)?;
+            let target = if first { TRIAL_BLOCK } else { BLOCK_TARGET };
+            let end = block_end(seg, at, target).ok_or(Kept::NotBlockable)?;
             let raw = &seg[at..end];
             self.scratch.clear();
             self.scratch
@@ -202,10 +208,10 @@ fn saves_enough(compressed: usize, raw: usize) -> bool {
 }
 
 /// Where the block starting at record offset `at` ends: after as many whole
-/// records as keep it within [`BLOCK_TARGET`] (at least one), and never
-/// past [`MAX_BLOCK_RAW`]. `None` if the bytes at `at` are not a run of
-/// whole records to the end of the segment.
-fn block_end(seg: &[u8], at: usize) -> Option<usize> {
+/// records as keep it within `target` bytes (at least one), and never past
+/// [`MAX_BLOCK_RAW`]. `None` if the bytes at `at` are not a run of whole
+/// records to the end of the segment.
+fn block_end(seg: &[u8], at: usize, target: usize) -> Option<usize> {
     let mut end = at;
     loop {
         if end == seg.len() {
@@ -215,7 +221,7 @@ fn block_end(seg: &[u8], at: usize) -> Option<usize> {
         if next - at > MAX_BLOCK_RAW {
             return if end > at { Some(end) } else { None };
         }
-        if next - at > BLOCK_TARGET && end > at {
+        if next - at > target && end > at {
             return Some(end);
         }
         end = next;

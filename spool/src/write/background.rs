@@ -317,7 +317,12 @@ fn retire_one(
                 );
                 out
             }
-            None => raw,
+            None => {
+                shared
+                    .compression
+                    .add(false, raw.len() as u64, raw.len() as u64, 0);
+                raw
+            }
         };
         file_bytes = bytes.len() as u64;
         let copied = copy_out(bytes, &dest_dir, &dest, &shared.retirer_abandon);
