@@ -211,7 +211,6 @@ fn codecs(recs: &[(String, PathBuf)]) {
 /// What one replay run measured.
 struct RunResult {
     offered_mb_s: f64,
-    appended: u64,
     dropped_records: u64,
     dropped_bytes: u64,
     raw: u64,
@@ -285,7 +284,6 @@ fn replay(
     drop(handles);
     RunResult {
         offered_mb_s: mb(appended) / wall_s,
-        appended,
         dropped_records: dr,
         dropped_bytes: db,
         raw: st.raw_bytes,
