@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use spool::Direction;
-use spool2pcap::excerpt::{write_excerpt, ExcerptOptions, Selection};
 use spool2pcap::{convert, ConvertOptions, Destination, Format};
+use spool2pcap::{write_excerpt, ExcerptOptions, Selection};
 
 /// A session of console-like display messages and a few inputs, written
 /// into `<dir>/z` with compression; then `<dir>/raw`, the same capture with
