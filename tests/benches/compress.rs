@@ -13,11 +13,14 @@
 //! part prints a markdown table:
 //!
 //! * `codecs`: every segment file of each recording through the retirer's
-//!   [`SegmentCompressor`] (zstd level 1, ~256 KiB blocks) and through
-//!   `lz4_flex` on the same block size: ratio, compression and
-//!   decompression speed on one core.
+//!   [`SegmentCompressor`] (zstd level 1, a 256 KiB trial block, then
+//!   1 MiB blocks) and through `lz4_flex` on 1 MiB blocks: ratio,
+//!   compression and decompression speed in MB per CPU second of the
+//!   thread (the machine is shared, so wall time would measure the
+//!   neighbours).
 //! * `replay`: the recording's records appended into a real [`Spool`] at
-//!   the recorded pace, looped for `secs` (default 15) seconds, compression
+//!   `speed` (default 1) times the recorded pace, looped for `secs`
+//!   (default 15) seconds, compression
 //!   on and off, the capture directory on the local disk (`target/tmp`)
 //!   and, if `slowfs=DIR` is given (mounted with
 //!   `scripts/slowfs-mount.sh DIR`), on the slow FUSE disk: bytes on disk
@@ -25,7 +28,7 @@
 //!   long the close took to move the backlog.
 //! * `sweep` (needs `slowfs=DIR`): the same replay on the slow disk at 1/8,
 //!   1/4, … 64 times the recorded pace, each with a staging budget of
-//!   `budget_mib` (default 32) MiB, until records are dropped: the highest
+//!   `budget_mib` (default 64) MiB, until records are dropped: the highest
 //!   load the slow disk keeps in full, with and without compression.
 //! * `convert`: `spool2pcap convert` of the local-disk replays (compressed
 //!   and not) into pcap files on the same disk: output bytes per second
@@ -67,8 +70,11 @@ impl Recording {
         let cap = Capture::open(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let mut channels = Vec::new();
         let mut records = Vec::new();
-        for (ci, files) in cap.channels().iter().enumerate() {
-            channels.push(files.name.clone());
+        // Only the channels that carried data: each channel replayed holds
+        // a segment of the staging budget.
+        for files in cap.channels() {
+            let ci = channels.len();
+            let before = records.len();
             let mut r = cap.reader(&files.name).expect("listed channel");
             while let Some(ev) = r.next_event() {
                 if let Event::Data(d) = ev {
@@ -79,6 +85,9 @@ impl Recording {
                         payload: d.payload.to_vec(),
                     });
                 }
+            }
+            if records.len() > before {
+                channels.push(files.name.clone());
             }
         }
         records.sort_by_key(|r| r.ts_ns);
@@ -370,7 +379,8 @@ fn main() {
         codecs(&recs);
     }
     let secs_: f64 = args.number("secs", 15.0, 5.0);
-    let budget: u64 = args.number("budget_mib", 32u64, 32) << 20;
+    let speed: f64 = args.number("speed", 1.0, 1.0);
+    let budget: u64 = args.number("budget_mib", 64u64, 64) << 20;
     let loaded: Vec<Recording> = recs.iter().map(|(n, d)| Recording::load(n, d)).collect();
     println!("| recording | channels | records | data MB | span s | pace MB/s |");
     println!("|---|---|---|---|---|---|");
@@ -388,19 +398,21 @@ fn main() {
     }
     println!();
     if all || args.has("replay") || args.has("convert") {
-        println!("## Replay at the recorded pace, {secs_} s, default staging budget\n");
+        println!(
+            "## Replay at {speed} times the recorded pace, {secs_} s, default staging budget\n"
+        );
         print_run_header();
         for r in &loaded {
             for compress in [false, true] {
                 let cap = work.join(format!("{}-{}", r.name, if compress { "z" } else { "raw" }));
-                let res = replay(r, &cap, compress, 1.0, secs_, 256 << 20);
-                print_run(&r.name, "local", compress, 1.0, &res);
+                let res = replay(r, &cap, compress, speed, secs_, 256 << 20);
+                print_run(&r.name, "local", compress, speed, &res);
             }
             if let Some(s) = &slowfs {
                 for compress in [false, true] {
                     let cap = s.join(format!("bench-{}-{}", r.name, compress));
-                    let res = replay(r, &cap, compress, 1.0, secs_, 256 << 20);
-                    print_run(&r.name, "slow", compress, 1.0, &res);
+                    let res = replay(r, &cap, compress, speed, secs_, 256 << 20);
+                    print_run(&r.name, "slow", compress, speed, &res);
                     remove_dir(&cap);
                 }
             }
