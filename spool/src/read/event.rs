@@ -21,6 +21,10 @@ pub enum DamageKind {
     HeaderMismatch(String),
     /// Bytes that are not a valid record, followed by valid records.
     Corrupt,
+    /// Records of a compressed block that fail their checks once
+    /// decompressed (the damage's offset and length are the block's in
+    /// the file).
+    CorruptInBlock,
     /// The last record of the channel was being written when the writer
     /// stopped; it was never acknowledged.
     TornTail,
@@ -50,6 +54,9 @@ impl std::fmt::Display for DamageKind {
             DamageKind::BadHeaderChecksum => write!(f, "segment header checksum mismatch"),
             DamageKind::HeaderMismatch(what) => write!(f, "segment header mismatch: {what}"),
             DamageKind::Corrupt => write!(f, "corrupt records skipped"),
+            DamageKind::CorruptInBlock => {
+                write!(f, "corrupt records skipped in the compressed block here")
+            }
             DamageKind::TornTail => write!(f, "torn tail (record in progress when writer stopped)"),
             DamageKind::MissingSegments { first, count: 1 } => {
                 write!(f, "segment {first} missing")

@@ -20,6 +20,7 @@ use std::sync::atomic::{fence, Ordering};
 use super::event::{Damage, DamageKind, Event};
 use super::parse::{self, Parsed};
 use crate::read::reader::{OpenError, SPOOL_DIR};
+use crate::store::compress::{self, BlockReader, BlockStep};
 use crate::store::format::{
     self, CrcRule, MAX_SEGMENT_BYTES, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
@@ -74,6 +75,8 @@ pub struct Follower {
     dir: PathBuf,
     channels: Vec<Followed>,
     buf: Vec<u8>,
+    /// Decodes compressed segments (moved in whole, never live).
+    blocks: BlockReader,
 }
 
 impl Follower {
@@ -87,6 +90,7 @@ impl Follower {
             dir: dir.to_path_buf(),
             channels: Vec::new(),
             buf: Vec::with_capacity(WINDOW),
+            blocks: BlockReader::new(),
         })
     }
 
@@ -319,7 +323,9 @@ impl Follower {
         if !self.fill(&mut file, 0, SEGMENT_HEADER_LEN) {
             return SegmentEnd::UpTo(offset);
         }
-        let header = parse::check_header(&self.buf);
+        let header = parse::check_header(&self.buf)
+            .or_else(|d| compress::compressed_header(&self.buf).ok_or(d));
+        let compressed = header.as_ref().is_ok_and(compress::is_compressed);
         let rule = header.as_ref().map_or(CrcRule::Every, CrcRule::of_header);
         let mut pos = offset;
         if pos == 0 {
@@ -349,6 +355,11 @@ impl Follower {
                 }
             }
             pos = header_len;
+        }
+        if compressed {
+            // Moved in whole, never live; perhaps read in part while it was
+            // staged, up to `pos`.
+            return self.read_compressed(seg, &mut file, pos, f);
         }
         // Set once damage (or, after the writer stopped, unused room) was
         // met in a window: the rest of the segment is then read whole.
@@ -466,6 +477,72 @@ impl Follower {
             pos = stop;
             whole = true;
         }
+    }
+
+    /// Reads a compressed segment from the record at uncompressed offset
+    /// `from` on (records before it were read while it was staged), block
+    /// by block, through the same parser.
+    fn read_compressed(
+        &mut self,
+        seg: &Segment<'_>,
+        file: &mut File,
+        from: u64,
+        f: &mut dyn FnMut(&str, Event<'_>),
+    ) -> SegmentEnd {
+        let damage = |offset: u64, len: u64, kind: DamageKind| {
+            Event::Damage(Damage {
+                file: seg.path.to_path_buf(),
+                offset,
+                len,
+                kind,
+                records_lost: 0,
+            })
+        };
+        if !self.fill(file, 0, MAX_SEGMENT_BYTES as usize) {
+            return SegmentEnd::UpTo(from);
+        }
+        self.blocks.rewind();
+        while let Some(step) = self.blocks.advance(&self.buf) {
+            let (block_at, block_len, raw_offset) = match step {
+                BlockStep::Damaged { file_offset, len } => {
+                    f(seg.channel, damage(file_offset, len, DamageKind::Corrupt));
+                    continue;
+                }
+                BlockStep::Records {
+                    file_offset,
+                    file_len,
+                    raw_offset,
+                } => (file_offset, file_len, raw_offset),
+            };
+            let in_block = DamageKind::CorruptInBlock;
+            for item in parse::Records::new(self.blocks.records(), raw_offset, CrcRule::Every) {
+                let at = match &item {
+                    Parsed::Data { offset, .. }
+                    | Parsed::Gap { offset, .. }
+                    | Parsed::Seal { offset, .. }
+                    | Parsed::Invalid { offset, .. }
+                    | Parsed::Skipped { offset, .. }
+                    | Parsed::Tail { offset, .. } => *offset,
+                };
+                // Only a segment read in part while staged starts past
+                // its header; block offsets are the writer's word for
+                // where records were, and skip nothing otherwise.
+                if from > SEGMENT_HEADER_LEN as u64 && at < from {
+                    continue;
+                }
+                match item {
+                    Parsed::Data { record, .. } => f(seg.channel, Event::Data(record)),
+                    Parsed::Gap { gap, .. } => f(seg.channel, Event::Gap(gap)),
+                    Parsed::Seal { .. } => return SegmentEnd::Sealed,
+                    Parsed::Invalid { .. } | Parsed::Skipped { .. } | Parsed::Tail { .. } => {
+                        f(seg.channel, damage(block_at, block_len, in_block.clone()));
+                    }
+                }
+            }
+        }
+        // No seal: it was in a damaged block (reported). The segment is
+        // complete, whatever it lost: go on with the next.
+        SegmentEnd::Unusable
     }
 
     /// Reads up to `len` bytes at `pos` into the buffer; `false` on error.

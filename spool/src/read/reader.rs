@@ -31,6 +31,7 @@ use std::sync::atomic::{fence, Ordering};
 use memmap2::{Mmap, MmapOptions};
 use zerocopy::FromBytes;
 
+use crate::store::compress::{self, BlockReader, BlockStep};
 use crate::store::format::{
     self, CrcRule, Direction, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
@@ -63,6 +64,12 @@ pub struct ReadStats {
     pub segments: u64,
     /// Bytes of segment files read.
     pub file_bytes: u64,
+    /// Bytes those segments held as staged, before compression: equal to
+    /// `file_bytes` for uncompressed segments; for compressed ones, the
+    /// header and the records of every block decoded.
+    pub raw_bytes: u64,
+    /// Segments read that were compressed (format version 3).
+    pub compressed_segments: u64,
     /// The last segment carried a final seal: the channel was closed cleanly.
     pub closed_cleanly: bool,
     /// Data records read from segments still in the staging directory: in
@@ -100,6 +107,12 @@ pub struct ChannelReader {
     segment_staged: bool,
     /// How the current segment's records are checked (from its header).
     crc_rule: CrcRule,
+    /// The current segment is compressed: [`Self::bytes`] is then the
+    /// block `blocks` decoded last, and `pos` an offset in it.
+    compressed: bool,
+    blocks: BlockReader,
+    /// File offset and length on disk of that block, for damage reports.
+    block_at: (u64, u64),
     session: Option<SessionInfo>,
     damage: Vec<Damage>,
     stats: ReadStats,
@@ -123,6 +136,9 @@ impl ChannelReader {
             segment_sealed: false,
             segment_staged: false,
             crc_rule: CrcRule::Every,
+            compressed: false,
+            blocks: BlockReader::new(),
+            block_at: (0, 0),
             session: None,
             damage: Vec::new(),
             stats: ReadStats::default(),
@@ -177,7 +193,7 @@ impl ChannelReader {
                 continue;
             }
             if let Ok(h) = SegmentHeader::read_from_bytes(&header[..]) {
-                if h.is_current() && h.checksum_ok() {
+                if (h.is_current() || compress::is_compressed(&h)) && h.checksum_ok() {
                     return Some(session_of(&h));
                 }
             }
@@ -307,14 +323,33 @@ impl ChannelReader {
         }
         let header = match parse::check_header(self.bytes()) {
             Ok(header) => header,
-            Err(d) => {
-                let (offset, len) = (d.offset as usize, d.len as usize);
-                return Some(Err(self.report(offset, len, d.kind)));
-            }
+            Err(d) => match compress::compressed_header(self.bytes()) {
+                Some(header) => header,
+                None => {
+                    let (offset, len) = (d.offset as usize, d.len as usize);
+                    return Some(Err(self.report(offset, len, d.kind)));
+                }
+            },
         };
         self.in_segment = true;
         self.pos = SEGMENT_HEADER_LEN;
         self.crc_rule = CrcRule::of_header(&header);
+        if compress::is_compressed(&header) {
+            // The records are in blocks: `step` decodes the first when it
+            // finds this empty one used up. Every record has its CRC.
+            self.stats.compressed_segments = self.stats.compressed_segments.saturating_add(1);
+            self.stats.raw_bytes = self
+                .stats
+                .raw_bytes
+                .saturating_add(SEGMENT_HEADER_LEN as u64);
+            self.blocks.rewind();
+            self.block_at = (SEGMENT_HEADER_LEN as u64, 0);
+            self.pos = 0;
+            self.crc_rule = CrcRule::Every;
+            self.compressed = true;
+        } else {
+            self.stats.raw_bytes = self.stats.raw_bytes.saturating_add(file_len as u64);
+        }
         if !header.checksum_ok() {
             // The records carry their own checksums: keep reading them.
             return Some(Err(self.report(
@@ -346,6 +381,8 @@ impl ChannelReader {
     /// moved there since it was listed.
     fn load_segment(&mut self, seg: &SegmentFile) -> Result<(), DamageKind> {
         self.path = seg.path.clone();
+        // Until its header says otherwise, the segment's bytes are the file.
+        self.compressed = false;
         // Never a staged segment: staged files are written live (and a
         // staged listing is no capture-directory file, even once moved).
         let may_map = !seg.staged;
@@ -362,10 +399,50 @@ impl ChannelReader {
         loaded
     }
 
-    /// The current segment's bytes: mapped or read.
+    /// The bytes records are read from: the current segment file, mapped
+    /// or read — or, in a compressed segment, the current block decoded.
     #[inline]
     fn bytes(&self) -> &[u8] {
+        if self.compressed {
+            return self.blocks.records();
+        }
         loaded(&self.map, &self.buf)
+    }
+
+    /// Decodes the next block of the current compressed segment: `None` to
+    /// read its records, damage for bytes that are no intact block, or the
+    /// end of the segment.
+    fn next_block(&mut self) -> Option<Step> {
+        self.pos = 0;
+        match self.blocks.advance(loaded(&self.map, &self.buf)) {
+            None => Some(Step::EndOfSegment),
+            Some(BlockStep::Records {
+                file_offset,
+                file_len,
+                ..
+            }) => {
+                self.block_at = (file_offset, file_len);
+                let raw = self.blocks.records().len() as u64;
+                self.stats.raw_bytes = self.stats.raw_bytes.saturating_add(raw);
+                None
+            }
+            Some(BlockStep::Damaged { file_offset, len }) => {
+                self.block_at = (file_offset, len);
+                let (at, len) = (file_offset as usize, len as usize);
+                Some(Step::Damage(self.report(at, len, DamageKind::Corrupt)))
+            }
+        }
+    }
+
+    /// [`Self::report`] for damage the parser found at `offset` of
+    /// [`Self::bytes`]: in a compressed segment, an offset in decompressed
+    /// bytes would point nowhere in the file, so the block is named.
+    fn report_parsed(&mut self, offset: u64, len: u64, kind: DamageKind) -> Damage {
+        if self.compressed {
+            let (at, block_len) = self.block_at;
+            return self.report(at as usize, block_len as usize, DamageKind::CorruptInBlock);
+        }
+        self.report(offset as usize, len as usize, kind)
     }
 
     /// Loads the segment at `path`: mapped if `may_map` and the rule of
@@ -448,9 +525,25 @@ impl ChannelReader {
         if self.segment_sealed {
             return Step::EndOfSegment;
         }
+        // In a compressed segment, each block in turn until one holds
+        // something (a loop: a hostile file may hold any number of empty
+        // blocks).
+        while self.compressed {
+            let rest = self.blocks.records().get(self.pos..).unwrap_or_default();
+            if rest.iter().any(|&b| b != 0) {
+                break;
+            }
+            if let Some(step) = self.next_block() {
+                return step;
+            }
+        }
         // The fields, not `self.bytes()`: `self.pos` is set while the
         // bytes are borrowed.
-        let bytes = loaded(&self.map, &self.buf);
+        let bytes = if self.compressed {
+            self.blocks.records()
+        } else {
+            loaded(&self.map, &self.buf)
+        };
         let Some((item, next)) = parse::next_item(bytes, self.pos, 0, self.crc_rule) else {
             // The end, or unused room at the end of an unsealed segment.
             return Step::EndOfSegment;
@@ -485,7 +578,7 @@ impl ChannelReader {
             }
             Parsed::Invalid { offset, len, seq } => {
                 self.count_lost_before(seq);
-                Step::Damage(self.report(offset as usize, len as usize, DamageKind::Corrupt))
+                Step::Damage(self.report_parsed(offset, len, DamageKind::Corrupt))
             }
             Parsed::Skipped {
                 offset,
@@ -499,7 +592,7 @@ impl ChannelReader {
                 if let Some(e) = self.expected_seq.as_mut() {
                     *e = e.wrapping_sub(1);
                 }
-                let mut d = self.report(offset as usize, len as usize, DamageKind::Corrupt);
+                let mut d = self.report_parsed(offset, len, DamageKind::Corrupt);
                 d.records_lost = lost;
                 if let Some(last) = self.damage.last_mut() {
                     last.records_lost = lost;
@@ -514,12 +607,16 @@ impl ChannelReader {
                 // The writer stores the tag last: a record whose tag is
                 // zero was never acknowledged (or, in a live session, is
                 // being written right now).
-                let kind = if tag_is_zero && (self.is_last_segment() || self.segment_staged) {
+                // A compressed block holds committed records only.
+                let kind = if tag_is_zero
+                    && !self.compressed
+                    && (self.is_last_segment() || self.segment_staged)
+                {
                     DamageKind::TornTail
                 } else {
                     DamageKind::Corrupt
                 };
-                Step::Damage(self.report(offset as usize, len as usize, kind))
+                Step::Damage(self.report_parsed(offset, len, kind))
             }
         }
     }

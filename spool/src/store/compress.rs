@@ -55,6 +55,16 @@ pub fn is_compressed(header: &SegmentHeader) -> bool {
     header.magic == format::SEGMENT_MAGIC && header.version.get() == COMPRESSED_VERSION
 }
 
+/// The header at the start of `bytes` if it is a compressed segment's:
+/// what readers take where `read::parse::check_header`, which knows
+/// records after the header and not blocks, refuses the version.
+pub fn compressed_header(bytes: &[u8]) -> Option<SegmentHeader> {
+    bytes
+        .get(..SEGMENT_HEADER_LEN)
+        .and_then(|h| SegmentHeader::read_from_bytes(h).ok())
+        .filter(is_compressed)
+}
+
 /// Why a segment was left uncompressed: for the retirer's statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kept {
