@@ -1,5 +1,5 @@
-//! Issue 15, compressed at rest: what the retirer's compression saves and
-//! costs on real traffic of the busy guest, and what it buys on a slow disk.
+//! Compressed at rest: what the retirer's compression saves and costs on
+//! real traffic of the busy guest, and what it buys on a slow disk.
 //!
 //! ```text
 //! cargo bench -p e2e --bench compress -- scroll=DIR random=DIR \
@@ -37,12 +37,10 @@
 //! Without `--bench` (`cargo test --benches`) it does nothing but say so:
 //! it needs recordings of the real guest.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use e2e::bench::*;
 use spool::compress::{BlockReader, BlockStep, SegmentCompressor, BLOCK_TARGET};
 use spool::reader::{Capture, Event};
 use spool::{Direction, Spool, SpoolConfig};
@@ -371,7 +369,7 @@ fn main() {
     if let Some(s) = &slowfs {
         dirs.push(("slow disk", s.as_path()));
     }
-    print_facts("Compressed at rest (issue 15)", &dirs, &[]);
+    print_facts("Compressed at rest", &dirs, &[]);
     let all = !["codecs", "replay", "sweep", "convert"]
         .iter()
         .any(|w| args.has(w));
