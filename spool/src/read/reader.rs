@@ -2,9 +2,10 @@
 //! order across its segments, every checksum validated. Finding the
 //! channels and segments is [`Capture`]'s.
 //!
-//! One idea, one file, a little over 600 lines: most of the length beyond
-//! the reader itself is the rule for when a segment may be mapped
-//! (`map_segment`), which needs its reasons beside it.
+//! One idea, one file, over 600 lines: beside the walk through a channel's
+//! segments (plain, or a compressed one block by block) it holds the rule
+//! for when a segment may be mapped (`map_segment`), which needs its
+//! reasons next to it.
 //!
 //! The reader is written for files from strangers. Whatever the bytes, it
 //! never panics and never allocates more than a file holds: a segment is read
