@@ -36,8 +36,9 @@ pub const RYLL_CHANNELS: &[&str] = &[
     "smartcard",
 ];
 
-/// File name of the session description, as ryll writes it.
-pub const METADATA_FILE: &str = "metadata.json";
+/// File name of the session description, as ryll writes it (one
+/// definition, in spool2pcap, which reads it).
+pub use spool2pcap::metadata::METADATA_FILE;
 
 /// The version of the renderer this crate implements the trait of, which
 /// is the ryll release it speaks for (ryll and its renderer share versions).
