@@ -120,7 +120,8 @@ pub fn next_item(bytes: &[u8], at: usize, base: u64, rule: CrcRule) -> Option<(P
         let payload = &bytes[r.payload_at..r.payload_at + r.len];
         let invalid = Parsed::Invalid {
             offset,
-            len: rec_len as u64,
+            // Its padding may lie past the end of the bytes: not counted.
+            len: (next - at) as u64,
             seq: r.seq,
         };
         let item = match r.kind {
