@@ -387,29 +387,13 @@ fn resync(file: &[u8], from: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::format::{RecordHeader, RecordKind, FORMAT_VERSION, MAX_CHANNEL_NAME};
+    use crate::store::format::{RecordHeader, RecordKind};
     use zerocopy::byteorder::little_endian::U64;
 
     /// A sealed, checksummed segment of `n` data records of `len` bytes
     /// each, from `payload(i)`.
     fn segment(n: usize, len: usize, payload: impl Fn(usize) -> Vec<u8>) -> Vec<u8> {
-        let mut header = SegmentHeader {
-            magic: format::SEGMENT_MAGIC,
-            version: U16::new(FORMAT_VERSION),
-            header_len: U16::new(SEGMENT_HEADER_LEN as u16),
-            flags: U32::new(0),
-            session_id: [7; 16],
-            channel: [0; MAX_CHANNEL_NAME],
-            segment_index: U64::new(0),
-            session_start_unix_ns: U64::new(1),
-            monotonic_base_ns: U64::new(2),
-            capacity: U64::new(64 << 20),
-            first_seq: U64::new(0),
-            reserved: [0; 20],
-            header_crc: U32::new(0),
-        };
-        header.channel[..7].copy_from_slice(b"display");
-        header.header_crc = U32::new(header.compute_crc());
+        let header = SegmentHeader::new([7; 16], "display", 0, 1, 2, 64 << 20);
         let mut buf = header.as_bytes().to_vec();
         for i in 0..n {
             let p = payload(i);

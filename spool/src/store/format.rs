@@ -195,6 +195,40 @@ pub struct SegmentHeader {
 const _: () = assert!(core::mem::size_of::<SegmentHeader>() == SEGMENT_HEADER_LEN);
 
 impl SegmentHeader {
+    /// A current-version header for segment `index` of `channel` (a name
+    /// already validated, at most [`MAX_CHANNEL_NAME`] bytes; longer is cut),
+    /// no flags and `first_seq` zero, with its checksum sealed.
+    pub fn new(
+        session_id: [u8; 16],
+        channel: &str,
+        index: u64,
+        session_start_unix_ns: u64,
+        monotonic_base_ns: u64,
+        capacity: u64,
+    ) -> SegmentHeader {
+        let mut name = [0u8; MAX_CHANNEL_NAME];
+        for (dst, src) in name.iter_mut().zip(channel.as_bytes()) {
+            *dst = *src;
+        }
+        let mut header = SegmentHeader {
+            magic: SEGMENT_MAGIC,
+            version: U16::new(FORMAT_VERSION),
+            header_len: U16::new(SEGMENT_HEADER_LEN as u16),
+            flags: U32::new(0),
+            session_id,
+            channel: name,
+            segment_index: U64::new(index),
+            session_start_unix_ns: U64::new(session_start_unix_ns),
+            monotonic_base_ns: U64::new(monotonic_base_ns),
+            capacity: U64::new(capacity),
+            first_seq: U64::new(0),
+            reserved: [0; 20],
+            header_crc: U32::new(0),
+        };
+        header.header_crc = U32::new(header.compute_crc());
+        header
+    }
+
     /// Whether this is a segment header of this format version: the magic
     /// matches and the version is [`FORMAT_VERSION`]. (Its checksum is a
     /// separate question: [`SegmentHeader::checksum_ok`].)
@@ -638,23 +672,7 @@ mod tests {
     /// (data, gap, data, seal), then `slack` zeroes. Returns the bytes and
     /// the record offsets.
     fn staged_segment(slack: usize) -> (Vec<u8>, Vec<usize>) {
-        let mut header = SegmentHeader {
-            magic: SEGMENT_MAGIC,
-            version: U16::new(FORMAT_VERSION),
-            header_len: U16::new(SEGMENT_HEADER_LEN as u16),
-            flags: U32::new(0),
-            session_id: [7; 16],
-            channel: [0; MAX_CHANNEL_NAME],
-            segment_index: U64::new(0),
-            session_start_unix_ns: U64::new(1),
-            monotonic_base_ns: U64::new(2),
-            capacity: U64::new(0),
-            first_seq: U64::new(0),
-            reserved: [0; 20],
-            header_crc: U32::new(0),
-        };
-        header.channel[..4].copy_from_slice(b"main");
-        header.header_crc = U32::new(header.compute_crc());
+        let header = SegmentHeader::new([7; 16], "main", 0, 1, 2, 0);
         let mut buf = header.as_bytes().to_vec();
         let mut offsets = Vec::new();
         let records: [(RecordKind, &[u8]); 4] = [

@@ -5,12 +5,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use memmap2::{MmapMut, MmapOptions};
-use zerocopy::byteorder::little_endian::{U16, U32, U64};
+use zerocopy::byteorder::little_endian::{U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::store::format::{
-    self, RecordHeader, RecordKind, SegmentHeader, FORMAT_VERSION, MAX_CHANNEL_NAME,
-    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    self, RecordHeader, RecordKind, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::store::fsutil;
 
@@ -86,24 +85,14 @@ impl MappedSegment {
                     page[0] = 0;
                 }
             }
-            let mut name = [0u8; MAX_CHANNEL_NAME];
-            name[..channel.len()].copy_from_slice(channel.as_bytes());
-            let mut header = SegmentHeader {
-                magic: SEGMENT_MAGIC,
-                version: U16::new(FORMAT_VERSION),
-                header_len: U16::new(SEGMENT_HEADER_LEN as u16),
-                flags: U32::new(0),
-                session_id: session.session_id,
-                channel: name,
-                segment_index: U64::new(index),
-                session_start_unix_ns: U64::new(session.session_start_unix_ns),
-                monotonic_base_ns: U64::new(session.monotonic_base_ns),
-                capacity: U64::new(capacity as u64),
-                first_seq: U64::new(0),
-                reserved: [0; 20],
-                header_crc: U32::new(0),
-            };
-            header.header_crc = U32::new(header.compute_crc());
+            let header = SegmentHeader::new(
+                session.session_id,
+                channel,
+                index,
+                session.session_start_unix_ns,
+                session.monotonic_base_ns,
+                capacity as u64,
+            );
             map[..SEGMENT_HEADER_LEN].copy_from_slice(header.as_bytes());
             Ok(map)
         })();
