@@ -244,18 +244,21 @@ def scenario(name, load, extra, capture_root, args, results):
         wait_port(port)
         time.sleep(args.boot)
         variants = [
-            ("stock, no capture", args.stock, False),
-            ("stock, --capture", args.stock, True),
-            ("patched, --capture", args.patched, True),
+            ("stock, no capture", args.stock, False, {}),
+            ("stock, --capture", args.stock, True, {}),
+            ("patched, --capture", args.patched, True, {}),
         ]
+        if args.patched_uncompressed:
+            variants.append(("patched, --capture, uncompressed", args.patched, True,
+                             {"RYLL_CAPTURE_COMPRESS": "0"}))
         if args.patched_without_capture:
-            variants.append(("patched, no capture", args.patched, False))
+            variants.append(("patched, no capture", args.patched, False, {}))
         if args.reverse:
             variants.reverse()
         order = []
         for n in range(args.rounds):
             order += [(n, v) for v in (variants if n % 2 == 0 else variants[::-1])]
-        for round_no, (variant, binary, capture) in order:
+        for round_no, (variant, binary, capture, extra_env) in order:
             work = tempfile.mkdtemp(prefix="bench-ryll-", dir=args.work)
             cap_dir = os.path.join(capture_root, f"cap-{os.path.basename(work)}")
             runtime_dir = tempfile.mkdtemp(prefix="bench-ryll-rt-", dir="/dev/shm")
@@ -266,7 +269,7 @@ def scenario(name, load, extra, capture_root, args, results):
             argv = [binary, "--headless", "--direct", f"127.0.0.1:{port}"]
             if capture:
                 argv += ["--capture", cap_dir]
-            env = dict(os.environ, XDG_RUNTIME_DIR=runtime_dir)
+            env = dict(os.environ, XDG_RUNTIME_DIR=runtime_dir, **extra_env)
             r = run_client(argv, env, args.seconds, runtime_dir)
             time.sleep(1)
             dump.send_signal(signal.SIGINT)
@@ -337,6 +340,8 @@ def main():
     p.add_argument("--work", default=None, help="where ground truth goes (ext4; default: $TMPDIR)")
     p.add_argument("--only", help="run one scenario")
     p.add_argument("--keep", action="store_true", help="keep the capture directories")
+    p.add_argument("--patched-uncompressed", action="store_true",
+                   help="also run the patched client with RYLL_CAPTURE_COMPRESS=0")
     p.add_argument("--patched-without-capture", action="store_true",
                    help="also run the patched ryll without --capture (what the patch costs)")
     p.add_argument("--reverse", action="store_true",

@@ -36,6 +36,24 @@ pub const RYLL_CHANNELS: &[&str] = &[
     "smartcard",
 ];
 
+/// Environment variable that turns compression at rest off for
+/// [`SpoolSink::for_ryll`] (`0`, `off`, `no` or `false`): ryll's command
+/// line has no option for it, and a user whose CPU is scarcer than disk
+/// (or who compares builds) needs a switch that needs no rebuild.
+pub const COMPRESS_ENV: &str = "RYLL_CAPTURE_COMPRESS";
+
+/// Whether [`COMPRESS_ENV`]'s value (unset: `None`) leaves compression on.
+/// Anything but an explicit "off" keeps the default, which is on.
+fn compress_wanted(value: Option<&std::ffi::OsStr>) -> bool {
+    let Some(v) = value.and_then(|v| v.to_str()) else {
+        return true;
+    };
+    !matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "0" | "off" | "no" | "false"
+    )
+}
+
 /// File name of the session description, as ryll writes it (one
 /// definition, in spool2pcap, which reads it).
 pub use spool2pcap::metadata::METADATA_FILE;
@@ -211,13 +229,17 @@ impl SpoolSink {
     /// `display_target()` text, and registered as the source of the
     /// process's bug-report traffic ([`crate::report`]). Abandoned staging
     /// of earlier, killed sessions is reclaimed in the background.
+    /// Sealed segments are compressed on their way to disk unless
+    /// [`COMPRESS_ENV`] says `0`.
     pub fn for_ryll(
         dir: impl Into<PathBuf>,
         display_target: &str,
         tls_port: Option<u16>,
     ) -> Result<SpoolSink, SinkError> {
+        let mut config = SpoolConfig::new(dir);
+        config.compress = compress_wanted(std::env::var_os(COMPRESS_ENV).as_deref());
         let sink = SpoolSink::with_config(
-            SpoolConfig::new(dir),
+            config,
             CaptureMetadata::for_display_target(display_target, tls_port),
         )?;
         crate::report::set_active_capture(sink.capture_dir());
@@ -342,6 +364,18 @@ impl CaptureSink for NoCaptureSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_explicit_off_turns_compression_off() {
+        use std::ffi::OsStr;
+        assert!(compress_wanted(None));
+        for on in ["1", "on", "yes", "", "zstd"] {
+            assert!(compress_wanted(Some(OsStr::new(on))), "{on:?}");
+        }
+        for off in ["0", "off", "No", " false "] {
+            assert!(!compress_wanted(Some(OsStr::new(off))), "{off:?}");
+        }
+    }
 
     #[test]
     fn display_targets_give_host_and_port() {
