@@ -161,11 +161,13 @@ fn close_while_threads_append_keeps_every_accepted_record() {
     let spool = spool(dirs.config().segment_bytes(1 << 20).channels(&["main"]));
     let calls = AtomicU64::new(0);
     let accepted = AtomicU64::new(0);
+    let started: [AtomicBool; 3] = Default::default();
     let stop = AtomicBool::new(false);
     let accepted_per_thread = std::thread::scope(|s| {
         let workers: Vec<_> = (0..3u8)
             .map(|t| {
                 let (spool, calls, accepted, stop) = (&spool, &calls, &accepted, &stop);
+                let started = &started[usize::from(t)];
                 s.spawn(move || {
                     let mut mine = 0u32;
                     let mut refused_after_close = 0;
@@ -178,6 +180,7 @@ fn close_while_threads_append_keeps_every_accepted_record() {
                         if spool.append("main", Direction::ClientToServer, &rec) {
                             assert!(!closed, "accepted after close");
                             accepted.fetch_add(1, Ordering::Relaxed);
+                            started.store(true, Ordering::Relaxed);
                             mine += 1;
                         } else if stop.load(Ordering::Acquire) {
                             refused_after_close += 1;
@@ -187,7 +190,15 @@ fn close_while_threads_append_keeps_every_accepted_record() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(50));
+        // Close while all three are appending: on a loaded machine a
+        // thread may not run for a while, so wait until each has had a
+        // record accepted (then let them race on a little).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !started.iter().all(|s| s.load(Ordering::Relaxed)) {
+            assert!(std::time::Instant::now() < deadline, "a thread never ran");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
         spool.close().unwrap();
         stop.store(true, Ordering::Release);
         workers
