@@ -36,6 +36,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use spool::block::{self, BlockHeader, BLOCK_HEADER_LEN};
+use spool::compress::SegmentCompressor;
 use spool::follow::{Follower, Status};
 use spool::format::{
     self, CrcRule, Direction, SegmentHeader, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
@@ -64,6 +66,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("metadata", metadata),
     ("framer", framer),
+    ("compressed", compressed),
 ];
 
 /// Session id of the manifests written here (hex of testspool's).
@@ -493,6 +496,114 @@ pub fn reader(scratch: &Scratch, data: &[u8]) {
         let read = read_capture(&cap, &oracle, false);
         assert_eq!(mapped, read, "reader: mapped and read differ");
     }
+}
+
+/// Target `compressed`: a segment as the mover writes it to disk,
+/// compressed in blocks, then damaged. The input is one byte of choices
+/// (bits 0–2: how many mutations follow; bit 3: re-seal every block's CRC
+/// after mutating, so that lying sizes and codecs reach the decoder), the
+/// mutations (3 bytes each: a little-endian offset into the compressed
+/// file, modulo its length, and a byte to XOR there), then the segment's
+/// raw bytes, whose checksums are filled in before compressing.
+///
+/// Read as the only segment of a closed capture, mapped and read (which
+/// must agree): nothing is yielded that the raw segment does not hold,
+/// every damage report lies inside the compressed file, the stream ends —
+/// and without mutations, the records are exactly those of the raw
+/// segment read uncompressed.
+pub fn compressed(scratch: &Scratch, data: &[u8]) {
+    let Some((&choices, rest)) = data.split_first() else {
+        return;
+    };
+    let mutations = usize::from(choices & 7);
+    let reseal = choices & 8 != 0;
+    let Some((program, raw)) = rest.split_at_checked(3 * mutations) else {
+        return;
+    };
+    let mut raw = raw.to_vec();
+    fix_checksums(&mut raw, "main", 0, true);
+    let Ok(packed) = SegmentCompressor::new()
+        .expect("zstd context")
+        .compress(&raw)
+        .map(<[u8]>::to_vec)
+    else {
+        // Not compressible or not blockable: the mover writes it as it is,
+        // which the `reader` target covers.
+        return;
+    };
+
+    // The blocks as written, to re-seal after mutating.
+    let mut blocks = Vec::new();
+    let mut at = SEGMENT_HEADER_LEN;
+    while let Some(b) = block::parse_block(&packed, at) {
+        blocks.push(at);
+        at = b.next(packed.len());
+    }
+    assert_eq!(at, packed.len(), "compressed: blocks run to the end");
+
+    let mut bytes = packed;
+    for m in program.chunks_exact(3) {
+        let offset = usize::from(u16::from_le_bytes([m[0], m[1]])) % bytes.len();
+        bytes[offset] ^= m[2];
+    }
+    if reseal {
+        for &at in &blocks {
+            reseal_block(&mut bytes, at);
+        }
+    }
+
+    let raw_records = (mutations == 0).then(|| {
+        let cap = scratch.capture();
+        let path = testspool::write_segment(&cap, "main", 0, &raw);
+        std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
+        let files = [(path, raw.as_slice())];
+        read_capture(&cap, &Oracle::new(&files, "compressed (raw)"), true)
+    });
+
+    let cap = scratch.capture();
+    let path = testspool::write_segment(&cap, "main", 0, &bytes);
+    std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
+    let files = [(path, bytes.as_slice())];
+    let oracle = Oracle {
+        genuine: genuine_records(&[&raw]),
+        files: &files,
+        what: "compressed",
+    };
+    let mapped = read_capture(&cap, &oracle, true);
+    let read = read_capture(&cap, &oracle, false);
+    assert_eq!(mapped, read, "compressed: mapped and read differ");
+    if let (Some(Some(raw)), Some(packed)) = (raw_records, mapped) {
+        assert_eq!(
+            (raw.records, raw.bytes, raw.gaps, &raw.data),
+            (packed.records, packed.bytes, packed.gaps, &packed.data),
+            "compressed: records differ from the raw segment's"
+        );
+        assert_eq!(
+            packed.damage, 0,
+            "compressed: intact blocks reported as damage"
+        );
+    }
+}
+
+/// Gives the block whose header is at `bytes[at..]` the CRC of its header
+/// and of as many stored bytes as its (possibly lying) header says, where
+/// they fit: the writer's seal over whatever the header now claims.
+fn reseal_block(bytes: &mut [u8], at: usize) {
+    let Some(mut h) = bytes
+        .get(at..at + BLOCK_HEADER_LEN)
+        .and_then(|b| BlockHeader::read_from_bytes(b).ok())
+    else {
+        return;
+    };
+    let stored_at = at + BLOCK_HEADER_LEN;
+    let Some(stored) = stored_at
+        .checked_add(h.stored_len.get() as usize)
+        .and_then(|end| bytes.get(stored_at..end))
+    else {
+        return;
+    };
+    h.crc.set(block::block_crc(&h, stored));
+    bytes[at..stored_at].copy_from_slice(h.as_bytes());
 }
 
 /// Target `segment`: the segment parser the reader and the follower share
@@ -1082,6 +1193,39 @@ pub fn seeds(name: &str, fixtures: &Path) -> Vec<Vec<u8>> {
     let mut flipped = built("main", 0, 0, Some(true));
     flipped[SEGMENT_HEADER_LEN + 30] ^= 4;
     match name {
+        "compressed" => {
+            // Real segments, compressible; a mutation-free one, a flipped
+            // byte in a zstd block, and a lying raw length re-sealed.
+            let with = |choices: u8, program: &[u8], seg: Vec<u8>| {
+                let mut v = vec![choices];
+                v.extend_from_slice(program);
+                v.extend_from_slice(&seg);
+                v
+            };
+            let display_like = || {
+                let mut s = testspool::Seg::new("main", 0, 0);
+                for i in 0..40u8 {
+                    let mut payload = vec![i % 3; 200];
+                    payload[..6].copy_from_slice(b"\x66\x00\xc2\x00\x00\x00");
+                    s.data(if i % 4 == 0 { C2S } else { S2C }, 1000 * u64::from(i), &payload);
+                }
+                s.gap_counts(50_000, [1, 2], [30, 40]);
+                s.seal(true);
+                s.finish(0)
+            };
+            let at = |offset: usize| (offset as u16).to_le_bytes();
+            let header = SEGMENT_HEADER_LEN;
+            let (raw_len, stored_len, raw_offset) = (at(header + 8), at(header + 12), at(header + 16));
+            vec![
+                with(0, &[], real("inputs")),
+                with(0, &[], display_like()),
+                with(1, &[at(header + 100)[0], at(header + 100)[1], 0x40], display_like()),
+                with(9, &[raw_len[0], raw_len[1], 0x10], display_like()),
+                with(9, &[stored_len[0], stored_len[1], 0x01], display_like()),
+                with(9, &[raw_offset[0], raw_offset[1], 0x08], display_like()),
+                with(10, &[at(header + 4)[0], at(header + 4)[1], 0x01, raw_len[0], raw_len[1], 0x80], display_like()),
+            ]
+        }
         "segment" | "reader" => vec![
             real("cursor"),
             real("inputs"),

@@ -52,6 +52,11 @@ fn framer_corpus_replays_with_its_invariants() {
 }
 
 #[test]
+fn compressed_corpus_replays_with_its_invariants() {
+    replays("compressed");
+}
+
+#[test]
 fn every_target_has_a_corpus_test() {
     let src = include_str!("fuzz_corpus.rs");
     for (name, _) in e2e::fuzzing::TARGETS {
