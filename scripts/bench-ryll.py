@@ -34,6 +34,11 @@ minutes, so one run per client compares guests as much as clients. With
 --rounds the clients run N times in turn, the order reversed every other
 round, and a summary gives each client's median throughput and its ratio to
 stock without capture, round by round (each ratio from neighbouring runs).
+The guest's rate mostly climbs through a session, so a client's place in
+the round biases that ratio. --bracket removes the bias: stock without
+capture runs before and after every other client's run (B X1 B X2 B X1 B
+…), and each run's ratio is to the mean of the two baseline runs around it,
+which cancels any drift that is linear over those three runs.
 
 The guest (QEMU) and the client share the machine's cores, so a client
 that costs more CPU also slows the server it measures; that is part of what
@@ -253,11 +258,18 @@ def scenario(name, load, extra, capture_root, args, results):
                              {"RYLL_CAPTURE_COMPRESS": "0"}))
         if args.patched_without_capture:
             variants.append(("patched, no capture", args.patched, False, {}))
-        if args.reverse:
+        if args.reverse and not args.bracket:
             variants.reverse()
         order = []
-        for n in range(args.rounds):
-            order += [(n, v) for v in (variants if n % 2 == 0 else variants[::-1])]
+        if args.bracket:
+            base, others = variants[0], variants[1:]
+            order.append((0, base))
+            for n in range(args.rounds):
+                for v in (others if n % 2 == 0 else others[::-1]):
+                    order += [(n, v), (n, base)]
+        else:
+            for n in range(args.rounds):
+                order += [(n, v) for v in (variants if n % 2 == 0 else variants[::-1])]
         for round_no, (variant, binary, capture, extra_env) in order:
             work = tempfile.mkdtemp(prefix="bench-ryll-", dir=args.work)
             cap_dir = os.path.join(capture_root, f"cap-{os.path.basename(work)}")
@@ -329,6 +341,30 @@ def print_summary(results):
             print(f"| {name} | {variant} | {len(mine)} | {median([rate(r) for r in mine]):.2f} | {ratio} | {cost:.1f} |")
 
 
+def print_bracketed(results):
+    """Per scenario and client: each run's throughput over the mean of the
+    baseline (stock, no capture) runs just before and after it — the
+    median and range of those ratios, and their mean."""
+    print("\n| scenario | client | runs | ratio to the stock-without-capture runs around it: median (range) | mean ratio | median CPU ms/MB |")
+    print("|---|---|---|---|---|---|")
+    rate = lambda r: r["window"] / 1e6 / ARGS.seconds
+    for name in dict.fromkeys(r["scenario"] for r in results):
+        rows = [r for r in results if r["scenario"] == name]
+        ratios = {}
+        for i, r in enumerate(rows):
+            if r["variant"] == "stock, no capture" or i == 0 or i + 1 >= len(rows):
+                continue
+            around = (rate(rows[i - 1]) + rate(rows[i + 1])) / 2
+            if around > 0:
+                ratios.setdefault(r["variant"], []).append(rate(r) / around)
+        for variant, xs in ratios.items():
+            cost = median([ms_per_mb(r) for r in rows if r["variant"] == variant])
+            print(f"| {name} | {variant} | {len(xs)} | {median(xs):.2f}× ({min(xs):.2f}–{max(xs):.2f}) | "
+                  f"{sum(xs) / len(xs):.2f}× | {cost:.1f} |")
+        base = [ms_per_mb(r) for r in rows if r["variant"] == "stock, no capture"]
+        print(f"| {name} | stock, no capture | {len(base)} | – | – | {median(base):.1f} |")
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -346,6 +382,8 @@ def main():
                    help="also run the patched ryll without --capture (what the patch costs)")
     p.add_argument("--reverse", action="store_true",
                    help="run the clients in the opposite order (the guest's own rate drifts)")
+    p.add_argument("--bracket", action="store_true",
+                   help="run stock without capture between every two other runs; ratios to the mean of the two around each")
     p.add_argument("--rounds", type=int, default=1,
                    help="run every client this many times, alternating the order (see above)")
     p.add_argument("--kill-after", type=float, default=60, help="SIGKILL a client this long after SIGINT")
@@ -364,7 +402,9 @@ def main():
     print(HEADER)
     for r in results:
         print_row(r)
-    if args.rounds > 1:
+    if args.bracket:
+        print_bracketed(results)
+    elif args.rounds > 1:
         print_summary(results)
 
 
