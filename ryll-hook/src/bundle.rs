@@ -191,22 +191,6 @@ fn write_traffic<W: Write>(
     Ok((summary, report))
 }
 
-/// Cleans every string of a capture's metadata as spool2pcap cleans what
-/// it shows ([`spool2pcap::guard::clean`]: control characters replaced,
-/// length cut): anyone may have edited the file, and whoever reads the
-/// report's `metadata.json` on a terminal must not get raw C1 controls,
-/// which JSON does not escape.
-fn clean_strings(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::String(s) => {
-            *s = spool2pcap::guard::clean(s, spool2pcap::metadata::MAX_FIELD_CHARS)
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(clean_strings),
-        serde_json::Value::Object(o) => o.values_mut().for_each(clean_strings),
-        _ => {}
-    }
-}
-
 fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
@@ -294,11 +278,14 @@ fn write_zip(
         })
         .collect();
 
+    // Read as spool2pcap reads it, every string already cleaned (control
+    // characters replaced, length cut): anyone may have edited the file,
+    // and whoever reads the report's `metadata.json` on a terminal must not
+    // get raw C1 controls, which JSON does not escape.
     let mut metadata = match crate::sink::read_metadata(capture) {
         Ok(m) => serde_json::to_value(m)?,
         Err(_) => serde_json::json!({}),
     };
-    clean_strings(&mut metadata);
     if let Some(obj) = metadata.as_object_mut() {
         obj.insert(
             "traffic_capture".into(),

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use shakenfist_spice_renderer::CaptureSink;
 use spool::{fsutil, ChannelCounters, Direction, Spool, SpoolConfig, SpoolError};
 
@@ -54,79 +53,52 @@ fn compress_wanted(value: Option<&std::ffi::OsStr>) -> bool {
     )
 }
 
-/// File name of the session description, as ryll writes it (one
-/// definition, in spool2pcap, which reads it).
-pub use spool2pcap::metadata::METADATA_FILE;
+/// File name of the session description, and its schema (one definition,
+/// in spool2pcap, which reads it; this crate writes it).
+pub use spool2pcap::metadata::{CaptureMetadata, METADATA_FILE};
 
 /// The version of the renderer this crate implements the trait of, which
 /// is the ryll release it speaks for (ryll and its renderer share versions).
 pub const RYLL_VERSION: &str = "0.3.0";
 
-/// `metadata.json`: ryll's fields (`ryll_version`, `platform_os`,
-/// `platform_arch`, `target`, `target_tls_port`, `capture_started`), plus
-/// the target split into `target_host`/`target_port` so tools need not
-/// parse `target`, and who wrote the spool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CaptureMetadata {
-    /// ryll release the capture speaks for.
-    pub ryll_version: String,
-    /// `std::env::consts::OS`.
-    pub platform_os: String,
-    /// `std::env::consts::ARCH`.
-    pub platform_arch: String,
-    /// `host:port` as ryll's `display_target()` shows it (the TLS port
-    /// when there is one).
-    pub target: String,
-    /// Server host name or address.
-    pub target_host: String,
-    /// Plain-text SPICE port.
-    pub target_port: u16,
-    /// TLS port, `null` without TLS.
-    pub target_tls_port: Option<u16>,
-    /// UTC start of the capture, `YYYY-MM-DDTHH:MM:SSZ` as ryll writes it.
-    pub capture_started: String,
-    /// The capture writer (`ryll-hook <version>`): the directory holds a
-    /// spool, not ryll's pcaps, and this says so to whoever opens it.
-    pub capture_writer: String,
+/// `metadata.json` for a capture of `host:port` (`tls_port` for TLS)
+/// starting now, written by this crate for ryll [`RYLL_VERSION`]: every
+/// field but `ryll_git_sha` (ryll-hook is not built from ryll's tree).
+pub fn ryll_metadata(host: &str, port: u16, tls_port: Option<u16>) -> CaptureMetadata {
+    CaptureMetadata {
+        ryll_version: Some(RYLL_VERSION.into()),
+        ryll_git_sha: None,
+        platform_os: Some(std::env::consts::OS.into()),
+        platform_arch: Some(std::env::consts::ARCH.into()),
+        target: Some(format!("{host}:{}", tls_port.unwrap_or(port))),
+        target_host: Some(host.into()),
+        target_port: Some(port),
+        target_tls_port: tls_port,
+        capture_started: Some(utc_timestamp(SystemTime::now())),
+        capture_writer: Some(concat!("ryll-hook ", env!("CARGO_PKG_VERSION")).into()),
+    }
 }
 
-impl CaptureMetadata {
-    /// Metadata for a capture of `host:port` starting now.
-    pub fn new(host: &str, port: u16, tls_port: Option<u16>) -> CaptureMetadata {
-        CaptureMetadata {
-            ryll_version: RYLL_VERSION.into(),
-            platform_os: std::env::consts::OS.into(),
-            platform_arch: std::env::consts::ARCH.into(),
-            target: format!("{host}:{}", tls_port.unwrap_or(port)),
-            target_host: host.into(),
-            target_port: port,
-            target_tls_port: tls_port,
-            capture_started: utc_timestamp(SystemTime::now()),
-            capture_writer: concat!("ryll-hook ", env!("CARGO_PKG_VERSION")).into(),
-        }
+/// [`ryll_metadata`] from what ryll shows as its target
+/// (`display_target()`: `host:port`, the TLS port when there is one, or a
+/// proxy with the real target redacted). `target` is kept verbatim; host
+/// and port are taken from it where it has that form, else the host is the
+/// whole text and the port 0.
+pub fn metadata_for_display_target(target: &str, tls_port: Option<u16>) -> CaptureMetadata {
+    // A redacted proxy target reads "host:port (tunnelled, …)".
+    let head = target.split(' ').next().unwrap_or(target);
+    let parsed = head.rsplit_once(':').and_then(|(h, p)| {
+        let host = h.trim_start_matches('[').trim_end_matches(']');
+        Some((host, p.parse::<u16>().ok()?)).filter(|(h, _)| !h.is_empty())
+    });
+    let (host, port) = parsed.unwrap_or((target, 0));
+    let mut m = ryll_metadata(host, port, tls_port);
+    m.target = Some(target.to_string());
+    if tls_port.is_some_and(|t| t == port) {
+        // The shown port is the TLS one; the plain one is not known.
+        m.target_port = Some(0);
     }
-
-    /// Metadata from what ryll shows as its target (`display_target()`:
-    /// `host:port`, the TLS port when there is one, or a proxy with the
-    /// real target redacted). `target` is kept verbatim; host and port are
-    /// taken from it where it has that form, else the host is the whole
-    /// text and the port 0.
-    pub fn for_display_target(target: &str, tls_port: Option<u16>) -> CaptureMetadata {
-        // A redacted proxy target reads "host:port (tunnelled, …)".
-        let head = target.split(' ').next().unwrap_or(target);
-        let parsed = head.rsplit_once(':').and_then(|(h, p)| {
-            let host = h.trim_start_matches('[').trim_end_matches(']');
-            Some((host, p.parse::<u16>().ok()?)).filter(|(h, _)| !h.is_empty())
-        });
-        let (host, port) = parsed.unwrap_or((target, 0));
-        let mut m = CaptureMetadata::new(host, port, tls_port);
-        m.target = target.to_string();
-        if tls_port.is_some_and(|t| t == port) {
-            // The shown port is the TLS one; the plain one is not known.
-            m.target_port = 0;
-        }
-        m
-    }
+    m
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC), the format of ryll's `chrono_now`.
@@ -138,29 +110,30 @@ pub fn utc_timestamp(t: SystemTime) -> String {
 }
 
 /// Why a [`SpoolSink`] could not start.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// The spool refused the directory or configuration.
-    Spool(SpoolError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
     /// `metadata.json` could not be written.
-    Metadata(PathBuf, std::io::Error),
+    #[error("writing {}: {source}", path.display())]
+    Metadata {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
-impl fmt::Display for SinkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SinkError::Spool(e) => write!(f, "{e}"),
-            SinkError::Metadata(p, e) => write!(f, "writing {}: {e}", p.display()),
-        }
-    }
-}
-
-impl std::error::Error for SinkError {}
-
-impl From<SpoolError> for SinkError {
-    fn from(e: SpoolError) -> Self {
-        SinkError::Spool(e)
-    }
+/// Why [`read_metadata`] found no metadata.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadMetadataError {
+    /// The capture directory has no `metadata.json`.
+    #[error("{}: no such file", .0.display())]
+    Missing(PathBuf),
+    /// It has one, but it could not be read or parsed.
+    #[error(transparent)]
+    Unreadable(#[from] spool2pcap::metadata::MetadataError),
 }
 
 /// ryll's capture sink, writing a spool.
@@ -194,7 +167,7 @@ impl SpoolSink {
     ) -> Result<SpoolSink, SinkError> {
         SpoolSink::with_config(
             SpoolConfig::new(dir),
-            CaptureMetadata::new(target_host, target_port, tls_port),
+            ryll_metadata(target_host, target_port, tls_port),
         )
     }
 
@@ -215,7 +188,7 @@ impl SpoolSink {
             // The spool is already running; leave a clean (empty) session
             // rather than staged segments, and report the real problem.
             let _ = spool.close();
-            return Err(SinkError::Metadata(path, e));
+            return Err(SinkError::Metadata { path, source: e });
         }
         Ok(SpoolSink {
             spool,
@@ -240,7 +213,7 @@ impl SpoolSink {
         config.compress = compress_wanted(std::env::var_os(COMPRESS_ENV).as_deref());
         let sink = SpoolSink::with_config(
             config,
-            CaptureMetadata::for_display_target(display_target, tls_port),
+            metadata_for_display_target(display_target, tls_port),
         )?;
         crate::report::set_active_capture(sink.capture_dir());
         Ok(sink)
@@ -329,15 +302,13 @@ fn write_metadata(path: &Path, metadata: &CaptureMetadata) -> std::io::Result<()
     f.sync_all()
 }
 
-/// Reads a capture directory's `metadata.json` (ours or ryll's, as long as
-/// it has our fields). Refuses a symlink, a FIFO (never waits for a
-/// writer) and a file larger than any ryll writes.
-pub fn read_metadata(dir: &Path) -> Result<CaptureMetadata, String> {
-    let path = dir.join(METADATA_FILE);
-    let text = spool2pcap::guard::read_input(&path, spool2pcap::metadata::MAX_METADATA_BYTES)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{}: no such file", path.display()))?;
-    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+/// Reads a capture directory's `metadata.json` (ours or ryll's) the way
+/// spool2pcap does ([`spool2pcap::metadata::load`]: no symlink followed, no
+/// FIFO waited on, bounded in size, values cleaned), but a missing file is
+/// an error too.
+pub fn read_metadata(dir: &Path) -> Result<CaptureMetadata, ReadMetadataError> {
+    spool2pcap::metadata::load(dir)?
+        .ok_or_else(|| ReadMetadataError::Missing(dir.join(METADATA_FILE)))
 }
 
 /// The "capture off" sink: accepts everything, records and counts nothing.
@@ -379,25 +350,21 @@ mod tests {
 
     #[test]
     fn display_targets_give_host_and_port() {
-        let m = CaptureMetadata::for_display_target("hv1.example:5900", None);
-        assert_eq!(
-            (m.target_host.as_str(), m.target_port),
-            ("hv1.example", 5900)
-        );
-        let m = CaptureMetadata::for_display_target("[::1]:5930", None);
-        assert_eq!((m.target_host.as_str(), m.target_port), ("::1", 5930));
-        assert_eq!(m.target, "[::1]:5930");
-        let m = CaptureMetadata::for_display_target("hv1:5901", Some(5901));
-        assert_eq!((m.target_port, m.target_tls_port), (0, Some(5901)));
+        let host_port =
+            |m: &CaptureMetadata| (m.target_host.clone().unwrap(), m.target_port.unwrap());
+        let m = metadata_for_display_target("hv1.example:5900", None);
+        assert_eq!(host_port(&m), ("hv1.example".into(), 5900));
+        let m = metadata_for_display_target("[::1]:5930", None);
+        assert_eq!(host_port(&m), ("::1".into(), 5930));
+        assert_eq!(m.target.as_deref(), Some("[::1]:5930"));
+        let m = metadata_for_display_target("hv1:5901", Some(5901));
+        assert_eq!((m.target_port, m.target_tls_port), (Some(0), Some(5901)));
         let shown = "pve1.example:3128 (tunnelled, target redacted)";
-        let m = CaptureMetadata::for_display_target(shown, Some(61000));
-        assert_eq!(
-            (m.target_host.as_str(), m.target_port),
-            ("pve1.example", 3128)
-        );
-        assert_eq!(m.target, shown);
-        let m = CaptureMetadata::for_display_target("nonsense", None);
-        assert_eq!((m.target_host.as_str(), m.target_port), ("nonsense", 0));
+        let m = metadata_for_display_target(shown, Some(61000));
+        assert_eq!(host_port(&m), ("pve1.example".into(), 3128));
+        assert_eq!(m.target.as_deref(), Some(shown));
+        let m = metadata_for_display_target("nonsense", None);
+        assert_eq!(host_port(&m), ("nonsense".into(), 0));
     }
 
     #[test]

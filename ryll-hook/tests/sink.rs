@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ryll_hook::sink::{read_metadata, CaptureMetadata, METADATA_FILE};
+use ryll_hook::sink::{read_metadata, ryll_metadata, METADATA_FILE};
 use ryll_hook::{CaptureSink, NoCaptureSink, SpoolSink, RYLL_CHANNELS};
 use spool::reader::Event;
 use spool::{Capture, SpoolConfig, StagingChoice};
@@ -23,18 +23,22 @@ fn create_writes_private_metadata_and_registers_every_ryll_channel() {
     let dir = root.path().join("capture");
     let sink = SpoolSink::with_config(
         config(&root),
-        CaptureMetadata::new("spice.example", 5900, Some(5901)),
+        ryll_metadata("spice.example", 5900, Some(5901)),
     )
     .unwrap();
     let meta = read_metadata(&dir).unwrap();
-    assert_eq!(meta.ryll_version, "0.3.0");
-    assert_eq!(meta.platform_os, std::env::consts::OS);
-    assert_eq!(meta.platform_arch, std::env::consts::ARCH);
-    assert_eq!(meta.target, "spice.example:5901");
-    assert_eq!(meta.target_host, "spice.example");
-    assert_eq!(meta.target_port, 5900);
+    assert_eq!(&meta, sink.metadata());
+    assert_eq!(meta.ryll_version.as_deref(), Some("0.3.0"));
+    assert_eq!(meta.platform_os.as_deref(), Some(std::env::consts::OS));
+    assert_eq!(meta.platform_arch.as_deref(), Some(std::env::consts::ARCH));
+    assert_eq!(meta.target.as_deref(), Some("spice.example:5901"));
+    assert_eq!(meta.target_host.as_deref(), Some("spice.example"));
+    assert_eq!(meta.target_port, Some(5900));
     assert_eq!(meta.target_tls_port, Some(5901));
-    assert_eq!(meta.capture_started.len(), "2024-01-01T00:00:00Z".len());
+    assert_eq!(
+        meta.capture_started.map(|s| s.len()),
+        Some("2024-01-01T00:00:00Z".len())
+    );
     let mode = std::fs::metadata(dir.join(METADATA_FILE))
         .unwrap()
         .permissions()
@@ -85,7 +89,7 @@ fn metadata_symlink_is_refused_not_followed() {
     let victim = root.path().join("victim");
     std::fs::write(&victim, b"precious").unwrap();
     std::os::unix::fs::symlink(&victim, dir.join(METADATA_FILE)).unwrap();
-    let err = SpoolSink::with_config(config(&root), CaptureMetadata::new("h", 1, None))
+    let err = SpoolSink::with_config(config(&root), ryll_metadata("h", 1, None))
         .expect_err("a symlinked metadata.json must be refused");
     assert!(err.to_string().contains(METADATA_FILE), "{err}");
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
@@ -120,12 +124,12 @@ fn frames_go_to_the_video_sink() {
         }
     }
     let root = tempfile::tempdir().unwrap();
-    let sink = SpoolSink::with_config(config(&root), CaptureMetadata::new("h", 1, None)).unwrap();
+    let sink = SpoolSink::with_config(config(&root), ryll_metadata("h", 1, None)).unwrap();
     assert!(sink.frame(0, &[0; 16], 2, 2));
     let video = Arc::new(Video(AtomicU64::new(0)));
     let sink = {
         let root2 = tempfile::tempdir().unwrap();
-        let s = SpoolSink::with_config(config(&root2), CaptureMetadata::new("h", 1, None))
+        let s = SpoolSink::with_config(config(&root2), ryll_metadata("h", 1, None))
             .unwrap()
             .with_video(video.clone());
         assert!(s.frame(0, &[0; 16], 2, 2));
@@ -154,7 +158,7 @@ fn sink_that_cannot_keep_up_reports_false_and_counts_match_the_spool() {
     let dir = root.path().join("capture");
     let sink = SpoolSink::with_config(
         config(&root).segment_bytes(64 << 10).ready_ahead(1),
-        CaptureMetadata::new("h", 5900, None),
+        ryll_metadata("h", 5900, None),
     )
     .unwrap();
     wait_ready(&sink, "display");

@@ -16,7 +16,7 @@ use spool::reader::{Damage, Event};
 
 use crate::guard::cleaned;
 use crate::guard::{clean, open_capture, CaptureError, MAX_TEXT_CHARS};
-use crate::metadata::SessionMetadata;
+use crate::metadata::CaptureMetadata;
 use crate::output::wireshark::{decode_as, shell_quote, wireshark_command};
 use crate::spice::channels::PortMap;
 use crate::time::{format_secs, format_unix_ns};
@@ -152,7 +152,7 @@ pub struct CaptureInfo {
     pub facts: Vec<String>,
     /// What ryll's `metadata.json` says (ryll version, platform, server,
     /// capture start), if the capture has a readable one.
-    pub metadata: Option<SessionMetadata>,
+    pub metadata: Option<CaptureMetadata>,
     /// Wireshark's "Decode As" for SPICE on the converted connections.
     pub decode_as: String,
     /// A conversion into one pcapng file next to the capture directory.

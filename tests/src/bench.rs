@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ryll_hook::sink::CaptureMetadata;
+use ryll_hook::sink::ryll_metadata;
 use ryll_hook::SpoolSink;
 use spool::{Direction, SpoolConfig, StagingChoice};
 
@@ -437,8 +437,8 @@ pub fn generate_capture_mix(dir: &Path, mib: u64, small_only: bool) -> CaptureSt
         .staging(StagingChoice::Root(staging.path().join("staging")))
         .channels(&names)
         .session_start_unix_ns(start_unix_ns);
-    let sink = SpoolSink::with_config(config, CaptureMetadata::new("127.0.0.1", 5900, None))
-        .expect("spool sink");
+    let sink =
+        SpoolSink::with_config(config, ryll_metadata("127.0.0.1", 5900, None)).expect("spool sink");
     let spool = sink.spool();
     let mut rng = Rng::new(0x5eed_0000 + mib);
     let pool: Vec<u8> = (0..(4usize << 20)).map(|_| rng.next() as u8).collect();

@@ -641,10 +641,10 @@ fn bundle_of_hostile_strings_reads_and_is_clean() {
         "errors": vec![format!("boom{EVIL}{}", "y".repeat(70_000)); 4],
         "trimmed": trimmed,
     }));
-    let mut metadata = ryll_hook::sink::CaptureMetadata::new("host", 5900, None);
-    metadata.ryll_version = format!("0.3{EVIL}");
-    metadata.target_host = format!("{EVIL}{}", "x".repeat(30_000));
-    metadata.capture_started = EVIL.to_string();
+    let mut metadata = ryll_hook::sink::ryll_metadata("host", 5900, None);
+    metadata.ryll_version = Some(format!("0.3{EVIL}"));
+    metadata.target_host = Some(format!("{EVIL}{}", "x".repeat(30_000)));
+    metadata.capture_started = Some(EVIL.to_string());
     std::fs::write(
         cap.path().join("metadata.json"),
         serde_json::to_vec(&metadata).unwrap(),

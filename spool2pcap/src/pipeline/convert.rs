@@ -20,7 +20,7 @@ use spool::format::validate_channel_name;
 use spool::reader::{Capture, ChannelReader, Damage, Event, OpenError};
 
 use crate::guard::{clean, cleaned, open_capture, CaptureError, InputFiles, MAX_TEXT_CHARS};
-use crate::metadata::SessionMetadata;
+use crate::metadata::CaptureMetadata;
 use crate::net::tcp::MAX_FRAME_LEN;
 use crate::output::wireshark::{decode_as, wireshark_command};
 use crate::output::writebehind::WriteBehind;
@@ -142,7 +142,7 @@ pub struct ConvertReport {
     /// Wall-clock session start used for absolute timestamps, if known.
     pub session_start_unix_ns: Option<u64>,
     /// What ryll's `metadata.json` says about the session, if there is one.
-    pub metadata: Option<SessionMetadata>,
+    pub metadata: Option<CaptureMetadata>,
     /// The manifest's `clean_shutdown` (`None`: no manifest).
     pub clean_shutdown: Option<bool>,
     /// What was redacted in the output.
@@ -550,7 +550,7 @@ fn section_info(
     cap: &Capture,
     session_start: Option<u64>,
     peeked_id: Option<String>,
-    metadata: Option<&SessionMetadata>,
+    metadata: Option<&CaptureMetadata>,
     synth: Synthesis,
     redact: Redaction,
 ) -> SectionInfo {

@@ -476,7 +476,7 @@ fn write_stats<W: Write>(
 fn section_info(
     manifest: Option<&Manifest>,
     opts: &ConvertOptions,
-    metadata: Option<&crate::metadata::SessionMetadata>,
+    metadata: Option<&crate::metadata::CaptureMetadata>,
 ) -> SectionInfo {
     let mut lines = Vec::new();
     let mut session = String::from("ryll capture");
