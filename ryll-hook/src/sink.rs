@@ -16,24 +16,68 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use shakenfist_spice_renderer::CaptureSink;
 use spool::{fsutil, ChannelCounters, Direction, Spool, SpoolConfig, SpoolError};
+use spool2pcap::spice::channels::SPICE_CHANNELS;
 
 /// Every channel ryll 0.3 knows, pre-registered when the spool starts so
-/// that no channel's first record waits for its segment to be prepared.
-/// Unlike ryll's own `CaptureSession`, which silently drops channels other
-/// than main/display/cursor/inputs/usbredir, every channel is captured:
-/// a name not in this list is registered on its first record.
-pub const RYLL_CHANNELS: &[&str] = &[
-    "main",
-    "display",
-    "inputs",
-    "cursor",
-    "playback",
-    "record",
-    "usbredir",
-    "webdav",
-    "port",
-    "smartcard",
-];
+/// that no channel's first record waits for its segment to be prepared:
+/// spool2pcap's SPICE channel table ([`SPICE_CHANNELS`], in type order)
+/// without `tunnel`, which ryll never opens (spice-server dropped the
+/// tunnel channel, and ryll has no code for it), so that no capture gets
+/// an empty channel for it. Unlike ryll's own `CaptureSession`, which
+/// silently drops channels other than main/display/cursor/inputs/usbredir,
+/// every channel is captured: a name not in this list (`tunnel` included)
+/// is registered on its first record.
+pub const RYLL_CHANNELS: &[&str] = &RYLL_CHANNEL_ARRAY;
+
+/// SPICE channel names ryll does not open (see [`RYLL_CHANNELS`]).
+const NOT_OPENED_BY_RYLL: &[&str] = &["tunnel"];
+
+const RYLL_CHANNEL_ARRAY: [&str; SPICE_CHANNELS.len() - NOT_OPENED_BY_RYLL.len()] = ryll_channels();
+
+/// [`SPICE_CHANNELS`]' names but [`NOT_OPENED_BY_RYLL`], in table order
+/// (a `const fn`, so that [`RYLL_CHANNELS`] stays a constant). Fails to
+/// compile if a name left out is not in the table.
+const fn ryll_channels<const N: usize>() -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut i, mut n) = (0, 0);
+    while i < SPICE_CHANNELS.len() {
+        let name = SPICE_CHANNELS[i].0;
+        let mut opened = true;
+        let mut j = 0;
+        while j < NOT_OPENED_BY_RYLL.len() {
+            if same_str(name, NOT_OPENED_BY_RYLL[j]) {
+                opened = false;
+            }
+            j += 1;
+        }
+        if opened {
+            out[n] = name;
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(
+        n == N,
+        "a channel left out of RYLL_CHANNELS is not a SPICE channel"
+    );
+    out
+}
+
+/// `a == b`, in a `const fn`.
+const fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// Environment variable that turns compression at rest off for
 /// [`SpoolSink::for_ryll`] (`0`, `off`, `no` or `false`): ryll's command
@@ -335,6 +379,25 @@ impl CaptureSink for NoCaptureSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ryll_channels_are_the_spice_table_without_tunnel() {
+        assert_eq!(
+            RYLL_CHANNELS,
+            [
+                "main",
+                "display",
+                "inputs",
+                "cursor",
+                "playback",
+                "record",
+                "smartcard",
+                "usbredir",
+                "port",
+                "webdav"
+            ]
+        );
+    }
 
     #[test]
     fn only_an_explicit_off_turns_compression_off() {

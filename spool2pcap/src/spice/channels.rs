@@ -38,8 +38,10 @@ pub const HASHED_PORT_BASE: u16 = 10100;
 /// Size of the range for channels without a SPICE channel type.
 pub const HASHED_PORT_RANGE: u16 = 5000;
 
-/// SPICE channel types by name (from spice-protocol's `SPICE_CHANNEL_*`).
-const SPICE_CHANNEL_TYPES: &[(&str, u16)] = &[
+/// SPICE channel types by name (from spice-protocol's `SPICE_CHANNEL_*`),
+/// in type order: the one table of the channels the converter knows, which
+/// ryll-hook also registers its channels from.
+pub const SPICE_CHANNELS: &[(&str, u8)] = &[
     ("main", 1),
     ("display", 2),
     ("inputs", 3),
@@ -56,19 +58,19 @@ const SPICE_CHANNEL_TYPES: &[(&str, u16)] = &[
 /// ryll's name for a SPICE channel type (`SPICE_CHANNEL_*`), or `None` for
 /// a type this table does not know.
 pub fn spice_channel_name(channel_type: u8) -> Option<&'static str> {
-    SPICE_CHANNEL_TYPES
+    SPICE_CHANNELS
         .iter()
-        .find(|(_, ty)| *ty == u16::from(channel_type))
+        .find(|(_, ty)| *ty == channel_type)
         .map(|(name, _)| *name)
 }
 
 /// The SPICE channel type (`SPICE_CHANNEL_*`) of a ryll channel name, or
 /// `None` for a name this table does not know.
 pub fn spice_channel_type(channel: &str) -> Option<u8> {
-    SPICE_CHANNEL_TYPES
+    SPICE_CHANNELS
         .iter()
         .find(|(name, _)| *name == channel)
-        .and_then(|(_, ty)| u8::try_from(*ty).ok())
+        .map(|(_, ty)| *ty)
 }
 
 /// The fixed client port of a channel with a SPICE channel type, or `None`.
