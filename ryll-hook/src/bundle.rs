@@ -89,9 +89,12 @@ impl Default for BugReportOptions {
     }
 }
 
-/// One channel in `capture-summary.json`.
+/// One channel's entry in the report's `capture-summary.json`: what the
+/// reader found in the spool for it. Not the manifest's
+/// [`spool::manifest::ChannelSummary`], which holds the writer's counts and
+/// no time span or damage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ChannelSummary {
+pub struct CaptureSummaryEntry {
     /// Data records in the spool.
     pub records: u64,
     /// Payload bytes in the spool.
@@ -114,7 +117,7 @@ pub struct BugReportSummary {
     /// The pcap's summary.
     pub traffic_capture: TrafficCaptureSummary,
     /// Per channel.
-    pub channels: BTreeMap<String, ChannelSummary>,
+    pub channels: BTreeMap<String, CaptureSummaryEntry>,
 }
 
 /// Why a bug report could not be made.
@@ -265,7 +268,7 @@ fn write_zip(
         .channels
         .iter()
         .map(|c| {
-            let summary = ChannelSummary {
+            let summary = CaptureSummaryEntry {
                 records: c.records,
                 bytes: c.bytes,
                 dropped_records: c.dropped_records,
