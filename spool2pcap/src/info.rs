@@ -379,7 +379,7 @@ fn add_facts(info: &mut CaptureInfo, manifest: Option<&spool::Manifest>) {
             info.trimmed = true;
             info.facts.push(format!(
                 "Trimmed: {}",
-                crate::pipeline::convert::trimmed_note(&c.name, t)
+                crate::pipeline::section::trimmed_note(&c.name, t)
                     .replace("; this is the oldest packet kept", "")
             ));
         }

@@ -327,6 +327,50 @@ impl OutputDir {
         Ok(())
     }
 }
+/// An output named on the command line: standard output, or a file or
+/// directory by its path. Shown as the path, or as `<stdout>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputTarget {
+    /// Standard output.
+    Stdout,
+    /// A file or directory.
+    Path(PathBuf),
+}
+
+impl OutputTarget {
+    /// The path, if it is not standard output.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            OutputTarget::Stdout => None,
+            OutputTarget::Path(p) => Some(p),
+        }
+    }
+
+    /// Opens the output as a file, unbuffered: a path is created as
+    /// [`create_output_file`] does (refusing one of `inputs`); standard
+    /// output is a plain `File` on a duplicated descriptor, so that writes
+    /// bypass `Stdout`'s line buffering (which scans binary data for
+    /// newlines) and go straight to the pipe in big chunks.
+    pub fn open(&self, force: bool, inputs: Option<&InputFiles>) -> Result<File, CreateError> {
+        match self {
+            OutputTarget::Path(p) => create_output_file(p, force, inputs),
+            OutputTarget::Stdout => {
+                let fd = io::stdout().as_fd().try_clone_to_owned()?;
+                Ok(File::from(fd))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for OutputTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutputTarget::Stdout => f.write_str("<stdout>"),
+            OutputTarget::Path(p) => p.display().fmt(f),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

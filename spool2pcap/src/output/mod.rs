@@ -25,7 +25,7 @@ pub mod sink;
 pub mod wireshark;
 pub mod writebehind;
 
-pub use create::{create_output_file, CreateError, OutputDir};
+pub use create::{create_output_file, CreateError, OutputDir, OutputTarget};
 pub use pcapng::{
     bounded_option, epb_flags, EPB_FLAG_INBOUND, EPB_FLAG_OUTBOUND, MAX_OPTION_BYTES,
 };

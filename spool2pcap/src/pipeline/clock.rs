@@ -38,3 +38,44 @@ impl PacketClock {
         Duration::from_nanos(self.base_ns.saturating_add(ts_ns))
     }
 }
+
+/// Why the session start of a capture is not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartUnknown {
+    /// A closed capture with no valid segment header and no manifest.
+    NoHeaderNoManifest,
+    /// A followed capture whose manifest could not be read.
+    ManifestUnreadable,
+}
+
+/// The clock of a conversion's packets: `time`, from `session_start` (ns
+/// since the Unix epoch) if it is known; relative, with a note in
+/// `problems` saying `why`, if absolute time was asked for and it is not
+/// (the note only if there are `records` to convert).
+pub(crate) fn session_clock(
+    time: TimeMode,
+    session_start: Option<u64>,
+    records: bool,
+    why: StartUnknown,
+    problems: &mut Vec<String>,
+) -> PacketClock {
+    match (time, session_start) {
+        (TimeMode::Relative, _) => PacketClock::relative(),
+        (TimeMode::Absolute, Some(ns)) => PacketClock::absolute(ns),
+        (TimeMode::Absolute, None) => {
+            match why {
+                _ if !records => {}
+                StartUnknown::NoHeaderNoManifest => problems.push(
+                    "session start unknown (no valid segment header, no manifest): \
+                     timestamps are relative to it"
+                        .to_string(),
+                ),
+                StartUnknown::ManifestUnreadable => problems.push(
+                    "session start unknown (manifest unreadable): timestamps are relative"
+                        .to_string(),
+                ),
+            }
+            PacketClock::relative()
+        }
+    }
+}

@@ -35,8 +35,8 @@ use spool::reader::Event;
 
 use crate::net::tcp::{HEADERS_LEN, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD};
 use crate::output::{Format, PacketSink};
-use crate::pipeline::clock::TimeMode;
-use crate::pipeline::convert::{framer_for, select_channels, session_clock, ConvertError};
+use crate::pipeline::clock::{session_clock, StartUnknown, TimeMode};
+use crate::pipeline::convert::{framer_for, select_channels, ConvertError};
 use crate::pipeline::framing::{ChannelFramer, Synthesis};
 use crate::pipeline::merge::{merge_into, ChannelSource};
 use crate::spice::channels::PortMap;
@@ -343,6 +343,7 @@ pub fn write_excerpt<W: Write>(
         opts.time,
         session_start,
         !entries.is_empty(),
+        StartUnknown::NoHeaderNoManifest,
         &mut report.problems,
     );
     if opts.time == TimeMode::Absolute {

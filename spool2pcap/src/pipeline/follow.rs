@@ -33,19 +33,20 @@ use std::time::Duration;
 use pcap_file::PcapError;
 use spool::follow::{Follower, Status};
 use spool::format::Direction;
-use spool::manifest::Manifest;
-use spool::reader::{Damage, Event, Gap};
+use spool::reader::{Damage, Event, Gap, ReadStats};
 
 use crate::guard::{clean, load_manifest, open_capture, InputFiles, MAX_TEXT_CHARS};
 use crate::net::tcp::MAX_FRAME_LEN;
-use crate::output::{InterfaceInfo, PacketSink, SectionInfo, OUTPUT_BUFFER_BYTES};
-use crate::pipeline::clock::{PacketClock, TimeMode};
-use crate::pipeline::convert::{
-    interface_description, interface_stats, open_output, stdout_file, trimmed_note, ChannelReport,
-    ConvertError, ConvertOptions, ConvertReport, Destination,
-};
+use crate::output::{InterfaceInfo, OutputTarget, PacketSink, OUTPUT_BUFFER_BYTES};
+use crate::pipeline::clock::{session_clock, PacketClock, StartUnknown, TimeMode};
+use crate::pipeline::convert::{open_output, ConvertOptions, Destination};
+use crate::pipeline::error::ConvertError;
 use crate::pipeline::framing::ChannelFramer;
-use crate::spice::channels::{PortMap, SERVER_PORT};
+use crate::pipeline::report::{ChannelReport, ConvertReport};
+use crate::pipeline::section::{
+    interface_description, section_info, trimmed_note, write_channel_stats, Reading, SessionFacts,
+};
+use crate::spice::channels::PortMap;
 use crate::spice::redact::Redactor;
 
 /// How often the capture is polled: well inside the 200 ms a live viewer
@@ -93,11 +94,8 @@ struct Live {
     description: String,
     pending: Vec<Pending>,
     cursor: usize,
-    records: u64,
-    bytes: u64,
-    gaps: u64,
-    dropped_records: u64,
-    dropped_bytes: u64,
+    /// What was followed so far, counted as the spool reader counts.
+    stats: ReadStats,
     damage: Vec<Damage>,
 }
 
@@ -132,8 +130,8 @@ impl<W: Write> State<W> {
         let live = &mut self.lives[i];
         match event {
             Event::Data(d) => {
-                live.records = live.records.saturating_add(1);
-                live.bytes = live.bytes.saturating_add(d.payload.len() as u64);
+                live.stats.records = live.stats.records.saturating_add(1);
+                live.stats.bytes = live.stats.bytes.saturating_add(d.payload.len() as u64);
                 let start = self.arena.len();
                 self.arena.extend_from_slice(d.payload);
                 live.pending.push(Pending::Data {
@@ -144,9 +142,10 @@ impl<W: Write> State<W> {
                 });
             }
             Event::Gap(g) => {
-                live.gaps = live.gaps.saturating_add(1);
-                live.dropped_records = live.dropped_records.saturating_add(g.records());
-                live.dropped_bytes = live.dropped_bytes.saturating_add(g.bytes());
+                let st = &mut live.stats;
+                st.gaps = st.gaps.saturating_add(1);
+                st.dropped_records = st.dropped_records.saturating_add(g.records());
+                st.dropped_bytes = st.dropped_bytes.saturating_add(g.bytes());
                 live.pending.push(Pending::Gap(g));
             }
             Event::Damage(d) => {
@@ -183,11 +182,7 @@ impl<W: Write> State<W> {
             description: interface_description(name, port, None),
             pending: Vec::new(),
             cursor: 0,
-            records: 0,
-            bytes: 0,
-            gaps: 0,
-            dropped_records: 0,
-            dropped_bytes: 0,
+            stats: ReadStats::default(),
             damage: Vec::new(),
         });
         self.lives.len() - 1
@@ -278,31 +273,16 @@ pub fn follow(
     let inputs = InputFiles::of(capture, &cap)?;
     check_wanted(&cap, &opts.channels)?;
     let follower = Follower::open(capture)?;
-    match &opts.destination {
-        Destination::Dir(_) => Err(ConvertError::FollowNeedsStream),
-        Destination::File(path) => {
-            // Created before the first poll, so a reader of the file (or
-            // the test that waits for it) sees it at once.
-            let file = open_output(path, opts.force, Some(&inputs))?;
-            let file = io::BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file);
-            follow_into(capture, follower, opts, interval, file, path.clone())
-        }
-        Destination::Stdout => {
-            let out = stdout_file().map_err(|source| ConvertError::Create {
-                path: PathBuf::from("<stdout>"),
-                source: source.into(),
-            })?;
-            let out = io::BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, out);
-            follow_into(
-                capture,
-                follower,
-                opts,
-                interval,
-                out,
-                PathBuf::from("<stdout>"),
-            )
-        }
-    }
+    let path = match &opts.destination {
+        Destination::Dir(_) => return Err(ConvertError::FollowNeedsStream),
+        Destination::File(path) => OutputTarget::Path(path.clone()),
+        Destination::Stdout => OutputTarget::Stdout,
+    };
+    // Created before the first poll, so a reader of the file (or the test
+    // that waits for it) sees it at once.
+    let out = open_output(&path, opts.force, Some(&inputs))?;
+    let out = io::BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, out);
+    follow_into(capture, follower, opts, interval, out, path)
 }
 
 /// The usage error of a `--channel` that names neither a channel of the
@@ -325,7 +305,7 @@ fn follow_into<W: Write>(
     opts: &ConvertOptions,
     interval: Duration,
     out: W,
-    path: PathBuf,
+    path: OutputTarget,
 ) -> Result<ConvertReport, ConvertError> {
     let mut problems = Vec::new();
     let manifest = match load_manifest(capture) {
@@ -336,29 +316,27 @@ fn follow_into<W: Write>(
         }
     };
     let session_start = manifest.as_ref().map(|m| m.session_start_unix_ns);
-    let mut report = ConvertReport {
-        redaction: opts.redact,
-        problems,
-        ..ConvertReport::default()
-    };
-    let clock = match (opts.time, session_start) {
-        (TimeMode::Absolute, Some(ns)) => {
-            report.session_start_unix_ns = Some(ns);
-            PacketClock::absolute(ns)
-        }
-        (TimeMode::Absolute, None) => {
-            report.problems.push(
-                "session start unknown (manifest unreadable): timestamps are relative".into(),
-            );
-            PacketClock::relative()
-        }
-        (TimeMode::Relative, _) => PacketClock::relative(),
-    };
-    match crate::metadata::load(capture) {
-        Ok(m) => report.metadata = m,
-        Err(e) => report.problems.push(e.to_string()),
+    let clock = session_clock(
+        opts.time,
+        session_start,
+        true,
+        StartUnknown::ManifestUnreadable,
+        &mut problems,
+    );
+    let mut report = ConvertReport::begin(capture, problems, opts.redact);
+    if opts.time == TimeMode::Absolute {
+        report.session_start_unix_ns = session_start;
     }
-    let section = section_info(manifest.as_ref(), opts, report.metadata.as_ref());
+    let section = section_info(&SessionFacts {
+        id: manifest.as_ref().map(|m| m.session_id.as_str()),
+        start_unix_ns: session_start,
+        reading: Reading::Live,
+        recovered: None,
+        trimmed: None,
+        metadata: report.metadata.as_ref(),
+        synth: opts.synth,
+        redact: opts.redact,
+    });
     let write_err = |source| ConvertError::Write {
         path: path.clone(),
         source,
@@ -408,27 +386,23 @@ fn follow_into<W: Write>(
             .finish(&mut st.sink, clock, clean, &mut st.frame)
             .map_err(write_err)?;
     }
-    for l in &st.lives {
-        write_stats(&mut st.sink, l, clock, clean).map_err(write_err)?;
-        report.channels.push(ChannelReport {
-            channel: l.name.clone(),
-            client_port: st.ports.port(&l.name),
-            output: (path.as_os_str() != "<stdout>").then(|| path.clone()),
-            carried_nothing: false,
-            records: l.records,
-            bytes: l.bytes,
-            frames: l.framer.frames(),
-            synthetic_frames: l.framer.synthetic_frames(),
-            link_synthesized: l.framer.link_synthesized(),
-            gaps: l.gaps,
-            dropped_records: l.dropped_records,
-            dropped_bytes: l.dropped_bytes,
-            damage: l.damage.clone(),
-            closed_cleanly: clean,
-            staged_records: 0,
-            trimmed: None,
-            redacted: l.framer.redact_stats(),
-        });
+    let output = path.path().map(Path::to_path_buf);
+    for l in &mut st.lives {
+        l.stats.closed_cleanly = clean;
+        let channel = ChannelReport::new(
+            &l.name,
+            st.ports.port(&l.name),
+            &l.stats,
+            &l.damage,
+            None,
+            &l.framer,
+            output.clone(),
+        );
+        if l.iface.is_some() {
+            write_channel_stats(&mut st.sink, &channel, &l.framer, clock, Reading::Live)
+                .map_err(write_err)?;
+        }
+        report.channels.push(channel);
     }
     drop(st);
     shared
@@ -436,81 +410,4 @@ fn follow_into<W: Write>(
         .flush()
         .map_err(|e| write_err(PcapError::IoError(e)))?;
     Ok(report)
-}
-
-fn write_stats<W: Write>(
-    sink: &mut PacketSink<W>,
-    l: &Live,
-    clock: PacketClock,
-    clean: bool,
-) -> Result<(), PcapError> {
-    let Some(iface) = l.iface else {
-        return Ok(());
-    };
-    let stats = interface_stats(l.records, l.dropped_records, &l.framer, clock);
-    let mut comment = format!(
-        "{}: {} records ({} bytes) followed live; {} records ({} bytes) dropped by the \
-         capture writer in {} gaps; {} damaged regions skipped; session {}",
-        l.name,
-        l.records,
-        l.bytes,
-        l.dropped_records,
-        l.dropped_bytes,
-        l.gaps,
-        l.damage.len(),
-        if clean {
-            "closed cleanly"
-        } else {
-            "ended without a clean shutdown"
-        }
-    );
-    if let Some(r) = l.framer.redact_stats() {
-        comment.push_str(&format!(
-            "; redacted: {} messages, {} bytes zeroed",
-            r.messages, r.bytes
-        ));
-    }
-    sink.write_interface_stats(iface, &stats, Some(&comment))
-}
-
-fn section_info(
-    manifest: Option<&Manifest>,
-    opts: &ConvertOptions,
-    metadata: Option<&crate::metadata::CaptureMetadata>,
-) -> SectionInfo {
-    let mut lines = Vec::new();
-    let mut session = String::from("ryll capture");
-    if let Some(m) = manifest {
-        session.push_str(&format!(
-            " of session {}, started {}",
-            clean(&m.session_id, MAX_TEXT_CHARS),
-            crate::time::format_unix_ns(m.session_start_unix_ns)
-        ));
-    }
-    session.push_str(", followed live while it was written.");
-    lines.push(session);
-    if let Some(m) = metadata.filter(|m| !m.is_empty()) {
-        lines.push(format!("Recorded by {}.", m.describe()));
-    }
-    lines.push(format!(
-        "Converted by spool2pcap {}: one TCP connection per SPICE channel, 10.0.0.1 -> \
-         10.0.0.2:{SERVER_PORT}; synthetic packets are marked by packet comments.",
-        env!("CARGO_PKG_VERSION")
-    ));
-    if opts.redact.any() {
-        lines.push(format!(
-            "redacted: {} (message bodies zeroed; headers, sizes, timing and sequence \
-             numbers kept)",
-            opts.redact.describe()
-        ));
-    }
-    lines.push(format!(
-        "Decode with: wireshark -d {} FILE",
-        crate::output::wireshark::decode_as()
-    ));
-    SectionInfo {
-        comment: Some(lines.join("\n")),
-        os: metadata.and_then(|m| m.platform_os.clone()),
-        hardware: metadata.and_then(|m| m.platform_arch.clone()),
-    }
 }

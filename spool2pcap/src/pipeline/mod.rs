@@ -6,7 +6,10 @@
 
 pub mod clock;
 pub mod convert;
+pub mod error;
 pub mod excerpt;
 pub mod follow;
 pub mod framing;
 pub mod merge;
+pub mod report;
+pub mod section;

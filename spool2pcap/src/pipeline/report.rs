@@ -1,0 +1,324 @@
+//! What a conversion did, per channel and in all ([`ConvertReport`]), and
+//! its text for people ([`ConvertReport::write_text`]): one report for
+//! `convert` and `convert --follow`, built per channel by one function
+//! ([`ChannelReport::new`]) from the counters the spool reader keeps.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use spool::limit::Trimmed;
+use spool::reader::{Damage, ReadStats};
+
+use crate::guard::{clean, MAX_TEXT_CHARS};
+use crate::metadata::CaptureMetadata;
+use crate::output::wireshark::{decode_as, wireshark_command};
+use crate::pipeline::framing::ChannelFramer;
+use crate::spice::redact::{RedactStats, Redaction};
+use crate::time::format_secs;
+
+/// What happened to one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelReport {
+    /// Channel name.
+    pub channel: String,
+    /// Client TCP port it was given.
+    pub client_port: u16,
+    /// File it was written to (`None` for standard output, and for a
+    /// channel that carried nothing in per-channel mode).
+    pub output: Option<PathBuf>,
+    /// The channel held no record, gap or damage: registered but never
+    /// used. Per-channel conversion writes no file for it.
+    pub carried_nothing: bool,
+    /// Data records read.
+    pub records: u64,
+    /// Payload bytes read.
+    pub bytes: u64,
+    /// Frames written, synthetic ones included.
+    pub frames: u64,
+    /// Frames written that the capture does not hold: handshake, SPICE
+    /// link phase, FIN exchange.
+    pub synthetic_frames: u64,
+    /// A SPICE link phase was made up for this channel.
+    pub link_synthesized: bool,
+    /// Gap records met.
+    pub gaps: u64,
+    /// Records the writer dropped, per the gap records.
+    pub dropped_records: u64,
+    /// Bytes the writer dropped, per the gap records.
+    pub dropped_bytes: u64,
+    /// Damage found (the records around it were still converted).
+    pub damage: Vec<Damage>,
+    /// The channel's last segment carries a final seal.
+    pub closed_cleanly: bool,
+    /// Data records read from segments still staged in memory (a crashed
+    /// session not yet recovered, or a live one).
+    pub staged_records: u64,
+    /// What the flight recorder deleted from the channel's start, if any.
+    pub trimmed: Option<Trimmed>,
+    /// What redaction rewrote (`None`: nothing to redact on this channel).
+    pub redacted: Option<RedactStats>,
+}
+
+impl ChannelReport {
+    /// The report of channel `channel` on client port `client_port`, read
+    /// with the counters `stats` and the `damage` list, framed (to the end)
+    /// by `framer`, written to `output`. A `trimmed` start counts only if
+    /// segments were deleted.
+    pub(crate) fn new(
+        channel: &str,
+        client_port: u16,
+        stats: &ReadStats,
+        damage: &[Damage],
+        trimmed: Option<&Trimmed>,
+        framer: &ChannelFramer,
+        output: Option<PathBuf>,
+    ) -> ChannelReport {
+        ChannelReport {
+            channel: channel.to_string(),
+            client_port,
+            output,
+            carried_nothing: false,
+            records: stats.records,
+            bytes: stats.bytes,
+            frames: framer.frames(),
+            synthetic_frames: framer.synthetic_frames(),
+            link_synthesized: framer.link_synthesized(),
+            gaps: stats.gaps,
+            dropped_records: stats.dropped_records,
+            dropped_bytes: stats.dropped_bytes,
+            damage: damage.to_vec(),
+            closed_cleanly: stats.closed_cleanly,
+            staged_records: stats.staged_records,
+            trimmed: trimmed.filter(|t| t.segments > 0).copied(),
+            redacted: framer.redact_stats(),
+        }
+    }
+
+    /// Written to standard output (not dropped for carrying nothing).
+    fn to_stdout(&self) -> bool {
+        self.output.is_none() && !self.carried_nothing
+    }
+}
+
+/// A trimmed start in a few words: "start trimmed by the flight recorder
+/// (N records before +T deleted)".
+pub(crate) fn trimmed_briefly(t: &Trimmed) -> String {
+    format!(
+        "start trimmed by the flight recorder ({} records before +{} deleted)",
+        t.records,
+        format_secs(t.until_ts_ns)
+    )
+}
+
+/// What [`crate::convert()`] or [`crate::pipeline::follow::follow`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConvertReport {
+    /// One entry per converted channel, in name order.
+    pub channels: Vec<ChannelReport>,
+    /// Entries of the capture directory that were skipped, and notes such as
+    /// a missing session start.
+    pub problems: Vec<String>,
+    /// Wall-clock session start used for absolute timestamps, if known.
+    pub session_start_unix_ns: Option<u64>,
+    /// What ryll's `metadata.json` says about the session, if there is one.
+    pub metadata: Option<CaptureMetadata>,
+    /// The manifest's `clean_shutdown` (`None`: no manifest).
+    pub clean_shutdown: Option<bool>,
+    /// What was redacted in the output.
+    pub redaction: Redaction,
+}
+
+impl ConvertReport {
+    /// The report of converting `capture` with `redaction`, before any
+    /// channel: `problems` so far, then what loading ryll's `metadata.json`
+    /// found (or why it failed).
+    pub(crate) fn begin(
+        capture: &Path,
+        problems: Vec<String>,
+        redaction: Redaction,
+    ) -> ConvertReport {
+        let mut report = ConvertReport {
+            problems,
+            redaction,
+            ..ConvertReport::default()
+        };
+        match crate::metadata::load(capture) {
+            Ok(m) => report.metadata = m,
+            Err(e) => report.problems.push(e.to_string()),
+        }
+        report
+    }
+
+    /// Data records read from staged segments, all channels: what a crash
+    /// left in memory and this conversion recovered.
+    pub fn staged_records(&self) -> u64 {
+        self.channels
+            .iter()
+            .map(|c| c.staged_records)
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Every damage found, all channels.
+    pub fn damage(&self) -> impl Iterator<Item = &Damage> {
+        self.channels.iter().flat_map(|c| c.damage.iter())
+    }
+
+    /// Whether any damage was found.
+    pub fn has_damage(&self) -> bool {
+        self.damage().next().is_some()
+    }
+
+    /// Frames written, all channels.
+    pub fn frames(&self) -> u64 {
+        self.channels
+            .iter()
+            .map(|c| c.frames)
+            .fold(0, u64::saturating_add)
+    }
+
+    /// The files written, each once, in the order written.
+    pub fn outputs(&self) -> Vec<&Path> {
+        let mut out: Vec<&Path> = Vec::new();
+        for p in self.channels.iter().filter_map(|c| c.output.as_deref()) {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// For every file written, the command that opens it in Wireshark with
+    /// SPICE decoding on ([`wireshark_command`]).
+    pub fn wireshark_commands(&self) -> Vec<String> {
+        self.outputs().into_iter().map(wireshark_command).collect()
+    }
+
+    /// The summary for people, as the CLI prints it on stderr (stdout may
+    /// be the capture): warnings, a line per channel written, the session's
+    /// state, channels without traffic, redaction, damage, and the command
+    /// that opens the result with SPICE decoding on.
+    pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        for p in &self.problems {
+            writeln!(out, "spool2pcap: warning: {p}")?;
+        }
+        if self.channels.is_empty() {
+            writeln!(out, "spool2pcap: warning: no channels to convert")?;
+        }
+        let unused: Vec<&str> = self
+            .channels
+            .iter()
+            .filter(|c| c.carried_nothing && c.output.is_none())
+            .map(|c| c.channel.as_str())
+            .collect();
+        for c in self
+            .channels
+            .iter()
+            .filter(|c| !(c.carried_nothing && c.output.is_none()))
+        {
+            write_channel_line(out, c)?;
+        }
+        if self.clean_shutdown == Some(false) {
+            let staged = self.staged_records();
+            if staged > 0 {
+                writeln!(
+                    out,
+                    "spool2pcap: the session did not shut down cleanly; {staged} records were \
+                     recovered from segments still staged in memory (`spool2pcap recover DIR` \
+                     moves them in for good)"
+                )?;
+            } else {
+                writeln!(out, "spool2pcap: the session did not shut down cleanly")?;
+            }
+        }
+        if !unused.is_empty() {
+            writeln!(
+                out,
+                "no traffic, so no file: {}",
+                clean(&unused.join(", "), MAX_TEXT_CHARS)
+            )?;
+        }
+        if self.redaction.any() {
+            writeln!(out, "redacted: {}", self.redaction.describe())?;
+        }
+        for d in self.damage() {
+            writeln!(
+                out,
+                "spool2pcap: damage: {}",
+                clean(&d.to_string(), MAX_TEXT_CHARS)
+            )?;
+        }
+        // The exact command that opens the result with SPICE decoding on.
+        let commands = self.wireshark_commands();
+        if !commands.is_empty() {
+            writeln!(out, "open with SPICE decoding:")?;
+            for c in commands {
+                writeln!(out, "  {c}")?;
+            }
+        } else if self.channels.iter().any(ChannelReport::to_stdout) {
+            writeln!(
+                out,
+                "open with SPICE decoding: ... | wireshark -d {} -k -i -",
+                decode_as()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One channel's line of [`ConvertReport::write_text`].
+fn write_channel_line(out: &mut dyn Write, c: &ChannelReport) -> io::Result<()> {
+    let dest = c
+        .output
+        .as_ref()
+        .map_or_else(|| "<stdout>".to_string(), |p| p.display().to_string());
+    write!(
+        out,
+        "{}: {} records, {} bytes -> {} frames (port {}) in {}",
+        c.channel, c.records, c.bytes, c.frames, c.client_port, dest
+    )?;
+    if c.synthetic_frames > 0 {
+        write!(
+            out,
+            "; {} synthetic{}",
+            c.synthetic_frames,
+            if c.link_synthesized {
+                " (with SPICE link phase)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    if c.gaps > 0 {
+        write!(
+            out,
+            "; {} gaps, {} records / {} bytes dropped by the writer",
+            c.gaps, c.dropped_records, c.dropped_bytes
+        )?;
+    }
+    if !c.damage.is_empty() {
+        write!(out, "; {} damaged regions skipped", c.damage.len())?;
+    }
+    if !c.closed_cleanly {
+        write!(out, "; not closed cleanly")?;
+    }
+    if let Some(t) = &c.trimmed {
+        write!(out, "; {}", trimmed_briefly(t))?;
+    }
+    if let Some(r) = &c.redacted {
+        write!(
+            out,
+            "; redacted {} messages ({} bytes zeroed{})",
+            r.messages,
+            r.bytes,
+            if r.unframed_records > 0 {
+                format!(
+                    ", {} records whole where framing was lost",
+                    r.unframed_records
+                )
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    writeln!(out)
+}
