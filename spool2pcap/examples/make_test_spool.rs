@@ -5,11 +5,8 @@
 //! sizes cycle through a mix of small and large messages unless one size is
 //! given.
 
-#[path = "../src/testspool.rs"]
-mod testspool;
-
 use spool::format::Direction;
-use testspool::{write_segment, Seg};
+use spool2pcap::testkit::{write_segment, Seg};
 
 /// The spool writer's default segment size.
 const SEGMENT_BYTES: usize = 4 << 20;

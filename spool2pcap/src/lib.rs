@@ -70,6 +70,8 @@ pub mod net;
 pub mod output;
 pub mod pipeline;
 pub mod spice;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod time;
 
 pub use net::tcp::TcpStreamBuilder;

@@ -1,12 +1,9 @@
 //! The `spool2pcap` binary: exit codes, messages, JSON, stdout output.
 
-#[path = "../src/testspool.rs"]
-mod testspool;
-
 use std::process::{Command, Output};
 
 use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
-use testspool::{simple_channel, write_segment, Seg};
+use spool2pcap::testkit::{simple_channel, write_segment, Seg};
 
 fn run(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_spool2pcap"))

@@ -1,8 +1,5 @@
 //! Conversions of hand-built spools, read back with pcap-file and etherparse.
 
-#[path = "../src/testspool.rs"]
-mod testspool;
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,8 +9,8 @@ use pcap_file::pcapng::{Block, PcapNgReader};
 use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool2pcap::net::tcp::{CLIENT_ISN, MAX_SEGMENT_PAYLOAD, SERVER_ISN};
 use spool2pcap::pipeline::convert::{convert, ConvertError, ConvertOptions, Destination};
+use spool2pcap::testkit::{simple_channel, write_segment, Seg, SESSION_START};
 use spool2pcap::{Format, Synthesis, TimeMode};
-use testspool::{simple_channel, write_segment, Seg, SESSION_START};
 
 /// One frame, parsed.
 #[derive(Debug)]

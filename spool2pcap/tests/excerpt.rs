@@ -1,9 +1,6 @@
 //! Excerpts: the shipped real capture cut by the selections, checked packet
 //! by packet against a full conversion of the same capture.
 
-#[path = "../src/testspool.rs"]
-mod testspool;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -15,8 +12,8 @@ use spool2pcap::pipeline::excerpt::{
     write_excerpt, ExcerptOptions, Selection, PCAP_FILE_HEADER_LEN,
 };
 use spool2pcap::spice::messages::MessageFramer;
+use spool2pcap::testkit::{write_segment, Seg};
 use spool2pcap::Format;
-use testspool::{write_segment, Seg};
 
 fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch")

@@ -2,9 +2,6 @@
 //! may not make it do (see the crate's `guard` module). Every run has a
 //! deadline, so a blocking open fails the test instead of hanging it.
 
-#[path = "../src/testspool.rs"]
-mod testspool;
-
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -13,7 +10,7 @@ use std::time::{Duration, Instant};
 use pcap_file::pcapng::blocks::section_header::SectionHeaderOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
-use testspool::{simple_channel, write_segment, Seg, SESSION_START};
+use spool2pcap::testkit::{simple_channel, write_segment, Seg, SESSION_START};
 
 /// Longest a run may take: every one here is over in well under a second.
 const DEADLINE: Duration = Duration::from_secs(30);

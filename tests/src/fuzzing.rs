@@ -45,13 +45,11 @@ use spool::format::{
 };
 use spool::manifest::{Manifest, MANIFEST_FILE};
 use spool::reader::{Capture, Damage, DamageKind, Event, Gap};
+use spool2pcap::testkit;
 use spool2pcap::Format;
 use spool2pcap::{ChannelFramer, PacketClock, PacketSink, Synthesis};
 use spool2pcap::{Redaction, Redactor};
 use zerocopy::{FromBytes, IntoBytes};
-
-#[path = "../../spool2pcap/src/testspool.rs"]
-mod testspool;
 
 /// A fuzz target's body: the scratch directory to build in, the input.
 pub type Target = fn(&Scratch, &[u8]);
@@ -69,7 +67,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("compressed", compressed),
 ];
 
-/// Session id of the manifests written here (hex of testspool's).
+/// Session id of the manifests written here (hex of spool2pcap::testkit's).
 const SESSION_HEX: &str = "30313233343536373839616263646566";
 
 /// A private directory the targets build capture directories in, reused
@@ -193,7 +191,7 @@ impl CaptureInput {
         let mut files = Vec::new();
         for (i, bytes) in self.segments.iter().enumerate() {
             let index = first.saturating_add(i as u64);
-            let path = testspool::write_segment(cap, channel, index, bytes);
+            let path = testkit::write_segment(cap, channel, index, bytes);
             files.push((path, bytes.as_slice()));
         }
         let manifest = match self.choices.manifest() {
@@ -221,11 +219,11 @@ fn manifest_json(clean: bool, trimmed: Option<(&str, u64)>) -> Vec<u8> {
     let mut m = serde_json::json!({
         "format_version": format::FORMAT_VERSION,
         "session_id": SESSION_HEX,
-        "session_start_unix_ns": testspool::SESSION_START,
+        "session_start_unix_ns": testkit::SESSION_START,
         "staging_dir": null,
         "segment_bytes": 1 << 17,
         "clean_shutdown": clean,
-        "closed_unix_ns": if clean { Some(testspool::SESSION_START + 1) } else { None },
+        "closed_unix_ns": if clean { Some(testkit::SESSION_START + 1) } else { None },
         "channels": {},
         "errors": [],
     });
@@ -488,7 +486,7 @@ pub fn reader(scratch: &Scratch, data: &[u8]) {
             fix_checksums(&mut bytes, "main", 0, true);
         }
         let cap = scratch.capture();
-        let path = testspool::write_segment(&cap, "main", 0, &bytes);
+        let path = testkit::write_segment(&cap, "main", 0, &bytes);
         std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
         let files = [(path, bytes.as_slice())];
         let oracle = Oracle::new(&files, "reader");
@@ -554,14 +552,14 @@ pub fn compressed(scratch: &Scratch, data: &[u8]) {
 
     let raw_records = (mutations == 0).then(|| {
         let cap = scratch.capture();
-        let path = testspool::write_segment(&cap, "main", 0, &raw);
+        let path = testkit::write_segment(&cap, "main", 0, &raw);
         std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
         let files = [(path, raw.as_slice())];
         read_capture(&cap, &Oracle::new(&files, "compressed (raw)"), true)
     });
 
     let cap = scratch.capture();
-    let path = testspool::write_segment(&cap, "main", 0, &bytes);
+    let path = testkit::write_segment(&cap, "main", 0, &bytes);
     std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
     let files = [(path, bytes.as_slice())];
     let oracle = Oracle {
@@ -946,7 +944,7 @@ fn count_pcap_packets(bytes: &[u8]) -> u64 {
 /// bundle's pcap run on it.
 pub fn manifest(scratch: &Scratch, data: &[u8]) {
     let cap = scratch.capture();
-    testspool::simple_channel(
+    testkit::simple_channel(
         &cap,
         "main",
         &[
@@ -1047,7 +1045,7 @@ pub fn framer(_scratch: &Scratch, data: &[u8]) {
     let clock = if first & 32 != 0 {
         PacketClock::relative()
     } else {
-        PacketClock::absolute(testspool::SESSION_START)
+        PacketClock::absolute(testkit::SESSION_START)
     };
     let redaction = Redaction::ALL;
     let mut framer = ChannelFramer::new(channel, 10_001, 0, synth)
@@ -1174,7 +1172,7 @@ pub fn seeds(name: &str, fixtures: &Path) -> Vec<Vec<u8>> {
             .expect("shipped segment")
     };
     let built = |channel: &str, index: u64, first_seq: u64, last: Option<bool>| {
-        let mut s = testspool::Seg::new(channel, index, first_seq);
+        let mut s = testkit::Seg::new(channel, index, first_seq);
         s.data(C2S, 1000, b"\x65\x00\x04\x00\x00\x00\x1e\x00\x00\x00");
         s.gap_counts(1500, [1, 2], [30, 40]);
         s.data(S2C, 2500, b"0123456789");
@@ -1207,7 +1205,7 @@ pub fn seeds(name: &str, fixtures: &Path) -> Vec<Vec<u8>> {
                 v
             };
             let display_like = || {
-                let mut s = testspool::Seg::new("main", 0, 0);
+                let mut s = testkit::Seg::new("main", 0, 0);
                 for i in 0..40u8 {
                     let mut payload = vec![i % 3; 200];
                     payload[..6].copy_from_slice(b"\x66\x00\xc2\x00\x00\x00");

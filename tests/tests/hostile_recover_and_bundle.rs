@@ -4,9 +4,6 @@
 //! they end (every run has a deadline), never panic, act on nothing outside
 //! the capture and the named output, and say what they refused.
 
-#[path = "../../spool2pcap/src/testspool.rs"]
-mod testspool;
-
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +14,7 @@ use std::time::{Duration, Instant};
 use ryll_hook::bundle::{traffic_pcap, write_bug_report, BugReportOptions, BundleError};
 use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool::staging::StagingDir;
-use testspool::{simple_channel, write_segment, Seg, SESSION_START};
+use spool2pcap::testkit::{simple_channel, write_segment, Seg, SESSION_START};
 
 /// Longest anything here may take: each is over in well under a second.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -25,7 +22,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// `spool2pcap`'s exit status for a failure (its `--help`).
 const EXIT_FAILURE: i32 = 3;
 
-/// The session id of testspool's segments, as a manifest spells it.
+/// The session id of spool2pcap::testkit's segments, as a manifest spells it.
 const SESSION_HEX: &str = "30313233343536373839616263646566";
 
 const EVIL: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m";

@@ -1,12 +1,16 @@
-//! Test helper: builds spool segment files by hand from `spool::format`, so
-//! the converter can be tested without the spool writer, and so tests can
-//! damage files in precise ways.
+//! Test helpers (cargo feature `testkit`, off by default): builds spool
+//! segment files by hand from `spool::format`, so that the converter can be
+//! tested without the spool writer, and so that tests can damage files in
+//! precise ways.
 //!
-//! Not a module of the library: the integration tests, the
-//! `make_test_spool` example and the e2e fuzzing helpers include this file
-//! with `#[path]`.
-
-#![allow(dead_code)]
+//! One place for them: this crate's integration tests and its
+//! `make_test_spool` example turn the feature on through a dev-dependency
+//! on the crate itself, and the e2e crate (`tests/`) through its dependency
+//! on spool2pcap (its fuzz target bodies in `src/fuzzing.rs` build
+//! segments too). Nothing a user of the library links needs it.
+//!
+//! These are test helpers: the functions that write files panic when the
+//! file system refuses, as a failed test should.
 
 use std::path::{Path, PathBuf};
 
