@@ -25,9 +25,10 @@
 //! one record and end several records later, and an agent message is cut
 //! into `AGENT_DATA` chunks of at most 2048 bytes (a header may even be
 //! split between two). So each direction is parsed as a stream, with the
-//! mini-header framing of [`crate::spice::messages`] and a small state machine for
-//! the agent stream, carried from record to record; the rewritten record is
-//! built in one buffer reused for the whole channel.
+//! mini-header framing of [`crate::spice::messages`] and a small state
+//! machine for the agent stream (`redact/agent.rs`), carried from record to
+//! record; the rewritten record is built in one buffer reused for the whole
+//! channel. The tests are in `redact/tests.rs`.
 //!
 //! When the framing is lost — traffic dropped by the capture writer inside
 //! a header, damage in the spool, the start of a channel trimmed by the
@@ -43,6 +44,13 @@ use spool::reader::Gap;
 
 use crate::spice::messages::{MessageFramer, Piece, MINI_HEADER_LEN};
 
+mod agent;
+#[cfg(test)]
+mod tests;
+
+use agent::{process_agent, AgentFrame, AGENT_HEADER_LEN};
+pub use agent::{VD_AGENT_CLIPBOARD, VD_AGENT_PROTOCOL};
+
 /// `SPICE_MSGC_INPUTS_KEY_DOWN`: body is the scancode (u32).
 pub const MSGC_INPUTS_KEY_DOWN: u16 = 101;
 /// `SPICE_MSGC_INPUTS_KEY_UP`: body is the scancode (u32).
@@ -53,14 +61,6 @@ pub const MSGC_INPUTS_KEY_SCANCODE: u16 = 104;
 pub const MSGC_MAIN_AGENT_DATA: u16 = 107;
 /// `SPICE_MSG_MAIN_AGENT_DATA`: a chunk of the guest agent's stream.
 pub const MSG_MAIN_AGENT_DATA: u16 = 109;
-/// `VD_AGENT_PROTOCOL`, the first word of every agent message header.
-pub const VD_AGENT_PROTOCOL: u32 = 1;
-/// `VD_AGENT_CLIPBOARD`: the message that carries clipboard contents.
-pub const VD_AGENT_CLIPBOARD: u32 = 4;
-
-const AGENT_HEADER_LEN: usize = 20;
-/// Largest agent message type spice-protocol defines (with some room).
-const MAX_AGENT_TYPE: u32 = 32;
 
 /// What to redact.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -170,23 +170,6 @@ enum Action {
     Keep,
     Zero,
     Agent,
-}
-
-/// Framing of the agent stream inside `AGENT_DATA` bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AgentFrame {
-    /// Collecting an agent header; `zero`: it may be clipboard bytes seen
-    /// while resynchronizing, so it is zeroed as it is read.
-    Header {
-        have: usize,
-        buf: [u8; AGENT_HEADER_LEN],
-        zero: bool,
-    },
-    /// Inside an agent message body.
-    Body { left: u32, zero: bool },
-    /// Lost: zero until the next `AGENT_DATA` message, where spice-server
-    /// starts every agent message.
-    Lost,
 }
 
 #[derive(Debug, Clone)]
@@ -355,71 +338,6 @@ impl DirState {
     }
 }
 
-/// Rewrites a piece of the agent stream (part of one AGENT_DATA body).
-fn process_agent(state: &mut AgentFrame, data: &mut [u8], stats: &mut RedactStats) {
-    let mut i = 0usize;
-    while i < data.len() {
-        match state {
-            AgentFrame::Header { have, buf, zero } => {
-                let take = (AGENT_HEADER_LEN - *have).min(data.len() - i);
-                buf[*have..*have + take].copy_from_slice(&data[i..i + take]);
-                if *zero {
-                    data[i..i + take].fill(0);
-                    stats.bytes += take as u64;
-                }
-                *have += take;
-                i += take;
-                if *have == AGENT_HEADER_LEN {
-                    let word =
-                        |o: usize| u32::from_le_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]);
-                    let (protocol, ty, size) = (word(0), word(4), word(16));
-                    if protocol != VD_AGENT_PROTOCOL || ty == 0 || ty > MAX_AGENT_TYPE {
-                        *state = AgentFrame::Lost;
-                        continue;
-                    }
-                    let clip = ty == VD_AGENT_CLIPBOARD;
-                    if clip {
-                        stats.messages += 1;
-                    }
-                    *state = if size == 0 {
-                        AgentFrame::Header {
-                            have: 0,
-                            buf: [0; AGENT_HEADER_LEN],
-                            zero: false,
-                        }
-                    } else {
-                        AgentFrame::Body {
-                            left: size,
-                            zero: clip,
-                        }
-                    };
-                }
-            }
-            AgentFrame::Body { left, zero } => {
-                let take = (*left as usize).min(data.len() - i);
-                if *zero {
-                    data[i..i + take].fill(0);
-                    stats.bytes += take as u64;
-                }
-                *left -= take as u32;
-                i += take;
-                if *left == 0 {
-                    *state = AgentFrame::Header {
-                        have: 0,
-                        buf: [0; AGENT_HEADER_LEN],
-                        zero: false,
-                    };
-                }
-            }
-            AgentFrame::Lost => {
-                data[i..].fill(0);
-                stats.bytes += (data.len() - i) as u64;
-                return;
-            }
-        }
-    }
-}
-
 /// One channel's redaction: per-direction framing state, and the buffer
 /// rewritten records are built in.
 #[derive(Debug, Clone)]
@@ -495,139 +413,5 @@ impl Redactor {
         for s in self.dirs.iter_mut().flatten() {
             s.lose();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::spice::messages::test_message as msg;
-
-    fn agent(ty: u32, body: &[u8]) -> Vec<u8> {
-        let mut v = VD_AGENT_PROTOCOL.to_le_bytes().to_vec();
-        v.extend_from_slice(&ty.to_le_bytes());
-        v.extend_from_slice(&7u64.to_le_bytes());
-        v.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        v.extend_from_slice(body);
-        v
-    }
-
-    /// Feeds `stream` cut at `cuts` through a redactor; returns the output.
-    fn run(r: &mut Redactor, dir: Direction, stream: &[u8], cuts: &[usize]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut at = 0;
-        for &c in cuts.iter().chain([stream.len()].iter()) {
-            out.extend_from_slice(r.apply(dir, &stream[at..c]));
-            at = c;
-        }
-        out
-    }
-
-    #[test]
-    fn key_bodies_are_zeroed_at_every_split() {
-        let mut stream = Vec::new();
-        stream.extend(msg(MSGC_INPUTS_KEY_DOWN, &0x1Eu32.to_le_bytes()));
-        stream.extend(msg(111, &[1, 0, 0, 0, 2, 0, 0, 0, 0, 0]));
-        stream.extend(msg(MSGC_INPUTS_KEY_UP, &0x9Eu32.to_le_bytes()));
-        stream.extend(msg(MSGC_INPUTS_KEY_SCANCODE, &[0xE0, 0x48, 0xE0, 0xC8]));
-        let mut want = stream.clone();
-        want[6..10].fill(0);
-        want[32..36].fill(0);
-        want[42..46].fill(0);
-        for a in 0..stream.len() {
-            for b in a..stream.len() {
-                let mut r = Redactor::for_channel("inputs", Redaction::ALL, false).unwrap();
-                let got = run(&mut r, Direction::ClientToServer, &stream, &[a, b]);
-                assert_eq!(got, want, "cut at {a}, {b}");
-                assert_eq!(r.stats().messages, 3);
-            }
-        }
-        // Server→client is left alone.
-        let mut r = Redactor::for_channel("inputs", Redaction::ALL, false).unwrap();
-        assert_eq!(r.apply(Direction::ServerToClient, &stream), &stream[..]);
-    }
-
-    #[test]
-    fn clipboard_in_chunked_agent_data_is_zeroed() {
-        let secret = b"correct horse battery staple ".repeat(200);
-        let mut agent_stream = agent(6, &[1, 2, 3, 4]);
-        let clip_at = agent_stream.len();
-        let mut body = vec![0u8, 0, 0, 0, 1, 0, 0, 0];
-        body.extend_from_slice(&secret);
-        agent_stream.extend(agent(VD_AGENT_CLIPBOARD, &body));
-        agent_stream.extend(agent(7, &[1, 0, 0, 0]));
-        // AGENT_DATA chunks of at most 2048 bytes, the header split too.
-        let mut stream = msg(105, &[1, 0, 0, 0]);
-        let mut rest = &agent_stream[..];
-        let mut first = true;
-        while !rest.is_empty() {
-            let n = if first {
-                clip_at + 7
-            } else {
-                2048.min(rest.len())
-            };
-            first = false;
-            stream.extend(msg(MSGC_MAIN_AGENT_DATA, &rest[..n]));
-            rest = &rest[n..];
-        }
-        let mut r = Redactor::for_channel("main", Redaction::ALL, false).unwrap();
-        let got = run(
-            &mut r,
-            Direction::ClientToServer,
-            &stream,
-            &[3, 100, 2500, 4001],
-        );
-        assert_eq!(got.len(), stream.len());
-        assert!(!got.windows(12).any(|w| w == &secret[..12]));
-        assert_eq!(r.stats().messages, 1);
-        // The messages after the clipboard one survive.
-        assert!(got.ends_with(&agent(7, &[1, 0, 0, 0])));
-        // Without clipboard redaction the main channel is not touched.
-        assert!(
-            Redactor::for_channel("main", Redaction::parse("inputs").unwrap(), false).is_none()
-        );
-    }
-
-    #[test]
-    fn lost_framing_zeroes_until_a_record_parses() {
-        let mut r = Redactor::for_channel("inputs", Redaction::ALL, true).unwrap();
-        let junk = [0x1Eu8, 0, 0, 0, 9, 9, 9];
-        assert_eq!(r.apply(Direction::ClientToServer, &junk), &[0u8; 7][..]);
-        let key = msg(MSGC_INPUTS_KEY_DOWN, &0x1Eu32.to_le_bytes());
-        let got = r.apply(Direction::ClientToServer, &key).to_vec();
-        assert_eq!(&got[..6], &key[..6]);
-        assert_eq!(&got[6..], &[0; 4]);
-        // A gap inside a header loses framing again.
-        let mut r = Redactor::for_channel("inputs", Redaction::ALL, false).unwrap();
-        r.apply(Direction::ClientToServer, &key[..3]);
-        r.gap(&Gap {
-            bytes_c2s: 2,
-            records_c2s: 1,
-            ..Gap::default()
-        });
-        assert_eq!(r.apply(Direction::ClientToServer, &key[5..]), &[0u8; 5][..]);
-    }
-
-    #[test]
-    fn link_phase_is_skipped() {
-        let link = crate::spice::link::LinkPhase::new(3, 0);
-        let mut stream = link.bytes(Direction::ClientToServer).to_vec();
-        stream.extend(msg(MSGC_INPUTS_KEY_DOWN, &0x1Eu32.to_le_bytes()));
-        let mut r = Redactor::for_channel("inputs", Redaction::ALL, false).unwrap();
-        let got = r.apply(Direction::ClientToServer, &stream).to_vec();
-        assert_eq!(&got[..got.len() - 4], &stream[..stream.len() - 4]);
-        assert_eq!(&got[got.len() - 4..], &[0; 4]);
-    }
-
-    #[test]
-    fn parse_lists() {
-        assert_eq!(
-            Redaction::parse("inputs,clipboard").unwrap(),
-            Redaction::ALL
-        );
-        assert_eq!(Redaction::parse("none").unwrap(), Redaction::NONE);
-        assert!(Redaction::parse("passwords").is_err());
-        assert_eq!(Redaction::ALL.describe(), "inputs keystrokes, clipboard");
     }
 }
