@@ -1,6 +1,8 @@
 //! The F12 bug report from a spool: the shared session replayed into a
 //! spool, then bundled with a budget that holds it all and with one that
 //! does not; the zip's dates, and what is left behind when a report fails.
+//! Here, beside the replay tool, rather than in ryll-hook's own tests, so
+//! that ryll-hook needs no dev-dependency on this crate, which depends on it.
 //! (That Wireshark decodes the report's pcap is tested in the `e2e` crate,
 //! `tests/tests/bundle_wireshark.rs`, which has the tshark helpers.)
 
