@@ -136,15 +136,12 @@ impl HeaderTemplate {
 }
 
 /// `sum` plus the 16-bit words of `payload` (the last byte of an odd
-/// length padded with zero): `sum.add_slice(payload)`, but up to twice as
-/// fast. etherparse's loop adds one 8-byte word at a time with carry, each
+/// length padded with zero): `sum.add_slice(payload)`, but faster
+/// (figures in PERFORMANCE.md). etherparse's loop adds one 8-byte word at a time with carry, each
 /// addition waiting for the one before; here two of its sums take
 /// alternate 8-byte words, then the second, folded to 16 bits, is added to
 /// the first as one more word. Folding keeps a sum's value modulo 0xffff
 /// and whether it is zero, which is all the final checksum depends on.
-///
-/// Measured: 64 KiB payloads in cache 14.6 → 29 GB/s; `-w -` of the bench's
-/// 1 GiB realistic capture 0.306 → 0.270 s (median of 7).
 #[inline]
 pub(super) fn add_payload(sum: Sum16BitWords, payload: &[u8]) -> Sum16BitWords {
     let mut even = sum;
