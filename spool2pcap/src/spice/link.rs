@@ -25,10 +25,9 @@
 //! word before the ticket, and 6-byte mini headers afterwards, which is what
 //! ryll's data phase uses.
 //!
-//! Channel names map to SPICE channel types as ryll names them (see
-//! [`crate::spice::channels`]): main 1, display 2, inputs 3, cursor 4, playback 5,
-//! record 6, tunnel 7, smartcard 8, usbredir 9, port 10, webdav 11. A name
-//! outside that table gets [`UNKNOWN_CHANNEL_TYPE`], 10 (`port`): the
+//! Channel names map to SPICE channel types as ryll names them, by the
+//! table [`crate::spice::channels::SPICE_CHANNELS`]. A name outside that
+//! table gets [`UNKNOWN_CHANNEL_TYPE`], 10 (`port`): the
 //! generic byte-pipe channel, for which the dissector still frames every
 //! mini-header message and decodes the common ones (ack, ping, notify…), so
 //! the capture is far more useful than with no link phase at all.
