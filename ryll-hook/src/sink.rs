@@ -21,15 +21,14 @@ use spool2pcap::spice::channels::SPICE_CHANNELS;
 /// Every channel ryll 0.3 knows, pre-registered when the spool starts so
 /// that no channel's first record waits for its segment to be prepared:
 /// spool2pcap's SPICE channel table ([`SPICE_CHANNELS`], in type order)
-/// without `tunnel`, which ryll never opens (spice-server dropped the
-/// tunnel channel, and ryll has no code for it), so that no capture gets
-/// an empty channel for it. Unlike ryll's own `CaptureSession`, which
+/// without `tunnel`, which ryll 0.3 does not know and so never opens:
+/// registering it would give every capture an empty channel. Unlike ryll's own `CaptureSession`, which
 /// silently drops channels other than main/display/cursor/inputs/usbredir,
 /// every channel is captured: a name not in this list (`tunnel` included)
 /// is registered on its first record.
 pub const RYLL_CHANNELS: &[&str] = &RYLL_CHANNEL_ARRAY;
 
-/// SPICE channel names ryll does not open (see [`RYLL_CHANNELS`]).
+/// SPICE channel names ryll does not know (see [`RYLL_CHANNELS`]).
 const NOT_OPENED_BY_RYLL: &[&str] = &["tunnel"];
 
 const RYLL_CHANNEL_ARRAY: [&str; SPICE_CHANNELS.len() - NOT_OPENED_BY_RYLL.len()] = ryll_channels();
