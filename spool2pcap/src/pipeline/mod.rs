@@ -3,6 +3,13 @@
 //! connection per channel ([`framing`]), merged in time order ([`merge`])
 //! and handed to a [`crate::output::PacketSink`]. [`convert`] turns a whole
 //! capture into files; [`excerpt`] writes part of one to any `Write`.
+//!
+//! Shared by `convert` and `convert --follow`: the packet [`clock`], what a
+//! pcapng file says about the capture ([`section`]: section header,
+//! interface descriptions and statistics), what the conversion did
+//! ([`report`]: one report type and its text) and why it failed
+//! ([`error`]). Dependencies point one way: `convert` and `follow` use the
+//! others, `excerpt` uses `convert`, and nothing below imports them back.
 
 pub mod clock;
 pub mod convert;
