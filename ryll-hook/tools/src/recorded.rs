@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use spool::Direction;
+use spool2pcap::spice::messages::mini_headers;
 
 /// Why a recording could not be split into channel streams.
 #[derive(Debug, thiserror::Error)]
@@ -310,20 +311,13 @@ fn split_link_phase(
 /// Walks a post-link stream as SPICE mini-header messages (type u16,
 /// size u32, body) and returns their types; `Err` if the bytes do not frame.
 pub fn mini_header_messages(stream: &[u8]) -> Result<Vec<u16>, FramingError> {
-    let mut at = 0;
     let mut types = Vec::new();
-    while at < stream.len() {
-        let Some(h) = stream.get(at..at + 6) else {
-            return Err(FramingError::PartialHeader(at));
-        };
-        let ty = u16::from_le_bytes([h[0], h[1]]);
-        let size = u32::from_le_bytes([h[2], h[3], h[4], h[5]]) as usize;
-        at += 6;
-        if size > stream.len() - at {
-            return Err(FramingError::PastEnd(at - 6));
+    for h in mini_headers(stream) {
+        let h = h.map_err(FramingError::PartialHeader)?;
+        if h.end() > stream.len() {
+            return Err(FramingError::PastEnd(h.at));
         }
-        at += size;
-        types.push(ty);
+        types.push(h.ty);
     }
     Ok(types)
 }

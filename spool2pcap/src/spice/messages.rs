@@ -234,6 +234,69 @@ fn plausible_header(ty: u16, size: u32) -> bool {
     ((1..=10).contains(&ty) || (101..400).contains(&ty)) && size <= MAX_PLAUSIBLE_SIZE
 }
 
+/// A mini header found by [`mini_headers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MiniHeader {
+    /// Offset of the header in the data walked.
+    pub at: usize,
+    /// Message type.
+    pub ty: u16,
+    /// Body size.
+    pub size: u32,
+}
+
+impl MiniHeader {
+    /// Offset just past the message's body (saturating): where the next
+    /// header is.
+    pub fn end(&self) -> usize {
+        self.at
+            .saturating_add(MINI_HEADER_LEN)
+            .saturating_add(self.size as usize)
+    }
+}
+
+/// The mini headers of `data`, taken to start at a message: each read
+/// where the previous message's body ends, until the data ends. An `Err`
+/// (the last item) gives the offset of a header cut short by the end of
+/// the data. The last message's body may run past the end. The one walk
+/// over whole buffers, for checks that a buffer frames; [`MessageFramer`]
+/// is the same walk a record at a time.
+pub fn mini_headers(data: &[u8]) -> impl Iterator<Item = Result<MiniHeader, usize>> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if at >= data.len() {
+            return None;
+        }
+        let Some(h) = data.get(at..at.saturating_add(MINI_HEADER_LEN)) else {
+            let cut = at;
+            at = data.len();
+            return Some(Err(cut));
+        };
+        let header = MiniHeader {
+            at,
+            ty: u16::from_le_bytes([h[0], h[1]]),
+            size: u32::from_le_bytes([h[2], h[3], h[4], h[5]]),
+        };
+        at = header.end();
+        Some(Ok(header))
+    })
+}
+
+/// Whether `data` starts at a message boundary by `plausible`: at least
+/// one mini header, each of a type and size it accepts, chained to the end
+/// of the data (the last message may go on in later records) with no
+/// header cut short.
+pub fn chains_to_end(data: &[u8], mut plausible: impl FnMut(u16, u32) -> bool) -> bool {
+    let mut any = false;
+    for h in mini_headers(data) {
+        match h {
+            Ok(h) if plausible(h.ty, h.size) => any = true,
+            _ => return false,
+        }
+    }
+    any
+}
+
 /// Whether a record of a stream whose framing was lost plausibly starts at
 /// a message: from its first byte, mini headers of plausible types and
 /// sizes chained to its end (the last message may go on in later records).
@@ -241,19 +304,7 @@ fn plausible_header(ty: u16, size: u32) -> bool {
 /// being right but where the output starts (redaction, which must fail
 /// closed, has its own stricter test per channel).
 pub fn plausible_start(data: &[u8]) -> bool {
-    let mut at = 0usize;
-    while at < data.len() {
-        let Some(h) = data.get(at..at + MINI_HEADER_LEN) else {
-            return false;
-        };
-        let ty = u16::from_le_bytes([h[0], h[1]]);
-        let size = u32::from_le_bytes([h[2], h[3], h[4], h[5]]);
-        if !plausible_header(ty, size) {
-            return false;
-        }
-        at = at.saturating_add(MINI_HEADER_LEN + size as usize);
-    }
-    at > 0
+    chains_to_end(data, plausible_header)
 }
 
 /// Length of the SPICE link phase a direction's stream opens with: 0 if
@@ -357,5 +408,34 @@ mod tests {
         assert!(!plausible_start(&two[..12]), "a header cut short");
         assert!(!plausible_start(&msg(50, &[])));
         assert!(!plausible_start(&[]));
+    }
+
+    #[test]
+    fn mini_headers_walk_bodies_and_report_a_cut_header() {
+        let mut data = msg(1, &[7; 4]);
+        data.extend(msg(302, &[0; 2]));
+        data.extend_from_slice(&[9, 9, 9]);
+        let walked: Vec<_> = mini_headers(&data).collect();
+        assert_eq!(
+            walked,
+            [
+                Ok(MiniHeader {
+                    at: 0,
+                    ty: 1,
+                    size: 4
+                }),
+                Ok(MiniHeader {
+                    at: 10,
+                    ty: 302,
+                    size: 2
+                }),
+                Err(18),
+            ]
+        );
+        // A body size at the top of u32 ends the walk, not the arithmetic.
+        let huge = [0x65, 0, 0xff, 0xff, 0xff, 0xff, 1, 2];
+        let walked: Vec<_> = mini_headers(&huge).collect();
+        assert_eq!(walked.len(), 1);
+        assert_eq!(walked[0].map(|h| h.end()), Ok(6 + u32::MAX as usize));
     }
 }

@@ -42,7 +42,7 @@ use serde::Serialize;
 use spool::format::Direction;
 use spool::reader::Gap;
 
-use crate::spice::messages::{MessageFramer, Piece, MINI_HEADER_LEN};
+use crate::spice::messages::{chains_to_end, MessageFramer, Piece};
 
 mod agent;
 #[cfg(test)]
@@ -238,19 +238,7 @@ impl DirState {
     /// Whether `data` starts at a message boundary: plausible mini headers
     /// chained to its end (the last message may go on in later records).
     fn resyncs(&self, data: &[u8]) -> bool {
-        let mut at = 0usize;
-        while at < data.len() {
-            let Some(h) = data.get(at..at + MINI_HEADER_LEN) else {
-                return false;
-            };
-            let ty = u16::from_le_bytes([h[0], h[1]]);
-            let size = u32::from_le_bytes([h[2], h[3], h[4], h[5]]);
-            if !self.plausible(ty, size) {
-                return false;
-            }
-            at += MINI_HEADER_LEN + size as usize;
-        }
-        at > 0
+        chains_to_end(data, |ty, size| self.plausible(ty, size))
     }
 
     fn lose(&mut self) {
