@@ -342,6 +342,9 @@ struct Oracle<'a> {
     genuine: HashSet<RecordKey>,
     files: &'a [(PathBuf, &'a [u8])],
     what: &'static str,
+    /// Bytes the files can decompress to (compressed segments only): a
+    /// small file may rightly hold many records.
+    decompressed: usize,
 }
 
 /// What a stream of events added up to.
@@ -364,6 +367,7 @@ impl<'a> Oracle<'a> {
             genuine: genuine_records(&segs),
             files,
             what,
+            decompressed: 0,
         }
     }
 
@@ -423,11 +427,12 @@ impl<'a> Oracle<'a> {
         assert!(!text.contains('\n'), "{}: {text:?}", self.what);
     }
 
-    /// Most events a stream may yield: a record takes at least 8 bytes,
+    /// Most events a stream may yield: a record takes at least 8 bytes (of
+    /// the file, or of what its blocks decompress to),
     /// and a file at most a few reports of its own.
     fn max_events(&self) -> usize {
         let bytes: usize = self.files.iter().map(|(_, b)| b.len()).sum();
-        bytes / RECORD_ALIGN + 4 * self.files.len() + 8
+        (bytes + self.decompressed) / RECORD_ALIGN + 4 * self.files.len() + 8
     }
 }
 
@@ -562,10 +567,18 @@ pub fn compressed(scratch: &Scratch, data: &[u8]) {
     let path = testkit::write_segment(&cap, "main", 0, &bytes);
     std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
     let files = [(path, bytes.as_slice())];
+    // Every intact block a reader could find, at any offset, and the raw
+    // bytes it states: the most records the file can yield.
+    let decompressed = (0..bytes.len())
+        .filter(|&at| block::has_block_magic(&bytes, at))
+        .filter_map(|at| block::parse_block(&bytes, at))
+        .map(|b| b.raw_len)
+        .sum();
     let oracle = Oracle {
         genuine: genuine_records(&[&raw]),
         files: &files,
         what: "compressed",
+        decompressed,
     };
     let mapped = read_capture(&cap, &oracle, true);
     let read = read_capture(&cap, &oracle, false);
