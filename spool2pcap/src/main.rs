@@ -23,7 +23,56 @@ const EXIT_DAMAGE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_FAILURE: u8 = 3;
 
-const AFTER_HELP: &str = "\
+/// The help's closing text: exit codes, how channels become TCP
+/// connections (ports and SPICE types listed from the one channel table,
+/// [`spool2pcap::spice::channels::SPICE_CHANNELS`]), the security model and
+/// examples.
+fn after_help() -> String {
+    use spool2pcap::spice::channels::{known_port, SPICE_CHANNELS};
+    // Words wrapped at 78 columns.
+    let wrap = |words: Vec<String>| {
+        let mut text = String::new();
+        let mut line = String::new();
+        for word in words {
+            if !line.is_empty() && line.len() + 1 + word.len() > 78 {
+                text.push_str(&line);
+                text.push('\n');
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&word);
+        }
+        text + &line
+    };
+    let words = |text: &str| text.split(' ').map(str::to_string).collect::<Vec<_>>();
+    let per_channel = |value: &dyn Fn(&str, u8) -> String| {
+        SPICE_CHANNELS
+            .iter()
+            .map(|(name, ty)| format!("{name} {},", value(name, *ty)))
+            .collect::<Vec<_>>()
+    };
+    let ports = wrap(
+        [
+            words("Client ports:"),
+            per_channel(&|name, _| known_port(name).unwrap_or_default().to_string()),
+            words("other channels 10100-15099 (hash of the name)."),
+        ]
+        .concat(),
+    );
+    let mut types = per_channel(&|_, ty| ty.to_string());
+    types[0].insert(0, '(');
+    let types = wrap(
+        [
+            words("type"),
+            types,
+            words("other names: 10, port) and, if the channel was closed cleanly, a FIN exchange."),
+        ]
+        .concat(),
+    );
+    format!(
+        "\
 Exit status:
   0  success
   1  success, but damaged spool data was found and skipped (see the report)
@@ -31,18 +80,20 @@ Exit status:
   3  the capture could not be read, or the output could not be written
 
 Each channel becomes a TCP connection from 10.0.0.1:<port> to 10.0.0.2:5900.
-Client ports: main 10001, display 10002, inputs 10003, cursor 10004,
-playback 10005, record 10006, tunnel 10007, smartcard 10008, usbredir 10009,
-port 10010, webdav 10011, other channels 10100-15099 (hash of the name).
+{ports}
 
 ryll records channels after their SPICE link phase, and Wireshark's SPICE
 dissector decodes nothing without one, so by default each connection gets a
 synthetic TCP handshake, a synthetic link phase announcing the channel's SPICE
-type (main 1, display 2, inputs 3, cursor 4, playback 5, record 6, tunnel 7,
-smartcard 8, usbredir 9, port 10, webdav 11; other names: 10, port) and, if
-the channel was closed cleanly, a FIN exchange. Data keeps client seq 1000 and
-server seq 2000. Open the result with: wireshark -d tcp.port==5900,spice FILE
+{types}
+Data keeps client seq 1000 and server seq 2000. Open the result with:
+wireshark -d tcp.port==5900,spice FILE
 
+{AFTER_HELP_REST}"
+    )
+}
+
+const AFTER_HELP_REST: &str = "\
 Capture directories are untrusted (bug reports come from strangers). What
 one holds may make spool2pcap read the regular files inside it (bounded in
 size), report damage and skip it, and copy its strings, control characters
@@ -64,7 +115,7 @@ Examples:
 
 /// Convert ryll capture spools to pcap/pcapng for Wireshark.
 #[derive(Parser, Debug)]
-#[command(name = "spool2pcap", version, after_help = AFTER_HELP)]
+#[command(name = "spool2pcap", version, after_help = after_help())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,11 +124,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Write pcap/pcapng files from a capture directory.
-    #[command(after_help = AFTER_HELP)]
+    #[command(after_help = after_help())]
     Convert(ConvertArgs),
     /// Summarize a capture directory (records, bytes, time span, drops,
     /// damage, clean shutdown), like capinfos.
-    #[command(after_help = AFTER_HELP)]
+    #[command(after_help = after_help())]
     Info {
         /// Capture directory (the one holding manifest.json and spool/).
         dir: PathBuf,
@@ -86,7 +137,7 @@ enum Command {
         json: bool,
     },
     /// Read every record, print each damaged region, exit 1 if any.
-    #[command(after_help = AFTER_HELP)]
+    #[command(after_help = after_help())]
     Verify {
         /// Capture directory.
         dir: PathBuf,
@@ -94,7 +145,7 @@ enum Command {
     /// Move the segments a crashed (killed) session left staged in memory
     /// into its capture directory for good. convert/info read them in place
     /// without this, but a reboot loses them.
-    #[command(after_help = AFTER_HELP)]
+    #[command(after_help = after_help())]
     Recover {
         /// Capture directory.
         dir: PathBuf,

@@ -235,3 +235,24 @@ fn no_mmap_converts_the_same_bytes() {
     );
     assert!(mapped.stdout == read.stdout, "outputs differ");
 }
+
+#[test]
+fn help_lists_every_known_channel_with_its_port_and_type_in_short_lines() {
+    let out = run(&["--help".as_ref()]);
+    assert_eq!(code(&out), 0);
+    let help = String::from_utf8_lossy(&out.stdout);
+    // Wrapping may break a line between a name and its number.
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (name, ty) in spool2pcap::spice::channels::SPICE_CHANNELS {
+        let port = spool2pcap::spice::channels::known_port(name).unwrap();
+        assert!(flat.contains(&format!("{name} {port},")), "{name} {port}");
+        assert!(flat.contains(&format!("{name} {ty},")), "{name} {ty}");
+    }
+    let generated = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Each channel"))
+        .take_while(|l| !l.starts_with("wireshark -d"));
+    for line in generated {
+        assert!(line.chars().count() <= 80, "{line:?}");
+    }
+}

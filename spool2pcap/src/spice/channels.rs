@@ -7,22 +7,11 @@
 //! should get the same port every time so that filters (`tcp.port == 10002`)
 //! keep working from one capture to the next.
 //!
-//! | channel    | client port | why                                   |
-//! |------------|-------------|---------------------------------------|
-//! | main       | 10001       | SPICE channel type 1                  |
-//! | display    | 10002       | SPICE channel type 2                  |
-//! | inputs     | 10003       | SPICE channel type 3                  |
-//! | cursor     | 10004       | SPICE channel type 4                  |
-//! | playback   | 10005       | SPICE channel type 5                  |
-//! | record     | 10006       | SPICE channel type 6                  |
-//! | tunnel     | 10007       | SPICE channel type 7                  |
-//! | smartcard  | 10008       | SPICE channel type 8                  |
-//! | usbredir   | 10009       | SPICE channel type 9                  |
-//! | port       | 10010       | SPICE channel type 10                 |
-//! | webdav     | 10011       | SPICE channel type 11                 |
-//! | any other  | 10100–15099 | 10100 + FNV-1a-32(name) mod 5000      |
+//! A channel of [`SPICE_CHANNELS`] gets `10000 +` its SPICE channel type
+//! (main 10001, display 10002, …); any other name gets
+//! `10100 + FNV-1a-32(name) mod 5000`.
 //!
-//! The first rows match the ports ryll's own live capture has always used
+//! The fixed ports match the ports ryll's own live capture has always used
 //! (10000 + the SPICE channel type), so old and new captures line up. Other
 //! names are hashed into a range that cannot meet the known ports; if two
 //! names of one capture hash to the same port, the one that sorts later moves
