@@ -70,7 +70,9 @@ pub use format::Direction;
 pub use limit::{DiskLimit, LimitPolicy};
 pub use manifest::Manifest;
 pub use reader::Capture;
-pub use write::writer::{
-    ChannelCounters, ChannelHandle, CloseOutcome, CloseProgress, MoverHandle, Spool, SpoolConfig,
-    SpoolError, StagingChoice, DROP_GRACE,
-};
+pub use write::close::DROP_GRACE;
+pub use write::config::{SpoolConfig, StagingChoice};
+pub use write::counters::ChannelCounters;
+pub use write::error::SpoolError;
+pub use write::outcome::{CloseOutcome, CloseProgress, MoverHandle};
+pub use write::writer::{ChannelHandle, Spool};

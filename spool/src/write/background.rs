@@ -25,7 +25,7 @@ use crate::write::channel::{Channel, Retired};
 use crate::write::clock::RECALIBRATE_EVERY;
 use crate::write::limit::{Entry, Ledger, LimitPolicy};
 use crate::write::segment::MappedSegment;
-use crate::write::writer::Shared;
+use crate::write::shared::Shared;
 
 /// How long a background thread sleeps when nobody wakes it.
 const IDLE_WAIT: Duration = Duration::from_millis(20);

@@ -314,6 +314,14 @@ impl Default for Clock {
     }
 }
 
+/// Wall-clock nanoseconds since the Unix epoch (0 before it): when a
+/// session started or closed. Records are stamped with [`Clock`] instead.
+pub(crate) fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

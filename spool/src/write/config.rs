@@ -1,0 +1,168 @@
+//! [`SpoolConfig`]: how to set up a [`Spool`](crate::Spool), with its
+//! defaults and the checks [`Spool::create`](crate::Spool::create) makes.
+
+use std::path::PathBuf;
+
+use crate::store::format::{self, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
+use crate::write::clock::unix_now_ns;
+use crate::write::error::SpoolError;
+use crate::write::limit::DiskLimit;
+
+/// Where the hot path's segments are mapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StagingChoice {
+    /// A private directory under `$XDG_RUNTIME_DIR`, else `/dev/shm`; mapped
+    /// in the capture directory directly if neither is memory-backed.
+    Auto,
+    /// Under this root directory (for tests, or a tmpfs of your choosing).
+    Root(PathBuf),
+    /// In the capture directory itself. Stores into pages of a mapped disk
+    /// file can stall the writer while the kernel writes back or throttles
+    /// dirty pages — for over a second on a slow disk — so use this only
+    /// where no memory-backed filesystem exists.
+    CaptureDir,
+}
+
+/// How to set up a [`Spool`](crate::Spool).
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// The capture directory: `manifest.json` and `spool/<channel>/` go here.
+    pub capture_dir: PathBuf,
+    /// Where live segments are mapped.
+    pub staging: StagingChoice,
+    /// Size of each segment file (a multiple of 4096, 64 KiB to 1 GiB).
+    /// Records larger than a segment are dropped. Default 4 MiB.
+    pub segment_bytes: usize,
+    /// Segments kept prepared ahead for a busy channel (a quiet one gets
+    /// one). Default 3.
+    pub ready_ahead: usize,
+    /// Most bytes of segments staged in memory at once (live, prepared, and
+    /// waiting to be moved). Past it no segment is prepared and records are
+    /// dropped instead. Default 256 MiB.
+    pub staging_budget: u64,
+    /// Channels to set up at creation, so their first record never waits for
+    /// a segment to be prepared.
+    pub channels: Vec<String>,
+    /// Wall-clock session start to record instead of now, for replays of
+    /// recorded traffic (with [`Spool::append_at`](crate::Spool::append_at) timestamps relative to it).
+    pub session_start_unix_ns: Option<u64>,
+    /// Bound on the capture directory's size (none by default).
+    pub limit: DiskLimit,
+    /// Remove the capture directory at a clean close unless
+    /// [`Spool::keep`](crate::Spool::keep) was called (the always-on flight recorder).
+    pub delete_on_close: bool,
+    /// Compress sealed segments as they are moved into the capture
+    /// directory (zstd, in independent blocks; see [`crate::compress`]).
+    /// Default on. Segments that do not shrink, those a close leaves to
+    /// the mover process or recovery, and every segment of a spool without
+    /// memory-backed staging are written uncompressed.
+    pub compress: bool,
+}
+
+impl SpoolConfig {
+    /// Defaults for a capture directory.
+    pub fn new(capture_dir: impl Into<PathBuf>) -> SpoolConfig {
+        SpoolConfig {
+            capture_dir: capture_dir.into(),
+            staging: StagingChoice::Auto,
+            segment_bytes: 4 << 20,
+            ready_ahead: 3,
+            staging_budget: 256 << 20,
+            channels: Vec::new(),
+            session_start_unix_ns: None,
+            limit: DiskLimit::default(),
+            delete_on_close: false,
+            compress: true,
+        }
+    }
+
+    /// The always-on flight recorder: a session directory under the user's
+    /// cache (`$XDG_CACHE_HOME/ryll/flight-recorder/`, else
+    /// `~/.cache/ryll/flight-recorder/`), bounded by a 256 MiB ring, and
+    /// deleted at a clean close unless [`Spool::keep`](crate::Spool::keep) is called (say, when
+    /// the user files a bug report). With it, capture can stay on in every
+    /// session, as ryll's in-memory traffic ring does, without building pcap
+    /// frames on the hot path.
+    pub fn always_on() -> Result<SpoolConfig, SpoolError> {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .ok_or_else(|| SpoolError::Setup("neither XDG_CACHE_HOME nor HOME is set".into()))?;
+        let name = format!("{}-{}", unix_now_ns(), std::process::id());
+        let mut config = SpoolConfig::new(cache.join("ryll/flight-recorder").join(name));
+        config.limit = DiskLimit::ring(256 << 20);
+        config.delete_on_close = true;
+        Ok(config)
+    }
+
+    /// Sets [`SpoolConfig::limit`].
+    pub fn limit(mut self, limit: DiskLimit) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Sets [`SpoolConfig::staging`].
+    pub fn staging(mut self, staging: StagingChoice) -> Self {
+        self.staging = staging;
+        self
+    }
+
+    /// Sets [`SpoolConfig::segment_bytes`].
+    pub fn segment_bytes(mut self, bytes: usize) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// Sets [`SpoolConfig::ready_ahead`].
+    pub fn ready_ahead(mut self, n: usize) -> Self {
+        self.ready_ahead = n;
+        self
+    }
+
+    /// Sets [`SpoolConfig::staging_budget`].
+    pub fn staging_budget(mut self, bytes: u64) -> Self {
+        self.staging_budget = bytes;
+        self
+    }
+
+    /// Sets [`SpoolConfig::channels`].
+    pub fn channels<S: AsRef<str>>(mut self, names: &[S]) -> Self {
+        self.channels = names.iter().map(|s| s.as_ref().to_string()).collect();
+        self
+    }
+
+    /// Sets [`SpoolConfig::compress`].
+    pub fn compress(mut self, on: bool) -> Self {
+        self.compress = on;
+        self
+    }
+
+    /// Sets [`SpoolConfig::session_start_unix_ns`].
+    pub fn session_start_unix_ns(mut self, ns: u64) -> Self {
+        self.session_start_unix_ns = Some(ns);
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), SpoolError> {
+        let s = self.segment_bytes;
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&(s as u64)) || s % 4096 != 0 {
+            return Err(SpoolError::Config(format!(
+                "segment_bytes {s}: want a multiple of 4096 from {MIN_SEGMENT_BYTES} to {MAX_SEGMENT_BYTES}"
+            )));
+        }
+        if self.ready_ahead == 0 {
+            return Err(SpoolError::Config("ready_ahead must be at least 1".into()));
+        }
+        if self.staging_budget < s as u64 {
+            return Err(SpoolError::Config(format!(
+                "staging_budget {} is smaller than one segment ({s})",
+                self.staging_budget
+            )));
+        }
+        for c in &self.channels {
+            format::validate_channel_name(c).map_err(|e| SpoolError::Config(e.to_string()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,203 @@
+//! [`Shared`]: the state the spool, its channel handles and its background
+//! threads all read — the configuration, the channel table, the staging
+//! budget, the flags that stop the threads, and the errors they met.
+//!
+//! It sits below both [`Spool`](crate::Spool)(crate::Spool) and the background threads,
+//! so neither has to import the other to reach it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::store::format::{self, FORMAT_VERSION};
+use crate::store::fsutil;
+use crate::store::manifest::{self, ChannelSummary, Manifest, MANIFEST_FILE};
+use crate::write::channel::Channel;
+use crate::write::clock::Clock;
+use crate::write::config::SpoolConfig;
+use crate::write::counters::counters_of;
+use crate::write::error::SpoolError;
+use crate::write::limit::Trimmed;
+use crate::write::segment::SessionFacts;
+
+/// Most channels one spool holds. SPICE defines a dozen channel types; the
+/// fixed table is what lets the hot path find a channel without a lock.
+pub const MAX_CHANNELS: usize = 64;
+/// State shared by the spool, its handles and its background threads.
+pub(crate) struct Shared {
+    pub config: SpoolConfig,
+    pub session: SessionFacts,
+    /// The channel table, shared with [`Spool`](crate::Spool) (see [`ChannelTable`]).
+    pub(crate) slots: ChannelTable,
+    pub(crate) register: Mutex<()>,
+    pub staged_bytes: AtomicU64,
+    /// The hot path's clock, refitted by the preparer thread.
+    pub clock: Clock,
+    pub stopping: AtomicBool,
+    pub retirer_stopping: AtomicBool,
+    /// Set when a close's grace period is over: the retirer leaves what it
+    /// has not moved yet staged, for the mover.
+    pub retirer_abandon: AtomicBool,
+    /// Bytes the retirer has written into the capture directory.
+    pub moved_bytes: AtomicU64,
+    /// What the retirer's compression did.
+    pub compression: crate::store::compress::CompressionCounters,
+    /// Test hook: background threads do no work while set.
+    pub held: AtomicBool,
+    /// Bytes of segments in the capture directory (kept by the retirer).
+    pub disk_bytes: AtomicU64,
+    /// What the flight recorder trimmed, per channel (kept by the retirer).
+    pub trimmed: Mutex<std::collections::BTreeMap<String, Trimmed>>,
+    /// Capture directory, resolved.
+    pub capture_dir: PathBuf,
+    /// Staging directory of this session, if segments are staged.
+    pub staging_dir: Option<PathBuf>,
+    pub(crate) errors: Mutex<Vec<String>>,
+    /// Records refused because their channel name was invalid or the
+    /// channel table was full.
+    pub rejected: AtomicU64,
+    /// Segments are mapped in the capture directory itself.
+    pub direct: bool,
+    pub(crate) staging_root: PathBuf,
+    pub(crate) capture_spool: PathBuf,
+}
+
+/// Errors kept in memory at most; later ones are counted in the last line.
+const MAX_ERRORS: usize = 100;
+
+/// The channel table: [`MAX_CHANNELS`] slots, filled in order, never
+/// emptied, read without a lock. Each slot holds the name and the channel
+/// itself inline, and the [`Spool`](crate::Spool) keeps its own pointer to the table, so
+/// an append goes from the spool to its channel's name and lock in one hop
+/// (each hop is one more cache miss for an isolated append). On the heap,
+/// not inline in [`Shared`]: at about 80 KiB it would make creating a spool
+/// need a few hundred KiB of stack.
+pub(crate) type ChannelTable = Arc<[OnceLock<Slot>]>;
+
+/// Finds a registered channel by name.
+#[inline]
+pub(crate) fn find_in<'t>(table: &'t [OnceLock<Slot>], name: &str) -> Option<&'t Channel> {
+    table
+        .iter()
+        .map_while(|s| s.get())
+        .find(|s| s.is(name))
+        .map(|s| &s.channel)
+}
+
+/// One entry of the channel table.
+pub(crate) struct Slot {
+    name_len: u8,
+    name: [u8; format::MAX_CHANNEL_NAME],
+    pub(crate) channel: Channel,
+}
+
+impl Slot {
+    pub(crate) fn new(channel: Channel) -> Slot {
+        let mut name = [0; format::MAX_CHANNEL_NAME];
+        // Validated: at most MAX_CHANNEL_NAME bytes.
+        let len = channel.name.len().min(name.len());
+        name[..len].copy_from_slice(&channel.name.as_bytes()[..len]);
+        Slot {
+            name_len: len as u8,
+            name,
+            channel,
+        }
+    }
+
+    /// Byte by byte rather than through `memcmp`: names are a few bytes
+    /// long, and a call into libc is one more cold page for an isolated
+    /// append.
+    #[inline]
+    fn is(&self, name: &str) -> bool {
+        let name = name.as_bytes();
+        usize::from(self.name_len) == name.len() && self.name.iter().zip(name).all(|(a, b)| a == b)
+    }
+}
+
+impl Shared {
+    /// Registered channels, in registration order.
+    pub fn channels(&self) -> impl Iterator<Item = &Channel> {
+        self.slots.iter().map_while(|s| s.get()).map(|s| &s.channel)
+    }
+
+    #[inline]
+    pub(crate) fn find(&self, name: &str) -> Option<&Channel> {
+        find_in(&self.slots, name)
+    }
+
+    pub fn staging_channel_dir(&self, channel: &str) -> PathBuf {
+        self.staging_root.join(channel)
+    }
+
+    pub fn capture_channel_dir(&self, channel: &str) -> PathBuf {
+        self.capture_spool.join(channel)
+    }
+
+    pub fn record_error(&self, msg: String) {
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errors.len() < MAX_ERRORS {
+            errors.push(msg);
+        }
+    }
+
+    pub(crate) fn errors(&self) -> Vec<String> {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The manifest as of now.
+    pub fn manifest(&self, staging: Option<&Path>, clean: bool, closed: Option<u64>) -> Manifest {
+        Manifest {
+            // Segments of version 3 appear only where the retirer compresses.
+            format_version: if self.config.compress && !self.direct {
+                crate::store::block::COMPRESSED_VERSION
+            } else {
+                FORMAT_VERSION
+            },
+            session_id: manifest::session_id_hex(&self.session.session_id),
+            session_start_unix_ns: self.session.session_start_unix_ns,
+            staging_dir: staging.map(|s| s.to_string_lossy().into_owned()),
+            segment_bytes: self.config.segment_bytes as u64,
+            clean_shutdown: clean,
+            pending_move: false,
+            closed_unix_ns: closed,
+            channels: self
+                .channels()
+                .map(|c| {
+                    let k = counters_of(c);
+                    let summary = ChannelSummary {
+                        records: k.records,
+                        bytes: k.bytes,
+                        dropped_records: k.dropped_records,
+                        dropped_bytes: k.dropped_bytes,
+                        segments: k.segments,
+                    };
+                    (c.name.clone(), summary)
+                })
+                .collect(),
+            errors: self.errors(),
+            limit: self.config.limit.is_set().then_some(self.config.limit),
+            trimmed: self
+                .trimmed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+
+    /// Rewrites the manifest while the session runs (after a trim).
+    pub fn write_running_manifest(&self) -> Result<(), SpoolError> {
+        let m = self.manifest(self.staging_dir.as_deref(), false, None);
+        write_manifest(&self.capture_dir, &m)
+    }
+}
+
+pub(crate) fn write_manifest(capture: &Path, m: &Manifest) -> Result<(), SpoolError> {
+    let path = capture.join(MANIFEST_FILE);
+    let json = serde_json::to_vec_pretty(m)
+        .map_err(|e| SpoolError::Setup(format!("{}: {e}", path.display())))?;
+    fsutil::write_atomic(&path, &json)
+        .map_err(|e| SpoolError::Setup(format!("writing {}: {e}", path.display())))
+}
