@@ -21,6 +21,9 @@ Columns, per run of --seconds, all measured on the same window:
                 every display byte delivered (until the connection closed)
   drops         records the capture reported dropped (stock cannot tell: the
                 missing bytes show in `kept`)
+  on disk MB    what the capture directory takes on its disk once complete
+                (the patched client's detached mover waited for), every
+                channel and file included: compression shows here
   CPU s         user + system CPU seconds of the client (wait4 rusage)
   CPU ms/MB     the client's CPU until the SIGINT per MB of display traffic
                 it read until then: what the client costs per byte, which
@@ -227,6 +230,23 @@ def run_client(argv, env, seconds, runtime_dir):
     }
 
 
+def on_disk(variant, capture, timeout=180):
+    """Bytes the capture takes on its disk once complete: stock's pcaps;
+    the spool's directory after its detached mover, if any, has moved
+    the rest in (the manifest stops saying `pending_move`)."""
+    if variant.startswith("patched"):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with open(os.path.join(capture, "manifest.json")) as f:
+                    if not json.load(f).get("pending_move"):
+                        break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.5)
+    return tree_bytes(capture)
+
+
 def kept_and_drops(variant, capture):
     if variant.endswith("no capture"):
         return None, None
@@ -288,7 +308,8 @@ def scenario(name, load, extra, capture_root, args, results):
             dump.wait()
             wire, window = display_bytes(truth, port, until=r["sigint_at"])
             kept, drops = kept_and_drops(variant, cap_dir) if capture else (None, None)
-            r.update(scenario=name, variant=variant, round=round_no, wire=wire, window=window, kept=kept, drops=drops)
+            disk = on_disk(variant, cap_dir) if capture else None
+            r.update(scenario=name, variant=variant, round=round_no, wire=wire, window=window, kept=kept, drops=drops, disk=disk)
             results.append(r)
             print_row(r, file=sys.stderr)
             shutil.rmtree(work, ignore_errors=True)
@@ -300,8 +321,8 @@ def scenario(name, load, extra, capture_root, args, results):
         guest.wait()
 
 
-HEADER = ("| scenario | client | display MB/s | kept | drops | CPU s | CPU ms/MB | peak RSS + staging MB | exit s |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| scenario | client | display MB/s | kept | drops | on disk MB | CPU s | CPU ms/MB | peak RSS + staging MB | exit s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
 
 
 def ms_per_mb(r):
@@ -312,7 +333,8 @@ def print_row(r, file=sys.stdout):
     secs = r["seconds"] if "seconds" in r else ARGS.seconds
     kept = "–" if r["kept"] is None else f"{r['kept'] / 1e6:.1f} MB ({100 * r['kept'] / max(r['wire'], 1):.0f} %)"
     drops = "–" if r["drops"] is None else str(r["drops"])
-    print(f"| {r['scenario']} | {r['variant']} | {r['window'] / 1e6 / secs:.2f} | {kept} | {drops} | "
+    disk = "–" if r.get("disk") is None else f"{r['disk'] / 1e6:.1f}"
+    print(f"| {r['scenario']} | {r['variant']} | {r['window'] / 1e6 / secs:.2f} | {kept} | {drops} | {disk} | "
           f"{r['cpu']:.1f} | {ms_per_mb(r):.1f} | {r['rss_mb']:.0f} + {r['staging_mb']:.0f} | "
           f"{'killed after ' if r['killed'] else ''}{r['exit_s']:.2f} |", file=file)
 
