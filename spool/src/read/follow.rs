@@ -149,9 +149,17 @@ impl Follower {
                 {
                     continue;
                 }
-                let first = manifest
+                // Start where the reader starts: at the flight recorder's
+                // first kept segment, or at a lower one still present
+                // (what lies between is then reported missing).
+                let trimmed_from = manifest
                     .and_then(|m| m.trimmed.get(&name))
                     .map_or(0, |t| t.first_kept_index);
+                let lowest = match self.locate(staging, &name, 0) {
+                    Some(_) => Some(0),
+                    None => self.next_present(staging, &name, 0),
+                };
+                let first = lowest.map_or(trimmed_from, |l| l.min(trimmed_from));
                 self.channels.push(Followed {
                     name,
                     index: first,
