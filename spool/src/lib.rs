@@ -73,6 +73,6 @@ pub use reader::Capture;
 pub use write::close::DROP_GRACE;
 pub use write::config::{SpoolConfig, StagingChoice};
 pub use write::counters::ChannelCounters;
-pub use write::error::SpoolError;
+pub use write::error::{BackgroundError, SpoolError};
 pub use write::outcome::{CloseOutcome, CloseProgress, MoverHandle};
 pub use write::writer::{ChannelHandle, Spool};

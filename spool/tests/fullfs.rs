@@ -80,7 +80,9 @@ fn full_staging_filesystem_drops_without_sigbus() {
     }
     let errors = spool.errors();
     assert!(
-        errors.iter().any(|e| e.contains("No space left")),
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("No space left")),
         "{errors:?}"
     );
     let c = spool.counters("display").unwrap();

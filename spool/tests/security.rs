@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use spool::{Direction, Spool};
+use spool::{Direction, Spool, SpoolError};
 
 #[test]
 fn symlink_in_place_of_a_staged_segment_is_refused() {
@@ -30,7 +30,7 @@ fn symlink_in_place_of_a_staged_segment_is_refused() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     let errors = spool.errors();
     assert!(
-        errors.iter().any(|e| e.contains("File exists")),
+        errors.iter().any(|e| e.to_string().contains("File exists")),
         "{errors:?}"
     );
     let _ = spool.close();
@@ -65,6 +65,17 @@ fn capture_directory_that_is_a_symlink_is_refused() {
     std::os::unix::fs::symlink(&real, dirs.capture()).unwrap();
     let err = Spool::create(dirs.config()).unwrap_err();
     assert!(err.to_string().contains("symlink"), "{err}");
+    // The error names the directory and keeps the I/O error as its source.
+    match &err {
+        SpoolError::Io { path, .. } => assert_eq!(path, &dirs.capture()),
+        other => panic!("want SpoolError::Io, got {other:?}"),
+    }
+    assert!(err
+        .to_string()
+        .contains(&dirs.capture().display().to_string()));
+    let source = std::error::Error::source(&err).expect("an io::Error source");
+    let io = source.downcast_ref::<std::sync::Arc<std::io::Error>>();
+    assert!(io.is_some(), "{source:?}");
 }
 
 #[test]

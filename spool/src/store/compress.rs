@@ -344,31 +344,44 @@ impl BlockReader {
     }
 
     /// Decodes `b` into `self.buf`, exactly `b.raw_len` bytes.
-    fn decode(&mut self, file: &[u8], b: &ParsedBlock) -> Result<(), ()> {
+    fn decode(&mut self, file: &[u8], b: &ParsedBlock) -> Result<(), Undecodable> {
         let stored = b.stored(file);
         match b.codec {
             Codec::Stored => self.buf.extend_from_slice(stored),
             Codec::Zstd => {
                 if self.ctx.is_none() {
-                    let mut ctx = zstd::bulk::Decompressor::new().map_err(|_| ())?;
-                    ctx.window_log_max(WINDOW_LOG_MAX).map_err(|_| ())?;
+                    let mut ctx = zstd::bulk::Decompressor::new().map_err(|_| Undecodable::Zstd)?;
+                    ctx.window_log_max(WINDOW_LOG_MAX)
+                        .map_err(|_| Undecodable::Zstd)?;
                     self.ctx = Some(ctx);
                 }
-                let ctx = self.ctx.as_mut().ok_or(())?;
+                let ctx = self.ctx.as_mut().ok_or(Undecodable::Zstd)?;
                 // `raw_len` is capped by `parse_block`; decompressing into
                 // spare capacity of exactly that size fails on a frame that
                 // would inflate beyond it.
                 self.buf.reserve_exact(b.raw_len);
                 let n = ctx
                     .decompress_to_buffer(stored, &mut self.buf)
-                    .map_err(|_| ())?;
+                    .map_err(|_| Undecodable::Zstd)?;
                 if n != b.raw_len || self.buf.len() != b.raw_len {
-                    return Err(());
+                    return Err(Undecodable::Length);
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Why a block did not decode; either way [`BlockReader::advance`]
+/// reports the block as damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Undecodable {
+    /// The zstd decoder could not be set up, or rejected the block.
+    #[error("the zstd decoder rejected the block")]
+    Zstd,
+    /// The block decoded to another length than its header states.
+    #[error("the block decoded to another length than its header states")]
+    Length,
 }
 
 /// The next offset from `from` (in 8-byte steps) holding an intact block,

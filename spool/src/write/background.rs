@@ -16,6 +16,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::store::compress::{self, SegmentCompressor};
@@ -23,6 +24,7 @@ use crate::store::format::segment_file_name;
 use crate::store::fsutil;
 use crate::write::channel::{Channel, Retired};
 use crate::write::clock::RECALIBRATE_EVERY;
+use crate::write::error::BackgroundError;
 use crate::write::limit::{Entry, Ledger, LimitPolicy};
 use crate::write::segment::MappedSegment;
 use crate::write::shared::Shared;
@@ -163,12 +165,12 @@ pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), NotPrepar
         }
         Err(e) => {
             shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
-            shared.record_error(format!(
-                "preparing segment {} of channel {} in {}: {e}",
+            shared.record_error(BackgroundError::Prepare {
                 index,
-                ch.name,
-                dir.display()
-            ));
+                channel: ch.name.clone(),
+                dir,
+                source: Arc::new(e),
+            });
             Err(NotPrepared::CreateFailed)
         }
     }
@@ -205,7 +207,7 @@ pub(crate) fn retire_loop(shared: &Shared) {
     if shared.config.compress && !shared.direct {
         match SegmentCompressor::new() {
             Ok(c) => compressor = Some(c),
-            Err(e) => shared.record_error(format!("compression off: {e}")),
+            Err(e) => shared.record_error(BackgroundError::CompressionOff(Arc::new(e))),
         }
     }
     loop {
@@ -238,7 +240,7 @@ pub(crate) fn retire_loop(shared: &Shared) {
                     // more than the bound plus the segment just moved in.
                     let (errors, any) = ledger.enforce(&shared.config.limit, &channels);
                     for e in errors {
-                        shared.record_error(e);
+                        shared.record_error(BackgroundError::remove("trimming", e.0, e.1));
                     }
                     trimmed |= any;
                 }
@@ -250,7 +252,7 @@ pub(crate) fn retire_loop(shared: &Shared) {
             // Say so on disk now, not only at close: a crash must not leave a
             // trimmed capture that reads as damaged.
             if let Err(e) = shared.write_running_manifest() {
-                shared.record_error(e.to_string());
+                shared.record_error(BackgroundError::Manifest(Box::new(e)));
             }
         }
         if stopping && !moved {
@@ -277,11 +279,11 @@ fn retire_one(
     // directory carries them, so fill them in before it goes there.
     let walked = r.segment.fill_checksums(r.used);
     if walked != r.used {
-        shared.record_error(format!(
-            "{}: records end at {walked}, not at {} as sealed; checksums filled that far",
-            r.segment.path().display(),
-            r.used
-        ));
+        shared.record_error(BackgroundError::RecordsEndEarly {
+            path: r.segment.path().to_path_buf(),
+            walked,
+            used: r.used,
+        });
     }
     let dest_dir = shared.capture_channel_dir(&ch.name);
     let staged = r.segment.path().to_path_buf();
@@ -339,11 +341,11 @@ fn retire_one(
             // Left staged on purpose, for the mover; not an error.
             return None;
         }
-        shared.record_error(format!(
-            "moving {} to {}: {e}",
-            staged.display(),
-            dest.display()
-        ));
+        shared.record_error(BackgroundError::Move {
+            from: staged,
+            to: dest,
+            source: Arc::new(e),
+        });
         return None;
     }
     let entry = Entry {
@@ -357,7 +359,7 @@ fn retire_one(
     };
     if !shared.direct {
         if let Err(e) = std::fs::remove_file(&staged) {
-            shared.record_error(format!("removing {}: {e}", staged.display()));
+            shared.record_error(BackgroundError::remove("removing", staged, e));
         }
     }
     shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);

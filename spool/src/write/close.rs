@@ -13,7 +13,7 @@ use crate::store::recover;
 use crate::store::staging::StagingDir;
 use crate::write::background;
 use crate::write::clock::unix_now_ns;
-use crate::write::error::SpoolError;
+use crate::write::error::{BackgroundError, SpoolError};
 use crate::write::outcome::{CloseOutcome, CloseProgress, MoverHandle};
 use crate::write::shared::write_manifest;
 use crate::write::writer::Spool;
@@ -112,7 +112,7 @@ impl Spool {
             }
         }
         if retirer.join().is_err() {
-            shared.record_error("segment retirer thread panicked".into());
+            shared.record_error(BackgroundError::Panicked("retirer"));
         }
     }
 
@@ -148,7 +148,7 @@ impl Spool {
         };
         if let Some(p) = preparer {
             if p.join().is_err() {
-                shared.record_error("segment preparer thread panicked".into());
+                shared.record_error(BackgroundError::Panicked("preparer"));
             }
         }
         for ch in shared.channels() {
@@ -157,7 +157,7 @@ impl Spool {
                 let size = seg.capacity() as u64;
                 drop(seg);
                 if let Err(e) = std::fs::remove_file(&path) {
-                    shared.record_error(format!("removing unused {}: {e}", path.display()));
+                    shared.record_error(BackgroundError::remove("removing unused", path, e));
                 }
                 shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
                 ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
@@ -204,7 +204,7 @@ impl Spool {
                 outcome.bytes_left_staged = 0;
             }
             if let Err(e) = std::fs::remove_dir_all(&capture) {
-                errors.push(format!("removing {}: {e}", capture.display()));
+                errors.push(BackgroundError::remove("removing", capture, e));
             }
             return finish(outcome, errors);
         }
@@ -224,7 +224,7 @@ impl Spool {
             .map(|s| s.path());
         let manifest = shared.manifest(staged_left, everything_moved, closed_at);
         if let Err(e) = write_manifest(&capture, &manifest) {
-            errors.push(e.to_string());
+            errors.push(BackgroundError::Manifest(Box::new(e)));
         }
         // Only now, with the final manifest durable: a live reader that saw
         // the staging directory (and its lock) vanish before the manifest
@@ -249,13 +249,13 @@ impl Spool {
         staging: StagingDir,
         closed_at: Option<u64>,
         outcome: &mut CloseOutcome,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<BackgroundError>,
     ) {
         let shared = &self.shared;
         let mut manifest = shared.manifest(Some(staging.path()), true, closed_at);
         manifest.pending_move = true;
         if let Err(e) = write_manifest(&shared.capture_dir, &manifest) {
-            errors.push(e.to_string());
+            errors.push(BackgroundError::Manifest(Box::new(e)));
             return;
         }
         let mut moved = manifest;
@@ -277,10 +277,10 @@ impl Spool {
         }
         match plan.and_then(|plan| mover::spawn(plan, staging.lock_fd())) {
             Ok(pid) => outcome.mover = Some(MoverHandle::reap(pid)),
-            Err(e) => errors.push(format!(
-                "starting the mover for {}: {e}; the next session will move them",
-                staging.path().display()
-            )),
+            Err(e) => errors.push(BackgroundError::StartMover {
+                staging: staging.path().to_path_buf(),
+                source: std::sync::Arc::new(e),
+            }),
         }
         // Closes this process's descriptor of the lock; the mover's keeps
         // it held.
@@ -296,7 +296,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(20);
 /// not wait on a slow disk.
 pub const DROP_GRACE: Duration = Duration::from_secs(2);
 
-fn finish(outcome: CloseOutcome, errors: Vec<String>) -> Result<CloseOutcome, SpoolError> {
+fn finish(outcome: CloseOutcome, errors: Vec<BackgroundError>) -> Result<CloseOutcome, SpoolError> {
     if errors.is_empty() {
         Ok(outcome)
     } else {

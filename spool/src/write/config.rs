@@ -88,7 +88,7 @@ impl SpoolConfig {
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .ok_or_else(|| SpoolError::Setup("neither XDG_CACHE_HOME nor HOME is set".into()))?;
+            .ok_or(SpoolError::NoCacheDir)?;
         let name = format!("{}-{}", unix_now_ns(), std::process::id());
         let mut config = SpoolConfig::new(cache.join("ryll/flight-recorder").join(name));
         config.limit = DiskLimit::ring(256 << 20);
@@ -147,21 +147,19 @@ impl SpoolConfig {
     pub(crate) fn validate(&self) -> Result<(), SpoolError> {
         let s = self.segment_bytes;
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&(s as u64)) || s % 4096 != 0 {
-            return Err(SpoolError::Config(format!(
-                "segment_bytes {s}: want a multiple of 4096 from {MIN_SEGMENT_BYTES} to {MAX_SEGMENT_BYTES}"
-            )));
+            return Err(SpoolError::SegmentBytes(s));
         }
         if self.ready_ahead == 0 {
-            return Err(SpoolError::Config("ready_ahead must be at least 1".into()));
+            return Err(SpoolError::ReadyAhead);
         }
         if self.staging_budget < s as u64 {
-            return Err(SpoolError::Config(format!(
-                "staging_budget {} is smaller than one segment ({s})",
-                self.staging_budget
-            )));
+            return Err(SpoolError::StagingBudget {
+                budget: self.staging_budget,
+                segment_bytes: s,
+            });
         }
         for c in &self.channels {
-            format::validate_channel_name(c).map_err(|e| SpoolError::Config(e.to_string()))?;
+            format::validate_channel_name(c)?;
         }
         Ok(())
     }

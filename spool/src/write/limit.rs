@@ -118,9 +118,13 @@ impl Ledger {
     }
 
     /// Deletes the oldest segments until the limits hold (ring policy).
-    /// Returns the errors met (each names its file); `true` in the second
-    /// place if anything was trimmed.
-    pub fn enforce(&mut self, limit: &DiskLimit, channels: &[&Channel]) -> (Vec<String>, bool) {
+    /// Returns the segments that could not be removed, with why; `true` in
+    /// the second place if anything was trimmed.
+    pub fn enforce(
+        &mut self,
+        limit: &DiskLimit,
+        channels: &[&Channel],
+    ) -> (Vec<(PathBuf, std::io::Error)>, bool) {
         let mut errors = Vec::new();
         let mut trimmed_any = false;
         if limit.policy != LimitPolicy::Ring {
@@ -150,7 +154,7 @@ impl Ledger {
             };
             if let Err(err) = std::fs::remove_file(&e.path) {
                 if err.kind() != std::io::ErrorKind::NotFound {
-                    errors.push(format!("trimming {}: {err}", e.path.display()));
+                    errors.push((e.path.clone(), err));
                 }
             }
             self.total -= e.file_bytes;

@@ -16,7 +16,7 @@ use crate::write::channel::Channel;
 use crate::write::clock::Clock;
 use crate::write::config::SpoolConfig;
 use crate::write::counters::counters_of;
-use crate::write::error::SpoolError;
+use crate::write::error::{BackgroundError, SpoolError};
 use crate::write::limit::Trimmed;
 use crate::write::segment::SessionFacts;
 
@@ -52,7 +52,7 @@ pub(crate) struct Shared {
     pub capture_dir: PathBuf,
     /// Staging directory of this session, if segments are staged.
     pub staging_dir: Option<PathBuf>,
-    pub(crate) errors: Mutex<Vec<String>>,
+    pub(crate) errors: Mutex<Vec<BackgroundError>>,
     /// Records refused because their channel name was invalid or the
     /// channel table was full.
     pub rejected: AtomicU64,
@@ -133,14 +133,14 @@ impl Shared {
         self.capture_spool.join(channel)
     }
 
-    pub fn record_error(&self, msg: String) {
+    pub fn record_error(&self, error: BackgroundError) {
         let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         if errors.len() < MAX_ERRORS {
-            errors.push(msg);
+            errors.push(error);
         }
     }
 
-    pub(crate) fn errors(&self) -> Vec<String> {
+    pub(crate) fn errors(&self) -> Vec<BackgroundError> {
         self.errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -177,7 +177,7 @@ impl Shared {
                     (c.name.clone(), summary)
                 })
                 .collect(),
-            errors: self.errors(),
+            errors: self.errors().iter().map(ToString::to_string).collect(),
             limit: self.config.limit.is_set().then_some(self.config.limit),
             trimmed: self
                 .trimmed
@@ -197,7 +197,6 @@ impl Shared {
 pub(crate) fn write_manifest(capture: &Path, m: &Manifest) -> Result<(), SpoolError> {
     let path = capture.join(MANIFEST_FILE);
     let json = serde_json::to_vec_pretty(m)
-        .map_err(|e| SpoolError::Setup(format!("{}: {e}", path.display())))?;
-    fsutil::write_atomic(&path, &json)
-        .map_err(|e| SpoolError::Setup(format!("writing {}: {e}", path.display())))
+        .map_err(|e| SpoolError::io("serializing", &path, std::io::Error::other(e)))?;
+    fsutil::write_atomic(&path, &json).map_err(|e| SpoolError::io("writing", path, e))
 }

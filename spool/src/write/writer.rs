@@ -18,7 +18,7 @@ use crate::write::channel::Channel;
 use crate::write::clock::{unix_now_ns, Clock};
 use crate::write::config::{SpoolConfig, StagingChoice};
 use crate::write::counters::{counters_of, ChannelCounters};
-use crate::write::error::SpoolError;
+use crate::write::error::{BackgroundError, SpoolError};
 use crate::write::outcome::CloseOutcome;
 use crate::write::segment::SessionFacts;
 use crate::write::shared::{find_in, write_manifest, ChannelTable, Shared, Slot, MAX_CHANNELS};
@@ -55,24 +55,18 @@ impl Spool {
     /// Fails if the capture directory already holds a session.
     pub fn create(config: SpoolConfig) -> Result<Spool, SpoolError> {
         config.validate()?;
-        let setup = |what: &str, p: &Path, e: std::io::Error| {
-            SpoolError::Setup(format!("{what} {}: {e}", p.display()))
-        };
         let capture = &config.capture_dir;
         fsutil::create_private_dir(capture, true)
-            .map_err(|e| setup("creating capture directory", capture, e))?;
+            .map_err(|e| SpoolError::io("creating capture directory", capture, e))?;
         let capture = std::fs::canonicalize(capture)
-            .map_err(|e| setup("resolving capture directory", capture, e))?;
+            .map_err(|e| SpoolError::io("resolving capture directory", capture, e))?;
         let manifest_path = capture.join(MANIFEST_FILE);
         if std::fs::symlink_metadata(&manifest_path).is_ok() {
-            return Err(SpoolError::Setup(format!(
-                "{}: already holds a capture session (manifest.json exists)",
-                capture.display()
-            )));
+            return Err(SpoolError::SessionExists { path: capture });
         }
         let capture_spool = capture.join(SPOOL_DIR);
         fsutil::create_private_dir(&capture_spool, true)
-            .map_err(|e| setup("creating", &capture_spool, e))?;
+            .map_err(|e| SpoolError::io("creating", &capture_spool, e))?;
 
         let clock = Clock::new();
         let session_id = random_session_id();
@@ -91,7 +85,7 @@ impl Spool {
         let staging = match &root {
             Some(root) => Some(
                 StagingDir::create(root, &session_hex, &capture)
-                    .map_err(|e| setup("creating staging directory under", root, e))?,
+                    .map_err(|e| SpoolError::io("creating staging directory under", root, e))?,
             ),
             None => None,
         };
@@ -137,12 +131,15 @@ impl Spool {
         let manifest = shared.manifest(shared.staging_dir.as_deref(), false, None);
         write_manifest(&capture, &manifest)?;
 
-        let spawn = |name: &str, f: fn(&Shared)| {
+        let spawn = |name: &'static str, f: fn(&Shared)| {
             let s = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(move || f(&s))
-                .map_err(|e| SpoolError::Setup(format!("starting thread {name}: {e}")))
+                .map_err(|e| SpoolError::Thread {
+                    name,
+                    source: Arc::new(e),
+                })
         };
         let preparer = spawn("spool-prepare", background::prepare_loop)?;
         let retirer = spawn("spool-retire", background::retire_loop)?;
@@ -231,7 +228,7 @@ impl Spool {
     }
 
     fn register(&self, name: &str) -> Result<&Channel, SpoolError> {
-        format::validate_channel_name(name).map_err(|e| SpoolError::Config(e.to_string()))?;
+        format::validate_channel_name(name)?;
         let _guard = self
             .shared
             .register
@@ -245,7 +242,7 @@ impl Spool {
             .slots
             .iter()
             .find(|s| s.get().is_none())
-            .ok_or_else(|| SpoolError::Config(format!("more than {MAX_CHANNELS} channels")))?;
+            .ok_or(SpoolError::TooManyChannels { max: MAX_CHANNELS })?;
         let max_staged =
             (self.shared.config.staging_budget / self.shared.config.segment_bytes as u64) as usize;
         let index = self
@@ -271,7 +268,8 @@ impl Spool {
         self.preparer.unpark();
         slot.get()
             .map(|s| &s.channel)
-            .ok_or_else(|| SpoolError::Config("channel table".into()))
+            // Only this thread, holding `register`, fills an empty slot.
+            .ok_or(SpoolError::TooManyChannels { max: MAX_CHANNELS })
     }
 
     /// Nanoseconds since the session started (a monotonic clock).
@@ -302,7 +300,7 @@ impl Spool {
     }
 
     /// Errors from the background threads so far (each names its file).
-    pub fn errors(&self) -> Vec<String> {
+    pub fn errors(&self) -> Vec<BackgroundError> {
         self.shared.errors()
     }
 
