@@ -14,9 +14,8 @@
 //! What an append costs, then, is a lookup of the channel by name, an
 //! uncontended lock of that channel, a read of the time-stamp counter
 //! ([`clock`]), and the copy. Even the record's CRC is left to the background
-//! thread, which fills it in before the segment leaves memory: on the
-//! reference machine the CRC of a 1 KiB record alone took longer than the
-//! 50 ns budget of a whole append.
+//! thread, which fills it in before the segment leaves memory: the CRC of a
+//! 1 KiB record alone costs more than the budget of a whole append.
 //!
 //! Segments are mapped from a memory-backed filesystem (tmpfs: a private
 //! directory under `$XDG_RUNTIME_DIR`, else `/dev/shm`). Stores into a mapped

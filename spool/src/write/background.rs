@@ -42,8 +42,8 @@ const PREPARE_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Lowers the calling thread's CPU priority. The background threads do bulk
 /// work that can wait a little; on a machine with few cores they must not
-/// preempt the channel loops they serve (measured: a paced writer sharing two
-/// cores with them saw 2.5 ms stalls at the default priority).
+/// preempt the channel loops they serve, which at the default priority they
+/// do for milliseconds at a time (see `PERFORMANCE.md`).
 pub(crate) fn lower_priority(nice: i32) {
     // SAFETY: plain syscalls on the calling thread; failure leaves the
     // priority as it was, which is harmless.

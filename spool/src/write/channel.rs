@@ -11,11 +11,10 @@
 //! mutex is a second locked instruction (it must learn whether to wake a
 //! sleeper), and on x86 a locked instruction waits until every earlier
 //! store, here the whole record, has reached the cache. Releasing a spin
-//! lock is a plain store. Measured on an append whose caches were cold
-//! (`cargo bench -p e2e --bench append -- evict`), that is 20 ns of about
-//! 110. The price is paid only under contention, which the spool's own
-//! threads never cause: a waiter yields its CPU between tries instead of
-//! sleeping until woken.
+//! lock is a plain store, which makes a cold append markedly cheaper
+//! (figures in `PERFORMANCE.md`). The price is paid only under contention,
+//! which the spool's own threads never cause: a waiter yields its CPU
+//! between tries instead of sleeping until woken.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -208,8 +207,8 @@ impl Channel {
     ///
     /// The common case (a live segment with room, no pending gap) is kept
     /// small and inline, and everything else is out of line: an isolated
-    /// append in a quiet session runs with cold instruction caches, and
-    /// measured there, every cache line of code it touches counts.
+    /// append in a quiet session runs with cold instruction caches, where
+    /// every cache line of code it touches adds to its latency.
     #[inline]
     pub fn append(&self, dir: Direction, ts_ns: u64, data: &[u8], wake: &mut bool) -> bool {
         let mut st = self.lock();

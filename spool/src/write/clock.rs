@@ -2,8 +2,8 @@
 //!
 //! Every append stamps its record, so the clock read is part of the hot
 //! path's cost. Through the vDSO, `clock_gettime(CLOCK_MONOTONIC)` costs
-//! 25 ns on the reference machine (a 2-vCPU virtual machine), half the 50 ns budget
-//! of a whole append; reading the time-stamp counter and scaling it costs 10.
+//! about half the budget of a whole append; reading the time-stamp counter
+//! and scaling it costs a fraction of that (figures in `PERFORMANCE.md`).
 //!
 //! So where the kernel itself trusts the TSC (its clocksource is `tsc`, which
 //! it only keeps when the counter is invariant and synchronised across CPUs),

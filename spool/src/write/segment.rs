@@ -36,10 +36,10 @@ pub(crate) struct MappedSegment {
 /// The segment's pages were zeroed by the preparer long before, so their
 /// lines sit in main memory: a record written into them pays for fetching
 /// every line, which a burst of appends hides (the CPU's own prefetchers
-/// run ahead) but an isolated append does not. Measured on the reference
-/// machine, copying 512 B into cold lines every 100 µs cost 170 ns at p90,
-/// and 40 ns with the next lines prefetched by the previous append. A
-/// prefetch never faults and never waits; each line is asked for once.
+/// run ahead) but an isolated append does not: fetching them costs it
+/// several times the copy itself, unless the previous append asked for
+/// them (figures in `PERFORMANCE.md`). A prefetch never faults and never
+/// waits; each line is asked for once.
 const WARM_AHEAD: usize = 1024;
 
 /// Size of a cache line, the unit of prefetching.
