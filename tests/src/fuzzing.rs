@@ -37,7 +37,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use spool::block::{self, BlockHeader, BLOCK_HEADER_LEN};
-use spool::compress::SegmentCompressor;
+use spool::compress::{BlockReader, BlockStep, SegmentCompressor};
 use spool::follow::{Follower, Status};
 use spool::format::{
     self, CrcRule, Direction, SegmentHeader, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
@@ -510,7 +510,8 @@ pub fn reader(scratch: &Scratch, data: &[u8]) {
 /// raw bytes, whose checksums are filled in before compressing.
 ///
 /// Read as the only segment of a closed capture, mapped and read (which
-/// must agree): nothing is yielded that the raw segment does not hold,
+/// must agree): nothing is yielded that the raw segment or an intact
+/// block's decoded records do not hold,
 /// every damage report lies inside the compressed file, the stream ends —
 /// and without mutations, the records are exactly those of the raw
 /// segment read uncompressed, with no damage if it had none.
@@ -567,15 +568,30 @@ pub fn compressed(scratch: &Scratch, data: &[u8]) {
     let path = testkit::write_segment(&cap, "main", 0, &bytes);
     std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
     let files = [(path, bytes.as_slice())];
-    // Every intact block a reader could find, at any offset, and the raw
-    // bytes it states: the most records the file can yield.
-    let decompressed = (0..bytes.len())
+    // Every intact block a reader could find, at any offset: the raw bytes
+    // they state bound the records the file can yield, and what they
+    // decode to is what it holds. A mutated block can decode to a record
+    // the raw segment holds only damaged (the fuzzer writes CRCs that
+    // match the mutated bytes), and yielding that one is right.
+    let intact: Vec<_> = (0..bytes.len())
         .filter(|&at| block::has_block_magic(&bytes, at))
-        .filter_map(|at| block::parse_block(&bytes, at))
-        .map(|b| b.raw_len)
-        .sum();
+        .filter_map(|at| block::parse_block(&bytes, at).map(|b| (at, b)))
+        .collect();
+    let decompressed = intact.iter().map(|(_, b)| b.raw_len).sum();
+    let mut holds = vec![raw.clone()];
+    for (at, b) in &intact {
+        let mut alone = raw[..SEGMENT_HEADER_LEN].to_vec();
+        alone.extend_from_slice(&bytes[*at..b.next(bytes.len())]);
+        let mut decoder = BlockReader::new();
+        if let Some(BlockStep::Records { .. }) = decoder.advance(&alone) {
+            let mut decoded = raw[..SEGMENT_HEADER_LEN].to_vec();
+            decoded.extend_from_slice(decoder.records());
+            holds.push(decoded);
+        }
+    }
+    let holds: Vec<&[u8]> = holds.iter().map(Vec::as_slice).collect();
     let oracle = Oracle {
-        genuine: genuine_records(&[&raw]),
+        genuine: genuine_records(&holds),
         files: &files,
         what: "compressed",
         decompressed,
