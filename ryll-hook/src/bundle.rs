@@ -91,7 +91,7 @@ impl Default for BugReportOptions {
 
 /// One channel's entry in the report's `capture-summary.json`: what the
 /// reader found in the spool for it. Not the manifest's
-/// [`spool::manifest::ChannelSummary`], which holds the writer's counts and
+/// [`spool::manifest::ChannelCounters`], which holds the writer's counts and
 /// no time span or damage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CaptureSummaryEntry {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use spool::limit::Trimmed;
-use spool::manifest::ChannelSummary;
+use spool::manifest::ChannelCounters;
 use spool::reader::{Damage, Event};
 
 use crate::guard::cleaned;
@@ -98,7 +98,7 @@ pub struct ChannelInfo {
     /// The last segment carries a final seal (clean close of the channel).
     pub closed_cleanly: bool,
     /// The manifest's counters for this channel, if it has any.
-    pub manifest: Option<ChannelSummary>,
+    pub manifest: Option<ChannelCounters>,
     /// Data records read from segments still staged in memory (a crashed
     /// session whose staging was not recovered yet, or a live one).
     pub staged_records: u64,

@@ -47,7 +47,7 @@ pub struct Manifest {
     pub closed_unix_ns: Option<u64>,
     /// Final counters, by channel name.
     #[serde(default)]
-    pub channels: BTreeMap<String, ChannelSummary>,
+    pub channels: BTreeMap<String, ChannelCounters>,
     /// Background errors seen during the session (disk full, I/O errors…).
     #[serde(default)]
     pub errors: Vec<String>,
@@ -59,18 +59,21 @@ pub struct Manifest {
     pub trimmed: BTreeMap<String, Trimmed>,
 }
 
-/// Per-channel counters as recorded in the manifest.
+/// What a channel's writer has accepted and dropped: read live from the
+/// spool ([`crate::Spool::counters`]) and recorded per channel in the
+/// manifest, one shape for both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelSummary {
+pub struct ChannelCounters {
     /// Data records accepted.
     pub records: u64,
     /// Payload bytes accepted.
     pub bytes: u64,
-    /// Records dropped (no segment ready, record too large, closed…).
+    /// Records dropped (no segment ready, record too large, closed…; ryll's
+    /// `writer_dropped_count`).
     pub dropped_records: u64,
     /// Payload bytes dropped.
     pub dropped_bytes: u64,
-    /// Segments written for this channel.
+    /// Segments this channel has gone through.
     pub segments: u64,
 }
 

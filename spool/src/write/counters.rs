@@ -1,26 +1,10 @@
-//! [`ChannelCounters`]: what a channel has accepted and dropped so far,
-//! read from its atomics at any time.
+//! A channel's [`ChannelCounters`] (the type the manifest records), read
+//! from its atomics at any time.
 
 use std::sync::atomic::Ordering;
 
-use serde::Serialize;
-
+pub use crate::store::manifest::ChannelCounters;
 use crate::write::channel::Channel;
-
-/// Per-channel counters, readable at any time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ChannelCounters {
-    /// Data records accepted.
-    pub records: u64,
-    /// Payload bytes accepted.
-    pub bytes: u64,
-    /// Records dropped (ryll's `writer_dropped_count`).
-    pub dropped_records: u64,
-    /// Payload bytes dropped.
-    pub dropped_bytes: u64,
-    /// Segments this channel has gone through.
-    pub segments: u64,
-}
 
 /// A snapshot of `c`'s counters.
 pub(crate) fn counters_of(c: &Channel) -> ChannelCounters {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::store::format::{self, FORMAT_VERSION};
 use crate::store::fsutil;
-use crate::store::manifest::{self, ChannelSummary, Manifest, MANIFEST_FILE};
+use crate::store::manifest::{self, Manifest, MANIFEST_FILE};
 use crate::write::channel::Channel;
 use crate::write::clock::Clock;
 use crate::write::config::SpoolConfig;
@@ -165,17 +165,7 @@ impl Shared {
             closed_unix_ns: closed,
             channels: self
                 .channels()
-                .map(|c| {
-                    let k = counters_of(c);
-                    let summary = ChannelSummary {
-                        records: k.records,
-                        bytes: k.bytes,
-                        dropped_records: k.dropped_records,
-                        dropped_bytes: k.dropped_bytes,
-                        segments: k.segments,
-                    };
-                    (c.name.clone(), summary)
-                })
+                .map(|c| (c.name.clone(), counters_of(c)))
                 .collect(),
             errors: self.errors().iter().map(ToString::to_string).collect(),
             limit: self.config.limit.is_set().then_some(self.config.limit),

@@ -9,7 +9,7 @@ use std::io::Write;
 
 use pcap_file::PcapError;
 use spool::limit::Trimmed;
-use spool::manifest::ChannelSummary;
+use spool::manifest::ChannelCounters;
 
 use crate::guard::{clean, MAX_TEXT_CHARS};
 use crate::metadata::CaptureMetadata;
@@ -172,7 +172,7 @@ pub fn trimmed_note(channel: &str, t: &Trimmed) -> String {
 pub(crate) fn interface_description(
     channel: &str,
     port: u16,
-    summary: Option<&ChannelSummary>,
+    summary: Option<&ChannelCounters>,
 ) -> String {
     let ty = crate::spice::link::channel_type_for(channel);
     let known = if crate::spice::channels::spice_channel_type(channel).is_some() {
