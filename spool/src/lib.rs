@@ -30,7 +30,7 @@
 //! and leaves the rest to a detached mover process, with the manifest
 //! saying so (`pending_move`) and readers reading those segments in place.
 //!
-//! The crate has three parts. [`write`] is the session's side: the hot
+//! The crate has three parts. [`write`](mod@write) is the session's side: the hot
 //! path, the background threads that feed it, the clock and the disk limit.
 //! [`store`] is what lies on disk and in staging and how it gets there: the
 //! format, the manifest, the staging directory, crash recovery and the

@@ -23,7 +23,7 @@
 //!   control character, redaction only ever zeroes bytes.
 //!
 //! A capture's bytes come in one of two shapes. [`segment`] takes one
-//! segment file. The other capture targets take a [`CaptureInput`]: one
+//! segment file. The other capture targets take a `CaptureInput`: one
 //! byte of choices, then the segments of one channel, each starting at
 //! [`SEGMENT_MAGIC`] (the input is split there), so that mutations that
 //! copy or cut a magic make or merge segments. Since a fuzzer rarely
@@ -640,8 +640,8 @@ fn reseal_block(bytes: &mut [u8], at: usize) {
 /// Target `segment`: the segment parser the reader and the follower share
 /// ([`spool::read::parse`]) and the byte-slice functions under it, on one
 /// segment's bytes as they are and with checksums filled in — no files, so
-/// that it runs millions of inputs. See [`parse_segment`],
-/// [`parse_agrees_with_oracle`] and [`fill_is_sound`] for what is checked.
+/// that it runs millions of inputs. See `parse_segment`,
+/// `parse_agrees_with_oracle` and `fill_is_sound` for what is checked.
 pub fn segment(_scratch: &Scratch, data: &[u8]) {
     let mut fixed = data.to_vec();
     fix_checksums(&mut fixed, "main", 0, true);
@@ -849,7 +849,7 @@ fn fill_is_sound(buf: &[u8]) {
     assert_eq!(again, filled, "fill_checksums is not idempotent");
 }
 
-/// Target `follow`: a capture directory ([`CaptureInput`]) followed by
+/// Target `follow`: a capture directory (`CaptureInput`) followed by
 /// [`Follower`] as `convert --follow` does; its manifest says the session
 /// is over, so the first poll must read everything and finish.
 pub fn follow(scratch: &Scratch, data: &[u8]) {
@@ -883,7 +883,7 @@ pub fn follow(scratch: &Scratch, data: &[u8]) {
     }
 }
 
-/// Target `capture`: a capture directory ([`CaptureInput`]) through the
+/// Target `capture`: a capture directory (`CaptureInput`) through the
 /// reader, `info`, `convert` (pcapng, redacted) and the bug report's
 /// `traffic.pcap` (the excerpt `ryll_hook::bundle::traffic_pcap` writes).
 pub fn capture(scratch: &Scratch, data: &[u8]) {

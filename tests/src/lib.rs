@@ -5,7 +5,7 @@
 //! `cargo run -p e2e --bin make-fixtures`), live SPICE servers and
 //! ground-truth captures ([`live`]), a capture compared with the wire
 //! ([`ground_truth`]), external tools ([`tools`]), the benches' command
-//! line, machine facts and generated captures ([`bench`]), and the bodies
+//! line, machine facts and generated captures ([`bench`](mod@bench)), and the bodies
 //! of the fuzz targets ([`fuzzing`]).
 
 pub mod bench;

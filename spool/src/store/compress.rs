@@ -1,7 +1,7 @@
 //! Compressing a sealed segment into independent blocks, and decoding the
 //! blocks back into records.
 //!
-//! The retirer ([`crate::write::background`]) has a whole sealed segment in hand
+//! The retirer (`crate::write::background`) has a whole sealed segment in hand
 //! before it leaves memory, off the hot path: [`SegmentCompressor`] cuts it
 //! at record boundaries into blocks of about [`BLOCK_TARGET`] bytes,
 //! compresses each with zstd on its own, and writes the blocks after the

@@ -1,11 +1,11 @@
 //! The pcapng pieces written by hand rather than by `pcap-file`: Enhanced
-//! Packet Blocks ([`write_epb`]) and the bound on string options
+//! Packet Blocks (`write_epb`) and the bound on string options
 //! ([`bounded_option`]).
 //!
 //! An Enhanced Packet Block carries options (direction flags on every
 //! packet, comments on some); `pcap-file` would need a `Vec` of options per
 //! packet and serializes every block twice to learn its length, so
-//! [`crate::output::PacketSink`] writes these blocks with [`write_epb`]
+//! [`crate::output::PacketSink`] writes these blocks with `write_epb`
 //! straight into its writer, the frame in two pieces (headers, payload).
 
 use std::borrow::Cow;

@@ -7,7 +7,7 @@
 //! (its record header, then the frame's two pieces) rather than through a
 //! `PcapWriter`, which takes the frame in one piece and does not lend out
 //! its writer; pcapng's Enhanced Packet Blocks are written by
-//! [`super::pcapng::write_epb`]. Every other block is `pcap-file`'s.
+//! `super::pcapng::write_epb`. Every other block is `pcap-file`'s.
 
 use std::borrow::Cow;
 use std::io::Write;

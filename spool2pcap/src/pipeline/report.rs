@@ -1,7 +1,7 @@
 //! What a conversion did, per channel and in all ([`ConvertReport`]), and
 //! its text for people ([`ConvertReport::write_text`]): one report for
 //! `convert` and `convert --follow`, built per channel by one function
-//! ([`ChannelReport::new`]) from the counters the spool reader keeps.
+//! (`ChannelReport::new`) from the counters the spool reader keeps.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! What a pcapng file says about the capture besides its packets: the
-//! section header comment ([`section_info`]), each channel's interface
-//! description ([`interface_description`]) and its Interface Statistics
-//! Block ([`write_channel_stats`]). One builder each, for `convert` and
+//! section header comment (`section_info`), each channel's interface
+//! description (`interface_description`) and its Interface Statistics
+//! Block (`write_channel_stats`). One builder each, for `convert` and
 //! `convert --follow` alike; classic pcap has nowhere to put them.
 
 use std::collections::BTreeMap;
