@@ -62,7 +62,9 @@ pub(crate) struct Shared {
     pub(crate) capture_spool: PathBuf,
 }
 
-/// Errors kept in memory at most; later ones are counted in the last line.
+/// Errors kept in memory (and in the manifest) at most: the first ones say
+/// what went wrong; a disk that fails every write would otherwise grow the
+/// list without bound. Later errors are not kept.
 const MAX_ERRORS: usize = 100;
 
 /// The channel table: [`MAX_CHANNELS`] slots, filled in order, never
