@@ -143,6 +143,9 @@ pub enum BackgroundError {
     /// A background thread panicked.
     #[error("segment {0} thread panicked")]
     Panicked(&'static str),
+    /// More errors happened than a spool keeps; this many were not kept.
+    #[error("{0} more errors not kept")]
+    NotKept(u64),
     /// The mover process could not be started; the next session moves the
     /// staged segments.
     #[error("starting the mover for {}: {source}; the next session will move them", staging.display())]

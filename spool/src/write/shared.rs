@@ -6,7 +6,7 @@
 //! so neither has to import the other to reach it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::store::format::{self, FORMAT_VERSION};
@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     /// Staging directory of this session, if segments are staged.
     pub staging_dir: Option<PathBuf>,
     pub(crate) errors: Mutex<Vec<BackgroundError>>,
+    /// Errors past [`MAX_ERRORS`], counted only.
+    pub(crate) errors_not_kept: AtomicU64,
     /// Records refused because their channel name was invalid or the
     /// channel table was full.
     pub rejected: AtomicU64,
@@ -64,7 +66,8 @@ pub(crate) struct Shared {
 
 /// Errors kept in memory (and in the manifest) at most: the first ones say
 /// what went wrong; a disk that fails every write would otherwise grow the
-/// list without bound. Later errors are not kept.
+/// list without bound. Later errors are counted, and the list ends with
+/// [`BackgroundError::NotKept`].
 const MAX_ERRORS: usize = 100;
 
 /// The channel table: [`MAX_CHANNELS`] slots, filled in order, never
@@ -139,14 +142,22 @@ impl Shared {
         let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         if errors.len() < MAX_ERRORS {
             errors.push(error);
+        } else {
+            self.errors_not_kept.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub(crate) fn errors(&self) -> Vec<BackgroundError> {
-        self.errors
+        let mut errors = self
+            .errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        let not_kept = self.errors_not_kept.load(Ordering::Relaxed);
+        if not_kept > 0 {
+            errors.push(BackgroundError::NotKept(not_kept));
+        }
+        errors
     }
 
     /// The manifest as of now.
@@ -191,4 +202,24 @@ pub(crate) fn write_manifest(capture: &Path, m: &Manifest) -> Result<(), SpoolEr
     let json = serde_json::to_vec_pretty(m)
         .map_err(|e| SpoolError::io("serializing", &path, std::io::Error::other(e)))?;
     fsutil::write_atomic(&path, &json).map_err(|e| SpoolError::io("writing", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Spool, SpoolConfig};
+
+    #[test]
+    fn errors_past_the_limit_are_counted_at_the_end_of_the_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::create(SpoolConfig::new(dir.path().join("cap"))).unwrap();
+        for _ in 0..MAX_ERRORS + 5 {
+            spool.shared.record_error(BackgroundError::Panicked("test"));
+        }
+        let errors = spool.errors();
+        assert_eq!(errors.len(), MAX_ERRORS + 1);
+        assert!(matches!(errors.last(), Some(BackgroundError::NotKept(5))));
+        assert_eq!(errors[MAX_ERRORS].to_string(), "5 more errors not kept");
+        let _ = spool.close();
+    }
 }
