@@ -6,7 +6,7 @@
 //! so neither has to import the other to reach it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::store::format::{self, FORMAT_VERSION};
@@ -53,8 +53,6 @@ pub(crate) struct Shared {
     /// Staging directory of this session, if segments are staged.
     pub staging_dir: Option<PathBuf>,
     pub(crate) errors: Mutex<Vec<BackgroundError>>,
-    /// Errors past [`MAX_ERRORS`], counted only.
-    pub(crate) errors_not_kept: AtomicU64,
     /// Records refused because their channel name was invalid or the
     /// channel table was full.
     pub rejected: AtomicU64,
@@ -66,7 +64,7 @@ pub(crate) struct Shared {
 
 /// Errors kept in memory (and in the manifest) at most: the first ones say
 /// what went wrong; a disk that fails every write would otherwise grow the
-/// list without bound. Later errors are counted, and the list ends with
+/// list without bound. Later errors are counted in one last entry,
 /// [`BackgroundError::NotKept`].
 const MAX_ERRORS: usize = 100;
 
@@ -140,24 +138,21 @@ impl Shared {
 
     pub fn record_error(&self, error: BackgroundError) {
         let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        // Past the limit, one last entry counts what is not kept.
         if errors.len() < MAX_ERRORS {
             errors.push(error);
+        } else if let Some(BackgroundError::NotKept(n)) = errors.get_mut(MAX_ERRORS) {
+            *n = n.saturating_add(1);
         } else {
-            self.errors_not_kept.fetch_add(1, Ordering::Relaxed);
+            errors.push(BackgroundError::NotKept(1));
         }
     }
 
     pub(crate) fn errors(&self) -> Vec<BackgroundError> {
-        let mut errors = self
-            .errors
+        self.errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let not_kept = self.errors_not_kept.load(Ordering::Relaxed);
-        if not_kept > 0 {
-            errors.push(BackgroundError::NotKept(not_kept));
-        }
-        errors
+            .clone()
     }
 
     /// The manifest as of now.

@@ -118,7 +118,6 @@ impl Spool {
             capture_dir: capture.clone(),
             staging_dir: staging.as_ref().map(|s| s.path().to_path_buf()),
             errors: Mutex::new(Vec::new()),
-            errors_not_kept: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             direct,
             staging_root: staging_root.clone(),
