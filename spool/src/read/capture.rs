@@ -226,6 +226,9 @@ fn list_channels(
             ));
             continue;
         };
+        if staged && crate::store::staging::is_own_entry(name) {
+            continue;
+        }
         if format::validate_channel_name(name).is_err() {
             problems.push(format!(
                 "{}: skipped {:?}: not a valid channel name",

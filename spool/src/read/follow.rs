@@ -221,10 +221,21 @@ impl Follower {
                 }
                 (c.name.clone(), c.index)
             };
-            let Some((path, staged)) = self.locate(staging, &name, index) else {
+            let located = match self.locate(staging, &name, index) {
+                Some(found) => Ok(found),
+                // A later segment present: segments are created in index
+                // order, so this one, absent a moment ago, exists by now
+                // unless it is gone for good.
+                None => match self.next_present(staging, &name, index) {
+                    Some(next) => self.locate(staging, &name, index).ok_or(Some(next)),
+                    None => Err(None),
+                },
+            };
+            let (path, staged) = match located {
+                Ok(found) => found,
                 // Not there yet — or deleted by a ring limit while we were
                 // behind, in which case later segments exist: skip to them.
-                match self.next_present(staging, &name, index) {
+                Err(later) => match later {
                     Some(next) => {
                         let kind = DamageKind::MissingSegments {
                             first: index,
@@ -254,7 +265,7 @@ impl Follower {
                         self.channels[i].drained = true;
                         return;
                     }
-                }
+                },
             };
             let at = Segment {
                 path: &path,
@@ -328,11 +339,22 @@ impl Follower {
         // The header on every look, not only the first: it says whether the
         // records carry their CRCs yet, which changes when the retirer fills
         // them in.
-        if !self.fill(&mut file, 0, SEGMENT_HEADER_LEN) {
+        if !self.fill(&mut file, seg, 0, SEGMENT_HEADER_LEN) {
             return SegmentEnd::UpTo(offset);
         }
-        let header = parse::check_header(&self.buf)
+        let mut header = parse::check_header(&self.buf)
             .or_else(|d| compress::compressed_header(&self.buf).ok_or(d));
+        if seg.staged && header.as_ref().is_ok_and(|h| !h.checksum_ok()) {
+            // The retirer flags a staged segment's header once its CRCs are
+            // in: the flag, then the checksum. A read racing the two stores
+            // can see one without the other. Look once more, as the reader
+            // does.
+            if !self.fill(&mut file, seg, 0, SEGMENT_HEADER_LEN) {
+                return SegmentEnd::UpTo(offset);
+            }
+            header = parse::check_header(&self.buf)
+                .or_else(|d| compress::compressed_header(&self.buf).ok_or(d));
+        }
         let compressed = header.as_ref().is_ok_and(compress::is_compressed);
         let rule = header.as_ref().map_or(CrcRule::Every, CrcRule::of_header);
         let mut pos = offset;
@@ -379,7 +401,7 @@ impl Follower {
             } else {
                 remaining.min(WINDOW as u64)
             };
-            if !self.fill(&mut file, pos, want as usize) {
+            if !self.fill(&mut file, seg, pos, want as usize) {
                 return SegmentEnd::UpTo(pos);
             }
             if let Some(len) = record_len_at(&self.buf) {
@@ -387,7 +409,7 @@ impl Follower {
                 let need = (RECORD_HEADER_LEN as u64).saturating_add(len as u64);
                 if need > self.buf.len() as u64
                     && need <= remaining
-                    && !self.fill(&mut file, pos, need as usize)
+                    && !self.fill(&mut file, seg, pos, need as usize)
                 {
                     return SegmentEnd::UpTo(pos);
                 }
@@ -400,7 +422,7 @@ impl Follower {
                 let end = format::committed_end(&self.buf, 0, rule);
                 if end > 0 {
                     fence(Ordering::Acquire);
-                    if !self.fill(&mut file, pos, end) {
+                    if !self.fill(&mut file, seg, pos, end) {
                         return SegmentEnd::UpTo(pos);
                     }
                 }
@@ -506,7 +528,7 @@ impl Follower {
                 records_lost: 0,
             })
         };
-        if !self.fill(file, 0, MAX_SEGMENT_BYTES as usize) {
+        if !self.fill(file, seg, 0, MAX_SEGMENT_BYTES as usize) {
             return SegmentEnd::UpTo(from);
         }
         self.blocks.rewind();
@@ -553,9 +575,14 @@ impl Follower {
         SegmentEnd::Unusable
     }
 
-    /// Reads up to `len` bytes at `pos` into the buffer; `false` on error.
-    fn fill(&mut self, file: &mut File, pos: u64, len: usize) -> bool {
+    /// Reads up to `len` bytes at `pos` of `seg`, opened as `file`, into
+    /// the buffer; `false` on error, and if a staged segment's file no
+    /// longer bears its name once read: it was moved meanwhile, and perhaps
+    /// reused for another segment (`FORMAT.md`, "Sealing and moving"), so
+    /// the next poll reads on from the capture directory's copy.
+    fn fill(&mut self, file: &mut File, seg: &Segment<'_>, pos: u64, len: usize) -> bool {
         super::read_range(file, pos, len as u64, &mut self.buf).is_ok()
+            && (!seg.staged || crate::store::fsutil::still_names(seg.path, file))
     }
 }
 

@@ -6,6 +6,8 @@ pub mod event;
 pub mod follow;
 pub mod parse;
 pub mod reader;
+#[cfg(test)]
+mod reuse_race;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -15,6 +17,8 @@ use std::io::{Read, Seek, SeekFrom};
 /// from its file (the reader may map a finished one instead; see
 /// `reader::map_segment`). `len` bounds the read even if the file grows.
 fn read_range(file: &mut File, from: u64, len: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    #[cfg(test)]
+    reuse_race::between_open_and_read();
     buf.clear();
     file.seek(SeekFrom::Start(from))?;
     file.by_ref().take(len).read_to_end(buf)?;

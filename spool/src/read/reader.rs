@@ -387,12 +387,12 @@ impl ChannelReader {
         // Never a staged segment: staged files are written live (and a
         // staged listing is no capture-directory file, even once moved).
         let may_map = !seg.staged;
-        let mut loaded = self.load(&seg.path, may_map);
+        let mut loaded = self.load(&seg.path, may_map, seg.staged);
         if seg.staged && loaded.is_ok() {
             loaded = self.reload_committed(&seg.path);
         }
         if let (Err(DamageKind::Unreadable(_)), Some(moved)) = (&loaded, &seg.moved_to) {
-            loaded = self.load(moved, false);
+            loaded = self.load(moved, false, false);
             if loaded.is_ok() {
                 self.path = moved.clone();
             }
@@ -447,8 +447,12 @@ impl ChannelReader {
     }
 
     /// Loads the segment at `path`: mapped if `may_map` and the rule of
-    /// [`map_segment`] allows, else read into the buffer.
-    fn load(&mut self, path: &Path, may_map: bool) -> Result<(), DamageKind> {
+    /// [`map_segment`] allows, else read into the buffer. A `staged` file
+    /// that no longer bears its name once read was moved meanwhile, and
+    /// perhaps reused for another segment (`FORMAT.md`, "Sealing and
+    /// moving"): what was read is not trusted, and the capture directory's
+    /// copy is read instead.
+    fn load(&mut self, path: &Path, may_map: bool, staged: bool) -> Result<(), DamageKind> {
         // The previous segment's mapping goes, whatever happens next.
         self.map = None;
         // Never follow a symlink planted where a segment should be, nor
@@ -485,6 +489,9 @@ impl ChannelReader {
         // Bounded by the limit even if the file grows meanwhile.
         super::read_range(&mut file, 0, MAX_SEGMENT_BYTES, &mut self.buf)
             .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
+        if staged && !crate::store::fsutil::still_names(path, &file) {
+            return Err(DamageKind::Unreadable("moved while read".into()));
+        }
         Ok(())
     }
 
@@ -510,7 +517,7 @@ impl ChannelReader {
         }
         let end = format::committed_end(&self.buf, SEGMENT_HEADER_LEN, rule);
         fence(Ordering::Acquire);
-        self.load(path, false)?;
+        self.load(path, false, true)?;
         if let Some(rest) = self.buf.get_mut(end..) {
             rest.fill(0);
         }

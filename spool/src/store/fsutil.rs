@@ -100,6 +100,44 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Renames `from` to `to`, failing with `AlreadyExists` if anything — a
+/// file or a symlink — is at `to` (`renameat2` with `RENAME_NOREPLACE`).
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: plain syscall on two valid NUL-terminated paths we own.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether `path` still names `file` (same device and inode), without
+/// following a symlink at `path`. A reader of a staged segment asks this
+/// after reading it: the writer renames a moved segment away before it
+/// reuses the file for another one, so a `true` here means what was read
+/// is the segment the name promised.
+pub fn still_names(path: &Path, file: &File) -> bool {
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(named), Ok(open)) => named.dev() == open.dev() && named.ino() == open.ino(),
+        _ => false,
+    }
+}
+
 /// `fsync` of a directory, so that a rename or create in it is durable.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()

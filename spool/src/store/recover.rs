@@ -265,9 +265,17 @@ fn move_staged(staging_dir: &Path, capture_dir: &Path) -> Result<RecoveryReport,
 }
 
 /// Removes a staging directory whose segments have all been moved:
-/// `owner.json`, `lock`, and the directory itself. Anything else left in it
+/// spare segments, `owner.json`, `lock`, and the directory itself. Anything else left in it
 /// (a file that is not ours) keeps it.
 pub(crate) fn remove_emptied(staging_dir: &Path) {
+    // Spare segments hold nothing the capture directory lacks.
+    if let Ok(spares) = std::fs::read_dir(staging_dir.join(staging::SPARE_DIR)) {
+        for f in spares.flatten() {
+            if f.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
+    }
     if let Ok(entries) = std::fs::read_dir(staging_dir) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {

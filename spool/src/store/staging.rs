@@ -3,7 +3,9 @@
 //!
 //! Layout: `<root>/<session-id>/` (mode `0700`) holds `owner.json` (which
 //! capture directory the segments belong to), `lock` (held with `flock` by
-//! the writing process for as long as it lives) and `<channel>/NNNNNNNN.seg`.
+//! the writing process for as long as it lives), `<channel>/NNNNNNNN.seg`,
+//! and `.spare/` (segments already moved into the capture directory, kept
+//! to be reused: never read, deleted by whoever cleans up).
 //! A crashed session is recognised by a lock that nobody holds.
 //!
 //! A manifest's `staging_dir` is only a claim: before anything acts on a
@@ -30,6 +32,17 @@ pub const OWNER_FILE: &str = "owner.json";
 
 /// File in a session's staging directory locked by the live writer.
 pub const LOCK_FILE: &str = "lock";
+
+/// Directory in a session's staging directory holding spare segments
+/// (`crate::write::spare`). Not a valid channel name, so it is never taken
+/// for a channel.
+pub const SPARE_DIR: &str = ".spare";
+
+/// Whether `name`, an entry of a session's staging directory, is one of
+/// the staging directory's own files rather than a channel's directory.
+pub fn is_own_entry(name: &str) -> bool {
+    [OWNER_FILE, LOCK_FILE, SPARE_DIR].contains(&name)
+}
 
 /// Contents of `owner.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

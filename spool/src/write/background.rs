@@ -122,30 +122,35 @@ pub(crate) enum NotPrepared {
     CreateFailed,
 }
 
-/// Prepares one segment for `ch`, if the staging budget allows.
+/// Prepares one segment for `ch`: a spare reused, or a new one if the
+/// staging budget allows.
 pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), NotPrepared> {
     let size = shared.config.segment_bytes as u64;
     let _serial = ch.prepare_lock.lock().unwrap_or_else(|p| p.into_inner());
-    // Reserve budget first; give it back on failure.
-    let prev = shared.staged_bytes.fetch_add(size, Ordering::AcqRel);
-    if prev + size > shared.config.staging_budget {
-        shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
-        return Err(NotPrepared::StagingBudget);
-    }
     if !within_stop_limit(shared, ch, size) {
-        shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
         return Err(NotPrepared::DiskLimit);
+    }
+    // A spare's memory is in the budget already; a new segment reserves
+    // its own first, and gives it back on failure.
+    let spare = shared.spares.take();
+    if spare.is_none() {
+        let prev = shared.staged_bytes.fetch_add(size, Ordering::AcqRel);
+        if prev + size > shared.config.staging_budget {
+            shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+            return Err(NotPrepared::StagingBudget);
+        }
     }
     let index = ch.next_index.load(Ordering::Relaxed);
     let dir = shared.staging_channel_dir(&ch.name);
-    let result = fsutil::create_private_dir(&dir, true).and_then(|()| {
-        MappedSegment::create(
+    let result = fsutil::create_private_dir(&dir, true).and_then(|()| match spare {
+        Some(spare) => spare.reuse(&dir, &ch.name, index, &shared.session),
+        None => MappedSegment::create(
             &dir,
             &ch.name,
             index,
             shared.config.segment_bytes,
             &shared.session,
-        )
+        ),
     });
     match result {
         Ok(seg) => {
@@ -184,9 +189,13 @@ fn within_stop_limit(shared: &Shared, ch: &Channel, size: u64) -> bool {
     if limit.policy != LimitPolicy::Stop {
         return true;
     }
-    let total =
-        shared.disk_bytes.load(Ordering::Acquire) + shared.staged_bytes.load(Ordering::Acquire);
-    // `staged_bytes` already includes this segment's reservation.
+    // What is staged, spares aside, will reach the disk; so will this
+    // segment.
+    let staged = shared
+        .staged_bytes
+        .load(Ordering::Acquire)
+        .saturating_sub(shared.spares.bytes());
+    let total = shared.disk_bytes.load(Ordering::Acquire) + staged + size;
     if limit.max_bytes.is_some_and(|m| total > m) {
         return false;
     }
@@ -301,6 +310,8 @@ fn retire_one(
         last_ts,
     } = r;
     let mut file_bytes = used as u64;
+    // Kept until the copy is safe, to become a spare.
+    let mut staged_segment = None;
     let result = if shared.direct {
         finish_in_place(segment, used)
     } else {
@@ -328,9 +339,11 @@ fn retire_one(
         };
         file_bytes = bytes.len() as u64;
         let copied = copy_out(bytes, &dest_dir, &dest, &shared.retirer_abandon);
-        // Unmapped now, on success or not: a segment left staged stays a
-        // file, for the mover or the next session.
-        drop(segment);
+        // On failure, unmapped now: a segment left staged stays a file, for
+        // the mover or the next session.
+        if copied.is_ok() {
+            staged_segment = Some(segment);
+        }
         copied
     };
     if let Err(e) = result {
@@ -357,13 +370,26 @@ fn retire_one(
         data_bytes,
         last_ts,
     };
-    if !shared.direct {
-        if let Err(e) = std::fs::remove_file(&staged) {
-            shared.record_error(BackgroundError::remove("removing", staged, e));
-        }
-    }
-    shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
     ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+    if let Some(segment) = staged_segment {
+        // Reused, its memory staying staged; or freed.
+        if let Err((segment, renaming)) = shared.spares.keep(segment, used) {
+            if let Some(e) = renaming {
+                shared.record_error(BackgroundError::remove(
+                    "keeping as spare",
+                    staged.clone(),
+                    e,
+                ));
+            }
+            drop(segment);
+            if let Err(e) = std::fs::remove_file(&staged) {
+                shared.record_error(BackgroundError::remove("removing", staged, e));
+            }
+            shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+        }
+    } else {
+        shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+    }
     shared
         .moved_bytes
         .fetch_add(entry.file_bytes, Ordering::AcqRel);

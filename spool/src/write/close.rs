@@ -182,6 +182,12 @@ impl Spool {
                 drop(r);
             }
         }
+        // Both threads are done: nothing reuses a spare any more.
+        let (freed, failed) = shared.spares.free_all();
+        shared.staged_bytes.fetch_sub(freed, Ordering::AcqRel);
+        for (path, e) in failed {
+            shared.record_error(BackgroundError::remove("removing spare", path, e));
+        }
         let left = shared.staged_bytes.load(Ordering::Acquire);
         let everything_moved = left == 0;
         let mut outcome = CloseOutcome {

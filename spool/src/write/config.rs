@@ -57,6 +57,12 @@ pub struct SpoolConfig {
     /// the mover process or recovery, and every segment of a spool without
     /// memory-backed staging are written uncompressed.
     pub compress: bool,
+    /// Segments kept, once moved into the capture directory, to be reused
+    /// for later ones instead of creating new files (see
+    /// `write::spare`): each one holds a segment's memory while the session
+    /// is quiet, and saves the preparer allocating and zeroing a segment's
+    /// pages when it is busy. 0 turns reuse off. Default 4.
+    pub spare_segments: usize,
 }
 
 impl SpoolConfig {
@@ -73,6 +79,7 @@ impl SpoolConfig {
             limit: DiskLimit::default(),
             delete_on_close: false,
             compress: true,
+            spare_segments: 4,
         }
     }
 
@@ -99,6 +106,12 @@ impl SpoolConfig {
     /// Sets [`SpoolConfig::limit`].
     pub fn limit(mut self, limit: DiskLimit) -> Self {
         self.limit = limit;
+        self
+    }
+
+    /// Sets [`SpoolConfig::spare_segments`].
+    pub fn spare_segments(mut self, n: usize) -> Self {
+        self.spare_segments = n;
         self
     }
 

@@ -17,4 +17,5 @@ pub mod limit;
 pub(crate) mod outcome;
 pub(crate) mod segment;
 pub(crate) mod shared;
+pub(crate) mod spare;
 pub(crate) mod writer;

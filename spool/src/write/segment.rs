@@ -113,6 +113,38 @@ impl MappedSegment {
         }
     }
 
+    /// Renames the segment's file to `to` (nothing may be there).
+    pub fn rename(&mut self, to: PathBuf) -> io::Result<()> {
+        fsutil::rename_noreplace(&self.path, &to)?;
+        self.path = to;
+        Ok(())
+    }
+
+    /// Makes this mapping, whose first `dirty` bytes were written, a fresh
+    /// segment `index` of `channel`: zeroes those bytes (everything else
+    /// still holds the zeroes it was allocated with) and writes the new
+    /// header, as [`MappedSegment::create`] leaves it. The file keeps its
+    /// name; the caller renames it into place once this returns.
+    ///
+    /// Zeroing 4 MiB already mapped costs a small fraction of allocating,
+    /// zeroing and mapping as many fresh pages, and of freeing the old ones
+    /// (figures in `PERFORMANCE.md`).
+    pub fn reset(&mut self, channel: &str, index: u64, dirty: usize, session: &SessionFacts) {
+        let dirty = dirty.min(self.map.len());
+        self.map[..dirty].fill(0);
+        let header = SegmentHeader::new(
+            session.session_id,
+            channel,
+            index,
+            session.session_start_unix_ns,
+            session.monotonic_base_ns,
+            self.map.len() as u64,
+        );
+        self.map[..SEGMENT_HEADER_LEN].copy_from_slice(header.as_bytes());
+        self.index = index;
+        self.warm_to = SEGMENT_HEADER_LEN;
+    }
+
     #[inline]
     pub fn capacity(&self) -> usize {
         self.map.len()

@@ -19,6 +19,7 @@ use crate::write::counters::counters_of;
 use crate::write::error::{BackgroundError, SpoolError};
 use crate::write::limit::Trimmed;
 use crate::write::segment::SessionFacts;
+use crate::write::spare::SparePool;
 
 /// Most channels one spool holds. SPICE defines a dozen channel types; the
 /// fixed table is what lets the hot path find a channel without a lock.
@@ -30,7 +31,11 @@ pub(crate) struct Shared {
     /// The channel table, shared with [`Spool`](crate::Spool) (see [`ChannelTable`]).
     pub(crate) slots: ChannelTable,
     pub(crate) register: Mutex<()>,
+    /// Bytes of staged segment files, spares included: the memory the
+    /// staging budget bounds.
     pub staged_bytes: AtomicU64,
+    /// Segments moved out already, kept to be reused (`spare`).
+    pub spares: SparePool,
     /// The hot path's clock, refitted by the preparer thread.
     pub clock: Clock,
     pub stopping: AtomicBool,

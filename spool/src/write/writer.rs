@@ -22,6 +22,7 @@ use crate::write::error::{BackgroundError, SpoolError};
 use crate::write::outcome::CloseOutcome;
 use crate::write::segment::SessionFacts;
 use crate::write::shared::{find_in, write_manifest, ChannelTable, Shared, Slot, MAX_CHANNELS};
+use crate::write::spare::SparePool;
 
 /// A capture spool: one per session, shared by all channel loops.
 ///
@@ -29,7 +30,7 @@ use crate::write::shared::{find_in, write_manifest, ChannelTable, Shared, Slot, 
 pub struct Spool {
     /// The same table as `shared.slots`, one pointer hop closer.
     pub(super) slots: ChannelTable,
-    pub(super) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     pub(super) preparer: Thread,
     pub(super) retirer: Thread,
     pub(super) threads: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
@@ -106,6 +107,7 @@ impl Spool {
             slots: (0..MAX_CHANNELS).map(|_| OnceLock::new()).collect(),
             register: Mutex::new(()),
             staged_bytes: AtomicU64::new(0),
+            spares: SparePool::new(staging.as_ref().map(|s| s.path()), config.spare_segments),
             clock,
             stopping: AtomicBool::new(false),
             retirer_stopping: AtomicBool::new(false),
@@ -335,6 +337,13 @@ impl Spool {
     /// to delete it ([`SpoolConfig::always_on`]).
     pub fn keep(&self) {
         self.keep.store(true, Ordering::Release);
+    }
+
+    /// Segments prepared by reusing the file of one already moved into the
+    /// capture directory rather than by creating a new one (see
+    /// `write::spare`): how much allocation the preparer saved.
+    pub fn segments_reused(&self) -> u64 {
+        self.shared.spares.reused()
     }
 
     /// Segments prepared and waiting for a channel.

@@ -1,0 +1,135 @@
+//! A staged segment moved out and its file reused for another segment
+//! between a reader's `open` and its `read` (`crate::write::spare`): the
+//! reader and the follower must notice, and read the capture directory's
+//! copy instead of whatever the reused file holds by then.
+//!
+//! The race is too narrow to meet reliably by chance, so a hook in
+//! [`super::read_range`], armed by the test on its own thread, runs the
+//! writer's side of it at exactly that point.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::read::event::Event;
+use crate::read::follow::Follower;
+use crate::read::reader::Capture;
+use crate::store::staging::SPARE_DIR;
+use crate::{Direction, Spool, SpoolConfig, StagingChoice};
+
+thread_local! {
+    /// Run once by the next [`super::read_range`] on this thread.
+    static HOOK: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+}
+
+/// Called by [`super::read_range`] after its caller opened the file.
+pub(super) fn between_open_and_read() {
+    if let Some(hook) = HOOK.with(|h| h.borrow_mut().take()) {
+        hook();
+    }
+}
+
+const RECORD: usize = 1000;
+
+fn record(i: u64) -> Vec<u8> {
+    let mut v = vec![(i % 251) as u8; RECORD];
+    v[..8].copy_from_slice(&i.to_le_bytes());
+    v
+}
+
+/// A session whose first segment is sealed but still staged (the
+/// background threads held), the second one live, and `n` records in all.
+fn session_with_a_sealed_staged_segment(root: &Path, n: u64) -> (Spool, PathBuf, PathBuf) {
+    let capture = root.join("cap");
+    let spool = Spool::create(
+        SpoolConfig::new(&capture)
+            .staging(StagingChoice::Root(root.join("staging")))
+            .segment_bytes(64 << 10)
+            .compress(false)
+            .channels(&["display"]),
+    )
+    .unwrap();
+    // Registering the channel prepared two segments: enough for one rotation.
+    spool.hold_background(true);
+    for i in 0..n {
+        assert!(spool.append_at("display", Direction::ServerToClient, i, &record(i)));
+    }
+    let staging = spool.shared.staging_dir.clone().unwrap();
+    let staged0 = staging.join("display").join("00000000.seg");
+    assert!(staged0.exists() && !capture.join("spool/display/00000000.seg").exists());
+    (spool, staged0, staging)
+}
+
+/// Arms the hook: let the retirer move segment 0 and keep its file as a
+/// spare, then overwrite that file as a reuse would.
+fn arm_reuse(spool: &Spool, staged0: PathBuf, staging: PathBuf) {
+    let shared = std::sync::Arc::clone(&spool.shared);
+    HOOK.with(|h| {
+        *h.borrow_mut() = Some(Box::new(move || {
+            shared
+                .held
+                .store(false, std::sync::atomic::Ordering::Release);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let spare = staging.join(SPARE_DIR).join("spare-0");
+            while staged0.exists() || !spare.exists() {
+                assert!(Instant::now() < deadline, "segment 0 never became a spare");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // What the preparer's reuse does to it, in effect: new bytes.
+            std::fs::write(&spare, vec![0xEE; 64 << 10]).unwrap();
+        }));
+    });
+}
+
+/// Checks that `events` are records 0.. in order, whole, with no damage.
+fn check(events: &[(u64, Vec<u8>)], n: u64) {
+    assert_eq!(events.len() as u64, n, "records read");
+    for (i, (ts, payload)) in events.iter().enumerate() {
+        assert_eq!(*ts, i as u64);
+        assert!(
+            *payload == record(i as u64),
+            "record {i} is not the one written"
+        );
+    }
+}
+
+#[test]
+fn a_reader_racing_reuse_reads_the_moved_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100;
+    let (spool, staged0, staging) = session_with_a_sealed_staged_segment(dir.path(), n);
+    let cap = Capture::open(&dir.path().join("cap")).unwrap();
+    assert_eq!(cap.problems(), &[] as &[String]);
+    let mut reader = cap.reader("display").unwrap();
+    arm_reuse(&spool, staged0, staging);
+    let mut got = Vec::new();
+    while let Some(ev) = reader.next_event() {
+        match ev {
+            Event::Data(d) => got.push((d.ts_ns, d.payload.to_vec())),
+            Event::Gap(g) => panic!("gap {g:?}"),
+            Event::Damage(d) => panic!("damage: {d}"),
+        }
+    }
+    check(&got, n);
+    spool.close().unwrap();
+}
+
+#[test]
+fn a_follower_racing_reuse_reads_the_moved_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100;
+    let (spool, staged0, staging) = session_with_a_sealed_staged_segment(dir.path(), n);
+    let mut follower = Follower::open(&dir.path().join("cap")).unwrap();
+    arm_reuse(&spool, staged0, staging);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (got.len() as u64) < n && Instant::now() < deadline {
+        follower.poll(&mut |_, ev| match ev {
+            Event::Data(d) => got.push((d.ts_ns, d.payload.to_vec())),
+            Event::Gap(g) => panic!("gap {g:?}"),
+            Event::Damage(d) => panic!("damage: {d}"),
+        });
+    }
+    check(&got, n);
+    spool.close().unwrap();
+}
