@@ -1,0 +1,245 @@
+//! What capturing costs a session's CPU, per megabyte captured: the spool
+//! with segment reuse (`SpoolConfig::spare_segments`) against without it,
+//! compression on and off.
+//!
+//! ```text
+//! cargo bench -p e2e --bench capture_cpu -- [rate=MB/s] [secs=S] [rounds=N]
+//! ```
+//!
+//! One thread appends 64 KiB chunks (a display channel's reads) paced at
+//! `rate` (default 30 MB/s, a busy guest's display traffic) for `secs`
+//! (default 20), into a spool whose capture directory is on the local disk
+//! and whose staging is the default memory-backed directory; then the spool
+//! is closed. Per configuration and round it prints the CPU time of the
+//! whole process, of the appending thread, and of the preparer and retirer
+//! threads, each per MB appended (milliseconds), plus drops and segments
+//! reused. Configurations alternate within each round so that drift in the
+//! machine's load spreads over all of them. The payload is half
+//! incompressible bytes and half runs, so compression has work to do.
+//!
+//! Without `--bench` (as `cargo test --benches` runs it) it does a one-second
+//! smoke run of each configuration.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use spool::{Direction, Spool, SpoolConfig};
+
+const CHUNK: usize = 64 << 10;
+
+/// One configuration measured.
+#[derive(Clone, Copy)]
+struct Setup {
+    label: &'static str,
+    spares: usize,
+    compress: bool,
+}
+
+const SETUPS: [Setup; 4] = [
+    Setup {
+        label: "new segments, raw",
+        spares: 0,
+        compress: false,
+    },
+    Setup {
+        label: "reused segments, raw",
+        spares: 4,
+        compress: false,
+    },
+    Setup {
+        label: "new segments, zstd",
+        spares: 0,
+        compress: true,
+    },
+    Setup {
+        label: "reused segments, zstd",
+        spares: 4,
+        compress: true,
+    },
+];
+
+/// CPU seconds of one thread of this process, by its name (`comm`), from
+/// `/proc/self/task/*/stat`; `None` if no thread has that name.
+fn thread_cpu(name: &str) -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // Fields after the parenthesised command: state is field 3, utime
+        // 14 and stime 15 (1-based, over the whole line).
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = f.get(11)?.parse().ok()?;
+        let stime: f64 = f.get(12)?.parse().ok()?;
+        return Some((utime + stime) / ticks);
+    }
+    None
+}
+
+/// CPU seconds of the calling thread.
+fn own_cpu() -> f64 {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU seconds of the whole process.
+fn process_cpu() -> f64 {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+fn cpu_clock(clock: libc::clockid_t) -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+struct Measured {
+    mb: f64,
+    drops: u64,
+    process: f64,
+    appender: f64,
+    preparer: f64,
+    retirer: f64,
+    reused: u64,
+}
+
+fn run(setup: Setup, dir: &Path, payload: &[u8], rate: f64, secs: f64) -> Measured {
+    let _ = std::fs::remove_dir_all(dir);
+    let cpu0 = process_cpu();
+    let spool = Spool::create(
+        SpoolConfig::new(dir)
+            .spare_segments(setup.spares)
+            .compress(setup.compress)
+            .channels(&["display"]),
+    )
+    .expect("spool");
+    let own0 = own_cpu();
+    let start = Instant::now();
+    let calls = (rate * secs / CHUNK as f64) as u64;
+    let mut drops = 0;
+    for i in 0..calls {
+        let due = Duration::from_secs_f64(i as f64 * CHUNK as f64 / rate);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let off = (i as usize * 4099) % (payload.len() - CHUNK);
+        if !spool.append(CHANNEL, Direction::ServerToClient, &payload[off..off + CHUNK]) {
+            drops += 1;
+        }
+    }
+    let appender = own_cpu() - own0;
+    // Read before the close, which ends the threads.
+    let before_close = (
+        thread_cpu("spool-prepare").unwrap_or(0.0),
+        thread_cpu("spool-retire").unwrap_or(0.0),
+    );
+    let reused = spool.segments_reused();
+    spool.close().expect("close");
+    let process = process_cpu() - cpu0;
+    let _ = std::fs::remove_dir_all(dir);
+    Measured {
+        mb: (calls - drops) as f64 * CHUNK as f64 / 1e6,
+        drops,
+        process,
+        appender,
+        preparer: before_close.0,
+        retirer: before_close.1,
+        reused,
+    }
+}
+
+const CHANNEL: &str = "display";
+
+fn payload() -> Vec<u8> {
+    // Half incompressible, half runs of a byte: display traffic mixes
+    // compressed images with plain fills.
+    let mut x: u32 = 0x1234_5678;
+    (0..8usize << 20)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            if (i / 4096) % 2 == 0 {
+                x as u8
+            } else {
+                (i / 512) as u8
+            }
+        })
+        .collect()
+}
+
+fn arg(words: &[&str], key: &str, default: f64) -> f64 {
+    words
+        .iter()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let benching = args.iter().any(|a| a == "--bench");
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let rate = arg(&words, "rate", 30.0) * 1e6;
+    let secs = if benching { arg(&words, "secs", 20.0) } else { 1.0 };
+    let rounds = if benching { arg(&words, "rounds", 3.0) as usize } else { 1 };
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capture-cpu-bench");
+    let payload = payload();
+    println!(
+        "# capture_cpu bench: 64 KiB appends at {:.0} MB/s for {secs:.0} s, {rounds} round(s); {} CPUs; capture dir {}",
+        rate / 1e6,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        dir.display()
+    );
+    println!(
+        "\n| round | configuration | MB kept | drops | process ms/MB | appender | preparer | retirer | reused |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut sums = vec![(0.0, 0.0, 0.0, 0.0); SETUPS.len()];
+    for round in 1..=rounds {
+        for (k, setup) in SETUPS.iter().enumerate() {
+            let m = run(*setup, &dir, &payload, rate, secs);
+            let per = |s: f64| s * 1e3 / m.mb.max(1e-9);
+            println!(
+                "| {round} | {} | {:.0} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
+                setup.label,
+                m.mb,
+                m.drops,
+                per(m.process),
+                per(m.appender),
+                per(m.preparer),
+                per(m.retirer),
+                m.reused
+            );
+            let s = &mut sums[k];
+            s.0 += per(m.process);
+            s.1 += per(m.appender);
+            s.2 += per(m.preparer);
+            s.3 += per(m.retirer);
+        }
+    }
+    println!("\n| configuration | process ms/MB | appender | preparer | retirer |  (means over rounds)");
+    println!("|---|---|---|---|---|");
+    for (setup, s) in SETUPS.iter().zip(&sums) {
+        let n = rounds as f64;
+        println!(
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            setup.label,
+            s.0 / n,
+            s.1 / n,
+            s.2 / n,
+            s.3 / n
+        );
+    }
+    println!(
+        "\nprocess = all CPU of the process from creating the spool to the end of its close; \
+         preparer and retirer are read just before the close (clock-tick resolution)."
+    );
+}
