@@ -373,14 +373,7 @@ fn retire_one(
     ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
     if let Some(segment) = staged_segment {
         // Reused, its memory staying staged; or freed.
-        if let Err((segment, renaming)) = shared.spares.keep(segment, used) {
-            if let Some(e) = renaming {
-                shared.record_error(BackgroundError::remove(
-                    "keeping as spare",
-                    staged.clone(),
-                    e,
-                ));
-            }
+        if let Err(segment) = shared.spares.keep(segment, used) {
             drop(segment);
             if let Err(e) = std::fs::remove_file(&staged) {
                 shared.record_error(BackgroundError::remove("removing", staged, e));

@@ -130,7 +130,7 @@ pub enum BackgroundError {
         source: Arc<io::Error>,
     },
     /// A file or directory could not be removed (`what` says which kind:
-    /// "removing", "removing unused", "trimming").
+    /// "removing", "removing unused", "removing spare", "trimming").
     #[error("{what} {}: {source}", path.display())]
     Remove {
         /// What was being done.

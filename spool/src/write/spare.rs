@@ -104,26 +104,22 @@ impl SparePool {
 
     /// Keeps `segment`, of which `used` bytes were written and which is
     /// now safe in the capture directory, as a spare: renamed out of its
-    /// channel's directory first. Gives it back when the pool is full (or
-    /// keeps no spares), with the error if renaming failed; the caller then
-    /// deletes it as before.
-    pub fn keep(
-        &self,
-        mut segment: MappedSegment,
-        used: usize,
-    ) -> Result<(), (MappedSegment, Option<io::Error>)> {
+    /// channel's directory first. Gives it back when the pool is full, keeps
+    /// no spares, or the rename fails (nothing is lost: the caller deletes
+    /// it, as without reuse).
+    pub fn keep(&self, mut segment: MappedSegment, used: usize) -> Result<(), MappedSegment> {
         let Some(dir) = &self.dir else {
-            return Err((segment, None));
+            return Err(segment);
         };
         let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
         if spares.len() >= self.max {
-            return Err((segment, None));
+            return Err(segment);
         }
         let n = self.named.fetch_add(1, Ordering::Relaxed);
         let renamed = fsutil::create_private_dir(dir, true)
             .and_then(|()| segment.rename(dir.join(format!("spare-{n}"))));
-        if let Err(e) = renamed {
-            return Err((segment, Some(e)));
+        if renamed.is_err() {
+            return Err(segment);
         }
         self.bytes
             .fetch_add(segment.capacity() as u64, Ordering::AcqRel);
