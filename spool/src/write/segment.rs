@@ -85,15 +85,7 @@ impl MappedSegment {
                     page[0] = 0;
                 }
             }
-            let header = SegmentHeader::new(
-                session.session_id,
-                channel,
-                index,
-                session.session_start_unix_ns,
-                session.monotonic_base_ns,
-                capacity as u64,
-            );
-            map[..SEGMENT_HEADER_LEN].copy_from_slice(header.as_bytes());
+            write_header(&mut map, channel, index, session);
             Ok(map)
         })();
         match result {
@@ -132,15 +124,7 @@ impl MappedSegment {
     pub fn reset(&mut self, channel: &str, index: u64, dirty: usize, session: &SessionFacts) {
         let dirty = dirty.min(self.map.len());
         self.map[..dirty].fill(0);
-        let header = SegmentHeader::new(
-            session.session_id,
-            channel,
-            index,
-            session.session_start_unix_ns,
-            session.monotonic_base_ns,
-            self.map.len() as u64,
-        );
-        self.map[..SEGMENT_HEADER_LEN].copy_from_slice(header.as_bytes());
+        write_header(&mut self.map, channel, index, session);
         self.index = index;
         self.warm_to = SEGMENT_HEADER_LEN;
     }
@@ -231,6 +215,21 @@ impl MappedSegment {
         }
         self.warm_to = self.warm_to.max(target);
     }
+}
+
+/// Writes the header of a new segment `index` of `channel` at the start of
+/// `map` (with `first_seq` still zero: the hot path sets it when the
+/// segment goes live).
+fn write_header(map: &mut MmapMut, channel: &str, index: u64, session: &SessionFacts) {
+    let header = SegmentHeader::new(
+        session.session_id,
+        channel,
+        index,
+        session.session_start_unix_ns,
+        session.monotonic_base_ns,
+        map.len() as u64,
+    );
+    map[..SEGMENT_HEADER_LEN].copy_from_slice(header.as_bytes());
 }
 
 /// Asks the CPU to bring the cache line at `p` in, ready to be written.
