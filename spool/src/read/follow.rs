@@ -155,11 +155,9 @@ impl Follower {
                 let trimmed_from = manifest
                     .and_then(|m| m.trimmed.get(&name))
                     .map_or(0, |t| t.first_kept_index);
-                let lowest = match self.locate(staging, &name, 0) {
-                    Some(_) => Some(0),
-                    None => self.next_present(staging, &name, 0),
-                };
-                let first = lowest.map_or(trimmed_from, |l| l.min(trimmed_from));
+                let first = self
+                    .first_present_from(staging, &name, 0)
+                    .map_or(trimmed_from, |l| l.min(trimmed_from));
                 self.channels.push(Followed {
                     name,
                     index: first,
@@ -186,8 +184,11 @@ impl Follower {
             .find(|(p, _)| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
     }
 
-    /// The smallest segment index above `index` present for `channel`.
-    fn next_present(&self, staging: Option<&Path>, channel: &str, index: u64) -> Option<u64> {
+    /// The smallest segment index at or above `from` present for `channel`,
+    /// staged or moved in: every name of a segment file counts, as in the
+    /// reader's list of segments. The one lookup for "the first segment"
+    /// (from 0) and "a later segment" ([`Follower::present_after`]).
+    fn first_present_from(&self, staging: Option<&Path>, channel: &str, from: u64) -> Option<u64> {
         let dirs = [
             staging.map(|s| s.join(channel)),
             Some(self.dir.join(SPOOL_DIR).join(channel)),
@@ -201,8 +202,15 @@ impl Follower {
                     .to_str()
                     .and_then(format::parse_segment_file_name)
             })
-            .filter(|&i| i > index)
+            .filter(|&i| i >= from)
             .min()
+    }
+
+    /// The smallest segment index above `index` present for `channel`
+    /// (none above the last index there can be).
+    fn present_after(&self, staging: Option<&Path>, channel: &str, index: u64) -> Option<u64> {
+        let from = index.checked_add(1)?;
+        self.first_present_from(staging, channel, from)
     }
 
     fn read_channel(
@@ -226,7 +234,7 @@ impl Follower {
                 // A later segment present: segments are created in index
                 // order, so this one, absent a moment ago, exists by now
                 // unless it is gone for good.
-                None => match self.next_present(staging, &name, index) {
+                None => match self.present_after(staging, &name, index) {
                     Some(next) => self.locate(staging, &name, index).ok_or(Some(next)),
                     None => Err(None),
                 },
@@ -467,7 +475,9 @@ impl Follower {
                         // what the writer wrote is a record it never
                         // committed.
                         let last = seg.staged
-                            || self.next_present(seg.staging, channel, seg.index).is_none();
+                            || self
+                                .present_after(seg.staging, channel, seg.index)
+                                .is_none();
                         let kind = if tag_is_zero && last {
                             DamageKind::TornTail
                         } else {
