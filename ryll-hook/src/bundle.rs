@@ -38,11 +38,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use spool::fsutil;
-use spool2pcap::pipeline::excerpt::{
-    write_excerpt, ExcerptError, ExcerptOptions, ExcerptReport, Selection,
-};
+use spool2pcap::pipeline::excerpt::{write_excerpt, ExcerptError, ExcerptOptions, Selection};
 use spool2pcap::spice::redact::Redaction;
 use spool2pcap::time::UtcDateTime;
+use spool2pcap::ConvertReport;
 
 /// ryll's target for a report's `traffic.pcap`.
 pub const DEFAULT_BUDGET_BYTES: u64 = 24 * 1000 * 1000;
@@ -52,7 +51,10 @@ pub const DEFAULT_BUDGET_BYTES: u64 = 24 * 1000 * 1000;
 pub struct TrafficCaptureSummary {
     /// Bytes the pcap was allowed to use.
     pub budget_bytes: u64,
-    /// Size of the `traffic.pcap` written.
+    /// Size of the `traffic.pcap` written, counted as it passes to the
+    /// zip entry (or buffer): the excerpt's report says what it made of the
+    /// capture, as `convert`'s does, and the size of what a writer received
+    /// is known at the writer.
     pub written_bytes: u64,
     /// Packets (TCP segments) in the pcap, the synthetic handshake, link
     /// phase and close included.
@@ -173,17 +175,21 @@ fn write_traffic<W: Write>(
     channel: Option<&str>,
     opts: &BugReportOptions,
     out: W,
-) -> Result<(TrafficCaptureSummary, ExcerptReport), BundleError> {
+) -> Result<(TrafficCaptureSummary, ConvertReport), BundleError> {
     let mut excerpt = ExcerptOptions::new(Selection::Newest {
         budget_bytes: opts.budget_bytes,
     });
     excerpt.channels = channel.map(str::to_string).into_iter().collect();
     excerpt.redact = opts.redact;
-    let report = write_excerpt(capture, &excerpt, out)?;
+    let mut counted = CountingWriter {
+        inner: out,
+        bytes: 0,
+    };
+    let report = write_excerpt(capture, &excerpt, &mut counted)?;
     let packets_omitted = report.omitted_frames();
     let summary = TrafficCaptureSummary {
         budget_bytes: opts.budget_bytes,
-        written_bytes: report.written_bytes,
+        written_bytes: counted.bytes,
         packets_written: report.frames(),
         packets_omitted,
         bytes_omitted: report.omitted_bytes(),
@@ -196,6 +202,24 @@ fn write_traffic<W: Write>(
 
 fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
+}
+
+/// Counts the bytes written through it: the size of `traffic.pcap`.
+struct CountingWriter<W: Write> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Writes a bug-report zip at `out` from the capture directory `capture`
@@ -275,7 +299,7 @@ fn write_zip(
                 dropped_bytes: c.dropped_bytes,
                 first_secs: c.first_ts_ns.map(secs),
                 last_secs: c.last_ts_ns.map(secs),
-                damaged_records: c.damaged_regions,
+                damaged_records: c.damage.len() as u64,
             };
             (c.channel.clone(), summary)
         })

@@ -82,9 +82,8 @@ pub use pipeline::convert::{
     convert, convert_with_progress, ChannelReport, ConvertError, ConvertOptions, ConvertReport,
     Destination, Progress,
 };
-pub use pipeline::excerpt::{
-    write_excerpt, ExcerptError, ExcerptOptions, ExcerptReport, Selection,
-};
+pub use pipeline::excerpt::{write_excerpt, ExcerptError, ExcerptOptions, Selection};
 pub use pipeline::framing::{ChannelFramer, Synthesis};
+pub use pipeline::report::Cut;
 pub use spice::channels::PortMap;
 pub use spice::redact::{Redaction, Redactor, UnknownRedaction};

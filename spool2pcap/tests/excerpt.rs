@@ -13,7 +13,7 @@ use spool2pcap::pipeline::excerpt::{
 };
 use spool2pcap::spice::messages::MessageFramer;
 use spool2pcap::testkit::{write_segment, Seg};
-use spool2pcap::Format;
+use spool2pcap::{ChannelReport, ConvertReport, Cut, Format};
 
 fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch")
@@ -68,11 +68,17 @@ fn full_conversion(capture: &Path) -> Vec<u8> {
     std::fs::read(file).unwrap()
 }
 
-fn excerpt(capture: &Path, opts: &ExcerptOptions) -> (Vec<u8>, spool2pcap::ExcerptReport) {
+fn excerpt(capture: &Path, opts: &ExcerptOptions) -> (Vec<u8>, ConvertReport) {
     let mut out = Vec::new();
     let report = write_excerpt(capture, opts, &mut out).unwrap();
-    assert_eq!(report.written_bytes, out.len() as u64);
     (out, report)
+}
+
+/// What the excerpt kept of channel `c`; every channel of an excerpt's
+/// report has it.
+fn cut_of(c: &ChannelReport) -> Cut {
+    c.cut
+        .unwrap_or_else(|| panic!("{}: no cut in an excerpt", c.channel))
 }
 
 /// The synthetic link phase's bytes in each direction.
@@ -89,7 +95,7 @@ fn everything_is_byte_for_byte_what_convert_writes() {
     assert!(report
         .channels
         .iter()
-        .all(|c| c.kept_records == c.records && c.records > 0));
+        .all(|c| cut_of(c).kept_records == c.records && c.records > 0));
 }
 
 #[test]
@@ -101,7 +107,7 @@ fn a_budget_keeps_the_newest_messages_behind_a_synthetic_opening() {
         });
         opts.synth = spool2pcap::Synthesis::ALL;
         let (pcap, report) = excerpt(&shipped(), &opts);
-        assert!(report.written_bytes <= budget, "{budget}: {report:?}");
+        assert!(pcap.len() as u64 <= budget, "{budget}: {report:?}");
         assert!(report.omitted_frames() > 0, "{budget}: nothing cut");
         let got = connections(&pcap);
         assert!(!got.is_empty(), "{budget}: nothing kept");
@@ -136,7 +142,7 @@ fn a_budget_keeps_the_newest_messages_behind_a_synthetic_opening() {
             assert!(conn.packets.iter().rev().take(3).any(|p| p.2));
         }
         for c in &report.channels {
-            if c.kept_records == 0 {
+            if cut_of(c).kept_records == 0 {
                 assert!(!got.contains_key(&c.client_port));
             }
         }
@@ -174,8 +180,9 @@ fn channels_and_windows_select() {
     };
     let (_, w) = excerpt(&shipped(), &opts);
     let c = &w.channels[0];
-    assert!(c.kept_records > 0 && c.kept_records < c.records, "{c:?}");
-    assert!(c.first_written_ns.unwrap() >= mid.saturating_sub(10_000));
+    let k = cut_of(c);
+    assert!(k.kept_records > 0 && k.kept_records < c.records, "{c:?}");
+    assert!(k.first_written_ns.unwrap() >= mid.saturating_sub(10_000));
 }
 
 /// A session that started after 2106 (classic pcap keeps 32-bit seconds):
@@ -234,8 +241,9 @@ fn damaged_captures_excerpt_like_they_convert() {
         let opts = ExcerptOptions::new(Selection::Newest {
             budget_bytes: budget,
         });
-        if let Ok(report) = write_excerpt(&capture, &opts, Vec::new()) {
-            assert!(report.written_bytes <= budget, "{}", capture.display());
+        let mut out = Vec::new();
+        if write_excerpt(&capture, &opts, &mut out).is_ok() {
+            assert!(out.len() as u64 <= budget, "{}", capture.display());
         }
     }
     assert!(seen >= 5, "damaged fixtures missing");
@@ -282,7 +290,7 @@ fn a_trimmed_start_is_cut_at_a_message() {
             budget_bytes: 100_000,
         }),
     );
-    assert!(report.written_bytes <= 100_000);
+    assert!(pcap.len() as u64 <= 100_000, "{report:?}");
     let got = connections(&pcap);
     let kept = &got[&10002].server[LINK_S2C..];
     assert!(!kept.is_empty());
@@ -323,7 +331,7 @@ fn a_recorded_link_phase_is_replaced_when_cut() {
     write_segment(dir.path(), "main", 0, &seg.finish(0));
 
     let (all, report) = excerpt(dir.path(), &ExcerptOptions::new(Selection::All));
-    assert_eq!(report.channels[0].kept_records, 42);
+    assert_eq!(cut_of(&report.channels[0]).kept_records, 42);
     let conn = &connections(&all)[&10001];
     assert_eq!(conn.client.len(), LINK_C2S + c2s);
     assert_eq!(conn.server.len(), LINK_S2C + s2c);
@@ -334,9 +342,69 @@ fn a_recorded_link_phase_is_replaced_when_cut() {
             budget_bytes: u64::MAX,
         }),
     );
-    assert_eq!(report.channels[0].kept_records, 40);
+    assert_eq!(cut_of(&report.channels[0]).kept_records, 40);
     let conn = &connections(&cut)[&10001];
     assert_eq!(conn.client.len(), LINK_C2S + c2s);
     assert_eq!(conn.server.len(), LINK_S2C + s2c);
     assert_eq!(&conn.client[..LINK_C2S], link.bytes(C2S));
+}
+
+/// The report's text, the one `convert` prints, describes an excerpt: each
+/// channel written "in the excerpt" with the records it kept and the frames
+/// it left out, one line for what was left out in all, and how to open the
+/// result (the excerpt's file is its caller's, so it is not named).
+#[test]
+fn an_excerpts_text_says_what_it_left_out() {
+    let text = |report: &ConvertReport| {
+        let mut out = Vec::new();
+        report.write_text(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let mut opts = ExcerptOptions::new(Selection::Newest {
+        budget_bytes: 20_000,
+    });
+    opts.channels = vec!["display".into()];
+    let (_, report) = excerpt(&shipped(), &opts);
+    let c = &report.channels[0];
+    let k = cut_of(c);
+    assert!(k.omitted_frames > 0 && report.is_excerpt());
+    let got = text(&report);
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "display: {} records, {} bytes -> {} frames (port 10002) in the excerpt; \
+             {} synthetic (with SPICE link phase); {} records kept, {} frames ({} bytes) left out",
+            c.records,
+            c.bytes,
+            c.frames,
+            c.synthetic_frames,
+            k.kept_records,
+            k.omitted_frames,
+            k.omitted_bytes
+        )
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "excerpt: {} frames ({} bytes) of the capture left out; the oldest packet kept is at +{}",
+            report.omitted_frames(),
+            report.omitted_bytes(),
+            spool2pcap::time::format_secs(report.oldest_written_ns().unwrap())
+        )
+    );
+    assert_eq!(
+        lines[2..],
+        ["open with SPICE decoding: wireshark -d tcp.port==5900,spice EXCERPT.pcap"]
+    );
+
+    // Everything kept: nothing left out, said once.
+    let (_, all) = excerpt(&shipped(), &ExcerptOptions::new(Selection::All));
+    let got = text(&all);
+    assert_eq!(got.matches("in the excerpt; ").count(), 4, "{got}");
+    assert!(got.contains("\nexcerpt: nothing left out\n"), "{got}");
+    assert!(
+        !got.contains(") left out") && !got.contains("<stdout>"),
+        "{got}"
+    );
 }

@@ -31,7 +31,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use pcap_file::PcapError;
-use spool::reader::Event;
+use spool::limit::Trimmed;
+use spool::reader::{Damage, Event, ReadStats};
 
 use crate::net::tcp::{HEADERS_LEN, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD};
 use crate::output::{Format, PacketSink};
@@ -39,10 +40,11 @@ use crate::pipeline::clock::{session_clock, StartUnknown, TimeMode};
 use crate::pipeline::convert::{framer_for, select_channels, ConvertError};
 use crate::pipeline::framing::{ChannelFramer, Synthesis};
 use crate::pipeline::merge::{merge_into, ChannelSource};
+use crate::pipeline::report::{ChannelReport, ConvertReport, Cut};
 use crate::spice::channels::PortMap;
 use crate::spice::link::SPICE_MAGIC;
 use crate::spice::messages::{plausible_start, MessageFramer};
-use crate::spice::redact::{RedactStats, Redaction};
+use crate::spice::redact::Redaction;
 
 /// Bytes of a classic pcap file header.
 pub const PCAP_FILE_HEADER_LEN: u64 = 24;
@@ -109,83 +111,6 @@ impl ExcerptOptions {
     }
 }
 
-/// One channel of an excerpt: the whole channel as the first pass read it,
-/// and what of it was written.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExcerptChannel {
-    /// Channel name.
-    pub channel: String,
-    /// Client TCP port of its connection.
-    pub client_port: u16,
-    /// Data records in the capture.
-    pub records: u64,
-    /// Payload bytes in the capture.
-    pub bytes: u64,
-    /// Records the capture writer dropped (from gap records).
-    pub dropped_records: u64,
-    /// Bytes the capture writer dropped.
-    pub dropped_bytes: u64,
-    /// Damaged regions the reader skipped.
-    pub damaged_regions: u64,
-    /// Session time (ns) of the first data record.
-    pub first_ts_ns: Option<u64>,
-    /// Session time (ns) of the last data record.
-    pub last_ts_ns: Option<u64>,
-    /// Data records written.
-    pub kept_records: u64,
-    /// Frames written, synthetic ones included.
-    pub frames: u64,
-    /// Frames written that the capture does not hold.
-    pub synthetic_frames: u64,
-    /// Data frames of the records left out.
-    pub omitted_frames: u64,
-    /// Bytes of those frames (headers included, pcap record headers not).
-    pub omitted_bytes: u64,
-    /// Session time (ns) of the channel's first packet written.
-    pub first_written_ns: Option<u64>,
-    /// What redaction rewrote (`None`: nothing to redact on this channel).
-    pub redacted: Option<RedactStats>,
-}
-
-/// What [`write_excerpt`] wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExcerptReport {
-    /// The selected channels, in name order.
-    pub channels: Vec<ExcerptChannel>,
-    /// Bytes written: the size of the pcap.
-    pub written_bytes: u64,
-    /// Wall-clock session start used for absolute timestamps, if known.
-    pub session_start_unix_ns: Option<u64>,
-    /// Notes such as an unknown session start, and skipped entries of the
-    /// capture directory.
-    pub problems: Vec<String>,
-}
-
-impl ExcerptReport {
-    /// Frames written, all channels, synthetic ones included.
-    pub fn frames(&self) -> u64 {
-        self.channels.iter().map(|c| c.frames).sum()
-    }
-
-    /// Data frames of the records left out, all channels.
-    pub fn omitted_frames(&self) -> u64 {
-        self.channels.iter().map(|c| c.omitted_frames).sum()
-    }
-
-    /// Bytes of those frames.
-    pub fn omitted_bytes(&self) -> u64 {
-        self.channels.iter().map(|c| c.omitted_bytes).sum()
-    }
-
-    /// Session time (ns) of the oldest packet written, if any was.
-    pub fn oldest_written_ns(&self) -> Option<u64> {
-        self.channels
-            .iter()
-            .filter_map(|c| c.first_written_ns)
-            .min()
-    }
-}
-
 /// Why an excerpt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExcerptError {
@@ -220,9 +145,15 @@ struct Entry {
     boundary: bool,
 }
 
-/// What the first pass learned about one channel.
+/// What the first pass learned about one channel: the whole channel as it
+/// read it (what the report says of it), and how much of it the second
+/// pass writes.
 struct Indexed {
-    channel: ExcerptChannel,
+    name: String,
+    stats: ReadStats,
+    damage: Vec<Damage>,
+    trimmed: Option<Trimmed>,
+    cut: Cut,
     /// Data records per direction.
     per_dir: [u64; 2],
     /// Bytes of the channel's synthetic packets, pcap record headers
@@ -237,20 +168,24 @@ fn frames_of(len: usize) -> u64 {
 }
 
 /// Writes the part of the capture in `capture` that `opts` selects to
-/// `out` as a classic pcap (nanosecond timestamps), and says what it wrote.
+/// `out` as a classic pcap (nanosecond timestamps), and says what it wrote:
+/// the report `convert` gives, each channel's counts those of the whole
+/// channel, with what the excerpt kept of it and left out
+/// ([`ChannelReport::cut`]). The report does not count the pcap's bytes:
+/// they went to `out`, and a caller who needs the size counts them there
+/// (a `Vec`'s length, a counting writer around a zip entry).
 /// `out` is written through a buffer and flushed at the end.
 pub fn write_excerpt<W: Write>(
     capture: &Path,
     opts: &ExcerptOptions,
     out: W,
-) -> Result<ExcerptReport, ExcerptError> {
+) -> Result<ConvertReport, ExcerptError> {
     let cap = crate::guard::open_capture(capture).map_err(ConvertError::from)?;
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let selected = select_channels(&cap, &opts.channels)?;
-    let mut report = ExcerptReport {
-        problems: crate::guard::cleaned(cap.problems()),
-        ..ExcerptReport::default()
-    };
+    let mut report =
+        ConvertReport::begin(capture, crate::guard::cleaned(cap.problems()), opts.redact);
+    report.clean_shutdown = cap.manifest().map(|m| m.clean_shutdown);
 
     // Pass 1: index every data record.
     let mut entries: Vec<Entry> = Vec::new();
@@ -322,18 +257,11 @@ pub fn write_excerpt<W: Write>(
             .map(|&l| PCAP_RECORD_HEADER_LEN + l as u64)
             .sum();
         indexed.push(Indexed {
-            channel: ExcerptChannel {
-                channel: name.clone(),
-                client_port: ports.port(name),
-                records: st.records,
-                bytes: st.bytes,
-                dropped_records: st.dropped_records,
-                dropped_bytes: st.dropped_bytes,
-                damaged_regions: reader.damage().len() as u64,
-                first_ts_ns: st.first_ts_ns,
-                last_ts_ns: st.last_ts_ns,
-                ..ExcerptChannel::default()
-            },
+            name: name.clone(),
+            stats: st.clone(),
+            damage: reader.damage().to_vec(),
+            trimmed: reader.trimmed().copied(),
+            cut: Cut::default(),
             per_dir,
             overhead,
         });
@@ -364,9 +292,9 @@ pub fn write_excerpt<W: Write>(
         seen[ci][d] += 1;
         read[ci] += 1;
         if kept {
-            indexed[ci].channel.kept_records += 1;
+            indexed[ci].cut.kept_records += 1;
         } else {
-            let c = &mut indexed[ci].channel;
+            let c = &mut indexed[ci].cut;
             c.omitted_frames += u64::from(e.packets);
             c.omitted_bytes += e.cost - u64::from(e.packets) * PCAP_RECORD_HEADER_LEN;
         }
@@ -376,21 +304,17 @@ pub fn write_excerpt<W: Write>(
     // Pass 2: the records kept, framed and merged as `convert` does.
     let mut sources = Vec::with_capacity(indexed.len());
     for (ci, ix) in indexed.iter().enumerate() {
-        let Some(reader) = cap.reader(&ix.channel.channel) else {
+        let Some(reader) = cap.reader(&ix.name) else {
             return Err(ExcerptError::Changed {
-                channel: ix.channel.channel.clone(),
+                channel: ix.name.clone(),
             });
         };
         let framer: ChannelFramer =
             framer_for(&reader, &ports, ci as u32, opts.synth, opts.redact).with_cut(cuts[ci]);
-        sources
-            .push(ChannelSource::new(reader, framer).planned(limits[ci], ix.channel.first_ts_ns));
+        sources.push(ChannelSource::new(reader, framer).planned(limits[ci], ix.stats.first_ts_ns));
     }
-    let counted = CountingWriter {
-        inner: io::BufWriter::with_capacity(crate::output::OUTPUT_BUFFER_BYTES, out),
-        bytes: 0,
-    };
-    let mut sink = PacketSink::new(counted, Format::Pcap, &[]).map_err(ExcerptError::Write)?;
+    let buffered = io::BufWriter::with_capacity(crate::output::OUTPUT_BUFFER_BYTES, out);
+    let mut sink = PacketSink::new(buffered, Format::Pcap, &[]).map_err(ExcerptError::Write)?;
     let mut frame = Vec::with_capacity(MAX_FRAME_LEN);
     merge_into(&mut sources, &mut sink, clock, &mut frame, &mut |_| {})
         .map_err(ExcerptError::Write)?;
@@ -399,18 +323,27 @@ pub fn write_excerpt<W: Write>(
             channel: s.reader().channel().to_string(),
         });
     }
-    let mut counted = sink.into_inner();
-    counted
+    sink.into_inner()
         .flush()
         .map_err(|e| ExcerptError::Write(PcapError::IoError(e)))?;
-    report.written_bytes = counted.bytes;
-    for (s, mut ix) in sources.iter().zip(indexed) {
+    for (s, ix) in sources.iter().zip(indexed) {
         let f = s.framer();
-        ix.channel.frames = f.frames();
-        ix.channel.synthetic_frames = f.synthetic_frames();
-        ix.channel.first_written_ns = f.time_span_ns().map(|(a, _)| a);
-        ix.channel.redacted = f.redact_stats();
-        report.channels.push(ix.channel);
+        let channel = ChannelReport::new(
+            &ix.name,
+            ports.port(&ix.name),
+            &ix.stats,
+            &ix.damage,
+            ix.trimmed.as_ref(),
+            f,
+            None,
+        );
+        report.channels.push(ChannelReport {
+            cut: Some(Cut {
+                first_written_ns: f.time_span_ns().map(|(a, _)| a),
+                ..ix.cut
+            }),
+            ..channel
+        });
     }
     Ok(report)
 }
@@ -514,22 +447,4 @@ fn newest_within(entries: &[Entry], indexed: &[Indexed], budget: u64) -> Vec<[u6
         }
     }
     streams.iter().map(|[a, b]| [a.kept, b.kept]).collect()
-}
-
-/// Counts the bytes written through it (the pcap's size).
-struct CountingWriter<W: Write> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }

@@ -132,6 +132,8 @@ impl<W: Write> State<W> {
             Event::Data(d) => {
                 live.stats.records = live.stats.records.saturating_add(1);
                 live.stats.bytes = live.stats.bytes.saturating_add(d.payload.len() as u64);
+                live.stats.first_ts_ns.get_or_insert(d.ts_ns);
+                live.stats.last_ts_ns = Some(d.ts_ns);
                 let start = self.arena.len();
                 self.arena.extend_from_slice(d.payload);
                 live.pending.push(Pending::Data {

@@ -7,8 +7,8 @@
 //! Shared by `convert` and `convert --follow`: the packet [`clock`], what a
 //! pcapng file says about the capture ([`section`]: section header,
 //! interface descriptions and statistics), what the conversion did
-//! ([`report`]: one report type and its text) and why it failed
-//! ([`error`]). Dependencies point one way: `convert` and `follow` use the
+//! ([`report`]: one report type and its text, excerpts' too) and why it
+//! failed ([`error`]). Dependencies point one way: `convert` and `follow` use the
 //! others, `excerpt` uses `convert`, and nothing below imports them back.
 
 pub mod clock;

@@ -1,7 +1,9 @@
 //! What a conversion did, per channel and in all ([`ConvertReport`]), and
 //! its text for people ([`ConvertReport::write_text`]): one report for
-//! `convert` and `convert --follow`, built per channel by one function
-//! (`ChannelReport::new`) from the counters the spool reader keeps.
+//! `convert`, `convert --follow` and excerpts (the bug report's pcap),
+//! built per channel by one function (`ChannelReport::new`) from the
+//! counters the spool reader keeps. What only an excerpt has — what it
+//! kept of a channel and what it left out — is a channel's [`Cut`].
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -33,6 +35,10 @@ pub struct ChannelReport {
     pub records: u64,
     /// Payload bytes read.
     pub bytes: u64,
+    /// Session time (ns) of the first data record read.
+    pub first_ts_ns: Option<u64>,
+    /// Session time (ns) of the last data record read.
+    pub last_ts_ns: Option<u64>,
     /// Frames written, synthetic ones included.
     pub frames: u64,
     /// Frames written that the capture does not hold: handshake, SPICE
@@ -57,13 +63,33 @@ pub struct ChannelReport {
     pub trimmed: Option<Trimmed>,
     /// What redaction rewrote (`None`: nothing to redact on this channel).
     pub redacted: Option<RedactStats>,
+    /// What an excerpt kept of the channel and left out (`None`: a
+    /// conversion, which keeps every record read).
+    pub cut: Option<Cut>,
+}
+
+/// What an excerpt ([`crate::pipeline::excerpt`]) kept of one channel: the
+/// records it read are the whole channel, and what it left out is whole
+/// records in front of each direction (and, with a time window, after the
+/// window's end).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cut {
+    /// Data records written.
+    pub kept_records: u64,
+    /// Data frames of the records left out.
+    pub omitted_frames: u64,
+    /// Bytes of those frames (headers included, pcap record headers not).
+    pub omitted_bytes: u64,
+    /// Session time (ns) of the channel's first packet written.
+    pub first_written_ns: Option<u64>,
 }
 
 impl ChannelReport {
     /// The report of channel `channel` on client port `client_port`, read
     /// with the counters `stats` and the `damage` list, framed (to the end)
     /// by `framer`, written to `output`. A `trimmed` start counts only if
-    /// segments were deleted.
+    /// segments were deleted. Nothing is cut: an excerpt sets
+    /// [`ChannelReport::cut`] afterwards.
     pub(crate) fn new(
         channel: &str,
         client_port: u16,
@@ -80,6 +106,8 @@ impl ChannelReport {
             carried_nothing: false,
             records: stats.records,
             bytes: stats.bytes,
+            first_ts_ns: stats.first_ts_ns,
+            last_ts_ns: stats.last_ts_ns,
             frames: framer.frames(),
             synthetic_frames: framer.synthetic_frames(),
             link_synthesized: framer.link_synthesized(),
@@ -91,12 +119,14 @@ impl ChannelReport {
             staged_records: stats.staged_records,
             trimmed: trimmed.filter(|t| t.segments > 0).copied(),
             redacted: framer.redact_stats(),
+            cut: None,
         }
     }
 
-    /// Written to standard output (not dropped for carrying nothing).
+    /// Written to standard output (not dropped for carrying nothing, not
+    /// an excerpt's: that goes to its caller's writer).
     fn to_stdout(&self) -> bool {
-        self.output.is_none() && !self.carried_nothing
+        self.output.is_none() && !self.carried_nothing && self.cut.is_none()
     }
 }
 
@@ -110,7 +140,8 @@ pub(crate) fn trimmed_briefly(t: &Trimmed) -> String {
     )
 }
 
-/// What [`crate::convert()`] or [`crate::pipeline::follow::follow`] did.
+/// What [`crate::convert()`], [`crate::pipeline::follow::follow`] or
+/// [`crate::pipeline::excerpt::write_excerpt`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConvertReport {
     /// One entry per converted channel, in name order.
@@ -168,12 +199,43 @@ impl ConvertReport {
         self.damage().next().is_some()
     }
 
-    /// Frames written, all channels.
+    /// Frames written, all channels, synthetic ones included.
     pub fn frames(&self) -> u64 {
         self.channels
             .iter()
             .map(|c| c.frames)
             .fold(0, u64::saturating_add)
+    }
+
+    /// The cuts of an excerpt's channels (none for a conversion).
+    fn cuts(&self) -> impl Iterator<Item = &Cut> {
+        self.channels.iter().filter_map(|c| c.cut.as_ref())
+    }
+
+    /// Whether this reports an excerpt: its channels carry a [`Cut`].
+    pub fn is_excerpt(&self) -> bool {
+        self.cuts().next().is_some()
+    }
+
+    /// Data frames of the records an excerpt left out, all channels (0 for
+    /// a conversion).
+    pub fn omitted_frames(&self) -> u64 {
+        self.cuts()
+            .map(|c| c.omitted_frames)
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Bytes of those frames.
+    pub fn omitted_bytes(&self) -> u64 {
+        self.cuts()
+            .map(|c| c.omitted_bytes)
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Session time (ns) of the oldest packet an excerpt wrote, if it
+    /// wrote any (`None` for a conversion).
+    pub fn oldest_written_ns(&self) -> Option<u64> {
+        self.cuts().filter_map(|c| c.first_written_ns).min()
     }
 
     /// The files written, each once, in the order written.
@@ -194,9 +256,10 @@ impl ConvertReport {
     }
 
     /// The summary for people, as the CLI prints it on stderr (stdout may
-    /// be the capture): warnings, a line per channel written, the session's
-    /// state, channels without traffic, redaction, damage, and the command
-    /// that opens the result with SPICE decoding on.
+    /// be the capture): warnings, a line per channel written, what an
+    /// excerpt left out, the session's state, channels without traffic,
+    /// redaction, damage, and the command that opens the result with SPICE
+    /// decoding on.
     pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
         for p in &self.problems {
             writeln!(out, "spool2pcap: warning: {p}")?;
@@ -216,6 +279,9 @@ impl ConvertReport {
             .filter(|c| !(c.carried_nothing && c.output.is_none()))
         {
             write_channel_line(out, c)?;
+        }
+        if self.is_excerpt() {
+            write_cut_line(out, self)?;
         }
         if self.clean_shutdown == Some(false) {
             let staged = self.staged_records();
@@ -260,17 +326,42 @@ impl ConvertReport {
                 "open with SPICE decoding: ... | wireshark -d {} -k -i -",
                 decode_as()
             )?;
+        } else if self.is_excerpt() {
+            writeln!(
+                out,
+                "open with SPICE decoding: wireshark -d {} EXCERPT.pcap",
+                decode_as()
+            )?;
         }
         Ok(())
     }
 }
 
+/// The line of [`ConvertReport::write_text`] that says what an excerpt
+/// left out, all channels, and where what it kept begins.
+fn write_cut_line(out: &mut dyn Write, r: &ConvertReport) -> io::Result<()> {
+    let frames = r.omitted_frames();
+    if frames == 0 {
+        return writeln!(out, "excerpt: nothing left out");
+    }
+    write!(
+        out,
+        "excerpt: {frames} frames ({} bytes) of the capture left out",
+        r.omitted_bytes()
+    )?;
+    match r.oldest_written_ns() {
+        Some(ns) => writeln!(out, "; the oldest packet kept is at +{}", format_secs(ns)),
+        None => writeln!(out, "; no packet kept"),
+    }
+}
+
 /// One channel's line of [`ConvertReport::write_text`].
 fn write_channel_line(out: &mut dyn Write, c: &ChannelReport) -> io::Result<()> {
-    let dest = c
-        .output
-        .as_ref()
-        .map_or_else(|| "<stdout>".to_string(), |p| p.display().to_string());
+    let dest = match (&c.output, &c.cut) {
+        (Some(p), _) => p.display().to_string(),
+        (None, Some(_)) => "the excerpt".to_string(),
+        (None, None) => "<stdout>".to_string(),
+    };
     write!(
         out,
         "{}: {} records, {} bytes -> {} frames (port {}) in {}",
@@ -287,6 +378,16 @@ fn write_channel_line(out: &mut dyn Write, c: &ChannelReport) -> io::Result<()> 
                 ""
             }
         )?;
+    }
+    if let Some(cut) = &c.cut {
+        write!(out, "; {} records kept", cut.kept_records)?;
+        if cut.omitted_frames > 0 {
+            write!(
+                out,
+                ", {} frames ({} bytes) left out",
+                cut.omitted_frames, cut.omitted_bytes
+            )?;
+        }
     }
     if c.gaps > 0 {
         write!(
