@@ -130,7 +130,11 @@ fn run(setup: Setup, dir: &Path, payload: &[u8], rate: f64, secs: f64) -> Measur
             std::thread::sleep(wait);
         }
         let off = (i as usize * 4099) % (payload.len() - CHUNK);
-        if !spool.append(CHANNEL, Direction::ServerToClient, &payload[off..off + CHUNK]) {
+        if !spool.append(
+            CHANNEL,
+            Direction::ServerToClient,
+            &payload[off..off + CHUNK],
+        ) {
             drops += 1;
         }
     }
@@ -188,8 +192,16 @@ fn main() {
     let benching = args.iter().any(|a| a == "--bench");
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     let rate = arg(&words, "rate", 30.0) * 1e6;
-    let secs = if benching { arg(&words, "secs", 20.0) } else { 1.0 };
-    let rounds = if benching { arg(&words, "rounds", 3.0) as usize } else { 1 };
+    let secs = if benching {
+        arg(&words, "secs", 20.0)
+    } else {
+        1.0
+    };
+    let rounds = if benching {
+        arg(&words, "rounds", 3.0) as usize
+    } else {
+        1
+    };
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capture-cpu-bench");
     let payload = payload();
     println!(
@@ -225,7 +237,9 @@ fn main() {
             s.3 += per(m.retirer);
         }
     }
-    println!("\n| configuration | process ms/MB | appender | preparer | retirer |  (means over rounds)");
+    println!(
+        "\n| configuration | process ms/MB | appender | preparer | retirer |  (means over rounds)"
+    );
     println!("|---|---|---|---|---|");
     for (setup, s) in SETUPS.iter().zip(&sums) {
         let n = rounds as f64;
