@@ -248,9 +248,21 @@ impl SegmentHeader {
     /// stores the flag after every record CRC, so the flag is true. The one
     /// corruption this lets through, that bit set in an unflagged header,
     /// only makes a reader check more CRCs, never fewer.
+    ///
+    /// Likewise a header whose checksum matches only with `first_seq` zero:
+    /// the hot path sets `first_seq` when the segment goes live, then
+    /// re-seals the checksum, and a reader of the staged segment (or a
+    /// crash) can come between the two stores — for as long as the thread
+    /// is preempted there. Segments are prepared with `first_seq` zero, so
+    /// the value read is the one the writer set.
     pub fn checksum_ok(&self) -> bool {
         let crc = self.header_crc.get();
         if crc == self.compute_crc() {
+            return true;
+        }
+        let mut before_live = *self;
+        before_live.first_seq = U64::new(0);
+        if crc == before_live.compute_crc() {
             return true;
         }
         let flags = self.flags.get();

@@ -195,6 +195,26 @@ fn a_fill_stopped_between_flag_and_header_checksum_is_finished_not_damage() {
 }
 
 #[test]
+fn a_header_read_between_going_live_and_resealing_is_valid() {
+    let (buf, _) = staged_segment(0);
+    let mut h = header_of(&buf);
+    assert_eq!(h.first_seq.get(), 0);
+    // The hot path has stored `first_seq`, not yet the new checksum.
+    h.first_seq = U64::new(4242);
+    assert_ne!(h.header_crc.get(), h.compute_crc());
+    assert!(h.checksum_ok());
+    // Once resealed, the old checksum no longer passes with it: damage to
+    // `first_seq` of a live segment is still damage.
+    let mut sealed = h;
+    sealed.header_crc = U32::new(sealed.compute_crc());
+    sealed.first_seq = U64::new(4243);
+    assert!(!sealed.checksum_ok());
+    // Nor does any other change.
+    h.segment_index = U64::new(1);
+    assert!(!h.checksum_ok());
+}
+
+#[test]
 fn fill_checksums_does_not_bless_a_damaged_header() {
     let (mut buf, offsets) = staged_segment(0);
     buf[40] ^= 1;
