@@ -17,13 +17,7 @@ use spool::Direction;
 #[test]
 fn live_readers_and_followers_see_only_complete_records_in_order() {
     let dirs = Dirs::new();
-    let spool = spool(
-        dirs.config()
-            .segment_bytes(64 << 10)
-            .ready_ahead(2)
-            .compress(false)
-            .channels(&["display"]),
-    );
+    let spool = small_segments(&dirs, &["display"]);
     const RECORDS: u64 = 60_000;
     let done = AtomicBool::new(false);
     let record = |i: u64| {

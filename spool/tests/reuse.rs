@@ -11,13 +11,7 @@ use spool::Direction;
 #[test]
 fn reused_segments_hold_only_their_own_records_and_close_leaves_nothing() {
     let dirs = Dirs::new();
-    let spool = spool(
-        dirs.config()
-            .segment_bytes(64 << 10)
-            .ready_ahead(2)
-            .compress(false)
-            .channels(&["display", "inputs"]),
-    );
+    let spool = small_segments(&dirs, &["display", "inputs"]);
     // Records of one size, so that the records of a segment's every use
     // start at the same offsets: a record of its previous use left past
     // the last one written would be read as a record of this one.
