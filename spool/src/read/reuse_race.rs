@@ -61,7 +61,8 @@ fn session_with_a_sealed_staged_segment(root: &Path, n: u64) -> (Spool, PathBuf,
 }
 
 /// Arms the hook: let the retirer move segment 0 and keep its file as a
-/// spare, then overwrite that file as a reuse would.
+/// spare, then overwrite that file as a reuse would — unless the preparer
+/// has reused it for real already.
 fn arm_reuse(spool: &Spool, staged0: PathBuf, staging: PathBuf) {
     let shared = std::sync::Arc::clone(&spool.shared);
     HOOK.with(|h| {
@@ -69,14 +70,23 @@ fn arm_reuse(spool: &Spool, staged0: PathBuf, staging: PathBuf) {
             shared
                 .held
                 .store(false, std::sync::atomic::Ordering::Release);
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(30);
             let spare = staging.join(SPARE_DIR).join("spare-0");
-            while staged0.exists() || !spare.exists() {
+            let reused = || shared.spares.reused() > 0;
+            while staged0.exists() || !(spare.exists() || reused()) {
                 assert!(Instant::now() < deadline, "segment 0 never became a spare");
                 std::thread::sleep(Duration::from_millis(1));
             }
             // What the preparer's reuse does to it, in effect: new bytes.
-            std::fs::write(&spare, vec![0xEE; 64 << 10]).unwrap();
+            // Never creating a file: if the preparer took the spare
+            // meanwhile, it has rewritten it itself.
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&spare) {
+                std::io::Write::write_all(&mut f, &[0xEE; 64 << 10]).unwrap();
+            }
+            assert!(
+                spare.exists() || reused(),
+                "segment 0 was deleted, not kept"
+            );
         }));
     });
 }
