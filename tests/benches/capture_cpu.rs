@@ -3,12 +3,12 @@
 //! compression on and off.
 //!
 //! ```text
-//! cargo bench -p e2e --bench capture_cpu -- [rate=MB/s] [secs=S] [rounds=N]
+//! cargo bench -p e2e --bench capture_cpu -- [rate=MB/s] [secs=S] [rounds=N] [quick]
 //! ```
 //!
 //! One thread appends 64 KiB chunks (a display channel's reads) paced at
 //! `rate` (default 30 MB/s, a busy guest's display traffic) for `secs`
-//! (default 20), into a spool whose capture directory is on the local disk
+//! (default 20; `quick`: 5 s, one round), into a spool whose capture directory is on the local disk
 //! and whose staging is the default memory-backed directory; then the spool
 //! is closed. Per configuration and round it prints the CPU time of the
 //! whole process, of the appending thread, and of the preparer and retirer
@@ -20,9 +20,10 @@
 //! Without `--bench` (as `cargo test --benches` runs it) it does a one-second
 //! smoke run of each configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use e2e::bench::{bench_dir, print_facts, process_cpu_secs, thread_cpu_secs, Args};
 use spool::{Direction, Spool, SpoolConfig};
 
 const CHUNK: usize = 64 << 10;
@@ -80,26 +81,6 @@ fn thread_cpu(name: &str) -> Option<f64> {
     None
 }
 
-/// CPU seconds of the calling thread.
-fn own_cpu() -> f64 {
-    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
-}
-
-/// CPU seconds of the whole process.
-fn process_cpu() -> f64 {
-    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
-}
-
-fn cpu_clock(clock: libc::clockid_t) -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
 struct Measured {
     mb: f64,
     drops: u64,
@@ -112,7 +93,7 @@ struct Measured {
 
 fn run(setup: Setup, dir: &Path, payload: &[u8], rate: f64, secs: f64) -> Measured {
     let _ = std::fs::remove_dir_all(dir);
-    let cpu0 = process_cpu();
+    let cpu0 = process_cpu_secs();
     let spool = Spool::create(
         SpoolConfig::new(dir)
             .spare_segments(setup.spares)
@@ -120,7 +101,7 @@ fn run(setup: Setup, dir: &Path, payload: &[u8], rate: f64, secs: f64) -> Measur
             .channels(&["display"]),
     )
     .expect("spool");
-    let own0 = own_cpu();
+    let own0 = thread_cpu_secs();
     let start = Instant::now();
     let calls = (rate * secs / CHUNK as f64) as u64;
     let mut drops = 0;
@@ -138,7 +119,7 @@ fn run(setup: Setup, dir: &Path, payload: &[u8], rate: f64, secs: f64) -> Measur
             drops += 1;
         }
     }
-    let appender = own_cpu() - own0;
+    let appender = thread_cpu_secs() - own0;
     // Read before the close, which ends the threads.
     let before_close = (
         thread_cpu("spool-prepare").unwrap_or(0.0),
@@ -146,7 +127,7 @@ fn run(setup: Setup, dir: &Path, payload: &[u8], rate: f64, secs: f64) -> Measur
     );
     let reused = spool.segments_reused();
     spool.close().expect("close");
-    let process = process_cpu() - cpu0;
+    let process = process_cpu_secs() - cpu0;
     let _ = std::fs::remove_dir_all(dir);
     Measured {
         mb: (calls - drops) as f64 * CHUNK as f64 / 1e6,
@@ -179,39 +160,35 @@ fn payload() -> Vec<u8> {
         .collect()
 }
 
-fn arg(words: &[&str], key: &str, default: f64) -> f64 {
-    words
-        .iter()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let benching = args.iter().any(|a| a == "--bench");
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    let rate = arg(&words, "rate", 30.0) * 1e6;
-    let secs = if benching {
-        arg(&words, "secs", 20.0)
+    let args = Args::parse();
+    let rate = args.number("rate", 30.0, 30.0) * 1e6;
+    let secs: f64 = if args.benching {
+        args.number("secs", 20.0, 5.0)
     } else {
         1.0
     };
-    let rounds = if benching {
-        arg(&words, "rounds", 3.0) as usize
+    let rounds: usize = if args.benching {
+        args.number("rounds", 3, 1)
     } else {
         1
     };
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capture-cpu-bench");
+    let base = bench_dir("capture-cpu-bench");
+    let dir = base.join("capture");
     let payload = payload();
-    println!(
-        "# capture_cpu bench: 64 KiB appends at {:.0} MB/s for {secs:.0} s, {rounds} round(s); {} CPUs; capture dir {}",
-        rate / 1e6,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        dir.display()
+    print_facts(
+        "capture_cpu bench",
+        &[("capture directory", &base)],
+        &[(
+            "load",
+            format!(
+                "64 KiB appends at {:.0} MB/s for {secs:.0} s, {rounds} round(s)",
+                rate / 1e6
+            ),
+        )],
     );
     println!(
-        "\n| round | configuration | MB kept | drops | process ms/MB | appender | preparer | retirer | reused |"
+        "| round | configuration | MB kept | drops | process ms/MB | appender | preparer | retirer | reused |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut sums = vec![(0.0, 0.0, 0.0, 0.0); SETUPS.len()];

@@ -115,18 +115,6 @@ fn mb(b: u64) -> f64 {
     b as f64 / 1e6
 }
 
-/// CPU time of the calling thread, in seconds: on a shared machine the
-/// codecs' speed is measured in CPU time, not wall time.
-fn cpu_now() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the struct we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
 // ── codecs ──────────────────────────────────────────────
 
 fn codecs(recs: &[(String, PathBuf)]) {
@@ -144,17 +132,17 @@ fn codecs(recs: &[(String, PathBuf)]) {
         // zstd, as the retirer does it (adaptive: kept segments count as
         // stored), then decoded as a reader does.
         let mut zstd_out = Vec::new();
-        let t = cpu_now();
+        let t = thread_cpu_secs();
         for s in &segs {
             match zc.compress(s) {
                 Ok(c) => zstd_out.push(c.to_vec()),
                 Err(_) => zstd_out.push(s.clone()),
             }
         }
-        let zt = cpu_now() - t;
+        let zt = thread_cpu_secs() - t;
         let zdisk: u64 = zstd_out.iter().map(|s| s.len() as u64).sum();
         let mut br = BlockReader::new();
-        let t = cpu_now();
+        let t = thread_cpu_secs();
         let mut decoded = 0u64;
         for s in &zstd_out {
             br.rewind();
@@ -164,7 +152,7 @@ fn codecs(recs: &[(String, PathBuf)]) {
                 }
             }
         }
-        let zd = cpu_now() - t;
+        let zd = thread_cpu_secs() - t;
         println!(
             "| {name} | zstd -1, adaptive (ours) | {:.1} | {:.1} | {:.2}× | {:.0} | {:.0}{} |",
             mb(raw),
@@ -179,7 +167,7 @@ fn codecs(recs: &[(String, PathBuf)]) {
             }
         );
         // lz4_flex on the same block size, every segment.
-        let t = cpu_now();
+        let t = thread_cpu_secs();
         let lz: Vec<Vec<Vec<u8>>> = segs
             .iter()
             .map(|s| {
@@ -188,9 +176,9 @@ fn codecs(recs: &[(String, PathBuf)]) {
                     .collect()
             })
             .collect();
-        let lt = cpu_now() - t;
+        let lt = thread_cpu_secs() - t;
         let ldisk: u64 = lz.iter().flatten().map(|b| b.len() as u64 + 32).sum();
-        let t = cpu_now();
+        let t = thread_cpu_secs();
         let mut out = vec![0u8; BLOCK_TARGET];
         let mut ldec = 0u64;
         for (s, blocks) in segs.iter().zip(&lz) {
@@ -200,7 +188,7 @@ fn codecs(recs: &[(String, PathBuf)]) {
                 ldec += n as u64;
             }
         }
-        let ld = cpu_now() - t;
+        let ld = thread_cpu_secs() - t;
         println!(
             "| {name} | lz4_flex, every block | {:.1} | {:.1} | {:.2}× | {:.0} | {:.0} |",
             mb(raw),

@@ -175,6 +175,27 @@ pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// CPU time of the calling thread, in seconds: on a shared machine work is
+/// measured in CPU time, not wall time.
+pub fn thread_cpu_secs() -> f64 {
+    cpu_clock_secs(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU time of the whole process (all its threads), in seconds.
+pub fn process_cpu_secs() -> f64 {
+    cpu_clock_secs(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+fn cpu_clock_secs(clock: libc::clockid_t) -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct we own.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 /// `sync(2)`: flush what earlier steps left dirty, outside any timing.
 pub fn sync() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
