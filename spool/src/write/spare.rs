@@ -76,8 +76,6 @@ pub(crate) struct SparePool {
     /// then finished in place and never reused).
     dir: Option<PathBuf>,
     spares: Mutex<Vec<Spare>>,
-    /// Bytes the spares hold: staged memory that holds no record.
-    bytes: AtomicU64,
     /// Most spares kept ([`crate::SpoolConfig::spare_segments`]). The
     /// retirer hands back about one segment per rotation and the preparer
     /// takes one, so a few cover a burst of rotations.
@@ -96,7 +94,6 @@ impl SparePool {
             dir: staging.map(|s| s.join(SPARE_DIR)),
             spares: Mutex::new(Vec::with_capacity(max)),
             max,
-            bytes: AtomicU64::new(0),
             named: AtomicU64::new(0),
             reused: AtomicU64::new(0),
         }
@@ -121,8 +118,6 @@ impl SparePool {
         if renamed.is_err() {
             return Err(segment);
         }
-        self.bytes
-            .fetch_add(segment.capacity() as u64, Ordering::AcqRel);
         spares.push(Spare {
             segment,
             dirty: used,
@@ -137,8 +132,6 @@ impl SparePool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop()?;
-        self.bytes
-            .fetch_sub(spare.capacity() as u64, Ordering::AcqRel);
         self.reused.fetch_add(1, Ordering::Relaxed);
         Some(spare)
     }
@@ -148,9 +141,10 @@ impl SparePool {
         self.reused.load(Ordering::Relaxed)
     }
 
-    /// Bytes the spares hold now.
+    /// Bytes the spares hold now: staged memory that holds no record.
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Acquire)
+        let spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+        spares.iter().map(|s| s.capacity() as u64).sum()
     }
 
     /// Unmaps and deletes every spare. Returns the bytes freed, and the
@@ -164,7 +158,6 @@ impl SparePool {
             let size = spare.capacity() as u64;
             let path = spare.segment.path().to_path_buf();
             drop(spare);
-            self.bytes.fetch_sub(size, Ordering::AcqRel);
             match std::fs::remove_file(&path) {
                 Ok(()) => freed += size,
                 Err(e) => errors.push((path, e)),
