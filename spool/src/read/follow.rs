@@ -350,8 +350,10 @@ impl Follower {
         if !self.fill(&mut file, seg, 0, SEGMENT_HEADER_LEN) {
             return SegmentEnd::UpTo(offset);
         }
-        let mut header = parse::check_header(&self.buf)
-            .or_else(|d| compress::compressed_header(&self.buf).ok_or(d));
+        let header_of = |buf: &[u8]| {
+            parse::check_header(buf).or_else(|d| compress::compressed_header(buf).ok_or(d))
+        };
+        let mut header = header_of(&self.buf);
         if seg.staged && header.as_ref().is_ok_and(|h| !h.checksum_ok()) {
             // The retirer flags a staged segment's header once its CRCs are
             // in: the flag, then the checksum. A read racing the two stores
@@ -360,8 +362,7 @@ impl Follower {
             if !self.fill(&mut file, seg, 0, SEGMENT_HEADER_LEN) {
                 return SegmentEnd::UpTo(offset);
             }
-            header = parse::check_header(&self.buf)
-                .or_else(|d| compress::compressed_header(&self.buf).ok_or(d));
+            header = header_of(&self.buf);
         }
         let compressed = header.as_ref().is_ok_and(compress::is_compressed);
         let rule = header.as_ref().map_or(CrcRule::Every, CrcRule::of_header);
