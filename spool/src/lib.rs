@@ -75,5 +75,6 @@ pub use write::close::DROP_GRACE;
 pub use write::config::{SpoolConfig, StagingChoice};
 pub use write::counters::ChannelCounters;
 pub use write::error::{BackgroundError, SpoolError};
+pub use write::memory_ring::TrimHold;
 pub use write::outcome::{CloseOutcome, CloseProgress, MoverHandle};
 pub use write::writer::{ChannelHandle, Spool};

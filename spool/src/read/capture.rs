@@ -202,6 +202,7 @@ impl Capture {
                     .as_ref()
                     .and_then(|m| m.trimmed.get(channel).copied()),
             );
+            r.set_ring(self.manifest.as_ref().is_some_and(|m| m.memory_only));
             r
         })
     }

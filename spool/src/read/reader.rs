@@ -118,6 +118,13 @@ pub struct ChannelReader {
     damage: Vec<Damage>,
     stats: ReadStats,
     trimmed: Option<Trimmed>,
+    /// The capture is a memory-only ring, whose oldest segments are
+    /// recycled as it runs: segments missing at the start, or vanishing
+    /// while read, were trimmed, not lost.
+    ring: bool,
+    /// Set by [`Self::open_segment`] when the segment it tried was trimmed
+    /// from the ring meanwhile.
+    vanished: bool,
 }
 
 impl ChannelReader {
@@ -144,7 +151,15 @@ impl ChannelReader {
             damage: Vec::new(),
             stats: ReadStats::default(),
             trimmed: None,
+            ring: false,
+            vanished: false,
         }
+    }
+
+    /// Tells the reader that the capture is a memory-only ring
+    /// ([`crate::Manifest::memory_only`]). [`Capture::reader`] does this itself.
+    pub fn set_ring(&mut self, ring: bool) {
+        self.ring = ring;
     }
 
     /// Tells the reader that the flight recorder deleted the start of this
@@ -275,13 +290,30 @@ impl ChannelReader {
     /// Loads the next segment into the buffer and checks its header.
     /// `Some(Err)` reports a damaged or missing segment (the caller moves on).
     fn open_next_segment(&mut self) -> Option<Result<(), Damage>> {
+        loop {
+            let opened = self.open_segment();
+            if !std::mem::take(&mut self.vanished) {
+                return opened;
+            }
+            // Trimmed from a ring since the listing: what follows starts
+            // the channel afresh, as the first segment present would.
+            self.expected_index = None;
+            self.expected_seq = None;
+        }
+    }
+
+    /// One try of [`Self::open_next_segment`].
+    fn open_segment(&mut self) -> Option<Result<(), Damage>> {
         let seg = self.files.segments.get(self.next_segment)?.clone();
         // Segments before the first one present are missing unless the
-        // flight recorder trimmed them.
+        // flight recorder trimmed them (a ring trims them all).
         let expected = self.expected_index.unwrap_or_else(|| {
-            self.trimmed
-                .map_or(0, |t| t.first_kept_index)
-                .min(seg.index)
+            let kept = self.trimmed.map_or(0, |t| t.first_kept_index);
+            if self.ring {
+                seg.index
+            } else {
+                kept.min(seg.index)
+            }
         });
         if seg.index > expected {
             self.expected_index = Some(seg.index);
@@ -307,6 +339,15 @@ impl ChannelReader {
             loaded = self.load_segment(&seg);
         }
         if let Err(kind) = loaded {
+            // Before anything of the channel was read, a segment trimmed
+            // meanwhile only moves its start; after, it is a hole, and
+            // reported as one.
+            let first = self.stats.segments == 1;
+            if self.ring && first && seg.staged && matches!(kind, DamageKind::Unreadable(_)) {
+                self.stats.segments = 0;
+                self.vanished = true;
+                return None;
+            }
             return Some(Err(self.report(0, 0, kind)));
         }
         let bytes = self.bytes();

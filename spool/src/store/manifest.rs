@@ -57,6 +57,13 @@ pub struct Manifest {
     /// What the flight recorder deleted from the start of each channel.
     #[serde(default)]
     pub trimmed: BTreeMap<String, Trimmed>,
+    /// A ring kept in memory only ([`crate::SpoolConfig::memory_ring`]):
+    /// every segment stays in [`Manifest::staging_dir`], none is ever
+    /// moved here, and the oldest are recycled as the ring fills, so
+    /// segments missing before the first one present were trimmed, not
+    /// lost. A crash leaves the ring staged for a bug report.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory_only: bool,
 }
 
 /// What a channel's writer has accepted and dropped: read live from the

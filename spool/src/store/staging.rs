@@ -111,6 +111,22 @@ pub fn default_root() -> Option<PathBuf> {
     None
 }
 
+/// Name of the per-user directory of memory-only rings' capture
+/// directories ([`crate::SpoolConfig::memory_ring`]).
+pub const RING_ROOT_NAME: &str = "ryll-ring";
+
+/// Where memory-only rings keep their capture directories (manifest and
+/// metadata; their segments are staged under [`default_root`]): beside the
+/// staging root, `$XDG_RUNTIME_DIR/ryll-ring` or `/dev/shm/ryll-ring-<uid>`.
+/// `None` when no memory-backed directory exists: such a ring would have
+/// to touch a disk, so there is none.
+pub fn ring_root() -> Option<PathBuf> {
+    let staging = default_root()?;
+    let name = staging.file_name()?.to_str()?;
+    let ring = name.replacen(STAGING_ROOT_NAME, RING_ROOT_NAME, 1);
+    Some(staging.with_file_name(ring))
+}
+
 /// Checks a staging directory named in a manifest before trusting it: it must
 /// be an absolute path to a real directory (not a symlink) owned by this user
 /// and closed to others. `Ok(false)` when it no longer exists (the usual case

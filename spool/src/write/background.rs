@@ -26,6 +26,7 @@ use crate::write::channel::{Channel, Retired};
 use crate::write::clock::RECALIBRATE_EVERY;
 use crate::write::error::BackgroundError;
 use crate::write::limit::{Entry, Ledger, LimitPolicy};
+use crate::write::memory_ring::MemoryRing;
 use crate::write::segment::MappedSegment;
 use crate::write::shared::Shared;
 
@@ -135,7 +136,7 @@ pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), NotPrepar
     let spare = shared.spares.take();
     if spare.is_none() {
         let prev = shared.staged_bytes.fetch_add(size, Ordering::AcqRel);
-        if prev + size > shared.config.staging_budget {
+        if prev + size > shared.staging_budget() {
             shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
             return Err(NotPrepared::StagingBudget);
         }
@@ -211,6 +212,8 @@ fn within_stop_limit(shared: &Shared, ch: &Channel, size: u64) -> bool {
 pub(crate) fn retire_loop(shared: &Shared) {
     lower_priority(RETIRER_NICE);
     let mut ledger = Ledger::default();
+    let mut ring = MemoryRing::default();
+    let memory_only = shared.config.memory_only;
     // Direct mode finishes segments in place, uncompressed.
     let mut compressor = None;
     if shared.config.compress && !shared.direct {
@@ -240,6 +243,11 @@ pub(crate) fn retire_loop(shared: &Shared) {
                     break;
                 };
                 moved = true;
+                if memory_only {
+                    ring.keep(shared, ch, r);
+                    ring.trim(shared, &channels);
+                    continue;
+                }
                 let Some(entry) = retire_one(shared, ch, r, compressor.as_mut()) else {
                     continue;
                 };
@@ -264,7 +272,13 @@ pub(crate) fn retire_loop(shared: &Shared) {
                 shared.record_error(BackgroundError::Manifest(Box::new(e)));
             }
         }
+        if memory_only {
+            // The preparer's segments also count: make room for them even
+            // when nothing was retired.
+            ring.trim(shared, &channels);
+        }
         if stopping && !moved {
+            ring.save_if_due(shared, true);
             return;
         }
         if !moved {

@@ -165,7 +165,11 @@ impl Spool {
         }
         // A flight recording nobody asked to keep is deleted below: moving
         // its segments first would only wait on the disk.
-        let discard = shared.config.delete_on_close && !self.keep.load(Ordering::Acquire);
+        // A memory-only ring is never moved, kept or not: it was never
+        // meant to reach a disk.
+        let memory_only = shared.config.memory_only;
+        let discard =
+            memory_only || (shared.config.delete_on_close && !self.keep.load(Ordering::Acquire));
         if discard && !shared.direct {
             shared.retirer_abandon.store(true, Ordering::Release);
         }
@@ -202,7 +206,7 @@ impl Spool {
             .take();
         let capture = shared.capture_dir.clone();
         let mut errors = shared.errors();
-        if discard && errors.is_empty() {
+        if discard && (errors.is_empty() || memory_only) {
             // A flight recording nobody asked to keep: nothing may remain.
             if let Some(staging) = &staging {
                 remove_staged_segments(staging.path());

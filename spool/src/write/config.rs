@@ -23,6 +23,9 @@ pub enum StagingChoice {
     CaptureDir,
 }
 
+/// Segment size of [`SpoolConfig::memory_ring`].
+pub const MEMORY_RING_SEGMENT_BYTES: usize = 1 << 20;
+
 /// How to set up a [`Spool`](crate::Spool).
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
@@ -63,6 +66,10 @@ pub struct SpoolConfig {
     /// is quiet, and saves the preparer allocating and zeroing a segment's
     /// pages when it is busy. 0 turns reuse off. Default 4.
     pub spare_segments: usize,
+    /// Keep sealed segments in staging instead of moving them to the
+    /// capture directory: a ring in memory that never touches a disk (see
+    /// [`SpoolConfig::memory_ring`]). Default off.
+    pub memory_only: bool,
 }
 
 impl SpoolConfig {
@@ -80,7 +87,33 @@ impl SpoolConfig {
             delete_on_close: false,
             compress: true,
             spare_segments: 4,
+            memory_only: false,
         }
+    }
+
+    /// A ring of the newest traffic kept in memory only, for bug reports of
+    /// sessions that capture nothing to disk: at most `memory_bytes` of
+    /// staged segments (live, prepared, sealed and spare together). Sealed
+    /// segments stay where the hot path wrote them, their CRCs filled in;
+    /// when the ring needs room, the oldest is recycled for the next
+    /// segment, so a busy session allocates nothing after the ring fills.
+    /// Nothing is moved to `capture_dir`, which holds only the manifest
+    /// (and whatever the host adds) and is removed with the staging at
+    /// close: put it on a memory-backed filesystem too
+    /// ([`crate::staging::ring_root`]). [`Spool::create`](crate::Spool::create)
+    /// refuses it where no memory-backed staging exists.
+    ///
+    /// Segments are 1 MiB (a SPICE client reads at most 256 KiB at once,
+    /// and smaller segments keep an idle channel's share small).
+    pub fn memory_ring(capture_dir: impl Into<PathBuf>, memory_bytes: u64) -> SpoolConfig {
+        let mut config = SpoolConfig::new(capture_dir);
+        config.segment_bytes = MEMORY_RING_SEGMENT_BYTES;
+        config.ready_ahead = 2;
+        config.staging_budget = memory_bytes;
+        config.compress = false;
+        config.delete_on_close = true;
+        config.memory_only = true;
+        config
     }
 
     /// The always-on flight recorder: a session directory under the user's
@@ -173,6 +206,9 @@ impl SpoolConfig {
         }
         for c in &self.channels {
             format::validate_channel_name(c)?;
+        }
+        if self.memory_only && self.staging == StagingChoice::CaptureDir {
+            return Err(SpoolError::NoMemoryStaging);
         }
         Ok(())
     }

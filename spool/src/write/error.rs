@@ -47,6 +47,10 @@ pub enum SpoolError {
     /// goes.
     #[error("neither XDG_CACHE_HOME nor HOME is set")]
     NoCacheDir,
+    /// A memory-only ring ([`SpoolConfig::memory_ring`](crate::SpoolConfig::memory_ring))
+    /// needs a memory-backed staging directory, and there is none.
+    #[error("a memory-only ring needs a memory-backed filesystem ($XDG_RUNTIME_DIR or /dev/shm), and there is none")]
+    NoMemoryStaging,
     /// Creating, resolving or writing a file or directory of the capture
     /// failed.
     #[error("{what} {}: {source}", path.display())]

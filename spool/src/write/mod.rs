@@ -14,6 +14,7 @@ pub(crate) mod config;
 pub(crate) mod counters;
 pub(crate) mod error;
 pub mod limit;
+pub mod memory_ring;
 pub(crate) mod outcome;
 pub(crate) mod segment;
 pub(crate) mod shared;

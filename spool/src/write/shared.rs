@@ -6,7 +6,7 @@
 //! so neither has to import the other to reach it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::store::format::{self, FORMAT_VERSION};
@@ -47,6 +47,12 @@ pub(crate) struct Shared {
     pub moved_bytes: AtomicU64,
     /// What the retirer's compression did.
     pub compression: crate::store::compress::CompressionCounters,
+    /// Readers in this process that asked a memory-only ring not to
+    /// recycle segments under them ([`crate::write::memory_ring::TrimHold`]).
+    pub trim_holds: AtomicU64,
+    /// Taken by a ring's retirer around each recycling and by a new hold,
+    /// so that once a hold is granted no recycling is under way.
+    pub trim_lock: Mutex<()>,
     /// Test hook: background threads do no work while set.
     pub held: AtomicBool,
     /// Bytes of segments in the capture directory (kept by the retirer).
@@ -133,6 +139,18 @@ impl Shared {
         find_in(&self.slots, name)
     }
 
+    /// The staging budget in force: a memory-only ring held for a reader
+    /// may grow by a quarter past it rather than recycle what is being read
+    /// ([`crate::write::memory_ring`]).
+    pub fn staging_budget(&self) -> u64 {
+        let budget = self.config.staging_budget;
+        if self.config.memory_only && self.trim_holds.load(Ordering::Acquire) > 0 {
+            budget.saturating_add(budget / 4)
+        } else {
+            budget
+        }
+    }
+
     pub fn staging_channel_dir(&self, channel: &str) -> PathBuf {
         self.staging_root.join(channel)
     }
@@ -187,6 +205,7 @@ impl Shared {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            memory_only: self.config.memory_only,
         }
     }
 

@@ -19,6 +19,7 @@ use crate::write::clock::{unix_now_ns, Clock};
 use crate::write::config::{SpoolConfig, StagingChoice};
 use crate::write::counters::{counters_of, ChannelCounters};
 use crate::write::error::{BackgroundError, SpoolError};
+use crate::write::memory_ring::TrimHold;
 use crate::write::outcome::CloseOutcome;
 use crate::write::segment::SessionFacts;
 use crate::write::shared::{find_in, write_manifest, ChannelTable, Shared, Slot, MAX_CHANNELS};
@@ -97,6 +98,9 @@ impl Spool {
             drop(recover::reclaim_abandoned_in_background(root));
         }
         let direct = staging.is_none();
+        if direct && config.memory_only {
+            return Err(SpoolError::NoMemoryStaging);
+        }
         let staging_root = staging
             .as_ref()
             .map_or_else(|| capture_spool.clone(), |s| s.path().to_path_buf());
@@ -115,6 +119,8 @@ impl Spool {
             moved_bytes: AtomicU64::new(0),
             compression: Default::default(),
             held: AtomicBool::new(false),
+            trim_holds: AtomicU64::new(0),
+            trim_lock: Mutex::new(()),
             disk_bytes: AtomicU64::new(0),
             trimmed: Mutex::new(Default::default()),
             capture_dir: capture.clone(),
@@ -344,6 +350,15 @@ impl Spool {
     /// `write::spare`): how much allocation the preparer saved.
     pub fn segments_reused(&self) -> u64 {
         self.shared.spares.reused()
+    }
+
+    /// Keeps a memory-only ring from recycling segments until the hold is
+    /// dropped, so that a report read from it meanwhile is whole: the ring
+    /// may grow by a quarter of its budget instead, and drops records past
+    /// that. No effect on other spools. Hold it for the length of a read,
+    /// not longer.
+    pub fn hold_trims(&self) -> TrimHold<'_> {
+        TrimHold::new(&self.shared)
     }
 
     /// Segments prepared and waiting for a channel.

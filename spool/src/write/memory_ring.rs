@@ -1,0 +1,220 @@
+//! The memory-only ring ([`SpoolConfig::memory_ring`](crate::SpoolConfig::memory_ring)):
+//! the retirer keeps sealed segments where the hot path wrote them instead
+//! of moving them to the capture directory, and recycles the oldest when
+//! the ring needs room.
+//!
+//! What a kept segment costs is its CRCs, filled in as for a moved one
+//! (so a reader checks them, and a crash leaves a checksummed ring): no
+//! copy, no disk, no new memory. When what is staged, spares aside, leaves
+//! less than [`headroom`] of the staging budget for the preparer, the
+//! segment with the oldest newest record (of any channel) goes: renamed
+//! out of its channel's directory into the spare pool, whose segments the
+//! preparer zeroes and reuses, or deleted when the pool is full. So a busy
+//! session allocates no memory once the ring has filled.
+//!
+//! A reader in the same process can ask for a [`TrimHold`] while it reads
+//! ([`crate::Spool::hold_trims`]): the ring then recycles nothing and the
+//! preparer may use a quarter more than the budget, past which records are
+//! dropped (and counted) rather than recycle a segment under the reader, so
+//! a report cut from a busy ring is whole.
+//!
+//! Readers know a memory ring by its manifest ([`Manifest::memory_only`]):
+//! segments missing before the first one present were trimmed, and a staged
+//! segment that vanishes while it is read was trimmed meanwhile — neither is
+//! damage. The manifest's per-channel [`Trimmed`] counts are rewritten at
+//! most every [`MANIFEST_EVERY`], not per trim, since nothing reads them to
+//! decide what is damage.
+//!
+//! [`Manifest::memory_only`]: crate::Manifest::memory_only
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::write::channel::{Channel, Retired};
+use crate::write::error::BackgroundError;
+use crate::write::limit::Trimmed;
+use crate::write::segment::MappedSegment;
+use crate::write::shared::Shared;
+
+/// Most often the running manifest is rewritten for trims.
+pub(crate) const MANIFEST_EVERY: Duration = Duration::from_secs(1);
+
+/// A sealed segment kept in the ring.
+struct Kept {
+    channel: usize,
+    segment: MappedSegment,
+    used: usize,
+    records: u64,
+    data_bytes: u64,
+    last_ts: u64,
+}
+
+/// The retirer's ring of sealed segments, oldest first in retire order.
+#[derive(Default)]
+pub(crate) struct MemoryRing {
+    kept: VecDeque<Kept>,
+    /// Bytes of segment memory the ring holds.
+    bytes: u64,
+    trimmed: BTreeMap<String, Trimmed>,
+    /// Trims not yet in the manifest.
+    unsaved: bool,
+    saved_at: Option<Instant>,
+}
+
+/// Room the ring leaves in the staging budget for the preparer: enough for
+/// a busy channel's prepared segments, so a burst never waits on a trim.
+pub(crate) fn headroom(shared: &Shared) -> u64 {
+    let segment = shared.config.segment_bytes as u64;
+    segment.saturating_mul(shared.config.ready_ahead as u64)
+}
+
+impl MemoryRing {
+    /// Keeps a sealed segment of `ch` in place, its record CRCs filled in.
+    /// Its memory stays staged; it is no longer the channel's to write.
+    pub fn keep(&mut self, shared: &Shared, ch: &Channel, r: Retired) {
+        let Retired {
+            mut segment,
+            used,
+            records,
+            data_bytes,
+            last_ts,
+        } = r;
+        let walked = segment.fill_checksums(used);
+        if walked != used {
+            shared.record_error(BackgroundError::RecordsEndEarly {
+                path: segment.path().to_path_buf(),
+                walked,
+                used,
+            });
+        }
+        let size = segment.capacity() as u64;
+        ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+        self.bytes += size;
+        self.kept.push_back(Kept {
+            channel: ch.slot,
+            segment,
+            used,
+            records,
+            data_bytes,
+            last_ts,
+        });
+    }
+
+    /// Whether the ring must give up a segment: the preparer would have
+    /// less than [`headroom`] left, or the ring is over the configured
+    /// limit.
+    fn over(&self, shared: &Shared) -> bool {
+        let staged = shared.staged_bytes.load(Ordering::Acquire);
+        let free_for_reuse = shared.spares.bytes();
+        let needed = staged
+            .saturating_sub(free_for_reuse)
+            .saturating_add(headroom(shared));
+        let limit = shared.config.limit.max_bytes;
+        needed > shared.staging_budget() || limit.is_some_and(|m| self.bytes > m)
+    }
+
+    /// Recycles the oldest segments until the ring fits, and rewrites the
+    /// manifest if it is due.
+    pub fn trim(&mut self, shared: &Shared, channels: &[&Channel]) {
+        loop {
+            let _one_at_a_time = shared.trim_lock.lock().unwrap_or_else(|p| p.into_inner());
+            if shared.trim_holds.load(Ordering::Acquire) > 0 || !self.over(shared) {
+                break;
+            }
+            let Some(victim) = self.oldest() else { break };
+            let Some(k) = self.kept.remove(victim) else {
+                break;
+            };
+            self.account(&k, channels);
+            self.recycle(shared, k);
+        }
+        self.save_if_due(shared, false);
+    }
+
+    /// Position of the segment whose newest record is oldest: a retirer
+    /// that fell behind retires channels in turns, not in time order.
+    fn oldest(&self) -> Option<usize> {
+        self.kept
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, k)| k.last_ts)
+            .map(|(i, _)| i)
+    }
+
+    fn account(&mut self, k: &Kept, channels: &[&Channel]) {
+        let size = k.segment.capacity() as u64;
+        self.bytes = self.bytes.saturating_sub(size);
+        self.unsaved = true;
+        let Some(ch) = channels.get(k.channel) else {
+            return;
+        };
+        let t = self.trimmed.entry(ch.name.clone()).or_default();
+        t.segments += 1;
+        t.records += k.records;
+        t.data_bytes += k.data_bytes;
+        t.file_bytes += size;
+        t.first_kept_index = t.first_kept_index.max(k.segment.index().saturating_add(1));
+        t.until_ts_ns = t.until_ts_ns.max(k.last_ts);
+    }
+
+    /// Hands a trimmed segment to the spare pool (renamed out of its
+    /// channel's directory before anything in it changes), or deletes it.
+    fn recycle(&mut self, shared: &Shared, k: Kept) {
+        let size = k.segment.capacity() as u64;
+        if let Err(segment) = shared.spares.keep(k.segment, k.used) {
+            let path = segment.path().to_path_buf();
+            drop(segment);
+            if let Err(e) = std::fs::remove_file(&path) {
+                shared.record_error(BackgroundError::remove("trimming", path, e));
+                return;
+            }
+            shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+        }
+    }
+
+    /// Publishes the trim counts, and rewrites the running manifest with
+    /// them at most every [`MANIFEST_EVERY`] (or now, with `force`).
+    pub fn save_if_due(&mut self, shared: &Shared, force: bool) {
+        if !self.unsaved {
+            return;
+        }
+        let due = self.saved_at.is_none_or(|t| t.elapsed() >= MANIFEST_EVERY);
+        if !(due || force) {
+            return;
+        }
+        *shared.trimmed.lock().unwrap_or_else(|p| p.into_inner()) = self.trimmed.clone();
+        if let Err(e) = shared.write_running_manifest() {
+            shared.record_error(BackgroundError::Manifest(Box::new(e)));
+        }
+        self.unsaved = false;
+        self.saved_at = Some(Instant::now());
+    }
+}
+
+/// While alive, a memory-only ring recycles nothing ([`crate::Spool::hold_trims`]).
+#[must_use = "the ring recycles segments again as soon as the hold is dropped"]
+pub struct TrimHold<'a> {
+    shared: &'a Shared,
+}
+
+impl<'a> TrimHold<'a> {
+    pub(crate) fn new(shared: &'a Shared) -> TrimHold<'a> {
+        // Waits out a recycling under way: none starts once this is done.
+        let _granted = shared.trim_lock.lock().unwrap_or_else(|p| p.into_inner());
+        shared.trim_holds.fetch_add(1, Ordering::AcqRel);
+        TrimHold { shared }
+    }
+}
+
+impl Drop for TrimHold<'_> {
+    fn drop(&mut self) {
+        self.shared.trim_holds.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::fmt::Debug for TrimHold<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrimHold")
+    }
+}
