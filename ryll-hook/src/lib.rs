@@ -8,7 +8,9 @@
 //!   `capture_sink::CaptureSink`), [`NoCaptureSink`], `metadata.json`.
 //! - [`bundle`]: the F12 bug-report zip, cut from the spool.
 //! - [`report`]: the traffic of ryll's own bug reports, cut from the
-//!   running capture.
+//!   running capture or ring.
+//! - [`ring`]: every session's recorder without `--capture`, a ring in
+//!   memory; [`crash`]: the bug report a crashed session's ring becomes.
 //! - [`shutdown`]: stopping a capturing session at once, and closing its
 //!   spool without waiting for a slow disk.
 
@@ -17,7 +19,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod bundle;
+pub mod crash;
 pub mod report;
+pub mod ring;
 pub mod shutdown;
 pub mod sink;
 

@@ -1,5 +1,6 @@
 //! The traffic of ryll's own bug reports (F12, `--pedantic`, the headless
-//! report trigger), taken from the running capture.
+//! report trigger), taken from the running capture, or from the memory
+//! ring of a session that captures nothing to disk ([`crate::ring`]).
 //!
 //! ryll assembles a report in code far from where the capture was started,
 //! and ryll 0.3.0 filled its `traffic.pcap` from an in-memory ring of
@@ -11,33 +12,73 @@
 //! falls back to its ring when there is no capture.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::bundle::{self, BugReportOptions, BundleError, TrafficCaptureSummary};
+use crate::sink::SpoolSink;
 
-/// The capture directory of the process's running capture, if any.
-static ACTIVE: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// Where the process's reports take their traffic from.
+enum Source {
+    /// A capture directory (`--capture`), read as it is written.
+    Capture(PathBuf),
+    /// The process's memory-only ring ([`crate::ring`]), held while read so
+    /// that nothing is recycled under the report.
+    Ring(Arc<SpoolSink>),
+}
+
+/// The process's source of report traffic, if any.
+static ACTIVE: Mutex<Option<Source>> = Mutex::new(None);
+
+fn set(source: Option<Source>) {
+    *ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) = source;
+}
 
 /// Makes `capture_dir` the source of every later report's traffic.
 pub fn set_active_capture(capture_dir: &Path) {
-    *ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) = Some(capture_dir.to_path_buf());
+    set(Some(Source::Capture(capture_dir.to_path_buf())));
+}
+
+/// Makes the memory-only ring `ring` the source of every later report's
+/// traffic.
+pub fn set_active_ring(ring: Arc<SpoolSink>) {
+    set(Some(Source::Ring(ring)));
+}
+
+/// Forgets the source: later reports fall back to the host's own.
+pub fn clear_active() {
+    set(None);
 }
 
 /// The capture reports are cut from, if one was registered.
 pub fn active_capture() -> Option<PathBuf> {
-    ACTIVE.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    match &*ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some(Source::Capture(dir)) => Some(dir.clone()),
+        Some(Source::Ring(ring)) => Some(ring.capture_dir().to_path_buf()),
+        None => None,
+    }
 }
 
-/// A report's `traffic.pcap` from the running capture: the newest traffic
-/// of `channel` (a SPICE channel name, or `"all"` for every channel, as
-/// ryll's report types name them) within `budget_bytes`, keystrokes and
-/// clipboard redacted. `None` when the process has no capture, so the
-/// caller uses whatever it had before.
+/// Whether reports have a recorder (a capture or the ring) to take their
+/// traffic from: the host then needs to keep no payloads of its own.
+pub fn has_recorder() -> bool {
+    ACTIVE.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+}
+
+/// A report's `traffic.pcap` from the running capture or ring: the newest
+/// traffic of `channel` (a SPICE channel name, or `"all"` for every
+/// channel, as ryll's report types name them) within `budget_bytes`,
+/// keystrokes and clipboard redacted. `None` when the process has neither,
+/// so the caller uses whatever it had before.
 pub fn traffic_pcap(
     channel: &str,
     budget_bytes: u64,
 ) -> Option<Result<(Vec<u8>, TrafficCaptureSummary), BundleError>> {
+    let ring = match &*ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some(Source::Ring(ring)) => Some(ring.clone()),
+        _ => None,
+    };
     let capture = active_capture()?;
+    let _hold = ring.as_ref().map(|r| r.spool().hold_trims());
     let opts = BugReportOptions {
         budget_bytes,
         ..BugReportOptions::default()

@@ -225,6 +225,20 @@ impl SpoolSink {
                 config.channels.push((*name).to_string());
             }
         }
+        SpoolSink::start(config, metadata)
+    }
+
+    /// [`SpoolSink::with_config`] with the configuration's channel list as
+    /// it is: for a memory ring, where every channel registered ahead holds
+    /// two segments of memory, so only those every session opens are.
+    pub fn with_exact_config(
+        config: SpoolConfig,
+        metadata: CaptureMetadata,
+    ) -> Result<SpoolSink, SinkError> {
+        SpoolSink::start(config, metadata)
+    }
+
+    fn start(config: SpoolConfig, metadata: CaptureMetadata) -> Result<SpoolSink, SinkError> {
         let spool = Spool::create(config)?;
         let path = spool.capture_dir().join(METADATA_FILE);
         if let Err(e) = write_metadata(&path, &metadata) {
