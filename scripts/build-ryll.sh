@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds ryll 0.3.0 from its published source, fetched through cargo (the
-# package registry), with this project's patch applied
-# (scripts/ryll-0.3.0-spool.patch): `--capture DIR` writes a capture spool
-# through ryll-hook, F12 / --pedantic / SIGUSR1 reports cut traffic.pcap from
-# it, and Ctrl-C / SIGTERM stop a busy session at once.
+# package registry), with this project's patches applied
+# (scripts/ryll-0.3.0-*.patch, in the order of `patches` below):
+# `--capture DIR` writes a capture spool through ryll-hook, every other
+# session records into a ring in memory, F12 / --pedantic / SIGUSR1 reports
+# cut traffic.pcap from either, and Ctrl-C / SIGTERM stop a busy session at
+# once.
 #
 # usage: scripts/build-ryll.sh DEST [--headless] [--stock]
 #   DEST        the build goes to DEST/bin/ryll (sources in DEST/src, objects
@@ -31,7 +33,10 @@ for a in "$@"; do
 done
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-patch_file=$repo/scripts/ryll-0.3.0-spool.patch
+# The series, in the order it applies: the spool as --capture's writer
+# (with prompt shutdown and the SIGUSR1 report), then every session's
+# traffic ring for its reports.
+patches=("$repo/scripts/ryll-0.3.0-spool.patch" "$repo/scripts/ryll-0.3.0-traffic-ring.patch")
 version=0.3.0
 for tool in cargo patch cmake; do
   command -v "$tool" >/dev/null || { echo "build-ryll: needs $tool" >&2; exit 2; }
@@ -80,7 +85,9 @@ chmod -R u+w "$src"
 # repository's target/, say).
 printf '\n[workspace]\n' >> "$src/Cargo.toml"
 if ! $stock; then
-  patch -p1 --forward --quiet -d "$src" < "$patch_file"
+  for p in "${patches[@]}"; do
+    patch -p1 --forward --quiet -d "$src" < "$p"
+  done
   # The patch depends on ryll-hook by version, as it would upstream; until
   # ryll-hook is published, point that dependency at this checkout.
   cat >> "$src/Cargo.toml" <<EOF

@@ -141,6 +141,12 @@ fn recover_and_report(
     report_dir: &Path,
 ) -> Result<PathBuf, CrashError> {
     spool::recover::recover(dir)?;
+    spool::fsutil::create_private_dir(report_dir, false).map_err(|source| {
+        CrashError::Report(BundleError::Io {
+            path: report_dir.to_path_buf(),
+            source,
+        })
+    })?;
     let zip = report_dir.join(format!(
         "ryll-crash-report-{}.zip",
         zip_stamp(manifest.session_start_unix_ns)

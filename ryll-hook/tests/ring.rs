@@ -124,14 +124,15 @@ fn crashed_ring_becomes_a_report(test: &str, how: &str) {
         .all(|c| entries(c).is_empty()));
 
     let reports = tempfile::tempdir().unwrap();
-    let found = ryll_hook::crash::report_crashed_rings(&ring_root, reports.path());
+    let report_dir = reports.path().join("new");
+    let found = ryll_hook::crash::report_crashed_rings(&ring_root, &report_dir);
     assert_eq!(found.len(), 1, "{found:?}");
     let zip = found[0].outcome.as_ref().unwrap();
     check_report(zip);
     assert!(!ring.exists(), "a reported ring is removed");
     assert!(entries(&staging_root).is_empty(), "and its staging");
     // Nothing left to report the next time.
-    assert!(ryll_hook::crash::report_crashed_rings(&ring_root, reports.path()).is_empty());
+    assert!(ryll_hook::crash::report_crashed_rings(&ring_root, &report_dir).is_empty());
 }
 
 #[test]

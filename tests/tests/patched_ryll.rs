@@ -9,7 +9,11 @@
 //! - one SIGINT under load: every connection closes (FIN or RST) within
 //!   1 s, the process exits within 5 s, the manifest is clean;
 //! - SIGTERM, and a SIGINT in the first milliseconds, leave clean captures;
-//! - a SIGKILLed session's staging is reclaimed by the next start.
+//! - a SIGKILLed session's staging is reclaimed by the next start;
+//! - without `--capture`, the session records into its memory ring only
+//!   (nothing on disk but the reports), a SIGUSR1 report decodes like the
+//!   wire under load, exit removes the ring, and a SIGKILLed session's ring
+//!   becomes a bug report at the next start.
 //!
 //! The binary is `$RYLL_BIN`, else `target/ryll-headless/bin/ryll` in the
 //! workspace (where `.ci/run` builds it). Under `CI=true` a missing binary,
@@ -92,11 +96,27 @@ struct Ryll {
 }
 
 impl Ryll {
+    /// `ryll --capture capture`, its staging under `runtime`.
     fn start(bin: &Path, port: u16, capture: &Path, runtime: &Path) -> Ryll {
+        Ryll::spawn(
+            bin,
+            port,
+            &["--capture".as_ref(), capture.as_ref()],
+            runtime,
+        )
+    }
+
+    /// ryll without `--capture`: its traffic ring under `runtime`, its
+    /// reports into `reports`.
+    fn without_capture(bin: &Path, port: u16, reports: &Path, runtime: &Path) -> Ryll {
+        let args = ["--bug-report-dir".as_ref(), reports.as_ref()];
+        Ryll::spawn(bin, port, &args, runtime)
+    }
+
+    fn spawn(bin: &Path, port: u16, args: &[&std::ffi::OsStr], runtime: &Path) -> Ryll {
         let mut child = Command::new(bin)
             .args(["--headless", "--direct", &format!("127.0.0.1:{port}")])
-            .arg("--capture")
-            .arg(capture)
+            .args(args)
             .env("XDG_RUNTIME_DIR", runtime)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -417,4 +437,132 @@ fn sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures() {
         assert!(manifest.clean_shutdown, "{name}: {manifest:?}");
         assert!(manifest.staging_dir.is_none(), "{name}: {manifest:?}");
     }
+}
+
+/// The report a `bugreport: wrote PATH` log line names.
+fn reported_path(line: &str) -> PathBuf {
+    PathBuf::from(line.rsplit("wrote ").next().unwrap_or_default().trim())
+}
+
+/// Waits until the file at `path` holds `bytes`, or `timeout` passes.
+fn wait_for_file_size(path: &Path, bytes: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while std::fs::metadata(path).map_or(0, |m| m.len()) < bytes && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Regular files under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(files_under(&e.path())),
+            Ok(_) => out.push(e.path()),
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn without_capture_the_memory_ring_reports_like_the_wire_and_leaves_nothing() {
+    if !tools::require("tshark") || !live::require_spice_guest() {
+        return;
+    }
+    let Some(bin) = ryll_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = private_runtime_dir();
+    let port = free_port();
+    // Scrolling, not random: tshark on loopback keeps up with it, so the
+    // ground truth decodes whole.
+    let mut guest = start_spice_guest(port, "scroll");
+    let truth = dir.path().join("truth.pcap");
+    let mut tshark = start_tshark(port, &truth);
+
+    let reports = dir.path().join("reports");
+    let ryll = Ryll::without_capture(&bin, port, &reports, runtime.path());
+    ryll.wait_for_log("traffic ring: recording in memory", Duration::from_secs(10));
+    // Until the guest has sent more than the ring holds (it boots first).
+    wait_for_file_size(&truth, 48 << 20, Duration::from_secs(90));
+    live::signal(&ryll.child, libc::SIGUSR1);
+    let report = reported_path(&ryll.wait_for_log("bugreport: wrote", Duration::from_secs(30)));
+    // While it runs, the ring is on tmpfs only: the reports are the only
+    // files written anywhere else.
+    assert_eq!(files_under(&reports), vec![report.clone()]);
+    let (took, status) = ryll.interrupt(Duration::from_secs(5));
+    tshark.stop(Duration::from_secs(10));
+    guest.stop(Duration::from_secs(5));
+    assert!(
+        status.success() && took <= Duration::from_secs(5),
+        "{status:?} {took:?}"
+    );
+    let left = files_under(runtime.path());
+    assert!(left.is_empty(), "exit left {left:?}");
+
+    let report_pcap = dir.path().join("report.pcap");
+    extract_traffic_pcap(&report, &report_pcap);
+    let session = ground_truth::load_ground_truth(&truth, port);
+    let size = std::fs::metadata(&report_pcap).unwrap().len();
+    assert!(
+        size <= 24_000_000,
+        "{size} bytes: over ryll's report budget"
+    );
+    let counts = assert_report_decodes_like_the_wire(&report_pcap, &truth, port, &session);
+    eprintln!("report: {size} bytes, messages per channel: {counts:?}");
+    assert!(
+        counts.get("display").copied().unwrap_or(0) > 100,
+        "the report decodes too few display messages: {counts:?}"
+    );
+    // A busy session fills the ring: the report holds tens of MB of it.
+    assert!(size > 10_000_000, "a {size}-byte report of a busy session");
+}
+
+#[test]
+fn a_killed_session_without_capture_becomes_a_bug_report_at_the_next_start() {
+    let Some(QuietSession {
+        bin,
+        dir,
+        runtime,
+        port,
+        _qemu,
+    }) = QuietSession::start()
+    else {
+        return;
+    };
+    let reports = dir.path().join("reports");
+    let mut first = Ryll::without_capture(&bin, port, &reports, runtime.path());
+    first.wait_for_log("traffic ring: recording in memory", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(4));
+    live::signal(&first.child, libc::SIGKILL);
+    let _ = first.child.wait();
+    let ring_root = runtime.path().join("ryll-ring");
+    assert_eq!(files_under(&reports), Vec::<PathBuf>::new());
+    assert!(
+        !files_under(&ring_root).is_empty(),
+        "the killed session's ring is gone"
+    );
+
+    let second = Ryll::without_capture(&bin, port, &reports, runtime.path());
+    let line = second.wait_for_log("bug report written to", Duration::from_secs(30));
+    let zip = PathBuf::from(line.rsplit("written to ").next().unwrap().trim());
+    second.wait_for_log("traffic ring: recording in memory", Duration::from_secs(10));
+    let (_, status) = second.interrupt(Duration::from_secs(5));
+    assert!(status.success());
+    assert_eq!(files_under(&reports), vec![zip.clone()]);
+    assert!(
+        files_under(runtime.path()).is_empty(),
+        "{:?}",
+        files_under(runtime.path())
+    );
+
+    let pcap = dir.path().join("crash.pcap");
+    extract_traffic_pcap(&zip, &pcap);
+    let messages = tools::spice_messages(&pcap, 5900);
+    let decoded: usize = messages.values().map(Vec::len).sum();
+    assert!(messages.len() >= 4, "channels decoded: {messages:?}");
+    assert!(decoded > 20, "only {decoded} messages decode");
 }
