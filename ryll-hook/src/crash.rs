@@ -18,20 +18,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use spool::{manifest::MANIFEST_FILE, staging, Manifest};
+use spool::Manifest;
 
 use crate::bundle::{self, BundleError, DEFAULT_BUDGET_BYTES};
 
 /// Longest a crashed ring is kept when it cannot be reported.
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-
-/// Most entries of the ring root looked at in one start: the root is this
-/// user's own, but a start must not take unbounded time.
-const MAX_ENTRIES: usize = 1000;
-
-/// A ring with no manifest yet is one being created, unless it is older
-/// than this.
-const CREATING: Duration = Duration::from_secs(60);
 
 /// One crashed ring found by [`report_crashed_rings`], and what became of it.
 #[derive(Debug)]
@@ -73,41 +65,19 @@ pub enum CrashError {
     Expired,
 }
 
-/// Reports and removes every crashed ring under `root` (a private directory
-/// of this user; anything else is left alone), writing the reports into
-/// `report_dir`. Rings of live sessions are skipped.
+/// Reports and removes every crashed ring under `root`
+/// ([`spool::recover::abandoned_rings`]), writing the reports into
+/// `report_dir`.
 pub fn report_crashed_rings(root: &Path, report_dir: &Path) -> Vec<CrashReport> {
-    if !matches!(staging::check_staging_dir(root), Ok(true)) {
-        return Vec::new();
-    }
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in entries.flatten().take(MAX_ENTRIES) {
-        // Never through a symlink: only real directories are rings.
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir {
-            out.extend(report_one(&entry.path(), report_dir));
-        }
-    }
-    out
+    spool::recover::abandoned_rings(root)
+        .into_iter()
+        .filter_map(|ring| report_one(&ring.dir, &ring.manifest, report_dir))
+        .collect()
 }
 
-/// Reports the ring in `dir` if its writer is gone.
-fn report_one(dir: &Path, report_dir: &Path) -> Option<CrashReport> {
-    let Ok(manifest) = Manifest::load(&dir.join(MANIFEST_FILE)) else {
-        // Being created, or left by a crash before its manifest.
-        if age(dir).is_some_and(|a| a > CREATING) {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        return None;
-    };
-    if !manifest.memory_only || writer_alive(&manifest) {
-        return None;
-    }
-    let outcome = recover_and_report(dir, &manifest, report_dir);
-    let outcome = match outcome {
+/// Reports one abandoned ring; `None` if it turned out to be in use.
+fn report_one(dir: &Path, manifest: &Manifest, report_dir: &Path) -> Option<CrashReport> {
+    let outcome = match recover_and_report(dir, manifest, report_dir) {
         Ok(zip) => {
             let _ = std::fs::remove_dir_all(dir);
             Ok(zip)
@@ -115,8 +85,7 @@ fn report_one(dir: &Path, report_dir: &Path) -> Option<CrashReport> {
         Err(CrashError::Recover(spool::recover::RecoverError::StillBeingWritten(_))) => {
             return None;
         }
-        Err(e) if age(dir).is_some_and(|a| a > MAX_AGE) => {
-            drop(e);
+        Err(_) if age(dir).is_some_and(|a| a > MAX_AGE) => {
             let _ = std::fs::remove_dir_all(dir);
             Err(CrashError::Expired)
         }
@@ -126,13 +95,6 @@ fn report_one(dir: &Path, report_dir: &Path) -> Option<CrashReport> {
         ring: dir.to_path_buf(),
         outcome,
     })
-}
-
-fn writer_alive(manifest: &Manifest) -> bool {
-    manifest
-        .staging_dir
-        .as_deref()
-        .is_some_and(|s| staging::writer_alive(Path::new(s)))
 }
 
 fn recover_and_report(

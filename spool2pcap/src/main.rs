@@ -150,6 +150,21 @@ enum Command {
         /// Capture directory.
         dir: PathBuf,
     },
+    /// List the in-memory traffic rings that sessions which died left on
+    /// tmpfs (ryll records every session into one; its next start writes
+    /// them as bug reports). With --convert, write each as a pcap and
+    /// remove it; with --delete, remove them unread.
+    #[command(after_help = after_help())]
+    Rings {
+        /// Write each ring, all channels merged, keystrokes and clipboard
+        /// redacted, as OUTDIR/<ring>.pcap (created 0700 if missing), then
+        /// remove the ring.
+        #[arg(long, value_name = "OUTDIR", conflicts_with = "delete")]
+        convert: Option<PathBuf>,
+        /// Remove the rings without reading them.
+        #[arg(long)]
+        delete: bool,
+    },
 }
 
 /// `--format`: the command line's names for [`Format`] (the library's
@@ -268,6 +283,7 @@ fn main() -> ExitCode {
         Command::Info { dir, json } => run_info(dir, json),
         Command::Verify { dir } => run_verify(dir),
         Command::Recover { dir } => run_recover(dir),
+        Command::Rings { convert, delete } => run_rings(convert.as_deref(), delete),
     }
 }
 
@@ -445,6 +461,74 @@ fn run_recover(dir: PathBuf) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+fn run_rings(convert: Option<&Path>, delete: bool) -> ExitCode {
+    let Some(root) = spool::staging::ring_root() else {
+        println!("no memory-backed filesystem, so no rings");
+        return ExitCode::SUCCESS;
+    };
+    let rings = spool::recover::abandoned_rings(&root);
+    if rings.is_empty() {
+        println!("{}: no ring of a session that died", root.display());
+    }
+    let mut code = ExitCode::SUCCESS;
+    for ring in rings {
+        let name = ring.dir.display().to_string();
+        let started = spool2pcap::time::UtcDateTime::from_unix_secs(
+            ring.manifest.session_start_unix_ns / 1_000_000_000,
+        );
+        println!(
+            "{}  session started {}",
+            clean(&name, MAX_TEXT_CHARS),
+            started.rfc3339()
+        );
+        let done = match convert {
+            Some(out) => convert_ring(&ring.dir, out),
+            None if delete => Ok(()),
+            None => continue,
+        };
+        match done.and_then(|()| {
+            std::fs::remove_dir_all(&ring.dir).map_err(|e| format!("removing it: {e}"))
+        }) {
+            Ok(()) => println!("  removed"),
+            Err(e) => {
+                eprintln!("spool2pcap: {}: {}", name, clean(&e, MAX_TEXT_CHARS));
+                code = ExitCode::from(EXIT_FAILURE);
+            }
+        }
+    }
+    code
+}
+
+/// Moves a ring's staged segments home (still on tmpfs) and writes it as
+/// one redacted pcap in `out`.
+fn convert_ring(ring: &Path, out: &Path) -> Result<(), String> {
+    spool::recover::recover(ring).map_err(|e| e.to_string())?;
+    let name = ring.file_name().unwrap_or_default().to_string_lossy();
+    let file = out.join(format!("{name}.pcap"));
+    spool::fsutil::create_private_dir(out, false).map_err(|e| format!("{}: {e}", out.display()))?;
+    let opts = ConvertOptions {
+        destination: Destination::File(file.clone()),
+        channels: Vec::new(),
+        format: Format::Pcap,
+        time: TimeMode::Absolute,
+        force: false,
+        synth: Synthesis {
+            link: true,
+            tcp: true,
+        },
+        redact: Redaction::ALL,
+        mmap: false,
+    };
+    let report =
+        spool2pcap::convert_with_progress(ring, &opts, &mut |_| {}).map_err(|e| e.to_string())?;
+    println!(
+        "  written to {} ({} frames)",
+        file.display(),
+        report.frames()
+    );
+    Ok(())
 }
 
 /// What `recover` did, in one line: a move left pending by a clean close

@@ -1,6 +1,7 @@
-//! What capturing costs a session's CPU, per megabyte captured: the spool
-//! with segment reuse (`SpoolConfig::spare_segments`) against without it,
-//! compression on and off.
+//! What capturing costs a session's CPU, per megabyte captured: every
+//! session's memory-only ring (`SpoolConfig::memory_ring`), and a capture on
+//! disk with segment reuse (`SpoolConfig::spare_segments`) and without,
+//! compression on and off, against a run that appends nothing.
 //!
 //! ```text
 //! cargo bench -p e2e --bench capture_cpu -- [rate=MB/s] [secs=S] [rounds=N] [quick]
@@ -32,32 +33,80 @@ const CHUNK: usize = 64 << 10;
 #[derive(Clone, Copy)]
 struct Setup {
     label: &'static str,
-    spares: usize,
-    compress: bool,
+    kind: Kind,
 }
 
-const SETUPS: [Setup; 4] = [
+/// Where the appends go.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Nowhere: the pacing loop alone, the baseline the others are read
+    /// against (its wake-ups cost CPU too).
+    Nothing,
+    /// A capture on disk, segments reused (`spares`) or new, compressed or
+    /// not.
+    Disk { spares: usize, compress: bool },
+    /// Every session's memory-only ring (`SpoolConfig::memory_ring`, the
+    /// patched ryll's default without `--capture`): no disk, no mover.
+    Ring,
+}
+
+const SETUPS: [Setup; 6] = [
+    Setup {
+        label: "no capture (pacing only)",
+        kind: Kind::Nothing,
+    },
+    Setup {
+        label: "memory ring, 48 MiB",
+        kind: Kind::Ring,
+    },
     Setup {
         label: "new segments, raw",
-        spares: 0,
-        compress: false,
+        kind: Kind::Disk {
+            spares: 0,
+            compress: false,
+        },
     },
     Setup {
         label: "reused segments, raw",
-        spares: 4,
-        compress: false,
+        kind: Kind::Disk {
+            spares: 4,
+            compress: false,
+        },
     },
     Setup {
         label: "new segments, zstd",
-        spares: 0,
-        compress: true,
+        kind: Kind::Disk {
+            spares: 0,
+            compress: true,
+        },
     },
     Setup {
         label: "reused segments, zstd",
-        spares: 4,
-        compress: true,
+        kind: Kind::Disk {
+            spares: 4,
+            compress: true,
+        },
     },
 ];
+
+/// The spool of `setup`, its capture directory `dir` (a ring's on tmpfs,
+/// where it belongs); `None` for [`Kind::Nothing`].
+fn spool_for(setup: Setup, dir: &Path) -> Option<Spool> {
+    let config = match setup.kind {
+        Kind::Nothing => return None,
+        Kind::Disk { spares, compress } => SpoolConfig::new(dir)
+            .spare_segments(spares)
+            .compress(compress),
+        Kind::Ring => SpoolConfig::memory_ring(ring_dir(dir), 48 << 20),
+    };
+    Some(Spool::create(config.channels(&[CHANNEL])).expect("spool"))
+}
+
+/// A ring's capture directory for the bench run in `dir`.
+fn ring_dir(dir: &Path) -> std::path::PathBuf {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    Path::new("/dev/shm").join(format!("{name}-ring-{}", std::process::id()))
+}
 
 /// CPU seconds of one thread of this process, by its name (`comm`), from
 /// `/proc/self/task/*/stat`; `None` if no thread has that name.
@@ -94,13 +143,7 @@ struct Measured {
 fn run(setup: Setup, dir: &Path, payload: &[u8], rate: f64, secs: f64) -> Measured {
     let _ = std::fs::remove_dir_all(dir);
     let cpu0 = process_cpu_secs();
-    let spool = Spool::create(
-        SpoolConfig::new(dir)
-            .spare_segments(setup.spares)
-            .compress(setup.compress)
-            .channels(&["display"]),
-    )
-    .expect("spool");
+    let spool = spool_for(setup, dir);
     let own0 = thread_cpu_secs();
     let start = Instant::now();
     let calls = (rate * secs / CHUNK as f64) as u64;
@@ -111,11 +154,12 @@ fn run(setup: Setup, dir: &Path, payload: &[u8], rate: f64, secs: f64) -> Measur
             std::thread::sleep(wait);
         }
         let off = (i as usize * 4099) % (payload.len() - CHUNK);
-        if !spool.append(
-            CHANNEL,
-            Direction::ServerToClient,
-            &payload[off..off + CHUNK],
-        ) {
+        let chunk = &payload[off..off + CHUNK];
+        let kept = match &spool {
+            Some(spool) => spool.append(CHANNEL, Direction::ServerToClient, chunk),
+            None => std::hint::black_box(chunk).len() == CHUNK,
+        };
+        if !kept {
             drops += 1;
         }
     }
@@ -125,8 +169,10 @@ fn run(setup: Setup, dir: &Path, payload: &[u8], rate: f64, secs: f64) -> Measur
         thread_cpu("spool-prepare").unwrap_or(0.0),
         thread_cpu("spool-retire").unwrap_or(0.0),
     );
-    let reused = spool.segments_reused();
-    spool.close().expect("close");
+    let reused = spool.as_ref().map_or(0, Spool::segments_reused);
+    if let Some(spool) = spool {
+        spool.close().expect("close");
+    }
     let process = process_cpu_secs() - cpu0;
     let _ = std::fs::remove_dir_all(dir);
     Measured {

@@ -193,6 +193,52 @@ pub fn recover_abandoned(staging_root: &Path) -> Vec<Result<RecoveryReport, Reco
     out
 }
 
+/// A memory-only ring ([`crate::SpoolConfig::memory_ring`]) whose writer is
+/// gone: what a session that died left on tmpfs.
+#[derive(Debug, Clone)]
+pub struct AbandonedRing {
+    /// Its capture directory (manifest, metadata; segments still staged
+    /// until [`recover`] moves them here).
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// Most entries of a ring root [`abandoned_rings`] looks at.
+const MAX_RING_ENTRIES: usize = 1000;
+
+/// The memory-only rings under `ring_root` ([`staging::ring_root`]) whose
+/// writer is gone. Only a private directory of this user is looked in,
+/// only real directories holding a ring's manifest are taken, and at most
+/// [`MAX_RING_ENTRIES`] entries are looked at.
+pub fn abandoned_rings(ring_root: &Path) -> Vec<AbandonedRing> {
+    if !matches!(staging::check_staging_dir(ring_root), Ok(true)) {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(ring_root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten().take(MAX_RING_ENTRIES) {
+        // Never through a symlink.
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let dir = e.path();
+        let Ok(manifest) = Manifest::load(&dir.join(MANIFEST_FILE)) else {
+            continue;
+        };
+        let alive = manifest
+            .staging_dir
+            .as_deref()
+            .is_some_and(|s| staging::writer_alive(Path::new(s)));
+        if manifest.memory_only && !alive {
+            out.push(AbandonedRing { dir, manifest });
+        }
+    }
+    out
+}
+
 /// Runs [`recover_abandoned`] on `staging_root` in a background thread of
 /// low priority, so the caller (a session starting) never waits for it — on
 /// a slow disk it can take minutes. `None` if the thread could not be

@@ -1,0 +1,91 @@
+//! `spool2pcap rings`: the in-memory ring a killed writer left on tmpfs is
+//! listed, converted to one redacted pcap and removed; a live ring is left
+//! alone.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use spool::reader::Event;
+use spool::{Capture, Spool, SpoolConfig};
+
+const CHILD_ENV: &str = "SPOOL2PCAP_RINGS_TEST_CHILD";
+
+/// In the child: a ring under `$XDG_RUNTIME_DIR` holding the shipped
+/// session, then wait to be killed.
+fn child() {
+    let root = spool::staging::ring_root().unwrap();
+    spool::fsutil::create_private_dir(&root, true).unwrap();
+    let ring = Spool::create(SpoolConfig::memory_ring(root.join("killed"), 16 << 20)).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch");
+    let capture = Capture::open(&fixture).unwrap();
+    for ch in capture.channels() {
+        let mut r = capture.reader(&ch.name).unwrap();
+        while let Some(ev) = r.next_event() {
+            if let Event::Data(d) = ev {
+                assert!(ring.append_at(&ch.name, d.direction, d.ts_ns, d.payload));
+            }
+        }
+    }
+    println!("ready");
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+fn spool2pcap(runtime: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_spool2pcap"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", runtime)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_killed_writers_ring_is_listed_converted_and_removed() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return child();
+    }
+    let runtime = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (ok, text) = spool2pcap(runtime.path(), &["rings"]);
+    assert!(ok && text.contains("no ring"), "{text}");
+
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_killed_writers_ring_is_listed_converted_and_removed",
+        ])
+        .args(["--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("ready"))));
+    // Alive: not listed.
+    let (_, text) = spool2pcap(runtime.path(), &["rings"]);
+    assert!(text.contains("no ring"), "a live ring was listed: {text}");
+    c.kill().unwrap();
+    c.wait().unwrap();
+
+    let ring = runtime.path().join("ryll-ring/killed");
+    let (ok, text) = spool2pcap(runtime.path(), &["rings"]);
+    assert!(ok && text.contains("killed"), "{text}");
+    assert!(ring.is_dir(), "listing removed it");
+
+    let out = tempfile::tempdir().unwrap();
+    let pcaps = out.path().join("pcaps");
+    let (ok, text) = spool2pcap(
+        runtime.path(),
+        &["rings", "--convert", &pcaps.to_string_lossy()],
+    );
+    assert!(ok, "{text}");
+    assert!(!ring.exists(), "converted but not removed: {text}");
+    let pcap = std::fs::read(pcaps.join("killed.pcap")).unwrap();
+    let links = pcap.windows(4).filter(|w| w == b"REDQ").count();
+    assert_eq!(links, 2 * 4, "a link message and reply per channel");
+    let (ok, text) = spool2pcap(runtime.path(), &["rings"]);
+    assert!(ok && text.contains("no ring"), "{text}");
+}
