@@ -4,8 +4,14 @@
 //! compression on and off, against a run that appends nothing.
 //!
 //! ```text
-//! cargo bench -p e2e --bench capture_cpu -- [rate=MB/s] [secs=S] [rounds=N] [quick]
+//! cargo bench -p e2e --bench capture_cpu -- [rate=MB/s] [secs=S] [rounds=N] [only=TEXT] [quick]
+//! cargo bench -p e2e --bench capture_cpu -- ceiling [secs=S]
 //! ```
+//!
+//! `ceiling` finds the drop-free ceiling instead: the highest paced rate
+//! (of a ladder from 50 to 3200 MB/s) that the memory ring, and a capture
+//! on disk, keep for `secs` (default 30) with no record dropped, for 64 KiB
+//! and 256 KiB records (a display channel's reads).
 //!
 //! One thread appends 64 KiB chunks (a display channel's reads) paced at
 //! `rate` (default 30 MB/s, a busy guest's display traffic) for `secs`
@@ -18,7 +24,8 @@
 //! machine's load spreads over all of them. The payload is half
 //! incompressible bytes and half runs, so compression has work to do.
 //!
-//! Without `--bench` (as `cargo test --benches` runs it) it does a one-second
+//! `only=TEXT` runs the configurations whose name holds TEXT (for a
+//! profiler). Without `--bench` (as `cargo test --benches` runs it) it does a one-second
 //! smoke run of each configuration.
 
 use std::path::Path;
@@ -141,23 +148,34 @@ struct Measured {
 }
 
 fn run(setup: Setup, dir: &Path, payload: &[u8], rate: f64, secs: f64) -> Measured {
+    run_chunks(setup, dir, payload, CHUNK, rate, secs)
+}
+
+fn run_chunks(
+    setup: Setup,
+    dir: &Path,
+    payload: &[u8],
+    chunk_len: usize,
+    rate: f64,
+    secs: f64,
+) -> Measured {
     let _ = std::fs::remove_dir_all(dir);
     let cpu0 = process_cpu_secs();
     let spool = spool_for(setup, dir);
     let own0 = thread_cpu_secs();
     let start = Instant::now();
-    let calls = (rate * secs / CHUNK as f64) as u64;
+    let calls = (rate * secs / chunk_len as f64) as u64;
     let mut drops = 0;
     for i in 0..calls {
-        let due = Duration::from_secs_f64(i as f64 * CHUNK as f64 / rate);
+        let due = Duration::from_secs_f64(i as f64 * chunk_len as f64 / rate);
         if let Some(wait) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(wait);
         }
-        let off = (i as usize * 4099) % (payload.len() - CHUNK);
-        let chunk = &payload[off..off + CHUNK];
+        let off = (i as usize * 4099) % (payload.len() - chunk_len);
+        let chunk = &payload[off..off + chunk_len];
         let kept = match &spool {
             Some(spool) => spool.append(CHANNEL, Direction::ServerToClient, chunk),
-            None => std::hint::black_box(chunk).len() == CHUNK,
+            None => std::hint::black_box(chunk).len() == chunk_len,
         };
         if !kept {
             drops += 1;
@@ -176,7 +194,7 @@ fn run(setup: Setup, dir: &Path, payload: &[u8], rate: f64, secs: f64) -> Measur
     let process = process_cpu_secs() - cpu0;
     let _ = std::fs::remove_dir_all(dir);
     Measured {
-        mb: (calls - drops) as f64 * CHUNK as f64 / 1e6,
+        mb: (calls - drops) as f64 * chunk_len as f64 / 1e6,
         drops,
         process,
         appender,
@@ -206,8 +224,61 @@ fn payload() -> Vec<u8> {
         .collect()
 }
 
+/// Rates tried, in MB/s, lowest first, for the drop-free ceiling.
+const LADDER: [f64; 7] = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0];
+
+/// `ceiling`: for 64 KiB and 256 KiB records, into the memory ring and into
+/// a capture on disk, the highest rate of [`LADDER`] kept for `secs` with no
+/// drop. Climbs until the first rate that drops.
+fn ceiling(args: &Args, base: &Path, payload: &[u8]) {
+    let secs: f64 = args.number("secs", 30.0, 5.0);
+    print_facts(
+        "capture_cpu bench: drop-free ceiling",
+        &[("capture directory", base)],
+        &[(
+            "trial",
+            format!("{secs:.0} s per rate, rates {LADDER:?} MB/s"),
+        )],
+    );
+    println!("| records | configuration | highest rate with 0 drops (MB/s) | first rate that dropped | its drops |");
+    println!("|---|---|---|---|---|");
+    for chunk_len in [64 << 10, 256 << 10] {
+        for setup in [SETUPS[1], SETUPS[5]] {
+            let mut clean = None;
+            let mut dropped = None;
+            for rate in LADDER {
+                let m = run_chunks(
+                    setup,
+                    &base.join("capture"),
+                    payload,
+                    chunk_len,
+                    rate * 1e6,
+                    secs,
+                );
+                if m.drops > 0 {
+                    dropped = Some((rate, m.drops));
+                    break;
+                }
+                clean = Some(rate);
+            }
+            println!(
+                "| {} KiB | {} | {} | {} | {} |",
+                chunk_len >> 10,
+                setup.label,
+                clean.map_or("none".into(), |r| format!("{r:.0}")),
+                dropped.map_or("none".into(), |d| format!("{:.0}", d.0)),
+                dropped.map_or(0, |d| d.1),
+            );
+        }
+    }
+}
+
 fn main() {
     let args = Args::parse();
+    if args.has("ceiling") {
+        let base = bench_dir("capture-cpu-bench");
+        return ceiling(&args, &base, &payload());
+    }
     let rate = args.number("rate", 30.0, 30.0) * 1e6;
     let secs: f64 = if args.benching {
         args.number("secs", 20.0, 5.0)
@@ -240,6 +311,9 @@ fn main() {
     let mut sums = vec![(0.0, 0.0, 0.0, 0.0); SETUPS.len()];
     for round in 1..=rounds {
         for (k, setup) in SETUPS.iter().enumerate() {
+            if args.value("only").is_some_and(|o| !setup.label.contains(o)) {
+                continue;
+            }
             let m = run(*setup, &dir, &payload, rate, secs);
             let per = |s: f64| s * 1e3 / m.mb.max(1e-9);
             println!(

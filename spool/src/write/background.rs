@@ -244,7 +244,7 @@ pub(crate) fn retire_loop(shared: &Shared) {
                 };
                 moved = true;
                 if memory_only {
-                    ring.keep(shared, ch, r);
+                    ring.keep(ch, r);
                     ring.trim(shared, &channels);
                     continue;
                 }

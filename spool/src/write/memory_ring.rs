@@ -3,9 +3,13 @@
 //! of moving them to the capture directory, and recycles the oldest when
 //! the ring needs room.
 //!
-//! What a kept segment costs is its CRCs, filled in as for a moved one
-//! (so a reader checks them, and a crash leaves a checksummed ring): no
-//! copy, no disk, no new memory. When what is staged, spares aside, leaves
+//! A kept segment costs nothing: no copy, no disk, no new memory, and no
+//! CRCs either. Its records keep the zero CRCs the hot path wrote, as in a
+//! live segment, and readers read it as they read a live one (twice, keeping
+//! what both reads saw committed; `FORMAT.md`). Filling them in would cost
+//! the ring about as much again as the copy of the records (crc32 over every
+//! byte), for segments that are mostly recycled unread; whoever moves a ring
+//! out of memory — recovery after a crash — fills them in then. When what is staged, spares aside, leaves
 //! less than [`headroom`] of the staging budget for the preparer, the
 //! segment with the oldest newest record (of any channel) goes: renamed
 //! out of its channel's directory into the spare pool, whose segments the
@@ -70,24 +74,16 @@ pub(crate) fn headroom(shared: &Shared) -> u64 {
 }
 
 impl MemoryRing {
-    /// Keeps a sealed segment of `ch` in place, its record CRCs filled in.
+    /// Keeps a sealed segment of `ch` in place, as the hot path left it.
     /// Its memory stays staged; it is no longer the channel's to write.
-    pub fn keep(&mut self, shared: &Shared, ch: &Channel, r: Retired) {
+    pub fn keep(&mut self, ch: &Channel, r: Retired) {
         let Retired {
-            mut segment,
+            segment,
             used,
             records,
             data_bytes,
             last_ts,
         } = r;
-        let walked = segment.fill_checksums(used);
-        if walked != used {
-            shared.record_error(BackgroundError::RecordsEndEarly {
-                path: segment.path().to_path_buf(),
-                walked,
-                used,
-            });
-        }
         let size = segment.capacity() as u64;
         ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
         self.bytes += size;
