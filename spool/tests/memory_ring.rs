@@ -188,7 +188,9 @@ fn a_reader_holding_the_ring_reads_whole_and_one_that_does_not_sees_holes_as_dam
 #[test]
 fn a_ring_needs_memory_backed_staging() {
     let dirs = Dirs::new();
-    let cfg = SpoolConfig::memory_ring(dirs.capture(), BUDGET).staging(StagingChoice::CaptureDir);
+    let cfg = SpoolConfig::memory_ring(dirs.capture(), BUDGET)
+        .segment_bytes(SEGMENT)
+        .staging(StagingChoice::CaptureDir);
     assert!(matches!(
         spool::Spool::create(cfg),
         Err(spool::SpoolError::NoMemoryStaging)
