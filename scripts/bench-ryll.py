@@ -30,6 +30,9 @@ Columns, per run of --seconds, all measured on the same window:
                 the guest's drifting rate does not change
   peak RSS      client's peak resident memory (VmHWM, MB; the spool's mapped
                 segments are in it) + peak staging files on tmpfs (MB)
+  peak memory   the peak, sampled every 0.25 s, of resident memory less the
+                tmpfs pages mapped (RssShmem) plus the staging files (mapped
+                or not): what the client holds, staging counted once (MiB)
   exit s        seconds from SIGINT to the process's exit (SIGKILL after
                 --kill-after seconds, 60 by default)
 Repeats (--rounds N): the guest's own rate drifts by tens of percent over
@@ -168,6 +171,22 @@ def vm_hwm_mb(pid):
     return 0.0
 
 
+def unshared_rss_mb(pid):
+    """Resident memory now less the tmpfs pages mapped (RssShmem): what
+    the process holds besides staging, so that staging, counted from its
+    files, is not counted twice."""
+    fields = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "RssShmem"):
+                    fields[key] = int(rest.split()[0]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return fields.get("VmRSS", 0.0) - fields.get("RssShmem", 0.0)
+
+
 def tree_bytes(path):
     total = 0
     for root, _, files in os.walk(path):
@@ -194,10 +213,13 @@ def run_client(argv, env, seconds, runtime_dir):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak_staging = 0
     peak_rss = 0.0
+    peak_total = 0.0
     end = time.time() + seconds
     while time.time() < end and proc.poll() is None:
-        peak_staging = max(peak_staging, tree_bytes(runtime_dir))
+        staging = tree_bytes(runtime_dir)
+        peak_staging = max(peak_staging, staging)
         peak_rss = max(peak_rss, vm_hwm_mb(proc.pid))
+        peak_total = max(peak_total, unshared_rss_mb(proc.pid) + staging / 2**20)
         time.sleep(0.25)
     cpu_at_sigint = cpu_now(proc.pid)
     sent = time.time()
@@ -221,6 +243,7 @@ def run_client(argv, env, seconds, runtime_dir):
         # Not ru_maxrss: across exec it keeps the forking (Python) process's
         # peak.
         "rss_mb": peak_rss,
+        "total_mb": peak_total,
         "sigint_at": sent,
         "staging_mb": peak_staging / 1e6,
         "exit_s": exit_s,
@@ -321,8 +344,8 @@ def scenario(name, load, extra, capture_root, args, results):
         guest.wait()
 
 
-HEADER = ("| scenario | client | display MB/s | kept | drops | on disk MB | CPU s | CPU ms/MB | peak RSS + staging MB | exit s |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| scenario | client | display MB/s | kept | drops | on disk MB | CPU s | CPU ms/MB | peak RSS + staging MB | peak memory MiB | exit s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def ms_per_mb(r):
@@ -336,6 +359,7 @@ def print_row(r, file=sys.stdout):
     disk = "–" if r.get("disk") is None else f"{r['disk'] / 1e6:.1f}"
     print(f"| {r['scenario']} | {r['variant']} | {r['window'] / 1e6 / secs:.2f} | {kept} | {drops} | {disk} | "
           f"{r['cpu']:.1f} | {ms_per_mb(r):.1f} | {r['rss_mb']:.0f} + {r['staging_mb']:.0f} | "
+          f"{r.get('total_mb', 0.0):.0f} | "
           f"{'killed after ' if r['killed'] else ''}{r['exit_s']:.2f} |", file=file)
 
 

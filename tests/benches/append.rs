@@ -7,7 +7,7 @@
 //! * `table`: unpaced bursts of 64 B, 1 KiB, 64 KiB and 256 KiB appends into
 //!   (1) a memcpy into a pre-touched buffer (the limit), (2) ryll ≤ 0.2's
 //!   inline pcap writer, (3) ryll 0.3.0's queue + writer thread, (4) the
-//!   spool (staging on /dev/shm). Latency percentiles per call, throughput
+//!   spool (staging in its default memory-backed root). Latency percentiles per call, throughput
 //!   and drops.
 //! * `local`: 1 KiB appends paced at 150 MB/s for 20 s, capture directory on
 //!   the local disk.
@@ -220,7 +220,7 @@ fn spool_config(dir: &Path, direct: bool) -> SpoolConfig {
     let staging = if direct {
         StagingChoice::CaptureDir
     } else {
-        StagingChoice::Root(PathBuf::from("/dev/shm"))
+        StagingChoice::Auto
     };
     SpoolConfig::new(dir)
         .staging(staging)
@@ -584,11 +584,12 @@ fn print_cold_row(label: &str, samples: &mut [u32]) {
 /// millisecond apart (the slow-disk run's pace), each timed alone, after
 /// different warm-ups — nothing, one append to another channel (warms the
 /// code, not this channel's data), one append to the same channel (warms
-/// everything). Capture directory on the local disk; staging on /dev/shm.
+/// everything). Capture directory on the local disk; staging in the
+/// default memory-backed root.
 fn cold(ctx: &Ctx) {
     let tmp = tempfile::tempdir_in(&ctx.local.base).expect("temporary directory");
     let config = SpoolConfig::new(tmp.path().join("capture"))
-        .staging(StagingChoice::Root(PathBuf::from("/dev/shm")))
+        .staging(StagingChoice::Auto)
         .segment_bytes(16 << 20)
         .channels(&[CHANNEL, "other"]);
     let spool = Spool::create(config).expect("spool");
@@ -630,7 +631,7 @@ fn cold(ctx: &Ctx) {
 fn evict(ctx: &Ctx) {
     let tmp = tempfile::tempdir_in(&ctx.local.base).expect("temporary directory");
     let config = SpoolConfig::new(tmp.path().join("capture"))
-        .staging(StagingChoice::Root(PathBuf::from("/dev/shm")))
+        .staging(StagingChoice::Auto)
         .segment_bytes(64 << 20)
         .channels(&[CHANNEL]);
     let spool = Spool::create(config).expect("spool");

@@ -13,7 +13,8 @@ use std::path::Path;
 /// Creates `path` (and missing parents) with mode `0700`. An existing
 /// directory is accepted only if it is a real directory, not a symlink; its
 /// mode is left as the user chose it, except that `private_leaf` tightens the
-/// last component to `0700`.
+/// last component to `0700` — and refuses a directory shared with other
+/// users (sticky or world-writable, such as `/tmp` or `/dev/shm`).
 pub fn create_private_dir(path: &Path, private_leaf: bool) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(md) if md.file_type().is_symlink() => {
@@ -23,6 +24,18 @@ pub fn create_private_dir(path: &Path, private_leaf: bool) -> io::Result<()> {
             ))
         }
         Ok(md) if md.is_dir() => {
+            // A directory others may create in (/tmp, /dev/shm: sticky or
+            // writable by all) is shared by design: made 0700, it would
+            // lock every other user out of it.
+            if private_leaf && (md.mode() & 0o1000 != 0 || md.mode() & 0o002 != 0) {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{}: a directory shared with other users, refusing to make it private",
+                        path.display()
+                    ),
+                ));
+            }
             if private_leaf && md.mode() & 0o077 != 0 {
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
             }
@@ -247,5 +260,28 @@ mod tests {
             open_regular(&link).unwrap_err().raw_os_error(),
             Some(libc::ELOOP)
         );
+    }
+
+    /// A staging root or capture directory named as `/tmp` or `/dev/shm`
+    /// once made such a directory 0700, locking every other user out.
+    #[test]
+    fn a_shared_directory_is_refused_as_private_and_left_as_it_was() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        for mode in [0o1777, 0o777, 0o1700] {
+            std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = create_private_dir(&shared, true).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{mode:o}");
+            let now = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(now, mode, "{mode:o}");
+            // As a parent (not the leaf) it is used as it is.
+            assert!(create_private_dir(&shared.join(format!("mine-{mode:o}")), true).is_ok());
+        }
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(create_private_dir(&shared, true).is_ok());
+        let now = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(now, 0o700);
     }
 }
