@@ -92,7 +92,7 @@ fn run_once(session: &Session, kind: Kind, place: &Path, repeat: u32) -> Run {
         Kind::None => (Arc::new(NoCaptureSink), None, None),
         Kind::Spool => {
             let s = Arc::new(
-                SpoolSink::create(&dir, "127.0.0.1", recorded::SHARED_SESSION_PORT, None)
+                SpoolSink::create(&dir, "127.0.0.1", recorded::RECORDED_SESSION_PORT, None)
                     .expect("spool sink"),
             );
             (s.clone(), Some(s), None)
@@ -238,8 +238,8 @@ fn smoke(session: &Session) {
 fn main() {
     let args = Args::parse();
     let session = recorded::load(
-        &recorded::shared_session_path(),
-        recorded::SHARED_SESSION_PORT,
+        &recorded::recorded_session_path(),
+        recorded::RECORDED_SESSION_PORT,
     )
     .unwrap_or_else(|e| panic!("the shared session: {e}"));
     if !args.benching {
@@ -294,7 +294,7 @@ fn main() {
                 "session",
                 format!(
                     "`{}`: {} channels ({}), {} post-link bytes and {} recorded chunks per repeat; {:.0} MB per run",
-                    recorded::shared_session_path()
+                    recorded::recorded_session_path()
                         .file_name()
                         .unwrap_or_default()
                         .to_string_lossy(),

@@ -234,7 +234,7 @@ fn a_report_of_a_live_capture_decodes_like_convert() {
     use ryll_hook::{CaptureSink, SpoolSink};
     use ryll_tools::replay::{replay, ReplayOptions};
     use std::sync::Arc;
-    let session = fixtures::shared_session();
+    let session = fixtures::recorded_session();
     let tmp = tempfile::tempdir().unwrap();
     let capture = tmp.path().join("capture");
     let sink = Arc::new(SpoolSink::create(&capture, "127.0.0.1", 5931, None).unwrap());

@@ -17,7 +17,7 @@ const CHILD_ENV: &str = "KILLED_SESSION_RECOVERY_CHILD";
 
 /// The child: the whole shared session into a spool, then wait to be killed.
 fn child(capture: PathBuf, staging: PathBuf) -> ! {
-    let session = e2e::fixtures::shared_session();
+    let session = e2e::fixtures::recorded_session();
     let names: Vec<&str> = session
         .connections
         .iter()
@@ -95,7 +95,7 @@ fn killed_session_is_converted_and_recovered_with_every_acknowledged_record() {
     ) {
         child(c.into(), s.into());
     }
-    let session = e2e::fixtures::shared_session();
+    let session = e2e::fixtures::recorded_session();
     let dir = tempfile::tempdir().unwrap();
     let staging_root = tempfile::tempdir_in("/dev/shm").unwrap();
     let capture = dir.path().join("capture");

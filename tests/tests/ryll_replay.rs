@@ -13,7 +13,7 @@ fn replayed_session_through_the_spool_sink_is_the_recording_byte_for_byte() {
     if !tools::require("tshark") {
         return;
     }
-    let session = e2e::fixtures::shared_session();
+    let session = e2e::fixtures::recorded_session();
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("capture");
     let sink = Arc::new(SpoolSink::create(&capture, "127.0.0.1", 5931, None).unwrap());

@@ -29,8 +29,8 @@ fn decoded(file: &Path, server_port: u16) -> Decoded {
 /// The original recording's messages, keyed by ryll's channel name.
 fn original(s: &Session) -> BTreeMap<String, Vec<(Direction, u16)>> {
     let mut by_port = decoded(
-        &recorded::shared_session_path(),
-        recorded::SHARED_SESSION_PORT,
+        &recorded::recorded_session_path(),
+        recorded::RECORDED_SESSION_PORT,
     );
     s.connections
         .iter()
@@ -88,10 +88,10 @@ fn every_channel_decodes_like_the_original_recording() {
     if !tools::require("tshark") {
         return;
     }
-    let s = fixtures::shared_session();
+    let s = fixtures::recorded_session();
     let want = original(&s);
     // The reference itself: the display channel of the recording decodes
-    // fully (829 messages, per ../shared/README.md), every channel some.
+    // fully (829 messages, per fixtures/recorded/README.md), every channel some.
     assert_eq!(want["display"].len(), 829);
     assert!(want.values().all(|m| !m.is_empty()), "{want:?}");
 
@@ -117,7 +117,7 @@ fn merged_pcapng_and_pcap_decode_like_the_per_channel_files() {
     if !tools::require("tshark") {
         return;
     }
-    let s = fixtures::shared_session();
+    let s = fixtures::recorded_session();
     let want = original(&s);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("per-channel");
@@ -279,7 +279,7 @@ fn drops_are_a_sequence_gap_a_packet_comment_and_isb_ifdrop() {
             .channels(&["display"]),
     )
     .unwrap();
-    let s = fixtures::shared_session();
+    let s = fixtures::recorded_session();
     let display = s.channel("display").unwrap();
     let mut dropped_at = None;
     for (i, c) in display.chunks.iter().take(40).enumerate() {
