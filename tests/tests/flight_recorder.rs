@@ -34,7 +34,6 @@ fn trimmed_capture(dir: &std::path::Path, staging: &std::path::Path) -> u64 {
     last
 }
 
-#[test]
 fn trimmed_start_is_reported_as_a_fact_not_damage() {
     let work = tempfile::tempdir().unwrap();
     let staging = tempfile::tempdir_in("/dev/shm").unwrap();
@@ -97,19 +96,24 @@ fn trimmed_start_is_reported_as_a_fact_not_damage() {
         "{}",
         String::from_utf8_lossy(&conv.stderr)
     );
-    if tools::require("tshark") {
-        let comments = tools::tshark(&[
-            "-r",
-            &out.to_string_lossy(),
-            "-T",
-            "fields",
-            "-e",
-            "frame.comment",
-        ])
-        .unwrap();
-        assert!(
-            comments.contains("trimmed"),
-            "no trimmed note among packet comments"
-        );
-    }
+    let comments = tools::tshark(&[
+        "-r",
+        &out.to_string_lossy(),
+        "-T",
+        "fields",
+        "-e",
+        "frame.comment",
+    ])
+    .unwrap();
+    assert!(
+        comments.contains("trimmed"),
+        "no trimmed note among packet comments"
+    );
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![needs::test!(
+        trimmed_start_is_reported_as_a_fact_not_damage,
+        needs::TSHARK
+    )])
 }

@@ -1,4 +1,4 @@
-//! Crash recovery end to end with the real shared session: a child process
+//! Crash recovery end to end with the recorded real session: a child process
 //! (this test binary re-executed) replays it into a spool staged in
 //! /dev/shm and is SIGKILLed before it closes. `spool2pcap info` says the
 //! session did not shut down cleanly and how many records it read from
@@ -15,7 +15,7 @@ use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 
 const CHILD_ENV: &str = "KILLED_SESSION_RECOVERY_CHILD";
 
-/// The child: the whole shared session into a spool, then wait to be killed.
+/// The child: the whole recorded session into a spool, then wait to be killed.
 fn child(capture: PathBuf, staging: PathBuf) -> ! {
     let session = e2e::fixtures::recorded_session();
     let names: Vec<&str> = session

@@ -12,8 +12,9 @@
 //! - a SIGKILLed session's staging is reclaimed by the next start.
 //!
 //! The binary is `$RYLL_BIN`, else `target/ryll-headless/bin/ryll` in the
-//! workspace (where `.ci/run` builds it). Under `CI=true` a missing binary,
-//! tshark, QEMU or guest fails the tests; elsewhere they print SKIPPED.
+//! workspace (where `.ci/run` builds it). Where the binary, tshark, QEMU or
+//! the guest is missing the tests are reported ignored, with the reason;
+//! under `CI=true` they fail.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -25,26 +26,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use e2e::live::{self, free_port, start_quiet_qemu, start_spice_guest, start_tshark, Guard};
 use e2e::recorded::Session;
 use e2e::{ground_truth, tools};
+use needs::Need;
 use spool::Direction;
 
-/// The patched headless ryll, or `None` (SKIPPED) outside CI.
-fn ryll_bin() -> Option<PathBuf> {
-    let bin = std::env::var_os("RYLL_BIN").map_or_else(
+/// The patched headless ryll: `$RYLL_BIN`, else where `.ci/run` builds it.
+fn ryll_bin() -> PathBuf {
+    std::env::var_os("RYLL_BIN").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ryll-headless/bin/ryll"),
         PathBuf::from,
-    );
-    if bin.exists() {
-        return Some(bin);
-    }
-    let msg = format!(
-        "{} is missing: build it with `scripts/build-ryll.sh target/ryll-headless --headless` \
-         (.ci/run does)",
-        bin.display()
-    );
-    assert!(!tools::in_ci(), "{msg}");
-    eprintln!("SKIPPED: {msg}");
-    None
+    )
 }
+
+/// The patched ryll, built.
+const PATCHED_RYLL: Need = Need::Custom(|| {
+    let bin = ryll_bin();
+    if bin.exists() {
+        return Ok(());
+    }
+    Err(format!(
+        "needs the patched ryll at {}: scripts/build-ryll.sh target/ryll-headless --headless \
+         (or set RYLL_BIN)",
+        bin.display()
+    ))
+});
 
 /// A staging root of this test's own (a tmpfs directory), so that what one
 /// test leaves staged is not reclaimed by another test's ryll.
@@ -66,22 +70,18 @@ struct QuietSession {
 }
 
 impl QuietSession {
-    /// `None` (SKIPPED) when QEMU or the patched ryll is missing outside CI.
-    fn start() -> Option<QuietSession> {
-        if !tools::require("qemu-system-x86_64") {
-            return None;
-        }
-        let bin = ryll_bin()?;
+    fn start() -> QuietSession {
+        let bin = ryll_bin();
         let port = free_port();
         let qemu = start_quiet_qemu(port);
         live::wait_for_port(port, Duration::from_secs(30));
-        Some(QuietSession {
+        QuietSession {
             bin,
             dir: tempfile::tempdir().unwrap(),
             runtime: private_runtime_dir(),
             port,
             _qemu: qemu,
-        })
+        }
     }
 }
 
@@ -255,12 +255,8 @@ fn assert_report_decodes_like_the_wire(
     counts
 }
 
-#[test]
 fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
-    if !tools::require("tshark") || !live::require_spice_guest() {
-        return;
-    }
-    let Some(bin) = ryll_bin() else { return };
+    let bin = ryll_bin();
     let dir = tempfile::tempdir().unwrap();
     let runtime = private_runtime_dir();
     let port = free_port();
@@ -334,18 +330,14 @@ fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
     );
 }
 
-#[test]
 fn a_killed_ryll_leaves_staging_that_the_next_start_reclaims() {
-    let Some(QuietSession {
+    let QuietSession {
         bin,
         dir,
         runtime,
         port,
         _qemu,
-    }) = QuietSession::start()
-    else {
-        return;
-    };
+    } = QuietSession::start();
 
     let killed = dir.path().join("killed");
     let mut first = Ryll::start(&bin, port, &killed, runtime.path());
@@ -386,18 +378,14 @@ fn a_killed_ryll_leaves_staging_that_the_next_start_reclaims() {
     assert!(records > 0, "nothing of the killed session was kept");
 }
 
-#[test]
 fn sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures() {
-    let Some(QuietSession {
+    let QuietSession {
         bin,
         dir,
         runtime,
         port,
         _qemu,
-    }) = QuietSession::start()
-    else {
-        return;
-    };
+    } = QuietSession::start();
 
     for (name, sig, after) in [
         ("sigterm", libc::SIGTERM, Duration::from_secs(4)),
@@ -417,4 +405,25 @@ fn sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures() {
         assert!(manifest.clean_shutdown, "{name}: {manifest:?}");
         assert!(manifest.staging_dir.is_none(), "{name}: {manifest:?}");
     }
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![
+        needs::test!(
+            patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once,
+            needs::TSHARK,
+            live::SPICE_GUEST,
+            PATCHED_RYLL
+        ),
+        needs::test!(
+            a_killed_ryll_leaves_staging_that_the_next_start_reclaims,
+            needs::QEMU,
+            PATCHED_RYLL
+        ),
+        needs::test!(
+            sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures,
+            needs::QEMU,
+            PATCHED_RYLL
+        ),
+    ])
 }

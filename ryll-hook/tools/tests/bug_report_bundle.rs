@@ -1,4 +1,4 @@
-//! The F12 bug report from a spool: the shared session replayed into a
+//! The F12 bug report from a spool: the recorded session replayed into a
 //! spool, then bundled with a budget that holds it all and with one that
 //! does not; the zip's dates, and what is left behind when a report fails.
 //! Here, beside the replay tool, rather than in ryll-hook's own tests, so
@@ -174,7 +174,10 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
         }
         at += 6 + size;
     }
-    assert!(keys > 0, "the shared session has no key messages to redact");
+    assert!(
+        keys > 0,
+        "the recorded session has no key messages to redact"
+    );
     assert_ne!(got, &original);
     for (k, v) in &red {
         if *k != (port, false) {

@@ -1,4 +1,4 @@
-//! `ryll-replay` from the command line, on the shared real session: each
+//! `ryll-replay` from the command line, on the recorded real session: each
 //! sink replays it completely (the replay itself checks every byte on both
 //! ends) and prints its per-channel table.
 

@@ -78,7 +78,7 @@ impl Need {
                 if ok {
                     Ok(())
                 } else {
-                    Err(format!("needs {command} (apt-get install {package})"))
+                    Err(format!("needs {command}: apt-get install {package}"))
                 }
             }
             Need::TmpfsMount => Tmpfs::mount("64k").map(drop),
@@ -163,7 +163,7 @@ impl Tmpfs {
         if ok {
             Ok(Tmpfs { dir })
         } else {
-            Err("needs root (to mount a small tmpfs and fill it up)".to_string())
+            Err("needs root: it mounts a small tmpfs to fill it up".to_string())
         }
     }
 
