@@ -84,6 +84,38 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     }
 }
 
+/// Recording loopback traffic with tshark, the tests' ground truth: tshark,
+/// and the right to capture (root, or the wireshark group).
+pub const LOOPBACK_CAPTURE: Need = Need::Custom(loopback_capture_allowed);
+
+fn loopback_capture_allowed() -> Result<(), String> {
+    needs::TSHARK.check()?;
+    let ok = Command::new("tshark")
+        .args([
+            "-i",
+            "lo",
+            "-a",
+            "duration:1",
+            "-F",
+            "pcap",
+            "-w",
+            "/dev/null",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "needs the right to capture on lo: root, or the wireshark group \
+             (dpkg-reconfigure wireshark-common)"
+                .into(),
+        )
+    }
+}
+
 /// Starts tshark on loopback for `port`, writing a pcap to `out`, and
 /// returns once it is capturing.
 pub fn start_tshark(port: u16, out: &Path) -> Guard {

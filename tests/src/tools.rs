@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-pub use needs::in_ci;
-
 /// Runs tshark with `args`; returns stdout, or the failure with stderr.
 pub fn tshark(args: &[&str]) -> Result<String, String> {
     let out = Command::new("tshark")

@@ -411,7 +411,7 @@ fn main() -> std::process::ExitCode {
     needs::run(vec![
         needs::test!(
             patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once,
-            needs::TSHARK,
+            live::LOOPBACK_CAPTURE,
             live::SPICE_GUEST,
             PATCHED_RYLL
         ),

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::ground_truth;
-use e2e::live::{free_port, start_quiet_qemu, start_tshark, wait_for_port};
+use e2e::live::{self, free_port, start_quiet_qemu, start_tshark, wait_for_port};
 use needs::Need;
 
 /// The `ryll-capture` beside this test executable (target/<profile>/).
@@ -114,7 +114,7 @@ fn main() -> std::process::ExitCode {
     needs::run(vec![needs::test!(
         ryll_capture_against_qemu_matches_the_wire,
         needs::QEMU,
-        needs::TSHARK,
+        live::LOOPBACK_CAPTURE,
         RYLL_CAPTURE
     )])
 }
