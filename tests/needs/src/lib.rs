@@ -53,11 +53,6 @@ pub const CAPINFOS: Need = Need::Tool {
     command: "capinfos",
     package: "tshark",
 };
-/// tcpdump, ground truth on loopback where tshark is not used.
-pub const TCPDUMP: Need = Need::Tool {
-    command: "tcpdump",
-    package: "tcpdump",
-};
 /// QEMU, the real SPICE server.
 pub const QEMU: Need = Need::Tool {
     command: "qemu-system-x86_64",
