@@ -187,14 +187,11 @@ fn spice_guest_present() -> Result<(), String> {
     if !Path::new("/bin/busybox").exists() {
         return Err("needs a static busybox: apt-get install busybox-static".into());
     }
-    let cpio = Command::new("cpio")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !cpio {
-        return Err("needs cpio: apt-get install cpio".into());
+    Need::Tool {
+        command: "cpio",
+        package: "cpio",
     }
-    Ok(())
+    .check()
 }
 
 /// Starts the busy guest on `port` with `load` (`scroll`, `random`,
