@@ -7,7 +7,7 @@ usage: scripts/bench-ryll.py --stock BIN --patched BIN [--seconds 30]
                              [--slowfs MOUNTPOINT] [--work DIR] [--only SCENARIO]
                              [--rounds N]
 
-Scenarios (each on a fresh ../shared/tools/spice-guest):
+Scenarios (each on a fresh tests/guest/spice-guest):
   random-extra-ext4  `spice-guest PORT random --extra`, capture dir on --work (ext4)
   scroll-slowfs      `spice-guest PORT scroll`, capture dir on the slow FUSE disk
                      (scripts/slowfs-mount.sh MOUNTPOINT first; skipped without it)
@@ -68,7 +68,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "tools"))
+GUEST = os.path.normpath(os.path.join(HERE, "..", "tests", "guest", "spice-guest"))
 DISPLAY_CHANNEL = 2  # SPICE_CHANNEL_DISPLAY
 
 
@@ -286,7 +286,7 @@ def kept_and_drops(variant, capture):
 
 def scenario(name, load, extra, capture_root, args, results):
     port = free_port()
-    guest_argv = ["bash", os.path.join(SHARED, "spice-guest"), str(port), load] + (["--extra"] if extra else [])
+    guest_argv = ["bash", GUEST, str(port), load] + (["--extra"] if extra else [])
     guest = subprocess.Popen(guest_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # F12 in the patched ryll's window, for real: the busy guest of
-# ../shared/tools/spice-guest, ryll's GUI on a virtual X display (Xvfb) with
+# tests/guest/spice-guest, ryll's GUI on a virtual X display (Xvfb) with
 # --capture, and xdotool pressing F12, then the dialog's "Capture" button,
 # then Escape (a Display report without a region). Checks that the report
 # lands in DIR/bug-reports and that its traffic.pcap decodes as SPICE in
@@ -16,7 +16,7 @@ set -euo pipefail
 ryll=${1:?usage: $0 RYLL_GUI_BINARY [WORKDIR]}
 work=${2:-$(mktemp -d /tmp/f12-gui-check.XXXXXX)}
 here=$(cd "$(dirname "$0")" && pwd)
-guest_script=$here/../../shared/tools/spice-guest
+guest_script=$here/../tests/guest/spice-guest
 mkdir -p "$work"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Mounts the "slow disk" of ../shared/tools/slowfs.py (a FUSE passthrough that
+# Mounts the "slow disk" of scripts/slowfs.py (a FUSE passthrough that
 # delays every write of 4 KiB or more by 20 ms + size / 4 MB/s, serialised) at
 # MOUNTPOINT, installing what it needs if missing, and waits until it is
 # mounted. Needs root. Prints the mountpoint and the PID of the FUSE process.
@@ -9,7 +9,7 @@
 #   fusermount -u MOUNTPOINT
 #
 # BACKING defaults to MOUNTPOINT.backing. The filesystem's log goes to
-# BACKING.log. SLOWFS_PY overrides where slowfs.py is found.
+# BACKING.log.
 set -eu
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
@@ -19,31 +19,25 @@ fi
 mnt=$1
 backing=${2:-$mnt.backing}
 here=$(cd "$(dirname "$0")" && pwd)
-slowfs=${SLOWFS_PY:-$here/../../shared/tools/slowfs.py}
-[ -f "$slowfs" ] || slowfs=/work/shared/tools/slowfs.py
-if [ ! -f "$slowfs" ]; then
-    echo "$0: slowfs.py not found (set SLOWFS_PY)" >&2
-    exit 1
-fi
+slowfs=$here/slowfs.py
 
 if mountpoint -q "$mnt" 2>/dev/null; then
     echo "$0: $mnt is already a mountpoint" >&2
     exit 1
 fi
 
-# Install-if-missing: fuse3 (fusermount, /dev/fuse helper), libfuse2 (what
-# fusepy loads), fusepy.
+# Install-if-missing, from Debian: fuse3 (fusermount) and python3-fusepy
+# (the binding, for Debian's /usr/bin/python3 that slowfs.py runs on; it
+# brings libfuse2).
 if ! command -v fusermount >/dev/null 2>&1 && ! command -v fusermount3 >/dev/null 2>&1 ||
-    ! ldconfig -p | grep -q 'libfuse\.so\.2'; then
+    ! /usr/bin/python3 -c 'import fusepy' 2>/dev/null; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 libfuse2 >/dev/null
-fi
-if ! python3 -c 'import fuse' 2>/dev/null; then
-    pip install -q fusepy 2>/dev/null || pip install -q --break-system-packages fusepy
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        fuse3 python3-fusepy >/dev/null
 fi
 
-mkdir -p "$mnt" "$backing"
-python3 "$slowfs" "$backing" "$mnt" >"$backing.log" 2>&1 &
+mkdir -p -m 0700 "$mnt" "$backing"
+"$slowfs" "$backing" "$mnt" >"$backing.log" 2>&1 &
 pid=$!
 
 # Wait (up to 20 s) for the mount to appear.

@@ -1,62 +1,18 @@
 //! Full filesystems: no SIGBUS, drops counted, data before the fill intact.
 //!
-//! These tests mount small tmpfs filesystems, which needs root. Outside CI
-//! they are skipped with a message when mounting is not allowed; under
-//! `CI=true` that is a failure.
+//! These tests mount small tmpfs filesystems, which needs root: without it
+//! the harness (`needs`) reports them ignored, and under `CI=true` failed.
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use common::*;
+use needs::{Tmpfs, TMPFS_MOUNT};
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 
-/// A tmpfs of `size` mounted on a fresh directory; unmounted on drop.
-struct SmallFs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn mount(size: &str) -> Option<SmallFs> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Some(SmallFs { dir });
-        }
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("cannot mount a tmpfs (needs root); CI must run these tests");
-        }
-        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
-        None
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
-#[test]
 fn full_staging_filesystem_drops_without_sigbus() {
-    let Some(fs) = SmallFs::mount("1m") else {
-        return;
-    };
+    let fs = Tmpfs::mount("1m").unwrap();
     let dirs = Dirs::new();
     let spool = Spool::create(
         SpoolConfig::new(dirs.capture())
@@ -95,11 +51,8 @@ fn full_staging_filesystem_drops_without_sigbus() {
     }
 }
 
-#[test]
 fn full_capture_disk_keeps_data_staged_and_reports() {
-    let Some(fs) = SmallFs::mount("256k") else {
-        return;
-    };
+    let fs = Tmpfs::mount("256k").unwrap();
     let staging = tempfile::tempdir_in("/dev/shm").unwrap();
     let capture: PathBuf = fs.path().join("cap");
     let spool = Spool::create(
@@ -133,4 +86,11 @@ fn full_capture_disk_keeps_data_staged_and_reports() {
     for (i, r) in got.records.iter().enumerate() {
         assert_eq!(r.data, payload(r.ts as usize, 1000), "record {i}");
     }
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![
+        needs::test!(full_staging_filesystem_drops_without_sigbus, TMPFS_MOUNT),
+        needs::test!(full_capture_disk_keeps_data_staged_and_reports, TMPFS_MOUNT),
+    ])
 }

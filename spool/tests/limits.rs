@@ -253,7 +253,7 @@ fn always_on_recording_is_bounded_and_removed_unless_kept() {
 /// them, timestamps spread over two hours). Too big for every CI run:
 /// `cargo test --release -p spool --test limits -- --ignored two_hours`.
 #[test]
-#[ignore]
+#[ignore = "a 36 GB benchmark, opt-in: cargo test --release -p spool --test limits -- --ignored two_hours"]
 fn two_hours_at_5_mb_s_through_a_256_mib_ring() {
     let capture_parent = tempfile::tempdir_in("/dev/shm").unwrap();
     let staging = tempfile::tempdir_in("/dev/shm").unwrap();

@@ -12,7 +12,7 @@
 //! * `local`: 1 KiB appends paced at 150 MB/s for 20 s, capture directory on
 //!   the local disk.
 //! * `slow`: 512 B appends paced at 0.5 MB/s for 40 s, capture directory on
-//!   the slow FUSE disk of `../shared/tools/slowfs.py` (mount it with
+//!   the slow FUSE disk of `scripts/slowfs.py` (mount it with
 //!   `scripts/slowfs-mount.sh DIR` and set `SLOWFS_DIR=DIR`; skipped if
 //!   unset), plus the spool mapping its segments in the capture directory.
 //! * `quick` divides every count and duration by 10.
@@ -525,7 +525,7 @@ fn local(ctx: &Ctx) {
 fn slow(ctx: &Ctx) {
     let Some(dir) = std::env::var_os("SLOWFS_DIR") else {
         println!(
-            "\n## Sustained, slow disk: SKIPPED (SLOWFS_DIR is not set; mount one with \
+            "\n## Sustained, slow disk: not run (SLOWFS_DIR is not set; mount one with \
              `scripts/slowfs-mount.sh DIR` and run with SLOWFS_DIR=DIR)"
         );
         return;

@@ -9,7 +9,7 @@
 //! `scroll=DIR` and `random=DIR` are capture directories of the real busy
 //! guest recorded uncompressed, e.g. with `ryll-capture` (built without
 //! compression, or with `--no-compress`) against
-//! `../shared/tools/spice-guest PORT scroll` and `… random --extra`. Each
+//! `tests/guest/spice-guest PORT scroll` and `… random --extra`. Each
 //! part prints a markdown table:
 //!
 //! * `codecs`: every segment file of each recording through the retirer's

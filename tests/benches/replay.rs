@@ -1,8 +1,8 @@
-//! The replay benchmark: the shared real SPICE session replayed over
+//! The replay benchmark: the recorded real SPICE session replayed over
 //! loopback (`ryll_tools::replay::replay`, what `ryll-replay` runs) with
 //! `--pace max --repeat N` (≥ 500 MB per run) through each sink — `none`,
 //! `spool`, `ryll-threads` — with the capture directory on the local disk
-//! and on the slow FUSE disk of `../shared/tools/slowfs.py`.
+//! and on the slow FUSE disk of `scripts/slowfs.py`.
 //!
 //! ```text
 //! scripts/slowfs-mount.sh /tmp/slowfs          # optional: the slow disk
@@ -92,7 +92,7 @@ fn run_once(session: &Session, kind: Kind, place: &Path, repeat: u32) -> Run {
         Kind::None => (Arc::new(NoCaptureSink), None, None),
         Kind::Spool => {
             let s = Arc::new(
-                SpoolSink::create(&dir, "127.0.0.1", recorded::SHARED_SESSION_PORT, None)
+                SpoolSink::create(&dir, "127.0.0.1", recorded::RECORDED_SESSION_PORT, None)
                     .expect("spool sink"),
             );
             (s.clone(), Some(s), None)
@@ -238,10 +238,10 @@ fn smoke(session: &Session) {
 fn main() {
     let args = Args::parse();
     let session = recorded::load(
-        &recorded::shared_session_path(),
-        recorded::SHARED_SESSION_PORT,
+        &recorded::recorded_session_path(),
+        recorded::RECORDED_SESSION_PORT,
     )
-    .unwrap_or_else(|e| panic!("the shared session: {e}"));
+    .unwrap_or_else(|e| panic!("the recorded session: {e}"));
     if !args.benching {
         smoke(&session);
         return;
@@ -269,7 +269,7 @@ fn main() {
     let slow_msg = match (&slow, args.has("local")) {
         (_, true) => Some("slow disk: not asked for (`local`)".to_string()),
         (None, _) => Some(
-            "slow disk: **SKIPPED** — SLOWFS_DIR is not set (mount one with \
+            "slow disk: **not run** — SLOWFS_DIR is not set (mount one with \
              `scripts/slowfs-mount.sh DIR` and run with SLOWFS_DIR=DIR)"
                 .to_string(),
         ),
@@ -294,7 +294,7 @@ fn main() {
                 "session",
                 format!(
                     "`{}`: {} channels ({}), {} post-link bytes and {} recorded chunks per repeat; {:.0} MB per run",
-                    recorded::shared_session_path()
+                    recorded::recorded_session_path()
                         .file_name()
                         .unwrap_or_default()
                         .to_string_lossy(),

@@ -28,11 +28,11 @@ fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
-/// The real session of `../shared/`, loaded; panics naming the file if it
+/// The recorded real session (`fixtures/recorded/`), loaded; panics naming the file if it
 /// cannot be, since every test that asks for it needs it.
-pub fn shared_session() -> Session {
-    let path = crate::recorded::shared_session_path();
-    crate::recorded::load(&path, crate::recorded::SHARED_SESSION_PORT)
+pub fn recorded_session() -> Session {
+    let path = crate::recorded::recorded_session_path();
+    crate::recorded::load(&path, crate::recorded::RECORDED_SESSION_PORT)
         .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
 }
 

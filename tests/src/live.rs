@@ -1,5 +1,5 @@
 //! Live peers for the end-to-end tests: real SPICE servers (QEMU, and the
-//! busy guest of `../shared/tools/spice-guest`), tshark on loopback as the
+//! busy guest of `tests/guest/spice-guest`), tshark on loopback as the
 //! ground truth, and child processes that never outlive a test.
 
 use std::io::{BufRead, BufReader};
@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use needs::Need;
 
 /// Kills (SIGTERM, then SIGKILL) and reaps a child when dropped, so
 /// servers and tshark never outlive the test, whatever fails.
@@ -82,6 +84,38 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     }
 }
 
+/// Recording loopback traffic with tshark, the tests' ground truth: tshark,
+/// and the right to capture (root, or the wireshark group).
+pub const LOOPBACK_CAPTURE: Need = Need::Custom(loopback_capture_allowed);
+
+fn loopback_capture_allowed() -> Result<(), String> {
+    needs::TSHARK.check()?;
+    let ok = Command::new("tshark")
+        .args([
+            "-i",
+            "lo",
+            "-a",
+            "duration:1",
+            "-F",
+            "pcap",
+            "-w",
+            "/dev/null",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "needs the right to capture on lo: root, or the wireshark group \
+             (dpkg-reconfigure wireshark-common)"
+                .into(),
+        )
+    }
+}
+
 /// Starts tshark on loopback for `port`, writing a pcap to `out`, and
 /// returns once it is capturing.
 pub fn start_tshark(port: u16, out: &Path) -> Guard {
@@ -131,39 +165,33 @@ pub fn start_quiet_qemu(port: u16) -> Guard {
     Guard::new(qemu, "qemu")
 }
 
-/// `../shared/tools/spice-guest`: a real SPICE server whose guest keeps
-/// the screen busy.
+/// `tests/guest/spice-guest`: a real SPICE server whose guest keeps the
+/// screen busy.
 pub fn spice_guest_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/spice-guest")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/spice-guest")
 }
 
-/// Whether the busy guest can run here: its script, QEMU, a kernel and a
-/// static busybox. Panics under CI when not (`.ci/run` installs them),
-/// else prints SKIPPED and returns `false`.
-pub fn require_spice_guest() -> bool {
+/// The busy guest: QEMU, a kernel in /boot and a static busybox (what the
+/// script needs besides itself).
+pub const SPICE_GUEST: Need = Need::Custom(spice_guest_present);
+
+fn spice_guest_present() -> Result<(), String> {
+    needs::QEMU.check()?;
     let kernel = std::fs::read_dir("/boot").is_ok_and(|d| {
         d.flatten()
             .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
     });
-    let missing = if !spice_guest_script().exists() {
-        Some("../shared/tools/spice-guest")
-    } else if !kernel {
-        Some("a kernel in /boot (linux-image-amd64)")
-    } else if !Path::new("/bin/busybox").exists() {
-        Some("busybox (busybox-static)")
-    } else {
-        None
-    };
-    match missing {
-        Some(what) if crate::tools::in_ci() => {
-            panic!("{what} is required under CI=true but missing (.ci/run installs it)")
-        }
-        Some(what) => {
-            eprintln!("SKIPPED: {what} is missing");
-            false
-        }
-        None => crate::tools::require("qemu-system-x86_64"),
+    if !kernel {
+        return Err("needs a kernel in /boot: apt-get install linux-image-amd64".into());
     }
+    if !Path::new("/bin/busybox").exists() {
+        return Err("needs a static busybox: apt-get install busybox-static".into());
+    }
+    Need::Tool {
+        command: "cpio",
+        package: "cpio",
+    }
+    .check()
 }
 
 /// Starts the busy guest on `port` with `load` (`scroll`, `random`,

@@ -1,31 +1,10 @@
-//! External tools the end-to-end tests drive (tshark), and the rule for when
-//! one is missing: under `CI=true` that fails the test, elsewhere the test
-//! is skipped with a message saying so.
+//! External tools the end-to-end tests drive (tshark). What a test needs
+//! from the machine, and what happens when it is missing (ignored with the
+//! reason; a failure under `CI=true`), is the `needs` crate's.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-
-/// Whether this run is CI (`CI=true`), where every tool must be present.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// `true` if `tool --version` runs. If not: panics under CI, else prints a
-/// SKIPPED line and returns `false`.
-pub fn require(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if in_ci() {
-            panic!("{tool} is required under CI=true but is not installed (.ci/run installs it)");
-        }
-        eprintln!("SKIPPED: {tool} is not installed");
-    }
-    ok
-}
 
 /// Runs tshark with `args`; returns stdout, or the failure with stderr.
 pub fn tshark(args: &[&str]) -> Result<String, String> {

@@ -5,8 +5,8 @@
 //! messages of every stream the cut kept; one channel's report holds that
 //! channel's messages only.
 //!
-//! Under `CI=true` a missing tshark fails the tests; elsewhere they print
-//! SKIPPED.
+//! Without tshark the tests are reported ignored, with the reason; under
+//! `CI=true` they fail.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -76,11 +76,7 @@ fn total(d: &Decoded) -> usize {
     d.values().map(Vec::len).sum()
 }
 
-#[test]
 fn a_whole_report_decodes_like_convert() {
-    if !tools::require("tshark") {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let want = converted(tmp.path());
     // The display channel of the real session has 829 messages.
@@ -155,11 +151,7 @@ fn capture_of(kept: &BTreeMap<(u16, Direction), Vec<u8>>, dir: &Path) -> std::pa
     out
 }
 
-#[test]
 fn a_cut_report_decodes_as_convert_decodes_the_records_it_kept() {
-    if !tools::require("tshark") {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let want = converted(tmp.path());
     for budget in [30_000u64, 120_000] {
@@ -201,11 +193,7 @@ fn a_cut_report_decodes_as_convert_decodes_the_records_it_kept() {
     }
 }
 
-#[test]
 fn a_channel_report_decodes_that_channel() {
-    if !tools::require("tshark") {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let want = converted(tmp.path());
     let opts = BugReportOptions {
@@ -226,15 +214,11 @@ fn a_channel_report_decodes_that_channel() {
 /// while the capture is still open (segments staged in memory read in
 /// place). The report decodes as `convert` of the same capture once
 /// closed.
-#[test]
 fn a_report_of_a_live_capture_decodes_like_convert() {
-    if !tools::require("tshark") {
-        return;
-    }
     use ryll_hook::{CaptureSink, SpoolSink};
     use ryll_tools::replay::{replay, ReplayOptions};
     use std::sync::Arc;
-    let session = fixtures::shared_session();
+    let session = fixtures::recorded_session();
     let tmp = tempfile::tempdir().unwrap();
     let capture = tmp.path().join("capture");
     let sink = Arc::new(SpoolSink::create(&capture, "127.0.0.1", 5931, None).unwrap());
@@ -266,4 +250,19 @@ fn a_report_of_a_live_capture_decodes_like_convert() {
     );
     assert!(total(&want) >= 829);
     assert!(got == want, "the live report decodes differently");
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![
+        needs::test!(a_whole_report_decodes_like_convert, needs::TSHARK),
+        needs::test!(
+            a_cut_report_decodes_as_convert_decodes_the_records_it_kept,
+            needs::TSHARK
+        ),
+        needs::test!(a_channel_report_decodes_that_channel, needs::TSHARK),
+        needs::test!(
+            a_report_of_a_live_capture_decodes_like_convert,
+            needs::TSHARK
+        ),
+    ])
 }

@@ -34,13 +34,11 @@ fn trimmed_capture(dir: &std::path::Path, staging: &std::path::Path) -> u64 {
     last
 }
 
-#[test]
 fn trimmed_start_is_reported_as_a_fact_not_damage() {
     let work = tempfile::tempdir().unwrap();
     let staging = tempfile::tempdir_in("/dev/shm").unwrap();
     let cap = work.path().join("cap");
     trimmed_capture(&cap, staging.path());
-
     let bin = tools::spool2pcap_bin();
     let verify = Command::new(&bin).arg("verify").arg(&cap).output().unwrap();
     assert_eq!(
@@ -83,7 +81,15 @@ fn trimmed_start_is_reported_as_a_fact_not_damage() {
     let text = Command::new(&bin).arg("info").arg(&cap).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.lines().any(|l| l.contains("trimmed")), "{text}");
+}
 
+/// The converted capture says so too, in a packet comment tshark reads.
+fn trimmed_start_is_a_packet_comment() {
+    let work = tempfile::tempdir().unwrap();
+    let staging = tempfile::tempdir_in("/dev/shm").unwrap();
+    let cap = work.path().join("cap");
+    trimmed_capture(&cap, staging.path());
+    let bin = tools::spool2pcap_bin();
     let out = work.path().join("all.pcapng");
     let conv = Command::new(&bin)
         .args(["convert", "--format", "pcapng", "-w"])
@@ -97,19 +103,24 @@ fn trimmed_start_is_reported_as_a_fact_not_damage() {
         "{}",
         String::from_utf8_lossy(&conv.stderr)
     );
-    if tools::require("tshark") {
-        let comments = tools::tshark(&[
-            "-r",
-            &out.to_string_lossy(),
-            "-T",
-            "fields",
-            "-e",
-            "frame.comment",
-        ])
-        .unwrap();
-        assert!(
-            comments.contains("trimmed"),
-            "no trimmed note among packet comments"
-        );
-    }
+    let comments = tools::tshark(&[
+        "-r",
+        &out.to_string_lossy(),
+        "-T",
+        "fields",
+        "-e",
+        "frame.comment",
+    ])
+    .unwrap();
+    assert!(
+        comments.contains("trimmed"),
+        "no trimmed note among packet comments"
+    );
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![
+        needs::test!(trimmed_start_is_reported_as_a_fact_not_damage),
+        needs::test!(trimmed_start_is_a_packet_comment, needs::TSHARK),
+    ])
 }

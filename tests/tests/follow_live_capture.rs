@@ -95,7 +95,6 @@ fn packets(bytes: &[u8]) -> Vec<(usize, u16, Direction, Vec<u8>, u64)> {
     out
 }
 
-#[test]
 fn follow_streams_a_live_capture_and_exits_after_close() {
     if let (Ok(c), Ok(s)) = (
         std::env::var(format!("{CHILD_ENV}_CAPTURE")),
@@ -211,19 +210,17 @@ fn follow_streams_a_live_capture_and_exits_after_close() {
     }
     assert!(stderr.contains("records"), "{stderr}");
     // Interfaces described as channels appeared, mid-file: tshark reads it.
-    if e2e::tools::require("tshark") {
-        let names = e2e::tools::tshark(&[
-            "-r",
-            &output.to_string_lossy(),
-            "-T",
-            "fields",
-            "-e",
-            "frame.interface_name",
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
-        for c in CHANNELS {
-            assert!(names.lines().any(|l| l == c), "no packets on interface {c}");
-        }
+    let names = e2e::tools::tshark(&[
+        "-r",
+        &output.to_string_lossy(),
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_name",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    for c in CHANNELS {
+        assert!(names.lines().any(|l| l == c), "no packets on interface {c}");
     }
 
     // Latency: append -> the file holds the packet.
@@ -267,4 +264,11 @@ fn follow_streams_a_live_capture_and_exits_after_close() {
         inversions
     );
     assert!(max < 2_000_000_000, "a record took {:.0} ms", ms(max));
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![needs::test!(
+        follow_streams_a_live_capture_and_exits_after_close,
+        needs::TSHARK
+    )])
 }

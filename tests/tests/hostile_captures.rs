@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use e2e::tools::{require, spool2pcap_bin, tshark};
+use e2e::tools::{spool2pcap_bin, tshark};
 
 /// Copies the directory tree `from` into `to` (regular files and
 /// directories only, as a capture holds).
@@ -54,11 +54,7 @@ fn has_control(s: &str) -> bool {
         .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
 }
 
-#[test]
 fn every_pcapng_of_a_hostile_manifest_opens_in_tshark() {
-    if !require("tshark") || !require("capinfos") {
-        return;
-    }
     let cap = hostile_capture();
     let out = tempfile::tempdir().unwrap();
     let runs: [&[&str]; 3] = [
@@ -105,7 +101,6 @@ fn every_pcapng_of_a_hostile_manifest_opens_in_tshark() {
     }
 }
 
-#[test]
 fn info_of_a_hostile_manifest_prints_no_control_sequence() {
     let cap = hostile_capture();
     for json in [false, true] {
@@ -127,4 +122,15 @@ fn info_of_a_hostile_manifest_prints_no_control_sequence() {
             }
         }
     }
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![
+        needs::test!(
+            every_pcapng_of_a_hostile_manifest_opens_in_tshark,
+            needs::TSHARK,
+            needs::CAPINFOS
+        ),
+        needs::test!(info_of_a_hostile_manifest_prints_no_control_sequence),
+    ])
 }

@@ -1,4 +1,4 @@
-//! Crash recovery end to end with the real shared session: a child process
+//! Crash recovery end to end with the recorded real session: a child process
 //! (this test binary re-executed) replays it into a spool staged in
 //! /dev/shm and is SIGKILLed before it closes. `spool2pcap info` says the
 //! session did not shut down cleanly and how many records it read from
@@ -15,9 +15,9 @@ use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 
 const CHILD_ENV: &str = "KILLED_SESSION_RECOVERY_CHILD";
 
-/// The child: the whole shared session into a spool, then wait to be killed.
+/// The child: the whole recorded session into a spool, then wait to be killed.
 fn child(capture: PathBuf, staging: PathBuf) -> ! {
-    let session = e2e::fixtures::shared_session();
+    let session = e2e::fixtures::recorded_session();
     let names: Vec<&str> = session
         .connections
         .iter()
@@ -95,7 +95,7 @@ fn killed_session_is_converted_and_recovered_with_every_acknowledged_record() {
     ) {
         child(c.into(), s.into());
     }
-    let session = e2e::fixtures::shared_session();
+    let session = e2e::fixtures::recorded_session();
     let dir = tempfile::tempdir().unwrap();
     let staging_root = tempfile::tempdir_in("/dev/shm").unwrap();
     let capture = dir.path().join("capture");

@@ -16,8 +16,9 @@
 //!   becomes a bug report at the next start.
 //!
 //! The binary is `$RYLL_BIN`, else `target/ryll-headless/bin/ryll` in the
-//! workspace (where `.ci/run` builds it). Under `CI=true` a missing binary,
-//! tshark, QEMU or guest fails the tests; elsewhere they print SKIPPED.
+//! workspace (where `.ci/run` builds it). Where the binary, tshark, QEMU or
+//! the guest is missing the tests are reported ignored, with the reason;
+//! under `CI=true` they fail.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -29,26 +30,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use e2e::live::{self, free_port, start_quiet_qemu, start_spice_guest, start_tshark, Guard};
 use e2e::recorded::Session;
 use e2e::{ground_truth, tools};
+use needs::Need;
 use spool::Direction;
 
-/// The patched headless ryll, or `None` (SKIPPED) outside CI.
-fn ryll_bin() -> Option<PathBuf> {
-    let bin = std::env::var_os("RYLL_BIN").map_or_else(
+/// The patched headless ryll: `$RYLL_BIN`, else where `.ci/run` builds it.
+fn ryll_bin() -> PathBuf {
+    std::env::var_os("RYLL_BIN").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ryll-headless/bin/ryll"),
         PathBuf::from,
-    );
-    if bin.exists() {
-        return Some(bin);
-    }
-    let msg = format!(
-        "{} is missing: build it with `scripts/build-ryll.sh target/ryll-headless --headless` \
-         (.ci/run does)",
-        bin.display()
-    );
-    assert!(!tools::in_ci(), "{msg}");
-    eprintln!("SKIPPED: {msg}");
-    None
+    )
 }
+
+/// The patched ryll, built.
+const PATCHED_RYLL: Need = Need::Custom(|| {
+    let bin = ryll_bin();
+    if bin.exists() {
+        return Ok(());
+    }
+    Err(format!(
+        "needs the patched ryll at {}: scripts/build-ryll.sh target/ryll-headless --headless \
+         (or set RYLL_BIN)",
+        bin.display()
+    ))
+});
 
 /// A staging root of this test's own (a tmpfs directory), so that what one
 /// test leaves staged is not reclaimed by another test's ryll.
@@ -70,22 +74,18 @@ struct QuietSession {
 }
 
 impl QuietSession {
-    /// `None` (SKIPPED) when QEMU or the patched ryll is missing outside CI.
-    fn start() -> Option<QuietSession> {
-        if !tools::require("qemu-system-x86_64") {
-            return None;
-        }
-        let bin = ryll_bin()?;
+    fn start() -> QuietSession {
+        let bin = ryll_bin();
         let port = free_port();
         let qemu = start_quiet_qemu(port);
         live::wait_for_port(port, Duration::from_secs(30));
-        Some(QuietSession {
+        QuietSession {
             bin,
             dir: tempfile::tempdir().unwrap(),
             runtime: private_runtime_dir(),
             port,
             _qemu: qemu,
-        })
+        }
     }
 }
 
@@ -275,12 +275,8 @@ fn assert_report_decodes_like_the_wire(
     counts
 }
 
-#[test]
 fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
-    if !tools::require("tshark") || !live::require_spice_guest() {
-        return;
-    }
-    let Some(bin) = ryll_bin() else { return };
+    let bin = ryll_bin();
     let dir = tempfile::tempdir().unwrap();
     let runtime = private_runtime_dir();
     let port = free_port();
@@ -354,18 +350,14 @@ fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
     );
 }
 
-#[test]
 fn a_killed_ryll_leaves_staging_that_the_next_start_reclaims() {
-    let Some(QuietSession {
+    let QuietSession {
         bin,
         dir,
         runtime,
         port,
         _qemu,
-    }) = QuietSession::start()
-    else {
-        return;
-    };
+    } = QuietSession::start();
 
     let killed = dir.path().join("killed");
     let mut first = Ryll::start(&bin, port, &killed, runtime.path());
@@ -406,18 +398,14 @@ fn a_killed_ryll_leaves_staging_that_the_next_start_reclaims() {
     assert!(records > 0, "nothing of the killed session was kept");
 }
 
-#[test]
 fn sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures() {
-    let Some(QuietSession {
+    let QuietSession {
         bin,
         dir,
         runtime,
         port,
         _qemu,
-    }) = QuietSession::start()
-    else {
-        return;
-    };
+    } = QuietSession::start();
 
     for (name, sig, after) in [
         ("sigterm", libc::SIGTERM, Duration::from_secs(4)),
@@ -468,12 +456,8 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[test]
 fn without_capture_the_memory_ring_reports_like_the_wire_and_leaves_nothing() {
-    if !tools::require("tshark") || !live::require_spice_guest() {
-        return;
-    }
-    let Some(bin) = ryll_bin() else { return };
+    let bin = ryll_bin();
     let dir = tempfile::tempdir().unwrap();
     let runtime = private_runtime_dir();
     let port = free_port();
@@ -521,18 +505,14 @@ fn without_capture_the_memory_ring_reports_like_the_wire_and_leaves_nothing() {
     assert!(size > 10_000_000, "a {size}-byte report of a busy session");
 }
 
-#[test]
 fn a_killed_session_without_capture_becomes_a_bug_report_at_the_next_start() {
-    let Some(QuietSession {
+    let QuietSession {
         bin,
         dir,
         runtime,
         port,
         _qemu,
-    }) = QuietSession::start()
-    else {
-        return;
-    };
+    } = QuietSession::start();
     let reports = dir.path().join("reports");
     let mut first = Ryll::without_capture(&bin, port, &reports, runtime.path());
     first.wait_for_log("traffic ring: recording in memory", Duration::from_secs(10));
@@ -565,4 +545,37 @@ fn a_killed_session_without_capture_becomes_a_bug_report_at_the_next_start() {
     let decoded: usize = messages.values().map(Vec::len).sum();
     assert!(messages.len() >= 4, "channels decoded: {messages:?}");
     assert!(decoded > 20, "only {decoded} messages decode");
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![
+        needs::test!(
+            patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once,
+            live::LOOPBACK_CAPTURE,
+            live::SPICE_GUEST,
+            PATCHED_RYLL
+        ),
+        needs::test!(
+            a_killed_ryll_leaves_staging_that_the_next_start_reclaims,
+            needs::QEMU,
+            PATCHED_RYLL
+        ),
+        needs::test!(
+            sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures,
+            needs::QEMU,
+            PATCHED_RYLL
+        ),
+        needs::test!(
+            without_capture_the_memory_ring_reports_like_the_wire_and_leaves_nothing,
+            live::LOOPBACK_CAPTURE,
+            live::SPICE_GUEST,
+            PATCHED_RYLL
+        ),
+        needs::test!(
+            a_killed_session_without_capture_becomes_a_bug_report_at_the_next_start,
+            needs::QEMU,
+            needs::TSHARK,
+            PATCHED_RYLL
+        ),
+    ])
 }

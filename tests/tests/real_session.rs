@@ -1,4 +1,4 @@
-//! The real SPICE session in `../shared/` end to end: split into channel
+//! The recorded SPICE session (`fixtures/recorded/`) end to end: split into channel
 //! streams, spooled (the shipped fixture), converted by spool2pcap, and read
 //! back by etherparse and by tshark.
 
@@ -10,9 +10,8 @@ use spool::reader::{Capture, Event};
 use spool::Direction;
 use spool2pcap::{convert, ConvertOptions, Destination, Format, TimeMode};
 
-#[test]
 fn recorded_session_splits_into_framed_spice_streams() {
-    let s = fixtures::shared_session();
+    let s = fixtures::recorded_session();
     let names: Vec<&str> = s.connections.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["main", "display", "inputs", "cursor"]);
     for c in &s.connections {
@@ -31,9 +30,8 @@ fn recorded_session_splits_into_framed_spice_streams() {
 
 /// The shipped fixture holds every post-link byte of every channel, as the
 /// chunks arrived, with their timestamps: nothing lost, nothing added.
-#[test]
 fn shipped_fixture_is_the_whole_session() {
-    let s = fixtures::shared_session();
+    let s = fixtures::recorded_session();
     let cap = Capture::open(&fixtures::shipped_capture()).unwrap();
     assert!(cap.problems().is_empty(), "{:?}", cap.problems());
     assert!(cap.manifest().unwrap().clean_shutdown);
@@ -67,9 +65,8 @@ fn shipped_fixture_is_the_whole_session() {
 
 /// Converts the fixture and checks every frame with etherparse: addresses,
 /// ports, sequence numbers, checksums, and the timestamp of every chunk.
-#[test]
 fn converted_frames_carry_every_byte_in_order_with_its_time() {
-    let s = fixtures::shared_session();
+    let s = fixtures::recorded_session();
     let out = tempfile::tempdir().unwrap();
     // Recorded bytes only: the synthetic handshake, link phase and close
     // are checked in wireshark_spice.rs.
@@ -144,12 +141,8 @@ fn expected_streams(s: &Session) -> BTreeMap<u16, tools::Followed> {
 
 /// tshark reads every output file (per-channel pcaps, merged pcap, merged
 /// pcapng) without error and reassembles exactly the bytes that went in.
-#[test]
 fn tshark_reassembles_exactly_the_spooled_bytes() {
-    if !tools::require("tshark") {
-        return;
-    }
-    let s = fixtures::shared_session();
+    let s = fixtures::recorded_session();
     // By default every connection starts with the synthetic SPICE link
     // phase, then carries exactly the spooled bytes.
     let mut want = expected_streams(&s);
@@ -194,4 +187,13 @@ fn tshark_reassembles_exactly_the_spooled_bytes() {
             );
         }
     }
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![
+        needs::test!(recorded_session_splits_into_framed_spice_streams),
+        needs::test!(shipped_fixture_is_the_whole_session),
+        needs::test!(converted_frames_carry_every_byte_in_order_with_its_time),
+        needs::test!(tshark_reassembles_exactly_the_spooled_bytes, needs::TSHARK),
+    ])
 }

@@ -10,26 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use e2e::tools;
+use e2e::tools::{self, spool2pcap_bin};
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
-
-/// The spool2pcap binary next to this test's directory, built if missing.
-fn spool2pcap_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("spool2pcap");
-    if !bin.exists() {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "spool2pcap"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    bin
-}
 
 fn msg(ty: u16, body: &[u8]) -> Vec<u8> {
     let mut v = ty.to_le_bytes().to_vec();
@@ -221,8 +203,16 @@ fn dissect(file: &Path) -> String {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[test]
-fn redaction_removes_keystrokes_and_clipboard_but_keeps_the_dissection() {
+/// The test spool converted plainly, redacted (two flags), and redacted
+/// with the flags combined; files removed on drop.
+struct Converted {
+    _dir: tempfile::TempDir,
+    plain: PathBuf,
+    redacted: PathBuf,
+    combined: PathBuf,
+}
+
+fn converted() -> Converted {
     let dir = tempfile::tempdir().unwrap();
     let staging = tempfile::tempdir_in("/dev/shm").unwrap();
     let capture = dir.path().join("capture");
@@ -233,9 +223,20 @@ fn redaction_removes_keystrokes_and_clipboard_but_keeps_the_dissection() {
     convert(&capture, &plain, &[]);
     convert(&capture, &redacted, &["inputs", "clipboard"]);
     convert(&capture, &combined, &["inputs,clipboard"]);
+    Converted {
+        _dir: dir,
+        plain,
+        redacted,
+        combined,
+    }
+}
 
-    let plain_streams = tcp_streams(&plain);
-    let red_streams = tcp_streams(&redacted);
+fn redaction_removes_keystrokes_and_clipboard() {
+    let c = converted();
+    let (plain, redacted, combined) = (&c.plain, &c.redacted, &c.combined);
+
+    let plain_streams = tcp_streams(plain);
+    let red_streams = tcp_streams(redacted);
     for s in secrets() {
         assert!(
             plain_streams.values().any(|v| contains(v, &s)),
@@ -248,19 +249,19 @@ fn redaction_removes_keystrokes_and_clipboard_but_keeps_the_dissection() {
         );
     }
     // Raw file bytes too (packets split a needle only in the stream view).
-    let raw = std::fs::read(&redacted).unwrap();
+    let raw = std::fs::read(redacted).unwrap();
     assert!(!contains(&raw, CLIP_C2S.as_bytes()) && !contains(&raw, CLIP_S2C.as_bytes()));
     assert!(contains(&raw, b"redacted: inputs keystrokes, clipboard"));
-    assert_eq!(raw, std::fs::read(&combined).unwrap());
+    assert_eq!(raw, std::fs::read(combined).unwrap());
     // Same sizes everywhere: every stream keeps its length.
     for (k, v) in &plain_streams {
         assert_eq!(red_streams[k].len(), v.len(), "{k:?}");
     }
+}
 
-    if !tools::require("tshark") {
-        return;
-    }
-    let (a, b) = (dissect(&plain), dissect(&redacted));
+fn redaction_keeps_the_dissection() {
+    let c = converted();
+    let (a, b) = (dissect(&c.plain), dissect(&c.redacted));
     assert_eq!(a, b, "tshark decodes the redacted file differently");
     for ty in ["101", "102", "104", "105", "109", "111", "4"] {
         assert!(
@@ -271,4 +272,11 @@ fn redaction_removes_keystrokes_and_clipboard_but_keeps_the_dissection() {
             "tshark decoded no message of type {ty}:\n{a}"
         );
     }
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![
+        needs::test!(redaction_removes_keystrokes_and_clipboard),
+        needs::test!(redaction_keeps_the_dissection, needs::TSHARK),
+    ])
 }

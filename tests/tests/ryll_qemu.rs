@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::live::{free_port, start_quiet_qemu, start_tshark, wait_for_port};
-use e2e::{ground_truth, tools};
+use e2e::ground_truth;
+use e2e::live::{self, free_port, start_quiet_qemu, start_tshark, wait_for_port};
+use needs::Need;
 
 /// The `ryll-capture` beside this test executable (target/<profile>/).
 fn ryll_capture_bin() -> Option<PathBuf> {
@@ -22,17 +23,16 @@ fn ryll_capture_bin() -> Option<PathBuf> {
     bin.exists().then_some(bin)
 }
 
-#[test]
+/// `cargo test --workspace` builds `ryll-capture`; `cargo test -p e2e`
+/// alone does not.
+const RYLL_CAPTURE: Need = Need::Custom(|| {
+    ryll_capture_bin().map(drop).ok_or_else(|| {
+        "needs ryll-capture built beside this test: run `cargo test --workspace`".to_string()
+    })
+});
+
 fn ryll_capture_against_qemu_matches_the_wire() {
-    if !tools::require("qemu-system-x86_64") || !tools::require("tshark") {
-        return;
-    }
-    let Some(bin) = ryll_capture_bin() else {
-        let msg = "ryll-capture is not built next to this test (run `cargo test --workspace`)";
-        assert!(!tools::in_ci(), "{msg}");
-        eprintln!("SKIPPED: {msg}");
-        return;
-    };
+    let bin = ryll_capture_bin().expect("ryll-capture");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut qemu = start_quiet_qemu(port);
@@ -108,4 +108,13 @@ fn ryll_capture_against_qemu_matches_the_wire() {
     }
     let meta = ryll_hook::sink::read_metadata(&capture).unwrap();
     assert_eq!(meta.target_port, Some(port));
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![needs::test!(
+        ryll_capture_against_qemu_matches_the_wire,
+        needs::QEMU,
+        live::LOOPBACK_CAPTURE,
+        RYLL_CAPTURE
+    )])
 }

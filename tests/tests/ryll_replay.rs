@@ -1,19 +1,15 @@
-//! The shared real session replayed over loopback sockets through ryll's
+//! The recorded real session replayed over loopback sockets through ryll's
 //! capture sink on the spool, converted by spool2pcap, reassembled by
 //! tshark: every channel's bytes are the recording's post-link bytes.
 
 use std::sync::Arc;
 
-use e2e::{ground_truth, tools};
+use e2e::ground_truth;
 use ryll_hook::{CaptureSink, SpoolSink, RYLL_CHANNELS};
 use ryll_tools::replay::{replay, ReplayOptions};
 
-#[test]
 fn replayed_session_through_the_spool_sink_is_the_recording_byte_for_byte() {
-    if !tools::require("tshark") {
-        return;
-    }
-    let session = e2e::fixtures::shared_session();
+    let session = e2e::fixtures::recorded_session();
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("capture");
     let sink = Arc::new(SpoolSink::create(&capture, "127.0.0.1", 5931, None).unwrap());
@@ -47,4 +43,11 @@ fn replayed_session_through_the_spool_sink_is_the_recording_byte_for_byte() {
     for line in ground_truth::check_capture_against(&capture, &session) {
         eprintln!("{line}");
     }
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![needs::test!(
+        replayed_session_through_the_spool_sink_is_the_recording_byte_for_byte,
+        needs::TSHARK
+    )])
 }

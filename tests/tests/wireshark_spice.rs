@@ -1,12 +1,12 @@
 //! What Wireshark (tshark 4.0, Debian's) makes of spool2pcap's output: the
-//! real session of `../shared`, replayed through the spool as ryll's channel
+//! recorded real session (`fixtures/recorded/`), replayed through the spool as ryll's channel
 //! loops would (the shipped fixture: post-link bytes only), must decode as
 //! SPICE exactly as the original recording does, on every channel, with no
 //! TCP analysis warnings; drops must be visible; and without the synthetic
 //! link phase nothing decodes, which shows these checks can fail.
 //!
-//! Under `CI=true` a missing tshark fails the tests; elsewhere they print
-//! SKIPPED.
+//! Without tshark the tests are reported ignored, with the reason; under
+//! `CI=true` they fail.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,8 +29,8 @@ fn decoded(file: &Path, server_port: u16) -> Decoded {
 /// The original recording's messages, keyed by ryll's channel name.
 fn original(s: &Session) -> BTreeMap<String, Vec<(Direction, u16)>> {
     let mut by_port = decoded(
-        &recorded::shared_session_path(),
-        recorded::SHARED_SESSION_PORT,
+        &recorded::recorded_session_path(),
+        recorded::RECORDED_SESSION_PORT,
     );
     s.connections
         .iter()
@@ -83,15 +83,11 @@ fn tcp_warnings(file: &Path) -> String {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[test]
 fn every_channel_decodes_like_the_original_recording() {
-    if !tools::require("tshark") {
-        return;
-    }
-    let s = fixtures::shared_session();
+    let s = fixtures::recorded_session();
     let want = original(&s);
     // The reference itself: the display channel of the recording decodes
-    // fully (829 messages, per ../shared/README.md), every channel some.
+    // fully (829 messages, per fixtures/recorded/README.md), every channel some.
     assert_eq!(want["display"].len(), 829);
     assert!(want.values().all(|m| !m.is_empty()), "{want:?}");
 
@@ -112,12 +108,8 @@ fn every_channel_decodes_like_the_original_recording() {
     }
 }
 
-#[test]
 fn merged_pcapng_and_pcap_decode_like_the_per_channel_files() {
-    if !tools::require("tshark") {
-        return;
-    }
-    let s = fixtures::shared_session();
+    let s = fixtures::recorded_session();
     let want = original(&s);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("per-channel");
@@ -156,11 +148,7 @@ fn merged_pcapng_and_pcap_decode_like_the_per_channel_files() {
 /// The same conversion without the synthetic link phase decodes nothing —
 /// what ryll's captures always did, and proof that the checks above can
 /// fail.
-#[test]
 fn without_the_synthetic_link_phase_nothing_decodes() {
-    if !tools::require("tshark") {
-        return;
-    }
     let out = tempfile::tempdir().unwrap();
     let synth = Synthesis {
         link: false,
@@ -180,11 +168,7 @@ fn without_the_synthetic_link_phase_nothing_decodes() {
 /// The merged pcapng as Wireshark shows it: interfaces named after the
 /// channels, directions in the packet flags, synthetic packets commented,
 /// and the section comment naming the session and ryll's metadata.
-#[test]
 fn merged_pcapng_carries_interfaces_directions_comments_and_session() {
-    if !tools::require("tshark") {
-        return;
-    }
     // The fixture plus ryll's metadata.json, in a copy.
     let cap = tempfile::tempdir().unwrap();
     copy_dir(&fixtures::shipped_capture(), cap.path());
@@ -243,8 +227,11 @@ fn merged_pcapng_carries_interfaces_directions_comments_and_session() {
     assert_eq!(synthetic, 4 * 11);
     assert_eq!(total, records + 4 * 11);
 
-    let capinfos = std::process::Command::new("capinfos").arg(&file).output();
-    if let Ok(o) = capinfos {
+    {
+        let o = std::process::Command::new("capinfos")
+            .arg(&file)
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&o.stdout);
         // The fixture's own session id (random, new at each regeneration).
         let manifest =
@@ -255,19 +242,13 @@ fn merged_pcapng_carries_interfaces_directions_comments_and_session() {
         assert!(text.contains("qemu.example:5931"), "{text}");
         assert!(text.contains("Number of interfaces in file: 4"), "{text}");
         assert!(text.contains("Number of stat entries = 1"), "{text}");
-    } else if tools::in_ci() {
-        panic!("capinfos is required under CI=true (Debian's wireshark-common)");
     }
 }
 
 /// A channel whose writer dropped a record: the gap stays a sequence jump
 /// that tshark reports, the next packet says what was lost, and the
 /// channel's Interface Statistics Block counts the drop.
-#[test]
 fn drops_are_a_sequence_gap_a_packet_comment_and_isb_ifdrop() {
-    if !tools::require("tshark") {
-        return;
-    }
     let root = tempfile::tempdir().unwrap();
     let cap = root.path().join("cap");
     let staging = root.path().join("staging");
@@ -279,7 +260,7 @@ fn drops_are_a_sequence_gap_a_packet_comment_and_isb_ifdrop() {
             .channels(&["display"]),
     )
     .unwrap();
-    let s = fixtures::shared_session();
+    let s = fixtures::recorded_session();
     let display = s.channel("display").unwrap();
     let mut dropped_at = None;
     for (i, c) in display.chunks.iter().take(40).enumerate() {
@@ -324,17 +305,15 @@ fn drops_are_a_sequence_gap_a_packet_comment_and_isb_ifdrop() {
 
     // capinfos shows the drop in the interface description (from the
     // manifest; it does not print isb_ifdrop).
-    match std::process::Command::new("capinfos").arg(&file).output() {
-        Ok(o) => {
-            let text = String::from_utf8_lossy(&o.stdout);
-            assert!(
-                text.contains("capture writer dropped 1 records (100000 bytes)"),
-                "{text}"
-            );
-        }
-        Err(_) if tools::in_ci() => panic!("capinfos is required under CI=true"),
-        Err(_) => eprintln!("SKIPPED: capinfos check (not installed)"),
-    }
+    let o = std::process::Command::new("capinfos")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("capture writer dropped 1 records (100000 bytes)"),
+        "{text}"
+    );
 
     // The ISB, read back.
     let bytes = std::fs::read(&file).unwrap();
@@ -362,4 +341,31 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), dest).unwrap();
         }
     }
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![
+        needs::test!(
+            every_channel_decodes_like_the_original_recording,
+            needs::TSHARK
+        ),
+        needs::test!(
+            merged_pcapng_and_pcap_decode_like_the_per_channel_files,
+            needs::TSHARK
+        ),
+        needs::test!(
+            without_the_synthetic_link_phase_nothing_decodes,
+            needs::TSHARK
+        ),
+        needs::test!(
+            merged_pcapng_carries_interfaces_directions_comments_and_session,
+            needs::TSHARK,
+            needs::CAPINFOS
+        ),
+        needs::test!(
+            drops_are_a_sequence_gap_a_packet_comment_and_isb_ifdrop,
+            needs::TSHARK,
+            needs::CAPINFOS
+        ),
+    ])
 }

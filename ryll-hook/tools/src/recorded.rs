@@ -322,12 +322,12 @@ pub fn mini_header_messages(stream: &[u8]) -> Result<Vec<u16>, FramingError> {
     Ok(types)
 }
 
-/// The shared real session, `../shared/spice-sessions/qemu-seabios-4ch.pcap`,
-/// found relative to the workspace root.
-pub fn shared_session_path() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/spice-sessions/qemu-seabios-4ch.pcap")
+/// The recorded real session the project ships,
+/// `fixtures/recorded/qemu-seabios-4ch.pcap` (its README says how it was
+/// recorded), found relative to the workspace root.
+pub fn recorded_session_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/recorded/qemu-seabios-4ch.pcap")
 }
 
-/// Server port of the shared session.
-pub const SHARED_SESSION_PORT: u16 = 5931;
+/// Server port of the recorded session.
+pub const RECORDED_SESSION_PORT: u16 = 5931;

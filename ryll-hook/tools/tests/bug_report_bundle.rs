@@ -1,4 +1,4 @@
-//! The F12 bug report from a spool: the shared session replayed into a
+//! The F12 bug report from a spool: the recorded session replayed into a
 //! spool, then bundled with a budget that holds it all and with one that
 //! does not; the zip's dates, and what is left behind when a report fails.
 //! Here, beside the replay tool, rather than in ryll-hook's own tests, so
@@ -79,11 +79,10 @@ fn payloads(pcap: &[u8]) -> BTreeMap<(u16, bool), Vec<u8>> {
     out
 }
 
-#[test]
 fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
     let session = recorded::load(
-        &recorded::shared_session_path(),
-        recorded::SHARED_SESSION_PORT,
+        &recorded::recorded_session_path(),
+        recorded::RECORDED_SESSION_PORT,
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -175,7 +174,10 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
         }
         at += 6 + size;
     }
-    assert!(keys > 0, "the shared session has no key messages to redact");
+    assert!(
+        keys > 0,
+        "the recorded session has no key messages to redact"
+    );
     assert_ne!(got, &original);
     for (k, v) in &red {
         if *k != (port, false) {
@@ -251,7 +253,6 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
     ));
 }
 
-#[test]
 fn zip_entries_are_dated_now() {
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("capture");
@@ -288,7 +289,6 @@ fn zip_entries_are_dated_now() {
 
 /// A session start after 2106 does not fit classic pcap's 32-bit seconds:
 /// the report is made all the same, its packet times clamped.
-#[test]
 fn a_session_start_after_2106_still_reports() {
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("capture");
@@ -313,7 +313,6 @@ fn a_session_start_after_2106_still_reports() {
 
 /// A report that fails leaves nothing behind: neither the zip nor its
 /// temporary file.
-#[test]
 fn a_failed_report_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("reports");
@@ -334,30 +333,10 @@ fn a_failed_report_leaves_no_file() {
 
 /// A disk that fills up while the report is written (a 64 KiB tmpfs, the
 /// shipped capture's pcap being about 200 KB): the error is returned and
-/// nothing is left behind. Mounting needs root: skipped without it, a
-/// failure under `CI=true`.
-#[test]
+/// nothing is left behind. Mounting needs root: ignored without it (with
+/// the reason), a failure under `CI=true`.
 fn a_report_that_fills_the_disk_leaves_no_file() {
-    let mnt = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
-        .arg(mnt.path())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("cannot mount a tmpfs (needs root); CI must run this test");
-        }
-        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
-        return;
-    }
-    struct Unmount<'a>(&'a std::path::Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.path());
+    let mnt = needs::Tmpfs::mount("64k").unwrap();
     let capture =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch");
     let out = mnt.path().join("report.zip");
@@ -378,4 +357,17 @@ fn a_report_that_fills_the_disk_leaves_no_file() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn main() -> std::process::ExitCode {
+    needs::run(vec![
+        needs::test!(bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries),
+        needs::test!(zip_entries_are_dated_now),
+        needs::test!(a_session_start_after_2106_still_reports),
+        needs::test!(a_failed_report_leaves_no_file),
+        needs::test!(
+            a_report_that_fills_the_disk_leaves_no_file,
+            needs::TMPFS_MOUNT
+        ),
+    ])
 }

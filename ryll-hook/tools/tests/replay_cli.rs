@@ -1,4 +1,4 @@
-//! `ryll-replay` from the command line, on the shared real session: each
+//! `ryll-replay` from the command line, on the recorded real session: each
 //! sink replays it completely (the replay itself checks every byte on both
 //! ends) and prints its per-channel table.
 
@@ -21,7 +21,7 @@ fn run(args: &[&str]) -> String {
 }
 
 fn session() -> String {
-    recorded::shared_session_path()
+    recorded::recorded_session_path()
         .to_string_lossy()
         .into_owned()
 }
@@ -44,7 +44,7 @@ fn row(table: &str, channel: &str) -> [u64; 5] {
 
 #[test]
 fn every_sink_replays_the_whole_session() {
-    let s = recorded::load(Path::new(&session()), recorded::SHARED_SESSION_PORT).unwrap();
+    let s = recorded::load(Path::new(&session()), recorded::RECORDED_SESSION_PORT).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for (sink, repeat) in [("spool", "2"), ("ryll-threads", "1"), ("none", "1")] {
         let capture = dir.path().join(sink);

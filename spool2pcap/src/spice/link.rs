@@ -8,7 +8,7 @@
 //! reaches its data state after the link result; it learns from the two
 //! link messages whether both sides use the 6-byte mini header. Without the
 //! link phase it decodes nothing at all (measured: 0 of 829 messages of the
-//! display channel of the shared session), with a made-up one it decodes
+//! display channel of the recorded session), with a made-up one it decodes
 //! every message. So the converter writes one in front of each channel:
 //!
 //! | packet | direction | bytes | content |

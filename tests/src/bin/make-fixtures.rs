@@ -1,4 +1,4 @@
-//! Regenerates `fixtures/` from the recorded session in `../shared/`:
+//! Regenerates `fixtures/` from the recorded session in `fixtures/recorded/`:
 //! `cargo run -p e2e --bin make-fixtures -- fixtures [SESSION.pcap PORT]`.
 
 use std::path::PathBuf;
@@ -14,9 +14,9 @@ fn main() -> ExitCode {
     };
     let session_path = args
         .next()
-        .map_or_else(recorded::shared_session_path, PathBuf::from);
+        .map_or_else(recorded::recorded_session_path, PathBuf::from);
     let port = match args.next().map(|p| p.parse::<u16>()) {
-        None => recorded::SHARED_SESSION_PORT,
+        None => recorded::RECORDED_SESSION_PORT,
         Some(Ok(p)) => p,
         Some(Err(e)) => {
             eprintln!("make-fixtures: bad port: {e}");
