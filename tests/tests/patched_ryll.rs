@@ -275,30 +275,62 @@ fn assert_report_decodes_like_the_wire(
     counts
 }
 
-fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
-    let bin = ryll_bin();
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = private_runtime_dir();
-    let port = free_port();
-    let mut guest = start_spice_guest(port, "scroll");
-    let truth = dir.path().join("truth.pcap");
-    let mut tshark = start_tshark(port, &truth);
+/// What the tests against the busy guest share: the binary, a work
+/// directory, a private staging root, the guest scrolling its console
+/// (tshark on loopback keeps up with it, so the ground truth decodes
+/// whole), and tshark recording it into `truth`.
+struct BusySession {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    runtime: tempfile::TempDir,
+    port: u16,
+    guest: Guard,
+    truth: PathBuf,
+    tshark: Guard,
+}
 
-    let capture = dir.path().join("capture");
-    let ryll = Ryll::start(&bin, port, &capture, runtime.path());
+impl BusySession {
+    fn start() -> BusySession {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let guest = start_spice_guest(port, "scroll");
+        let truth = dir.path().join("truth.pcap");
+        let tshark = start_tshark(port, &truth);
+        BusySession {
+            bin: ryll_bin(),
+            dir,
+            runtime: private_runtime_dir(),
+            port,
+            guest,
+            truth,
+            tshark,
+        }
+    }
+
+    /// Stops the ground truth, then the guest.
+    fn stop(&mut self) {
+        self.tshark.stop(Duration::from_secs(10));
+        self.guest.stop(Duration::from_secs(5));
+    }
+}
+
+fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
+    let mut busy = BusySession::start();
+    let (port, truth) = (busy.port, busy.truth.clone());
+    let dir = busy.dir.path().to_path_buf();
+    let capture = dir.join("capture");
+    let ryll = Ryll::start(&busy.bin, port, &capture, busy.runtime.path());
     // Let the guest boot and scroll for a while.
     std::thread::sleep(Duration::from_secs(12));
     live::signal(&ryll.child, libc::SIGUSR1);
-    let wrote = ryll.wait_for_log("bugreport: wrote", Duration::from_secs(30));
-    let report = PathBuf::from(wrote.rsplit("wrote ").next().unwrap().trim());
+    let report = reported_path(&ryll.wait_for_log("bugreport: wrote", Duration::from_secs(30)));
     std::thread::sleep(Duration::from_secs(3));
 
     let sigint_at = unix_now();
     let (took, status) = ryll.interrupt(Duration::from_secs(5));
     eprintln!("ryll exited {took:?} after SIGINT: {status:?}");
     std::thread::sleep(Duration::from_millis(500));
-    tshark.stop(Duration::from_secs(10));
-    guest.stop(Duration::from_secs(5));
+    busy.stop();
     assert!(status.success(), "ryll after SIGINT: {status:?}");
     assert!(took <= Duration::from_secs(5), "ryll took {took:?} to exit");
 
@@ -340,7 +372,7 @@ fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
     }
 
     // The report, asked for mid-session, decodes like the wire.
-    let report_pcap = dir.path().join("report.pcap");
+    let report_pcap = dir.join("report.pcap");
     extract_traffic_pcap(&report, &report_pcap);
     let counts = assert_report_decodes_like_the_wire(&report_pcap, &truth, port, &session);
     eprintln!("report messages per channel: {counts:?}");
@@ -457,18 +489,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn without_capture_the_memory_ring_reports_like_the_wire_and_leaves_nothing() {
-    let bin = ryll_bin();
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = private_runtime_dir();
-    let port = free_port();
-    // Scrolling, not random: tshark on loopback keeps up with it, so the
-    // ground truth decodes whole.
-    let mut guest = start_spice_guest(port, "scroll");
-    let truth = dir.path().join("truth.pcap");
-    let mut tshark = start_tshark(port, &truth);
-
-    let reports = dir.path().join("reports");
-    let ryll = Ryll::without_capture(&bin, port, &reports, runtime.path());
+    let mut busy = BusySession::start();
+    let (port, truth) = (busy.port, busy.truth.clone());
+    let dir = busy.dir.path().to_path_buf();
+    let reports = dir.join("reports");
+    let ryll = Ryll::without_capture(&busy.bin, port, &reports, busy.runtime.path());
     ryll.wait_for_log("traffic ring: recording in memory", Duration::from_secs(10));
     // Until the guest has sent more than the ring holds (it boots first).
     wait_for_file_size(&truth, 48 << 20, Duration::from_secs(90));
@@ -478,16 +503,15 @@ fn without_capture_the_memory_ring_reports_like_the_wire_and_leaves_nothing() {
     // files written anywhere else.
     assert_eq!(files_under(&reports), vec![report.clone()]);
     let (took, status) = ryll.interrupt(Duration::from_secs(5));
-    tshark.stop(Duration::from_secs(10));
-    guest.stop(Duration::from_secs(5));
+    busy.stop();
     assert!(
         status.success() && took <= Duration::from_secs(5),
         "{status:?} {took:?}"
     );
-    let left = files_under(runtime.path());
+    let left = files_under(busy.runtime.path());
     assert!(left.is_empty(), "exit left {left:?}");
 
-    let report_pcap = dir.path().join("report.pcap");
+    let report_pcap = dir.join("report.pcap");
     extract_traffic_pcap(&report, &report_pcap);
     let session = ground_truth::load_ground_truth(&truth, port);
     let size = std::fs::metadata(&report_pcap).unwrap().len();
