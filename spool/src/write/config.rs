@@ -24,7 +24,7 @@ pub enum StagingChoice {
 }
 
 /// Segment size of [`SpoolConfig::memory_ring`].
-pub const MEMORY_RING_SEGMENT_BYTES: usize = 2 << 20;
+pub const MEMORY_RING_SEGMENT_BYTES: usize = 1 << 20;
 
 /// How to set up a [`Spool`](crate::Spool).
 #[derive(Debug, Clone)]
@@ -103,10 +103,11 @@ impl SpoolConfig {
     /// ([`crate::staging::ring_root`]). [`Spool::create`](crate::Spool::create)
     /// refuses it where no memory-backed staging exists.
     ///
-    /// Segments are 2 MiB: a SPICE client reads at most 256 KiB at once,
-    /// smaller segments keep an idle channel's share small (each holds a
-    /// live and a prepared one), and larger ones cost the preparer less per
-    /// MB (renames, zeroing a recycled segment; `capture_cpu` bench). Two
+    /// Segments are 1 MiB: a SPICE client reads at most 256 KiB at once,
+    /// and every channel holds a live and a prepared segment however idle
+    /// it is, so with seven channels (audio and USB open three more) larger
+    /// segments would leave little of the ring for traffic. Larger ones
+    /// cost the preparer somewhat less per MB (`PERFORMANCE.md`). Two
     /// spares are kept, since every spare's memory is taken from the ring.
     pub fn memory_ring(capture_dir: impl Into<PathBuf>, memory_bytes: u64) -> SpoolConfig {
         let mut config = SpoolConfig::new(capture_dir);
