@@ -7,14 +7,21 @@
 # tshark, then that Ctrl-C closes the window and leaves a clean capture
 # and a display.mp4 (video recording works as in stock ryll).
 #
-# usage: scripts/f12-gui-check.sh RYLL_GUI_BINARY [WORKDIR]
+# With --no-capture: the session records into its memory ring instead
+# (ryll_hook::ring); the report must land in --bug-report-dir and decode
+# the same, F11 then opens the traffic viewer (screenshot 5), and Ctrl-C
+# must leave nothing in the session's tmpfs runtime directory.
+#
+# usage: scripts/f12-gui-check.sh RYLL_GUI_BINARY [WORKDIR] [--no-capture]
 # Needs: Xvfb, xdotool, imagemagick (screenshots of each step, kept in
 # WORKDIR), tshark, and what spice-guest needs (qemu-system-x86,
 # linux-image-amd64, busybox-static, cpio).
 set -euo pipefail
 
-ryll=${1:?usage: $0 RYLL_GUI_BINARY [WORKDIR]}
+ryll=${1:?usage: $0 RYLL_GUI_BINARY [WORKDIR] [--no-capture]}
 work=${2:-$(mktemp -d /tmp/f12-gui-check.XXXXXX)}
+ring=false
+[ "${3:-}" = --no-capture ] && ring=true
 here=$(cd "$(dirname "$0")" && pwd)
 guest_script=$here/../tests/guest/spice-guest
 mkdir -p "$work"
@@ -36,7 +43,14 @@ export DISPLAY=:$display_no
 for _ in $(seq 100); do xdotool getmouselocation >/dev/null 2>&1 && break; sleep 0.1; done
 
 cap=$work/capture
-"$ryll" --direct "127.0.0.1:$port" --capture "$cap" >"$work/ryll.log" 2>&1 &
+reports=$cap/bug-reports
+runtime=$(mktemp -d /dev/shm/f12-gui-check.XXXXXX)
+if $ring; then
+  reports=$work/bug-reports
+  XDG_RUNTIME_DIR=$runtime "$ryll" --direct "127.0.0.1:$port" --bug-report-dir "$reports" >"$work/ryll.log" 2>&1 &
+else
+  XDG_RUNTIME_DIR=$runtime "$ryll" --direct "127.0.0.1:$port" --capture "$cap" >"$work/ryll.log" 2>&1 &
+fi
 ryll_pid=$!
 pids+=("$ryll_pid")
 win=$(timeout 60 xdotool search --sync --onlyvisible --pid "$ryll_pid" | head -n 1) ||
@@ -59,10 +73,10 @@ sleep 2
 shot 3-region-select
 xdotool key --window "$win" Escape
 for _ in $(seq 150); do
-  report=$(ls "$cap"/bug-reports/*.zip 2>/dev/null | head -n 1) && [ -n "$report" ] && break
+  report=$(ls "$reports"/*.zip 2>/dev/null | head -n 1) && [ -n "$report" ] && break
   sleep 0.2
 done
-[ -n "${report:-}" ] || fail "no report in $cap/bug-reports (screenshots in $work)"
+[ -n "${report:-}" ] || fail "no report in $reports (screenshots in $work)"
 sleep 3 # the report is written after a 2 s metrics sample
 shot 4-after-report
 grep -q "bugreport: reading the capture failed" "$work/ryll.log" &&
@@ -79,6 +93,12 @@ messages=$(tshark -r "$work/traffic.pcap" -d tcp.port==5900,spice -T fields -e s
 frames=$(tshark -r "$work/traffic.pcap" 2>/dev/null | wc -l)
 echo "traffic.pcap: $frames frames, $messages SPICE messages decoded"
 [ "$messages" -gt 0 ] || fail "tshark decodes no SPICE message in the report's traffic.pcap"
+if $ring; then
+  grep -q "traffic ring: recording in memory" "$work/ryll.log" || fail "no traffic ring started"
+  xdotool key --window "$win" F11
+  sleep 3
+  shot 5-traffic-viewer
+fi
 
 start=$(date +%s.%N)
 kill -INT "$ryll_pid"
@@ -86,6 +106,13 @@ for _ in $(seq 300); do kill -0 "$ryll_pid" 2>/dev/null || break; sleep 0.05; do
 kill -0 "$ryll_pid" 2>/dev/null && fail "ryll still running 15 s after Ctrl-C"
 took=$(python3 -c "import time; print(f'{time.time() - $start:.2f}')")
 echo "ryll exited $took s after Ctrl-C"
+if $ring; then
+  left=$(find "$runtime" -type f | wc -l)
+  [ "$left" -eq 0 ] || fail "the ring left $left files in $runtime"
+  rmdir "$runtime"/* "$runtime" 2>/dev/null || true
+  echo "f12-gui-check: OK, without --capture (screenshots and logs in $work)"
+  exit 0
+fi
 python3 - "$cap/manifest.json" <<'EOF'
 import json, sys
 m = json.load(open(sys.argv[1]))
