@@ -308,11 +308,12 @@ impl ChannelReader {
         // Segments before the first one present are missing unless the
         // flight recorder trimmed them (a ring trims them all).
         let expected = self.expected_index.unwrap_or_else(|| {
-            let kept = self.trimmed.map_or(0, |t| t.first_kept_index);
             if self.ring {
                 seg.index
             } else {
-                kept.min(seg.index)
+                self.trimmed
+                    .map_or(0, |t| t.first_kept_index)
+                    .min(seg.index)
             }
         });
         if seg.index > expected {

@@ -94,8 +94,9 @@ impl SpoolConfig {
     /// A ring of the newest traffic kept in memory only, for bug reports of
     /// sessions that capture nothing to disk: at most `memory_bytes` of
     /// staged segments (live, prepared, sealed and spare together). Sealed
-    /// segments stay where the hot path wrote them, their CRCs filled in;
-    /// when the ring needs room, the oldest is recycled for the next
+    /// segments stay where the hot path wrote them, as it wrote them (their
+    /// CRCs are filled in only if recovery moves them); when the ring needs
+    /// room, the oldest is recycled for the next
     /// segment, so a busy session allocates nothing after the ring fills.
     /// Nothing is moved to `capture_dir`, which holds only the manifest
     /// (and whatever the host adds) and is removed with the staging at

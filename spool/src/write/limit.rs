@@ -77,6 +77,28 @@ pub struct Trimmed {
     pub until_ts_ns: u64,
 }
 
+impl Trimmed {
+    /// Counts one more segment deleted (or recycled) from the start of the
+    /// channel: segment `index`, holding `records` data records of
+    /// `data_bytes`, `file_bytes` of memory or disk, newest record at
+    /// `last_ts`. Segments go oldest first, so the next one is kept.
+    pub(crate) fn add_segment(
+        &mut self,
+        index: u64,
+        records: u64,
+        data_bytes: u64,
+        file_bytes: u64,
+        last_ts: u64,
+    ) {
+        self.segments += 1;
+        self.records += records;
+        self.data_bytes += data_bytes;
+        self.file_bytes += file_bytes;
+        self.first_kept_index = index.saturating_add(1);
+        self.until_ts_ns = self.until_ts_ns.max(last_ts);
+    }
+}
+
 /// A segment in the capture directory, as the ledger knows it.
 pub(crate) struct Entry {
     pub channel: usize,
@@ -163,12 +185,7 @@ impl Ledger {
                 ch.disk_bytes
                     .store(self.per_channel[e.channel], Ordering::Relaxed);
                 let t = self.trimmed.entry(ch.name.clone()).or_default();
-                t.segments += 1;
-                t.records += e.records;
-                t.data_bytes += e.data_bytes;
-                t.file_bytes += e.file_bytes;
-                t.first_kept_index = e.index.saturating_add(1);
-                t.until_ts_ns = t.until_ts_ns.max(e.last_ts);
+                t.add_segment(e.index, e.records, e.data_bytes, e.file_bytes, e.last_ts);
             }
             trimmed_any = true;
         }

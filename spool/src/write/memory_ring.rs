@@ -9,7 +9,9 @@
 //! what both reads saw committed; `FORMAT.md`). Filling them in would cost
 //! the ring about as much again as the copy of the records (crc32 over every
 //! byte), for segments that are mostly recycled unread; whoever moves a ring
-//! out of memory — recovery after a crash — fills them in then. When what is staged, spares aside, leaves
+//! out of memory — recovery after a crash — fills them in then.
+//!
+//! When what is staged, spares aside, leaves
 //! less than [`headroom`] of the staging budget for the preparer, the
 //! segment with the oldest newest record (of any channel) goes: renamed
 //! out of its channel's directory into the spare pool, whose segments the
@@ -23,9 +25,10 @@
 //! a report cut from a busy ring is whole.
 //!
 //! Readers know a memory ring by its manifest ([`Manifest::memory_only`]):
-//! segments missing before the first one present were trimmed, and a staged
-//! segment that vanishes while it is read was trimmed meanwhile — neither is
-//! damage. The manifest's per-channel [`Trimmed`] counts are rewritten at
+//! segments missing before the first one present were trimmed, not lost,
+//! and so was a staged segment that vanishes before anything of its
+//! channel was read; one that vanishes later leaves a hole in what was
+//! read, which is reported as damage. The manifest's per-channel [`Trimmed`] counts are rewritten at
 //! most every [`MANIFEST_EVERY`], not per trim, since nothing reads them to
 //! decide what is damage.
 //!
@@ -146,12 +149,7 @@ impl MemoryRing {
             return;
         };
         let t = self.trimmed.entry(ch.name.clone()).or_default();
-        t.segments += 1;
-        t.records += k.records;
-        t.data_bytes += k.data_bytes;
-        t.file_bytes += size;
-        t.first_kept_index = t.first_kept_index.max(k.segment.index().saturating_add(1));
-        t.until_ts_ns = t.until_ts_ns.max(k.last_ts);
+        t.add_segment(k.segment.index(), k.records, k.data_bytes, size, k.last_ts);
     }
 
     /// Hands a trimmed segment to the spare pool (renamed out of its
