@@ -73,11 +73,11 @@ pub fn traffic_pcap(
     channel: &str,
     budget_bytes: u64,
 ) -> Option<Result<(Vec<u8>, TrafficCaptureSummary), BundleError>> {
-    let ring = match &*ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) {
-        Some(Source::Ring(ring)) => Some(ring.clone()),
-        _ => None,
+    let (capture, ring) = match &*ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some(Source::Capture(dir)) => (dir.clone(), None),
+        Some(Source::Ring(ring)) => (ring.capture_dir().to_path_buf(), Some(ring.clone())),
+        None => return None,
     };
-    let capture = active_capture()?;
     let _hold = ring.as_ref().map(|r| r.spool().hold_trims());
     let opts = BugReportOptions {
         budget_bytes,

@@ -493,7 +493,11 @@ fn run_rings(convert: Option<&Path>, delete: bool) -> ExitCode {
         }) {
             Ok(()) => println!("  removed"),
             Err(e) => {
-                eprintln!("spool2pcap: {}: {}", name, clean(&e, MAX_TEXT_CHARS));
+                eprintln!(
+                    "spool2pcap: {}: {}",
+                    clean(&name, MAX_TEXT_CHARS),
+                    clean(&e, MAX_TEXT_CHARS)
+                );
                 code = ExitCode::from(EXIT_FAILURE);
             }
         }
@@ -521,8 +525,7 @@ fn convert_ring(ring: &Path, out: &Path) -> Result<(), String> {
         redact: Redaction::ALL,
         mmap: false,
     };
-    let report =
-        spool2pcap::convert_with_progress(ring, &opts, &mut |_| {}).map_err(|e| e.to_string())?;
+    let report = spool2pcap::convert(ring, &opts).map_err(|e| e.to_string())?;
     println!(
         "  written to {} ({} frames)",
         file.display(),
