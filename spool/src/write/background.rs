@@ -26,12 +26,24 @@ use crate::write::channel::{Channel, Retired};
 use crate::write::clock::RECALIBRATE_EVERY;
 use crate::write::error::BackgroundError;
 use crate::write::limit::{Entry, Ledger, LimitPolicy};
-use crate::write::memory_ring::MemoryRing;
+use crate::write::memory_ring;
 use crate::write::segment::MappedSegment;
 use crate::write::shared::Shared;
 
 /// How long a background thread sleeps when nobody wakes it.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+/// How long the preparer sleeps when nobody wakes it. Everything it must
+/// answer promptly wakes it (a rotation, a new channel, the close), so
+/// its rounds only refit the clock (every [`RECALIBRATE_EVERY`]) and notice
+/// channels going quiet, and each is a wake-up that costs tens of
+/// microseconds on a virtual machine.
+const PREPARER_IDLE: Duration = Duration::from_millis(100);
+
+/// How long a memory-only ring's retirer sleeps between its rounds: its
+/// preparer tends the ring, so this is only a fallback (see
+/// [`memory_ring`]).
+const RING_ROUND: Duration = Duration::from_millis(200);
 
 /// After this long without a rotation, a channel counts as quiet and gets
 /// only one segment prepared ahead.
@@ -87,6 +99,9 @@ pub(crate) fn prepare_loop(shared: &Shared) {
             std::thread::park_timeout(IDLE_WAIT);
             continue;
         }
+        if shared.config.memory_only {
+            memory_ring::tend(shared);
+        }
         let mut failed = false;
         for (i, ch) in shared.channels().enumerate() {
             if activity.len() <= i {
@@ -105,7 +120,11 @@ pub(crate) fn prepare_loop(shared: &Shared) {
                 }
             }
         }
-        std::thread::park_timeout(if failed { PREPARE_BACKOFF } else { IDLE_WAIT });
+        std::thread::park_timeout(if failed {
+            PREPARE_BACKOFF
+        } else {
+            PREPARER_IDLE
+        });
     }
 }
 
@@ -143,7 +162,7 @@ pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), NotPrepar
     }
     let index = ch.next_index.load(Ordering::Relaxed);
     let dir = shared.staging_channel_dir(&ch.name);
-    let result = fsutil::create_private_dir(&dir, true).and_then(|()| match spare {
+    let result = staging_dir_of(ch, &dir).and_then(|()| match spare {
         Some(spare) => spare.reuse(&dir, &ch.name, index, &shared.session),
         None => MappedSegment::create(
             &dir,
@@ -170,6 +189,8 @@ pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), NotPrepar
             Ok(())
         }
         Err(e) => {
+            // Whatever failed, the next try checks the directory afresh.
+            ch.staging_dir_made.store(false, Ordering::Relaxed);
             shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
             shared.record_error(BackgroundError::Prepare {
                 index,
@@ -180,6 +201,19 @@ pub(crate) fn prepare_one(shared: &Shared, ch: &Channel) -> Result<(), NotPrepar
             Err(NotPrepared::CreateFailed)
         }
     }
+}
+
+/// Makes `ch`'s staging directory `dir` private, unless an earlier
+/// preparation did and none has failed since ([`Channel::staging_dir_made`]).
+/// The staging root above it is private to this user, so nothing else can
+/// replace it in between; a failure clears the flag.
+fn staging_dir_of(ch: &Channel, dir: &Path) -> std::io::Result<()> {
+    if ch.staging_dir_made.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    fsutil::create_private_dir(dir, true)?;
+    ch.staging_dir_made.store(true, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Under [`LimitPolicy::Stop`], whether one more segment of `size` keeps
@@ -211,9 +245,10 @@ fn within_stop_limit(shared: &Shared, ch: &Channel, size: u64) -> bool {
 /// its final `fsync`, leaving that segment staged.
 pub(crate) fn retire_loop(shared: &Shared) {
     lower_priority(RETIRER_NICE);
+    if shared.config.memory_only {
+        return ring_retire_loop(shared);
+    }
     let mut ledger = Ledger::default();
-    let mut ring = MemoryRing::default();
-    let memory_only = shared.config.memory_only;
     // Direct mode finishes segments in place, uncompressed.
     let mut compressor = None;
     if shared.config.compress && !shared.direct {
@@ -243,11 +278,6 @@ pub(crate) fn retire_loop(shared: &Shared) {
                     break;
                 };
                 moved = true;
-                if memory_only {
-                    ring.keep(ch, r);
-                    ring.trim(shared, &channels);
-                    continue;
-                }
                 let Some(entry) = retire_one(shared, ch, r, compressor.as_mut()) else {
                     continue;
                 };
@@ -272,17 +302,38 @@ pub(crate) fn retire_loop(shared: &Shared) {
                 shared.record_error(BackgroundError::Manifest(Box::new(e)));
             }
         }
-        if memory_only {
-            // The preparer's segments also count: make room for them even
-            // when nothing was retired.
-            ring.trim(shared, &channels);
-        }
         if stopping && !moved {
-            ring.save_if_due(shared, true);
             return;
         }
         if !moved {
             std::thread::park_timeout(IDLE_WAIT);
+        }
+    }
+}
+
+/// The retirer of a memory-only ring, which moves nothing: the preparer
+/// tends the ring as rotations wake it, this thread on its slow rounds (in
+/// case the preparer is held up) and until nothing more is sealed at
+/// close, when it saves the trims in the manifest.
+fn ring_retire_loop(shared: &Shared) {
+    loop {
+        if shared.retirer_abandon.load(Ordering::Acquire) {
+            return;
+        }
+        // Read before tending, as in `retire_loop`.
+        let stopping = shared.retirer_stopping.load(Ordering::Acquire);
+        if !stopping && shared.held.load(Ordering::Acquire) {
+            std::thread::park_timeout(IDLE_WAIT);
+            continue;
+        }
+        let took = memory_ring::tend(shared);
+        if stopping && !took {
+            let mut ring = shared.ring.lock().unwrap_or_else(|p| p.into_inner());
+            ring.save_if_due(shared, true);
+            return;
+        }
+        if !took {
+            std::thread::park_timeout(RING_ROUND);
         }
     }
 }

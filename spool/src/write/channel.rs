@@ -154,6 +154,11 @@ pub(crate) struct Channel {
     /// close), so indexes are handed out and queued in order. Never taken by
     /// the hot path.
     pub prepare_lock: Mutex<()>,
+    /// The channel's staging directory was made (or found private) by an
+    /// earlier preparation and has not failed one since: the preparer
+    /// checks it once, not per segment (a `statx` and a `mkdir` per
+    /// rotation). Only read and written under `prepare_lock`.
+    pub staging_dir_made: AtomicBool,
     /// Largest payload a segment of this size can hold.
     max_payload: usize,
 }
@@ -188,6 +193,7 @@ impl Channel {
             counters: Counters::default(),
             next_index: AtomicU64::new(0),
             prepare_lock: Mutex::new(()),
+            staging_dir_made: AtomicBool::new(false),
             max_payload: segment_bytes
                 - SEGMENT_HEADER_LEN
                 - GAP_RECORD_LEN

@@ -18,6 +18,7 @@ use crate::write::config::SpoolConfig;
 use crate::write::counters::counters_of;
 use crate::write::error::{BackgroundError, SpoolError};
 use crate::write::limit::Trimmed;
+use crate::write::memory_ring::MemoryRing;
 use crate::write::segment::SessionFacts;
 use crate::write::spare::SparePool;
 
@@ -50,9 +51,10 @@ pub(crate) struct Shared {
     /// Readers in this process that asked a memory-only ring not to
     /// recycle segments under them ([`crate::write::memory_ring::TrimHold`]).
     pub trim_holds: AtomicU64,
-    /// Taken by a ring's retirer around each recycling and by a new hold,
-    /// so that once a hold is granted no recycling is under way.
-    pub trim_lock: Mutex<()>,
+    /// A memory-only ring's sealed segments. Its lock is held around all
+    /// upkeep of the ring ([`crate::write::memory_ring::tend`]) and by a new hold, so
+    /// that once a hold is granted no recycling is under way.
+    pub ring: Mutex<MemoryRing>,
     /// Test hook: background threads do no work while set.
     pub held: AtomicBool,
     /// Bytes of segments in the capture directory (kept by the retirer).

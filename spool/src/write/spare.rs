@@ -24,7 +24,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::store::format::segment_file_name;
@@ -84,6 +84,9 @@ pub(crate) struct SparePool {
     named: AtomicU64,
     /// Spares taken for reuse so far.
     reused: AtomicU64,
+    /// `dir` was made private by an earlier keep and no rename into it has
+    /// failed since: checked once, not per segment.
+    dir_made: AtomicBool,
 }
 
 impl SparePool {
@@ -96,6 +99,7 @@ impl SparePool {
             max,
             named: AtomicU64::new(0),
             reused: AtomicU64::new(0),
+            dir_made: AtomicBool::new(false),
         }
     }
 
@@ -113,8 +117,14 @@ impl SparePool {
             return Err(segment);
         }
         let n = self.named.fetch_add(1, Ordering::Relaxed);
-        let renamed = fsutil::create_private_dir(dir, true)
-            .and_then(|()| segment.rename(dir.join(format!("spare-{n}"))));
+        let made = if self.dir_made.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            fsutil::create_private_dir(dir, true)
+        };
+        let renamed = made.and_then(|()| segment.rename(dir.join(format!("spare-{n}"))));
+        // Under the `spares` lock, like every other use of the flag.
+        self.dir_made.store(renamed.is_ok(), Ordering::Relaxed);
         if renamed.is_err() {
             return Err(segment);
         }

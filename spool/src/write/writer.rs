@@ -19,7 +19,7 @@ use crate::write::clock::{unix_now_ns, Clock};
 use crate::write::config::{SpoolConfig, StagingChoice};
 use crate::write::counters::{counters_of, ChannelCounters};
 use crate::write::error::{BackgroundError, SpoolError};
-use crate::write::memory_ring::TrimHold;
+use crate::write::memory_ring::{MemoryRing, TrimHold};
 use crate::write::outcome::CloseOutcome;
 use crate::write::segment::SessionFacts;
 use crate::write::shared::{find_in, write_manifest, ChannelTable, Shared, Slot, MAX_CHANNELS};
@@ -120,7 +120,7 @@ impl Spool {
             compression: Default::default(),
             held: AtomicBool::new(false),
             trim_holds: AtomicU64::new(0),
-            trim_lock: Mutex::new(()),
+            ring: Mutex::new(MemoryRing::default()),
             disk_bytes: AtomicU64::new(0),
             trimmed: Mutex::new(Default::default()),
             capture_dir: capture.clone(),
@@ -214,12 +214,16 @@ impl Spool {
         }
     }
 
-    /// Wakes both background threads: a segment was taken or retired.
+    /// Wakes the background threads: a segment was taken or retired. A
+    /// memory-only ring's retirer is left asleep: its preparer takes the
+    /// sealed segment into the ring itself (`memory_ring`).
     #[cold]
     #[inline(never)]
     fn wake(&self) {
         self.preparer.unpark();
-        self.retirer.unpark();
+        if !self.shared.config.memory_only {
+            self.retirer.unpark();
+        }
     }
 
     /// A handle for one channel, for callers that want to skip the name
