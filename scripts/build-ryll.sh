@@ -1,44 +1,63 @@
 #!/usr/bin/env bash
 # Builds ryll 0.3.0 from its published source, fetched through cargo (the
-# package registry), with this project's patches applied
-# (scripts/ryll-0.3.0-*.patch, in the order of `patches` below):
-# `--capture DIR` writes a capture spool through ryll-hook, every other
-# session records into a ring in memory, F12 / --pedantic / SIGUSR1 reports
-# cut traffic.pcap from either, and Ctrl-C / SIGTERM stop a busy session at
-# once.
+# package registry), with this project's patch series applied
+# (scripts/ryll-0.3.0/NNNN-*.patch, in the order of their names): `--capture
+# DIR` writes a capture spool through ryll-hook (0001), Ctrl-C / SIGTERM
+# stop a busy session at once (0002), SIGUSR1 writes a report without a
+# window (0003), and every other session records into a ring in memory that
+# reports cut traffic.pcap from (0004).
 #
-# usage: scripts/build-ryll.sh DEST [--headless] [--stock]
+# usage: scripts/build-ryll.sh DEST [--headless] [--stock] [--upto NNNN] [--source-only]
 #   DEST        the build goes to DEST/bin/ryll (sources in DEST/src, objects
 #               in DEST/target unless CARGO_TARGET_DIR is set)
 #   --headless  no GUI (`--no-default-features --features capture`): for CI
 #               and servers; runs with --headless or --web
-#   --stock     ryll 0.3.0 as published, without the patch (for comparisons)
+#   --stock     ryll 0.3.0 as published, without the series (for comparisons)
+#   --upto NNNN the series up to and including patch NNNN only (to check
+#               that each prefix builds)
+#   --source-only  stop once the source is in DEST/src/ryll-0.3.0 and print
+#               its path (with --stock: the published source, unpatched)
 # Without --headless the features are those of `cargo install ryll`: gui,
 # capture, and audio where ALSA's development files are installed
 # (Debian: libasound2-dev, pkg-config). Building needs cmake.
 set -euo pipefail
 
-usage() { sed -n '8,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '10,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dest=$1
 shift
 headless=false
 stock=false
-for a in "$@"; do
-  case $a in
+upto=9999
+source_only=false
+while [ $# -gt 0 ]; do
+  case $1 in
     --headless) headless=true ;;
     --stock) stock=true ;;
+    --upto) [ $# -ge 2 ] && [[ $2 =~ ^[0-9]{4}$ ]] || usage; upto=$2; shift ;;
+    --source-only) source_only=true ;;
     *) usage ;;
   esac
+  shift
 done
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-# The series, in the order it applies: the spool as --capture's writer
-# (with prompt shutdown and the SIGUSR1 report), then every session's
-# traffic ring for its reports.
-patches=("$repo/scripts/ryll-0.3.0-spool.patch" "$repo/scripts/ryll-0.3.0-traffic-ring.patch")
 version=0.3.0
-for tool in cargo patch cmake; do
+# The series, in the order it applies (the glob sorts by name), up to
+# --upto.
+patches=()
+shopt -s nullglob
+for p in "$repo/scripts/ryll-$version"/[0-9][0-9][0-9][0-9]-*.patch; do
+  n=$(basename "$p")
+  if [ "$((10#${n:0:4}))" -le "$((10#$upto))" ]; then
+    patches+=("$p")
+  fi
+done
+shopt -u nullglob
+[ ${#patches[@]} -gt 0 ] || { echo "build-ryll: no patches in scripts/ryll-$version" >&2; exit 1; }
+tools=(cargo patch)
+$source_only || tools+=(cmake)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "build-ryll: needs $tool" >&2; exit 2; }
 done
 
@@ -86,7 +105,7 @@ chmod -R u+w "$src"
 printf '\n[workspace]\n' >> "$src/Cargo.toml"
 if ! $stock; then
   for p in "${patches[@]}"; do
-    patch -p1 --forward --quiet -d "$src" < "$p"
+    patch -p1 --forward --fuzz=0 --quiet -d "$src" < "$p"
   done
   # The patch depends on ryll-hook by version, as it would upstream; until
   # ryll-hook is published, point that dependency at this checkout.
@@ -95,6 +114,11 @@ if ! $stock; then
 [patch.crates-io]
 ryll-hook = { path = "$repo/ryll-hook" }
 EOF
+fi
+
+if $source_only; then
+  echo "$src"
+  exit 0
 fi
 
 # 3. Build.

@@ -58,6 +58,11 @@ pub const QEMU: Need = Need::Tool {
     command: "qemu-system-x86_64",
     package: "qemu-system-x86",
 };
+/// patch, as scripts/build-ryll.sh applies the ryll patch series.
+pub const PATCH: Need = Need::Tool {
+    command: "patch",
+    package: "patch",
+};
 /// Root, to mount small tmpfs filesystems.
 pub const TMPFS_MOUNT: Need = Need::TmpfsMount;
 
