@@ -153,11 +153,12 @@ pub struct CaptureInfo {
     /// What ryll's `metadata.json` says (ryll version, platform, server,
     /// capture start), if the capture has a readable one.
     pub metadata: Option<CaptureMetadata>,
-    /// Wireshark's "Decode As" for SPICE on the converted connections.
+    /// Wireshark's "Decode As" for SPICE on the converted connections, only
+    /// needed when Wireshark's SPICE heuristic is switched off.
     pub decode_as: String,
     /// A conversion into one pcapng file next to the capture directory.
     pub convert_command: String,
-    /// The exact command that opens that file with SPICE decoding on.
+    /// The exact command that opens that file in Wireshark, SPICE decoded.
     pub wireshark_command: String,
 }
 
@@ -526,7 +527,7 @@ pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::
         writeln!(out, "writer error: {e}")?;
     }
     writeln!(out)?;
-    writeln!(out, "To open in Wireshark with SPICE decoding:")?;
+    writeln!(out, "To open in Wireshark (SPICE decodes with no option):")?;
     writeln!(out, "  {}", info.convert_command)?;
     writeln!(out, "  {}", info.wireshark_command)?;
     Ok(())

@@ -28,7 +28,7 @@ const EXIT_FAILURE: u8 = 3;
 /// [`spool2pcap::spice::channels::SPICE_CHANNELS`]), the security model and
 /// examples.
 fn after_help() -> String {
-    use spool2pcap::spice::channels::{known_port, SPICE_CHANNELS};
+    use spool2pcap::spice::channels::{known_port, SERVER_PORT, SPICE_CHANNELS};
     // Words wrapped at 78 columns.
     let wrap = |words: Vec<String>| {
         let mut text = String::new();
@@ -79,15 +79,18 @@ Exit status:
   2  usage error
   3  the capture could not be read, or the output could not be written
 
-Each channel becomes a TCP connection from 10.0.0.1:<port> to 10.0.0.2:5900.
+Each channel becomes a TCP connection from 10.0.0.1:<port> to 10.0.0.2:{SERVER_PORT}.
 {ports}
+No Wireshark dissector claims these ports, so Wireshark's SPICE heuristic
+decodes the connections with no option (the real server's address is in
+the pcapng section comment and in `spool2pcap info`).
 
 ryll records channels after their SPICE link phase, and Wireshark's SPICE
 dissector decodes nothing without one, so by default each connection gets a
 synthetic TCP handshake, a synthetic link phase announcing the channel's SPICE
 {types}
 Data keeps client seq 1000 and server seq 2000. Open the result with:
-wireshark -d tcp.port==5900,spice FILE
+wireshark FILE
 
 {AFTER_HELP_REST}"
     )

@@ -88,7 +88,7 @@ fn convert_to_stdout_writes_a_pcap_stream() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(count_pcap(&o.stdout), 3 + 2 * 11);
     assert!(
-        stderr(&o).contains("wireshark -d tcp.port==5900,spice -k -i -"),
+        stderr(&o).contains("(SPICE decodes with no option): ... | wireshark -k -i -"),
         "{}",
         stderr(&o)
     );
@@ -251,8 +251,38 @@ fn help_lists_every_known_channel_with_its_port_and_type_in_short_lines() {
     let generated = help
         .lines()
         .skip_while(|l| !l.starts_with("Each channel"))
-        .take_while(|l| !l.starts_with("wireshark -d"));
+        .take_while(|l| !l.starts_with("wireshark FILE"));
     for line in generated {
         assert!(line.chars().count() <= 80, "{line:?}");
     }
+}
+
+/// The command printed after converting opens the file with no option
+/// (the ports are ones Wireshark's SPICE heuristic gets); with
+/// `--no-synth-link` nothing would decode, so no such command is given.
+#[test]
+fn open_hint_needs_no_option_and_is_absent_without_a_link_phase() {
+    let cap = good_capture();
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("all.pcap");
+    let o = run(args!["convert", cap.path(), "-w", &file]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("\n  wireshark {}\n", file.display())),
+        "{e}"
+    );
+    assert!(!e.contains(" -d "), "{e}");
+    let o = run(args![
+        "convert",
+        cap.path(),
+        "-w",
+        &file,
+        "--force",
+        "--no-synth-link"
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(!e.contains("wireshark"), "{e}");
+    assert!(e.contains("no SPICE link phase in the output"), "{e}");
 }

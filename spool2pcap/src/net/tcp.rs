@@ -38,8 +38,12 @@ pub const SERVER_IP: [u8; 4] = [10, 0, 0, 2];
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 /// The server's synthetic MAC address (locally administered).
 pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-/// The server side of every synthetic connection (SPICE's usual port).
-pub const SERVER_PORT: u16 = 5900;
+/// The server side of every synthetic connection. Not SPICE's usual 5900:
+/// Wireshark gives 5900 to its VNC dissector, which then wins over the
+/// SPICE heuristic. No dissector claims 5930 (QEMU's documented SPICE
+/// port), so a file opens decoded as SPICE with no option; see
+/// [`crate::spice::channels`] for the client ports.
+pub const SERVER_PORT: u16 = 5930;
 /// First sequence number of the client's direction.
 pub const CLIENT_ISN: u32 = 1000;
 /// First sequence number of the server's direction.
@@ -211,7 +215,7 @@ pub struct TcpStreamBuilder {
 }
 
 impl TcpStreamBuilder {
-    /// A connection from `10.0.0.1:client_port` to `10.0.0.2:5900`, with
+    /// A connection from `10.0.0.1:client_port` to `10.0.0.2:5930`, with
     /// sequence numbers at their initial values.
     pub fn new(client_port: u16) -> TcpStreamBuilder {
         TcpStreamBuilder {

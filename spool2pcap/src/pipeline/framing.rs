@@ -90,6 +90,7 @@ pub struct ChannelFramer {
     spice_type: u8,
     started: bool,
     link_synthesized: bool,
+    has_link_phase: bool,
     closed: bool,
     frames: u64,
     synthetic_frames: u64,
@@ -121,6 +122,7 @@ impl ChannelFramer {
             spice_type: link::channel_type_for(channel),
             started: false,
             link_synthesized: false,
+            has_link_phase: false,
             closed: false,
             frames: 0,
             synthetic_frames: 0,
@@ -255,6 +257,12 @@ impl ChannelFramer {
     /// Whether a link phase was made up for this channel.
     pub fn link_synthesized(&self) -> bool {
         self.link_synthesized
+    }
+
+    /// Whether the output has a SPICE link phase for this channel, made up
+    /// or recorded (what Wireshark needs to decode SPICE).
+    pub fn has_link_phase(&self) -> bool {
+        self.has_link_phase
     }
 
     /// Time (ns since session start) of the first and last packet written.
@@ -402,9 +410,10 @@ impl ChannelFramer {
         frame: &mut Vec<u8>,
     ) -> Result<(), PcapError> {
         self.started = true;
-        let link = (self.synth.link && !link::starts_with_link(direction, payload))
-            .then(|| LinkPhase::new(self.spice_type, 0));
+        let recorded = link::starts_with_link(direction, payload);
+        let link = (self.synth.link && !recorded).then(|| LinkPhase::new(self.spice_type, 0));
         self.link_synthesized = link.is_some();
+        self.has_link_phase = recorded || link.is_some();
         let (c_isn, s_isn) = link::opening_isns(link.is_some());
         let port = self.stream.client_port();
         let segments = opening_segments(self.synth.tcp, port, c_isn, s_isn, link.as_ref());

@@ -145,7 +145,11 @@ pub(crate) fn section_info(s: &SessionFacts) -> SectionInfo {
             s.redact.describe()
         ));
     }
-    lines.push(format!("Decode with: wireshark -d {} FILE", decode_as()));
+    lines.push(format!(
+        "SPICE decodes by Wireshark's SPICE heuristic (no option needed); with it \
+         switched off: wireshark -d {} FILE",
+        decode_as()
+    ));
     SectionInfo {
         comment: Some(lines.join("\n")),
         os: s.metadata.and_then(|m| m.platform_os.clone()),
