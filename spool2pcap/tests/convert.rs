@@ -315,6 +315,10 @@ fn damaged_record_is_skipped_and_reported_and_later_data_kept() {
     let p = read_pcap(&out.path().join("display.pcap"));
     let got: Vec<&[u8]> = p.iter().map(|x| &x.payload[..]).collect();
     assert_eq!(got, [&b"first"[..], b"third"]);
+    // The spot is marked: the sequence numbers jump by the damaged
+    // region's size, as after a writer's drop.
+    assert_eq!(p[1].seq, SERVER_ISN + 5 + d[0].len as u32);
+    assert_eq!(p[1].ack, CLIENT_ISN + d[0].len as u32);
 }
 
 #[test]

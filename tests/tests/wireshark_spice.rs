@@ -435,6 +435,75 @@ fn every_output_decodes_with_no_option() {
     assert_eq!(count(&followed), total, "--follow");
 }
 
+/// Damaged regions the reader skipped are marked where they were, like
+/// drops: in classic pcap and pcapng a jump in sequence numbers that tshark
+/// flags, in pcapng a comment on the next packet naming the segment file
+/// and offset, and the records lost counted in the channel's ISB.
+fn damage_is_a_sequence_gap_a_packet_comment_and_isb_ifdrop() {
+    let cap = fixtures::damaged_capture("bitflip");
+    let out = tempfile::tempdir().unwrap();
+    for format in [Format::Pcap, Format::Pcapng] {
+        let file = out.path().join(format!("b.{format:?}"));
+        let mut opts = ConvertOptions::new(Destination::File(file.clone()));
+        opts.format = format;
+        let report = convert(&cap, &opts).unwrap();
+        let damage: Vec<_> = report.damage().collect();
+        assert_eq!(damage.len(), 3, "{damage:?}");
+        let f = file.to_string_lossy();
+        let lost = tools::tshark(&["-r", &f, "-Y", "tcp.analysis.lost_segment"]).unwrap();
+        // The next packet of each direction after each region.
+        assert!(lost.lines().count() >= 3, "{format:?}: {lost}");
+        if format == Format::Pcap {
+            continue;
+        }
+        let comments = tools::tshark(&[
+            "-r",
+            &f,
+            "-Y",
+            "frame.comment contains \"damaged capture data skipped\"",
+            "-T",
+            "fields",
+            "-e",
+            "frame.comment",
+        ])
+        .unwrap();
+        let lines: Vec<&str> = comments.lines().collect();
+        assert_eq!(lines.len(), 3, "{comments}");
+        for (line, d) in lines.iter().zip(&damage) {
+            assert!(
+                line.contains(&format!("00000001.seg: offset {}:", d.offset)),
+                "{line}"
+            );
+        }
+        let bytes = std::fs::read(&file).unwrap();
+        let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
+        let mut drops = BTreeMap::new();
+        let mut names = Vec::new();
+        use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption as O;
+        while let Some(b) = r.next_block() {
+            match b.unwrap() {
+                pcap_file::pcapng::Block::InterfaceDescription(idb) => {
+                    names.push(format!("{:?}", idb.options));
+                }
+                pcap_file::pcapng::Block::InterfaceStatistics(isb) => {
+                    for o in &isb.options {
+                        if let O::IsbIfDrop(n) = o {
+                            drops.insert(isb.interface_id, *n);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let display = names
+            .iter()
+            .position(|n| n.contains("\"display\""))
+            .expect("a display interface") as u32;
+        assert_eq!(drops.get(&display), Some(&3), "{drops:?}");
+        assert_eq!(drops.values().sum::<u64>(), 3, "{drops:?}");
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -455,6 +524,10 @@ fn main() -> std::process::ExitCode {
             needs::TSHARK
         ),
         needs::test!(every_output_decodes_with_no_option, needs::TSHARK),
+        needs::test!(
+            damage_is_a_sequence_gap_a_packet_comment_and_isb_ifdrop,
+            needs::TSHARK
+        ),
         needs::test!(
             every_channel_decodes_like_the_original_recording,
             needs::TSHARK

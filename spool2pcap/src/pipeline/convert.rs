@@ -545,7 +545,7 @@ pub fn convert_channel<W: Write>(
             }
             Event::Gap(g) => framer.gap(&g),
             // Kept in the reader's damage list; reading goes on after it.
-            Event::Damage(_) => framer.damage(),
+            Event::Damage(d) => framer.damage(&d),
         }
         let done = reader.stats().file_bytes;
         if done != reported {

@@ -82,7 +82,7 @@ enum Pending {
         len: usize,
     },
     Gap(Gap),
-    Damage,
+    Damage(Damage),
 }
 
 /// One followed channel.
@@ -151,8 +151,8 @@ impl<W: Write> State<W> {
                 live.pending.push(Pending::Gap(g));
             }
             Event::Damage(d) => {
-                live.damage.push(d);
-                live.pending.push(Pending::Damage);
+                live.damage.push(d.clone());
+                live.pending.push(Pending::Damage(d));
             }
         }
         if self.arena.len() > MAX_BATCH_BYTES {
@@ -214,7 +214,7 @@ impl<W: Write> State<W> {
                 while let Some(p) = l.pending.get(l.cursor) {
                     match p {
                         Pending::Gap(g) => l.framer.gap(g),
-                        Pending::Damage => l.framer.damage(),
+                        Pending::Damage(d) => l.framer.damage(d),
                         Pending::Data { ts_ns, .. } => {
                             if next.is_none_or(|(_, best)| *ts_ns < best) {
                                 next = Some((i, *ts_ns));

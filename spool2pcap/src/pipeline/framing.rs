@@ -16,6 +16,11 @@
 //! * Where the spool writer dropped traffic, sequence numbers jump (see
 //!   [`TcpStreamBuilder::gap`]) and, in pcapng, the next packet carries a
 //!   comment with the records, bytes and time range lost.
+//! * Where the reader skipped damaged spool data, the same: how many bytes
+//!   each direction lost is unknown, so both directions' sequence numbers
+//!   jump by the damaged region's size (at least 1), which Wireshark flags
+//!   as "previous segment not captured" in classic pcap too, and in pcapng
+//!   the next packet names the file, offset and what was wrong.
 //!
 //! Everything made up is marked with a pcapng packet comment; the hot path
 //! (a data record after the first) costs two predictable branches more than
@@ -27,7 +32,7 @@ use std::time::Duration;
 
 use pcap_file::PcapError;
 use spool::format::Direction;
-use spool::reader::Gap;
+use spool::reader::{Damage, Gap};
 
 use crate::net::tcp::{write_segment, SegmentSpec, TcpFlags, TcpStreamBuilder};
 use crate::output::PacketSink;
@@ -81,6 +86,17 @@ struct PendingGap {
     last_ts_ns: u64,
 }
 
+/// Damaged regions the reader skipped, not yet followed by a packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PendingDamage {
+    regions: u64,
+    records_lost: u64,
+    /// The first region, as [`Damage`] displays it (file, offset, what).
+    first: String,
+    /// Sequence numbers skipped in each direction.
+    skipped: u64,
+}
+
 /// The packets of one channel, with everything the recording lacks.
 #[derive(Debug, Clone)]
 pub struct ChannelFramer {
@@ -97,6 +113,7 @@ pub struct ChannelFramer {
     first_ts_ns: Option<u64>,
     last_ts_ns: Option<u64>,
     pending_gap: Option<PendingGap>,
+    pending_damage: Option<PendingDamage>,
     /// Reused for gap comments, so that a gap allocates nothing after the
     /// first.
     comment: String,
@@ -129,6 +146,7 @@ impl ChannelFramer {
             first_ts_ns: None,
             last_ts_ns: None,
             pending_gap: None,
+            pending_damage: None,
             comment: String::new(),
             redactor: None,
             first_note: None,
@@ -226,11 +244,53 @@ impl ChannelFramer {
     }
 
     /// Damage in the spool: bytes of unknown length are missing, so the
-    /// redactor can no longer tell where messages start.
-    pub fn damage(&mut self) {
+    /// redactor can no longer tell where messages start, and both
+    /// directions' sequence numbers jump by the region's size (at least 1)
+    /// so that Wireshark marks the spot; the next packet says what it was.
+    pub fn damage(&mut self, d: &Damage) {
         if let Some(r) = self.redactor.as_mut() {
             r.lose_framing();
         }
+        let (c2s, s2c) = (
+            self.past_cut(Direction::ClientToServer),
+            self.past_cut(Direction::ServerToClient),
+        );
+        if !c2s && !s2c {
+            // Lost with what the cut leaves out: nothing to say about it.
+            return;
+        }
+        let skipped = d.len.max(1);
+        for (direction, past) in [
+            (Direction::ClientToServer, c2s),
+            (Direction::ServerToClient, s2c),
+        ] {
+            if past {
+                self.stream.advance(direction, skipped);
+            }
+        }
+        let p = self.pending_damage.get_or_insert_with(|| PendingDamage {
+            first: crate::guard::clean(&d.to_string(), crate::guard::MAX_TEXT_CHARS),
+            ..PendingDamage::default()
+        });
+        p.regions += 1;
+        p.records_lost = p.records_lost.saturating_add(d.records_lost);
+        p.skipped = p.skipped.saturating_add(skipped);
+    }
+
+    /// Formats what was lost since the last packet written (writer drops,
+    /// damage) into `self.comment`; whether there was anything.
+    fn format_pending(&mut self) -> bool {
+        self.comment.clear();
+        if let Some(g) = self.pending_gap.take() {
+            format_gap(&mut self.comment, &g);
+        }
+        if let Some(d) = self.pending_damage.take() {
+            if !self.comment.is_empty() {
+                self.comment.push_str("; ");
+            }
+            format_damage(&mut self.comment, &d);
+        }
+        !self.comment.is_empty()
     }
 
     /// The TCP state of the data.
@@ -288,8 +348,7 @@ impl ChannelFramer {
             self.open(sink, clock, floor_ns, direction, ts_ns, payload, frame)?;
         }
         let mut comment = None;
-        if let Some(g) = self.pending_gap.take() {
-            format_gap(&mut self.comment, &g);
+        if self.format_pending() {
             comment = Some(self.comment.as_str());
         }
         let note;
@@ -376,8 +435,7 @@ impl ChannelFramer {
         let (c, s) = (self.stream.client_seq(), self.stream.server_seq());
         let port = self.stream.client_port();
         let mut gap_comment = None;
-        if let Some(g) = self.pending_gap.take() {
-            format_gap(&mut self.comment, &g);
+        if self.format_pending() {
             gap_comment = Some(self.comment.as_str());
         }
         for (i, (spec, flags)) in closing_segments(port, c, s).into_iter().enumerate() {
@@ -541,9 +599,30 @@ const SYN_COMMENT: &str = "spool2pcap: synthetic TCP handshake (ryll records byt
 const FIN_COMMENT: &str =
     "spool2pcap: synthetic TCP close (the capture says the channel closed cleanly)";
 
-/// Formats the comment of the packet after a gap into `out`.
+/// Appends the comment of the packet after damage to `out`.
+fn format_damage(out: &mut String, d: &PendingDamage) {
+    let _ = write!(
+        out,
+        "spool2pcap: damaged capture data skipped before this packet: {}",
+        d.first
+    );
+    if d.regions > 1 {
+        let _ = write!(
+            out,
+            " and {} more damaged regions ({} records known lost in all)",
+            d.regions - 1,
+            d.records_lost
+        );
+    }
+    let _ = write!(
+        out,
+        "; the bytes lost are unknown, sequence numbers skip {} in each direction",
+        d.skipped
+    );
+}
+
+/// Appends the comment of the packet after a gap to `out`.
 fn format_gap(out: &mut String, g: &PendingGap) {
-    out.clear();
     let secs = |ns: u64| (ns / 1_000_000_000, ns % 1_000_000_000 / 1_000);
     let (a, af) = secs(g.first_ts_ns);
     let (b, bf) = secs(g.last_ts_ns);

@@ -197,8 +197,8 @@ pub(crate) fn interface_description(
 }
 
 /// The Interface Statistics Block of the channel `c` reports, framed by
-/// `framer` (pcapng only): records received, dropped by the spool writer
-/// (`isb_ifdrop`) and converted, the time span of its packets, and a
+/// `framer` (pcapng only): records received, dropped by the spool writer or
+/// known lost to damage (`isb_ifdrop`) and converted, the time span of its packets, and a
 /// comment saying the same in words and how the channel was `read`.
 pub(crate) fn write_channel_stats<W: Write>(
     sink: &mut PacketSink<W>,
@@ -211,9 +211,16 @@ pub(crate) fn write_channel_stats<W: Write>(
         return Ok(());
     }
     let span = framer.time_span_ns();
+    // Records known lost to damage count as dropped, like the writer's.
+    let lost = c
+        .damage
+        .iter()
+        .map(|d| d.records_lost)
+        .fold(0, u64::saturating_add);
+    let dropped = c.dropped_records.saturating_add(lost);
     let stats = InterfaceStats {
-        received: c.records.saturating_add(c.dropped_records),
-        dropped: c.dropped_records,
+        received: c.records.saturating_add(dropped),
+        dropped,
         delivered: c.records,
         start: span.map(|(a, _)| clock.timestamp(a)),
         end: span.map(|(_, b)| clock.timestamp(b)),
@@ -226,7 +233,7 @@ pub(crate) fn write_channel_stats<W: Write>(
     };
     let mut comment = format!(
         "{}: {} records ({} bytes) {how}; {} records ({} bytes) dropped by the capture \
-         writer in {} gaps; {} damaged regions skipped; {closed}",
+         writer in {} gaps; {} damaged regions skipped ({lost} records known lost); {closed}",
         c.channel,
         c.records,
         c.bytes,
