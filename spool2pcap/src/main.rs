@@ -130,6 +130,7 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
         },
         redact: args.redact.iter().fold(Redaction::NONE, |a, b| a.union(*b)),
         mmap: !args.no_mmap,
+        server_port: args.server_port,
     };
     if args.has_cut() {
         return run_cut(&args, &opts);
@@ -447,6 +448,7 @@ fn convert_ring(ring: &Path, out: &Path) -> Result<(), String> {
         },
         redact: Redaction::ALL,
         mmap: false,
+        server_port: spool2pcap::spice::channels::SERVER_PORT,
     };
     let report = spool2pcap::convert(ring, &opts).map_err(|e| e.to_string())?;
     println!(

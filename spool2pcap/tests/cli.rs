@@ -704,3 +704,71 @@ fn completions_and_man_page_are_generated() {
         assert!(man.contains(&format!("spool2pcap\\-{cmd}")), "{cmd}");
     }
 }
+
+/// `--server-port` puts the synthetic server elsewhere; the printed command
+/// then asks Wireshark for SPICE on it (5900 is VNC's to Wireshark).
+#[test]
+fn a_chosen_server_port() {
+    let cap = good_capture();
+    let o = run(args![
+        "convert",
+        cap.path(),
+        "-w",
+        "-",
+        "--server-port",
+        "5900"
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("wireshark -d tcp.port==5900,spice -k -i -"),
+        "{}",
+        stderr(&o)
+    );
+    let mut r = pcap_file::pcap::PcapReader::new(&o.stdout[..]).unwrap();
+    let mut n = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        let s = etherparse::SlicedPacket::from_ethernet(&p.data).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(t)) = s.transport else {
+            panic!("not TCP")
+        };
+        assert!(
+            t.source_port() == 5900 || t.destination_port() == 5900,
+            "{} -> {}",
+            t.source_port(),
+            t.destination_port()
+        );
+        n += 1;
+    }
+    assert_eq!(n, 25);
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("p.pcapng");
+    let o = run(args![
+        "convert",
+        cap.path(),
+        "-w",
+        &file,
+        "--server-port",
+        "5900"
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let bytes = std::fs::read(&file).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("-> 10.0.0.2:5900"), "interface descriptions");
+    assert!(text.contains("Decode with: wireshark -d tcp.port==5900,spice FILE"));
+    for bad in [
+        args!["convert", cap.path(), "-w", "-", "--server-port", "0"],
+        args![
+            "convert",
+            cap.path(),
+            "-w",
+            "-",
+            "--server-port",
+            "5900",
+            "--until",
+            "1"
+        ],
+    ] {
+        assert_eq!(code(&run(bad)), 2, "{bad:?}");
+    }
+}

@@ -217,6 +217,15 @@ pub struct ConvertArgs {
     /// cut is left out.
     #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+    /// Put the synthetic server on PORT instead of 5930.
+    ///
+    /// 5930 and the client ports are ones no Wireshark dissector claims, so
+    /// SPICE decodes with no option; on another port (5900 is Wireshark's
+    /// VNC) open the file with the printed `wireshark -d tcp.port==PORT,spice`.
+    #[arg(long, value_name = "PORT", default_value_t = spool2pcap::spice::channels::SERVER_PORT,
+          value_parser = clap::value_parser!(u16).range(1..),
+          conflicts_with_all = ["from", "until", "count"])]
+    pub server_port: u16,
     /// Print nothing but errors (no summary, hint or progress bar).
     #[arg(short, long)]
     pub quiet: bool,

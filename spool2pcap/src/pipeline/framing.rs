@@ -155,6 +155,13 @@ impl ChannelFramer {
         }
     }
 
+    /// The same framer on server port `server_port` instead of
+    /// [`crate::net::tcp::SERVER_PORT`] (before anything is written).
+    pub fn with_server_port(mut self, server_port: u16) -> Self {
+        self.stream = TcpStreamBuilder::on_ports(self.stream.client_port(), server_port);
+        self
+    }
+
     /// Leaves out the first `cut[d]` data records of each direction `d`
     /// (client→server, server→client): an excerpt of the channel's newest
     /// traffic. The records left out must be handed to
@@ -199,7 +206,7 @@ impl ChannelFramer {
     pub fn synthetic_frame_lens(&self) -> Vec<usize> {
         let link = self.synth.link.then(|| LinkPhase::new(self.spice_type, 0));
         let (c_isn, s_isn) = link::opening_isns(link.is_some());
-        let port = self.stream.client_port();
+        let port = (self.stream.client_port(), self.stream.server_port());
         let mut frame = Vec::new();
         let mut lens = Vec::new();
         let opening = opening_segments(self.synth.tcp, port, c_isn, s_isn, link.as_ref());
@@ -433,7 +440,7 @@ impl ChannelFramer {
         let ts_ns = self.last_ts_ns.unwrap_or(0);
         let ts = clock.timestamp(ts_ns);
         let (c, s) = (self.stream.client_seq(), self.stream.server_seq());
-        let port = self.stream.client_port();
+        let port = (self.stream.client_port(), self.stream.server_port());
         let mut gap_comment = None;
         if self.format_pending() {
             gap_comment = Some(self.comment.as_str());
@@ -473,7 +480,7 @@ impl ChannelFramer {
         self.link_synthesized = link.is_some();
         self.has_link_phase = recorded || link.is_some();
         let (c_isn, s_isn) = link::opening_isns(link.is_some());
-        let port = self.stream.client_port();
+        let port = (self.stream.client_port(), self.stream.server_port());
         let segments = opening_segments(self.synth.tcp, port, c_isn, s_isn, link.as_ref());
         let count = segments.len() as u64;
         debug_assert!(count <= u64::from(MAX_OPENING_PACKETS));
@@ -515,14 +522,15 @@ fn dir_index(direction: Direction) -> usize {
 /// numbers `c_isn` / `s_isn`, then the link phase (if `link`).
 fn opening_segments(
     tcp: bool,
-    port: u16,
+    (client_port, server_port): (u16, u16),
     c_isn: u32,
     s_isn: u32,
     link: Option<&LinkPhase>,
 ) -> Vec<(SegmentSpec, TcpFlags, &[u8], &'static str)> {
     let seg = |direction, seq, ack| SegmentSpec {
         direction,
-        client_port: port,
+        client_port,
+        server_port,
         seq,
         ack,
     };
@@ -569,10 +577,15 @@ fn opening_segments(
 
 /// The FIN exchange after a channel's last record, the client's next
 /// sequence number being `c` and the server's `s`.
-fn closing_segments(port: u16, c: u32, s: u32) -> [(SegmentSpec, TcpFlags); 3] {
+fn closing_segments(
+    (client_port, server_port): (u16, u16),
+    c: u32,
+    s: u32,
+) -> [(SegmentSpec, TcpFlags); 3] {
     let seg = |direction, seq, ack| SegmentSpec {
         direction,
-        client_port: port,
+        client_port,
+        server_port,
         seq,
         ack,
     };

@@ -13,8 +13,9 @@ use spool::reader::{Damage, ReadStats};
 
 use crate::guard::{clean, MAX_TEXT_CHARS};
 use crate::metadata::CaptureMetadata;
-use crate::output::wireshark::wireshark_command;
+use crate::output::wireshark::{decode_as_for, wireshark_command_for};
 use crate::pipeline::framing::ChannelFramer;
+use crate::spice::channels::SERVER_PORT;
 use crate::spice::redact::{RedactStats, Redaction};
 use crate::time::format_secs;
 
@@ -161,6 +162,9 @@ pub struct ConvertReport {
     pub clean_shutdown: Option<bool>,
     /// What was redacted in the output.
     pub redaction: Redaction,
+    /// The synthetic server port, if not [`SERVER_PORT`] (chosen with
+    /// [`crate::ConvertOptions::server_port`]).
+    pub server_port: Option<u16>,
 }
 
 impl ConvertReport {
@@ -256,7 +260,11 @@ impl ConvertReport {
     /// For every file written, the command that opens it in Wireshark,
     /// SPICE decoded ([`wireshark_command`]).
     pub fn wireshark_commands(&self) -> Vec<String> {
-        self.outputs().into_iter().map(wireshark_command).collect()
+        let port = self.server_port.unwrap_or(SERVER_PORT);
+        self.outputs()
+            .into_iter()
+            .map(|f| wireshark_command_for(f, port))
+            .collect()
     }
 
     /// The summary for people, as the CLI prints it on stderr (stdout may
@@ -336,21 +344,28 @@ fn write_open_hint(out: &mut dyn Write, r: &ConvertReport) -> io::Result<()> {
             "no SPICE link phase in the output: Wireshark shows TCP, not SPICE"
         );
     }
+    let (how, option) = match r.server_port {
+        Some(p) => (
+            "with SPICE on the chosen server port",
+            format!("-d {} ", decode_as_for(p)),
+        ),
+        None => ("SPICE decodes with no option", String::new()),
+    };
     let commands = r.wireshark_commands();
     if !commands.is_empty() {
-        writeln!(out, "open in Wireshark (SPICE decodes with no option):")?;
+        writeln!(out, "open in Wireshark ({how}):")?;
         for c in commands {
             writeln!(out, "  {c}")?;
         }
     } else if r.channels.iter().any(ChannelReport::to_stdout) {
         writeln!(
             out,
-            "open in Wireshark (SPICE decodes with no option): ... | wireshark -k -i -"
+            "open in Wireshark ({how}): ... | wireshark {option}-k -i -"
         )?;
     } else if r.is_excerpt() {
         writeln!(
             out,
-            "open in Wireshark (SPICE decodes with no option): wireshark EXCERPT.pcap"
+            "open in Wireshark ({how}): wireshark {option}EXCERPT.pcap"
         )?;
     }
     Ok(())

@@ -13,7 +13,7 @@ use spool::manifest::ChannelCounters;
 
 use crate::guard::{clean, MAX_TEXT_CHARS};
 use crate::metadata::CaptureMetadata;
-use crate::output::wireshark::decode_as;
+use crate::output::wireshark::{decode_as, decode_as_for};
 use crate::output::{InterfaceStats, PacketSink, SectionInfo};
 use crate::pipeline::clock::PacketClock;
 use crate::pipeline::framing::{ChannelFramer, Synthesis};
@@ -66,6 +66,8 @@ pub(crate) struct SessionFacts<'a> {
     pub synth: Synthesis,
     /// What was redacted.
     pub redact: Redaction,
+    /// The synthetic server port.
+    pub server_port: u16,
 }
 
 /// The pcapng section header of a conversion.
@@ -103,8 +105,9 @@ pub(crate) fn section_info(s: &SessionFacts) -> SectionInfo {
     }
     lines.push(format!(
         "Converted by spool2pcap {}: one TCP connection per SPICE channel, 10.0.0.1 -> \
-         10.0.0.2:{SERVER_PORT}{}.",
+         10.0.0.2:{}{}.",
         env!("CARGO_PKG_VERSION"),
+        s.server_port,
         if made_up.is_empty() {
             String::new()
         } else {
@@ -145,11 +148,18 @@ pub(crate) fn section_info(s: &SessionFacts) -> SectionInfo {
             s.redact.describe()
         ));
     }
-    lines.push(format!(
-        "SPICE decodes by Wireshark's SPICE heuristic (no option needed); with it \
-         switched off: wireshark -d {} FILE",
-        decode_as()
-    ));
+    if s.server_port == SERVER_PORT {
+        lines.push(format!(
+            "SPICE decodes by Wireshark's SPICE heuristic (no option needed); with it \
+             switched off: wireshark -d {} FILE",
+            decode_as()
+        ));
+    } else {
+        lines.push(format!(
+            "Decode with: wireshark -d {} FILE",
+            decode_as_for(s.server_port)
+        ));
+    }
     SectionInfo {
         comment: Some(lines.join("\n")),
         os: s.metadata.and_then(|m| m.platform_os.clone()),
@@ -175,7 +185,7 @@ pub fn trimmed_note(channel: &str, t: &Trimmed) -> String {
 /// descriptions and not `isb_ifdrop`.
 pub(crate) fn interface_description(
     channel: &str,
-    port: u16,
+    (port, server_port): (u16, u16),
     summary: Option<&ChannelCounters>,
 ) -> String {
     let ty = crate::spice::link::channel_type_for(channel);
@@ -185,7 +195,7 @@ pub(crate) fn interface_description(
         ", unknown name: linked as port"
     };
     let mut d = format!(
-        "SPICE {channel} channel (type {ty}{known}), 10.0.0.1:{port} -> 10.0.0.2:{SERVER_PORT}"
+        "SPICE {channel} channel (type {ty}{known}), 10.0.0.1:{port} -> 10.0.0.2:{server_port}"
     );
     if let Some(s) = summary {
         d.push_str(&format!(
