@@ -91,10 +91,18 @@ pub struct ChannelInfo {
     pub dropped_bytes: u64,
     /// Damaged regions found.
     pub damage_count: u64,
-    /// Records known to be lost to damage.
+    /// Records the reader could tell were lost in the damaged regions.
     pub damaged_records: u64,
-    /// Bytes of damaged regions.
+    /// Bytes of segment files in damaged regions.
     pub damaged_bytes: u64,
+    /// Records lost: what the reader could tell, or, when the manifest of a
+    /// clean shutdown says more records were written than the segments
+    /// hold, that difference (a damaged segment header hides all of its
+    /// records from the reader). What `verify` reports too.
+    pub records_lost: u64,
+    /// Data bytes lost, when a clean shutdown's manifest tells (`None`:
+    /// unknown; damage hides how much payload a region held).
+    pub bytes_lost: Option<u64>,
     /// The last segment carries a final seal (clean close of the channel).
     pub closed_cleanly: bool,
     /// The manifest's counters for this channel, if it has any.
@@ -153,11 +161,12 @@ pub struct CaptureInfo {
     /// What ryll's `metadata.json` says (ryll version, platform, server,
     /// capture start), if the capture has a readable one.
     pub metadata: Option<CaptureMetadata>,
-    /// Wireshark's "Decode As" for SPICE on the converted connections.
+    /// Wireshark's "Decode As" for SPICE on the converted connections, only
+    /// needed when Wireshark's SPICE heuristic is switched off.
     pub decode_as: String,
     /// A conversion into one pcapng file next to the capture directory.
     pub convert_command: String,
-    /// The exact command that opens that file with SPICE decoding on.
+    /// The exact command that opens that file in Wireshark, SPICE decoded.
     pub wireshark_command: String,
 }
 
@@ -168,6 +177,23 @@ impl CaptureInfo {
             .iter()
             .map(|c| c.damage_count)
             .fold(0, u64::saturating_add)
+    }
+
+    /// Records lost, all channels ([`ChannelInfo::records_lost`]).
+    pub fn records_lost(&self) -> u64 {
+        self.channels
+            .iter()
+            .map(|c| c.records_lost)
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Data bytes lost, all channels, if known for every channel
+    /// ([`ChannelInfo::bytes_lost`]).
+    pub fn bytes_lost(&self) -> Option<u64> {
+        self.channels
+            .iter()
+            .map(|c| c.bytes_lost)
+            .try_fold(0u64, |a, b| Some(a.saturating_add(b?)))
     }
 
     /// Whether anything is damaged or missing: damage in a segment, or a
@@ -273,18 +299,31 @@ pub fn scan(
         // may be updated after it was reported; read the final list.
         let damage: Vec<DamageInfo> = reader.damage().iter().map(DamageInfo::from).collect();
         let summary = manifest.and_then(|m| m.channels.get(&files.name)).copied();
-        if let (Some(m), Some(true)) = (summary, info.clean_shutdown) {
-            // What the flight recorder deleted is accounted for, not missing.
-            let trimmed = reader.trimmed().copied().unwrap_or_default();
-            let expect_records = m.records.saturating_sub(trimmed.records);
-            let expect_bytes = m.bytes.saturating_sub(trimmed.data_bytes);
-            if expect_records != st.records || expect_bytes != st.bytes {
+        let expected = summary
+            .filter(|_| info.clean_shutdown == Some(true))
+            .map(|m| expected_after_trimming(&m, reader.trimmed()));
+        if let Some((records, bytes, trimmed)) = expected {
+            if records != st.records || bytes != st.bytes {
                 info.mismatches.push(format!(
-                    "{}: manifest says {} records / {} bytes (after trimming), segments hold {} / {}",
-                    files.name, expect_records, expect_bytes, st.records, st.bytes
+                    "{}: manifest says {records} records / {bytes} bytes{}, segments hold {} / {}",
+                    files.name,
+                    if trimmed { " (after trimming)" } else { "" },
+                    st.records,
+                    st.bytes
                 ));
             }
         }
+        let damaged_records = damage
+            .iter()
+            .map(|d| d.records_lost)
+            .fold(0, u64::saturating_add);
+        let (records_lost, bytes_lost) = match expected {
+            Some((records, bytes, _)) => (
+                damaged_records.max(records.saturating_sub(st.records)),
+                Some(bytes.saturating_sub(st.bytes)),
+            ),
+            None => (damaged_records, damage.is_empty().then_some(0)),
+        };
         info.channels.push(ChannelInfo {
             name: files.name.clone(),
             client_port: ports.port(&files.name),
@@ -304,11 +343,10 @@ pub fn scan(
             dropped_records: st.dropped_records,
             dropped_bytes: st.dropped_bytes,
             damage_count: damage.len() as u64,
-            damaged_records: damage
-                .iter()
-                .map(|d| d.records_lost)
-                .fold(0, u64::saturating_add),
+            damaged_records,
             damaged_bytes: damage.iter().map(|d| d.len).fold(0, u64::saturating_add),
+            records_lost,
+            bytes_lost,
             closed_cleanly: st.closed_cleanly,
             manifest: summary,
             staged_records: st.staged_records,
@@ -328,6 +366,18 @@ pub fn scan(
         }
     }
     Ok(info)
+}
+
+/// What a clean shutdown's manifest says `m`'s channel should hold once
+/// the flight recorder's deletions (`trimmed`, accounted for, not missing)
+/// are taken off: records, data bytes, and whether anything was trimmed.
+fn expected_after_trimming(m: &ChannelCounters, trimmed: Option<&Trimmed>) -> (u64, u64, bool) {
+    let t = trimmed.copied().unwrap_or_default();
+    (
+        m.records.saturating_sub(t.records),
+        m.bytes.saturating_sub(t.data_bytes),
+        t.segments > 0 || t.records > 0,
+    )
 }
 
 /// Fills the summary's one-line facts: shutdown, recovery, trimming.
@@ -432,12 +482,17 @@ pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::
     }
     writeln!(out, "Channels:            {}", info.channels.len())?;
     let file: u64 = info.channels.iter().map(|c| c.file_bytes).sum();
-    let raw: u64 = info.channels.iter().map(|c| c.raw_bytes).sum();
-    writeln!(
-        out,
-        "Segments on disk:    {file} bytes ({raw} uncompressed, ratio {:.2})",
-        raw as f64 / file.max(1) as f64
-    )?;
+    let compressed: u64 = info.channels.iter().map(|c| c.compressed_segments).sum();
+    write!(out, "Segments on disk:    {file} bytes")?;
+    if compressed > 0 {
+        let raw: u64 = info.channels.iter().map(|c| c.raw_bytes).sum();
+        write!(
+            out,
+            " ({compressed} segments compressed; {raw} bytes uncompressed, ratio {:.2})",
+            raw as f64 / file.max(1) as f64
+        )?;
+    }
+    writeln!(out)?;
     for c in &info.channels {
         writeln!(out)?;
         writeln!(out, "Channel {} (client port {})", c.name, c.client_port)?;
@@ -480,11 +535,7 @@ pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::
             "  Dropped:           {} records, {} bytes ({} gaps)",
             c.dropped_records, c.dropped_bytes, c.gaps
         )?;
-        writeln!(
-            out,
-            "  Damage:            {} regions, {} records lost, {} bytes",
-            c.damage_count, c.damaged_records, c.damaged_bytes
-        )?;
+        writeln!(out, "  Damage:            {}", damage_summary(c))?;
         writeln!(out, "  Closed cleanly:    {}", yn(c.closed_cleanly))?;
         if c.staged_records > 0 {
             writeln!(out, "  From staging:      {} records", c.staged_records)?;
@@ -526,10 +577,138 @@ pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::
         writeln!(out, "writer error: {e}")?;
     }
     writeln!(out)?;
-    writeln!(out, "To open in Wireshark with SPICE decoding:")?;
+    writeln!(out, "To open in Wireshark (SPICE decodes with no option):")?;
     writeln!(out, "  {}", info.convert_command)?;
     writeln!(out, "  {}", info.wireshark_command)?;
     Ok(())
+}
+
+/// What `verify` concludes from a capture's summary: the same regions,
+/// records and bytes lost as `info` reports, all channels and per channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The capture directory.
+    pub capture: PathBuf,
+    /// Nothing damaged or missing.
+    pub ok: bool,
+    /// Channels read.
+    pub channels: usize,
+    /// Data records read, all channels.
+    pub records: u64,
+    /// Damaged regions, all channels.
+    pub damaged_regions: u64,
+    /// Records lost, all channels ([`ChannelInfo::records_lost`]).
+    pub records_lost: u64,
+    /// Data bytes lost, all channels, if known ([`ChannelInfo::bytes_lost`]).
+    pub bytes_lost: Option<u64>,
+    /// Channels with damage or losses.
+    pub damaged_channels: Vec<ChannelVerdict>,
+    /// Disagreements between a clean manifest and the segments.
+    pub mismatches: Vec<String>,
+    /// Directory entries skipped while listing, and why.
+    pub problems: Vec<String>,
+}
+
+/// One channel's part of a [`Verdict`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelVerdict {
+    /// Channel name.
+    pub name: String,
+    /// Damaged regions.
+    pub damaged_regions: u64,
+    /// Bytes of segment files in them.
+    pub damaged_bytes: u64,
+    /// Records lost ([`ChannelInfo::records_lost`]).
+    pub records_lost: u64,
+    /// Data bytes lost, if known.
+    pub bytes_lost: Option<u64>,
+    /// Every damaged region.
+    pub damage: Vec<DamageInfo>,
+}
+
+impl Verdict {
+    /// The verdict on `info`.
+    pub fn of(info: &CaptureInfo) -> Verdict {
+        Verdict {
+            capture: info.capture.clone(),
+            ok: !info.has_damage(),
+            channels: info.channels.len(),
+            records: info
+                .channels
+                .iter()
+                .map(|c| c.records)
+                .fold(0, u64::saturating_add),
+            damaged_regions: info.damage_count(),
+            records_lost: info.records_lost(),
+            bytes_lost: info.bytes_lost(),
+            damaged_channels: info
+                .channels
+                .iter()
+                .filter(|c| c.damage_count > 0 || c.records_lost > 0 || c.bytes_lost != Some(0))
+                .map(|c| ChannelVerdict {
+                    name: c.name.clone(),
+                    damaged_regions: c.damage_count,
+                    damaged_bytes: c.damaged_bytes,
+                    records_lost: c.records_lost,
+                    bytes_lost: c.bytes_lost,
+                    damage: c.damage.clone(),
+                })
+                .collect(),
+            mismatches: info.mismatches.clone(),
+            problems: info.problems.clone(),
+        }
+    }
+
+    /// The text after the regions `verify` streams as it finds them:
+    /// warnings, mismatches, each damaged channel's line as `info` prints
+    /// it, and the verdict line.
+    pub fn write_text(
+        &self,
+        info: &CaptureInfo,
+        out: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        for p in &self.problems {
+            writeln!(out, "warning: {p}")?;
+        }
+        for m in &self.mismatches {
+            writeln!(out, "mismatch: {m}")?;
+        }
+        for c in &self.damaged_channels {
+            if let Some(ci) = info.channels.iter().find(|ci| ci.name == c.name) {
+                writeln!(out, "{}: damage: {}", c.name, damage_summary(ci))?;
+            }
+        }
+        let bytes = match self.bytes_lost {
+            Some(b) => format!("{b} data bytes lost"),
+            None => "data bytes lost unknown".to_string(),
+        };
+        writeln!(
+            out,
+            "{}: {} channels, {} records, {} damaged regions, {} records lost, {bytes}, {} mismatches",
+            if self.ok { "OK" } else { "DAMAGED" },
+            self.channels,
+            self.records,
+            self.damaged_regions,
+            self.records_lost,
+            self.mismatches.len()
+        )
+    }
+}
+
+/// One channel's damage in words, as `info` and `verify` both print it:
+/// regions (and their bytes in the segment files), records lost, data bytes
+/// lost (when known).
+pub fn damage_summary(c: &ChannelInfo) -> String {
+    let mut text = format!("{} regions", c.damage_count);
+    if c.damaged_bytes > 0 {
+        text.push_str(&format!(" ({} bytes of segment files)", c.damaged_bytes));
+    }
+    text.push_str(&format!(", {} records lost", c.records_lost));
+    match c.bytes_lost {
+        Some(b) => text.push_str(&format!(", {b} data bytes lost")),
+        None => text.push_str(", data bytes lost unknown"),
+    }
+    text
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! becomes one synthetic TCP connection:
 //!
 //! * client `10.0.0.1` (MAC `02:00:00:00:00:01`) to server `10.0.0.2`
-//!   (MAC `02:00:00:00:00:02`) port 5900;
+//!   (MAC `02:00:00:00:00:02`) port 5930: like every client port, one no
+//!   Wireshark dissector claims, so Wireshark's SPICE heuristic decodes
+//!   the file with no option;
 //! * the client port identifies the channel: 10000 + its SPICE channel
 //!   type for the known names, a hash of the name for any other
 //!   ([`spice::channels`] holds the table of names, types and ports);
@@ -38,8 +40,7 @@
 //! synthetic packets and after gaps, an Interface Statistics Block per
 //! channel with the writer's drops, and a section comment naming the
 //! session and ryll's `metadata.json` ([`output`], [`metadata`]). Open the
-//! result with `wireshark -d tcp.port==5900,spice FILE`
-//! ([`wireshark_command`]).
+//! result with `wireshark FILE` ([`wireshark_command`]).
 //!
 //! Of SPICE the converter knows channel names, ports and the link phase;
 //! the recorded bytes are parsed only when redaction is asked for

@@ -3,268 +3,34 @@
 //! Errors are reported as one line naming the file and the problem, and the
 //! exit code tells success (0), success with damage skipped (1), usage
 //! errors (2) and unreadable input or failed output (3) apart, so scripts and
-//! `ryll` itself can react without parsing text.
+//! `ryll` itself can react without parsing text. A reader of standard
+//! output that goes away (`| head`) ends the command quietly with 0, as it
+//! ends tshark and tcpdump.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod cli;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{CommandFactory, Parser};
+use cli::args::{Cli, Command, ConvertArgs, FormatArg};
+use cli::checks::check_capture;
 use spool2pcap::guard::{clean, MAX_TEXT_CHARS};
-use spool2pcap::info::{scan, write_text};
+use spool2pcap::info::{scan, write_text, CaptureInfo, Verdict};
+use spool2pcap::output::OutputTarget;
 use spool2pcap::pipeline::convert::{ConvertError, ConvertReport, Destination};
-use spool2pcap::{ConvertOptions, Format, Progress, Redaction, Synthesis, TimeMode};
+use spool2pcap::{
+    ConvertOptions, ExcerptError, ExcerptOptions, Format, Progress, Redaction, Synthesis, TimeMode,
+};
 
 const EXIT_DAMAGE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_FAILURE: u8 = 3;
-
-/// The help's closing text: exit codes, how channels become TCP
-/// connections (ports and SPICE types listed from the one channel table,
-/// [`spool2pcap::spice::channels::SPICE_CHANNELS`]), the security model and
-/// examples.
-fn after_help() -> String {
-    use spool2pcap::spice::channels::{known_port, SPICE_CHANNELS};
-    // Words wrapped at 78 columns.
-    let wrap = |words: Vec<String>| {
-        let mut text = String::new();
-        let mut line = String::new();
-        for word in words {
-            if !line.is_empty() && line.len() + 1 + word.len() > 78 {
-                text.push_str(&line);
-                text.push('\n');
-                line.clear();
-            }
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            line.push_str(&word);
-        }
-        text + &line
-    };
-    let words = |text: &str| text.split(' ').map(str::to_string).collect::<Vec<_>>();
-    let per_channel = |value: &dyn Fn(&str, u8) -> String| {
-        SPICE_CHANNELS
-            .iter()
-            .map(|(name, ty)| format!("{name} {},", value(name, *ty)))
-            .collect::<Vec<_>>()
-    };
-    let ports = wrap(
-        [
-            words("Client ports:"),
-            per_channel(&|name, _| known_port(name).unwrap_or_default().to_string()),
-            words("other channels 10100-15099 (hash of the name)."),
-        ]
-        .concat(),
-    );
-    let mut types = per_channel(&|_, ty| ty.to_string());
-    types[0].insert(0, '(');
-    let types = wrap(
-        [
-            words("type"),
-            types,
-            words("other names: 10, port) and, if the channel was closed cleanly, a FIN exchange."),
-        ]
-        .concat(),
-    );
-    format!(
-        "\
-Exit status:
-  0  success
-  1  success, but damaged spool data was found and skipped (see the report)
-  2  usage error
-  3  the capture could not be read, or the output could not be written
-
-Each channel becomes a TCP connection from 10.0.0.1:<port> to 10.0.0.2:5900.
-{ports}
-
-ryll records channels after their SPICE link phase, and Wireshark's SPICE
-dissector decodes nothing without one, so by default each connection gets a
-synthetic TCP handshake, a synthetic link phase announcing the channel's SPICE
-{types}
-Data keeps client seq 1000 and server seq 2000. Open the result with:
-wireshark -d tcp.port==5900,spice FILE
-
-{AFTER_HELP_REST}"
-    )
-}
-
-const AFTER_HELP_REST: &str = "\
-Capture directories are untrusted (bug reports come from strangers). What
-one holds may make spool2pcap read the regular files inside it (bounded in
-size), report damage and skip it, and copy its strings, control characters
-replaced and length cut, into the output and onto the terminal. It may not
-make spool2pcap follow a symlink (none is followed on an output path, nor a
-capture file's), wait on a FIFO or device, write anywhere but the output
-named, overwrite one of the capture's own files or write inside its spool/,
-or write a file Wireshark refuses.
-
-Examples:
-  spool2pcap convert ./capture -o ./pcaps
-  spool2pcap convert ./capture -w all.pcapng --format pcapng
-  spool2pcap convert ./capture --channel display -w - | wireshark -k -i -
-  spool2pcap convert --follow -w - ./capture | wireshark -k -i -
-  spool2pcap convert ./capture -w report.pcapng --format pcapng --redact inputs,clipboard
-  spool2pcap info ./capture --json
-  spool2pcap recover ./capture
-  spool2pcap verify ./capture";
-
-/// Convert ryll capture spools to pcap/pcapng for Wireshark.
-#[derive(Parser, Debug)]
-#[command(name = "spool2pcap", version, after_help = after_help())]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Write pcap/pcapng files from a capture directory.
-    #[command(after_help = after_help())]
-    Convert(ConvertArgs),
-    /// Summarize a capture directory (records, bytes, time span, drops,
-    /// damage, clean shutdown), like capinfos.
-    #[command(after_help = after_help())]
-    Info {
-        /// Capture directory (the one holding manifest.json and spool/).
-        dir: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Read every record, print each damaged region, exit 1 if any.
-    #[command(after_help = after_help())]
-    Verify {
-        /// Capture directory.
-        dir: PathBuf,
-    },
-    /// Move the segments a crashed (killed) session left staged in memory
-    /// into its capture directory for good. convert/info read them in place
-    /// without this, but a reboot loses them.
-    #[command(after_help = after_help())]
-    Recover {
-        /// Capture directory.
-        dir: PathBuf,
-    },
-    /// List the in-memory traffic rings that sessions which died left on
-    /// tmpfs (ryll records every session into one; its next start writes
-    /// them as bug reports). With --convert, write each as a pcap and
-    /// remove it; with --delete, remove them unread.
-    #[command(after_help = after_help())]
-    Rings {
-        /// Write each ring, all channels merged, keystrokes and clipboard
-        /// redacted, as OUTDIR/<ring>.pcap (created 0700 if missing), then
-        /// remove the ring.
-        #[arg(long, value_name = "OUTDIR", conflicts_with = "delete")]
-        convert: Option<PathBuf>,
-        /// Remove the rings without reading them.
-        #[arg(long)]
-        delete: bool,
-    },
-}
-
-/// `--format`: the command line's names for [`Format`] (the library's
-/// types do not depend on clap).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum FormatArg {
-    /// Classic libpcap format (`.pcap`), nanosecond timestamps.
-    Pcap,
-    /// pcapng (`.pcapng`): one interface per channel, named after it.
-    Pcapng,
-}
-
-impl From<FormatArg> for Format {
-    fn from(f: FormatArg) -> Format {
-        match f {
-            FormatArg::Pcap => Format::Pcap,
-            FormatArg::Pcapng => Format::Pcapng,
-        }
-    }
-}
-
-/// `--time`: the command line's names for [`TimeMode`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum TimeArg {
-    /// Wall-clock time: session start (Unix epoch) + the record's offset.
-    Absolute,
-    /// Time since the session started (the first packet is near 0).
-    Relative,
-}
-
-impl From<TimeArg> for TimeMode {
-    fn from(t: TimeArg) -> TimeMode {
-        match t {
-            TimeArg::Absolute => TimeMode::Absolute,
-            TimeArg::Relative => TimeMode::Relative,
-        }
-    }
-}
-
-#[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("out").required(true).args(["outdir", "write"])))]
-struct ConvertArgs {
-    /// Capture directory (the one holding manifest.json and spool/).
-    dir: PathBuf,
-    /// Write one file per channel, <channel>.pcap(ng), into OUTDIR
-    /// (created with mode 0700 if missing).
-    #[arg(short = 'o', long = "outdir", value_name = "OUTDIR")]
-    outdir: Option<PathBuf>,
-    /// Write all selected channels, merged in time order, into FILE;
-    /// "-" writes to standard output.
-    #[arg(short = 'w', long = "write", value_name = "FILE")]
-    write: Option<PathBuf>,
-    /// Convert only this channel (repeatable). Default: all channels.
-    #[arg(long = "channel", value_name = "NAME", value_parser = parse_channel)]
-    channels: Vec<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Pcap)]
-    format: FormatArg,
-    /// Timestamps: wall clock (session start + offset) or from session start.
-    #[arg(long, value_enum, default_value_t = TimeArg::Absolute)]
-    time: TimeArg,
-    /// Overwrite existing output files.
-    #[arg(long)]
-    force: bool,
-    /// Do not put a synthetic SPICE link phase in front of channels whose
-    /// capture lacks one (Wireshark then decodes no SPICE message).
-    #[arg(long)]
-    no_synth_link: bool,
-    /// Do not make up a TCP handshake before, and a FIN exchange after, each
-    /// channel's packets.
-    #[arg(long)]
-    no_synth_tcp: bool,
-    /// Follow a capture that is being written: stream records as they are
-    /// committed (flushing every poll), until the session closes. Needs
-    /// -w FILE or -w -.
-    #[arg(long)]
-    follow: bool,
-    /// Overwrite what must not be published: "inputs" (scancodes of key
-    /// messages), "clipboard" (clipboard data in agent messages), or both
-    /// ("inputs,clipboard", "all"); repeatable. Message headers, sizes,
-    /// timing and TCP sequence numbers are kept.
-    #[arg(long = "redact", value_name = "WHAT", value_parser = parse_redaction)]
-    redact: Vec<Redaction>,
-    /// Read segment files instead of mapping them. Mapping (the default, for
-    /// a cleanly closed capture owned by you) saves a copy of every byte,
-    /// but a segment that shrinks or hits a disk error mid-conversion then
-    /// kills spool2pcap with SIGBUS instead of giving an error.
-    #[arg(long)]
-    no_mmap: bool,
-}
-
-fn parse_redaction(s: &str) -> Result<Redaction, String> {
-    Redaction::parse(s).map_err(|e| e.to_string())
-}
-
-fn parse_channel(s: &str) -> Result<String, String> {
-    spool::format::validate_channel_name(s)
-        .map(|()| s.to_string())
-        .map_err(|e| e.to_string())
-}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -280,28 +46,82 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Convert(args) => run_convert(args),
-        Command::Info { dir, json } => run_info(dir, json),
-        Command::Verify { dir } => run_verify(dir),
-        Command::Recover { dir } => run_recover(dir),
+        Command::Info { dirs, json } => run_info(&dirs, json),
+        Command::Verify { dir, json, quiet } => run_verify(&dir, json, quiet),
+        Command::Recover { dir } => run_recover(&dir),
         Command::Rings { convert, delete } => run_rings(convert.as_deref(), delete),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "spool2pcap", &mut out);
+            write_stdout(&out)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                Ok(()) => write_stdout(&out),
+                Err(e) => fail(&format!("rendering the man page: {e}"), EXIT_FAILURE),
+            }
+        }
+    }
+}
+
+/// Prints `message` as spool2pcap's one error line and returns `code`.
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("spool2pcap: {}", clean(message, MAX_TEXT_CHARS));
+    ExitCode::from(code)
+}
+
+/// Whether `e` is standard output's reader having gone away.
+fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+/// Writes `bytes` to standard output: 0, quietly 0 if its reader went
+/// away, else the error and 3.
+fn write_stdout(bytes: &[u8]) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("<stdout>: {e}"), EXIT_FAILURE),
+    }
+}
+
+/// The output format: `--format` if given, else pcapng for a `-w` file
+/// named `*.pcapng`, else classic pcap. A `--format` the file name
+/// contradicts is warned about (it is what was asked for).
+fn output_format(args: &ConvertArgs) -> Format {
+    let named_pcapng = args
+        .write
+        .as_deref()
+        .and_then(Path::extension)
+        .is_some_and(|e| e.eq_ignore_ascii_case("pcapng"));
+    match args.format {
+        Some(FormatArg::Pcap) if named_pcapng && !args.quiet => {
+            eprintln!("spool2pcap: warning: writing classic pcap (--format pcap) into a file named .pcapng");
+            Format::Pcap
+        }
+        Some(f) => f.into(),
+        None if named_pcapng => Format::Pcapng,
+        None => Format::Pcap,
     }
 }
 
 fn run_convert(args: ConvertArgs) -> ExitCode {
-    let destination = match (args.outdir, args.write) {
-        (Some(dir), _) => Destination::Dir(dir),
+    if let Err(e) = check_capture(&args.dir) {
+        return fail(&e, EXIT_FAILURE);
+    }
+    let destination = match (&args.outdir, &args.write) {
+        (Some(dir), _) => Destination::Dir(dir.clone()),
         (None, Some(file)) if file.as_os_str() == "-" => Destination::Stdout,
-        (None, Some(file)) => Destination::File(file),
+        (None, Some(file)) => Destination::File(file.clone()),
         // clap's required group makes this unreachable; answer it anyway.
-        (None, None) => {
-            eprintln!("spool2pcap: one of -o OUTDIR or -w FILE is required");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        (None, None) => return fail("one of -o OUTDIR or -w FILE is required", EXIT_USAGE),
     };
     let opts = ConvertOptions {
         destination,
-        channels: args.channels,
-        format: args.format.into(),
+        channels: args.channels.clone(),
+        format: output_format(&args),
         time: args.time.into(),
         force: args.force,
         synth: Synthesis {
@@ -310,15 +130,22 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
         },
         redact: args.redact.iter().fold(Redaction::NONE, |a, b| a.union(*b)),
         mmap: !args.no_mmap,
+        server_port: args.server_port,
     };
-    if args.follow {
-        return finish_convert(spool2pcap::pipeline::follow::follow(
-            &args.dir,
-            &opts,
-            spool2pcap::pipeline::follow::DEFAULT_POLL_INTERVAL,
-        ));
+    if args.has_cut() {
+        return run_cut(&args, &opts);
     }
-    let bar = progress_bar();
+    if args.follow {
+        return finish_convert(
+            spool2pcap::pipeline::follow::follow(
+                &args.dir,
+                &opts,
+                spool2pcap::pipeline::follow::DEFAULT_POLL_INTERVAL,
+            ),
+            args.quiet,
+        );
+    }
+    let bar = (!args.quiet).then(progress_bar).flatten();
     let result = spool2pcap::convert_with_progress(&args.dir, &opts, &mut |p: Progress| {
         if let Some(bar) = &bar {
             bar.set_length(p.total.max(p.done));
@@ -328,23 +155,96 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    finish_convert(result)
+    finish_convert(result, args.quiet)
 }
 
-fn finish_convert(result: Result<ConvertReport, ConvertError>) -> ExitCode {
+/// `convert` with a cut: the library's excerpt of the session times asked
+/// for, as one classic pcap (`-w FILE` or `-w -`).
+fn run_cut(args: &ConvertArgs, opts: &ConvertOptions) -> ExitCode {
+    let target = match &opts.destination {
+        Destination::File(path) => OutputTarget::Path(path.clone()),
+        Destination::Stdout => OutputTarget::Stdout,
+        Destination::Dir(_) => {
+            return fail(
+                "a cut (--from, --until, --count) writes one file: use -w FILE or -w -",
+                EXIT_USAGE,
+            )
+        }
+    };
+    if opts.format != Format::Pcap {
+        return fail(
+            "a cut (--from, --until, --count) writes classic pcap: name the file .pcap or \
+             give --format pcap",
+            EXIT_USAGE,
+        );
+    }
+    let from_ns = args.from.unwrap_or(0);
+    let until_ns = args.until.unwrap_or(u64::MAX);
+    if from_ns > until_ns {
+        return fail("--from is after --until: nothing to keep", EXIT_USAGE);
+    }
+    let selection = match cli::cut::window(&args.dir, &opts.channels, from_ns, until_ns, args.count)
+    {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string(), EXIT_FAILURE),
+    };
+    // The capture's own files are never overwritten, as in a conversion.
+    let inputs = spool2pcap::guard::open_capture(&args.dir)
+        .and_then(|cap| spool2pcap::guard::InputFiles::of(&args.dir, &cap));
+    let inputs = match inputs {
+        Ok(i) => i,
+        Err(e) => return fail(&e.to_string(), EXIT_FAILURE),
+    };
+    let out = match target.open(opts.force, Some(&inputs)) {
+        Ok(f) => f,
+        Err(source) => {
+            let e = ConvertError::create(&target, source);
+            return fail(&e.to_string(), exit_code_of(&e));
+        }
+    };
+    let excerpt = ExcerptOptions {
+        channels: opts.channels.clone(),
+        selection,
+        redact: opts.redact,
+        synth: opts.synth,
+        time: opts.time,
+    };
+    let result = spool2pcap::write_excerpt(&args.dir, &excerpt, out);
+    match result {
+        Ok(mut report) => {
+            if let OutputTarget::Path(p) = &target {
+                for c in report.channels.iter_mut().filter(|c| !c.carried_nothing) {
+                    c.output = Some(p.clone());
+                }
+            }
+            finish_convert(Ok(report), args.quiet)
+        }
+        Err(ExcerptError::Capture(e)) => finish_convert(Err(e), args.quiet),
+        Err(ExcerptError::Write(pcap_file::PcapError::IoError(e))) if is_broken_pipe(&e) => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("{target}: {e}"), EXIT_FAILURE),
+    }
+}
+
+fn finish_convert(result: Result<ConvertReport, ConvertError>, quiet: bool) -> ExitCode {
     match result {
         Ok(report) => {
-            print_report(&report);
+            if !quiet {
+                // The summary goes to stderr: stdout may be the capture.
+                let _ = report.write_text(&mut std::io::stderr().lock());
+            }
             if report.has_damage() {
                 ExitCode::from(EXIT_DAMAGE)
             } else {
                 ExitCode::SUCCESS
             }
         }
-        Err(e) => {
-            eprintln!("spool2pcap: {}", clean(&e.to_string(), MAX_TEXT_CHARS));
-            ExitCode::from(exit_code_of(&e))
-        }
+        Err(ConvertError::Write {
+            path: OutputTarget::Stdout,
+            source: pcap_file::PcapError::IoError(e),
+        }) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string(), exit_code_of(&e)),
     }
 }
 
@@ -372,94 +272,123 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-/// The summary after a conversion, on stderr (stdout may be the capture).
-fn print_report(report: &ConvertReport) {
-    let _ = report.write_text(&mut std::io::stderr().lock());
+/// Reads `dir` for `info` or `verify`, after the common first check.
+fn scan_capture(
+    dir: &Path,
+    on_damage: &mut dyn FnMut(&str, &spool::reader::Damage),
+) -> Result<CaptureInfo, String> {
+    check_capture(dir)?;
+    scan(dir, on_damage).map_err(|e| e.to_string())
 }
 
-fn run_info(dir: PathBuf, json: bool) -> ExitCode {
-    let info = match scan(&dir, &mut |_, _| {}) {
-        Ok(info) => info,
-        Err(e) => {
-            eprintln!("spool2pcap: {}", clean(&e.to_string(), MAX_TEXT_CHARS));
-            return ExitCode::from(EXIT_FAILURE);
+/// `info DIR...`: each capture's summary, one after the other (JSON: one
+/// object, or an array of them for several); the exit status is the worst.
+fn run_info(dirs: &[PathBuf], json: bool) -> ExitCode {
+    let mut infos = Vec::new();
+    let mut code = 0;
+    for dir in dirs {
+        match scan_capture(dir, &mut |_, _| {}) {
+            Ok(info) => {
+                if info.has_damage() {
+                    code = code.max(EXIT_DAMAGE);
+                }
+                infos.push(info);
+            }
+            Err(e) => {
+                eprintln!("spool2pcap: {}", clean(&e, MAX_TEXT_CHARS));
+                code = EXIT_FAILURE;
+            }
         }
-    };
-    let mut out = std::io::stdout().lock();
-    let written = if json {
-        serde_json::to_writer_pretty(&mut out, &info)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        write_text(&info, &mut out)
-    };
-    if let Err(e) = written.and_then(|()| out.flush()) {
-        eprintln!("spool2pcap: <stdout>: {e}");
-        return ExitCode::from(EXIT_FAILURE);
     }
-    if info.has_damage() {
-        ExitCode::from(EXIT_DAMAGE)
+    let mut out = Vec::new();
+    let written = if json && dirs.len() == 1 {
+        infos
+            .first()
+            .map_or(Ok(()), |i| serde_json::to_writer_pretty(&mut out, i))
+    } else if json {
+        serde_json::to_writer_pretty(&mut out, &infos)
     } else {
-        ExitCode::SUCCESS
+        Ok(())
+    };
+    if let Err(e) = written {
+        return fail(&format!("<stdout>: {e}"), EXIT_FAILURE);
+    }
+    if json && !(dirs.len() == 1 && infos.is_empty()) {
+        out.push(b'\n');
+    }
+    if !json {
+        for (i, info) in infos.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\n');
+            }
+            // Writing into memory cannot fail.
+            let _ = write_text(info, &mut out);
+        }
+    }
+    match write_stdout(&out) {
+        c if c == ExitCode::SUCCESS => ExitCode::from(code),
+        failed => failed,
     }
 }
 
-fn run_verify(dir: PathBuf) -> ExitCode {
+/// `verify DIR`: each damaged region as it is found, then the verdict
+/// (text), or only the verdict (`--json`), or nothing (`--quiet`).
+fn run_verify(dir: &Path, json: bool, quiet: bool) -> ExitCode {
     let mut out = std::io::stdout().lock();
-    let result = scan(&dir, &mut |channel, d| {
-        let _ = writeln!(
-            out,
-            "{channel}: {}: offset {}: {}",
-            d.file.display(),
-            d.offset,
-            clean(&d.kind.to_string(), MAX_TEXT_CHARS)
-        );
+    let mut gone = false;
+    let stream = !json && !quiet;
+    let result = scan_capture(dir, &mut |channel, d| {
+        if stream && !gone {
+            gone = writeln!(
+                out,
+                "{channel}: {}: offset {}: {}",
+                d.file.display(),
+                d.offset,
+                clean(&d.kind.to_string(), MAX_TEXT_CHARS)
+            )
+            .is_err();
+        }
     });
+    drop(out);
     let info = match result {
         Ok(info) => info,
-        Err(e) => {
-            eprintln!("spool2pcap: {}", clean(&e.to_string(), MAX_TEXT_CHARS));
-            return ExitCode::from(EXIT_FAILURE);
-        }
+        Err(e) => return fail(&e, EXIT_FAILURE),
     };
-    for p in &info.problems {
-        let _ = writeln!(out, "warning: {p}");
+    let verdict = Verdict::of(&info);
+    let mut text = Vec::new();
+    if json {
+        // Writing into memory cannot fail.
+        let _ = serde_json::to_writer_pretty(&mut text, &verdict);
+        text.push(b'\n');
+    } else if !quiet {
+        let _ = verdict.write_text(&info, &mut text);
     }
-    for m in &info.mismatches {
-        let _ = writeln!(out, "mismatch: {m}");
+    let written = write_stdout(&text);
+    if written != ExitCode::SUCCESS {
+        return written;
     }
-    let records = info
-        .channels
-        .iter()
-        .map(|c| c.records)
-        .fold(0, u64::saturating_add);
-    let verdict = if info.has_damage() { "DAMAGED" } else { "OK" };
-    let _ = writeln!(
-        out,
-        "{verdict}: {} channels, {} records, {} damaged regions, {} mismatches",
-        info.channels.len(),
-        records,
-        info.damage_count(),
-        info.mismatches.len()
-    );
-    let _ = out.flush();
-    if info.has_damage() {
-        ExitCode::from(EXIT_DAMAGE)
-    } else {
+    if verdict.ok {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DAMAGE)
     }
 }
 
-fn run_recover(dir: PathBuf) -> ExitCode {
-    match spool::recover::recover(&dir) {
+fn run_recover(dir: &Path) -> ExitCode {
+    // recover needs the manifest; without one, the common check says what
+    // the directory is (a file, a spool/, a folder of captures) in the
+    // words of every other command.
+    if !dir.join(spool::manifest::MANIFEST_FILE).is_file() {
+        if let Err(e) = check_capture(dir) {
+            return fail(&e, EXIT_FAILURE);
+        }
+    }
+    match spool::recover::recover(dir) {
         Ok(r) => {
-            println!("{}", recover_message(&r, &dir));
+            println!("{}", recover_message(&r, dir));
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("spool2pcap: {}", clean(&e.to_string(), MAX_TEXT_CHARS));
-            ExitCode::from(EXIT_FAILURE)
-        }
+        Err(e) => fail(&e.to_string(), EXIT_FAILURE),
     }
 }
 
@@ -493,12 +422,7 @@ fn run_rings(convert: Option<&Path>, delete: bool) -> ExitCode {
         }) {
             Ok(()) => println!("  removed"),
             Err(e) => {
-                eprintln!(
-                    "spool2pcap: {}: {}",
-                    clean(&name, MAX_TEXT_CHARS),
-                    clean(&e, MAX_TEXT_CHARS)
-                );
-                code = ExitCode::from(EXIT_FAILURE);
+                code = fail(&format!("{name}: {e}"), EXIT_FAILURE);
             }
         }
     }
@@ -524,6 +448,7 @@ fn convert_ring(ring: &Path, out: &Path) -> Result<(), String> {
         },
         redact: Redaction::ALL,
         mmap: false,
+        server_port: spool2pcap::spice::channels::SERVER_PORT,
     };
     let report = spool2pcap::convert(ring, &opts).map_err(|e| e.to_string())?;
     println!(

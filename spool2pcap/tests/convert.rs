@@ -7,7 +7,7 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
-use spool2pcap::net::tcp::{CLIENT_ISN, MAX_SEGMENT_PAYLOAD, SERVER_ISN};
+use spool2pcap::net::tcp::{CLIENT_ISN, MAX_SEGMENT_PAYLOAD, SERVER_ISN, SERVER_PORT};
 use spool2pcap::pipeline::convert::{convert, ConvertError, ConvertOptions, Destination};
 use spool2pcap::testkit::{simple_channel, write_segment, Seg, SESSION_START};
 use spool2pcap::{Format, Synthesis, TimeMode};
@@ -126,16 +126,16 @@ fn one_pcap_per_channel_with_ports_seq_and_absolute_time() {
 
     let d = read_pcap(&outdir.join("display.pcap"));
     assert_eq!(d.len(), 3);
-    assert_eq!((d[0].src_port, d[0].dst_port), (10002, 5900));
+    assert_eq!((d[0].src_port, d[0].dst_port), (10002, SERVER_PORT));
     assert_eq!((d[0].seq, d[0].ack), (CLIENT_ISN, SERVER_ISN));
     assert_eq!(d[0].payload, b"hello");
     assert_eq!(d[0].ts, Duration::from_nanos(SESSION_START + 1_000));
-    assert_eq!((d[1].src_port, d[1].dst_port), (5900, 10002));
+    assert_eq!((d[1].src_port, d[1].dst_port), (SERVER_PORT, 10002));
     assert_eq!((d[1].seq, d[1].ack), (SERVER_ISN, CLIENT_ISN + 5));
     assert_eq!((d[2].seq, d[2].ack), (CLIENT_ISN + 5, SERVER_ISN + 7));
     let m = read_pcap(&outdir.join("main.pcap"));
     assert_eq!(m.len(), 1);
-    assert_eq!(m[0].src_port, 5900);
+    assert_eq!(m[0].src_port, SERVER_PORT);
     assert_eq!(m[0].dst_port, 10001);
 }
 
@@ -217,7 +217,7 @@ fn merged_pcap_is_in_time_order() {
     assert_eq!(got, [&b"m1"[..], b"d1", b"d2", b"m2", b"m3", b"d3"]);
     assert!(p.windows(2).all(|w| w[0].ts <= w[1].ts));
     // Each channel keeps its own port and its own sequence numbers.
-    assert_eq!(p[3].src_port, 5900);
+    assert_eq!(p[3].src_port, SERVER_PORT);
     assert_eq!(p[3].dst_port, 10001);
     assert_eq!((p[4].seq, p[4].ack), (CLIENT_ISN + 2, SERVER_ISN + 2));
     assert_eq!(p[2].dst_port, 10002);
@@ -315,6 +315,10 @@ fn damaged_record_is_skipped_and_reported_and_later_data_kept() {
     let p = read_pcap(&out.path().join("display.pcap"));
     let got: Vec<&[u8]> = p.iter().map(|x| &x.payload[..]).collect();
     assert_eq!(got, [&b"first"[..], b"third"]);
+    // The spot is marked: the sequence numbers jump by the damaged
+    // region's size, as after a writer's drop.
+    assert_eq!(p[1].seq, SERVER_ISN + 5 + d[0].len as u32);
+    assert_eq!(p[1].ack, CLIENT_ISN + d[0].len as u32);
 }
 
 #[test]
@@ -556,7 +560,7 @@ fn synthetic_opening_and_close_frame_the_records() {
     while let Some(b) = r.next_block() {
         if let Block::EnhancedPacket(e) = b.unwrap() {
             let p = parse_frame(e.timestamp, e.interface_id, &e.data);
-            let outbound = p.dst_port == 5900;
+            let outbound = p.dst_port == SERVER_PORT;
             for opt in &e.options {
                 if let EnhancedPacketOption::Flags(f) = opt {
                     assert_eq!(*f, if outbound { 0b10 } else { 0b01 });

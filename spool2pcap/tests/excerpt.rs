@@ -41,7 +41,7 @@ fn connections(pcap: &[u8]) -> BTreeMap<u16, Conn> {
         let Some(TransportSlice::Tcp(t)) = s.transport else {
             panic!("not TCP")
         };
-        let from_server = t.source_port() == 5900;
+        let from_server = t.source_port() == spool2pcap::spice::channels::SERVER_PORT;
         let port = if from_server {
             t.destination_port()
         } else {
@@ -395,7 +395,7 @@ fn an_excerpts_text_says_what_it_left_out() {
     );
     assert_eq!(
         lines[2..],
-        ["open with SPICE decoding: wireshark -d tcp.port==5900,spice EXCERPT.pcap"]
+        ["open in Wireshark (SPICE decodes with no option): wireshark EXCERPT.pcap"]
     );
 
     // Everything kept: nothing left out, said once.

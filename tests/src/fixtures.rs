@@ -79,7 +79,21 @@ pub fn write_capture(session: &Session, dir: &Path) -> Result<(), String> {
         }
     }
     spool.close().map_err(|e| e.to_string())?;
-    Ok(())
+    set_closed_at_session_end(session, dir)
+}
+
+/// Replaying a recording takes seconds, long after the session it
+/// replays: the spool stamps its close with the wall clock, which is right
+/// for a live session but would put a fixture's close a day or more after
+/// its (backdated) start. The session ended with its last recorded chunk,
+/// so that is its close.
+fn set_closed_at_session_end(session: &Session, dir: &Path) -> Result<(), String> {
+    let path = dir.join(spool::manifest::MANIFEST_FILE);
+    let mut manifest = spool::Manifest::load(&path).map_err(|e| e.to_string())?;
+    let last_ns = session.merged().last().map_or(0, |(_, chunk)| chunk.ts_ns);
+    manifest.closed_unix_ns = Some(session.start_unix_ns.saturating_add(last_ns));
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
+    std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// One damaged variant: what was done, and where.

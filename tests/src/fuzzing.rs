@@ -1139,7 +1139,16 @@ pub fn framer(_scratch: &Scratch, data: &[u8]) {
                 }
             }
             3 => {
-                framer.damage();
+                let b = take(&mut rest, 8);
+                let mut w = [0u8; 8];
+                w[..b.len()].copy_from_slice(&b);
+                framer.damage(&Damage {
+                    file: PathBuf::from("spool/display/00000000.seg"),
+                    offset: 0,
+                    len: u64::from_le_bytes(w),
+                    kind: DamageKind::Corrupt,
+                    records_lost: 1,
+                });
                 if let Some(r) = redactor.as_mut() {
                     r.lose_framing();
                 }

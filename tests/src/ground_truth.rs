@@ -80,8 +80,8 @@ pub fn check_stopped_capture(
     let mut lines = Vec::new();
     for conn in &session.connections {
         let file = pcaps.join(format!("{}.pcap", conn.name));
-        let got =
-            tools::follow_all(&file, 5900).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let got = tools::follow_all(&file, tools::SERVER_PORT)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let port = spool2pcap::spice::channels::known_port(&conn.name)
             .unwrap_or_else(|| panic!("{}: no known port", conn.name));
         assert_eq!(got.len(), 1, "{}: one TCP stream expected", conn.name);

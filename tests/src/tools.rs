@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+pub use spool2pcap::spice::channels::SERVER_PORT;
+
 /// Runs tshark with `args`; returns stdout, or the failure with stderr.
 pub fn tshark(args: &[&str]) -> Result<String, String> {
     let out = Command::new("tshark")
@@ -32,9 +34,9 @@ pub fn tshark(args: &[&str]) -> Result<String, String> {
 /// One TCP conversation as tshark reassembles it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Followed {
-    /// Bytes sent by the client (the side that is not port 5900).
+    /// Bytes sent by the client (the side that is not the server port).
     pub client: Vec<u8>,
-    /// Bytes sent by the server (port 5900).
+    /// Bytes sent by the server (the server port).
     pub server: Vec<u8>,
 }
 
@@ -142,21 +144,27 @@ pub fn spool2pcap_bin() -> std::path::PathBuf {
 }
 
 /// The SPICE messages of each TCP connection in `file` as tshark decodes
-/// them with SPICE on `server_port`: keyed by the client's port, message
-/// types in the order tshark completes them, both directions interleaved.
-/// A frame can complete several messages (tshark lists their types
-/// comma-separated); a message spread over several frames is listed once,
-/// in the frame that completes it.
+/// them with the server on `server_port`: keyed by the client's port,
+/// message types in the order tshark completes them, both directions
+/// interleaved. A frame can complete several messages (tshark lists their
+/// types comma-separated); a message spread over several frames is listed
+/// once, in the frame that completes it.
+///
+/// spool2pcap's own output ([`SERVER_PORT`]) is read with no option, as a
+/// user double-clicking it would: it must decode by Wireshark's SPICE
+/// heuristic alone. A recording of a real server on another port gets
+/// "Decode As" SPICE on that port (5900 is Wireshark's VNC port).
 pub fn spice_messages(
     file: &Path,
     server_port: u16,
 ) -> BTreeMap<u16, Vec<(spool::Direction, u16)>> {
+    let file = file.to_string_lossy();
+    let mut args = vec!["-r", &file];
     let decode = format!("tcp.port=={server_port},spice");
-    let out = tshark(&[
-        "-r",
-        &file.to_string_lossy(),
-        "-d",
-        &decode,
+    if server_port != SERVER_PORT {
+        args.extend(["-d", &decode]);
+    }
+    args.extend([
         "-T",
         "fields",
         "-e",
@@ -165,8 +173,8 @@ pub fn spice_messages(
         "tcp.dstport",
         "-e",
         "spice.message_type",
-    ])
-    .unwrap_or_else(|e| panic!("{e}"));
+    ]);
+    let out = tshark(&args).unwrap_or_else(|e| panic!("{e}"));
     let mut result: BTreeMap<u16, Vec<(spool::Direction, u16)>> = BTreeMap::new();
     for line in out.lines() {
         let mut f = line.split('\t');

@@ -23,7 +23,7 @@ use spool2pcap::{convert, ConvertOptions, Destination, Redaction};
 type Decoded = BTreeMap<(u16, Direction), Vec<u16>>;
 
 fn decoded(file: &Path) -> Decoded {
-    tools::spice_messages_by_direction(file, 5900)
+    tools::spice_messages_by_direction(file, tools::SERVER_PORT)
 }
 
 /// Recorded payload bytes per (client port, direction): what follows each
@@ -37,7 +37,7 @@ fn recorded_streams(pcap: &[u8]) -> BTreeMap<(u16, Direction), Vec<u8>> {
         let Some(etherparse::TransportSlice::Tcp(t)) = s.transport else {
             panic!("not TCP")
         };
-        let key = if t.destination_port() == 5900 {
+        let key = if t.destination_port() == tools::SERVER_PORT {
             (t.source_port(), Direction::ClientToServer)
         } else {
             (t.destination_port(), Direction::ServerToClient)

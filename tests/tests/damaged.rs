@@ -136,3 +136,116 @@ fn cli_verify_fails_and_convert_exits_1_on_damage() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// `info` and `verify` say the same of every damaged fixture: regions,
+/// records and data bytes lost, all channels and per channel, in JSON and
+/// in text; and the losses are the manifest's shortfall where a damaged
+/// header hides a whole segment's records from the reader.
+#[test]
+fn info_and_verify_agree_on_what_is_lost() {
+    let spool2pcap = e2e::tools::spool2pcap_bin();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(&spool2pcap).args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    for v in VARIANTS {
+        let dir = e2e::fixtures::damaged_capture(v.name);
+        let info: serde_json::Value =
+            serde_json::from_str(&run(&["info".as_ref(), dir.as_ref(), "--json".as_ref()]))
+                .unwrap();
+        let verdict: serde_json::Value =
+            serde_json::from_str(&run(&["verify".as_ref(), dir.as_ref(), "--json".as_ref()]))
+                .unwrap();
+        let channels = info["channels"].as_array().unwrap();
+        let sum = |key: &str| -> u64 { channels.iter().map(|c| c[key].as_u64().unwrap()).sum() };
+        assert_eq!(
+            verdict["damaged_regions"],
+            sum("damage_count"),
+            "{}",
+            v.name
+        );
+        assert_eq!(verdict["records_lost"], sum("records_lost"), "{}", v.name);
+        for c in channels {
+            let lost = c["records_lost"].as_u64().unwrap();
+            let listed = verdict["damaged_channels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["name"] == c["name"]);
+            match listed {
+                Some(d) => {
+                    assert_eq!(d["damaged_regions"], c["damage_count"], "{}", v.name);
+                    assert_eq!(d["records_lost"], c["records_lost"], "{}", v.name);
+                    assert_eq!(d["bytes_lost"], c["bytes_lost"], "{}", v.name);
+                }
+                None => assert_eq!((c["damage_count"].as_u64(), lost), (Some(0), 0)),
+            }
+            // A clean manifest tells what is missing: at least that is lost.
+            let m = &c["manifest"];
+            if !m.is_null() {
+                let shortfall = m["records"].as_u64().unwrap() - c["records"].as_u64().unwrap();
+                assert_eq!(lost, shortfall, "{}: {}", v.name, c["name"]);
+            }
+        }
+        // The text of both: each damaged channel's line is the same.
+        let info_text = run(&["info".as_ref(), dir.as_ref()]);
+        let verify_text = run(&["verify".as_ref(), dir.as_ref()]);
+        for line in verify_text.lines().filter(|l| l.contains(": damage: ")) {
+            let (name, summary) = line.split_once(": damage: ").unwrap();
+            let block = info_text
+                .split("\nChannel ")
+                .find(|b| b.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{}: no channel {name} in info", v.name));
+            assert!(
+                block.contains(&format!("  Damage:            {summary}\n")),
+                "{}: {line}\n{block}",
+                v.name
+            );
+        }
+    }
+    // bad-magic: the reader cannot count a segment whose header is gone;
+    // the manifest can.
+    let dir = e2e::fixtures::damaged_capture("bad-magic");
+    let text = run(&["verify".as_ref(), dir.as_ref()]);
+    assert!(
+        text.contains("display: damage: 1 regions (128 bytes of segment files), 63 records lost, 126150 data bytes lost"),
+        "{text}"
+    );
+    // Nothing was trimmed, so the mismatch does not say "after trimming".
+    assert!(
+        text.contains("mismatch: display: manifest says 195 records / 191187 bytes, segments hold 132 / 65037"),
+        "{text}"
+    );
+}
+
+/// The shipped fixture's session closed when its last record was written
+/// (30 s after its start), not when the fixture was generated; and the
+/// generator writes it so.
+#[test]
+fn fixtures_close_when_their_session_ended() {
+    let session = e2e::fixtures::recorded_session();
+    let last = session.merged().last().map(|(_, c)| c.ts_ns).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = tmp.path().join("capture");
+    e2e::fixtures::write_capture(&session, &fresh).unwrap();
+    let shipped = e2e::fixtures::shipped_capture();
+    let mut dirs = vec![fresh, shipped];
+    dirs.extend(
+        VARIANTS
+            .iter()
+            .map(|v| e2e::fixtures::damaged_capture(v.name)),
+    );
+    for dir in dirs {
+        let m = spool::Manifest::load(&dir.join("manifest.json")).unwrap();
+        let closed = m.closed_unix_ns.expect("a clean close");
+        assert_eq!(
+            closed - m.session_start_unix_ns,
+            last,
+            "{}: closed {} s after its start",
+            dir.display(),
+            (closed - m.session_start_unix_ns) / 1_000_000_000
+        );
+    }
+    assert!(last < 60_000_000_000, "a 30 s session: {last} ns");
+}

@@ -82,11 +82,12 @@ fn packets(bytes: &[u8]) -> Vec<(usize, u16, Direction, Vec<u8>, u64)> {
             let frame = &bytes[at + 28..at + 28 + cap];
             let s = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
             if let Some(etherparse::TransportSlice::Tcp(t)) = s.transport {
-                let (port, dir) = if t.destination_port() == 5900 {
-                    (t.source_port(), Direction::ClientToServer)
-                } else {
-                    (t.destination_port(), Direction::ServerToClient)
-                };
+                let (port, dir) =
+                    if t.destination_port() == spool2pcap::spice::channels::SERVER_PORT {
+                        (t.source_port(), Direction::ClientToServer)
+                    } else {
+                        (t.destination_port(), Direction::ServerToClient)
+                    };
                 out.push((at + len, port, dir, t.payload().to_vec(), ts));
             }
         }

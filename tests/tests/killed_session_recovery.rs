@@ -73,7 +73,7 @@ fn streams(file: &Path) -> BTreeMap<(u16, bool), Vec<u8>> {
         let p = p.unwrap();
         let s = etherparse::SlicedPacket::from_ethernet(&p.data).unwrap();
         if let Some(etherparse::TransportSlice::Tcp(t)) = s.transport {
-            let from_server = t.source_port() == 5900;
+            let from_server = t.source_port() == spool2pcap::spice::channels::SERVER_PORT;
             let port = if from_server {
                 t.destination_port()
             } else {

@@ -248,7 +248,7 @@ fn assert_report_decodes_like_the_wire(
     session: &Session,
     dirs: &[Direction],
 ) -> BTreeMap<String, usize> {
-    let report = tools::spice_messages_by_direction(report_pcap, 5900);
+    let report = tools::spice_messages_by_direction(report_pcap, tools::SERVER_PORT);
     let wire = tools::spice_messages_by_direction(truth, port);
     let mut counts = BTreeMap::new();
     for conn in &session.connections {
@@ -464,7 +464,8 @@ fn sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures() {
 /// Every channel's bytes each way in the report (past its synthetic link
 /// phase) are one contiguous stretch of the same channel's on the wire.
 fn assert_report_bytes_are_wire_stretches(report_pcap: &Path, session: &Session) {
-    let report = e2e::recorded::load(report_pcap, 5900).expect("the report loads as a session");
+    let report = e2e::recorded::load(report_pcap, tools::SERVER_PORT)
+        .expect("the report loads as a session");
     for conn in &report.connections {
         let wire = session
             .channel(&conn.name)
@@ -616,7 +617,7 @@ fn a_killed_session_without_capture_becomes_a_bug_report_at_the_next_start() {
 
     let pcap = dir.path().join("crash.pcap");
     extract_traffic_pcap(&zip, &pcap);
-    let messages = tools::spice_messages(&pcap, 5900);
+    let messages = tools::spice_messages(&pcap, tools::SERVER_PORT);
     let decoded: usize = messages.values().map(Vec::len).sum();
     assert!(messages.len() >= 4, "channels decoded: {messages:?}");
     assert!(decoded > 20, "only {decoded} messages decode");

@@ -107,8 +107,12 @@ fn converted_frames_carry_every_byte_in_order_with_its_time() {
                 conn.name
             );
             let (src, dst, sp, dp, d, other) = match chunk.dir {
-                Direction::ClientToServer => ([10, 0, 0, 1], [10, 0, 0, 2], port, 5900, 0, 1),
-                Direction::ServerToClient => ([10, 0, 0, 2], [10, 0, 0, 1], 5900, port, 1, 0),
+                Direction::ClientToServer => {
+                    ([10, 0, 0, 1], [10, 0, 0, 2], port, tools::SERVER_PORT, 0, 1)
+                }
+                Direction::ServerToClient => {
+                    ([10, 0, 0, 2], [10, 0, 0, 1], tools::SERVER_PORT, port, 1, 0)
+                }
             };
             assert_eq!((ip.source, ip.destination), (src, dst));
             assert_eq!((tcp.source_port, tcp.destination_port), (sp, dp));
@@ -164,7 +168,7 @@ fn tshark_reassembles_exactly_the_spooled_bytes() {
             .path()
             .join("per-channel")
             .join(format!("{}.pcap", conn.name));
-        let got = tools::follow_all(&f, 5900).unwrap();
+        let got = tools::follow_all(&f, tools::SERVER_PORT).unwrap();
         let port = spool2pcap::spice::channels::known_port(&conn.name).unwrap();
         assert_eq!(got.len(), 1, "{}", conn.name);
         assert!(
@@ -178,7 +182,7 @@ fn tshark_reassembles_exactly_the_spooled_bytes() {
         opts.format = format;
         opts.time = TimeMode::Relative;
         convert(&fixtures::shipped_capture(), &opts).unwrap();
-        let got = tools::follow_all(&out.path().join(name), 5900).unwrap();
+        let got = tools::follow_all(&out.path().join(name), tools::SERVER_PORT).unwrap();
         assert_eq!(got.len(), want.len(), "{name}");
         for (port, w) in &want {
             assert!(

@@ -183,8 +183,6 @@ fn dissect(file: &Path) -> String {
     tools::tshark(&[
         "-r",
         &file.to_string_lossy(),
-        "-d",
-        "tcp.port==5900,spice",
         "-o",
         "tcp.relative_sequence_numbers:FALSE",
         "-T",

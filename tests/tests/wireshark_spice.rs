@@ -97,7 +97,7 @@ fn every_channel_decodes_like_the_original_recording() {
     assert!(report.channels.iter().all(|c| c.link_synthesized));
     for (name, want) in &want {
         let file = dir.join(format!("{name}.pcap"));
-        let mut got = decoded(&file, 5900);
+        let mut got = decoded(&file, tools::SERVER_PORT);
         let got = got.remove(&port_of(name)).unwrap_or_default();
         assert_decodes_like("per-channel pcap", name, &got, want);
         let warnings = tcp_warnings(&file);
@@ -117,14 +117,14 @@ fn merged_pcapng_and_pcap_decode_like_the_per_channel_files() {
     let per_channel: BTreeMap<&str, Vec<(Direction, u16)>> = want
         .keys()
         .map(|name| {
-            let mut d = decoded(&dir.join(format!("{name}.pcap")), 5900);
+            let mut d = decoded(&dir.join(format!("{name}.pcap")), tools::SERVER_PORT);
             (name.as_str(), d.remove(&port_of(name)).unwrap_or_default())
         })
         .collect();
     for (file, format) in [("all.pcapng", Format::Pcapng), ("all.pcap", Format::Pcap)] {
         let path = out.path().join(file);
         convert_with(Destination::File(path.clone()), format, Synthesis::ALL);
-        let mut merged = decoded(&path, 5900);
+        let mut merged = decoded(&path, tools::SERVER_PORT);
         for (name, per) in &per_channel {
             let got = merged.remove(&port_of(name)).unwrap_or_default();
             assert!(
@@ -159,7 +159,7 @@ fn without_the_synthetic_link_phase_nothing_decodes() {
     for c in &report.channels {
         assert!(!c.link_synthesized);
         let file = out.path().join(format!("{}.pcap", c.channel));
-        let got = decoded(&file, 5900);
+        let got = decoded(&file, tools::SERVER_PORT);
         let n: usize = got.values().map(Vec::len).sum();
         assert_eq!(n, 0, "{}: {got:?}", c.channel);
     }
@@ -186,7 +186,7 @@ fn merged_pcapng_carries_interfaces_directions_comments_and_session() {
     opts.time = TimeMode::Absolute;
     let report = convert(cap.path(), &opts).unwrap();
     assert_eq!(report.wireshark_commands().len(), 1);
-    assert!(report.wireshark_commands()[0].starts_with("wireshark -d tcp.port==5900,spice "));
+    assert!(report.wireshark_commands()[0].starts_with("wireshark /"));
 
     let f = file.to_string_lossy();
     let rows = tools::tshark(&[
@@ -330,6 +330,180 @@ fn drops_are_a_sequence_gap_a_packet_comment_and_isb_ifdrop() {
     assert!(isbs[0].options.contains(&O::IsbIfRecv(41)), "{:?}", isbs[0]);
 }
 
+/// No port a conversion uses is in Wireshark's `tcp.port` table: the
+/// server port, every known channel's, and every port of the hashed range
+/// but those [`WIRESHARK_CLAIMED_PORTS`] lists (which must all be claimed,
+/// so the list holds no stale entry). A port with a dissector would win
+/// over the SPICE heuristic, and the file would open as that protocol.
+fn no_wireshark_dissector_claims_a_synthetic_port() {
+    use spool2pcap::spice::channels::{
+        known_port, HASHED_PORT_BASE, HASHED_PORT_RANGE, SPICE_CHANNELS, WIRESHARK_CLAIMED_PORTS,
+    };
+    let decodes = tools::tshark(&["-G", "decodes"]).unwrap_or_else(|e| panic!("{e}"));
+    let claimed: BTreeMap<u16, &str> = decodes
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (table, port, dissector) = (f.next()?, f.next()?, f.next()?);
+            (table == "tcp.port").then_some((port.parse().ok()?, dissector))
+        })
+        .collect();
+    assert!(
+        claimed.get(&5900) == Some(&"vnc"),
+        "the table was read: {claimed:?}"
+    );
+    let mut ours = vec![tools::SERVER_PORT];
+    ours.extend(SPICE_CHANNELS.iter().filter_map(|(n, _)| known_port(n)));
+    ours.extend(
+        (HASHED_PORT_BASE..HASHED_PORT_BASE + HASHED_PORT_RANGE)
+            .filter(|p| !WIRESHARK_CLAIMED_PORTS.contains(p)),
+    );
+    for port in ours {
+        assert!(
+            !claimed.contains_key(&port),
+            "{port} is {:?}'s",
+            claimed[&port]
+        );
+    }
+    for port in WIRESHARK_CLAIMED_PORTS {
+        assert!(
+            claimed.contains_key(port),
+            "{port} is claimed by no dissector"
+        );
+    }
+}
+
+/// What a user double-clicks: every kind of file the CLI writes from the
+/// shipped fixture decodes every SPICE message with no option given to
+/// Wireshark (`tshark -r FILE -Y spice`, no `-d`): the per-channel pcaps,
+/// the merged pcapng and the output of `--follow`.
+fn every_output_decodes_with_no_option() {
+    let fixture = fixtures::shipped_capture();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("per-channel");
+    let merged = out.path().join("all.pcapng");
+    let followed = out.path().join("follow.pcap");
+    let bin = tools::spool2pcap_bin();
+    for args in [
+        vec!["-o".as_ref(), dir.as_os_str()],
+        vec![
+            "-w".as_ref(),
+            merged.as_os_str(),
+            "--format".as_ref(),
+            "pcapng".as_ref(),
+        ],
+        vec!["--follow".as_ref(), "-w".as_ref(), followed.as_os_str()],
+    ] {
+        let o = std::process::Command::new(&bin)
+            .arg("convert")
+            .arg(&fixture)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let hint = String::from_utf8_lossy(&o.stderr);
+        assert!(!hint.contains(" -d "), "{hint}");
+    }
+    // Counted with no option at all, as a user's Wireshark would.
+    let count = |file: &Path| -> usize {
+        tools::tshark(&[
+            "-r",
+            &file.to_string_lossy(),
+            "-Y",
+            "spice",
+            "-T",
+            "fields",
+            "-e",
+            "spice.message_type",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .lines()
+        .flat_map(|l| l.split(','))
+        .filter(|t| !t.is_empty())
+        .count()
+    };
+    let want = original(&fixtures::recorded_session());
+    let total: usize = want.values().map(Vec::len).sum();
+    let mut per_channel = 0;
+    for (name, messages) in &want {
+        let n = count(&dir.join(format!("{name}.pcap")));
+        assert_eq!(n, messages.len(), "{name}.pcap");
+        per_channel += n;
+    }
+    assert_eq!(per_channel, total);
+    assert_eq!(count(&merged), total, "all.pcapng");
+    assert_eq!(count(&followed), total, "--follow");
+}
+
+/// Damaged regions the reader skipped are marked where they were, like
+/// drops: in classic pcap and pcapng a jump in sequence numbers that tshark
+/// flags, in pcapng a comment on the next packet naming the segment file
+/// and offset, and the records lost counted in the channel's ISB.
+fn damage_is_a_sequence_gap_a_packet_comment_and_isb_ifdrop() {
+    let cap = fixtures::damaged_capture("bitflip");
+    let out = tempfile::tempdir().unwrap();
+    for format in [Format::Pcap, Format::Pcapng] {
+        let file = out.path().join(format!("b.{format:?}"));
+        let mut opts = ConvertOptions::new(Destination::File(file.clone()));
+        opts.format = format;
+        let report = convert(&cap, &opts).unwrap();
+        let damage: Vec<_> = report.damage().collect();
+        assert_eq!(damage.len(), 3, "{damage:?}");
+        let f = file.to_string_lossy();
+        let lost = tools::tshark(&["-r", &f, "-Y", "tcp.analysis.lost_segment"]).unwrap();
+        // The next packet of each direction after each region.
+        assert!(lost.lines().count() >= 3, "{format:?}: {lost}");
+        if format == Format::Pcap {
+            continue;
+        }
+        let comments = tools::tshark(&[
+            "-r",
+            &f,
+            "-Y",
+            "frame.comment contains \"damaged capture data skipped\"",
+            "-T",
+            "fields",
+            "-e",
+            "frame.comment",
+        ])
+        .unwrap();
+        let lines: Vec<&str> = comments.lines().collect();
+        assert_eq!(lines.len(), 3, "{comments}");
+        for (line, d) in lines.iter().zip(&damage) {
+            assert!(
+                line.contains(&format!("00000001.seg: offset {}:", d.offset)),
+                "{line}"
+            );
+        }
+        let bytes = std::fs::read(&file).unwrap();
+        let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
+        let mut drops = BTreeMap::new();
+        let mut names = Vec::new();
+        use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption as O;
+        while let Some(b) = r.next_block() {
+            match b.unwrap() {
+                pcap_file::pcapng::Block::InterfaceDescription(idb) => {
+                    names.push(format!("{:?}", idb.options));
+                }
+                pcap_file::pcapng::Block::InterfaceStatistics(isb) => {
+                    for o in &isb.options {
+                        if let O::IsbIfDrop(n) = o {
+                            drops.insert(isb.interface_id, *n);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let display = names
+            .iter()
+            .position(|n| n.contains("\"display\""))
+            .expect("a display interface") as u32;
+        assert_eq!(drops.get(&display), Some(&3), "{drops:?}");
+        assert_eq!(drops.values().sum::<u64>(), 3, "{drops:?}");
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -345,6 +519,15 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn main() -> std::process::ExitCode {
     needs::run(vec![
+        needs::test!(
+            no_wireshark_dissector_claims_a_synthetic_port,
+            needs::TSHARK
+        ),
+        needs::test!(every_output_decodes_with_no_option, needs::TSHARK),
+        needs::test!(
+            damage_is_a_sequence_gap_a_packet_comment_and_isb_ifdrop,
+            needs::TSHARK
+        ),
         needs::test!(
             every_channel_decodes_like_the_original_recording,
             needs::TSHARK

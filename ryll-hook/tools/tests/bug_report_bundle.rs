@@ -62,7 +62,7 @@ fn payloads(pcap: &[u8]) -> BTreeMap<(u16, bool), Vec<u8>> {
         let Some(TransportSlice::Tcp(t)) = s.transport else {
             panic!("not TCP")
         };
-        let from_server = t.source_port() == 5900;
+        let from_server = t.source_port() == spool2pcap::spice::channels::SERVER_PORT;
         let port = if from_server {
             t.destination_port()
         } else {

@@ -38,8 +38,12 @@ pub const SERVER_IP: [u8; 4] = [10, 0, 0, 2];
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 /// The server's synthetic MAC address (locally administered).
 pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-/// The server side of every synthetic connection (SPICE's usual port).
-pub const SERVER_PORT: u16 = 5900;
+/// The server side of every synthetic connection. Not SPICE's usual 5900:
+/// Wireshark gives 5900 to its VNC dissector, which then wins over the
+/// SPICE heuristic. No dissector claims 5930 (QEMU's documented SPICE
+/// port), so a file opens decoded as SPICE with no option; see
+/// [`crate::spice::channels`] for the client ports.
+pub const SERVER_PORT: u16 = 5930;
 /// First sequence number of the client's direction.
 pub const CLIENT_ISN: u32 = 1000;
 /// First sequence number of the server's direction.
@@ -111,8 +115,10 @@ pub struct PayloadTooLarge(pub usize);
 pub struct SegmentSpec {
     /// Which way the segment travels.
     pub direction: Direction,
-    /// The client's port (the server's is [`SERVER_PORT`]).
+    /// The client's port.
     pub client_port: u16,
+    /// The server's port ([`SERVER_PORT`] unless another was chosen).
+    pub server_port: u16,
     /// Sequence number of the first payload byte.
     pub seq: u32,
     /// Acknowledgment number (the peer's next sequence number).
@@ -142,7 +148,7 @@ pub fn write_segment(
     if payload.len() > MAX_SEGMENT_PAYLOAD {
         return Err(PayloadTooLarge(payload.len()));
     }
-    let server_port = SERVER_PORT;
+    let server_port = spec.server_port;
     let (src_mac, dst_mac, src_ip, dst_ip, src_port, dst_port) = match spec.direction {
         Direction::ClientToServer => (
             CLIENT_MAC,
@@ -204,6 +210,7 @@ pub fn write_segment(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpStreamBuilder {
     client_port: u16,
+    server_port: u16,
     client_seq: u32,
     server_seq: u32,
     /// Data segment headers: client→server, server→client.
@@ -211,16 +218,23 @@ pub struct TcpStreamBuilder {
 }
 
 impl TcpStreamBuilder {
-    /// A connection from `10.0.0.1:client_port` to `10.0.0.2:5900`, with
-    /// sequence numbers at their initial values.
+    /// A connection from `10.0.0.1:client_port` to `10.0.0.2:5930`
+    /// ([`SERVER_PORT`]), with sequence numbers at their initial values.
     pub fn new(client_port: u16) -> TcpStreamBuilder {
+        TcpStreamBuilder::on_ports(client_port, SERVER_PORT)
+    }
+
+    /// [`TcpStreamBuilder::new`] to another server port than
+    /// [`SERVER_PORT`].
+    pub fn on_ports(client_port: u16, server_port: u16) -> TcpStreamBuilder {
         TcpStreamBuilder {
             client_port,
+            server_port,
             client_seq: CLIENT_ISN,
             server_seq: SERVER_ISN,
             templates: [
-                HeaderTemplate::new(Direction::ClientToServer, client_port),
-                HeaderTemplate::new(Direction::ServerToClient, client_port),
+                HeaderTemplate::new(Direction::ClientToServer, client_port, server_port),
+                HeaderTemplate::new(Direction::ServerToClient, client_port, server_port),
             ],
         }
     }
@@ -228,6 +242,11 @@ impl TcpStreamBuilder {
     /// The client's port.
     pub fn client_port(&self) -> u16 {
         self.client_port
+    }
+
+    /// The server's port.
+    pub fn server_port(&self) -> u16 {
+        self.server_port
     }
 
     /// Next sequence number of the client's direction.

@@ -31,8 +31,11 @@ pub enum CreateError {
     #[error("{0}: exists and is not a directory")]
     NotADirectory(PathBuf),
     /// A FIFO, device or socket where the output file should be.
-    #[error("exists and is not a regular file")]
+    #[error("exists and is not a regular file (--force overwrites only a regular file)")]
     NotRegular,
+    /// A directory where the output file should be.
+    #[error("is a directory: -w names the file to write (-o OUTDIR writes one file per channel into a directory)")]
+    IsDirectory,
     /// The output is one of the files of the capture being read.
     #[error("is one of the capture's own files: refusing to overwrite it")]
     IsInput,
@@ -51,7 +54,10 @@ impl CreateError {
     /// Whether the error is the caller's choice of output rather than a
     /// failure of the system.
     pub fn is_usage(&self) -> bool {
-        matches!(self, CreateError::IsInput | CreateError::InsideSpool)
+        matches!(
+            self,
+            CreateError::IsInput | CreateError::InsideSpool | CreateError::IsDirectory
+        )
     }
 }
 
@@ -201,7 +207,7 @@ fn split_file_path(path: &Path) -> Result<(&Path, &std::ffi::OsStr), CreateError
             let parent = path.parent().unwrap_or(Path::new(""));
             Ok((parent, name))
         }
-        _ => Err(CreateError::NotRegular),
+        _ => Err(CreateError::IsDirectory),
     }
 }
 
@@ -229,11 +235,19 @@ fn create_file_at(
         Ok(fd) => fd,
         Err(e) => {
             return Err(match e.raw_os_error() {
-                Some(libc::EEXIST) => CreateError::Exists,
+                // What exists decides what to say: only a regular file is
+                // one --force would overwrite.
+                Some(libc::EEXIST) => match type_at(dir, &c) {
+                    Ok(libc::S_IFREG) => CreateError::Exists,
+                    Ok(libc::S_IFDIR) => CreateError::IsDirectory,
+                    Ok(libc::S_IFLNK) => CreateError::Symlink(PathBuf::from(name)),
+                    Ok(_) => CreateError::NotRegular,
+                    Err(_) => CreateError::Exists,
+                },
                 Some(libc::ELOOP) => CreateError::Symlink(PathBuf::from(name)),
                 // A FIFO nobody reads, a device without its driver.
                 Some(libc::ENXIO | libc::ENODEV) => CreateError::NotRegular,
-                Some(libc::EISDIR) => CreateError::NotRegular,
+                Some(libc::EISDIR) => CreateError::IsDirectory,
                 _ => e.into(),
             });
         }
@@ -447,8 +461,32 @@ mod tests {
             create_output_file(&fifo, true, None),
             Err(CreateError::NotRegular)
         ));
+        // Without --force too: saying "use --force" would only lead to the
+        // refusal above.
         assert!(matches!(
             create_output_file(&fifo, false, None),
+            Err(CreateError::NotRegular)
+        ));
+    }
+
+    #[test]
+    fn a_directory_is_refused_as_one_with_or_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        for force in [false, true] {
+            let e = create_output_file(dir.path(), force, None).unwrap_err();
+            assert!(matches!(e, CreateError::IsDirectory), "{force}: {e}");
+            assert!(e.is_usage());
+        }
+        let mut slash = dir.path().as_os_str().to_owned();
+        slash.push("/");
+        assert!(matches!(
+            create_output_file(Path::new(&slash), false, None),
+            Err(CreateError::IsDirectory)
+        ));
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        assert!(matches!(
+            create_output_file(&file, false, None),
             Err(CreateError::Exists)
         ));
     }

@@ -81,7 +81,8 @@ pub struct InterfaceStats {
     /// Records the channel loop handed to the spool (kept + dropped):
     /// `isb_ifrecv`.
     pub received: u64,
-    /// Records the spool writer dropped: `isb_ifdrop`.
+    /// Records the spool writer dropped, and records known lost to damage:
+    /// `isb_ifdrop`.
     pub dropped: u64,
     /// Records kept and converted: `isb_usrdeliv`.
     pub delivered: u64,

@@ -1,21 +1,45 @@
-//! How to open what was written: Wireshark's command line with SPICE
-//! decoding on the synthetic connections.
+//! How to open what was written in Wireshark.
+//!
+//! The synthetic connections use ports no Wireshark dissector claims
+//! ([`crate::spice::channels`]), so Wireshark's SPICE heuristic (on by
+//! default) decodes them: the file opens decoded with no option. The
+//! "Decode As" rule remains for a Wireshark whose SPICE heuristic is
+//! switched off.
 
 use std::path::Path;
 
 use crate::spice::channels::SERVER_PORT;
 
-/// Wireshark's "Decode As" for the synthetic connections: SPICE is not
-/// decoded on any port by default.
+/// Wireshark's "Decode As" for the synthetic connections, only needed when
+/// Wireshark's SPICE heuristic is switched off.
 pub fn decode_as() -> String {
-    format!("tcp.port=={SERVER_PORT},spice")
+    decode_as_for(SERVER_PORT)
 }
 
-/// The exact shell command that opens `file` in Wireshark with SPICE
-/// decoding on: `wireshark -d tcp.port==5900,spice FILE` (the path quoted
-/// for a POSIX shell where needed).
+/// Wireshark's "Decode As" SPICE for connections to `server_port`.
+pub fn decode_as_for(server_port: u16) -> String {
+    format!("tcp.port=={server_port},spice")
+}
+
+/// The exact shell command that opens `file` in Wireshark, SPICE decoded:
+/// `wireshark FILE` (the path quoted for a POSIX shell where needed).
 pub fn wireshark_command(file: &Path) -> String {
-    format!("wireshark -d {} {}", decode_as(), shell_quote(file))
+    wireshark_command_for(file, SERVER_PORT)
+}
+
+/// [`wireshark_command`] for connections to `server_port`: on another port
+/// than [`SERVER_PORT`] (one a dissector may claim, like VNC's 5900) it
+/// asks for SPICE with "Decode As".
+pub fn wireshark_command_for(file: &Path, server_port: u16) -> String {
+    if server_port == SERVER_PORT {
+        format!("wireshark {}", shell_quote(file))
+    } else {
+        format!(
+            "wireshark -d {} {}",
+            decode_as_for(server_port),
+            shell_quote(file)
+        )
+    }
 }
 
 /// `path` as one POSIX shell word: unchanged if it holds only safe

@@ -32,7 +32,7 @@ use crate::pipeline::section::{
     interface_description, section_info, trimmed_note, write_channel_stats, Reading, Recovered,
     SessionFacts,
 };
-use crate::spice::channels::PortMap;
+use crate::spice::channels::{PortMap, SERVER_PORT};
 use crate::spice::redact::{Redaction, Redactor};
 
 pub use crate::pipeline::error::ConvertError;
@@ -71,6 +71,11 @@ pub struct ConvertOptions {
     /// Map the segments of a cleanly closed capture instead of reading them
     /// (default: on; see [`spool::Capture::set_mapping`] for the cost).
     pub mmap: bool,
+    /// The synthetic server port (default [`SERVER_PORT`], which no
+    /// Wireshark dissector claims, so SPICE decodes with no option; another
+    /// port may need Wireshark's "Decode As", which the report's commands
+    /// then give).
+    pub server_port: u16,
 }
 
 impl ConvertOptions {
@@ -87,6 +92,7 @@ impl ConvertOptions {
             synth: Synthesis::ALL,
             redact: Redaction::NONE,
             mmap: true,
+            server_port: SERVER_PORT,
         }
     }
 }
@@ -117,6 +123,7 @@ pub fn convert_with_progress(
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let selected = select_channels(&cap, &opts.channels)?;
     let mut report = ConvertReport::begin(capture, cleaned(cap.problems()), opts.redact);
+    report.server_port = (opts.server_port != SERVER_PORT).then_some(opts.server_port);
     report.clean_shutdown = cap.manifest().map(|m| m.clean_shutdown);
 
     let total: u64 = selected
@@ -172,12 +179,14 @@ pub fn convert_with_progress(
         metadata: report.metadata.as_ref(),
         synth: opts.synth,
         redact: opts.redact,
+        server_port: opts.server_port,
     });
     let descriptions: Vec<String> = readers
         .iter()
         .map(|r| {
             let summary = cap.manifest().and_then(|m| m.channels.get(r.channel()));
-            interface_description(r.channel(), ports.port(r.channel()), summary)
+            let ports = (ports.port(r.channel()), opts.server_port);
+            interface_description(r.channel(), ports, summary)
         })
         .collect();
 
@@ -357,7 +366,7 @@ fn channel_framer(
     interface: u32,
     opts: &ConvertOptions,
 ) -> ChannelFramer {
-    framer_for(reader, ports, interface, opts.synth, opts.redact)
+    framer_for(reader, ports, interface, opts.synth, opts.redact).with_server_port(opts.server_port)
 }
 
 /// The framer of the channel `reader` reads: its port, what to make up and
@@ -545,7 +554,7 @@ pub fn convert_channel<W: Write>(
             }
             Event::Gap(g) => framer.gap(&g),
             // Kept in the reader's damage list; reading goes on after it.
-            Event::Damage(_) => framer.damage(),
+            Event::Damage(d) => framer.damage(&d),
         }
         let done = reader.stats().file_bytes;
         if done != reported {

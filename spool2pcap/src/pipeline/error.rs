@@ -71,7 +71,7 @@ impl ConvertError {
 
     /// The error of creating `target` failing: [`ConvertError::Exists`]
     /// for a file that exists, [`ConvertError::Create`] otherwise.
-    pub(crate) fn create(target: &OutputTarget, source: CreateError) -> ConvertError {
+    pub fn create(target: &OutputTarget, source: CreateError) -> ConvertError {
         match (source, target.path()) {
             (CreateError::Exists, Some(path)) => ConvertError::Exists(path.to_path_buf()),
             (source, _) => ConvertError::Create {

@@ -46,7 +46,7 @@ use crate::pipeline::report::{ChannelReport, ConvertReport};
 use crate::pipeline::section::{
     interface_description, section_info, trimmed_note, write_channel_stats, Reading, SessionFacts,
 };
-use crate::spice::channels::PortMap;
+use crate::spice::channels::{PortMap, SERVER_PORT};
 use crate::spice::redact::Redactor;
 
 /// How often the capture is polled: well inside the 200 ms a live viewer
@@ -82,7 +82,7 @@ enum Pending {
         len: usize,
     },
     Gap(Gap),
-    Damage,
+    Damage(Damage),
 }
 
 /// One followed channel.
@@ -151,8 +151,8 @@ impl<W: Write> State<W> {
                 live.pending.push(Pending::Gap(g));
             }
             Event::Damage(d) => {
-                live.damage.push(d);
-                live.pending.push(Pending::Damage);
+                live.damage.push(d.clone());
+                live.pending.push(Pending::Damage(d));
             }
         }
         if self.arena.len() > MAX_BATCH_BYTES {
@@ -171,6 +171,7 @@ impl<W: Write> State<W> {
             .and_then(|m| m.trimmed.get(name).copied())
             .filter(|t| t.segments > 0);
         let framer = ChannelFramer::new(name, port, 0, self.opts.synth)
+            .with_server_port(self.opts.server_port)
             .with_redactor(Redactor::for_channel(
                 name,
                 self.opts.redact,
@@ -181,7 +182,7 @@ impl<W: Write> State<W> {
             name: name.to_string(),
             framer,
             iface: None,
-            description: interface_description(name, port, None),
+            description: interface_description(name, (port, self.opts.server_port), None),
             pending: Vec::new(),
             cursor: 0,
             stats: ReadStats::default(),
@@ -214,7 +215,7 @@ impl<W: Write> State<W> {
                 while let Some(p) = l.pending.get(l.cursor) {
                     match p {
                         Pending::Gap(g) => l.framer.gap(g),
-                        Pending::Damage => l.framer.damage(),
+                        Pending::Damage(d) => l.framer.damage(d),
                         Pending::Data { ts_ns, .. } => {
                             if next.is_none_or(|(_, best)| *ts_ns < best) {
                                 next = Some((i, *ts_ns));
@@ -326,6 +327,7 @@ fn follow_into<W: Write>(
         &mut problems,
     );
     let mut report = ConvertReport::begin(capture, problems, opts.redact);
+    report.server_port = (opts.server_port != SERVER_PORT).then_some(opts.server_port);
     if opts.time == TimeMode::Absolute {
         report.session_start_unix_ns = session_start;
     }
@@ -338,6 +340,7 @@ fn follow_into<W: Write>(
         metadata: report.metadata.as_ref(),
         synth: opts.synth,
         redact: opts.redact,
+        server_port: opts.server_port,
     });
     let write_err = |source| ConvertError::Write {
         path: path.clone(),

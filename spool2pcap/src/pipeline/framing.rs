@@ -16,6 +16,11 @@
 //! * Where the spool writer dropped traffic, sequence numbers jump (see
 //!   [`TcpStreamBuilder::gap`]) and, in pcapng, the next packet carries a
 //!   comment with the records, bytes and time range lost.
+//! * Where the reader skipped damaged spool data, the same: how many bytes
+//!   each direction lost is unknown, so both directions' sequence numbers
+//!   jump by the damaged region's size (at least 1), which Wireshark flags
+//!   as "previous segment not captured" in classic pcap too, and in pcapng
+//!   the next packet names the file, offset and what was wrong.
 //!
 //! Everything made up is marked with a pcapng packet comment; the hot path
 //! (a data record after the first) costs two predictable branches more than
@@ -27,7 +32,7 @@ use std::time::Duration;
 
 use pcap_file::PcapError;
 use spool::format::Direction;
-use spool::reader::Gap;
+use spool::reader::{Damage, Gap};
 
 use crate::net::tcp::{write_segment, SegmentSpec, TcpFlags, TcpStreamBuilder};
 use crate::output::PacketSink;
@@ -81,6 +86,17 @@ struct PendingGap {
     last_ts_ns: u64,
 }
 
+/// Damaged regions the reader skipped, not yet followed by a packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PendingDamage {
+    regions: u64,
+    records_lost: u64,
+    /// The first region, as [`Damage`] displays it (file, offset, what).
+    first: String,
+    /// Sequence numbers skipped in each direction.
+    skipped: u64,
+}
+
 /// The packets of one channel, with everything the recording lacks.
 #[derive(Debug, Clone)]
 pub struct ChannelFramer {
@@ -90,12 +106,14 @@ pub struct ChannelFramer {
     spice_type: u8,
     started: bool,
     link_synthesized: bool,
+    has_link_phase: bool,
     closed: bool,
     frames: u64,
     synthetic_frames: u64,
     first_ts_ns: Option<u64>,
     last_ts_ns: Option<u64>,
     pending_gap: Option<PendingGap>,
+    pending_damage: Option<PendingDamage>,
     /// Reused for gap comments, so that a gap allocates nothing after the
     /// first.
     comment: String,
@@ -121,18 +139,27 @@ impl ChannelFramer {
             spice_type: link::channel_type_for(channel),
             started: false,
             link_synthesized: false,
+            has_link_phase: false,
             closed: false,
             frames: 0,
             synthetic_frames: 0,
             first_ts_ns: None,
             last_ts_ns: None,
             pending_gap: None,
+            pending_damage: None,
             comment: String::new(),
             redactor: None,
             first_note: None,
             cut: [0; 2],
             seen: [0; 2],
         }
+    }
+
+    /// The same framer on server port `server_port` instead of
+    /// [`crate::net::tcp::SERVER_PORT`] (before anything is written).
+    pub fn with_server_port(mut self, server_port: u16) -> Self {
+        self.stream = TcpStreamBuilder::on_ports(self.stream.client_port(), server_port);
+        self
     }
 
     /// Leaves out the first `cut[d]` data records of each direction `d`
@@ -179,7 +206,7 @@ impl ChannelFramer {
     pub fn synthetic_frame_lens(&self) -> Vec<usize> {
         let link = self.synth.link.then(|| LinkPhase::new(self.spice_type, 0));
         let (c_isn, s_isn) = link::opening_isns(link.is_some());
-        let port = self.stream.client_port();
+        let port = (self.stream.client_port(), self.stream.server_port());
         let mut frame = Vec::new();
         let mut lens = Vec::new();
         let opening = opening_segments(self.synth.tcp, port, c_isn, s_isn, link.as_ref());
@@ -224,11 +251,53 @@ impl ChannelFramer {
     }
 
     /// Damage in the spool: bytes of unknown length are missing, so the
-    /// redactor can no longer tell where messages start.
-    pub fn damage(&mut self) {
+    /// redactor can no longer tell where messages start, and both
+    /// directions' sequence numbers jump by the region's size (at least 1)
+    /// so that Wireshark marks the spot; the next packet says what it was.
+    pub fn damage(&mut self, d: &Damage) {
         if let Some(r) = self.redactor.as_mut() {
             r.lose_framing();
         }
+        let (c2s, s2c) = (
+            self.past_cut(Direction::ClientToServer),
+            self.past_cut(Direction::ServerToClient),
+        );
+        if !c2s && !s2c {
+            // Lost with what the cut leaves out: nothing to say about it.
+            return;
+        }
+        let skipped = d.len.max(1);
+        for (direction, past) in [
+            (Direction::ClientToServer, c2s),
+            (Direction::ServerToClient, s2c),
+        ] {
+            if past {
+                self.stream.advance(direction, skipped);
+            }
+        }
+        let p = self.pending_damage.get_or_insert_with(|| PendingDamage {
+            first: crate::guard::clean(&d.to_string(), crate::guard::MAX_TEXT_CHARS),
+            ..PendingDamage::default()
+        });
+        p.regions += 1;
+        p.records_lost = p.records_lost.saturating_add(d.records_lost);
+        p.skipped = p.skipped.saturating_add(skipped);
+    }
+
+    /// Formats what was lost since the last packet written (writer drops,
+    /// damage) into `self.comment`; whether there was anything.
+    fn format_pending(&mut self) -> bool {
+        self.comment.clear();
+        if let Some(g) = self.pending_gap.take() {
+            format_gap(&mut self.comment, &g);
+        }
+        if let Some(d) = self.pending_damage.take() {
+            if !self.comment.is_empty() {
+                self.comment.push_str("; ");
+            }
+            format_damage(&mut self.comment, &d);
+        }
+        !self.comment.is_empty()
     }
 
     /// The TCP state of the data.
@@ -257,6 +326,12 @@ impl ChannelFramer {
         self.link_synthesized
     }
 
+    /// Whether the output has a SPICE link phase for this channel, made up
+    /// or recorded (what Wireshark needs to decode SPICE).
+    pub fn has_link_phase(&self) -> bool {
+        self.has_link_phase
+    }
+
     /// Time (ns since session start) of the first and last packet written.
     pub fn time_span_ns(&self) -> Option<(u64, u64)> {
         Some((self.first_ts_ns?, self.last_ts_ns?))
@@ -280,8 +355,7 @@ impl ChannelFramer {
             self.open(sink, clock, floor_ns, direction, ts_ns, payload, frame)?;
         }
         let mut comment = None;
-        if let Some(g) = self.pending_gap.take() {
-            format_gap(&mut self.comment, &g);
+        if self.format_pending() {
             comment = Some(self.comment.as_str());
         }
         let note;
@@ -366,10 +440,9 @@ impl ChannelFramer {
         let ts_ns = self.last_ts_ns.unwrap_or(0);
         let ts = clock.timestamp(ts_ns);
         let (c, s) = (self.stream.client_seq(), self.stream.server_seq());
-        let port = self.stream.client_port();
+        let port = (self.stream.client_port(), self.stream.server_port());
         let mut gap_comment = None;
-        if let Some(g) = self.pending_gap.take() {
-            format_gap(&mut self.comment, &g);
+        if self.format_pending() {
             gap_comment = Some(self.comment.as_str());
         }
         for (i, (spec, flags)) in closing_segments(port, c, s).into_iter().enumerate() {
@@ -402,11 +475,12 @@ impl ChannelFramer {
         frame: &mut Vec<u8>,
     ) -> Result<(), PcapError> {
         self.started = true;
-        let link = (self.synth.link && !link::starts_with_link(direction, payload))
-            .then(|| LinkPhase::new(self.spice_type, 0));
+        let recorded = link::starts_with_link(direction, payload);
+        let link = (self.synth.link && !recorded).then(|| LinkPhase::new(self.spice_type, 0));
         self.link_synthesized = link.is_some();
+        self.has_link_phase = recorded || link.is_some();
         let (c_isn, s_isn) = link::opening_isns(link.is_some());
-        let port = self.stream.client_port();
+        let port = (self.stream.client_port(), self.stream.server_port());
         let segments = opening_segments(self.synth.tcp, port, c_isn, s_isn, link.as_ref());
         let count = segments.len() as u64;
         debug_assert!(count <= u64::from(MAX_OPENING_PACKETS));
@@ -448,14 +522,15 @@ fn dir_index(direction: Direction) -> usize {
 /// numbers `c_isn` / `s_isn`, then the link phase (if `link`).
 fn opening_segments(
     tcp: bool,
-    port: u16,
+    (client_port, server_port): (u16, u16),
     c_isn: u32,
     s_isn: u32,
     link: Option<&LinkPhase>,
 ) -> Vec<(SegmentSpec, TcpFlags, &[u8], &'static str)> {
     let seg = |direction, seq, ack| SegmentSpec {
         direction,
-        client_port: port,
+        client_port,
+        server_port,
         seq,
         ack,
     };
@@ -502,10 +577,15 @@ fn opening_segments(
 
 /// The FIN exchange after a channel's last record, the client's next
 /// sequence number being `c` and the server's `s`.
-fn closing_segments(port: u16, c: u32, s: u32) -> [(SegmentSpec, TcpFlags); 3] {
+fn closing_segments(
+    (client_port, server_port): (u16, u16),
+    c: u32,
+    s: u32,
+) -> [(SegmentSpec, TcpFlags); 3] {
     let seg = |direction, seq, ack| SegmentSpec {
         direction,
-        client_port: port,
+        client_port,
+        server_port,
         seq,
         ack,
     };
@@ -532,9 +612,30 @@ const SYN_COMMENT: &str = "spool2pcap: synthetic TCP handshake (ryll records byt
 const FIN_COMMENT: &str =
     "spool2pcap: synthetic TCP close (the capture says the channel closed cleanly)";
 
-/// Formats the comment of the packet after a gap into `out`.
+/// Appends the comment of the packet after damage to `out`.
+fn format_damage(out: &mut String, d: &PendingDamage) {
+    let _ = write!(
+        out,
+        "spool2pcap: damaged capture data skipped before this packet: {}",
+        d.first
+    );
+    if d.regions > 1 {
+        let _ = write!(
+            out,
+            " and {} more damaged regions ({} records known lost in all)",
+            d.regions - 1,
+            d.records_lost
+        );
+    }
+    let _ = write!(
+        out,
+        "; the bytes lost are unknown, sequence numbers skip {} in each direction",
+        d.skipped
+    );
+}
+
+/// Appends the comment of the packet after a gap to `out`.
 fn format_gap(out: &mut String, g: &PendingGap) {
-    out.clear();
     let secs = |ns: u64| (ns / 1_000_000_000, ns % 1_000_000_000 / 1_000);
     let (a, af) = secs(g.first_ts_ns);
     let (b, bf) = secs(g.last_ts_ns);

@@ -134,7 +134,7 @@ impl ChannelSource {
                     break;
                 }
                 Event::Gap(g) => self.framer.gap(&g),
-                Event::Damage(_) => self.framer.damage(),
+                Event::Damage(d) => self.framer.damage(&d),
             }
         }
     }

@@ -13,8 +13,9 @@ use spool::reader::{Damage, ReadStats};
 
 use crate::guard::{clean, MAX_TEXT_CHARS};
 use crate::metadata::CaptureMetadata;
-use crate::output::wireshark::{decode_as, wireshark_command};
+use crate::output::wireshark::{decode_as_for, wireshark_command_for};
 use crate::pipeline::framing::ChannelFramer;
+use crate::spice::channels::SERVER_PORT;
 use crate::spice::redact::{RedactStats, Redaction};
 use crate::time::format_secs;
 
@@ -46,6 +47,9 @@ pub struct ChannelReport {
     pub synthetic_frames: u64,
     /// A SPICE link phase was made up for this channel.
     pub link_synthesized: bool,
+    /// The output has a SPICE link phase for this channel, made up or
+    /// recorded: without one Wireshark decodes no SPICE message.
+    pub has_link_phase: bool,
     /// Gap records met.
     pub gaps: u64,
     /// Records the writer dropped, per the gap records.
@@ -111,6 +115,7 @@ impl ChannelReport {
             frames: framer.frames(),
             synthetic_frames: framer.synthetic_frames(),
             link_synthesized: framer.link_synthesized(),
+            has_link_phase: framer.has_link_phase(),
             gaps: stats.gaps,
             dropped_records: stats.dropped_records,
             dropped_bytes: stats.dropped_bytes,
@@ -157,6 +162,9 @@ pub struct ConvertReport {
     pub clean_shutdown: Option<bool>,
     /// What was redacted in the output.
     pub redaction: Redaction,
+    /// The synthetic server port, if not [`SERVER_PORT`] (chosen with
+    /// [`crate::ConvertOptions::server_port`]).
+    pub server_port: Option<u16>,
 }
 
 impl ConvertReport {
@@ -249,10 +257,14 @@ impl ConvertReport {
         out
     }
 
-    /// For every file written, the command that opens it in Wireshark with
-    /// SPICE decoding on ([`wireshark_command`]).
+    /// For every file written, the command that opens it in Wireshark,
+    /// SPICE decoded ([`wireshark_command`]).
     pub fn wireshark_commands(&self) -> Vec<String> {
-        self.outputs().into_iter().map(wireshark_command).collect()
+        let port = self.server_port.unwrap_or(SERVER_PORT);
+        self.outputs()
+            .into_iter()
+            .map(|f| wireshark_command_for(f, port))
+            .collect()
     }
 
     /// The summary for people, as the CLI prints it on stderr (stdout may
@@ -313,28 +325,50 @@ impl ConvertReport {
                 clean(&d.to_string(), MAX_TEXT_CHARS)
             )?;
         }
-        // The exact command that opens the result with SPICE decoding on.
-        let commands = self.wireshark_commands();
-        if !commands.is_empty() {
-            writeln!(out, "open with SPICE decoding:")?;
-            for c in commands {
-                writeln!(out, "  {c}")?;
-            }
-        } else if self.channels.iter().any(ChannelReport::to_stdout) {
-            writeln!(
-                out,
-                "open with SPICE decoding: ... | wireshark -d {} -k -i -",
-                decode_as()
-            )?;
-        } else if self.is_excerpt() {
-            writeln!(
-                out,
-                "open with SPICE decoding: wireshark -d {} EXCERPT.pcap",
-                decode_as()
-            )?;
-        }
+        write_open_hint(out, self)?;
         Ok(())
     }
+}
+
+/// The last lines of [`ConvertReport::write_text`]: the exact command that
+/// opens the result in Wireshark, SPICE decoded with no option. Without a
+/// link phase (`--no-synth-link`) Wireshark decodes no SPICE message, so
+/// there is no such command to give: it says that instead.
+fn write_open_hint(out: &mut dyn Write, r: &ConvertReport) -> io::Result<()> {
+    if r.channels.iter().all(|c| c.records == 0) {
+        return Ok(());
+    }
+    if !r.channels.iter().any(|c| c.has_link_phase) {
+        return writeln!(
+            out,
+            "no SPICE link phase in the output: Wireshark shows TCP, not SPICE"
+        );
+    }
+    let (how, option) = match r.server_port {
+        Some(p) => (
+            "with SPICE on the chosen server port",
+            format!("-d {} ", decode_as_for(p)),
+        ),
+        None => ("SPICE decodes with no option", String::new()),
+    };
+    let commands = r.wireshark_commands();
+    if !commands.is_empty() {
+        writeln!(out, "open in Wireshark ({how}):")?;
+        for c in commands {
+            writeln!(out, "  {c}")?;
+        }
+    } else if r.channels.iter().any(ChannelReport::to_stdout) {
+        writeln!(
+            out,
+            "open in Wireshark ({how}): ... | wireshark {option}-k -i -"
+        )?;
+    } else if r.is_excerpt() {
+        writeln!(
+            out,
+            "open in Wireshark ({how}): wireshark {option}EXCERPT.pcap"
+        )?;
+    }
+    Ok(())
 }
 
 /// The line of [`ConvertReport::write_text`] that says what an excerpt

@@ -13,7 +13,7 @@ use spool::manifest::ChannelCounters;
 
 use crate::guard::{clean, MAX_TEXT_CHARS};
 use crate::metadata::CaptureMetadata;
-use crate::output::wireshark::decode_as;
+use crate::output::wireshark::{decode_as, decode_as_for};
 use crate::output::{InterfaceStats, PacketSink, SectionInfo};
 use crate::pipeline::clock::PacketClock;
 use crate::pipeline::framing::{ChannelFramer, Synthesis};
@@ -66,6 +66,8 @@ pub(crate) struct SessionFacts<'a> {
     pub synth: Synthesis,
     /// What was redacted.
     pub redact: Redaction,
+    /// The synthetic server port.
+    pub server_port: u16,
 }
 
 /// The pcapng section header of a conversion.
@@ -103,8 +105,9 @@ pub(crate) fn section_info(s: &SessionFacts) -> SectionInfo {
     }
     lines.push(format!(
         "Converted by spool2pcap {}: one TCP connection per SPICE channel, 10.0.0.1 -> \
-         10.0.0.2:{SERVER_PORT}{}.",
+         10.0.0.2:{}{}.",
         env!("CARGO_PKG_VERSION"),
+        s.server_port,
         if made_up.is_empty() {
             String::new()
         } else {
@@ -145,7 +148,18 @@ pub(crate) fn section_info(s: &SessionFacts) -> SectionInfo {
             s.redact.describe()
         ));
     }
-    lines.push(format!("Decode with: wireshark -d {} FILE", decode_as()));
+    if s.server_port == SERVER_PORT {
+        lines.push(format!(
+            "SPICE decodes by Wireshark's SPICE heuristic (no option needed); with it \
+             switched off: wireshark -d {} FILE",
+            decode_as()
+        ));
+    } else {
+        lines.push(format!(
+            "Decode with: wireshark -d {} FILE",
+            decode_as_for(s.server_port)
+        ));
+    }
     SectionInfo {
         comment: Some(lines.join("\n")),
         os: s.metadata.and_then(|m| m.platform_os.clone()),
@@ -171,7 +185,7 @@ pub fn trimmed_note(channel: &str, t: &Trimmed) -> String {
 /// descriptions and not `isb_ifdrop`.
 pub(crate) fn interface_description(
     channel: &str,
-    port: u16,
+    (port, server_port): (u16, u16),
     summary: Option<&ChannelCounters>,
 ) -> String {
     let ty = crate::spice::link::channel_type_for(channel);
@@ -181,7 +195,7 @@ pub(crate) fn interface_description(
         ", unknown name: linked as port"
     };
     let mut d = format!(
-        "SPICE {channel} channel (type {ty}{known}), 10.0.0.1:{port} -> 10.0.0.2:{SERVER_PORT}"
+        "SPICE {channel} channel (type {ty}{known}), 10.0.0.1:{port} -> 10.0.0.2:{server_port}"
     );
     if let Some(s) = summary {
         d.push_str(&format!(
@@ -193,8 +207,8 @@ pub(crate) fn interface_description(
 }
 
 /// The Interface Statistics Block of the channel `c` reports, framed by
-/// `framer` (pcapng only): records received, dropped by the spool writer
-/// (`isb_ifdrop`) and converted, the time span of its packets, and a
+/// `framer` (pcapng only): records received, dropped by the spool writer or
+/// known lost to damage (`isb_ifdrop`) and converted, the time span of its packets, and a
 /// comment saying the same in words and how the channel was `read`.
 pub(crate) fn write_channel_stats<W: Write>(
     sink: &mut PacketSink<W>,
@@ -207,9 +221,16 @@ pub(crate) fn write_channel_stats<W: Write>(
         return Ok(());
     }
     let span = framer.time_span_ns();
+    // Records known lost to damage count as dropped, like the writer's.
+    let lost = c
+        .damage
+        .iter()
+        .map(|d| d.records_lost)
+        .fold(0, u64::saturating_add);
+    let dropped = c.dropped_records.saturating_add(lost);
     let stats = InterfaceStats {
-        received: c.records.saturating_add(c.dropped_records),
-        dropped: c.dropped_records,
+        received: c.records.saturating_add(dropped),
+        dropped,
         delivered: c.records,
         start: span.map(|(a, _)| clock.timestamp(a)),
         end: span.map(|(_, b)| clock.timestamp(b)),
@@ -222,7 +243,7 @@ pub(crate) fn write_channel_stats<W: Write>(
     };
     let mut comment = format!(
         "{}: {} records ({} bytes) {how}; {} records ({} bytes) dropped by the capture \
-         writer in {} gaps; {} damaged regions skipped; {closed}",
+         writer in {} gaps; {} damaged regions skipped ({lost} records known lost); {closed}",
         c.channel,
         c.records,
         c.bytes,

@@ -2,7 +2,7 @@
 //!
 //! A spool records bytes per channel, not sockets, so the converter invents a
 //! TCP connection per channel: client `10.0.0.1:<port>` to server
-//! `10.0.0.2:5900`. Wireshark tells conversations apart by port, so every
+//! `10.0.0.2:5930`. Wireshark tells conversations apart by port, so every
 //! channel of one conversion must get a port of its own, and the same channel
 //! should get the same port every time so that filters (`tcp.port == 10002`)
 //! keep working from one capture to the next.
@@ -16,6 +16,13 @@
 //! names are hashed into a range that cannot meet the known ports; if two
 //! names of one capture hash to the same port, the one that sorts later moves
 //! up by one (wrapping inside the range) until it is free.
+//!
+//! None of these ports, nor the server's ([`SERVER_PORT`]), is one Wireshark
+//! gives to a dissector by default: Wireshark tries a port's dissector
+//! before its heuristics, and SPICE has only a heuristic (enabled by
+//! default), so a file on free ports opens decoded as SPICE with no "Decode
+//! As" at all. The hashed range holds a few ports Wireshark does claim
+//! ([`WIRESHARK_CLAIMED_PORTS`]); they are never given out.
 
 use std::collections::BTreeSet;
 
@@ -26,6 +33,13 @@ pub const HASHED_PORT_BASE: u16 = 10100;
 
 /// Size of the range for channels without a SPICE channel type.
 pub const HASHED_PORT_RANGE: u16 = 5000;
+
+/// Ports of the hashed range that Wireshark (4.0, `tshark -G decodes`,
+/// table `tcp.port`) dissects as another protocol by default (beep,
+/// tls, couchbase, memcache, http, doip, mpeg_dsmcc, uma): a channel on
+/// one of them would show as that protocol instead of SPICE.
+pub const WIRESHARK_CLAIMED_PORTS: &[u16] =
+    &[10288, 11207, 11210, 11211, 11371, 13400, 13819, 14001];
 
 /// SPICE channel types by name (from spice-protocol's `SPICE_CHANNEL_*`),
 /// in type order: the one table of the channels the converter knows, which
@@ -68,9 +82,27 @@ pub fn known_port(channel: &str) -> Option<u16> {
 }
 
 /// The preferred port of a channel without a SPICE channel type: a stable
-/// hash of the name, so it does not depend on the Rust version or the run.
+/// hash of the name, so it does not depend on the Rust version or the run,
+/// moved up past [`WIRESHARK_CLAIMED_PORTS`].
 pub fn hashed_port(channel: &str) -> u16 {
-    HASHED_PORT_BASE + (fnv1a32(channel.as_bytes()) % u32::from(HASHED_PORT_RANGE)) as u16
+    let start = (fnv1a32(channel.as_bytes()) % u32::from(HASHED_PORT_RANGE)) as u16;
+    next_free(HASHED_PORT_BASE + start, |_| false)
+}
+
+/// The first port of the hashed range from `port` on (wrapping inside the
+/// range) that is neither `taken` nor claimed by Wireshark. After
+/// [`HASHED_PORT_RANGE`] probes (more channels than ports) it gives up and
+/// returns where it stands: a shared port rather than an endless loop.
+fn next_free(port: u16, taken: impl Fn(u16) -> bool) -> u16 {
+    let mut offset = port - HASHED_PORT_BASE;
+    for _ in 0..HASHED_PORT_RANGE {
+        let p = HASHED_PORT_BASE + offset;
+        if !taken(p) && !WIRESHARK_CLAIMED_PORTS.contains(&p) {
+            break;
+        }
+        offset = (offset + 1) % HASHED_PORT_RANGE;
+    }
+    HASHED_PORT_BASE + offset
 }
 
 /// The preferred port of any channel, before collisions are resolved.
@@ -108,17 +140,7 @@ impl PortMap {
             entries.push((name.to_string(), port));
         }
         for name in names.iter().filter(|n| known_port(n).is_none()) {
-            let mut offset = hashed_port(name) - HASHED_PORT_BASE;
-            // At most HASHED_PORT_RANGE probes; a capture has far fewer
-            // channels than that, and past it we accept a shared port rather
-            // than loop forever.
-            for _ in 0..HASHED_PORT_RANGE {
-                if !used.contains(&(HASHED_PORT_BASE + offset)) {
-                    break;
-                }
-                offset = (offset + 1) % HASHED_PORT_RANGE;
-            }
-            let port = HASHED_PORT_BASE + offset;
+            let port = next_free(hashed_port(name), |p| used.contains(&p));
             used.insert(port);
             entries.push((name.to_string(), port));
         }
@@ -137,16 +159,7 @@ impl PortMap {
         let taken = |p: u16, e: &[(String, u16)]| e.iter().any(|(_, q)| *q == p);
         let port = match known_port(channel) {
             Some(p) => p,
-            None => {
-                let mut offset = hashed_port(channel) - HASHED_PORT_BASE;
-                for _ in 0..HASHED_PORT_RANGE {
-                    if !taken(HASHED_PORT_BASE + offset, &self.entries) {
-                        break;
-                    }
-                    offset = (offset + 1) % HASHED_PORT_RANGE;
-                }
-                HASHED_PORT_BASE + offset
-            }
+            None => next_free(hashed_port(channel), |p| taken(p, &self.entries)),
         };
         self.entries.push((channel.to_string(), port));
         port
@@ -200,6 +213,19 @@ mod tests {
             hashed_port("a"),
             HASHED_PORT_BASE + (0xe40c_292cu32 % 5000) as u16
         );
+        // A name whose hash lands on a port Wireshark claims moves past it.
+        let claimed = (0..100_000u32)
+            .map(|i| format!("c{i}"))
+            .find(|n| {
+                let raw = HASHED_PORT_BASE
+                    + (fnv1a32(n.as_bytes()) % u32::from(HASHED_PORT_RANGE)) as u16;
+                raw == 11210
+            })
+            .expect("a name hashing onto 11210");
+        assert_eq!(hashed_port(&claimed), 11212, "11210 and 11211 are claimed");
+        let m = PortMap::new([claimed.as_str()]);
+        assert_eq!(m.port(&claimed), 11212);
+        assert_eq!(PortMap::default().assign(&claimed), 11212);
         assert_eq!(known_port("vendor_x"), None);
     }
 
@@ -233,5 +259,6 @@ mod tests {
         let m = PortMap::new(names.iter().map(String::as_str));
         let ports: BTreeSet<u16> = m.iter().map(|(_, p)| p).collect();
         assert_eq!(ports.len(), names.len());
+        assert!(WIRESHARK_CLAIMED_PORTS.iter().all(|p| !ports.contains(p)));
     }
 }

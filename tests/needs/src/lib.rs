@@ -53,6 +53,11 @@ pub const CAPINFOS: Need = Need::Tool {
     command: "capinfos",
     package: "tshark",
 };
+/// groff, to check that spool2pcap's man page renders.
+pub const GROFF: Need = Need::Tool {
+    command: "groff",
+    package: "groff-base",
+};
 /// QEMU, the real SPICE server.
 pub const QEMU: Need = Need::Tool {
     command: "qemu-system-x86_64",

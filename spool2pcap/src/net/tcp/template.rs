@@ -58,11 +58,12 @@ pub struct HeaderTemplate {
 
 impl HeaderTemplate {
     /// The template of data segments going `direction` on the connection of
-    /// client port `client_port`.
-    pub fn new(direction: Direction, client_port: u16) -> HeaderTemplate {
+    /// client port `client_port` and server port `server_port`.
+    pub fn new(direction: Direction, client_port: u16, server_port: u16) -> HeaderTemplate {
         let spec = SegmentSpec {
             direction,
             client_port,
+            server_port,
             seq: 0,
             ack: 0,
         };

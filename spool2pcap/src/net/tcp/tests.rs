@@ -160,6 +160,7 @@ fn oversized_payload_is_refused_not_truncated() {
     let spec = SegmentSpec {
         direction: Direction::ClientToServer,
         client_port: 1,
+        server_port: SERVER_PORT,
         seq: 0,
         ack: 0,
     };
@@ -238,7 +239,7 @@ fn reference(spec: &SegmentSpec, payload: &[u8]) -> Vec<u8> {
 
 /// The template's headers followed by the payload.
 fn fast(spec: &SegmentSpec, payload: &[u8]) -> Vec<u8> {
-    let t = HeaderTemplate::new(spec.direction, spec.client_port);
+    let t = HeaderTemplate::new(spec.direction, spec.client_port, spec.server_port);
     let mut headers = [0xa5; HEADERS_LEN];
     assert!(t.fill(&mut headers, spec.seq, spec.ack, payload), "fits");
     [&headers[..], payload].concat()
@@ -290,6 +291,10 @@ fn template_matches_etherparse_on_random_segments() {
                 1 => [0, 1, u16::MAX][rng.below(3) as usize],
                 _ => rng.next() as u16,
             },
+            server_port: match rng.below(2) {
+                0 => SERVER_PORT,
+                _ => rng.next() as u16,
+            },
             seq: seq_ack(&mut rng),
             ack: seq_ack(&mut rng),
         };
@@ -311,6 +316,7 @@ fn template_matches_etherparse_when_the_tcp_checksum_is_zero() {
         let spec = SegmentSpec {
             direction,
             client_port: 10002,
+            server_port: SERVER_PORT,
             seq: 0x0102_0304,
             ack: 0x0506_0708,
         };
@@ -350,7 +356,7 @@ fn payload_sums_match_etherparse() {
 
 #[test]
 fn template_refuses_oversized_payloads() {
-    let t = HeaderTemplate::new(Direction::ClientToServer, 10001);
+    let t = HeaderTemplate::new(Direction::ClientToServer, 10001, SERVER_PORT);
     let mut headers = [7; HEADERS_LEN];
     assert!(!t.fill(&mut headers, 0, 0, &[0; MAX_SEGMENT_PAYLOAD + 1]));
     assert_eq!(headers, [7; HEADERS_LEN], "untouched");
@@ -387,6 +393,7 @@ fn push_matches_etherparse_segment_by_segment() {
             let spec = SegmentSpec {
                 direction,
                 client_port: 10009,
+                server_port: SERVER_PORT,
                 seq: seq.wrapping_add((k * MAX_SEGMENT_PAYLOAD) as u32),
                 ack,
             };
