@@ -9,7 +9,7 @@
 //!
 //! The pcap is an excerpt made by spool2pcap ([`spool2pcap::pipeline::excerpt`]):
 //! the packets `spool2pcap convert` would write for the same records, so
-//! Wireshark decodes it as SPICE (`-d tcp.port==5900,spice`). Every
+//! Wireshark opens it decoded as SPICE, with no option. Every
 //! channel's connection opens with a synthetic TCP handshake and SPICE
 //! link phase, without which the SPICE dissector decodes nothing; their
 //! bytes count against the budget.
