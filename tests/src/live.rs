@@ -121,6 +121,10 @@ fn loopback_capture_allowed() -> Result<(), String> {
 pub fn start_tshark(port: u16, out: &Path) -> Guard {
     let mut child = Command::new("tshark")
         .args(["-i", "lo", "-f", &format!("tcp port {port}")])
+        // A kernel buffer of 256 MiB rather than the default 2: a busy
+        // guest floods loopback, and on a loaded machine dumpcap falls
+        // behind; a dropped packet breaks the ground truth's reassembly.
+        .args(["-B", "256"])
         .args(["-F", "pcap", "-w"])
         .arg(out)
         .stdout(Stdio::null())

@@ -349,16 +349,7 @@ fn retire_one(
     compressor: Option<&mut SegmentCompressor>,
 ) -> Option<Entry> {
     let size = r.segment.capacity() as u64;
-    // The hot path leaves record CRCs at zero; every segment in the capture
-    // directory carries them, so fill them in before it goes there.
-    let walked = r.segment.fill_checksums(r.used);
-    if walked != r.used {
-        shared.record_error(BackgroundError::RecordsEndEarly {
-            path: r.segment.path().to_path_buf(),
-            walked,
-            used: r.used,
-        });
-    }
+    fill_checksums(shared, &mut r);
     let dest_dir = shared.capture_channel_dir(&ch.name);
     let staged = r.segment.path().to_path_buf();
     let index = r.segment.index();
@@ -381,27 +372,7 @@ fn retire_one(
         finish_in_place(segment, used)
     } else {
         let raw = &segment.bytes()[..used.min(segment.capacity())];
-        let bytes = match compressor {
-            Some(c) => {
-                let cpu = compress::thread_cpu_ns();
-                let out = c.compress(raw).ok();
-                let cpu = compress::thread_cpu_ns().saturating_sub(cpu);
-                let out = out.unwrap_or(raw);
-                shared.compression.add(
-                    out.len() != raw.len(),
-                    raw.len() as u64,
-                    out.len() as u64,
-                    cpu,
-                );
-                out
-            }
-            None => {
-                shared
-                    .compression
-                    .add(false, raw.len() as u64, raw.len() as u64, 0);
-                raw
-            }
-        };
+        let bytes = compressed_or_raw(shared, raw, compressor);
         file_bytes = bytes.len() as u64;
         let copied = copy_out(bytes, &dest_dir, &dest, &shared.retirer_abandon);
         // On failure, unmapped now: a segment left staged stays a file, for
@@ -426,7 +397,10 @@ fn retire_one(
         });
         return None;
     }
-    let entry = Entry {
+    ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+    release_staged(shared, staged_segment, &staged, used);
+    shared.moved_bytes.fetch_add(file_bytes, Ordering::AcqRel);
+    Some(Entry {
         channel: ch.slot,
         index,
         path: dest,
@@ -434,24 +408,65 @@ fn retire_one(
         records,
         data_bytes,
         last_ts,
-    };
-    ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
-    if let Some(segment) = staged_segment {
-        // Reused, its memory staying staged; or freed.
-        if let Err(segment) = shared.spares.keep(segment, used) {
-            drop(segment);
-            if let Err(e) = std::fs::remove_file(&staged) {
-                shared.record_error(BackgroundError::remove("removing", staged, e));
-            }
-            shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
-        }
-    } else {
-        shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
+    })
+}
+
+/// Fills in the record CRCs the hot path left at zero: every segment in the
+/// capture directory carries them. Records that end before what the hot
+/// path says it wrote are recorded as an error (the segment still moves).
+fn fill_checksums(shared: &Shared, r: &mut Retired) {
+    let walked = r.segment.fill_checksums(r.used);
+    if walked != r.used {
+        shared.record_error(BackgroundError::RecordsEndEarly {
+            path: r.segment.path().to_path_buf(),
+            walked,
+            used: r.used,
+        });
     }
-    shared
-        .moved_bytes
-        .fetch_add(entry.file_bytes, Ordering::AcqRel);
-    Some(entry)
+}
+
+/// `raw` compressed by `compressor` if it has one and that shrinks it,
+/// else `raw` itself; counted in the spool's compression counters either
+/// way.
+fn compressed_or_raw<'a>(
+    shared: &Shared,
+    raw: &'a [u8],
+    compressor: Option<&'a mut SegmentCompressor>,
+) -> &'a [u8] {
+    let Some(c) = compressor else {
+        let len = raw.len() as u64;
+        shared.compression.add(false, len, len, 0);
+        return raw;
+    };
+    let cpu = compress::thread_cpu_ns();
+    let out = c.compress(raw).ok();
+    let cpu = compress::thread_cpu_ns().saturating_sub(cpu);
+    let out = out.unwrap_or(raw);
+    shared.compression.add(
+        out.len() != raw.len(),
+        raw.len() as u64,
+        out.len() as u64,
+        cpu,
+    );
+    out
+}
+
+/// Gives the memory of a segment now safe in the capture directory back:
+/// the mapped `segment` becomes a spare, its memory staying staged, or is
+/// deleted when the pool is full; with no `segment` (finished in place)
+/// only the budget is given back. `staged` is its staging path.
+fn release_staged(shared: &Shared, segment: Option<MappedSegment>, staged: &Path, used: usize) {
+    let size = shared.config.segment_bytes as u64;
+    if let Some(segment) = segment {
+        let Err(segment) = shared.spares.keep(segment, used) else {
+            return;
+        };
+        drop(segment);
+        if let Err(e) = std::fs::remove_file(staged) {
+            shared.record_error(BackgroundError::remove("removing", staged.to_path_buf(), e));
+        }
+    }
+    shared.staged_bytes.fetch_sub(size, Ordering::AcqRel);
 }
 
 /// Writes a sealed segment's `bytes` (as staged, or compressed) to `dest`
