@@ -62,6 +62,13 @@ impl Spool {
             .map_err(|e| SpoolError::io("creating capture directory", capture, e))?;
         let capture = std::fs::canonicalize(capture)
             .map_err(|e| SpoolError::io("resolving capture directory", capture, e))?;
+        // Held until the manifest is written: a second writer started
+        // meanwhile is turned away here, having made nothing.
+        let _claim = staging::lock_dir(&capture)
+            .map_err(|e| SpoolError::io("locking capture directory", &capture, e))?
+            .ok_or_else(|| SpoolError::InUse {
+                path: capture.clone(),
+            })?;
         let manifest_path = capture.join(MANIFEST_FILE);
         if std::fs::symlink_metadata(&manifest_path).is_ok() {
             return Err(SpoolError::SessionExists { path: capture });
@@ -136,8 +143,16 @@ impl Spool {
             },
         });
 
+        if let Some(warning) = staging.as_ref().and_then(|s| s.warning()) {
+            shared.record_error(BackgroundError::StagingFallback(warning.to_string()));
+        }
         let manifest = shared.manifest(shared.staging_dir.as_deref(), false, None);
-        write_manifest(&capture, &manifest)?;
+        if let Err(e) = write_manifest(&capture, &manifest) {
+            if let Some(s) = &staging {
+                recover::remove_emptied(s.path());
+            }
+            return Err(e);
+        }
 
         let spawn = |name: &'static str, f: fn(&Shared)| {
             let s = Arc::clone(&shared);
@@ -411,17 +426,7 @@ impl ChannelHandle<'_> {
 }
 
 fn random_session_id() -> [u8; 16] {
-    use std::io::Read;
-    let mut id = [0u8; 16];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut id))
-        .is_ok();
-    if !ok {
-        // Unique enough to tell sessions apart, which is all the id is for.
-        let t = unix_now_ns() as u128 ^ ((std::process::id() as u128) << 64);
-        id = t.to_le_bytes();
-    }
-    id
+    fsutil::random_bytes()
 }
 
 const _: () = assert!((SEGMENT_HEADER_LEN as u64) < MIN_SEGMENT_BYTES);
