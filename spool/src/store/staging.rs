@@ -142,7 +142,7 @@ pub struct PrivateRoot {
 const FALLBACK_TRIES: usize = 8;
 
 /// Most entries of a root's parent [`fallback_roots`] looks at.
-const MAX_FALLBACK_SCAN: usize = 10_000;
+pub const MAX_FALLBACK_SCAN: usize = 10_000;
 
 /// `root` made ready for this user's files: created `0700` if missing,
 /// tightened to `0700` if it is this user's and open to others, and
