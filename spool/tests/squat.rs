@@ -132,6 +132,7 @@ fn main() -> std::process::ExitCode {
         needs::test!(a_crashed_session_in_a_fallback_root_is_recovered, ROOT),
         needs::test!(a_symlinked_or_file_staging_root_is_never_used),
         needs::test!(simultaneous_starts_leave_one_writer_and_no_staging),
+        needs::test!(a_start_that_fails_leaves_nothing),
     ])
 }
 
@@ -192,4 +193,24 @@ fn simultaneous_starts_leave_one_writer_and_no_staging() {
         assert_eq!(sessions, 1, "staging directories left by the losers");
         won.into_iter().next().unwrap().unwrap().close().unwrap();
     }
+}
+
+/// A start that fails after making the capture directory (here: no
+/// staging directory can be made at all, the root's parent being a file)
+/// says why, naming the root, and leaves no `cap/spool` behind.
+fn a_start_that_fails_leaves_nothing() {
+    let dirs = Dirs::new();
+    let file = dirs.staging_parent.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let root = file.join("staging");
+    let err = Spool::create(dirs.config().staging(StagingChoice::Root(root.clone()))).unwrap_err();
+    assert!(
+        err.to_string().contains(&root.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        !dirs.capture().exists(),
+        "{err}: the capture directory is left"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }

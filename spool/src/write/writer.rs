@@ -58,6 +58,7 @@ impl Spool {
     pub fn create(config: SpoolConfig) -> Result<Spool, SpoolError> {
         config.validate()?;
         let capture = &config.capture_dir;
+        let made_capture = std::fs::symlink_metadata(capture).is_err();
         fsutil::create_private_dir(capture, true)
             .map_err(|e| SpoolError::io("creating capture directory", capture, e))?;
         let capture = std::fs::canonicalize(capture)
@@ -93,8 +94,10 @@ impl Spool {
         };
         let staging = match &root {
             Some(root) => Some(
-                StagingDir::create(root, &session_hex, &capture)
-                    .map_err(|e| SpoolError::io("creating staging directory under", root, e))?,
+                StagingDir::create(root, &session_hex, &capture).map_err(|e| {
+                    undo_create(&capture, made_capture);
+                    SpoolError::io("creating staging directory under", root, e)
+                })?,
             ),
             None => None,
         };
@@ -106,6 +109,7 @@ impl Spool {
         }
         let direct = staging.is_none();
         if direct && config.memory_only {
+            undo_create(&capture, made_capture);
             return Err(SpoolError::NoMemoryStaging);
         }
         let staging_root = staging
@@ -151,6 +155,7 @@ impl Spool {
             if let Some(s) = &staging {
                 recover::remove_emptied(s.path());
             }
+            undo_create(&capture, made_capture);
             return Err(e);
         }
 
@@ -422,6 +427,16 @@ impl ChannelHandle<'_> {
     /// This channel's counters.
     pub fn counters(&self) -> ChannelCounters {
         counters_of(self.channel)
+    }
+}
+
+/// Removes what a [`Spool::create`] that failed after claiming `capture`
+/// made there: its empty `spool/`, and the capture directory itself if
+/// the call made it and it is empty. Only the claim's holder calls it.
+fn undo_create(capture: &Path, made_capture: bool) {
+    let _ = std::fs::remove_dir(capture.join(SPOOL_DIR));
+    if made_capture {
+        let _ = std::fs::remove_dir(capture);
     }
 }
 
