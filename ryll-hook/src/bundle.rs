@@ -372,6 +372,9 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A report being written: a new file (mode 0600, `O_EXCL`, never through
 /// a symlink) beside its destination, removed on drop unless published.
+/// Its name is short and fixed in length (`.ryll-report.<pid>-<n>.tmp`),
+/// so any name the destination's file system takes, up to its 255-byte
+/// limit, can be written.
 struct TempFile {
     path: PathBuf,
     file: Option<File>,
@@ -379,15 +382,14 @@ struct TempFile {
 
 impl TempFile {
     fn create_beside(out: &Path) -> Result<TempFile, BundleError> {
-        let name = out
-            .file_name()
-            .ok_or_else(|| BundleError::Io {
+        if out.file_name().is_none() {
+            return Err(BundleError::Io {
                 path: out.to_path_buf(),
                 source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
-            })?
-            .to_string_lossy();
+            });
+        }
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = out.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
+        let path = out.with_file_name(format!(".ryll-report.{}-{n}.tmp", std::process::id()));
         let file = fsutil::create_new_file(&path).map_err(|source| BundleError::Io {
             path: path.clone(),
             source,
@@ -446,6 +448,24 @@ impl Drop for TempFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The longest name a file system takes (255 bytes) is written: the
+    /// temporary name beside it is never longer than 40 bytes.
+    #[test]
+    fn a_report_may_have_the_longest_name_the_file_system_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [254, 255] {
+            let out = dir.path().join(format!("{}.zip", "r".repeat(len - 4)));
+            let temp = TempFile::create_beside(&out).unwrap();
+            assert!(temp.path.file_name().unwrap().len() <= 40);
+            std::io::Write::write_all(&mut temp.file().unwrap(), b"zip").unwrap();
+            temp.publish(&out).unwrap();
+            assert_eq!(std::fs::read(&out).unwrap(), b"zip");
+            // Nothing but the report is left.
+            std::fs::remove_file(&out).unwrap();
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        }
+    }
 
     #[test]
     fn zip_dates_are_utc_and_clamped() {

@@ -80,6 +80,9 @@ fn report_one(dir: &Path, manifest: &Manifest, report_dir: &Path) -> Option<Cras
     let outcome = match recover_and_report(dir, manifest, report_dir) {
         Ok(zip) => {
             let _ = std::fs::remove_dir_all(dir);
+            if let Some(root) = dir.parent() {
+                spool::staging::remove_empty_fallback(root);
+            }
             Ok(zip)
         }
         Err(CrashError::Recover(spool::recover::RecoverError::StillBeingWritten(_))) => {

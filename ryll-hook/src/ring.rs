@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use shakenfist_spice_renderer::CaptureSink;
-use spool::{fsutil, staging, SpoolConfig};
+use spool::{staging, SpoolConfig};
 
 use crate::crash::{self, CrashReport};
 use crate::sink::{metadata_for_display_target, SinkError, SpoolSink};
@@ -78,12 +78,20 @@ pub struct RingStarted {
     pub dir: Option<PathBuf>,
     /// Rings of crashed sessions found and turned into reports (or not).
     pub crashed: Vec<CrashReport>,
+    /// Directories that could not be trusted (another user's, a symlink)
+    /// and the private ones used instead.
+    pub warnings: Vec<String>,
 }
 
 impl RingStarted {
     /// One line per thing worth logging, for the host's log.
     pub fn log_lines(&self) -> Vec<String> {
         let mut lines: Vec<String> = self.crashed.iter().map(ToString::to_string).collect();
+        lines.extend(
+            self.warnings
+                .iter()
+                .map(|w| format!("traffic ring: warning: {w}")),
+        );
         match &self.dir {
             Some(d) => lines.push(format!(
                 "traffic ring: recording in memory ({})",
@@ -111,8 +119,8 @@ pub fn start(
 ) -> Result<RingStarted, RingError> {
     let root = staging::ring_root().ok_or(RingError::NoMemory)?;
     let mut started = RingStarted {
-        dir: None,
         crashed: crash::report_crashed_rings(&root, report_dir),
+        ..RingStarted::default()
     };
     if bytes == 0 {
         return Ok(started);
@@ -122,10 +130,22 @@ pub fn start(
         started.dir = Some(r.capture_dir().to_path_buf());
         return Ok(started);
     }
-    let dir = new_ring_dir(&root)?;
+    let root = staging::private_root(&root).map_err(|source| RingError::Root {
+        path: root.clone(),
+        source,
+    })?;
+    started.warnings.extend(root.warning.clone());
+    let dir = new_ring_dir(&root.path)?;
     let config = SpoolConfig::memory_ring(&dir, bytes.max(MIN_RING_BYTES)).channels(&ALWAYS_OPEN);
     let metadata = metadata_for_display_target(display_target, tls_port);
     let sink = Arc::new(SpoolSink::with_exact_config(config, metadata)?);
+    started.warnings.extend(
+        sink.spool()
+            .errors()
+            .iter()
+            .filter(|e| matches!(e, spool::BackgroundError::StagingFallback(_)))
+            .map(ToString::to_string),
+    );
     crate::report::set_active_ring(sink.clone());
     started.dir = Some(dir);
     *ring = Some(sink);
@@ -134,15 +154,16 @@ pub fn start(
 }
 
 /// A capture directory for a new ring under `root`, which must be a
-/// private directory of this user (created `0700` if missing): the ring
-/// holds keystrokes, and a directory another user controls could be
-/// swapped under it.
+/// private directory of this user ([`staging::private_root`] made it so,
+/// checked again here): the ring holds keystrokes, and a directory another
+/// user controls could be swapped under it.
 fn new_ring_dir(root: &Path) -> Result<PathBuf, RingError> {
-    fsutil::create_private_dir(root, true).map_err(|source| RingError::Root {
-        path: root.to_path_buf(),
-        source,
-    })?;
-    staging::check_staging_dir(root)?;
+    if !staging::check_staging_dir(root)? {
+        return Err(RingError::Root {
+            path: root.to_path_buf(),
+            source: std::io::ErrorKind::NotFound.into(),
+        });
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -171,6 +192,9 @@ pub fn stop() {
     if let Some(ring) = ring {
         crate::report::clear_active();
         let _ = ring.close();
+        if let Some(root) = ring.capture_dir().parent() {
+            staging::remove_empty_fallback(root);
+        }
     }
 }
 

@@ -168,3 +168,46 @@ fn a_clean_exit_leaves_no_ring_and_nothing_staged() {
         entries(&staging_root)
     );
 }
+
+/// Ring and staging roots that are not this user's own directories (here
+/// symlinks to directories elsewhere; `spool/tests/squat.rs` has another
+/// user's) are never used: the ring runs in private directories beside
+/// them, a crash there is reported all the same, and nothing is left.
+#[test]
+fn squatted_ring_and_staging_roots_are_worked_around() {
+    let test = "squatted_ring_and_staging_roots_are_worked_around";
+    if let Ok(how) = std::env::var(CHILD_ENV) {
+        return child(&how);
+    }
+    let runtime = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (ring_root, staging_root) = roots(runtime.path());
+    let elsewhere = runtime.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &ring_root).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &staging_root).unwrap();
+    for how in ["kill", "exit"] {
+        let (ring, status) = run_child(test, how, runtime.path());
+        let fallback = ring.parent().unwrap();
+        assert!(
+            spool::staging::is_fallback_root(fallback),
+            "{}",
+            ring.display()
+        );
+        assert_eq!(fallback.parent(), Some(runtime.path()));
+        if how == "kill" {
+            assert!(!status.success());
+            let reports = tempfile::tempdir().unwrap();
+            let found = ryll_hook::crash::report_crashed_rings(&ring_root, reports.path());
+            assert_eq!(found.len(), 1, "{found:?}");
+            check_report(found[0].outcome.as_ref().unwrap());
+        } else {
+            assert!(status.success(), "{status}");
+        }
+        let mut left = entries(runtime.path());
+        left.sort();
+        let mut want = vec![elsewhere.clone(), ring_root.clone(), staging_root.clone()];
+        want.sort();
+        assert_eq!(left, want, "{how}: only the squats are left");
+        assert!(entries(&elsewhere).is_empty(), "{how}");
+    }
+}

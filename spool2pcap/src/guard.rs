@@ -288,11 +288,15 @@ impl InputFiles {
 /// session id, a staging directory, a writer's error.
 pub const MAX_TEXT_CHARS: usize = 1000;
 
-/// A string from a capture, fit for a terminal and a file comment: control
-/// characters and the invisible ones that reorder or hide text on a
-/// terminal (bidirectional overrides, zero-width characters) replaced by
-/// U+FFFD, surrounding space trimmed, at most `max_chars` characters (a
-/// longer one ends in `…`).
+/// Longest name from a capture (a channel a manifest lists) shown in
+/// full, in characters: longer than any valid channel name.
+pub const MAX_NAME_CHARS: usize = 80;
+
+/// A string from a capture, fit for a terminal, a JSON report and a file
+/// comment: every character [`is_hidden`] says a terminal would act on or
+/// not show is replaced by U+FFFD, surrounding space trimmed, and at most
+/// `max_chars` characters kept (a longer one ends in `…`). Every string a
+/// capture supplies goes through here before it is printed or written.
 pub fn clean(s: &str, max_chars: usize) -> String {
     let s = s.trim();
     let mut out: String = s
@@ -307,12 +311,38 @@ pub fn clean(s: &str, max_chars: usize) -> String {
     out
 }
 
-/// Characters a terminal acts on or hides rather than shows.
-fn is_hidden(c: char) -> bool {
-    c.is_control()
+/// Whether a terminal would act on `c`, draw it as nothing, or draw
+/// something a reader cannot tell from other text, rather than show it:
+///
+/// * the general categories Cc (controls: escape sequences, C1), Cf
+///   (format: bidirectional controls and isolates, U+061C, zero-width
+///   characters, the soft hyphen, U+FFF9..U+FFFB annotations, tag
+///   characters U+E0000..U+E007F), Zl and Zp (line and paragraph
+///   separators), Co (private use: a font may draw anything), Cs and Cn
+///   (unassigned, noncharacters: a newer terminal may give them a meaning);
+/// * space separators other than U+0020 (look like a space, are not one);
+/// * the other default-ignorable characters, drawn as nothing though
+///   their category is a letter or mark: the Hangul fillers (U+115F,
+///   U+1160, U+3164, U+FFA0), the combining grapheme joiner U+034F, Khmer
+///   U+17B4..U+17B5, Mongolian U+180B..U+180F and the variation selectors.
+pub fn is_hidden(c: char) -> bool {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    let hidden_category = matches!(
+        get_general_category(c),
+        G::Control
+            | G::Format
+            | G::LineSeparator
+            | G::ParagraphSeparator
+            | G::PrivateUse
+            | G::Surrogate
+            | G::Unassigned
+    );
+    hidden_category
+        || (c != ' ' && get_general_category(c) == G::SpaceSeparator)
         || matches!(c,
-            '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}'
-            | '\u{FEFF}')
+            '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FFA0}'
+            | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// Notes about a capture (skipped entries, unreadable files), which name
@@ -324,6 +354,78 @@ pub fn cleaned(problems: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every class of character that reached a terminal through `info`,
+    /// and the kinds the same rule must cover.
+    #[test]
+    fn clean_hides_every_invisible_class() {
+        let hidden = [
+            '\u{0}',
+            '\u{1b}',
+            '\u{7f}',
+            '\u{85}',
+            '\u{9b}', // Cc
+            '\u{ad}',
+            '\u{61c}',
+            '\u{180e}',
+            '\u{200b}',
+            '\u{200d}',
+            '\u{200e}', // Cf
+            '\u{202a}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{feff}',
+            '\u{fff9}',
+            '\u{fffb}',
+            '\u{e0001}',
+            '\u{e0041}',
+            '\u{e007f}', // tags
+            '\u{2028}',
+            '\u{2029}', // Zl, Zp
+            '\u{e000}',
+            '\u{f8ff}',
+            '\u{10fffd}', // Co
+            '\u{378}',
+            '\u{fffe}',
+            '\u{ffff}',
+            '\u{10ffff}', // Cn
+            '\u{a0}',
+            '\u{2000}',
+            '\u{3000}', // Zs but U+0020
+            '\u{115f}',
+            '\u{1160}',
+            '\u{3164}',
+            '\u{ffa0}', // Hangul fillers
+            '\u{34f}',
+            '\u{17b4}',
+            '\u{180b}',
+            '\u{fe0f}',
+            '\u{e0100}', // ignorables
+        ];
+        for c in hidden {
+            assert!(is_hidden(c), "U+{:04X} shown", c as u32);
+            assert_eq!(
+                clean(&format!("a{c}b"), 10),
+                "a\u{FFFD}b",
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        for c in [
+            'a', ' ', 'é', 'ß', '中', '한', 'ا', '…', '\u{FFFD}', '😀', '\u{301}',
+        ] {
+            assert!(!is_hidden(c), "U+{:04X} hidden", c as u32);
+        }
+    }
+
+    #[test]
+    fn clean_cuts_a_huge_string_at_its_limit() {
+        let huge = "x".repeat(3_000_000);
+        let out = clean(&huge, MAX_NAME_CHARS);
+        assert_eq!(out.chars().count(), MAX_NAME_CHARS);
+        assert!(out.ends_with('…'));
+    }
 
     #[test]
     fn clean_replaces_controls_and_cuts() {

@@ -15,7 +15,7 @@ use spool::manifest::ChannelCounters;
 use spool::reader::{Damage, Event};
 
 use crate::guard::cleaned;
-use crate::guard::{clean, open_capture, CaptureError, MAX_TEXT_CHARS};
+use crate::guard::{clean, open_capture, CaptureError, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 use crate::metadata::CaptureMetadata;
 use crate::output::wireshark::{decode_as, shell_quote, wireshark_command};
 use crate::spice::channels::PortMap;
@@ -360,7 +360,7 @@ pub fn scan(
             if !cap.channels().iter().any(|c| &c.name == name) {
                 info.mismatches.push(format!(
                     "{}: in the manifest but no segments on disk",
-                    name.escape_debug()
+                    clean(name, MAX_NAME_CHARS).escape_debug()
                 ));
             }
         }

@@ -369,7 +369,11 @@ fn an_output_that_is_one_of_the_inputs_is_refused() {
     for target in [&seg, &dotted] {
         let o = run(args!["convert", cap.path(), "-w", target, "--force"]);
         assert_eq!(code(&o), 2, "{}", stderr(&o));
-        assert!(stderr(&o).contains("capture's own files"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("inside the capture's spool/"),
+            "{}",
+            stderr(&o)
+        );
     }
     // A hard link to it, outside the capture.
     let work = tempfile::tempdir().unwrap();
@@ -579,5 +583,147 @@ fn help_states_the_security_model() {
     let help = String::from_utf8_lossy(&o.stdout);
     for words in ["untrusted", "symlink", "FIFO", "capture's own files"] {
         assert!(help.contains(words), "{words}: {help}");
+    }
+}
+
+/// A manifest naming a private directory of this user elsewhere as its
+/// staging directory: no command lists, reads or converts what is there,
+/// and each says, naming it, that it ignored it.
+#[test]
+fn a_staging_dir_elsewhere_is_never_read() {
+    use std::os::unix::fs::PermissionsExt;
+    const SECRET: &[u8] = b"SECRET-FROM-ELSEWHERE";
+    let elsewhere = tempfile::tempdir().unwrap();
+    simple_channel(elsewhere.path(), "main", &[(C2S, 40, SECRET)]);
+    simple_channel(elsewhere.path(), "usbredir", &[(C2S, 40, SECRET)]);
+    let private = elsewhere.path().join("spool");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cap = capture_with_manifest(serde_json::json!({
+        "staging_dir": private,
+        "clean_shutdown": false,
+        "closed_unix_ns": null,
+    }));
+    let shown = private.display().to_string();
+    let o = run(args!["info", cap.path()]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    // A warning, not damage: the capture itself reads whole.
+    assert_eq!(code(&o), 0, "{text}");
+    assert!(!text.contains("usbredir"), "{text}");
+    assert!(!text.contains("From staging"), "{text}");
+    assert!(text.contains("staging directory ignored"), "{text}");
+    assert!(text.contains(&shown), "{text}");
+    let work = tempfile::tempdir().unwrap();
+    for follow in [false, true] {
+        let out = work.path().join(format!("{follow}.pcap"));
+        let mut a = vec![OsStr::new("convert"), cap.path().as_os_str()];
+        if follow {
+            a.push(OsStr::new("--follow"));
+        }
+        a.extend([OsStr::new("-w"), out.as_os_str()]);
+        let o = run(&a);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("staging directory ignored"),
+            "{}",
+            stderr(&o)
+        );
+        let bytes = std::fs::read(&out).unwrap();
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET),
+            "follow {follow}: {} read from {shown}",
+            String::from_utf8_lossy(SECRET)
+        );
+    }
+}
+
+/// Standard output opened onto a segment (`1<>segment`) is refused like
+/// `-w segment`, and `-w` inside `spool/` like `-o`: nothing is written.
+#[test]
+fn an_output_onto_an_input_by_stdout_or_into_spool_is_refused() {
+    let cap = capture_with_manifest(serde_json::json!({}));
+    let seg = seg_path(cap.path(), "main");
+    let before = std::fs::read(&seg).unwrap();
+    for follow in [false, true] {
+        let onto = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&seg)
+            .unwrap();
+        let mut a = vec!["convert", cap.path().to_str().unwrap(), "-w", "-"];
+        if follow {
+            a.push("--follow");
+        }
+        let o = Command::new(env!("CARGO_BIN_EXE_spool2pcap"))
+            .args(&a)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(onto))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains("capture's own files"), "{}", stderr(&o));
+        assert_eq!(std::fs::read(&seg).unwrap(), before, "follow {follow}");
+    }
+    let new = cap.path().join("spool/main/00000003.seg");
+    for follow in [false, true] {
+        let mut a = vec![OsStr::new("convert"), cap.path().as_os_str()];
+        if follow {
+            a.push(OsStr::new("--follow"));
+        }
+        a.extend([OsStr::new("-w"), new.as_os_str()]);
+        let o = run(&a);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("inside the capture's spool/"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!new.exists());
+    }
+}
+
+/// Every kind of invisible character, and a 3-million-character channel
+/// name, in a manifest and metadata: `info` shows none of them raw, and
+/// cuts every string, as text and as JSON.
+#[test]
+fn invisible_characters_and_huge_names_reach_no_terminal() {
+    use spool2pcap::guard::{is_hidden, MAX_TEXT_CHARS};
+    let evil = "\u{61c}\u{2028}\u{3164}\u{fff9}\u{ad}\u{e0041}\u{e007f}\u{2066}\u{200d}\u{feff}\u{115f}\u{e000}";
+    let huge = "n".repeat(3_000_000);
+    let cap = capture_with_manifest(serde_json::json!({
+        "session_id": format!("id{evil}"),
+        "errors": [format!("boom{evil}"), "e".repeat(100_000)],
+        "channels": {&huge: {"records": 1, "bytes": 1, "dropped_records": 0, "dropped_bytes": 0, "segments": 1},
+                     format!("x{evil}"): {"records": 1, "bytes": 1, "dropped_records": 0, "dropped_bytes": 0, "segments": 1}},
+    }));
+    std::fs::write(
+        cap.path().join("metadata.json"),
+        serde_json::to_vec(
+            &serde_json::json!({"ryll_version": format!("v{evil}"), "target": format!("h{evil}")}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let visible = |s: &str| !s.chars().any(|c| c != '\n' && is_hidden(c));
+    for json in [false, true] {
+        let mut a = vec![OsStr::new("info"), cap.path().as_os_str()];
+        if json {
+            a.push(OsStr::new("--json"));
+        }
+        let o = run(&a);
+        let out = String::from_utf8(o.stdout.clone()).unwrap();
+        assert!(out.contains("boom"), "{out}");
+        assert!(
+            visible(&out),
+            "{:?}",
+            out.chars().filter(|&c| is_hidden(c)).collect::<Vec<_>>()
+        );
+        assert!(visible(&stderr(&o)));
+        let longest = out.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        assert!(out.len() < 64 << 10, "json {json}: {} bytes", out.len());
+        assert!(
+            longest <= MAX_TEXT_CHARS + 200,
+            "json {json}: a line of {longest}"
+        );
     }
 }

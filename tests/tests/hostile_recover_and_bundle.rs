@@ -213,8 +213,13 @@ fn records(cap: &Path, channel: &str) -> Vec<Vec<u8>> {
 /// entries (name, bytes), or why there is none — in which case nothing at
 /// all is left in that directory, never a partial report.
 fn bundle(cap: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
+    bundle_named(cap, "report.zip")
+}
+
+/// [`bundle`] into a file called `name`.
+fn bundle_named(cap: &Path, name: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
     let out_dir = tempfile::tempdir().unwrap();
-    let out = out_dir.path().join("report.zip");
+    let out = out_dir.path().join(name);
     let (c, o) = (cap.to_path_buf(), out.clone());
     let r = within_deadline("bundle", move || {
         write_bug_report(&c, &o, 1 << 20).map_err(|e| e.to_string())
@@ -709,5 +714,17 @@ fn bundle_of_what_is_not_a_capture_is_an_error_and_leaves_nothing() {
     let missing = no_spool.path().join("missing");
     for dir in [no_spool.path(), linked.path(), missing.as_path()] {
         assert!(bundle(dir).is_err(), "{dir:?}");
+    }
+}
+
+/// A report name as long as a file system takes (254 and 255 bytes) is
+/// written: the temporary file beside it has a short name of its own.
+#[test]
+fn a_bug_report_may_have_the_longest_name_a_file_system_takes() {
+    let cap = closed_capture(serde_json::json!({}));
+    for len in [254, 255] {
+        let name = format!("{}.zip", "b".repeat(len - 4));
+        let entries = bundle_named(cap.path(), &name).unwrap();
+        assert!(pcap_packets(entry(&entries, "traffic.pcap")) > 0);
     }
 }

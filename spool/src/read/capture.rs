@@ -101,16 +101,12 @@ impl Capture {
         // segment moved in between is then found in one listing or the other
         // (the writer renames it into place before removing the staged copy).
         let mut staged = Vec::new();
-        if let Some(staging) = manifest
-            .as_ref()
-            .and_then(|m| m.staging_dir.as_deref())
-            .map(PathBuf::from)
-        {
-            match crate::store::staging::check_staging_dir(&staging) {
-                Ok(true) => {
+        if let Some(m) = &manifest {
+            match crate::store::staging::trusted_for_reading(m, dir) {
+                Ok(Some(staging)) => {
                     let _ = list_channels(&staging, true, &mut staged, &mut problems);
                 }
-                Ok(false) => {}
+                Ok(None) => {}
                 Err(e) => problems.push(format!("staging directory ignored: {e}")),
             }
         }

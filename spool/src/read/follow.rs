@@ -107,9 +107,7 @@ impl Follower {
         let manifest = Manifest::load(&self.dir.join(MANIFEST_FILE)).ok();
         let staging = manifest
             .as_ref()
-            .and_then(|m| m.staging_dir.clone())
-            .map(PathBuf::from)
-            .filter(|s| matches!(staging::check_staging_dir(s), Ok(true)));
+            .and_then(|m| staging::trusted_for_reading(m, &self.dir).ok().flatten());
         let closed = manifest
             .as_ref()
             .is_some_and(|m| m.closed_unix_ns.is_some());

@@ -227,6 +227,29 @@ pub fn is_memory_backed(path: &Path) -> bool {
     }
 }
 
+/// 16 random bytes from the kernel; if it cannot give them, bytes that are
+/// at least unique to this process and moment.
+pub fn random_bytes() -> [u8; 16] {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let ok = File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok();
+    if !ok {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes = (now ^ ((std::process::id() as u128) << 64)).to_le_bytes();
+    }
+    bytes
+}
+
+/// [`random_bytes`] as 32 lowercase hex digits.
+pub fn random_hex() -> String {
+    random_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The real user id of this process.
 pub fn current_uid() -> u32 {
     // SAFETY: getuid cannot fail.

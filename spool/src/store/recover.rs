@@ -165,10 +165,22 @@ fn manifest_json(manifest: &mut Manifest) -> serde_json::Result<Vec<u8>> {
 /// and it passes [`staging::verify_owner`]. Sessions whose lock is held
 /// (live writers, movers, other reclaimers) are left alone, and are not
 /// reported.
+///
+/// The private roots made beside `staging_root` when it could not be
+/// trusted ([`staging::fallback_roots`]) are searched the same way.
 pub fn recover_abandoned(staging_root: &Path) -> Vec<Result<RecoveryReport, RecoverError>> {
     let mut out = Vec::new();
+    for root in
+        std::iter::once(staging_root.to_path_buf()).chain(staging::fallback_roots(staging_root))
+    {
+        recover_abandoned_in(&root, &mut out);
+    }
+    out
+}
+
+fn recover_abandoned_in(staging_root: &Path, out: &mut Vec<Result<RecoveryReport, RecoverError>>) {
     let Ok(entries) = std::fs::read_dir(staging_root) else {
-        return out;
+        return;
     };
     for e in entries.flatten() {
         let dir = e.path();
@@ -190,7 +202,6 @@ pub fn recover_abandoned(staging_root: &Path) -> Vec<Result<RecoveryReport, Reco
             }
         }
     }
-    out
 }
 
 /// A memory-only ring ([`crate::SpoolConfig::memory_ring`]) whose writer is
@@ -207,18 +218,27 @@ pub struct AbandonedRing {
 /// Most entries of a ring root [`abandoned_rings`] looks at.
 const MAX_RING_ENTRIES: usize = 1000;
 
-/// The memory-only rings under `ring_root` ([`staging::ring_root`]) whose
-/// writer is gone. Only a private directory of this user is looked in,
-/// only real directories holding a ring's manifest are taken, and at most
-/// [`MAX_RING_ENTRIES`] entries are looked at.
+/// The memory-only rings under `ring_root` ([`staging::ring_root`]) and
+/// the private roots made beside it when it could not be trusted
+/// ([`staging::fallback_roots`]) whose writer is gone. Only private
+/// directories of this user are looked in, only real directories holding a
+/// ring's manifest are taken, and at most [`MAX_RING_ENTRIES`] entries of
+/// each root are looked at.
 pub fn abandoned_rings(ring_root: &Path) -> Vec<AbandonedRing> {
+    let mut out = Vec::new();
+    for root in std::iter::once(ring_root.to_path_buf()).chain(staging::fallback_roots(ring_root)) {
+        abandoned_rings_in(&root, &mut out);
+    }
+    out
+}
+
+fn abandoned_rings_in(ring_root: &Path, out: &mut Vec<AbandonedRing>) {
     if !matches!(staging::check_staging_dir(ring_root), Ok(true)) {
-        return Vec::new();
+        return;
     }
     let Ok(entries) = std::fs::read_dir(ring_root) else {
-        return Vec::new();
+        return;
     };
-    let mut out = Vec::new();
     for e in entries.flatten().take(MAX_RING_ENTRIES) {
         // Never through a symlink.
         if !e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -236,7 +256,6 @@ pub fn abandoned_rings(ring_root: &Path) -> Vec<AbandonedRing> {
             out.push(AbandonedRing { dir, manifest });
         }
     }
-    out
 }
 
 /// Runs [`recover_abandoned`] on `staging_root` in a background thread of
@@ -332,4 +351,8 @@ pub(crate) fn remove_emptied(staging_dir: &Path) {
     let _ = std::fs::remove_file(staging_dir.join(staging::OWNER_FILE));
     let _ = std::fs::remove_file(staging_dir.join(staging::LOCK_FILE));
     let _ = std::fs::remove_dir(staging_dir);
+    // A fallback root holds one session only: empty, it goes too.
+    if let Some(root) = staging_dir.parent() {
+        staging::remove_empty_fallback(root);
+    }
 }

@@ -127,6 +127,164 @@ pub fn ring_root() -> Option<PathBuf> {
     Some(staging.with_file_name(ring))
 }
 
+/// A root directory for this user's staging or rings, as
+/// [`private_root`] found or made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateRoot {
+    /// The directory: private (`0700`), this user's, not a symlink.
+    pub path: PathBuf,
+    /// Set when `path` is a fallback: why the root asked for was not used.
+    pub warning: Option<String>,
+}
+
+/// How many random names [`private_root`] tries for a fallback before
+/// giving up (each is 128 random bits: a clash means something is wrong).
+const FALLBACK_TRIES: usize = 8;
+
+/// Most entries of a root's parent [`fallback_roots`] looks at.
+pub const MAX_FALLBACK_SCAN: usize = 10_000;
+
+/// `root` made ready for this user's files: created `0700` if missing,
+/// tightened to `0700` if it is this user's and open to others, and
+/// verified (a real directory, this user's, closed to others).
+///
+/// A root that fails — pre-created by another user in a shared directory
+/// such as `/dev/shm`, a symlink, a file — is never used, and never
+/// fails the caller: a fresh private directory beside it is used instead,
+/// named `<root name>.<32 random hex digits>` ([`is_fallback_root`]), made
+/// with `mkdir` (which neither follows nor reuses anything already
+/// there), and the returned [`PrivateRoot::warning`] names both. Only when
+/// no such directory can be made either (the parent is missing or not
+/// writable) is this an error.
+pub fn private_root(root: &Path) -> io::Result<PrivateRoot> {
+    let why = match claim_root(root) {
+        Ok(()) => {
+            return Ok(PrivateRoot {
+                path: root.to_path_buf(),
+                warning: None,
+            })
+        }
+        Err(why) => why,
+    };
+    let fallback = make_fallback_root(root).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("{why}; and no private directory could be made beside it: {e}"),
+        )
+    })?;
+    let warning = format!(
+        "{why}; using the private directory {} instead",
+        fallback.display()
+    );
+    Ok(PrivateRoot {
+        path: fallback,
+        warning: Some(warning),
+    })
+}
+
+/// Creates `root` if missing and checks that this user alone controls it.
+/// The error says, naming `root`, why it cannot be used.
+fn claim_root(root: &Path) -> Result<(), String> {
+    let refuse = |why: &dyn std::fmt::Display| format!("{}: {why}: not used", root.display());
+    match std::fs::symlink_metadata(root) {
+        Ok(md) if md.file_type().is_symlink() => return Err(refuse(&"a symlink")),
+        Ok(md) if !md.is_dir() => return Err(refuse(&"not a directory")),
+        Ok(md) if md.uid() != fsutil::current_uid() => {
+            return Err(refuse(&format_args!(
+                "owned by another user (uid {})",
+                md.uid()
+            )))
+        }
+        _ => {}
+    }
+    fsutil::create_private_dir(root, true).map_err(|e| refuse(&e))?;
+    match check_staging_dir(root) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refuse(&"vanished while it was made")),
+        Err(e) => Err(refuse(&e)),
+    }
+}
+
+/// Makes a new private directory beside `root` with a random name.
+fn make_fallback_root(root: &Path) -> io::Result<PathBuf> {
+    let (Some(parent), Some(name)) = (root.parent(), root.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the root has no parent directory",
+        ));
+    };
+    for _ in 0..FALLBACK_TRIES {
+        let mut fallback = name.to_os_string();
+        fallback.push(format!(".{}", fsutil::random_hex()));
+        let path = parent.join(fallback);
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        }
+        return match check_staging_dir(&path) {
+            Ok(true) => Ok(path),
+            Ok(false) => Err(io::ErrorKind::NotFound.into()),
+            Err(e) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                e.to_string(),
+            )),
+        };
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{}: every random name tried was taken", parent.display()),
+    ))
+}
+
+/// Whether `path` is named as [`private_root`] names a fallback root:
+/// `<name>.<32 lowercase hex digits>`.
+pub fn is_fallback_root(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    name.rsplit_once('.').is_some_and(|(stem, hex)| {
+        !stem.is_empty()
+            && hex.len() == 32
+            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// Removes `root` if it is an empty fallback root ([`is_fallback_root`]):
+/// each holds one session's staging or one ring, and goes with it.
+pub fn remove_empty_fallback(root: &Path) {
+    if is_fallback_root(root) {
+        let _ = std::fs::remove_dir(root);
+    }
+}
+
+/// The fallback roots [`private_root`] made beside `root` that are still
+/// there and still private to this user (at most [`MAX_FALLBACK_SCAN`]
+/// entries of the parent are looked at), so that what crashed sessions
+/// left in them is found as it is under `root` itself.
+pub fn fallback_roots(root: &Path) -> Vec<PathBuf> {
+    let (Some(parent), Some(name)) = (root.parent(), root.file_name().and_then(|n| n.to_str()))
+    else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}.");
+    entries
+        .flatten()
+        .take(MAX_FALLBACK_SCAN)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+                && is_fallback_root(p)
+                && matches!(check_staging_dir(p), Ok(true))
+        })
+        .collect()
+}
+
 /// Checks a staging directory named in a manifest before trusting it: it must
 /// be an absolute path to a real directory (not a symlink) owned by this user
 /// and closed to others. `Ok(false)` when it no longer exists (the usual case
@@ -234,46 +392,85 @@ pub fn verify_owner(dir: &Path, capture_dir: &Path, session_hex: &str) -> Result
     Ok(())
 }
 
+/// The staging directory `manifest` (of the capture in `capture_dir`)
+/// names, if a reader may list it: `Ok(None)` when it names none or the
+/// directory is gone (after a clean close or a reboot); an error, naming
+/// the directory, when it is there but fails [`verify_owner`] — the
+/// same checks [`crate::recover::recover`] makes before it moves anything
+/// — so a manifest cannot make a reader list another directory of this
+/// user, however private.
+pub fn trusted_for_reading(
+    manifest: &crate::store::manifest::Manifest,
+    capture_dir: &Path,
+) -> Result<Option<PathBuf>, StagingError> {
+    let Some(dir) = manifest.staging_dir.as_deref().map(PathBuf::from) else {
+        return Ok(None);
+    };
+    if !check_staging_dir(&dir)? {
+        return Ok(None);
+    }
+    verify_owner(&dir, capture_dir, &manifest.session_id)?;
+    Ok(Some(dir))
+}
+
 /// A session's staging directory, locked for as long as this value lives.
 #[derive(Debug)]
 pub struct StagingDir {
     path: PathBuf,
     _lock: File,
+    warning: Option<String>,
 }
 
 impl StagingDir {
     /// Creates `<root>/<session_hex>/`, writes `owner.json` and takes the lock.
+    /// A root this user cannot trust (another user's, a symlink, shared)
+    /// is replaced by a private one beside it ([`private_root`]), with a
+    /// [`StagingDir::warning`] saying so; the manifest records the path,
+    /// so recovery finds it all the same.
     pub fn create(root: &Path, session_hex: &str, capture_dir: &Path) -> io::Result<StagingDir> {
-        fsutil::create_private_dir(root, true)?;
-        let md = std::fs::symlink_metadata(root)?;
-        if md.uid() != fsutil::current_uid() {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!("{}: owned by another user", root.display()),
-            ));
-        }
-        let path = root.join(session_hex);
+        let root = private_root(root)?;
+        let path = root.path.join(session_hex);
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        let lock = fsutil::create_new_file(&path.join(LOCK_FILE))?;
-        if !try_lock(&lock)? {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "staging lock already held",
-            ));
+        let made = (|| {
+            let lock = fsutil::create_new_file(&path.join(LOCK_FILE))?;
+            if !try_lock(&lock)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "staging lock already held",
+                ));
+            }
+            let capture_md = std::fs::metadata(capture_dir)?;
+            let owner = Owner {
+                capture_dir: capture_dir.to_string_lossy().into_owned(),
+                pid: std::process::id(),
+                capture_dev: Some(capture_md.dev()),
+                capture_ino: Some(capture_md.ino()),
+            };
+            let json = serde_json::to_vec_pretty(&owner).map_err(io::Error::other)?;
+            fsutil::write_atomic(&path.join(OWNER_FILE), &json)?;
+            Ok(lock)
+        })();
+        match made {
+            Ok(lock) => Ok(StagingDir {
+                path,
+                _lock: lock,
+                warning: root.warning,
+            }),
+            Err(e) => {
+                // Nothing of a session that never started is left behind.
+                crate::store::recover::remove_emptied(&path);
+                Err(e)
+            }
         }
-        let capture_md = std::fs::metadata(capture_dir)?;
-        let owner = Owner {
-            capture_dir: capture_dir.to_string_lossy().into_owned(),
-            pid: std::process::id(),
-            capture_dev: Some(capture_md.dev()),
-            capture_ino: Some(capture_md.ino()),
-        };
-        let json = serde_json::to_vec_pretty(&owner).map_err(io::Error::other)?;
-        fsutil::write_atomic(&path.join(OWNER_FILE), &json)?;
-        Ok(StagingDir { path, _lock: lock })
+    }
+
+    /// Why the staging directory is not under the root asked for, if it
+    /// is not (see [`StagingDir::create`]).
+    pub fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 
     /// The session's staging directory.
@@ -302,6 +499,21 @@ pub fn try_lock(f: &File) -> io::Result<bool> {
     } else {
         Err(e)
     }
+}
+
+/// Takes an exclusive `flock` on the directory `dir` itself (never
+/// through a symlink), without waiting: `Ok(None)` if another process
+/// holds it. [`crate::Spool::create`] holds its capture directory's while
+/// it claims it, so that of writers started at once on one directory one
+/// wins and the others are told it is in use, before any of them has
+/// made anything.
+pub fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)?;
+    Ok(try_lock(&file)?.then_some(file))
 }
 
 /// Takes the lock of the staging directory `dir` for whoever moves its

@@ -307,7 +307,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(20);
 pub const DROP_GRACE: Duration = Duration::from_secs(2);
 
 fn finish(outcome: CloseOutcome, errors: Vec<BackgroundError>) -> Result<CloseOutcome, SpoolError> {
-    if errors.is_empty() {
+    if errors.iter().all(BackgroundError::is_warning) {
         Ok(outcome)
     } else {
         Err(SpoolError::Background(errors))

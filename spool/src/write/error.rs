@@ -68,6 +68,12 @@ pub enum SpoolError {
         /// The capture directory.
         path: PathBuf,
     },
+    /// Another writer is creating a session in the capture directory.
+    #[error("{}: capture directory in use by another writer", path.display())]
+    InUse {
+        /// The capture directory.
+        path: PathBuf,
+    },
     /// A background thread could not be started.
     #[error("starting thread {name}: {source}")]
     Thread {
@@ -147,6 +153,11 @@ pub enum BackgroundError {
     /// A background thread panicked.
     #[error("segment {0} thread panicked")]
     Panicked(&'static str),
+    /// The staging root could not be trusted (another user's, a symlink)
+    /// and a private directory beside it is used instead: a warning, the
+    /// session records as ever.
+    #[error("{0}")]
+    StagingFallback(String),
     /// More errors happened than a spool keeps; this many were not kept.
     #[error("{0} more errors not kept")]
     NotKept(u64),
@@ -162,6 +173,14 @@ pub enum BackgroundError {
     /// The manifest could not be written.
     #[error(transparent)]
     Manifest(Box<SpoolError>),
+}
+
+impl BackgroundError {
+    /// Whether this only warns: nothing was lost, so closing succeeds
+    /// (the manifest still lists it).
+    pub fn is_warning(&self) -> bool {
+        matches!(self, BackgroundError::StagingFallback(_))
+    }
 }
 
 impl BackgroundError {

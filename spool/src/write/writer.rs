@@ -58,10 +58,18 @@ impl Spool {
     pub fn create(config: SpoolConfig) -> Result<Spool, SpoolError> {
         config.validate()?;
         let capture = &config.capture_dir;
+        let made_capture = std::fs::symlink_metadata(capture).is_err();
         fsutil::create_private_dir(capture, true)
             .map_err(|e| SpoolError::io("creating capture directory", capture, e))?;
         let capture = std::fs::canonicalize(capture)
             .map_err(|e| SpoolError::io("resolving capture directory", capture, e))?;
+        // Held until the manifest is written: a second writer started
+        // meanwhile is turned away here, having made nothing.
+        let _claim = staging::lock_dir(&capture)
+            .map_err(|e| SpoolError::io("locking capture directory", &capture, e))?
+            .ok_or_else(|| SpoolError::InUse {
+                path: capture.clone(),
+            })?;
         let manifest_path = capture.join(MANIFEST_FILE);
         if std::fs::symlink_metadata(&manifest_path).is_ok() {
             return Err(SpoolError::SessionExists { path: capture });
@@ -86,8 +94,10 @@ impl Spool {
         };
         let staging = match &root {
             Some(root) => Some(
-                StagingDir::create(root, &session_hex, &capture)
-                    .map_err(|e| SpoolError::io("creating staging directory under", root, e))?,
+                StagingDir::create(root, &session_hex, &capture).map_err(|e| {
+                    undo_create(&capture, made_capture);
+                    SpoolError::io("creating staging directory under", root, e)
+                })?,
             ),
             None => None,
         };
@@ -99,6 +109,7 @@ impl Spool {
         }
         let direct = staging.is_none();
         if direct && config.memory_only {
+            undo_create(&capture, made_capture);
             return Err(SpoolError::NoMemoryStaging);
         }
         let staging_root = staging
@@ -136,8 +147,17 @@ impl Spool {
             },
         });
 
+        if let Some(warning) = staging.as_ref().and_then(|s| s.warning()) {
+            shared.record_error(BackgroundError::StagingFallback(warning.to_string()));
+        }
         let manifest = shared.manifest(shared.staging_dir.as_deref(), false, None);
-        write_manifest(&capture, &manifest)?;
+        if let Err(e) = write_manifest(&capture, &manifest) {
+            if let Some(s) = &staging {
+                recover::remove_emptied(s.path());
+            }
+            undo_create(&capture, made_capture);
+            return Err(e);
+        }
 
         let spawn = |name: &'static str, f: fn(&Shared)| {
             let s = Arc::clone(&shared);
@@ -414,18 +434,18 @@ impl ChannelHandle<'_> {
     }
 }
 
-fn random_session_id() -> [u8; 16] {
-    use std::io::Read;
-    let mut id = [0u8; 16];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut id))
-        .is_ok();
-    if !ok {
-        // Unique enough to tell sessions apart, which is all the id is for.
-        let t = unix_now_ns() as u128 ^ ((std::process::id() as u128) << 64);
-        id = t.to_le_bytes();
+/// Removes what a [`Spool::create`] that failed after claiming `capture`
+/// made there: its empty `spool/`, and the capture directory itself if
+/// the call made it and it is empty. Only the claim's holder calls it.
+fn undo_create(capture: &Path, made_capture: bool) {
+    let _ = std::fs::remove_dir(capture.join(SPOOL_DIR));
+    if made_capture {
+        let _ = std::fs::remove_dir(capture);
     }
-    id
+}
+
+fn random_session_id() -> [u8; 16] {
+    fsutil::random_bytes()
 }
 
 const _: () = assert!((SEGMENT_HEADER_LEN as u64) < MIN_SEGMENT_BYTES);

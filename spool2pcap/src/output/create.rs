@@ -274,14 +274,14 @@ fn create_file_at(
 
 /// Creates the output file `path` as [`OutputDir::create_file`] does, in
 /// its directory as it exists (opened as [`OutputDir::open`] does, never
-/// through a symlink).
+/// through a symlink, and refused inside the capture's `spool/`).
 pub fn create_output_file(
     path: &Path,
     force: bool,
     inputs: Option<&InputFiles>,
 ) -> Result<File, CreateError> {
     let (parent, name) = split_file_path(path)?;
-    let dir = open_dir_path(parent, false, None)?;
+    let dir = open_dir_path(parent, false, inputs.and_then(InputFiles::spool_dir))?;
     create_file_at(dir.as_fd(), name, force, inputs)
 }
 
@@ -364,13 +364,19 @@ impl OutputTarget {
     /// [`create_output_file`] does (refusing one of `inputs`); standard
     /// output is a plain `File` on a duplicated descriptor, so that writes
     /// bypass `Stdout`'s line buffering (which scans binary data for
-    /// newlines) and go straight to the pipe in big chunks.
+    /// newlines) and go straight to the pipe in big chunks. Standard
+    /// output that is one of `inputs` (`1<>capture/spool/…`) is refused
+    /// as a path would be.
     pub fn open(&self, force: bool, inputs: Option<&InputFiles>) -> Result<File, CreateError> {
         match self {
             OutputTarget::Path(p) => create_output_file(p, force, inputs),
             OutputTarget::Stdout => {
-                let fd = io::stdout().as_fd().try_clone_to_owned()?;
-                Ok(File::from(fd))
+                let file = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+                let md = file.metadata()?;
+                if inputs.is_some_and(|i| i.contains(&md)) {
+                    return Err(CreateError::IsInput);
+                }
+                Ok(file)
             }
         }
     }

@@ -318,6 +318,15 @@ fn follow_into<W: Write>(
             None
         }
     };
+    // The follower reads a staging directory only if it proves it is the
+    // capture's; say so when it does not, as `convert` does.
+    if let Some(Err(e)) = manifest
+        .as_ref()
+        .map(|m| spool::staging::trusted_for_reading(m, capture))
+    {
+        let ignored = format!("staging directory ignored: {e}");
+        problems.push(clean(&ignored, MAX_TEXT_CHARS));
+    }
     let session_start = manifest.as_ref().map(|m| m.session_start_unix_ns);
     let clock = session_clock(
         opts.time,

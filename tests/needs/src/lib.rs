@@ -70,6 +70,18 @@ pub const PATCH: Need = Need::Tool {
 };
 /// Root, to mount small tmpfs filesystems.
 pub const TMPFS_MOUNT: Need = Need::TmpfsMount;
+/// Root, to give a file or directory to another user (`chown`), as a
+/// second local user would have made it.
+pub const ROOT: Need = Need::Custom(is_root);
+
+fn is_root() -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of this process's /proc entry is its effective user.
+    match std::fs::metadata("/proc/self") {
+        Ok(md) if md.uid() == 0 => Ok(()),
+        _ => Err("needs root: to make files owned by another user".into()),
+    }
+}
 
 impl Need {
     /// `Ok` when this machine has it, else the reason a test cannot run.
