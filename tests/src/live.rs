@@ -66,10 +66,27 @@ pub fn signal(child: &Child, sig: i32) {
     }
 }
 
-/// A loopback port nobody listens on right now.
+/// Ports [`free_port`] chooses from: below Linux's ephemeral range
+/// (32768–60999), so no connection elsewhere on the machine takes one as
+/// its client port. A port the kernel handed out (`bind(0)`) is an
+/// ephemeral one: between the test letting it go and the server binding
+/// it, or while the test's `tcp port N` capture runs, another process's
+/// connection could use the same number, and its bytes would end up in the
+/// ground truth.
+const TEST_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A loopback port nobody listens on right now, from [`TEST_PORTS`].
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
-    l.local_addr().expect("local address").port()
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    let start = (seed % u32::from(span)) as u16;
+    (0..span)
+        .map(|i| TEST_PORTS.start + (start + i) % span)
+        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free loopback port below the ephemeral range")
 }
 
 /// Waits until something listens on `port`.
@@ -84,65 +101,66 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     }
 }
 
-/// Recording loopback traffic with tshark, the tests' ground truth: tshark,
-/// and the right to capture (root, or the wireshark group).
+/// Recording loopback traffic with tcpdump, the tests' ground truth:
+/// tcpdump, and the right to capture (root, or CAP_NET_RAW).
 pub const LOOPBACK_CAPTURE: Need = Need::Custom(loopback_capture_allowed);
 
 fn loopback_capture_allowed() -> Result<(), String> {
-    needs::TSHARK.check()?;
-    let ok = Command::new("tshark")
-        .args([
-            "-i",
-            "lo",
-            "-a",
-            "duration:1",
-            "-F",
-            "pcap",
-            "-w",
-            "/dev/null",
-        ])
+    needs::TCPDUMP.check()?;
+    let ok = Command::new("tcpdump")
+        .args(["-i", "lo", "-c", "1", "-w", "/dev/null", "--immediate-mode"])
+        .args(["tcp", "port", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+        .spawn()
+        .and_then(|mut c| {
+            // Nothing goes to port 1: a tcpdump still running after a
+            // moment was allowed to open lo.
+            std::thread::sleep(Duration::from_millis(500));
+            let running = c.try_wait()?.is_none();
+            let _ = c.kill();
+            let _ = c.wait();
+            Ok(running)
+        })
+        .unwrap_or(false);
     if ok {
         Ok(())
     } else {
-        Err(
-            "needs the right to capture on lo: root, or the wireshark group \
-             (dpkg-reconfigure wireshark-common)"
-                .into(),
-        )
+        Err("needs the right to capture on lo: root, or CAP_NET_RAW".into())
     }
 }
 
-/// Starts tshark on loopback for `port`, writing a pcap to `out`, and
-/// returns once it is capturing.
-pub fn start_tshark(port: u16, out: &Path) -> Guard {
-    let mut child = Command::new("tshark")
-        .args(["-i", "lo", "-f", &format!("tcp port {port}")])
-        // A kernel buffer of 256 MiB rather than the default 2: a busy
-        // guest floods loopback, and on a loaded machine dumpcap falls
-        // behind; a dropped packet breaks the ground truth's reassembly.
-        .args(["-B", "256"])
-        .args(["-F", "pcap", "-w"])
+/// Starts tcpdump on loopback for `port`, writing a pcap to `out`, and
+/// returns once it is capturing: tcpdump says "listening on" only after
+/// the capture is active, and writes every packet as it comes (`-U`).
+/// (tshark will not do: it prints "Capturing on" when it has started
+/// dumpcap, which on a loaded machine opened the interface seconds later,
+/// after ryll had connected, so the ground truth lacked the link phases.)
+pub fn start_loopback_capture(port: u16, out: &Path) -> Guard {
+    let mut child = Command::new("tcpdump")
+        .args(["-i", "lo", "-U", "--immediate-mode", "-s", "0"])
+        // A kernel buffer of 256 MiB (in KiB) rather than the default 2
+        // MiB: a busy guest floods loopback, and a packet dropped on a
+        // loaded machine breaks the ground truth's reassembly.
+        .args(["-B", "262144", "-w"])
         .arg(out)
+        .args(["tcp", "port", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("starting tshark");
-    let stderr = child.stderr.take().expect("tshark stderr");
-    let guard = Guard::new(child, "tshark");
+        .expect("starting tcpdump");
+    let stderr = child.stderr.take().expect("tcpdump stderr");
+    let guard = Guard::new(child, "tcpdump");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("Capturing on") {
+            if line.contains("listening on") {
                 let _ = tx.send(());
             }
         }
     });
     rx.recv_timeout(Duration::from_secs(30))
-        .expect("tshark never started capturing");
+        .expect("tcpdump never started capturing");
     guard
 }
 

@@ -1,5 +1,5 @@
 //! The patched ryll itself (`scripts/build-ryll.sh DIR --headless`) against
-//! a real SPICE server, with tshark on loopback as the ground truth:
+//! a real SPICE server, with tcpdump on loopback as the ground truth:
 //!
 //! - under load (the busy guest scrolling its console), every channel's
 //!   capture is the wire's bytes, or an exact prefix of them missing only
@@ -16,7 +16,7 @@
 //!   becomes a bug report at the next start.
 //!
 //! The binary is `$RYLL_BIN`, else `target/ryll-headless/bin/ryll` in the
-//! workspace (where `.ci/run` builds it). Where the binary, tshark, QEMU or
+//! workspace (where `.ci/run` builds it). Where the binary, tshark, tcpdump, QEMU or
 //! the guest is missing the tests are reported ignored, with the reason;
 //! under `CI=true` they fail.
 
@@ -27,7 +27,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use e2e::live::{self, free_port, start_quiet_qemu, start_spice_guest, start_tshark, Guard};
+use e2e::live::{
+    self, free_port, start_loopback_capture, start_quiet_qemu, start_spice_guest, Guard,
+};
 use e2e::recorded::Session;
 use e2e::{ground_truth, tools};
 use needs::Need;
@@ -278,8 +280,8 @@ fn assert_report_decodes_like_the_wire(
 
 /// What the tests against the busy guest share: the binary, a work
 /// directory, a private staging root, the guest scrolling its console
-/// (tshark on loopback keeps up with it, so the ground truth decodes
-/// whole), and tshark recording it into `truth`.
+/// (tcpdump on loopback keeps up with it, so the ground truth decodes
+/// whole), and tcpdump recording it into `truth`.
 struct BusySession {
     bin: PathBuf,
     dir: tempfile::TempDir,
@@ -287,7 +289,7 @@ struct BusySession {
     port: u16,
     guest: Guard,
     truth: PathBuf,
-    tshark: Guard,
+    capture: Guard,
 }
 
 impl BusySession {
@@ -296,7 +298,7 @@ impl BusySession {
         let port = free_port();
         let guest = start_spice_guest(port, "scroll");
         let truth = dir.path().join("truth.pcap");
-        let tshark = start_tshark(port, &truth);
+        let capture = start_loopback_capture(port, &truth);
         BusySession {
             bin: ryll_bin(),
             dir,
@@ -304,13 +306,13 @@ impl BusySession {
             port,
             guest,
             truth,
-            tshark,
+            capture,
         }
     }
 
     /// Stops the ground truth, then the guest.
     fn stop(&mut self) {
-        self.tshark.stop(Duration::from_secs(10));
+        self.capture.stop(Duration::from_secs(10));
         self.guest.stop(Duration::from_secs(5));
     }
 }
@@ -441,13 +443,20 @@ fn sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures() {
         _qemu,
     } = QuietSession::start();
 
+    // SIGTERM in a running session; SIGINT as soon as the capture exists,
+    // while the session is still being set up. (Not a fixed delay: on a
+    // loaded machine 20 ms can end before ryll's handler is installed, and
+    // a signal then kills it before there is anything to close.)
     for (name, sig, after) in [
-        ("sigterm", libc::SIGTERM, Duration::from_secs(4)),
-        ("early-sigint", libc::SIGINT, Duration::from_millis(20)),
+        ("sigterm", libc::SIGTERM, Some(Duration::from_secs(4))),
+        ("early-sigint", libc::SIGINT, None),
     ] {
         let capture = dir.path().join(name);
         let ryll = Ryll::start(&bin, port, &capture, runtime.path());
-        std::thread::sleep(after);
+        match after {
+            Some(after) => std::thread::sleep(after),
+            None => wait_for_path(&capture.join("manifest.json"), Duration::from_secs(10)),
+        }
         let (took, status) = ryll.stop_with(sig, Duration::from_secs(5));
         assert!(
             took <= Duration::from_secs(5),
@@ -507,6 +516,15 @@ fn is_stretch(part: &[u8], whole: &[u8]) -> bool {
 /// The report a `bugreport: wrote PATH` log line names.
 fn reported_path(line: &str) -> PathBuf {
     PathBuf::from(line.rsplit("wrote ").next().unwrap_or_default().trim())
+}
+
+/// Waits, polling every millisecond, until `path` exists, or `timeout`
+/// passes.
+fn wait_for_path(path: &Path, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Waits until the file at `path` holds `bytes`, or `timeout` passes.

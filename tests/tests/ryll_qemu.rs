@@ -1,5 +1,5 @@
 //! A real session: QEMU's SPICE server (qxl, no disk: the SeaBIOS/iPXE
-//! screens), `ryll-capture` as the client for ~10 s, tshark on loopback as
+//! screens), `ryll-capture` as the client for ~10 s, tcpdump on loopback as
 //! the ground truth. The spool, converted by spool2pcap and reassembled by
 //! tshark, must hold every channel's post-link bytes exactly as they
 //! crossed the wire.
@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::ground_truth;
-use e2e::live::{self, free_port, start_quiet_qemu, start_tshark, wait_for_port};
+use e2e::live::{self, free_port, start_loopback_capture, start_quiet_qemu, wait_for_port};
 use needs::Need;
 
 /// The `ryll-capture` beside this test executable (target/<profile>/).
@@ -36,10 +36,10 @@ fn ryll_capture_against_qemu_matches_the_wire() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut qemu = start_quiet_qemu(port);
-    // Probe before tshark starts, so the probe is not in the ground truth.
+    // Probe before tcpdump starts, so the probe is not in the ground truth.
     wait_for_port(port, Duration::from_secs(30));
     let truth = dir.path().join("truth.pcap");
-    let mut tshark = start_tshark(port, &truth);
+    let mut wire = start_loopback_capture(port, &truth);
 
     let capture = dir.path().join("capture");
     let out = Command::new(&bin)
@@ -55,9 +55,9 @@ fn ryll_capture_against_qemu_matches_the_wire() {
         "ryll-capture failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Let the last segments (and FINs) reach tshark, then stop both.
+    // Let the last segments (and FINs) reach tcpdump, then stop both.
     std::thread::sleep(Duration::from_millis(500));
-    tshark.stop(Duration::from_secs(10));
+    wire.stop(Duration::from_secs(10));
 
     // Ctrl-C (SIGINT) mid-session: a clean close, exit status 0.
     let interrupted = dir.path().join("interrupted");

@@ -216,6 +216,12 @@ pub fn load(path: &Path, server_port: u16) -> Result<Session, RecordedError> {
     let mut raw: Vec<(u16, RawConn)> = conns.into_iter().collect();
     raw.sort_by_key(|(_, c)| c.first_seen);
     for (port, c) in raw {
+        // A connection that carried no byte either way is no SPICE channel:
+        // e.g. a probe that the server was listening, closed as the
+        // recording started.
+        if c.segments.is_empty() {
+            continue;
+        }
         connections.push(split_link_phase(port, c.segments)?);
     }
     Ok(Session {

@@ -48,6 +48,11 @@ pub const TSHARK: Need = Need::Tool {
     command: "tshark",
     package: "tshark",
 };
+/// tcpdump, the loopback ground truth of the live tests.
+pub const TCPDUMP: Need = Need::Tool {
+    command: "tcpdump",
+    package: "tcpdump",
+};
 /// capinfos (comes with tshark), for the pcap files' own checks.
 pub const CAPINFOS: Need = Need::Tool {
     command: "capinfos",
