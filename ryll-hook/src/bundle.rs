@@ -73,7 +73,7 @@ pub struct TrafficCaptureSummary {
     pub redacted: Vec<String>,
 }
 
-/// How [`write_bug_report_with`] and [`traffic_pcap`] cut the report.
+/// How [`write_bug_report_with`] and [`capture_traffic_pcap`] cut the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BugReportOptions {
     /// Bytes `traffic.pcap` may use.
@@ -157,9 +157,11 @@ pub enum BundleError {
 /// `channel` (a channel name such as `"display"`; `None` for every
 /// channel) in the capture directory `capture` (live or closed), within
 /// `opts.budget_bytes`, redacted as `opts` says. Returns the pcap's bytes
-/// and its summary (`metadata.json`'s `traffic_capture`). For ryll's own
-/// report code, which assembles its reports itself.
-pub fn traffic_pcap(
+/// and its summary (`metadata.json`'s `traffic_capture`). Named for its
+/// source, a capture directory: [`crate::report::traffic_pcap`], what
+/// ryll's own report code calls, takes the process's registered capture or
+/// ring and comes here.
+pub fn capture_traffic_pcap(
     capture: &Path,
     channel: Option<&str>,
     opts: &BugReportOptions,
@@ -169,7 +171,7 @@ pub fn traffic_pcap(
     Ok((pcap, summary))
 }
 
-/// Writes the traffic of a report to `out` as [`traffic_pcap`] makes it.
+/// Writes the traffic of a report to `out` as [`capture_traffic_pcap`] makes it.
 fn write_traffic<W: Write>(
     capture: &Path,
     channel: Option<&str>,
@@ -309,7 +311,7 @@ fn write_zip(
     // characters replaced, length cut): anyone may have edited the file,
     // and whoever reads the report's `metadata.json` on a terminal must not
     // get raw C1 controls, which JSON does not escape.
-    let mut metadata = match crate::sink::read_metadata(capture) {
+    let mut metadata = match crate::metadata::read_metadata(capture) {
         Ok(m) => serde_json::to_value(m)?,
         Err(_) => serde_json::json!({}),
     };

@@ -5,7 +5,9 @@
 //! (`ryll-hook/tools/`), so linking this crate pulls in none of them.
 //!
 //! - [`sink`]: [`SpoolSink`] (the spool behind the renderer's
-//!   `capture_sink::CaptureSink`), [`NoCaptureSink`], `metadata.json`.
+//!   `capture_sink::CaptureSink`), [`NoCaptureSink`].
+//! - [`metadata`]: `metadata.json`, what the sink says of the session and
+//!   the bug report reads back.
 //! - [`bundle`]: the F12 bug-report zip, cut from the spool.
 //! - [`report`]: the traffic of ryll's own bug reports, cut from the
 //!   running capture or ring.
@@ -20,10 +22,12 @@
 
 pub mod bundle;
 pub mod crash;
+pub mod metadata;
 pub mod report;
 pub mod ring;
 pub mod shutdown;
 pub mod sink;
 
+pub use metadata::CaptureMetadata;
 pub use shakenfist_spice_renderer::CaptureSink;
-pub use sink::{CaptureMetadata, NoCaptureSink, SinkError, SpoolSink, RYLL_CHANNELS};
+pub use sink::{NoCaptureSink, SinkError, SpoolSink, RYLL_CHANNELS};

@@ -6,10 +6,10 @@
 //! and ryll 0.3.0 filled its `traffic.pcap` from an in-memory ring of
 //! frames it built itself. A capturing ryll has the whole session in its
 //! spool instead, so the report's pcap is cut from there, by the same
-//! pipeline `spool2pcap convert` uses (the one Wireshark decodes). The
-//! process's capture registers itself here when it starts
-//! ([`crate::SpoolSink::for_ryll`]); report code asks [`traffic_pcap`], and
-//! falls back to its ring when there is no capture.
+//! pipeline `spool2pcap convert` uses (the one Wireshark decodes). The host
+//! registers its capture here when it starts one ([`set_active_capture`];
+//! the ring registers itself, [`crate::ring::start`]); report code asks
+//! [`traffic_pcap`], and falls back to its own when there is neither.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -84,7 +84,7 @@ pub fn traffic_pcap(
         ..BugReportOptions::default()
     };
     let filter = (channel != "all").then_some(channel);
-    Some(bundle::traffic_pcap(&capture, filter, &opts))
+    Some(bundle::capture_traffic_pcap(&capture, filter, &opts))
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ use shakenfist_spice_renderer::CaptureSink;
 use spool::{staging, SpoolConfig};
 
 use crate::crash::{self, CrashReport};
-use crate::sink::{metadata_for_display_target, SinkError, SpoolSink};
+use crate::metadata::metadata_for_display_target;
+use crate::sink::{SinkError, SpoolSink};
 
 /// Memory the ring may use by default (live, prepared and kept segments
 /// together): within ryll 0.3.0's 50 MiB traffic ring.

@@ -347,7 +347,7 @@ pub fn is_hidden(c: char) -> bool {
 
 /// Notes about a capture (skipped entries, unreadable files), which name
 /// what the capture holds, fit to print ([`clean`]).
-pub fn cleaned(problems: &[String]) -> Vec<String> {
+pub fn clean_notes(problems: &[String]) -> Vec<String> {
     problems.iter().map(|p| clean(p, MAX_TEXT_CHARS)).collect()
 }
 

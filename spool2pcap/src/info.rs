@@ -14,7 +14,7 @@ use spool::limit::Trimmed;
 use spool::manifest::ChannelCounters;
 use spool::reader::{Damage, Event};
 
-use crate::guard::cleaned;
+use crate::guard::clean_notes;
 use crate::guard::{clean, open_capture, CaptureError, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 use crate::metadata::CaptureMetadata;
 use crate::output::wireshark::{decode_as, shell_quote, wireshark_command};
@@ -229,7 +229,7 @@ pub fn scan(
     cap.set_mapping(false);
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let manifest = cap.manifest();
-    let mut problems = cleaned(cap.problems());
+    let mut problems = clean_notes(cap.problems());
     let metadata = crate::metadata::load(capture).unwrap_or_else(|e| {
         problems.push(e.to_string());
         None
@@ -243,7 +243,7 @@ pub fn scan(
         clean_shutdown: manifest.map(|m| m.clean_shutdown),
         closed_unix_ns: manifest.and_then(|m| m.closed_unix_ns),
         staged_segments: cap.has_staged_segments(),
-        writer_errors: manifest.map(|m| cleaned(&m.errors)).unwrap_or_default(),
+        writer_errors: manifest.map(|m| clean_notes(&m.errors)).unwrap_or_default(),
         problems,
         mismatches: Vec::new(),
         channels: Vec::new(),

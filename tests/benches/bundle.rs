@@ -1,6 +1,6 @@
 //! The F12 bug report's timing: `ryll_hook::bundle::write_bug_report` on a
 //! 1 GiB capture, with ryll's 24 MB budget and with a budget covering the
-//! whole session, and `ryll_hook::bundle::traffic_pcap` (the pcap alone, in
+//! whole session, and `ryll_hook::bundle::capture_traffic_pcap` (the pcap alone, in
 //! memory, as ryll's own report code asks for it) with the 24 MB budget.
 //!
 //! ```text
@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use e2e::bench::*;
 use ryll_hook::bundle::{
-    traffic_pcap, write_bug_report, BugReportOptions, BugReportSummary, DEFAULT_BUDGET_BYTES,
+    capture_traffic_pcap, write_bug_report, BugReportOptions, BugReportSummary,
+    DEFAULT_BUDGET_BYTES,
 };
 
 struct Budget {
@@ -55,7 +56,7 @@ fn run(capture: &Path, out_dir: &Path, budget: u64) -> (Duration, BugReportSumma
     (took, summary, size)
 }
 
-/// `traffic_pcap` of every channel with `budget`: its time and summary.
+/// `capture_traffic_pcap` of every channel with `budget`: its time and summary.
 fn run_pcap(capture: &Path, budget: u64) -> (Duration, BugReportSummary, u64) {
     let opts = BugReportOptions {
         budget_bytes: budget,
@@ -63,8 +64,8 @@ fn run_pcap(capture: &Path, budget: u64) -> (Duration, BugReportSummary, u64) {
     };
     sync();
     let t = Instant::now();
-    let (pcap, summary) =
-        traffic_pcap(capture, None, &opts).unwrap_or_else(|e| panic!("traffic_pcap: {e}"));
+    let (pcap, summary) = capture_traffic_pcap(capture, None, &opts)
+        .unwrap_or_else(|e| panic!("capture_traffic_pcap: {e}"));
     let took = t.elapsed();
     let summary = BugReportSummary {
         traffic_capture: summary,
@@ -108,11 +109,11 @@ fn main() {
         &[("capture", describe(&stats, spool_bytes, cached))],
     );
 
-    // The zip budgets, then `traffic_pcap` with ryll's default.
+    // The zip budgets, then `capture_traffic_pcap` with ryll's default.
     let labels: Vec<&str> = BUDGETS
         .iter()
         .map(|b| b.label)
-        .chain(["traffic_pcap only, in memory (24 MB)"])
+        .chain(["capture_traffic_pcap only, in memory (24 MB)"])
         .collect();
     let mut results: Vec<Vec<(Duration, BugReportSummary, u64)>> =
         labels.iter().map(|_| Vec::new()).collect();

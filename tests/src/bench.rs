@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ryll_hook::sink::ryll_metadata;
+use ryll_hook::metadata::ryll_metadata;
 use ryll_hook::SpoolSink;
 use spool::{Direction, SpoolConfig, StagingChoice};
 

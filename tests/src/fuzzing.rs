@@ -885,7 +885,7 @@ pub fn follow(scratch: &Scratch, data: &[u8]) {
 
 /// Target `capture`: a capture directory (`CaptureInput`) through the
 /// reader, `info`, `convert` (pcapng, redacted) and the bug report's
-/// `traffic.pcap` (the excerpt `ryll_hook::bundle::traffic_pcap` writes).
+/// `traffic.pcap` (the excerpt `ryll_hook::bundle::capture_traffic_pcap` writes).
 pub fn capture(scratch: &Scratch, data: &[u8]) {
     let input = CaptureInput::parse(data);
     let cap = scratch.capture();

@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ryll_hook::bundle::{traffic_pcap, write_bug_report, BugReportOptions, BundleError};
+use ryll_hook::bundle::{capture_traffic_pcap, write_bug_report, BugReportOptions, BundleError};
 use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool::staging::StagingDir;
 use spool2pcap::testkit::{simple_channel, write_segment, Seg, SESSION_START};
@@ -596,7 +596,7 @@ fn bundle_of_a_damaged_capture_keeps_every_undamaged_record() {
         ..Default::default()
     };
     let (pcap, summary) = within_deadline("traffic_pcap", move || {
-        traffic_pcap(&cap, Some("display"), &opts).unwrap()
+        capture_traffic_pcap(&cap, Some("display"), &opts).unwrap()
     });
     assert_eq!(pcap_packets(&pcap), summary.packets_written);
     let cap = e2e::fixtures::damaged_capture("bitflip");
@@ -643,7 +643,7 @@ fn bundle_of_hostile_strings_reads_and_is_clean() {
         "errors": vec![format!("boom{EVIL}{}", "y".repeat(70_000)); 4],
         "trimmed": trimmed,
     }));
-    let mut metadata = ryll_hook::sink::ryll_metadata("host", 5900, None);
+    let mut metadata = ryll_hook::metadata::ryll_metadata("host", 5900, None);
     metadata.ryll_version = Some(format!("0.3{EVIL}"));
     metadata.target_host = Some(format!("{EVIL}{}", "x".repeat(30_000)));
     metadata.capture_started = Some(EVIL.to_string());

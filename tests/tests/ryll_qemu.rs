@@ -106,7 +106,7 @@ fn ryll_capture_against_qemu_matches_the_wire() {
             );
         }
     }
-    let meta = ryll_hook::sink::read_metadata(&capture).unwrap();
+    let meta = ryll_hook::metadata::read_metadata(&capture).unwrap();
     assert_eq!(meta.target_port, Some(port));
 }
 

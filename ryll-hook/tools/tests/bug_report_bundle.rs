@@ -13,7 +13,7 @@ use std::sync::Arc;
 use etherparse::{SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use ryll_hook::bundle::{
-    traffic_pcap, write_bug_report, write_bug_report_with, BugReportOptions, BundleError,
+    capture_traffic_pcap, write_bug_report, write_bug_report_with, BugReportOptions, BundleError,
     DEFAULT_BUDGET_BYTES,
 };
 use ryll_hook::{CaptureSink, SpoolSink};
@@ -236,10 +236,10 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
 
     // The pcap alone (ryll's report code) is the zip's, byte for byte, and
     // one channel's is that channel's connection alone.
-    let (pcap, t) = traffic_pcap(&capture, None, &opts).unwrap();
+    let (pcap, t) = capture_traffic_pcap(&capture, None, &opts).unwrap();
     assert_eq!(pcap, files["traffic.pcap"]);
     assert_eq!(&t, &s.traffic_capture);
-    let (display, t) = traffic_pcap(&capture, Some("display"), &opts).unwrap();
+    let (display, t) = capture_traffic_pcap(&capture, Some("display"), &opts).unwrap();
     let port = spool2pcap::spice::channels::known_port("display").unwrap();
     let got = streams(&display);
     assert_eq!(
@@ -248,7 +248,7 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
     );
     assert!(t.written_bytes <= budget && t.written_bytes == display.len() as u64);
     assert!(matches!(
-        traffic_pcap(&capture, Some("nosuch"), &opts),
+        capture_traffic_pcap(&capture, Some("nosuch"), &opts),
         Err(BundleError::Traffic(_))
     ));
 }

@@ -19,7 +19,7 @@ use pcap_file::PcapError;
 use spool::format::validate_channel_name;
 use spool::reader::{Capture, ChannelReader, Event};
 
-use crate::guard::{cleaned, open_capture, InputFiles};
+use crate::guard::{clean_notes, open_capture, InputFiles};
 use crate::net::tcp::MAX_FRAME_LEN;
 use crate::output::writebehind::WriteBehind;
 use crate::output::{
@@ -122,7 +122,7 @@ pub fn convert_with_progress(
     let inputs = InputFiles::of(capture, &cap)?;
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let selected = select_channels(&cap, &opts.channels)?;
-    let mut report = ConvertReport::begin(capture, cleaned(cap.problems()), opts.redact);
+    let mut report = ConvertReport::begin(capture, clean_notes(cap.problems()), opts.redact);
     report.server_port = (opts.server_port != SERVER_PORT).then_some(opts.server_port);
     report.clean_shutdown = cap.manifest().map(|m| m.clean_shutdown);
 

@@ -183,8 +183,11 @@ pub fn write_excerpt<W: Write>(
     let cap = crate::guard::open_capture(capture).map_err(ConvertError::from)?;
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
     let selected = select_channels(&cap, &opts.channels)?;
-    let mut report =
-        ConvertReport::begin(capture, crate::guard::cleaned(cap.problems()), opts.redact);
+    let mut report = ConvertReport::begin(
+        capture,
+        crate::guard::clean_notes(cap.problems()),
+        opts.redact,
+    );
     report.clean_shutdown = cap.manifest().map(|m| m.clean_shutdown);
 
     // Pass 1: index every data record.

@@ -158,7 +158,7 @@ fn run(args: &Args) -> Result<(), String> {
     let sink = Arc::new(
         SpoolSink::with_config(
             spool::SpoolConfig::new(&args.capture).compress(!args.no_compress),
-            ryll_hook::sink::ryll_metadata(&host, port, None),
+            ryll_hook::metadata::ryll_metadata(&host, port, None),
         )
         .map_err(|e| e.to_string())?,
     );
