@@ -15,7 +15,7 @@ use crate::write::background;
 use crate::write::clock::unix_now_ns;
 use crate::write::error::{BackgroundError, SpoolError};
 use crate::write::outcome::{CloseOutcome, CloseProgress, MoverHandle};
-use crate::write::shared::write_manifest;
+use crate::write::shared::{write_manifest, Shared};
 use crate::write::writer::Spool;
 
 impl Spool {
@@ -127,8 +127,57 @@ impl Spool {
             shared.retirer_abandon.store(true, Ordering::Release);
         }
         shared.held.store(false, Ordering::Release);
-        // Channels without a segment (all taken, or never prepared) need one
-        // for their final seal; make it now, budget permitting.
+        let retirer = self.seal_and_stop_preparer();
+        // A flight recording nobody asked to keep is deleted below: moving
+        // its segments first would only wait on the disk.
+        // A memory-only ring is never moved, kept or not: it was never
+        // meant to reach a disk.
+        let memory_only = shared.config.memory_only;
+        let discard =
+            memory_only || (shared.config.delete_on_close && !self.keep.load(Ordering::Acquire));
+        if discard && !shared.direct {
+            shared.retirer_abandon.store(true, Ordering::Release);
+        }
+        shared.retirer_stopping.store(true, Ordering::Release);
+        self.retirer.unpark();
+        if let Some(r) = retirer {
+            self.finish_retirer(r, deadline, progress);
+        }
+        let abandoned = shared.retirer_abandon.load(Ordering::Acquire);
+        free_leftovers(shared);
+        let left = shared.staged_bytes.load(Ordering::Acquire);
+        let outcome = CloseOutcome {
+            bytes_moved: shared.moved_bytes.load(Ordering::Acquire),
+            bytes_left_staged: left,
+            mover: None,
+        };
+        let staging = self
+            .staging
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let errors = shared.errors();
+        if discard && (errors.is_empty() || memory_only) {
+            return self.finish_discarded(staging, outcome, errors);
+        }
+        match staging {
+            // The retirer stopped with segments still staged: a mover takes
+            // them over.
+            Some(staging) if abandoned && left > 0 => {
+                let (mut outcome, mut errors) = (outcome, errors);
+                self.hand_over(staging, Some(unix_now_ns()), &mut outcome, &mut errors);
+                finish(outcome, errors)
+            }
+            staging => self.finish_kept(staging, outcome, errors),
+        }
+    }
+
+    /// Seals every channel (a channel with no segment left gets one for its
+    /// final seal, budget permitting), stops and joins the preparer, and
+    /// deletes the segments it had prepared that nobody will write. Returns
+    /// the retirer, still running.
+    fn seal_and_stop_preparer(&self) -> Option<JoinHandle<()>> {
+        let shared = &self.shared;
         for ch in shared.channels() {
             if ch.ready.is_empty() {
                 let _ = background::prepare_one(shared, ch);
@@ -163,77 +212,50 @@ impl Spool {
                 ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
             }
         }
-        // A flight recording nobody asked to keep is deleted below: moving
-        // its segments first would only wait on the disk.
-        // A memory-only ring is never moved, kept or not: it was never
-        // meant to reach a disk.
-        let memory_only = shared.config.memory_only;
-        let discard =
-            memory_only || (shared.config.delete_on_close && !self.keep.load(Ordering::Acquire));
-        if discard && !shared.direct {
-            shared.retirer_abandon.store(true, Ordering::Release);
+        retirer
+    }
+
+    /// Ends a recording nobody asked to keep (a flight recording, a
+    /// memory-only ring): nothing of it may remain, staged or in the
+    /// capture directory.
+    fn finish_discarded(
+        &self,
+        staging: Option<StagingDir>,
+        mut outcome: CloseOutcome,
+        mut errors: Vec<BackgroundError>,
+    ) -> Result<CloseOutcome, SpoolError> {
+        if let Some(staging) = &staging {
+            remove_staged_segments(staging.path());
+            recover::remove_emptied(staging.path());
+            outcome.bytes_left_staged = 0;
         }
-        shared.retirer_stopping.store(true, Ordering::Release);
-        self.retirer.unpark();
-        if let Some(r) = retirer {
-            self.finish_retirer(r, deadline, progress);
+        let capture = self.shared.capture_dir.clone();
+        if let Err(e) = std::fs::remove_dir_all(&capture) {
+            errors.push(BackgroundError::remove("removing", capture, e));
         }
-        let abandoned = shared.retirer_abandon.load(Ordering::Acquire);
-        // Segments the retirer left behind stay staged as files; unmap them
-        // here so the memory goes once they are moved.
-        for ch in shared.channels() {
-            while let Some(r) = ch.pop_retired() {
-                drop(r);
-            }
-        }
-        // Both threads are done: nothing reuses a spare any more.
-        let (freed, failed) = shared.spares.free_all();
-        shared.staged_bytes.fetch_sub(freed, Ordering::AcqRel);
-        for (path, e) in failed {
-            shared.record_error(BackgroundError::remove("removing spare", path, e));
-        }
-        let left = shared.staged_bytes.load(Ordering::Acquire);
-        let everything_moved = left == 0;
-        let mut outcome = CloseOutcome {
-            bytes_moved: shared.moved_bytes.load(Ordering::Acquire),
-            bytes_left_staged: left,
-            mover: None,
-        };
-        let staging = self
-            .staging
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let capture = shared.capture_dir.clone();
-        let mut errors = shared.errors();
-        if discard && (errors.is_empty() || memory_only) {
-            // A flight recording nobody asked to keep: nothing may remain.
-            if let Some(staging) = &staging {
-                remove_staged_segments(staging.path());
-                recover::remove_emptied(staging.path());
-                outcome.bytes_left_staged = 0;
-            }
-            if let Err(e) = std::fs::remove_dir_all(&capture) {
-                errors.push(BackgroundError::remove("removing", capture, e));
-            }
-            return finish(outcome, errors);
-        }
-        let closed_at = Some(unix_now_ns());
-        let pending = abandoned && !everything_moved && staging.is_some();
-        if pending {
-            if let Some(staging) = staging {
-                self.hand_over(staging, closed_at, &mut outcome, &mut errors);
-            }
-            return finish(outcome, errors);
-        }
-        // Segments left staged by errors (a full disk…) are the next
-        // session's to recover, as after a crash.
+        finish(outcome, errors)
+    }
+
+    /// Ends a capture that is kept: its final manifest, then its emptied
+    /// staging directory. Segments left staged by errors (a full disk…)
+    /// are named in the manifest, the next session's to recover, as after
+    /// a crash.
+    fn finish_kept(
+        &self,
+        staging: Option<StagingDir>,
+        outcome: CloseOutcome,
+        mut errors: Vec<BackgroundError>,
+    ) -> Result<CloseOutcome, SpoolError> {
+        let everything_moved = outcome.bytes_left_staged == 0;
         let staged_left = staging
             .as_ref()
             .filter(|_| !everything_moved)
             .map(|s| s.path());
-        let manifest = shared.manifest(staged_left, everything_moved, closed_at);
-        if let Err(e) = write_manifest(&capture, &manifest) {
+        let closed_at = Some(unix_now_ns());
+        let manifest = self
+            .shared
+            .manifest(staged_left, everything_moved, closed_at);
+        if let Err(e) = write_manifest(&self.shared.capture_dir, &manifest) {
             errors.push(BackgroundError::Manifest(Box::new(e)));
         }
         // Only now, with the final manifest durable: a live reader that saw
@@ -305,6 +327,30 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(20);
 /// before leaving the rest to the mover: a process on its way out should
 /// not wait on a slow disk.
 pub const DROP_GRACE: Duration = Duration::from_secs(2);
+
+/// Unmaps what the background threads leave behind once both are done:
+/// segments the retirer did not move (they stay staged as files, for the
+/// mover or the next session), a memory-only ring's segments, and the
+/// spares, which nothing reuses any more.
+fn free_leftovers(shared: &Shared) {
+    for ch in shared.channels() {
+        while let Some(r) = ch.pop_retired() {
+            drop(r);
+        }
+    }
+    let ring = shared
+        .ring
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .release();
+    let (spares, failed) = shared.spares.free_all();
+    shared
+        .staged_bytes
+        .fetch_sub(ring.saturating_add(spares), Ordering::AcqRel);
+    for (path, e) in failed {
+        shared.record_error(BackgroundError::remove("removing spare", path, e));
+    }
+}
 
 fn finish(outcome: CloseOutcome, errors: Vec<BackgroundError>) -> Result<CloseOutcome, SpoolError> {
     if errors.iter().all(BackgroundError::is_warning) {

@@ -186,6 +186,14 @@ impl MemoryRing {
         }
     }
 
+    /// Unmaps every segment of the ring, at close (a ring is never moved
+    /// to disk; the close deletes its files). Returns the bytes of memory
+    /// they held.
+    pub fn release(&mut self) -> u64 {
+        self.kept.clear();
+        std::mem::take(&mut self.bytes)
+    }
+
     /// Publishes the trim counts, and rewrites the running manifest with
     /// them at most every [`MANIFEST_EVERY`] (or now, with `force`).
     pub fn save_if_due(&mut self, shared: &Shared, force: bool) {

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::read::reader::SPOOL_DIR;
 use crate::store::format::{self, FORMAT_VERSION};
 use crate::store::fsutil;
 use crate::store::manifest::{self, Manifest, MANIFEST_FILE};
+use crate::store::staging::StagingDir;
 use crate::write::channel::Channel;
 use crate::write::clock::Clock;
 use crate::write::config::SpoolConfig;
@@ -131,6 +133,51 @@ impl Slot {
 }
 
 impl Shared {
+    /// The state of a new session of `config` in `capture` (resolved),
+    /// its segments staged in `staging`, or mapped in the capture
+    /// directory without one. `ready_ahead` is cut to what the staging
+    /// budget holds.
+    pub(crate) fn new(
+        config: SpoolConfig,
+        session: SessionFacts,
+        clock: Clock,
+        capture: PathBuf,
+        staging: Option<&StagingDir>,
+    ) -> Shared {
+        let capture_spool = capture.join(SPOOL_DIR);
+        let staging_dir = staging.map(|s| s.path().to_path_buf());
+        let max_staged = (config.staging_budget / config.segment_bytes as u64) as usize;
+        Shared {
+            session,
+            slots: (0..MAX_CHANNELS).map(|_| OnceLock::new()).collect(),
+            register: Mutex::new(()),
+            staged_bytes: AtomicU64::new(0),
+            spares: SparePool::new(staging_dir.as_deref(), config.spare_segments),
+            clock,
+            stopping: AtomicBool::new(false),
+            retirer_stopping: AtomicBool::new(false),
+            retirer_abandon: AtomicBool::new(false),
+            moved_bytes: AtomicU64::new(0),
+            compression: Default::default(),
+            held: AtomicBool::new(false),
+            trim_holds: AtomicU64::new(0),
+            ring: Mutex::new(MemoryRing::default()),
+            disk_bytes: AtomicU64::new(0),
+            trimmed: Mutex::new(Default::default()),
+            capture_dir: capture,
+            errors: Mutex::new(Vec::new()),
+            rejected: AtomicU64::new(0),
+            direct: staging_dir.is_none(),
+            staging_root: staging_dir.clone().unwrap_or_else(|| capture_spool.clone()),
+            staging_dir,
+            capture_spool,
+            config: SpoolConfig {
+                ready_ahead: config.ready_ahead.min(max_staged.max(1)),
+                ..config
+            },
+        }
+    }
+
     /// Registered channels, in registration order.
     pub fn channels(&self) -> impl Iterator<Item = &Channel> {
         self.slots.iter().map_while(|s| s.get()).map(|s| &s.channel)

@@ -2,9 +2,9 @@
 //! is in `close`, the state it shares with the background threads in
 //! `shared`.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 
 use crate::read::reader::SPOOL_DIR;
@@ -19,11 +19,10 @@ use crate::write::clock::{unix_now_ns, Clock};
 use crate::write::config::{SpoolConfig, StagingChoice};
 use crate::write::counters::{counters_of, ChannelCounters};
 use crate::write::error::{BackgroundError, SpoolError};
-use crate::write::memory_ring::{MemoryRing, TrimHold};
+use crate::write::memory_ring::TrimHold;
 use crate::write::outcome::CloseOutcome;
 use crate::write::segment::SessionFacts;
 use crate::write::shared::{find_in, write_manifest, ChannelTable, Shared, Slot, MAX_CHANNELS};
-use crate::write::spare::SparePool;
 
 /// A capture spool: one per session, shared by all channel loops.
 ///
@@ -57,23 +56,8 @@ impl Spool {
     /// Fails if the capture directory already holds a session.
     pub fn create(config: SpoolConfig) -> Result<Spool, SpoolError> {
         config.validate()?;
-        let capture = &config.capture_dir;
-        let made_capture = std::fs::symlink_metadata(capture).is_err();
-        fsutil::create_private_dir(capture, true)
-            .map_err(|e| SpoolError::io("creating capture directory", capture, e))?;
-        let capture = std::fs::canonicalize(capture)
-            .map_err(|e| SpoolError::io("resolving capture directory", capture, e))?;
-        // Held until the manifest is written: a second writer started
-        // meanwhile is turned away here, having made nothing.
-        let _claim = staging::lock_dir(&capture)
-            .map_err(|e| SpoolError::io("locking capture directory", &capture, e))?
-            .ok_or_else(|| SpoolError::InUse {
-                path: capture.clone(),
-            })?;
-        let manifest_path = capture.join(MANIFEST_FILE);
-        if std::fs::symlink_metadata(&manifest_path).is_ok() {
-            return Err(SpoolError::SessionExists { path: capture });
-        }
+        let made_capture = std::fs::symlink_metadata(&config.capture_dir).is_err();
+        let (capture, _claim) = claim_capture_dir(&config.capture_dir)?;
         let capture_spool = capture.join(SPOOL_DIR);
         fsutil::create_private_dir(&capture_spool, true)
             .map_err(|e| SpoolError::io("creating", &capture_spool, e))?;
@@ -86,67 +70,16 @@ impl Spool {
             session_start_unix_ns: config.session_start_unix_ns.unwrap_or_else(unix_now_ns),
             monotonic_base_ns: clock.origin_ns(),
         };
-
-        let root = match &config.staging {
-            StagingChoice::Auto => staging::default_root(),
-            StagingChoice::Root(r) => Some(r.clone()),
-            StagingChoice::CaptureDir => None,
-        };
-        let staging = match &root {
-            Some(root) => Some(
-                StagingDir::create(root, &session_hex, &capture).map_err(|e| {
-                    undo_create(&capture, made_capture);
-                    SpoolError::io("creating staging directory under", root, e)
-                })?,
-            ),
-            None => None,
-        };
-        if let Some(root) = &root {
-            // Sessions that were killed left their segments in memory under
-            // the same root; move them home, in the background. This
-            // session's own directory is locked, so it is left alone.
-            drop(recover::reclaim_abandoned_in_background(root));
-        }
-        let direct = staging.is_none();
-        if direct && config.memory_only {
+        let staging = open_staging(&config, &capture, &session_hex).inspect_err(|_| {
             undo_create(&capture, made_capture);
-            return Err(SpoolError::NoMemoryStaging);
-        }
-        let staging_root = staging
-            .as_ref()
-            .map_or_else(|| capture_spool.clone(), |s| s.path().to_path_buf());
-
-        let max_staged = (config.staging_budget / config.segment_bytes as u64) as usize;
-        let shared = Arc::new(Shared {
+        })?;
+        let shared = Arc::new(Shared::new(
+            config,
             session,
-            slots: (0..MAX_CHANNELS).map(|_| OnceLock::new()).collect(),
-            register: Mutex::new(()),
-            staged_bytes: AtomicU64::new(0),
-            spares: SparePool::new(staging.as_ref().map(|s| s.path()), config.spare_segments),
             clock,
-            stopping: AtomicBool::new(false),
-            retirer_stopping: AtomicBool::new(false),
-            retirer_abandon: AtomicBool::new(false),
-            moved_bytes: AtomicU64::new(0),
-            compression: Default::default(),
-            held: AtomicBool::new(false),
-            trim_holds: AtomicU64::new(0),
-            ring: Mutex::new(MemoryRing::default()),
-            disk_bytes: AtomicU64::new(0),
-            trimmed: Mutex::new(Default::default()),
-            capture_dir: capture.clone(),
-            staging_dir: staging.as_ref().map(|s| s.path().to_path_buf()),
-            errors: Mutex::new(Vec::new()),
-            rejected: AtomicU64::new(0),
-            direct,
-            staging_root: staging_root.clone(),
-            capture_spool,
-            config: SpoolConfig {
-                ready_ahead: config.ready_ahead.min(max_staged.max(1)),
-                ..config
-            },
-        });
-
+            capture.clone(),
+            staging.as_ref(),
+        ));
         if let Some(warning) = staging.as_ref().and_then(|s| s.warning()) {
             shared.record_error(BackgroundError::StagingFallback(warning.to_string()));
         }
@@ -158,7 +91,16 @@ impl Spool {
             undo_create(&capture, made_capture);
             return Err(e);
         }
+        let spool = Spool::start(shared, staging)?;
+        for name in spool.shared.config.channels.clone() {
+            spool.register(&name)?;
+        }
+        Ok(spool)
+    }
 
+    /// Starts the background threads of `shared`, and the spool around
+    /// them.
+    fn start(shared: Arc<Shared>, staging: Option<StagingDir>) -> Result<Spool, SpoolError> {
         let spawn = |name: &'static str, f: fn(&Shared)| {
             let s = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -171,7 +113,7 @@ impl Spool {
         };
         let preparer = spawn("spool-prepare", background::prepare_loop)?;
         let retirer = spawn("spool-retire", background::retire_loop)?;
-        let spool = Spool {
+        Ok(Spool {
             slots: Arc::clone(&shared.slots),
             preparer: preparer.thread().clone(),
             retirer: retirer.thread().clone(),
@@ -181,11 +123,7 @@ impl Spool {
             closed: Mutex::new(None),
             keep: AtomicBool::new(false),
             no_mover: AtomicBool::new(false),
-        };
-        for name in spool.shared.config.channels.clone() {
-            spool.register(&name)?;
-        }
-        Ok(spool)
+        })
     }
 
     /// Appends `data` as one record of `channel`, stamped with the time now.
@@ -432,6 +370,53 @@ impl ChannelHandle<'_> {
     pub fn counters(&self) -> ChannelCounters {
         counters_of(self.channel)
     }
+}
+
+/// Creates the capture directory `dir` (0700), resolves it, and claims it:
+/// the returned lock is held until the manifest is written, so a second
+/// writer started meanwhile is turned away here, having made nothing.
+/// Fails if the directory already holds a session.
+fn claim_capture_dir(dir: &Path) -> Result<(PathBuf, std::fs::File), SpoolError> {
+    fsutil::create_private_dir(dir, true)
+        .map_err(|e| SpoolError::io("creating capture directory", dir, e))?;
+    let capture = std::fs::canonicalize(dir)
+        .map_err(|e| SpoolError::io("resolving capture directory", dir, e))?;
+    let claim = staging::lock_dir(&capture)
+        .map_err(|e| SpoolError::io("locking capture directory", &capture, e))?
+        .ok_or_else(|| SpoolError::InUse {
+            path: capture.clone(),
+        })?;
+    if std::fs::symlink_metadata(capture.join(MANIFEST_FILE)).is_ok() {
+        return Err(SpoolError::SessionExists { path: capture });
+    }
+    Ok((capture, claim))
+}
+
+/// The staging directory `config` asks for, made for session `session_hex`
+/// of `capture`; `None` when segments are mapped in the capture directory
+/// itself (which a memory-only ring refuses). Sessions killed earlier left
+/// their segments under the same root: they are moved home in the
+/// background (this session's own directory is locked, so left alone).
+fn open_staging(
+    config: &SpoolConfig,
+    capture: &Path,
+    session_hex: &str,
+) -> Result<Option<StagingDir>, SpoolError> {
+    let root = match &config.staging {
+        StagingChoice::Auto => staging::default_root(),
+        StagingChoice::Root(r) => Some(r.clone()),
+        StagingChoice::CaptureDir => None,
+    };
+    let Some(root) = root else {
+        return match config.memory_only {
+            true => Err(SpoolError::NoMemoryStaging),
+            false => Ok(None),
+        };
+    };
+    let staging = StagingDir::create(&root, session_hex, capture)
+        .map_err(|e| SpoolError::io("creating staging directory under", &root, e))?;
+    drop(recover::reclaim_abandoned_in_background(&root));
+    Ok(Some(staging))
 }
 
 /// Removes what a [`Spool::create`] that failed after claiming `capture`
