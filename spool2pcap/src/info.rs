@@ -228,6 +228,47 @@ pub fn scan(
     // error must come out as a report, never as a SIGBUS of a mapping.
     cap.set_mapping(false);
     let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
+    let mut info = begin_info(capture, &cap);
+    let manifest = cap.manifest();
+    for files in cap.channels() {
+        let Some(mut reader) = cap.reader(&files.name) else {
+            continue;
+        };
+        if info.session_start_unix_ns.is_none() || info.session_id.is_none() {
+            if let Some(s) = crate::guard::peek_session(&cap, &mut reader) {
+                info.session_start_unix_ns
+                    .get_or_insert(s.session_start_unix_ns);
+                info.session_id
+                    .get_or_insert_with(|| spool::manifest::session_id_hex(&s.session_id));
+            }
+        }
+        let ways = count_directions(&mut reader, &files.name, on_damage);
+        let channel = channel_info(
+            &files.name,
+            &reader,
+            ways,
+            ports.port(&files.name),
+            &mut info,
+            manifest,
+        );
+        info.channels.push(channel);
+    }
+    add_facts(&mut info, manifest);
+    if let (Some(m), Some(true)) = (manifest, info.clean_shutdown) {
+        for name in m.channels.keys() {
+            if !cap.channels().iter().any(|c| &c.name == name) {
+                info.mismatches.push(format!(
+                    "{}: in the manifest but no segments on disk",
+                    clean(name, MAX_NAME_CHARS).escape_debug()
+                ));
+            }
+        }
+    }
+    Ok(info)
+}
+
+/// What `cap`'s manifest and metadata say, before any channel is read.
+fn begin_info(capture: &Path, cap: &spool::Capture) -> CaptureInfo {
     let manifest = cap.manifest();
     let mut problems = clean_notes(cap.problems());
     let metadata = crate::metadata::load(capture).unwrap_or_else(|e| {
@@ -235,7 +276,7 @@ pub fn scan(
         None
     });
     let merged = merged_output_path(capture);
-    let mut info = CaptureInfo {
+    CaptureInfo {
         capture: capture.to_path_buf(),
         manifest_present: manifest.is_some(),
         session_id: manifest.map(|m| clean(&m.session_id, MAX_TEXT_CHARS)),
@@ -261,111 +302,114 @@ pub fn scan(
             shell_quote(&merged)
         ),
         wireshark_command: wireshark_command(&merged),
+    }
+}
+
+/// Records and payload bytes of a channel each way.
+#[derive(Default)]
+struct Ways {
+    records_c2s: u64,
+    records_s2c: u64,
+    bytes_c2s: u64,
+    bytes_s2c: u64,
+}
+
+/// Reads `reader` to its end, counting records and bytes each way, and
+/// calling `on_damage` with each damaged region of `channel` as it is met.
+fn count_directions(
+    reader: &mut spool::reader::ChannelReader,
+    channel: &str,
+    on_damage: &mut dyn FnMut(&str, &Damage),
+) -> Ways {
+    let mut w = Ways::default();
+    while let Some(event) = reader.next_event() {
+        match event {
+            Event::Data(d) => {
+                let n = d.payload.len() as u64;
+                let (records, bytes) = match d.direction {
+                    spool::Direction::ClientToServer => (&mut w.records_c2s, &mut w.bytes_c2s),
+                    spool::Direction::ServerToClient => (&mut w.records_s2c, &mut w.bytes_s2c),
+                };
+                *records = records.saturating_add(1);
+                *bytes = bytes.saturating_add(n);
+            }
+            Event::Gap(_) => {}
+            Event::Damage(d) => on_damage(channel, &d),
+        }
+    }
+    w
+}
+
+/// The summary of channel `name`, read whole by `reader` (`ways` its
+/// counts each way), on synthetic client port `client_port`, checked
+/// against what a clean shutdown's `manifest` says it holds (a difference
+/// goes to `info.mismatches`).
+fn channel_info(
+    name: &str,
+    reader: &spool::reader::ChannelReader,
+    ways: Ways,
+    client_port: u16,
+    info: &mut CaptureInfo,
+    manifest: Option<&spool::Manifest>,
+) -> ChannelInfo {
+    let st = reader.stats();
+    // Records lost are attributed to the damage entry before them, and
+    // may be updated after it was reported; read the final list.
+    let damage: Vec<DamageInfo> = reader.damage().iter().map(DamageInfo::from).collect();
+    let summary = manifest.and_then(|m| m.channels.get(name)).copied();
+    let expected = summary
+        .filter(|_| info.clean_shutdown == Some(true))
+        .map(|m| expected_after_trimming(&m, reader.trimmed()));
+    if let Some((records, bytes, trimmed)) = expected {
+        if records != st.records || bytes != st.bytes {
+            info.mismatches.push(format!(
+                "{name}: manifest says {records} records / {bytes} bytes{}, segments hold {} / {}",
+                if trimmed { " (after trimming)" } else { "" },
+                st.records,
+                st.bytes
+            ));
+        }
+    }
+    let damaged_records = damage
+        .iter()
+        .map(|d| d.records_lost)
+        .fold(0, u64::saturating_add);
+    let (records_lost, bytes_lost) = match expected {
+        Some((records, bytes, _)) => (
+            damaged_records.max(records.saturating_sub(st.records)),
+            Some(bytes.saturating_sub(st.bytes)),
+        ),
+        None => (damaged_records, damage.is_empty().then_some(0)),
     };
-    for files in cap.channels() {
-        let Some(mut reader) = cap.reader(&files.name) else {
-            continue;
-        };
-        if info.session_start_unix_ns.is_none() || info.session_id.is_none() {
-            if let Some(s) = crate::guard::peek_session(&cap, &mut reader) {
-                info.session_start_unix_ns
-                    .get_or_insert(s.session_start_unix_ns);
-                info.session_id
-                    .get_or_insert_with(|| spool::manifest::session_id_hex(&s.session_id));
-            }
-        }
-        let (mut rc2s, mut rs2c, mut bc2s, mut bs2c) = (0u64, 0u64, 0u64, 0u64);
-        while let Some(event) = reader.next_event() {
-            match event {
-                Event::Data(d) => {
-                    let n = d.payload.len() as u64;
-                    match d.direction {
-                        spool::Direction::ClientToServer => {
-                            rc2s = rc2s.saturating_add(1);
-                            bc2s = bc2s.saturating_add(n);
-                        }
-                        spool::Direction::ServerToClient => {
-                            rs2c = rs2c.saturating_add(1);
-                            bs2c = bs2c.saturating_add(n);
-                        }
-                    }
-                }
-                Event::Gap(_) => {}
-                Event::Damage(d) => on_damage(&files.name, &d),
-            }
-        }
-        let st = reader.stats();
-        // Records lost are attributed to the damage entry before them, and
-        // may be updated after it was reported; read the final list.
-        let damage: Vec<DamageInfo> = reader.damage().iter().map(DamageInfo::from).collect();
-        let summary = manifest.and_then(|m| m.channels.get(&files.name)).copied();
-        let expected = summary
-            .filter(|_| info.clean_shutdown == Some(true))
-            .map(|m| expected_after_trimming(&m, reader.trimmed()));
-        if let Some((records, bytes, trimmed)) = expected {
-            if records != st.records || bytes != st.bytes {
-                info.mismatches.push(format!(
-                    "{}: manifest says {records} records / {bytes} bytes{}, segments hold {} / {}",
-                    files.name,
-                    if trimmed { " (after trimming)" } else { "" },
-                    st.records,
-                    st.bytes
-                ));
-            }
-        }
-        let damaged_records = damage
-            .iter()
-            .map(|d| d.records_lost)
-            .fold(0, u64::saturating_add);
-        let (records_lost, bytes_lost) = match expected {
-            Some((records, bytes, _)) => (
-                damaged_records.max(records.saturating_sub(st.records)),
-                Some(bytes.saturating_sub(st.bytes)),
-            ),
-            None => (damaged_records, damage.is_empty().then_some(0)),
-        };
-        info.channels.push(ChannelInfo {
-            name: files.name.clone(),
-            client_port: ports.port(&files.name),
-            segments: st.segments,
-            file_bytes: st.file_bytes,
-            raw_bytes: st.raw_bytes,
-            compressed_segments: st.compressed_segments,
-            records: st.records,
-            records_c2s: rc2s,
-            records_s2c: rs2c,
-            bytes: st.bytes,
-            bytes_c2s: bc2s,
-            bytes_s2c: bs2c,
-            first_ts_ns: st.first_ts_ns,
-            last_ts_ns: st.last_ts_ns,
-            gaps: st.gaps,
-            dropped_records: st.dropped_records,
-            dropped_bytes: st.dropped_bytes,
-            damage_count: damage.len() as u64,
-            damaged_records,
-            damaged_bytes: damage.iter().map(|d| d.len).fold(0, u64::saturating_add),
-            records_lost,
-            bytes_lost,
-            closed_cleanly: st.closed_cleanly,
-            manifest: summary,
-            staged_records: st.staged_records,
-            trimmed: reader.trimmed().filter(|t| t.segments > 0).copied(),
-            damage,
-        });
+    ChannelInfo {
+        name: name.to_string(),
+        client_port,
+        segments: st.segments,
+        file_bytes: st.file_bytes,
+        raw_bytes: st.raw_bytes,
+        compressed_segments: st.compressed_segments,
+        records: st.records,
+        records_c2s: ways.records_c2s,
+        records_s2c: ways.records_s2c,
+        bytes: st.bytes,
+        bytes_c2s: ways.bytes_c2s,
+        bytes_s2c: ways.bytes_s2c,
+        first_ts_ns: st.first_ts_ns,
+        last_ts_ns: st.last_ts_ns,
+        gaps: st.gaps,
+        dropped_records: st.dropped_records,
+        dropped_bytes: st.dropped_bytes,
+        damage_count: damage.len() as u64,
+        damaged_records,
+        damaged_bytes: damage.iter().map(|d| d.len).fold(0, u64::saturating_add),
+        records_lost,
+        bytes_lost,
+        closed_cleanly: st.closed_cleanly,
+        manifest: summary,
+        staged_records: st.staged_records,
+        trimmed: reader.trimmed().filter(|t| t.segments > 0).copied(),
+        damage,
     }
-    add_facts(&mut info, manifest);
-    if let (Some(m), Some(true)) = (manifest, info.clean_shutdown) {
-        for name in m.channels.keys() {
-            if !cap.channels().iter().any(|c| &c.name == name) {
-                info.mismatches.push(format!(
-                    "{}: in the manifest but no segments on disk",
-                    clean(name, MAX_NAME_CHARS).escape_debug()
-                ));
-            }
-        }
-    }
-    Ok(info)
 }
 
 /// What a clean shutdown's manifest says `m`'s channel should hold once
@@ -452,6 +496,28 @@ pub fn merged_output_path(capture: &Path) -> PathBuf {
 
 /// Writes `info` as text, one block per channel, in the manner of capinfos.
 pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    write_session_text(info, out)?;
+    for c in &info.channels {
+        write_channel_text(c, out)?;
+    }
+    for p in &info.problems {
+        writeln!(out, "warning: {p}")?;
+    }
+    for m in &info.mismatches {
+        writeln!(out, "mismatch: {m}")?;
+    }
+    for e in &info.writer_errors {
+        writeln!(out, "writer error: {e}")?;
+    }
+    writeln!(out)?;
+    writeln!(out, "To open in Wireshark (SPICE decodes with no option):")?;
+    writeln!(out, "  {}", info.convert_command)?;
+    writeln!(out, "  {}", info.wireshark_command)?;
+    Ok(())
+}
+
+/// The lines of [`write_text`] about the session as a whole.
+fn write_session_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let yn = |b: bool| if b { "yes" } else { "no" };
     writeln!(out, "Capture directory:   {}", info.capture.display())?;
     writeln!(
@@ -493,93 +559,84 @@ pub fn write_text(info: &CaptureInfo, out: &mut dyn std::io::Write) -> std::io::
         )?;
     }
     writeln!(out)?;
-    for c in &info.channels {
-        writeln!(out)?;
-        writeln!(out, "Channel {} (client port {})", c.name, c.client_port)?;
-        writeln!(
-            out,
-            "  Segments:          {} ({} bytes)",
-            c.segments, c.file_bytes
-        )?;
-        if c.compressed_segments > 0 {
-            writeln!(
-                out,
-                "  Compressed:        {} of {} segments; {} bytes uncompressed, {:.1}x smaller on disk",
-                c.compressed_segments,
-                c.segments,
-                c.raw_bytes,
-                c.raw_bytes as f64 / c.file_bytes.max(1) as f64
-            )?;
-        }
-        writeln!(
-            out,
-            "  Records:           {} ({} c2s, {} s2c)",
-            c.records, c.records_c2s, c.records_s2c
-        )?;
-        writeln!(
-            out,
-            "  Data bytes:        {} ({} c2s, {} s2c)",
-            c.bytes, c.bytes_c2s, c.bytes_s2c
-        )?;
-        if let (Some(first), Some(last)) = (c.first_ts_ns, c.last_ts_ns) {
-            writeln!(
-                out,
-                "  Time span:         +{} .. +{} ({})",
-                format_secs(first),
-                format_secs(last),
-                format_secs(last.saturating_sub(first))
-            )?;
-        }
-        writeln!(
-            out,
-            "  Dropped:           {} records, {} bytes ({} gaps)",
-            c.dropped_records, c.dropped_bytes, c.gaps
-        )?;
-        writeln!(out, "  Damage:            {}", damage_summary(c))?;
-        writeln!(out, "  Closed cleanly:    {}", yn(c.closed_cleanly))?;
-        if c.staged_records > 0 {
-            writeln!(out, "  From staging:      {} records", c.staged_records)?;
-        }
-        if let Some(t) = &c.trimmed {
-            writeln!(
-                out,
-                "  Trimmed start:     {} segments, {} records, {} bytes before +{}",
-                t.segments,
-                t.records,
-                t.data_bytes,
-                format_secs(t.until_ts_ns)
-            )?;
-        }
-        if let Some(m) = &c.manifest {
-            writeln!(
-                out,
-                "  Manifest:          {} records, {} bytes, {} dropped records, {} segments",
-                m.records, m.bytes, m.dropped_records, m.segments
-            )?;
-        }
-        for d in &c.damage {
-            writeln!(
-                out,
-                "  damage: {}: offset {}: {}",
-                d.file.display(),
-                d.offset,
-                d.kind
-            )?;
-        }
-    }
-    for p in &info.problems {
-        writeln!(out, "warning: {p}")?;
-    }
-    for m in &info.mismatches {
-        writeln!(out, "mismatch: {m}")?;
-    }
-    for e in &info.writer_errors {
-        writeln!(out, "writer error: {e}")?;
-    }
+    Ok(())
+}
+
+/// The lines of [`write_text`] about one channel.
+fn write_channel_text(c: &ChannelInfo, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let yn = |b: bool| if b { "yes" } else { "no" };
     writeln!(out)?;
-    writeln!(out, "To open in Wireshark (SPICE decodes with no option):")?;
-    writeln!(out, "  {}", info.convert_command)?;
-    writeln!(out, "  {}", info.wireshark_command)?;
+    writeln!(out, "Channel {} (client port {})", c.name, c.client_port)?;
+    writeln!(
+        out,
+        "  Segments:          {} ({} bytes)",
+        c.segments, c.file_bytes
+    )?;
+    if c.compressed_segments > 0 {
+        writeln!(
+            out,
+            "  Compressed:        {} of {} segments; {} bytes uncompressed, {:.1}x smaller on disk",
+            c.compressed_segments,
+            c.segments,
+            c.raw_bytes,
+            c.raw_bytes as f64 / c.file_bytes.max(1) as f64
+        )?;
+    }
+    writeln!(
+        out,
+        "  Records:           {} ({} c2s, {} s2c)",
+        c.records, c.records_c2s, c.records_s2c
+    )?;
+    writeln!(
+        out,
+        "  Data bytes:        {} ({} c2s, {} s2c)",
+        c.bytes, c.bytes_c2s, c.bytes_s2c
+    )?;
+    if let (Some(first), Some(last)) = (c.first_ts_ns, c.last_ts_ns) {
+        writeln!(
+            out,
+            "  Time span:         +{} .. +{} ({})",
+            format_secs(first),
+            format_secs(last),
+            format_secs(last.saturating_sub(first))
+        )?;
+    }
+    writeln!(
+        out,
+        "  Dropped:           {} records, {} bytes ({} gaps)",
+        c.dropped_records, c.dropped_bytes, c.gaps
+    )?;
+    writeln!(out, "  Damage:            {}", damage_summary(c))?;
+    writeln!(out, "  Closed cleanly:    {}", yn(c.closed_cleanly))?;
+    if c.staged_records > 0 {
+        writeln!(out, "  From staging:      {} records", c.staged_records)?;
+    }
+    if let Some(t) = &c.trimmed {
+        writeln!(
+            out,
+            "  Trimmed start:     {} segments, {} records, {} bytes before +{}",
+            t.segments,
+            t.records,
+            t.data_bytes,
+            format_secs(t.until_ts_ns)
+        )?;
+    }
+    if let Some(m) = &c.manifest {
+        writeln!(
+            out,
+            "  Manifest:          {} records, {} bytes, {} dropped records, {} segments",
+            m.records, m.bytes, m.dropped_records, m.segments
+        )?;
+    }
+    for d in &c.damage {
+        writeln!(
+            out,
+            "  damage: {}: offset {}: {}",
+            d.file.display(),
+            d.offset,
+            d.kind
+        )?;
+    }
     Ok(())
 }
 
