@@ -258,16 +258,11 @@ pub(crate) fn retire_loop(shared: &Shared) {
         }
     }
     loop {
-        if shared.retirer_abandon.load(Ordering::Acquire) {
-            return;
-        }
-        // Read the flag before draining, so nothing retired before the flag
-        // was set can be left behind.
-        let stopping = shared.retirer_stopping.load(Ordering::Acquire);
-        if !stopping && shared.held.load(Ordering::Acquire) {
-            std::thread::park_timeout(IDLE_WAIT);
-            continue;
-        }
+        let stopping = match next_round(shared) {
+            Round::Quit => return,
+            Round::Wait => continue,
+            Round::Go { stopping } => stopping,
+        };
         let mut moved = false;
         let mut trimmed = false;
         // The ledger names channels by their slot in this table.
@@ -311,21 +306,41 @@ pub(crate) fn retire_loop(shared: &Shared) {
     }
 }
 
+/// What a retirer does at the top of a round.
+enum Round {
+    /// Told to abandon what it has not moved: return.
+    Quit,
+    /// Held by the test hook: it slept; look again.
+    Wait,
+    /// Work through what is retired; `stopping` was read before, so that
+    /// nothing retired before the flag was set can be left behind.
+    Go { stopping: bool },
+}
+
+/// Reads the flags that start a retirer's round ([`Round`]).
+fn next_round(shared: &Shared) -> Round {
+    if shared.retirer_abandon.load(Ordering::Acquire) {
+        return Round::Quit;
+    }
+    let stopping = shared.retirer_stopping.load(Ordering::Acquire);
+    if !stopping && shared.held.load(Ordering::Acquire) {
+        std::thread::park_timeout(IDLE_WAIT);
+        return Round::Wait;
+    }
+    Round::Go { stopping }
+}
+
 /// The retirer of a memory-only ring, which moves nothing: the preparer
 /// tends the ring as rotations wake it, this thread on its slow rounds (in
 /// case the preparer is held up) and until nothing more is sealed at
 /// close, when it saves the trims in the manifest.
 fn ring_retire_loop(shared: &Shared) {
     loop {
-        if shared.retirer_abandon.load(Ordering::Acquire) {
-            return;
-        }
-        // Read before tending, as in `retire_loop`.
-        let stopping = shared.retirer_stopping.load(Ordering::Acquire);
-        if !stopping && shared.held.load(Ordering::Acquire) {
-            std::thread::park_timeout(IDLE_WAIT);
-            continue;
-        }
+        let stopping = match next_round(shared) {
+            Round::Quit => return,
+            Round::Wait => continue,
+            Round::Go { stopping } => stopping,
+        };
         let took = memory_ring::tend(shared);
         if stopping && !took {
             let mut ring = shared.ring.lock().unwrap_or_else(|p| p.into_inner());
