@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ryll_hook::sink::{read_metadata, ryll_metadata, METADATA_FILE};
+use ryll_hook::metadata::{read_metadata, ryll_metadata, METADATA_FILE};
 use ryll_hook::{CaptureSink, NoCaptureSink, SpoolSink, RYLL_CHANNELS};
 use spool::reader::Event;
 use spool::{Capture, SpoolConfig, StagingChoice};

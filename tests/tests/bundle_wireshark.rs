@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use e2e::{fixtures, recorded, tools};
-use ryll_hook::bundle::{traffic_pcap, BugReportOptions};
+use ryll_hook::bundle::{capture_traffic_pcap, BugReportOptions};
 use spool::reader::{Capture, Event};
 use spool::{Direction, Spool, SpoolConfig};
 use spool2pcap::spice::link::{LINK_C2S_LEN, LINK_S2C_LEN};
@@ -92,7 +92,8 @@ fn a_whole_report_decodes_like_convert() {
             budget_bytes: u64::MAX,
             redact,
         };
-        let (pcap, summary) = traffic_pcap(&fixtures::shipped_capture(), None, &opts).unwrap();
+        let (pcap, summary) =
+            capture_traffic_pcap(&fixtures::shipped_capture(), None, &opts).unwrap();
         assert!(!summary.truncated);
         let got = decoded(&write(tmp.path(), "report.pcap", &pcap));
         eprintln!(
@@ -159,7 +160,8 @@ fn a_cut_report_decodes_as_convert_decodes_the_records_it_kept() {
             budget_bytes: budget,
             ..BugReportOptions::default()
         };
-        let (pcap, summary) = traffic_pcap(&fixtures::shipped_capture(), None, &opts).unwrap();
+        let (pcap, summary) =
+            capture_traffic_pcap(&fixtures::shipped_capture(), None, &opts).unwrap();
         assert!(
             summary.truncated && summary.written_bytes <= budget,
             "{summary:?}"
@@ -200,7 +202,8 @@ fn a_channel_report_decodes_that_channel() {
         budget_bytes: u64::MAX,
         ..BugReportOptions::default()
     };
-    let (pcap, _) = traffic_pcap(&fixtures::shipped_capture(), Some("display"), &opts).unwrap();
+    let (pcap, _) =
+        capture_traffic_pcap(&fixtures::shipped_capture(), Some("display"), &opts).unwrap();
     let got = decoded(&write(tmp.path(), "display.pcap", &pcap));
     let display: Decoded = want
         .into_iter()
@@ -232,7 +235,7 @@ fn a_report_of_a_live_capture_decodes_like_convert() {
         budget_bytes: u64::MAX,
         ..BugReportOptions::default()
     };
-    let (pcap, summary) = traffic_pcap(&capture, None, &opts).unwrap();
+    let (pcap, summary) = capture_traffic_pcap(&capture, None, &opts).unwrap();
     assert!(!summary.truncated);
     sink.close().unwrap();
     let got = decoded(&write(tmp.path(), "live-report.pcap", &pcap));
