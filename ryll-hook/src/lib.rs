@@ -30,4 +30,4 @@ pub mod sink;
 
 pub use metadata::CaptureMetadata;
 pub use shakenfist_spice_renderer::CaptureSink;
-pub use sink::{NoCaptureSink, SinkError, SpoolSink, RYLL_CHANNELS};
+pub use sink::{NoCaptureSink, SinkError, SpoolSink, ALWAYS_OPEN};

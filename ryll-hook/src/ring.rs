@@ -26,7 +26,7 @@ use spool::{staging, SpoolConfig};
 
 use crate::crash::{self, CrashReport};
 use crate::metadata::metadata_for_display_target;
-use crate::sink::{SinkError, SpoolSink};
+use crate::sink::{SinkError, SpoolSink, ALWAYS_OPEN};
 
 /// Memory the ring may use by default (live, prepared and kept segments
 /// together): within ryll 0.3.0's 50 MiB traffic ring.
@@ -35,11 +35,6 @@ pub const DEFAULT_RING_BYTES: u64 = 48 << 20;
 /// The smallest ring [`start`] accepts: enough for the segments of the
 /// channels of a session and a few sealed ones.
 pub const MIN_RING_BYTES: u64 = 16 << 20;
-
-/// Channels every SPICE session opens, registered when the ring starts so
-/// that their first records never wait; others (audio, USB…) register on
-/// their first record, and until then hold no memory.
-const ALWAYS_OPEN: [&str; 4] = ["main", "display", "inputs", "cursor"];
 
 /// The process's ring, while it runs.
 static RING: Mutex<Option<Arc<SpoolSink>>> = Mutex::new(None);

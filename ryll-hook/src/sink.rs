@@ -14,71 +14,19 @@ use std::sync::Arc;
 
 use shakenfist_spice_renderer::CaptureSink;
 use spool::{ChannelCounters, Direction, Spool, SpoolConfig, SpoolError};
-use spool2pcap::spice::channels::SPICE_CHANNELS;
 
 use crate::metadata::{
     metadata_for_display_target, ryll_metadata, write_metadata, CaptureMetadata, METADATA_FILE,
 };
 
-/// Every channel ryll 0.3 knows, pre-registered when the spool starts so
-/// that no channel's first record waits for its segment to be prepared:
-/// spool2pcap's SPICE channel table ([`SPICE_CHANNELS`], in type order)
-/// without `tunnel`, which ryll 0.3 does not know and so never opens:
-/// registering it would give every capture an empty channel. Unlike ryll's own `CaptureSession`, which
-/// silently drops channels other than main/display/cursor/inputs/usbredir,
-/// every channel is captured: a name not in this list (`tunnel` included)
-/// is registered on its first record.
-pub const RYLL_CHANNELS: &[&str] = &RYLL_CHANNEL_ARRAY;
-
-/// SPICE channel names ryll does not know (see [`RYLL_CHANNELS`]).
-const NOT_OPENED_BY_RYLL: &[&str] = &["tunnel"];
-
-const RYLL_CHANNEL_ARRAY: [&str; SPICE_CHANNELS.len() - NOT_OPENED_BY_RYLL.len()] = ryll_channels();
-
-/// [`SPICE_CHANNELS`]' names but [`NOT_OPENED_BY_RYLL`], in table order
-/// (a `const fn`, so that [`RYLL_CHANNELS`] stays a constant). Fails to
-/// compile if a name left out is not in the table.
-const fn ryll_channels<const N: usize>() -> [&'static str; N] {
-    let mut out = [""; N];
-    let (mut i, mut n) = (0, 0);
-    while i < SPICE_CHANNELS.len() {
-        let name = SPICE_CHANNELS[i].0;
-        let mut opened = true;
-        let mut j = 0;
-        while j < NOT_OPENED_BY_RYLL.len() {
-            if same_str(name, NOT_OPENED_BY_RYLL[j]) {
-                opened = false;
-            }
-            j += 1;
-        }
-        if opened {
-            out[n] = name;
-            n += 1;
-        }
-        i += 1;
-    }
-    assert!(
-        n == N,
-        "a channel left out of RYLL_CHANNELS is not a SPICE channel"
-    );
-    out
-}
-
-/// `a == b`, in a `const fn`.
-const fn same_str(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
+/// Channels every SPICE session opens, registered when the spool starts so
+/// that their first records never wait for a segment to be made. Any other
+/// channel (audio, USB, smartcard, webdav…) is registered on its first
+/// record, which waits the few milliseconds its first segment takes: a
+/// registered channel holds two segments of memory from the start (8 MiB
+/// for a capture), which would cost every session 48 MiB for the six
+/// channels most sessions never open.
+pub const ALWAYS_OPEN: [&str; 4] = ["main", "display", "inputs", "cursor"];
 
 /// Environment variable that turns compression at rest off for
 /// [`SpoolSink::for_ryll`] (`0`, `off`, `no` or `false`): ryll's command
@@ -150,12 +98,12 @@ impl SpoolSink {
     }
 
     /// [`SpoolSink::create`] with a spool configuration of your own (its
-    /// channel list is extended with [`RYLL_CHANNELS`]) and metadata.
+    /// channel list is extended with [`ALWAYS_OPEN`]) and metadata.
     pub fn with_config(
         mut config: SpoolConfig,
         metadata: CaptureMetadata,
     ) -> Result<SpoolSink, SinkError> {
-        for name in RYLL_CHANNELS {
+        for name in ALWAYS_OPEN {
             if !config.channels.iter().any(|c| c == name) {
                 config.channels.push((*name).to_string());
             }
@@ -164,8 +112,7 @@ impl SpoolSink {
     }
 
     /// [`SpoolSink::with_config`] with the configuration's channel list as
-    /// it is: for a memory ring, where every channel registered ahead holds
-    /// two segments of memory, so only those every session opens are.
+    /// it is (a memory ring registers [`ALWAYS_OPEN`] itself).
     pub fn with_exact_config(
         config: SpoolConfig,
         metadata: CaptureMetadata,
@@ -233,7 +180,7 @@ impl SpoolSink {
 
     /// One channel's counters for its snapshot: `dropped_records` is
     /// ryll's `writer_dropped_count`. `None` before the channel exists
-    /// (never for a name in [`RYLL_CHANNELS`]). Lock-free; any thread, any
+    /// (never for a name in [`ALWAYS_OPEN`]). Lock-free; any thread, any
     /// time, also after `close`.
     pub fn counters(&self, channel: &str) -> Option<ChannelCounters> {
         self.spool.counters(channel)
@@ -306,25 +253,6 @@ impl CaptureSink for NoCaptureSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ryll_channels_are_the_spice_table_without_tunnel() {
-        assert_eq!(
-            RYLL_CHANNELS,
-            [
-                "main",
-                "display",
-                "inputs",
-                "cursor",
-                "playback",
-                "record",
-                "smartcard",
-                "usbredir",
-                "port",
-                "webdav"
-            ]
-        );
-    }
 
     #[test]
     fn only_an_explicit_off_turns_compression_off() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ryll_hook::metadata::{read_metadata, ryll_metadata, METADATA_FILE};
-use ryll_hook::{CaptureSink, NoCaptureSink, SpoolSink, RYLL_CHANNELS};
+use ryll_hook::{CaptureSink, NoCaptureSink, SpoolSink, ALWAYS_OPEN};
 use spool::reader::Event;
 use spool::{Capture, SpoolConfig, StagingChoice};
 
@@ -18,7 +18,7 @@ fn config(root: &tempfile::TempDir) -> SpoolConfig {
 }
 
 #[test]
-fn create_writes_private_metadata_and_registers_every_ryll_channel() {
+fn create_writes_private_metadata_and_registers_the_channels_every_session_opens() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("capture");
     let sink = SpoolSink::with_config(
@@ -59,11 +59,16 @@ fn create_writes_private_metadata_and_registers_every_ryll_channel() {
     ] {
         assert!(raw.get(key).is_some(), "metadata.json lacks {key}: {raw}");
     }
-    // Every channel exists before its first packet, webdav and playback too.
-    for name in RYLL_CHANNELS {
+    // The channels every session opens exist before their first packet;
+    // the others hold no memory until theirs.
+    for name in ALWAYS_OPEN {
         assert_eq!(sink.counters(name), Some(Default::default()), "{name}");
     }
-    // A channel ryll does not know yet is captured too, not dropped by name.
+    for name in ["webdav", "playback", "usbredir"] {
+        assert_eq!(sink.counters(name), None, "{name}");
+    }
+    // A channel registered on its first record keeps that record, and
+    // one ryll does not know yet is captured too, not dropped by name.
     assert!(sink.packet_received("newchannel", b"x"));
     assert!(sink.packet_sent("webdav", b"PROPFIND"));
     assert!(sink.packet_received("playback", b"opus"));

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use e2e::ground_truth;
-use ryll_hook::{CaptureSink, SpoolSink, RYLL_CHANNELS};
+use ryll_hook::{CaptureSink, SpoolSink, ALWAYS_OPEN};
 use ryll_tools::replay::{replay, ReplayOptions};
 
 fn replayed_session_through_the_spool_sink_is_the_recording_byte_for_byte() {
@@ -34,10 +34,19 @@ fn replayed_session_through_the_spool_sink_is_the_recording_byte_for_byte() {
             conn.name
         );
     }
-    // Channels the session did not open stay empty but exist.
-    for name in RYLL_CHANNELS {
-        if session.channel(name).is_none() {
-            assert_eq!(sink.counters(name).unwrap().records, 0, "{name}");
+    // The channels every session opens exist; the others only if the
+    // session opened them.
+    for name in ALWAYS_OPEN {
+        assert!(sink.counters(name).is_some(), "{name}");
+    }
+    for (name, counters) in sink.all_counters() {
+        let opened = session.channel(&name).is_some();
+        assert!(
+            opened || ALWAYS_OPEN.contains(&name.as_str()),
+            "{name}: registered unopened"
+        );
+        if !opened {
+            assert_eq!(counters.records, 0, "{name}");
         }
     }
     for line in ground_truth::check_capture_against(&capture, &session) {
