@@ -24,3 +24,15 @@ fn read_range(file: &mut File, from: u64, len: u64, buf: &mut Vec<u8>) -> std::i
     file.by_ref().take(len).read_to_end(buf)?;
     Ok(())
 }
+
+/// The damage a segment file of `len` bytes is, if it is larger than any
+/// segment can be ([`MAX_SEGMENT_BYTES`](crate::format::MAX_SEGMENT_BYTES)):
+/// the reader and the follower refuse it alike, unread.
+fn too_large(len: u64) -> Option<event::DamageKind> {
+    let max = crate::store::format::MAX_SEGMENT_BYTES;
+    (len > max).then(|| {
+        event::DamageKind::Unreadable(format!(
+            "{len} bytes is larger than the {max} byte limit"
+        ))
+    })
+}

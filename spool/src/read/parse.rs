@@ -16,10 +16,16 @@
 //! matching CRC tells a record from payload that looks like one. In a
 //! segment whose CRCs are not filled in yet, then, no record after damage
 //! can be vouched for, and none is returned.
+//!
+//! Checking a candidate's CRC costs its claimed length, and a hostile
+//! slice can hold a candidate at every slot: the checks that fail are paid
+//! from a [`ScanBudget`] of twice the slice's length, so parsing any slice
+//! costs time linear in its length (`FORMAT.md`, *Bounds*).
 
 use zerocopy::FromBytes;
 
 use super::event::{DamageKind, DataRecord, Gap};
+pub use crate::store::block::ScanBudget;
 use crate::store::format::{
     self, CrcRule, Direction, GapPayload, SealPayload, SegmentHeader, FORMAT_VERSION,
     GAP_PAYLOAD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEAL_FLAG_FINAL, SEAL_PAYLOAD_LEN,
@@ -105,10 +111,18 @@ impl Parsed<'_> {
 /// Parses what lies at `bytes[at..]`, a record boundary, and returns it with
 /// the position in `bytes` to parse next; `None` when nothing is left (the
 /// end of the slice, or only zeroes). `base` is the file offset of
-/// `bytes[0]`; `rule` is the segment's (from its header). After a
+/// `bytes[0]`; `rule` is the segment's (from its header); `budget`, made
+/// for `bytes` ([`ScanBudget::for_len`]) and passed to every call on the
+/// same slice, pays for the checks of a resynchronisation. After a
 /// [`Parsed::Seal`] or a [`Parsed::Tail`] the returned position is the end
 /// of the slice.
-pub fn next_item(bytes: &[u8], at: usize, base: u64, rule: CrcRule) -> Option<(Parsed<'_>, usize)> {
+pub fn next_item<'a>(
+    bytes: &'a [u8],
+    at: usize,
+    base: u64,
+    rule: CrcRule,
+    budget: &mut ScanBudget,
+) -> Option<(Parsed<'a>, usize)> {
     let end = bytes.len();
     if at >= end {
         return None;
@@ -167,7 +181,7 @@ pub fn next_item(bytes: &[u8], at: usize, base: u64, rule: CrcRule) -> Option<(P
         return Some((item, next));
     }
     let tag_is_zero = bytes[at..(at + 4).min(end)].iter().all(|&b| b == 0);
-    match resync(bytes, at.saturating_add(RECORD_ALIGN)) {
+    match resync(bytes, at.saturating_add(RECORD_ALIGN), budget) {
         Some((next, next_seq)) => Some((
             Parsed::Skipped {
                 offset,
@@ -195,19 +209,44 @@ pub fn next_item(bytes: &[u8], at: usize, base: u64, rule: CrcRule) -> Option<(P
 }
 
 /// The next offset from `from` on holding a record whose CRC matches, with
-/// that record's sequence number.
-fn resync(bytes: &[u8], from: usize) -> Option<(usize, u32)> {
+/// that record's sequence number. Candidates whose CRC fails are paid from
+/// `budget`; one that would cost more than is left is passed over.
+fn resync(bytes: &[u8], from: usize, budget: &mut ScanBudget) -> Option<(usize, u32)> {
     let mut at = from;
     while at.checked_add(RECORD_HEADER_LEN)? <= bytes.len() {
         // Cheap filter first: the sync bytes of a tag.
         if format::has_tag_sync(bytes, at) {
-            if let Some(r) = format::parse_record(bytes, at, CrcRule::Every) {
-                return Some((at, r.seq));
+            let claimed = claimed_len(bytes, at);
+            if budget.allows(claimed) {
+                if let Some(r) = format::parse_record(bytes, at, CrcRule::Every) {
+                    return Some((at, r.seq));
+                }
+                budget.spend(claimed);
             }
         }
         at += RECORD_ALIGN;
     }
     None
+}
+
+/// What checking the CRC of the candidate at `bytes[at..]` costs: the
+/// payload length its header claims, or 0 if [`format::parse_record`]
+/// refuses it before any CRC (an invalid tag, a length past the slice).
+fn claimed_len(bytes: &[u8], at: usize) -> usize {
+    let word = |from: usize| {
+        bytes
+            .get(from..from + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    let (Some(tag), Some(len)) = (word(at), word(at + 4)) else {
+        return 0;
+    };
+    let rest = bytes.len().saturating_sub(at + RECORD_HEADER_LEN);
+    match format::parse_tag(tag) {
+        Some(_) if (len as usize) <= rest => len as usize,
+        _ => 0,
+    }
 }
 
 /// The records of a slice, one [`Parsed`] after another (see
@@ -228,6 +267,7 @@ pub struct Records<'a> {
     base: u64,
     pos: usize,
     rule: CrcRule,
+    budget: ScanBudget,
 }
 
 impl<'a> Records<'a> {
@@ -239,6 +279,7 @@ impl<'a> Records<'a> {
             base,
             pos: 0,
             rule,
+            budget: ScanBudget::for_len(bytes.len()),
         }
     }
 
@@ -252,7 +293,7 @@ impl<'a> Iterator for Records<'a> {
     type Item = Parsed<'a>;
 
     fn next(&mut self) -> Option<Parsed<'a>> {
-        let (item, next) = next_item(self.bytes, self.pos, self.base, self.rule)?;
+        let (item, next) = next_item(self.bytes, self.pos, self.base, self.rule, &mut self.budget)?;
         self.pos = next;
         Some(item)
     }

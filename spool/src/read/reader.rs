@@ -40,7 +40,7 @@ use crate::write::limit::Trimmed;
 
 pub use super::capture::{Capture, ChannelFiles, OpenError, SegmentFile, SessionInfo, SPOOL_DIR};
 pub use super::event::{Damage, DamageKind, DataRecord, Event, Gap};
-use super::parse::{self, Parsed};
+use super::parse::{self, Parsed, ScanBudget};
 
 pub use crate::store::format::MAX_SEGMENT_BYTES;
 
@@ -108,6 +108,8 @@ pub struct ChannelReader {
     segment_staged: bool,
     /// How the current segment's records are checked (from its header).
     crc_rule: CrcRule,
+    /// Pays for resynchronising in the current segment, or block.
+    scan: ScanBudget,
     /// The current segment is compressed: [`Self::bytes`] is then the
     /// block `blocks` decoded last, and `pos` an offset in it.
     compressed: bool,
@@ -144,6 +146,7 @@ impl ChannelReader {
             segment_sealed: false,
             segment_staged: false,
             crc_rule: CrcRule::Every,
+            scan: ScanBudget::for_len(0),
             compressed: false,
             blocks: BlockReader::new(),
             block_at: (0, 0),
@@ -377,6 +380,7 @@ impl ChannelReader {
         self.in_segment = true;
         self.pos = SEGMENT_HEADER_LEN;
         self.crc_rule = CrcRule::of_header(&header);
+        self.scan = ScanBudget::for_len(file_len);
         if compress::is_compressed(&header) {
             // The records are in blocks: `step` decodes the first when it
             // finds this empty one used up. Every record has its CRC.
@@ -465,6 +469,7 @@ impl ChannelReader {
                 ..
             }) => {
                 self.block_at = (file_offset, file_len);
+                self.scan = ScanBudget::for_len(self.blocks.records().len());
                 let raw = self.blocks.records().len() as u64;
                 self.stats.raw_bytes = self.stats.raw_bytes.saturating_add(raw);
                 None
@@ -510,12 +515,8 @@ impl ChannelReader {
         let md = file
             .metadata()
             .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
-        if md.len() > MAX_SEGMENT_BYTES {
-            return Err(DamageKind::Unreadable(format!(
-                "{} bytes is larger than the {} byte limit",
-                md.len(),
-                MAX_SEGMENT_BYTES
-            )));
+        if let Some(kind) = super::too_large(md.len()) {
+            return Err(kind);
         }
         if let Some(session) = self.map_session.filter(|_| may_map) {
             if let Some(map) = map_segment(&file, &session) {
@@ -575,14 +576,10 @@ impl ChannelReader {
         if self.segment_sealed {
             return Step::EndOfSegment;
         }
-        // In a compressed segment, each block in turn until one holds
-        // something (a loop: a hostile file may hold any number of empty
-        // blocks).
-        while self.compressed {
-            let rest = self.blocks.records().get(self.pos..).unwrap_or_default();
-            if rest.iter().any(|&b| b != 0) {
-                break;
-            }
+        // In a compressed segment, the next block once one is used up (a
+        // loop: a hostile file may hold any number of blocks that decode to
+        // nothing).
+        while self.compressed && self.pos >= self.blocks.records().len() {
             if let Some(step) = self.next_block() {
                 return step;
             }
@@ -594,7 +591,15 @@ impl ChannelReader {
         } else {
             loaded(&self.map, &self.buf)
         };
-        let Some((item, next)) = parse::next_item(bytes, self.pos, 0, self.crc_rule) else {
+        let Some((item, next)) = parse::next_item(bytes, self.pos, 0, self.crc_rule, &mut self.scan)
+        else {
+            if self.compressed {
+                // A block holds whole records to its last byte: zeroes where
+                // a record should be are damage, not room left unused.
+                let (at, len) = (self.pos as u64, (bytes.len() - self.pos) as u64);
+                self.pos = bytes.len();
+                return Step::Damage(self.report_parsed(at, len, DamageKind::Corrupt));
+            }
             // The end, or unused room at the end of an unsealed segment.
             return Step::EndOfSegment;
         };

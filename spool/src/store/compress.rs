@@ -24,7 +24,7 @@ use zerocopy::byteorder::little_endian::{U16, U32};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::store::block::{
-    self, Codec, ParsedBlock, BLOCK_HEADER_LEN, COMPRESSED_VERSION, MAX_BLOCK_RAW,
+    self, Codec, ParsedBlock, ScanBudget, BLOCK_HEADER_LEN, COMPRESSED_VERSION, MAX_BLOCK_RAW,
 };
 use crate::store::format::{self, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_LEN};
 
@@ -275,10 +275,27 @@ pub enum BlockStep {
 
 /// Walks the blocks of one compressed segment, decoding each into a buffer
 /// of its own (at most [`MAX_BLOCK_RAW`] bytes, reused).
+///
+/// What a segment decompresses to is bounded by what its header says the
+/// staged segment held (`FORMAT.md`, *Bounds*): each block must take its
+/// place after the previous one in the segment as staged (`raw_offset` at
+/// or past the previous block's end) and end within the header's
+/// `capacity` (itself at most [`format::MAX_SEGMENT_BYTES`]). A block that
+/// does not is damage, and is not decompressed: blocks of a few hundred
+/// bytes that each inflate to megabytes, repeated, cost no more than one
+/// segment's worth.
 pub struct BlockReader {
     ctx: Option<zstd::bulk::Decompressor<'static>>,
     buf: Vec<u8>,
     pos: usize,
+    /// Where the next block's records may start in the segment as staged:
+    /// the end of the previous block's.
+    raw_end: u64,
+    /// The segment's `capacity`, capped; read at its first block.
+    capacity: Option<u64>,
+    /// Pays for the checks of blocks that fail while scanning for the next
+    /// intact one; made at the segment's first block.
+    scan: Option<ScanBudget>,
 }
 
 impl Default for BlockReader {
@@ -295,12 +312,18 @@ impl BlockReader {
             ctx: None,
             buf: Vec::new(),
             pos: SEGMENT_HEADER_LEN,
+            raw_end: SEGMENT_HEADER_LEN as u64,
+            capacity: None,
+            scan: None,
         }
     }
 
     /// Starts again at the first block of another segment.
     pub fn rewind(&mut self) {
         self.pos = SEGMENT_HEADER_LEN;
+        self.raw_end = SEGMENT_HEADER_LEN as u64;
+        self.capacity = None;
+        self.scan = None;
         self.buf.clear();
     }
 
@@ -313,8 +336,12 @@ impl BlockReader {
         if at >= file.len() {
             return None;
         }
+        let capacity = *self.capacity.get_or_insert_with(|| {
+            compressed_header(file).map_or(0, |h| h.capacity.get().min(format::MAX_SEGMENT_BYTES))
+        });
+        let scan = self.scan.get_or_insert_with(|| ScanBudget::for_len(file.len()));
         let Some(b) = block::parse_block(file, at) else {
-            let next = resync(file, at + RECORD_ALIGN);
+            let next = resync(file, at + RECORD_ALIGN, scan);
             self.pos = next;
             return Some(BlockStep::Damaged {
                 file_offset: at as u64,
@@ -323,13 +350,16 @@ impl BlockReader {
         };
         self.pos = b.next(file.len());
         let file_len = (self.pos - at) as u64;
-        if self.decode(file, &b).is_err() {
+        let raw_end = b.raw_offset.checked_add(b.raw_len as u64);
+        let in_place = b.raw_offset >= self.raw_end && raw_end.is_some_and(|e| e <= capacity);
+        if !in_place || self.decode(file, &b).is_err() {
             self.buf.clear();
             return Some(BlockStep::Damaged {
                 file_offset: at as u64,
                 len: file_len,
             });
         }
+        self.raw_end = raw_end.unwrap_or(u64::MAX);
         Some(BlockStep::Records {
             file_offset: at as u64,
             file_len,
@@ -385,12 +415,19 @@ enum Undecodable {
 }
 
 /// The next offset from `from` (in 8-byte steps) holding an intact block,
-/// or the end of `file`.
-fn resync(file: &[u8], from: usize) -> usize {
+/// or the end of `file`. Candidates whose CRC fails are paid from
+/// `budget`; one that would cost more than is left is passed over.
+fn resync(file: &[u8], from: usize, budget: &mut ScanBudget) -> usize {
     let mut at = from;
     while at + BLOCK_HEADER_LEN <= file.len() {
-        if block::has_block_magic(file, at) && block::parse_block(file, at).is_some() {
-            return at;
+        if block::has_block_magic(file, at) {
+            let claimed = block::claimed_stored_len(file, at);
+            if budget.allows(claimed) {
+                if block::parse_block(file, at).is_some() {
+                    return at;
+                }
+                budget.spend(claimed);
+            }
         }
         at += RECORD_ALIGN;
     }
