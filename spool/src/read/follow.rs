@@ -361,6 +361,10 @@ impl Follower {
             f(channel, Event::Damage(damage(0, 0, kind)));
             return SegmentEnd::Unusable;
         }
+        // A sparse file's trailing hole is room never used, as the reader
+        // takes it.
+        let file_len =
+            super::data_len(&file, file_len).max((SEGMENT_HEADER_LEN as u64).min(file_len));
         // The header on every look, not only the first: it says whether the
         // records carry their CRCs yet, which changes when the retirer fills
         // them in.
@@ -574,8 +578,7 @@ impl Follower {
                 } => (file_offset, file_len, raw_offset),
             };
             let in_block = DamageKind::CorruptInBlock;
-            let mut records = parse::Records::new(self.blocks.records(), raw_offset, CrcRule::Every);
-            for item in records.by_ref() {
+            for item in parse::Records::new(self.blocks.records(), raw_offset, CrcRule::Every) {
                 let at = match &item {
                     Parsed::Data { offset, .. }
                     | Parsed::Gap { offset, .. }
@@ -598,11 +601,6 @@ impl Follower {
                         f(seg.channel, damage(block_at, block_len, in_block.clone()));
                     }
                 }
-            }
-            if records.position() < self.blocks.records().len() {
-                // Zeroes where a record should be: a block holds whole
-                // records to its last byte, as the reader checks.
-                f(seg.channel, damage(block_at, block_len, in_block.clone()));
             }
         }
         // No seal: it was in a damaged block (reported). The segment is

@@ -530,8 +530,14 @@ impl ChannelReader {
         // allocation instead of repeated doubling.
         self.buf.reserve(md.len() as usize);
         // Bounded by the limit even if the file grows meanwhile.
-        super::read_range(&mut file, 0, MAX_SEGMENT_BYTES, &mut self.buf)
+        let data_end = super::read_range(&mut file, 0, MAX_SEGMENT_BYTES, &mut self.buf)
             .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
+        if let Some(end) = data_end {
+            // A sparse file's trailing hole: zeroes, room the writer never
+            // used, as if the file ended with its data (never shorter than
+            // a header, whose absence would be damage of another kind).
+            self.buf.truncate(end.max(SEGMENT_HEADER_LEN));
+        }
         if staged && !crate::store::fsutil::still_names(path, &file) {
             return Err(DamageKind::Unreadable("moved while read".into()));
         }
@@ -591,16 +597,11 @@ impl ChannelReader {
         } else {
             loaded(&self.map, &self.buf)
         };
-        let Some((item, next)) = parse::next_item(bytes, self.pos, 0, self.crc_rule, &mut self.scan)
+        let Some((item, next)) =
+            parse::next_item(bytes, self.pos, 0, self.crc_rule, &mut self.scan)
         else {
-            if self.compressed {
-                // A block holds whole records to its last byte: zeroes where
-                // a record should be are damage, not room left unused.
-                let (at, len) = (self.pos as u64, (bytes.len() - self.pos) as u64);
-                self.pos = bytes.len();
-                return Step::Damage(self.report_parsed(at, len, DamageKind::Corrupt));
-            }
-            // The end, or unused room at the end of an unsealed segment.
+            // The end, or unused room at the end of an unsealed segment (a
+            // block decodes only if it is whole records to its end).
             return Step::EndOfSegment;
         };
         self.pos = next;

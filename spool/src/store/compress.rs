@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use zerocopy::byteorder::little_endian::{U16, U32};
 use zerocopy::{FromBytes, IntoBytes};
+use zstd::stream::raw::{DParameter, Decoder, InBuffer, Operation, OutBuffer};
 
 use crate::store::block::{
     self, Codec, ParsedBlock, ScanBudget, BLOCK_HEADER_LEN, COMPRESSED_VERSION, MAX_BLOCK_RAW,
@@ -284,9 +285,20 @@ pub enum BlockStep {
 /// does not is damage, and is not decompressed: blocks of a few hundred
 /// bytes that each inflate to megabytes, repeated, cost no more than one
 /// segment's worth.
+///
+/// A block is decoded only as far as its records run: it is inflated a
+/// few kilobytes at first, then in doubling steps, and the records
+/// decoded so far are walked by their tags and lengths after each step.
+/// At bytes that are no record header (zeroes, say), or a record that
+/// would run past the block, decoding stops and the block is damage: a
+/// block is whole records back to back, to its last byte. So a block
+/// costs what its records hold, plus one step.
 pub struct BlockReader {
-    ctx: Option<zstd::bulk::Decompressor<'static>>,
+    ctx: Option<Decoder<'static>>,
+    /// Decoded bytes of the current block, `buf[..filled]`: grown (and
+    /// zeroed) once to the largest block met, then reused.
     buf: Vec<u8>,
+    filled: usize,
     pos: usize,
     /// Where the next block's records may start in the segment as staged:
     /// the end of the previous block's.
@@ -311,6 +323,7 @@ impl BlockReader {
         BlockReader {
             ctx: None,
             buf: Vec::new(),
+            filled: 0,
             pos: SEGMENT_HEADER_LEN,
             raw_end: SEGMENT_HEADER_LEN as u64,
             capacity: None,
@@ -324,7 +337,7 @@ impl BlockReader {
         self.raw_end = SEGMENT_HEADER_LEN as u64;
         self.capacity = None;
         self.scan = None;
-        self.buf.clear();
+        self.filled = 0;
     }
 
     /// Goes to the next block of `file` (the whole compressed segment
@@ -332,14 +345,16 @@ impl BlockReader {
     /// file.
     pub fn advance(&mut self, file: &[u8]) -> Option<BlockStep> {
         let at = self.pos;
-        self.buf.clear();
+        self.filled = 0;
         if at >= file.len() {
             return None;
         }
         let capacity = *self.capacity.get_or_insert_with(|| {
             compressed_header(file).map_or(0, |h| h.capacity.get().min(format::MAX_SEGMENT_BYTES))
         });
-        let scan = self.scan.get_or_insert_with(|| ScanBudget::for_len(file.len()));
+        let scan = self
+            .scan
+            .get_or_insert_with(|| ScanBudget::for_len(file.len()));
         let Some(b) = block::parse_block(file, at) else {
             let next = resync(file, at + RECORD_ALIGN, scan);
             self.pos = next;
@@ -353,7 +368,7 @@ impl BlockReader {
         let raw_end = b.raw_offset.checked_add(b.raw_len as u64);
         let in_place = b.raw_offset >= self.raw_end && raw_end.is_some_and(|e| e <= capacity);
         if !in_place || self.decode(file, &b).is_err() {
-            self.buf.clear();
+            self.filled = 0;
             return Some(BlockStep::Damaged {
                 file_offset: at as u64,
                 len: file_len,
@@ -370,36 +385,95 @@ impl BlockReader {
     /// The records of the block [`BlockReader::advance`] last decoded
     /// (empty after damage).
     pub fn records(&self) -> &[u8] {
-        &self.buf
+        &self.buf[..self.filled]
     }
 
-    /// Decodes `b` into `self.buf`, exactly `b.raw_len` bytes.
+    /// Decodes `b` into `self.buf`: exactly `b.raw_len` bytes, or fewer
+    /// where its records stop making sense (see [`BlockReader`]).
     fn decode(&mut self, file: &[u8], b: &ParsedBlock) -> Result<(), Undecodable> {
         let stored = b.stored(file);
-        match b.codec {
-            Codec::Stored => self.buf.extend_from_slice(stored),
-            Codec::Zstd => {
-                if self.ctx.is_none() {
-                    let mut ctx = zstd::bulk::Decompressor::new().map_err(|_| Undecodable::Zstd)?;
-                    ctx.window_log_max(WINDOW_LOG_MAX)
-                        .map_err(|_| Undecodable::Zstd)?;
-                    self.ctx = Some(ctx);
-                }
-                let ctx = self.ctx.as_mut().ok_or(Undecodable::Zstd)?;
-                // `raw_len` is capped by `parse_block`; decompressing into
-                // spare capacity of exactly that size fails on a frame that
-                // would inflate beyond it.
-                self.buf.reserve_exact(b.raw_len);
-                let n = ctx
-                    .decompress_to_buffer(stored, &mut self.buf)
-                    .map_err(|_| Undecodable::Zstd)?;
-                if n != b.raw_len || self.buf.len() != b.raw_len {
-                    return Err(Undecodable::Length);
-                }
-            }
+        if self.buf.len() < b.raw_len {
+            self.buf.resize(b.raw_len, 0);
         }
+        if b.codec == Codec::Stored {
+            self.buf[..b.raw_len].copy_from_slice(stored);
+            if walk_records(&self.buf[..b.raw_len], 0, b.raw_len) != Some(b.raw_len) {
+                return Err(Undecodable::NotRecords);
+            }
+            self.filled = b.raw_len;
+            return Ok(());
+        }
+        if self.ctx.is_none() {
+            let mut ctx = Decoder::new().map_err(|_| Undecodable::Zstd)?;
+            ctx.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
+                .map_err(|_| Undecodable::Zstd)?;
+            self.ctx = Some(ctx);
+        }
+        let ctx = self.ctx.as_mut().ok_or(Undecodable::Zstd)?;
+        ctx.reinit().map_err(|_| Undecodable::Zstd)?;
+        let out = &mut self.buf[..b.raw_len];
+        let mut input = InBuffer::around(stored);
+        let (mut filled, mut walked, mut step) = (0, 0, FIRST_DECODE_STEP);
+        let mut frame_left = 1;
+        while filled < out.len() && frame_left != 0 {
+            let end = filled.saturating_add(step).min(out.len());
+            let mut chunk = OutBuffer::around(&mut out[filled..end]);
+            frame_left = ctx
+                .run(&mut input, &mut chunk)
+                .map_err(|_| Undecodable::Zstd)?;
+            let wrote = chunk.pos();
+            if wrote == 0 && frame_left != 0 && input.pos() == stored.len() {
+                // Input used up, frame unfinished.
+                return Err(Undecodable::Length);
+            }
+            filled += wrote;
+            // Not records: what follows is not worth inflating.
+            walked =
+                walk_records(&out[..filled], walked, out.len()).ok_or(Undecodable::NotRecords)?;
+            step = step.saturating_mul(2);
+        }
+        if frame_left != 0 {
+            // The output is full: the frame must end here, with nothing more.
+            let mut none = OutBuffer::around(&mut [][..]);
+            frame_left = ctx
+                .run(&mut input, &mut none)
+                .map_err(|_| Undecodable::Zstd)?;
+        }
+        if filled != out.len() || frame_left != 0 || input.pos() != stored.len() {
+            return Err(Undecodable::Length);
+        }
+        if walked != filled {
+            return Err(Undecodable::NotRecords);
+        }
+        self.filled = filled;
         Ok(())
     }
+}
+
+/// Bytes a block is first inflated by (then twice as many each step).
+const FIRST_DECODE_STEP: usize = 4 << 10;
+
+/// Walks the records of a block being decoded, `decoded` so far, from the
+/// record boundary `from`, by tag and length (their CRCs are the parser's
+/// to check): the boundary of the first record not wholly decoded yet, or
+/// `None` at bytes that are no record header, or a record that would run
+/// past the block's `raw_len`.
+fn walk_records(decoded: &[u8], from: usize, raw_len: usize) -> Option<usize> {
+    let mut at = from;
+    while at + format::RECORD_HEADER_LEN <= decoded.len() {
+        let h = format::RecordHeader::read_from_bytes(&decoded[at..at + format::RECORD_HEADER_LEN])
+            .ok()?;
+        format::parse_tag(h.tag.get())?;
+        let next = at.checked_add(format::record_len(h.len.get() as usize))?;
+        if next > raw_len {
+            return None;
+        }
+        if next > decoded.len() {
+            break;
+        }
+        at = next;
+    }
+    Some(at)
 }
 
 /// Why a block did not decode; either way [`BlockReader::advance`]
@@ -412,6 +486,9 @@ enum Undecodable {
     /// The block decoded to another length than its header states.
     #[error("the block decoded to another length than its header states")]
     Length,
+    /// The block's bytes are not whole records back to back.
+    #[error("the block does not hold whole records")]
+    NotRecords,
 }
 
 /// The next offset from `from` (in 8-byte steps) holding an intact block,
