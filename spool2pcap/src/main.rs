@@ -248,11 +248,14 @@ struct ConvertArgs {
     /// timing and TCP sequence numbers are kept.
     #[arg(long = "redact", value_name = "WHAT", value_parser = parse_redaction)]
     redact: Vec<Redaction>,
-    /// Read segment files instead of mapping them. Mapping (the default, for
-    /// a cleanly closed capture owned by you) saves a copy of every byte,
-    /// but a segment that shrinks or hits a disk error mid-conversion then
-    /// kills spool2pcap with SIGBUS instead of giving an error.
-    #[arg(long)]
+    /// Map the segment files of a cleanly closed capture owned by you
+    /// instead of reading them: faster, but a segment that shrinks or hits
+    /// a disk error mid-conversion then kills spool2pcap with SIGBUS
+    /// instead of giving an error.
+    #[arg(long, conflicts_with = "no_mmap")]
+    mmap: bool,
+    /// Read segment files (the default).
+    #[arg(long, hide = true)]
     no_mmap: bool,
 }
 
@@ -309,7 +312,7 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
             tcp: !args.no_synth_tcp,
         },
         redact: args.redact.iter().fold(Redaction::NONE, |a, b| a.union(*b)),
-        mmap: !args.no_mmap,
+        mmap: args.mmap,
     };
     if args.follow {
         return finish_convert(spool2pcap::pipeline::follow::follow(

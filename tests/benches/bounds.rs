@@ -5,7 +5,7 @@
 //! its bounds for (README.md, *Security model*).
 //!
 //! ```text
-//! cargo bench -p e2e --bench bounds -- [quick] [case=NAME] [cmd=NAME] [timeout=SECS]
+//! cargo bench -p e2e --bench bounds -- [quick] [case=NAME] [cmd=NAME] [timeout=SECS] [keep=DIR]
 //! SPOOL2PCAP=/path/to/other/spool2pcap cargo bench -p e2e --bench bounds
 //! ```
 //!
@@ -51,6 +51,7 @@ fn cases(quick: bool) -> Vec<Case> {
             hostile::inflating_capture(d, n)
         }));
     }
+    v.push(case("plain-256MB", |d| hostile::plain_capture(d, 256 * MB)));
     v.push(case("compressed-flood-8MiB", |d| {
         hostile::compressed_flood_capture(d, 8 << 20)
     }));
@@ -77,7 +78,7 @@ fn cases(quick: bool) -> Vec<Case> {
     v
 }
 
-const COMMANDS: [&str; 5] = ["info", "verify", "convert", "follow", "bundle"];
+const COMMANDS: [&str; 6] = ["info", "verify", "convert", "convert-no-mmap", "follow", "bundle"];
 
 fn command(which: &str, bin: &Path, cap: &Path, out: &Path) -> Command {
     let mut c;
@@ -86,15 +87,15 @@ fn command(which: &str, bin: &Path, cap: &Path, out: &Path) -> Command {
             c = Command::new(std::env::current_exe().unwrap());
             c.arg("--bundle-child").arg(cap).arg(out.join("report.zip"));
         }
-        "convert" | "follow" => {
+        "convert" | "convert-no-mmap" | "follow" => {
             c = Command::new(bin);
-            c.arg("convert")
-                .arg(cap)
-                .arg("-w")
-                .arg(out.join("out.pcap"));
-            if which == "follow" {
-                c.arg("--follow");
-            }
+            // To standard output, discarded: no disk spent on the pcap.
+            c.arg("convert").arg(cap).args(["-w", "-"]);
+            match which {
+                "follow" => c.arg("--follow"),
+                "convert-no-mmap" => c.arg("--no-mmap"),
+                _ => &mut c,
+            };
         }
         _ => {
             c = Command::new(bin);
@@ -152,7 +153,11 @@ fn main() {
             continue;
         }
         let dir = tempfile::tempdir().unwrap();
-        let cap = dir.path().join("cap");
+        let cap = match args.value("keep") {
+            // Built where asked, and left there, for a look by hand.
+            Some(keep) => Path::new(keep).join(&c.name),
+            None => dir.path().join("cap"),
+        };
         (c.make)(&cap);
         let disk = disk_bytes(&cap);
         for cmd in COMMANDS {

@@ -204,6 +204,32 @@ pub fn sparse_capture(dir: &Path, channels: usize, len: u64) {
     );
 }
 
+/// A closed capture of nothing hostile, for comparison: channel `main`
+/// holding about `bytes` of data records of 1 to 16 KiB in segments of
+/// 64 MiB, as the writer leaves them uncompressed.
+pub fn plain_capture(dir: &Path, bytes: usize) {
+    const SEGMENT: usize = 64 << 20;
+    let payload: Vec<u8> = (0..16 << 10).map(|i| (i * 7 % 251) as u8).collect();
+    let (mut written, mut index, mut seq, mut ts) = (0, 0u64, 0u64, 0u64);
+    while written < bytes {
+        let mut s = Seg::new("main", index, seq);
+        let mut used = SEGMENT_HEADER_LEN;
+        while used + (17 << 10) + 64 < SEGMENT && written < bytes {
+            let len = 1024 + (ts as usize * 4099) % (15 << 10);
+            s.data(Direction::ServerToClient, ts, &payload[..len]);
+            used += format::record_len(len);
+            written += len;
+            ts += 1;
+            seq += 1;
+        }
+        s.seal(written >= bytes);
+        seq += 1;
+        write_segment(dir, "main", index, &s.finish(0));
+        index += 1;
+    }
+    write_manifest(dir, serde_json::json!({}));
+}
+
 /// A capture whose one segment file is sparse and `len` bytes long,
 /// larger than any segment may be (class 9).
 pub fn too_large_capture(dir: &Path, len: u64) {

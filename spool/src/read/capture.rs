@@ -146,15 +146,16 @@ impl Capture {
             manifest,
             problems,
             channels,
-            mapping: true,
+            mapping: false,
         })
     }
 
-    /// Allows (the default) or forbids mapping segment files in readers made
+    /// Allows or forbids (the default) mapping segment files in readers made
     /// after this call. Mapping saves a copy of every byte, but a mapped
-    /// file that shrinks under the reader, or a disk error while a page is
-    /// loaded, kills the process with `SIGBUS` where `read()` would return an
-    /// error. Tools that inspect suspect captures should turn it off.
+    /// file that shrinks under the reader — a capture being copied, synced
+    /// or cleaned while it is read, which is ordinary — or a disk error
+    /// while a page is loaded, kills the process with `SIGBUS` where
+    /// `read()` returns an error; so a reader only maps when asked.
     pub fn set_mapping(&mut self, allow: bool) {
         self.mapping = allow;
     }

@@ -69,7 +69,7 @@ pub struct ConvertOptions {
     /// What to overwrite before writing (default: nothing).
     pub redact: Redaction,
     /// Map the segments of a cleanly closed capture instead of reading them
-    /// (default: on; see [`spool::Capture::set_mapping`] for the cost).
+    /// (default: off; see [`spool::Capture::set_mapping`] for the risk).
     pub mmap: bool,
 }
 
@@ -86,7 +86,7 @@ impl ConvertOptions {
             force: false,
             synth: Synthesis::ALL,
             redact: Redaction::NONE,
-            mmap: true,
+            mmap: false,
         }
     }
 }
