@@ -78,7 +78,14 @@ fn cases(quick: bool) -> Vec<Case> {
     v
 }
 
-const COMMANDS: [&str; 6] = ["info", "verify", "convert", "convert-no-mmap", "follow", "bundle"];
+const COMMANDS: [&str; 6] = [
+    "info",
+    "verify",
+    "convert",
+    "convert-no-mmap",
+    "follow",
+    "bundle",
+];
 
 fn command(which: &str, bin: &Path, cap: &Path, out: &Path) -> Command {
     let mut c;

@@ -490,6 +490,8 @@ pub fn reader(scratch: &Scratch, data: &[u8]) {
         if fixed {
             fix_checksums(&mut bytes, "main", 0, true);
         }
+        crate::hostile::assert_resync_bounded(&bytes);
+        crate::hostile::assert_inflation_bounded(&bytes);
         let cap = scratch.capture();
         let path = testkit::write_segment(&cap, "main", 0, &bytes);
         std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
@@ -580,7 +582,8 @@ pub fn compressed(scratch: &Scratch, data: &[u8]) {
     let decompressed = intact.iter().map(|(_, b)| b.raw_len).sum();
     let mut holds = vec![raw.clone()];
     for (at, b) in &intact {
-        let mut alone = raw[..SEGMENT_HEADER_LEN].to_vec();
+        // Behind the compressed header, whose capacity bounds its blocks.
+        let mut alone = bytes[..SEGMENT_HEADER_LEN].to_vec();
         alone.extend_from_slice(&bytes[*at..b.next(bytes.len())]);
         let mut decoder = BlockReader::new();
         if let Some(BlockStep::Records { .. }) = decoder.advance(&alone) {
@@ -596,6 +599,7 @@ pub fn compressed(scratch: &Scratch, data: &[u8]) {
         what: "compressed",
         decompressed,
     };
+    crate::hostile::assert_inflation_bounded(&bytes);
     let mapped = read_capture(&cap, &oracle, true);
     let read = read_capture(&cap, &oracle, false);
     assert_eq!(mapped, read, "compressed: mapped and read differ");
@@ -648,6 +652,7 @@ pub fn segment(_scratch: &Scratch, data: &[u8]) {
     let mut unflagged = data.to_vec();
     fix_checksums(&mut unflagged, "main", 0, false);
     for bytes in [data, &fixed[..], &unflagged[..]] {
+        crate::hostile::assert_resync_bounded(bytes);
         parse_segment(bytes);
         parse_agrees_with_oracle(bytes);
         fill_is_sound(bytes);
@@ -1269,6 +1274,12 @@ pub fn seeds(name: &str, fixtures: &Path) -> Vec<Vec<u8>> {
             built("main", 0, 0, None),
             unflagged,
             flipped,
+            // Issue 24's resource classes, small: a header at every slot
+            // claiming half the file; the same in one zstd block; blocks
+            // of 8 MiB of zeroes, a few hundred bytes each.
+            crate::hostile::resync_flood_segment(4096),
+            crate::hostile::compressed_flood_segment(64 << 10),
+            crate::hostile::inflating_segment(0, 3),
         ],
         "follow" | "capture" => {
             let join = |choices: u8, segs: &[Vec<u8>]| {

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use spool::block::{self, Codec};
-use spool::compress::{BlockReader, BlockStep};
+use spool::compress::BlockReader;
 use spool::format::{self, Direction, SegmentHeader, SEGMENT_HEADER_LEN};
 use spool2pcap::testkit::{write_segment, Seg, SESSION_START};
 use zerocopy::{FromBytes, IntoBytes};
@@ -59,13 +59,18 @@ pub fn resync_flood(len: usize) -> Vec<u8> {
     out
 }
 
-/// A closed capture whose channel `main` is one segment of `len` bytes:
-/// a valid header, then [`resync_flood`].
-pub fn resync_flood_capture(dir: &Path, len: usize) {
+/// Segment 0 of `main`, `len` bytes: a valid header, then
+/// [`resync_flood`].
+pub fn resync_flood_segment(len: usize) -> Vec<u8> {
     let mut seg = Seg::new("main", 0, 0).finish(0);
     seg.extend_from_slice(&resync_flood(len.saturating_sub(SEGMENT_HEADER_LEN)));
     set_capacity(&mut seg, len as u64);
-    write_segment(dir, "main", 0, &seg);
+    seg
+}
+
+/// A closed capture whose channel `main` is [`resync_flood_segment`].
+pub fn resync_flood_capture(dir: &Path, len: usize) {
+    write_segment(dir, "main", 0, &resync_flood_segment(len));
     write_manifest(dir, serde_json::json!({}));
 }
 
@@ -96,11 +101,26 @@ pub fn compressed_segment(index: u64, capacity: u64, blocks: &[(u64, &[u8])]) ->
 /// `raw` bytes (at most [`block::MAX_BLOCK_RAW`]) in one zstd block: a few
 /// hundred bytes on disk.
 pub fn compressed_flood_capture(dir: &Path, raw: usize) {
+    write_segment(dir, "main", 0, &compressed_flood_segment(raw));
+    write_manifest(dir, serde_json::json!({}));
+}
+
+/// The segment of [`compressed_flood_capture`].
+pub fn compressed_flood_segment(raw: usize) -> Vec<u8> {
     let flood = resync_flood(raw.min(block::MAX_BLOCK_RAW));
     let cap = (SEGMENT_HEADER_LEN + flood.len()) as u64;
-    let seg = compressed_segment(0, cap, &[(SEGMENT_HEADER_LEN as u64, &flood)]);
-    write_segment(dir, "main", 0, &seg);
-    write_manifest(dir, serde_json::json!({}));
+    compressed_segment(0, cap, &[(SEGMENT_HEADER_LEN as u64, &flood)])
+}
+
+/// Segment `index` of `main`, compressed: `blocks` blocks of 8 MiB of
+/// zeroes each, one after the other, claiming the largest capacity (the
+/// blocks of [`inflating_capture`]).
+pub fn inflating_segment(index: u64, blocks: usize) -> Vec<u8> {
+    let zeros = vec![0u8; block::MAX_BLOCK_RAW];
+    let blocks: Vec<(u64, &[u8])> = (0..blocks)
+        .map(|i| ((SEGMENT_HEADER_LEN + i * zeros.len()) as u64, &zeros[..]))
+        .collect();
+    compressed_segment(index, format::MAX_SEGMENT_BYTES, &blocks)
 }
 
 /// A closed capture whose compressed segments hold blocks of 8 MiB of
@@ -114,11 +134,7 @@ pub fn inflating_capture(dir: &Path, disk: usize) {
     let per_segment = (format::MAX_SEGMENT_BYTES as usize) / block::MAX_BLOCK_RAW;
     let total = (disk / per_block).max(1);
     for (index, start) in (0..total).step_by(per_segment).enumerate() {
-        let n = per_segment.min(total - start);
-        let blocks: Vec<(u64, &[u8])> = (0..n)
-            .map(|i| ((SEGMENT_HEADER_LEN + i * zeros.len()) as u64, &zeros[..]))
-            .collect();
-        let seg = compressed_segment(index as u64, format::MAX_SEGMENT_BYTES, &blocks);
+        let seg = inflating_segment(index as u64, per_segment.min(total - start));
         write_segment(dir, "main", index as u64, &seg);
     }
     write_manifest(dir, serde_json::json!({}));
@@ -246,17 +262,37 @@ pub fn too_large_capture(dir: &Path, len: u64) {
     write_manifest(dir, serde_json::json!({}));
 }
 
-/// Bytes a [`BlockReader`] decompresses from the compressed segment
-/// `seg`: what a fuzz oracle holds against the segment's size.
-pub fn decompressed_bytes(seg: &[u8]) -> u64 {
+/// Checks that reading `bytes` as a compressed segment inflates no more
+/// than its header's `capacity` (at most [`format::MAX_SEGMENT_BYTES`]),
+/// damaged blocks included (`FORMAT.md`, *Bounds*): a fuzz oracle.
+pub fn assert_inflation_bounded(bytes: &[u8]) {
+    let Some(header) = spool::compress::compressed_header(bytes) else {
+        return;
+    };
+    let capacity = header.capacity.get().min(format::MAX_SEGMENT_BYTES);
     let mut r = BlockReader::new();
-    let mut n = 0u64;
-    while let Some(step) = r.advance(seg) {
-        if let BlockStep::Records { .. } = step {
-            n += r.records().len() as u64;
-        }
+    while r.advance(bytes).is_some() {}
+    assert!(
+        r.inflated() <= capacity,
+        "inflated {} bytes from a segment of capacity {capacity}",
+        r.inflated()
+    );
+}
+
+/// Checks that parsing `bytes` as a segment spends at most three times its
+/// length on resynchronising (`FORMAT.md`, *Bounds*): a fuzz oracle.
+pub fn assert_resync_bounded(bytes: &[u8]) {
+    use spool::read::parse;
+    let before = parse::resync_work();
+    if let Ok(records) = parse::segment(bytes) {
+        records.for_each(drop);
     }
-    n
+    let work = parse::resync_work() - before;
+    assert!(
+        work <= 3 * bytes.len() as u64,
+        "resynchronising checked {work} bytes of a {}-byte segment",
+        bytes.len()
+    );
 }
 
 /// Sets the `capacity` of the segment header at the start of `seg` and

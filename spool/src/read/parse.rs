@@ -208,6 +208,17 @@ pub fn next_item<'a>(
     }
 }
 
+thread_local! {
+    static RESYNC_WORK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Bytes of candidate records whose CRC this thread's resynchronisations
+/// have checked so far, found or not: what [`ScanBudget`] bounds, for
+/// oracles (the fuzz targets hold it against the input's size) and benches.
+pub fn resync_work() -> u64 {
+    RESYNC_WORK.with(|w| w.get())
+}
+
 /// The next offset from `from` on holding a record whose CRC matches, with
 /// that record's sequence number. Candidates whose CRC fails are paid from
 /// `budget`; one that would cost more than is left is passed over.
@@ -218,6 +229,7 @@ fn resync(bytes: &[u8], from: usize, budget: &mut ScanBudget) -> Option<(usize, 
         if format::has_tag_sync(bytes, at) {
             let claimed = claimed_len(bytes, at);
             if budget.allows(claimed) {
+                RESYNC_WORK.with(|w| w.set(w.get().saturating_add(claimed as u64)));
                 if let Some(r) = format::parse_record(bytes, at, CrcRule::Every) {
                     return Some((at, r.seq));
                 }

@@ -72,7 +72,8 @@ pub enum Kept {
     /// It did not shrink by [`MIN_SAVING_PERCENT`].
     DoesNotShrink,
     /// A record is larger than [`MAX_BLOCK_RAW`], the records do not run
-    /// back to back to the end, or the header is not a current one.
+    /// back to back to the end, the header is not a current one, or its
+    /// `capacity` is less than the segment's bytes in use.
     NotBlockable,
     /// zstd itself failed.
     Codec,
@@ -174,6 +175,12 @@ impl SegmentCompressor {
             .and_then(|h| SegmentHeader::read_from_bytes(h).ok())
             .filter(|h| h.is_current())
             .ok_or(Kept::NotBlockable)?;
+        if header.capacity.get() < seg.len() as u64 {
+            // A reader decodes no block past the capacity (`FORMAT.md`,
+            // *Bounds*): a header that says less than the records hold was
+            // not written by a writer of this format, and is left as it is.
+            return Err(Kept::NotBlockable);
+        }
         let mut out_header = header;
         out_header.version = U16::new(COMPRESSED_VERSION);
         out_header.header_crc = U32::new(out_header.compute_crc());
@@ -308,6 +315,9 @@ pub struct BlockReader {
     /// Pays for the checks of blocks that fail while scanning for the next
     /// intact one; made at the segment's first block.
     scan: Option<ScanBudget>,
+    /// Bytes decompressed since this reader was made, blocks found damaged
+    /// included.
+    inflated: u64,
 }
 
 impl Default for BlockReader {
@@ -328,7 +338,15 @@ impl BlockReader {
             raw_end: SEGMENT_HEADER_LEN as u64,
             capacity: None,
             scan: None,
+            inflated: 0,
         }
+    }
+
+    /// Bytes this reader has decompressed (or copied, for stored blocks)
+    /// so far, damaged blocks included: at most the `capacity` of each
+    /// segment it read (`FORMAT.md`, *Bounds*), for oracles and benches.
+    pub fn inflated(&self) -> u64 {
+        self.inflated
     }
 
     /// Starts again at the first block of another segment.
@@ -396,6 +414,7 @@ impl BlockReader {
             self.buf.resize(b.raw_len, 0);
         }
         if b.codec == Codec::Stored {
+            self.inflated = self.inflated.saturating_add(b.raw_len as u64);
             self.buf[..b.raw_len].copy_from_slice(stored);
             if walk_records(&self.buf[..b.raw_len], 0, b.raw_len) != Some(b.raw_len) {
                 return Err(Undecodable::NotRecords);
@@ -422,6 +441,7 @@ impl BlockReader {
                 .run(&mut input, &mut chunk)
                 .map_err(|_| Undecodable::Zstd)?;
             let wrote = chunk.pos();
+            self.inflated = self.inflated.saturating_add(wrote as u64);
             if wrote == 0 && frame_left != 0 && input.pos() == stored.len() {
                 // Input used up, frame unfinished.
                 return Err(Undecodable::Length);
