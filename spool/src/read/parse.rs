@@ -394,3 +394,79 @@ pub fn header_mismatch(
     }
     (!mismatch.is_empty()).then(|| mismatch.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::format::{record_crc, record_tag, RecordHeader, RecordKind};
+    use zerocopy::byteorder::little_endian::{U32, U64};
+    use zerocopy::IntoBytes;
+
+    /// A data record of `payload` with its CRC, padded.
+    fn record(seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut h = RecordHeader {
+            tag: U32::new(record_tag(RecordKind::Data, 1)),
+            len: U32::new(payload.len() as u32),
+            ts_ns: U64::new(7),
+            seq: U32::new(seq),
+            crc: U32::new(0),
+        };
+        h.crc = U32::new(record_crc(&h, payload));
+        let mut v = h.as_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v.resize(format::record_len(payload.len()), 0);
+        v
+    }
+
+    /// A candidate at every slot, each claiming half the slice, with a
+    /// wrong CRC.
+    fn flood(len: usize) -> Vec<u8> {
+        let tag = record_tag(RecordKind::Data, 1);
+        let mut v = vec![0u8; len];
+        for slot in v.chunks_exact_mut(RECORD_ALIGN) {
+            slot[..4].copy_from_slice(&tag.to_le_bytes());
+            slot[4..].copy_from_slice(&((len / 2) as u32).to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn a_flood_of_false_candidates_costs_at_most_twice_its_length() {
+        for len in [4096, 1 << 16, 1 << 20] {
+            let bytes = flood(len);
+            let before = resync_work();
+            let items: Vec<_> = Records::new(&bytes, 128, CrcRule::Every).collect();
+            let work = resync_work() - before;
+            assert!(work <= 2 * len as u64, "{len}: {work}");
+            // Without the budget, half the slots would each cost len / 2.
+            assert!(work < (len as u64 / 16) * (len as u64 / 2) / 8);
+            assert!(matches!(items[..], [Parsed::Tail { .. }]), "{items:?}");
+        }
+    }
+
+    #[test]
+    fn a_record_after_damage_is_found_whatever_the_flood_before_it_cost() {
+        // Junk, then a real record, then a flood that exhausts the budget,
+        // then another real record: both records are found, the second one
+        // because its check costs less than what is left.
+        let mut bytes = vec![0xeeu8; 64];
+        let first = bytes.len();
+        bytes.extend_from_slice(&record(5, b"first"));
+        let flood_at = bytes.len();
+        bytes.extend_from_slice(&flood(1 << 14));
+        let second = bytes.len();
+        bytes.extend_from_slice(&record(6, b""));
+        let items: Vec<_> = Records::new(&bytes, 0, CrcRule::Every).collect();
+        let offsets: Vec<u64> = items
+            .iter()
+            .filter_map(|i| match i {
+                Parsed::Data { offset, .. } => Some(*offset),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offsets, vec![first as u64, second as u64], "{items:?}");
+        assert!(items
+            .iter()
+            .any(|i| matches!(i, Parsed::Skipped { offset, .. } if *offset == flood_at as u64)));
+    }
+}

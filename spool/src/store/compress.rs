@@ -711,4 +711,54 @@ mod tests {
             );
         }
     }
+
+    /// A compressed segment of `capacity` whose blocks are `blocks`
+    /// (raw offset, raw bytes), each one zstd frame.
+    fn hostile(capacity: u64, blocks: &[(u64, &[u8])]) -> Vec<u8> {
+        let mut header = SegmentHeader::new([7; 16], "display", 0, 1, 2, capacity);
+        header.version = U16::new(COMPRESSED_VERSION);
+        header.header_crc = U32::new(header.compute_crc());
+        let mut out = header.as_bytes().to_vec();
+        for (offset, raw) in blocks {
+            let stored = zstd::bulk::compress(raw, 3).unwrap();
+            block::write_block(&mut out, Codec::Zstd, raw.len(), *offset, &stored);
+        }
+        out
+    }
+
+    #[test]
+    fn a_block_of_zeroes_is_damage_and_inflates_one_step() {
+        let zeros = vec![0u8; MAX_BLOCK_RAW];
+        let h = SEGMENT_HEADER_LEN as u64;
+        let file = hostile(1 << 30, &[(h, &zeros), (h + zeros.len() as u64, &zeros)]);
+        let mut r = BlockReader::new();
+        let mut damaged = 0;
+        while let Some(step) = r.advance(&file) {
+            assert!(matches!(step, BlockStep::Damaged { .. }), "{step:?}");
+            damaged += 1;
+        }
+        assert_eq!(damaged, 2);
+        assert!(
+            r.inflated() <= 2 * FIRST_DECODE_STEP as u64,
+            "{}",
+            r.inflated()
+        );
+    }
+
+    #[test]
+    fn blocks_out_of_place_or_past_the_capacity_are_not_inflated() {
+        let seg = segment(50, 100, |i| vec![i as u8; 100]);
+        let records = &seg[SEGMENT_HEADER_LEN..];
+        let h = SEGMENT_HEADER_LEN as u64;
+        let end = h + records.len() as u64;
+        // The same block twice at the same place; then one past the capacity.
+        let file = hostile(end, &[(h, records), (h, records), (end, records)]);
+        let mut r = BlockReader::new();
+        let steps: Vec<_> = std::iter::from_fn(|| r.advance(&file)).collect();
+        assert!(matches!(steps[0], BlockStep::Records { .. }), "{steps:?}");
+        assert!(steps[1..]
+            .iter()
+            .all(|s| matches!(s, BlockStep::Damaged { .. })));
+        assert_eq!(r.inflated(), records.len() as u64);
+    }
 }

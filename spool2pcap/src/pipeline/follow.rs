@@ -232,7 +232,7 @@ impl<W: Write> State<W> {
         // Every channel's earliest record, earliest first; ties by channel
         // order. A heap: a hostile capture can have tens of thousands.
         let mut heads: BinaryHeap<Reverse<(u64, usize)>> = (0..self.lives.len())
-            .filter_map(|i| self.lives[i].to_next_data().map(|ts| Reverse((ts, i))))
+            .filter_map(|i| self.lives[i].advance_to_data().map(|ts| Reverse((ts, i))))
             .collect();
         while let Some(Reverse((ts, i))) = heads.pop() {
             let l = &mut self.lives[i];
@@ -257,7 +257,7 @@ impl<W: Write> State<W> {
                 self.floor = self.floor.max(ts);
             }
             l.cursor += 1;
-            if let Some(next) = l.to_next_data() {
+            if let Some(next) = l.advance_to_data() {
                 heads.push(Reverse((next, i)));
             }
         }
@@ -274,7 +274,7 @@ impl<W: Write> State<W> {
 impl Live {
     /// Applies the gaps and damage at the channel's head, which come before
     /// its next record; returns that record's time, if it has one.
-    fn to_next_data(&mut self) -> Option<u64> {
+    fn advance_to_data(&mut self) -> Option<u64> {
         while let Some(p) = self.pending.get(self.cursor) {
             match p {
                 Pending::Gap(g) => self.framer.gap(g),
