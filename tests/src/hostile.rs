@@ -5,15 +5,23 @@
 //! ([`crate::fuzzing::seeds`]) build them here, so that one definition of
 //! each input is what all three run.
 //!
+//! The generators of single segments, and the oracles that hold a
+//! reader's work against a segment's size, live in
+//! [`crate::fuzzing`] (the fuzz crate builds that file alone) and are
+//! re-exported here.
+//!
 //! These are test helpers: they panic when the file system refuses.
 
 use std::path::Path;
 
-use spool::block::{self, Codec};
-use spool::compress::BlockReader;
-use spool::format::{self, Direction, SegmentHeader, SEGMENT_HEADER_LEN};
+use spool::block;
+use spool::format::{self, Direction, SEGMENT_HEADER_LEN};
 use spool2pcap::testkit::{write_segment, Seg, SESSION_START};
-use zerocopy::{FromBytes, IntoBytes};
+
+pub use crate::fuzzing::{
+    assert_inflation_bounded, assert_resync_bounded, compressed_flood_segment, compressed_segment,
+    inflating_segment, resync_flood, resync_flood_segment,
+};
 
 /// The session id of [`spool2pcap::testkit::SESSION_ID`], as the manifest spells it.
 pub const SESSION_HEX: &str = "30313233343536373839616263646566";
@@ -41,60 +49,10 @@ pub fn write_manifest(dir: &Path, extra: serde_json::Value) {
     std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
 }
 
-/// `len` bytes of records that are not: at every 8-byte slot a data
-/// record header (valid tag, a wrong CRC) claiming half of `len` as its
-/// payload, so that a resynchronising reader that checks each candidate's
-/// CRC in full spends the square of `len` (class 1).
-pub fn resync_flood(len: usize) -> Vec<u8> {
-    let claimed = (len / 2) as u32;
-    let tag = format::record_tag(
-        format::RecordKind::Data,
-        Direction::ServerToClient.to_byte(),
-    );
-    let mut out = vec![0u8; len - len % 8];
-    for slot in out.chunks_exact_mut(8) {
-        slot[..4].copy_from_slice(&tag.to_le_bytes());
-        slot[4..].copy_from_slice(&claimed.to_le_bytes());
-    }
-    out
-}
-
-/// Segment 0 of `main`, `len` bytes: a valid header, then
-/// [`resync_flood`].
-pub fn resync_flood_segment(len: usize) -> Vec<u8> {
-    let mut seg = Seg::new("main", 0, 0).finish(0);
-    seg.extend_from_slice(&resync_flood(len.saturating_sub(SEGMENT_HEADER_LEN)));
-    set_capacity(&mut seg, len as u64);
-    seg
-}
-
 /// A closed capture whose channel `main` is [`resync_flood_segment`].
 pub fn resync_flood_capture(dir: &Path, len: usize) {
     write_segment(dir, "main", 0, &resync_flood_segment(len));
     write_manifest(dir, serde_json::json!({}));
-}
-
-/// A compressed segment (version 3) of `main`, index `index`: a valid
-/// header claiming `capacity`, then one block per entry of `blocks`
-/// (raw offset, raw bytes), each compressed with zstd.
-pub fn compressed_segment(index: u64, capacity: u64, blocks: &[(u64, &[u8])]) -> Vec<u8> {
-    let mut seg = Seg::new("main", index, 0).finish(0);
-    let mut h = SegmentHeader::read_from_bytes(&seg[..SEGMENT_HEADER_LEN]).unwrap();
-    h.version.set(block::COMPRESSED_VERSION);
-    h.capacity.set(capacity);
-    h.header_crc.set(h.compute_crc());
-    seg[..SEGMENT_HEADER_LEN].copy_from_slice(h.as_bytes());
-    // The same raw bytes compress the same: once.
-    let mut last: Option<(*const u8, usize, Vec<u8>)> = None;
-    for (raw_offset, raw) in blocks {
-        let key = (raw.as_ptr(), raw.len());
-        if last.as_ref().is_none_or(|(p, l, _)| (*p, *l) != key) {
-            last = Some((key.0, key.1, zstd::bulk::compress(raw, 19).unwrap()));
-        }
-        let stored = &last.as_ref().unwrap().2;
-        block::write_block(&mut seg, Codec::Zstd, raw.len(), *raw_offset, stored);
-    }
-    seg
 }
 
 /// A closed capture of one compressed segment holding [`resync_flood`] of
@@ -103,24 +61,6 @@ pub fn compressed_segment(index: u64, capacity: u64, blocks: &[(u64, &[u8])]) ->
 pub fn compressed_flood_capture(dir: &Path, raw: usize) {
     write_segment(dir, "main", 0, &compressed_flood_segment(raw));
     write_manifest(dir, serde_json::json!({}));
-}
-
-/// The segment of [`compressed_flood_capture`].
-pub fn compressed_flood_segment(raw: usize) -> Vec<u8> {
-    let flood = resync_flood(raw.min(block::MAX_BLOCK_RAW));
-    let cap = (SEGMENT_HEADER_LEN + flood.len()) as u64;
-    compressed_segment(0, cap, &[(SEGMENT_HEADER_LEN as u64, &flood)])
-}
-
-/// Segment `index` of `main`, compressed: `blocks` blocks of 8 MiB of
-/// zeroes each, one after the other, claiming the largest capacity (the
-/// blocks of [`inflating_capture`]).
-pub fn inflating_segment(index: u64, blocks: usize) -> Vec<u8> {
-    let zeros = vec![0u8; block::MAX_BLOCK_RAW];
-    let blocks: Vec<(u64, &[u8])> = (0..blocks)
-        .map(|i| ((SEGMENT_HEADER_LEN + i * zeros.len()) as u64, &zeros[..]))
-        .collect();
-    compressed_segment(index, format::MAX_SEGMENT_BYTES, &blocks)
 }
 
 /// A closed capture whose compressed segments hold blocks of 8 MiB of
@@ -260,48 +200,6 @@ pub fn too_large_capture(dir: &Path, len: u64) {
         .set_len(len)
         .unwrap();
     write_manifest(dir, serde_json::json!({}));
-}
-
-/// Checks that reading `bytes` as a compressed segment inflates no more
-/// than its header's `capacity` (at most [`format::MAX_SEGMENT_BYTES`]),
-/// damaged blocks included (`FORMAT.md`, *Bounds*): a fuzz oracle.
-pub fn assert_inflation_bounded(bytes: &[u8]) {
-    let Some(header) = spool::compress::compressed_header(bytes) else {
-        return;
-    };
-    let capacity = header.capacity.get().min(format::MAX_SEGMENT_BYTES);
-    let mut r = BlockReader::new();
-    while r.advance(bytes).is_some() {}
-    assert!(
-        r.inflated() <= capacity,
-        "inflated {} bytes from a segment of capacity {capacity}",
-        r.inflated()
-    );
-}
-
-/// Checks that parsing `bytes` as a segment spends at most three times its
-/// length on resynchronising (`FORMAT.md`, *Bounds*): a fuzz oracle.
-pub fn assert_resync_bounded(bytes: &[u8]) {
-    use spool::read::parse;
-    let before = parse::resync_work();
-    if let Ok(records) = parse::segment(bytes) {
-        records.for_each(drop);
-    }
-    let work = parse::resync_work() - before;
-    assert!(
-        work <= 3 * bytes.len() as u64,
-        "resynchronising checked {work} bytes of a {}-byte segment",
-        bytes.len()
-    );
-}
-
-/// Sets the `capacity` of the segment header at the start of `seg` and
-/// reseals it.
-fn set_capacity(seg: &mut [u8], capacity: u64) {
-    let mut h = SegmentHeader::read_from_bytes(&seg[..SEGMENT_HEADER_LEN]).unwrap();
-    h.capacity.set(capacity);
-    h.header_crc.set(h.compute_crc());
-    seg[..SEGMENT_HEADER_LEN].copy_from_slice(h.as_bytes());
 }
 
 /// What one run of a command cost.

@@ -11,10 +11,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use e2e::hostile::{write_manifest, SESSION_HEX};
 use ryll_hook::bundle::{traffic_pcap, write_bug_report, BugReportOptions, BundleError};
 use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool::staging::StagingDir;
-use e2e::hostile::{write_manifest, SESSION_HEX};
 use spool2pcap::testkit::{simple_channel, write_segment, Seg};
 
 /// Longest anything here may take: each is over in well under a second.
