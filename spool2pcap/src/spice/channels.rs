@@ -17,7 +17,7 @@
 //! names of one capture hash to the same port, the one that sorts later moves
 //! up by one (wrapping inside the range) until it is free.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 pub use crate::net::tcp::SERVER_PORT;
 
@@ -89,9 +89,35 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
 }
 
 /// Client ports for a set of channels, distinct from each other.
+///
+/// Looked up by name and by port in constant time: a hostile capture can
+/// list tens of thousands of channels, and a scan per lookup made reading
+/// one quadratic (and a scan per probe, cubic).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortMap {
     entries: Vec<(String, u16)>,
+    by_name: HashMap<String, u16>,
+    used: HashSet<u16>,
+}
+
+/// The port for a channel that has no fixed one: its hashed port, or the
+/// next free one after it; once every hashed port is taken, the hashed
+/// port, shared (rather than probe the whole range for each channel).
+fn free_hashed_port(name: &str, used: &HashSet<u16>) -> u16 {
+    let mut offset = hashed_port(name) - HASHED_PORT_BASE;
+    // Fixed ports lie below the hashed range, and there are only
+    // `SPICE_CHANNELS` of them: past that many more, the range is full.
+    let hashed_used = used.len().saturating_sub(SPICE_CHANNELS.len());
+    if hashed_used >= usize::from(HASHED_PORT_RANGE) {
+        return HASHED_PORT_BASE + offset;
+    }
+    for _ in 0..HASHED_PORT_RANGE {
+        if !used.contains(&(HASHED_PORT_BASE + offset)) {
+            break;
+        }
+        offset = (offset + 1) % HASHED_PORT_RANGE;
+    }
+    HASHED_PORT_BASE + offset
 }
 
 impl PortMap {
@@ -100,30 +126,24 @@ impl PortMap {
     /// result depends only on the set of names, not on their order.
     pub fn new<'a, I: IntoIterator<Item = &'a str>>(channels: I) -> PortMap {
         let names: BTreeSet<&str> = channels.into_iter().collect();
-        let mut used = BTreeSet::new();
-        let mut entries = Vec::with_capacity(names.len());
+        let mut map = PortMap::default();
         for name in names.iter().filter(|n| known_port(n).is_some()) {
-            let port = preferred_port(name);
-            used.insert(port);
-            entries.push((name.to_string(), port));
+            map.insert(name, preferred_port(name));
         }
         for name in names.iter().filter(|n| known_port(n).is_none()) {
-            let mut offset = hashed_port(name) - HASHED_PORT_BASE;
-            // At most HASHED_PORT_RANGE probes; a capture has far fewer
-            // channels than that, and past it we accept a shared port rather
-            // than loop forever.
-            for _ in 0..HASHED_PORT_RANGE {
-                if !used.contains(&(HASHED_PORT_BASE + offset)) {
-                    break;
-                }
-                offset = (offset + 1) % HASHED_PORT_RANGE;
-            }
-            let port = HASHED_PORT_BASE + offset;
-            used.insert(port);
-            entries.push((name.to_string(), port));
+            // A capture has far fewer channels than HASHED_PORT_RANGE; past
+            // it, ports are shared rather than probed for ever.
+            let port = free_hashed_port(name, &map.used);
+            map.insert(name, port);
         }
-        entries.sort();
-        PortMap { entries }
+        map.entries.sort();
+        map
+    }
+
+    fn insert(&mut self, name: &str, port: u16) {
+        self.used.insert(port);
+        self.by_name.insert(name.to_string(), port);
+        self.entries.push((name.to_string(), port));
     }
 
     /// Adds `channel` if it is not in the map yet and returns its port,
@@ -131,33 +151,20 @@ impl PortMap {
     /// where channels appear one by one: a hashed name that collides moves up
     /// by one, as in [`PortMap::new`], but in order of appearance.
     pub fn assign(&mut self, channel: &str) -> u16 {
-        if let Some((_, p)) = self.entries.iter().find(|(n, _)| n == channel) {
-            return *p;
+        if let Some(&p) = self.by_name.get(channel) {
+            return p;
         }
-        let taken = |p: u16, e: &[(String, u16)]| e.iter().any(|(_, q)| *q == p);
-        let port = match known_port(channel) {
-            Some(p) => p,
-            None => {
-                let mut offset = hashed_port(channel) - HASHED_PORT_BASE;
-                for _ in 0..HASHED_PORT_RANGE {
-                    if !taken(HASHED_PORT_BASE + offset, &self.entries) {
-                        break;
-                    }
-                    offset = (offset + 1) % HASHED_PORT_RANGE;
-                }
-                HASHED_PORT_BASE + offset
-            }
-        };
-        self.entries.push((channel.to_string(), port));
+        let port = known_port(channel).unwrap_or_else(|| free_hashed_port(channel, &self.used));
+        self.insert(channel, port);
         port
     }
 
     /// The port of `channel`, or its preferred port if it was not in the set.
     pub fn port(&self, channel: &str) -> u16 {
-        self.entries
-            .iter()
-            .find(|(n, _)| n == channel)
-            .map_or_else(|| preferred_port(channel), |(_, p)| *p)
+        self.by_name
+            .get(channel)
+            .copied()
+            .unwrap_or_else(|| preferred_port(channel))
     }
 
     /// `(channel, port)` pairs, sorted by channel name.
