@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! cargo bench -p e2e --bench bounds -- [quick] [case=NAME] [cmd=NAME] [timeout=SECS] [keep=DIR]
+//!     [channels=N] [segments=N]
 //! SPOOL2PCAP=/path/to/other/spool2pcap cargo bench -p e2e --bench bounds
 //! ```
 //!
@@ -36,7 +37,7 @@ fn case(name: &str, make: impl Fn(&Path) + 'static) -> Case {
     }
 }
 
-fn cases(quick: bool) -> Vec<Case> {
+fn cases(args: &Args, quick: bool) -> Vec<Case> {
     let sizes: &[usize] = if quick {
         &[MB]
     } else {
@@ -64,11 +65,8 @@ fn cases(quick: bool) -> Vec<Case> {
     v.push(case("too-large-1TB", |d| {
         hostile::too_large_capture(d, 1 << 40)
     }));
-    let (channels, segments) = if quick {
-        (2_000, 4_000)
-    } else {
-        (10_000, 50_000)
-    };
+    let channels: usize = args.number("channels", 10_000, 2_000);
+    let segments: u64 = args.number("segments", 50_000, 4_000);
     v.push(case(&format!("channels-{channels}"), move |d| {
         hostile::many_channels_capture(d, channels)
     }));
@@ -155,7 +153,7 @@ fn main() {
     println!("spool2pcap: {}", bin.display());
     println!("| case | disk MB | command | wall s | peak RSS MiB | end |");
     println!("|---|---|---|---|---|---|");
-    for c in cases(quick) {
+    for c in cases(&args, quick) {
         if args.value("case").is_some_and(|n| !c.name.contains(n)) {
             continue;
         }

@@ -121,7 +121,7 @@ pub fn convert_with_progress(
 
     let total: u64 = selected
         .iter()
-        .flat_map(|c| cap.channels().iter().filter(move |f| &f.name == c))
+        .filter_map(|c| cap.channel(c))
         .flat_map(|f| f.segments.iter())
         .filter_map(|s| std::fs::symlink_metadata(&s.path).ok())
         .map(|m| m.len())
