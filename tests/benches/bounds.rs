@@ -80,7 +80,7 @@ const COMMANDS: [&str; 6] = [
     "info",
     "verify",
     "convert",
-    "convert-no-mmap",
+    "convert-mmap",
     "follow",
     "bundle",
 ];
@@ -92,13 +92,13 @@ fn command(which: &str, bin: &Path, cap: &Path, out: &Path) -> Command {
             c = Command::new(std::env::current_exe().unwrap());
             c.arg("--bundle-child").arg(cap).arg(out.join("report.zip"));
         }
-        "convert" | "convert-no-mmap" | "follow" => {
+        "convert" | "convert-mmap" | "follow" => {
             c = Command::new(bin);
             // To standard output, discarded: no disk spent on the pcap.
             c.arg("convert").arg(cap).args(["-w", "-"]);
             match which {
                 "follow" => c.arg("--follow"),
-                "convert-no-mmap" => c.arg("--no-mmap"),
+                "convert-mmap" => c.arg("--mmap"),
                 _ => &mut c,
             };
         }
