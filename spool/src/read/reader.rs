@@ -10,12 +10,15 @@
 //! The reader is written for files from strangers. Whatever the bytes, it
 //! never panics and never allocates more than a file holds: a segment is read
 //! into one reusable buffer bounded by the file's real length (and by
-//! [`MAX_SEGMENT_BYTES`]) — or, in a capture that was closed cleanly, mapped
-//! where nothing can cut the file short under the mapping (see
-//! `map_segment` for the rule) — and every length field is checked against
-//! what is actually there before it is used. Damage is reported as a
-//! [`Damage`] naming the file and offset; reading then resumes at the next
-//! record whose checksum is valid, so every undamaged record is recovered.
+//! [`MAX_SEGMENT_BYTES`]; a sparse file's holes take no memory and its
+//! trailing hole is not scanned) — or, when asked
+//! ([`Capture::set_mapping`]) in a capture that was closed cleanly, mapped
+//! where nothing of this project cuts the file short under the mapping
+//! (see `map_segment` for the rule) — and every length field is checked
+//! against what is actually there before it is used. Damage is reported as
+//! a [`Damage`] naming the file and offset; reading then resumes at the
+//! next record whose checksum is valid (within the scan budget of
+//! `FORMAT.md`, *Bounds*), so every undamaged record is recovered.
 //!
 //! Every segment that has left staging has all its record CRCs, and says so
 //! in its header ([`format::SEGMENT_FLAG_CRC_COMPLETE`]). A segment without
