@@ -35,7 +35,8 @@ fn append(spool: &Spool, i: usize) {
 /// Reads the channel through [`Capture`]: the payloads, and the counters.
 /// Damage is allowed only in a live capture (a segment being set up).
 fn read_any(capture: &Path) -> (Vec<Vec<u8>>, ReadStats) {
-    let cap = Capture::open(capture).unwrap();
+    let mut cap = Capture::open(capture).unwrap();
+    cap.set_mapping(true);
     let mut r = cap.reader("display").unwrap();
     let mut got = Vec::new();
     while let Some(ev) = r.next_event() {
@@ -48,7 +49,8 @@ fn read_any(capture: &Path) -> (Vec<Vec<u8>>, ReadStats) {
 
 /// [`read_any`] of a closed capture: no damage.
 fn read(capture: &Path) -> (Vec<Vec<u8>>, ReadStats) {
-    let cap = Capture::open(capture).unwrap();
+    let mut cap = Capture::open(capture).unwrap();
+    cap.set_mapping(true);
     let mut r = cap.reader("display").unwrap();
     let mut got = Vec::new();
     while let Some(ev) = r.next_event() {
@@ -174,7 +176,8 @@ fn an_empty_segment_is_damage_not_a_mapping() {
     let index: u64 = name.trim_end_matches(".seg").parse().unwrap();
     let empty = last.with_file_name(format!("{:08}.seg", index + 1));
     std::fs::write(&empty, b"").unwrap();
-    let cap = Capture::open(&dirs.capture()).unwrap();
+    let mut cap = Capture::open(&dirs.capture()).unwrap();
+    cap.set_mapping(true);
     let mut r = cap.reader("display").unwrap();
     let mut damage = Vec::new();
     while let Some(ev) = r.next_event() {

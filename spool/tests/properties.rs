@@ -270,7 +270,8 @@ fn mutation_fuzz(strip: bool, compress: bool) {
         assert_eq!(read_mapped, 0, "a reader of bare files maps nothing");
         // The same files through `Capture`, mapped where the rule allows,
         // read exactly the same.
-        let cap = Capture::open(work.path()).unwrap();
+        let mut cap = Capture::open(work.path()).unwrap();
+        cap.set_mapping(true);
         assert_eq!(cap.channels(), &[files]);
         let (mapped, n) = read_events(cap.reader("display").unwrap());
         assert!(

@@ -199,7 +199,7 @@ pub fn open_capture(dir: &Path) -> Result<Capture, CaptureError> {
 /// else `None` (the conversion then takes the session start from the
 /// manifest, and reading the channel reports the odd file as damage).
 pub fn peek_session(cap: &Capture, reader: &mut ChannelReader) -> Option<SessionInfo> {
-    let files = cap.channels().iter().find(|c| c.name == reader.channel())?;
+    let files = cap.channel(reader.channel())?;
     let all_regular = files
         .segments
         .iter()

@@ -129,7 +129,7 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
             tcp: !args.no_synth_tcp,
         },
         redact: args.redact.iter().fold(Redaction::NONE, |a, b| a.union(*b)),
-        mmap: !args.no_mmap,
+        mmap: args.mmap,
         server_port: args.server_port,
     };
     if args.has_cut() {

@@ -210,23 +210,17 @@ fn info_text_and_json() {
     assert_eq!(main["last_ts_ns"], 30);
 }
 
-/// `--no-mmap` reads the segments of a closed capture instead of mapping
-/// them; the output is the same, byte for byte.
+/// `--mmap` maps the segments of a closed capture instead of reading
+/// them (the default); the output is the same, byte for byte.
 #[test]
-fn no_mmap_converts_the_same_bytes() {
+fn mmap_converts_the_same_bytes() {
     let fixture =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch");
-    let mapped = run(args!["convert", &fixture, "-w", "-", "--format", "pcapng"]);
-    assert_eq!(code(&mapped), 0, "{}", stderr(&mapped));
-    let read = run(args![
-        "convert",
-        &fixture,
-        "-w",
-        "-",
-        "--format",
-        "pcapng",
-        "--no-mmap"
+    let mapped = run(args![
+        "convert", &fixture, "-w", "-", "--format", "pcapng", "--mmap"
     ]);
+    assert_eq!(code(&mapped), 0, "{}", stderr(&mapped));
+    let read = run(args!["convert", &fixture, "-w", "-", "--format", "pcapng"]);
     assert_eq!(code(&read), 0, "{}", stderr(&read));
     assert!(
         mapped.stdout.len() > 100_000,

@@ -490,6 +490,8 @@ pub fn reader(scratch: &Scratch, data: &[u8]) {
         if fixed {
             fix_checksums(&mut bytes, "main", 0, true);
         }
+        assert_resync_bounded(&bytes);
+        assert_inflation_bounded(&bytes);
         let cap = scratch.capture();
         let path = testkit::write_segment(&cap, "main", 0, &bytes);
         std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
@@ -580,7 +582,8 @@ pub fn compressed(scratch: &Scratch, data: &[u8]) {
     let decompressed = intact.iter().map(|(_, b)| b.raw_len).sum();
     let mut holds = vec![raw.clone()];
     for (at, b) in &intact {
-        let mut alone = raw[..SEGMENT_HEADER_LEN].to_vec();
+        // Behind the compressed header, whose capacity bounds its blocks.
+        let mut alone = bytes[..SEGMENT_HEADER_LEN].to_vec();
         alone.extend_from_slice(&bytes[*at..b.next(bytes.len())]);
         let mut decoder = BlockReader::new();
         if let Some(BlockStep::Records { .. }) = decoder.advance(&alone) {
@@ -596,6 +599,7 @@ pub fn compressed(scratch: &Scratch, data: &[u8]) {
         what: "compressed",
         decompressed,
     };
+    assert_inflation_bounded(&bytes);
     let mapped = read_capture(&cap, &oracle, true);
     let read = read_capture(&cap, &oracle, false);
     assert_eq!(mapped, read, "compressed: mapped and read differ");
@@ -648,6 +652,7 @@ pub fn segment(_scratch: &Scratch, data: &[u8]) {
     let mut unflagged = data.to_vec();
     fix_checksums(&mut unflagged, "main", 0, false);
     for bytes in [data, &fixed[..], &unflagged[..]] {
+        assert_resync_bounded(bytes);
         parse_segment(bytes);
         parse_agrees_with_oracle(bytes);
         fill_is_sound(bytes);
@@ -675,11 +680,32 @@ fn parse_segment(bytes: &[u8]) {
     };
     let zero_passes = zero_crc_passes(bytes);
     let end = bytes.len() as u64;
+    // The scan budget of FORMAT.md's *Bounds*, written out again: failed
+    // checks are paid from twice the bytes after the header, shared by
+    // every scan; a candidate costing more than what is left is passed over.
+    let budget = std::cell::Cell::new(2 * (end.saturating_sub(SEGMENT_HEADER_LEN as u64)));
     let first_valid_after = |from: u64, to: u64| {
         let mut at = from;
         while at < to {
-            if record_at(bytes, at as usize, false).is_some() {
-                return Some(at);
+            let h = &bytes[at as usize..];
+            let candidate =
+                h.len() >= RECORD_HEADER_LEN && h[2..4] == [0xA5, 0x5A] && (1..=3).contains(&h[0]);
+            let claimed = if candidate {
+                let len = u64::from(u32::from_le_bytes(h[4..8].try_into().expect("4 bytes")));
+                let rest = (h.len() - RECORD_HEADER_LEN) as u64;
+                if len <= rest {
+                    len
+                } else {
+                    0
+                }
+            } else {
+                0
+            };
+            if claimed <= budget.get() {
+                if record_at(bytes, at as usize, false).is_some() {
+                    return Some(at);
+                }
+                budget.set(budget.get() - claimed);
             }
             at += RECORD_ALIGN as u64;
         }
@@ -1278,6 +1304,12 @@ pub fn seeds(name: &str, fixtures: &Path) -> Vec<Vec<u8>> {
             built("main", 0, 0, None),
             unflagged,
             flipped,
+            // Issue 24's resource classes, small: a header at every slot
+            // claiming half the file; the same in one zstd block; blocks
+            // of 8 MiB of zeroes, a few hundred bytes each.
+            resync_flood_segment(4096),
+            compressed_flood_segment(64 << 10),
+            inflating_segment(0, 3),
         ],
         "follow" | "capture" => {
             let join = |choices: u8, segs: &[Vec<u8>]| {
@@ -1356,4 +1388,116 @@ pub fn seeds(name: &str, fixtures: &Path) -> Vec<Vec<u8>> {
         }
         _ => Vec::new(),
     }
+}
+
+// ── Issue 24's resource classes: hostile segments and work oracles ──
+
+/// `len` bytes of records that are not: at every 8-byte slot a data
+/// record header (valid tag, a wrong CRC) claiming half of `len` as its
+/// payload, so that a resynchronising reader that checks each candidate's
+/// CRC in full spends the square of `len` (class 1).
+pub fn resync_flood(len: usize) -> Vec<u8> {
+    let claimed = (len / 2) as u32;
+    let tag = format::record_tag(
+        format::RecordKind::Data,
+        Direction::ServerToClient.to_byte(),
+    );
+    let mut out = vec![0u8; len - len % 8];
+    for slot in out.chunks_exact_mut(8) {
+        slot[..4].copy_from_slice(&tag.to_le_bytes());
+        slot[4..].copy_from_slice(&claimed.to_le_bytes());
+    }
+    out
+}
+
+/// Segment 0 of `main`, `len` bytes: a valid header, then
+/// [`resync_flood`].
+pub fn resync_flood_segment(len: usize) -> Vec<u8> {
+    let mut seg = testkit::Seg::new("main", 0, 0).finish(0);
+    seg.extend_from_slice(&resync_flood(len.saturating_sub(SEGMENT_HEADER_LEN)));
+    set_capacity(&mut seg, len as u64);
+    seg
+}
+
+/// A compressed segment (version 3) of `main`, index `index`: a valid
+/// header claiming `capacity`, then one block per entry of `blocks`
+/// (raw offset, raw bytes), each compressed with zstd.
+pub fn compressed_segment(index: u64, capacity: u64, blocks: &[(u64, &[u8])]) -> Vec<u8> {
+    let mut seg = testkit::Seg::new("main", index, 0).finish(0);
+    let mut h = SegmentHeader::read_from_bytes(&seg[..SEGMENT_HEADER_LEN]).unwrap();
+    h.version.set(block::COMPRESSED_VERSION);
+    h.capacity.set(capacity);
+    h.header_crc.set(h.compute_crc());
+    seg[..SEGMENT_HEADER_LEN].copy_from_slice(h.as_bytes());
+    // The same raw bytes compress the same: once.
+    let mut last: Option<(*const u8, usize, Vec<u8>)> = None;
+    for (raw_offset, raw) in blocks {
+        let key = (raw.as_ptr(), raw.len());
+        if last.as_ref().is_none_or(|(p, l, _)| (*p, *l) != key) {
+            last = Some((key.0, key.1, zstd::bulk::compress(raw, 19).unwrap()));
+        }
+        let stored = &last.as_ref().unwrap().2;
+        block::write_block(&mut seg, block::Codec::Zstd, raw.len(), *raw_offset, stored);
+    }
+    seg
+}
+
+/// The segment of `e2e::hostile::compressed_flood_capture`.
+pub fn compressed_flood_segment(raw: usize) -> Vec<u8> {
+    let flood = resync_flood(raw.min(block::MAX_BLOCK_RAW));
+    let cap = (SEGMENT_HEADER_LEN + flood.len()) as u64;
+    compressed_segment(0, cap, &[(SEGMENT_HEADER_LEN as u64, &flood)])
+}
+
+/// Segment `index` of `main`, compressed: `blocks` blocks of 8 MiB of
+/// zeroes each, one after the other, claiming the largest capacity (the
+/// blocks of `e2e::hostile::inflating_capture`).
+pub fn inflating_segment(index: u64, blocks: usize) -> Vec<u8> {
+    let zeros = vec![0u8; block::MAX_BLOCK_RAW];
+    let blocks: Vec<(u64, &[u8])> = (0..blocks)
+        .map(|i| ((SEGMENT_HEADER_LEN + i * zeros.len()) as u64, &zeros[..]))
+        .collect();
+    compressed_segment(index, format::MAX_SEGMENT_BYTES, &blocks)
+}
+
+/// Checks that reading `bytes` as a compressed segment inflates no more
+/// than its header's `capacity` (at most [`format::MAX_SEGMENT_BYTES`]),
+/// damaged blocks included (`FORMAT.md`, *Bounds*): a fuzz oracle.
+pub fn assert_inflation_bounded(bytes: &[u8]) {
+    let Some(header) = spool::compress::compressed_header(bytes) else {
+        return;
+    };
+    let capacity = header.capacity.get().min(format::MAX_SEGMENT_BYTES);
+    let mut r = BlockReader::new();
+    while r.advance(bytes).is_some() {}
+    assert!(
+        r.inflated() <= capacity,
+        "inflated {} bytes from a segment of capacity {capacity}",
+        r.inflated()
+    );
+}
+
+/// Checks that parsing `bytes` as a segment spends at most three times its
+/// length on resynchronising (`FORMAT.md`, *Bounds*): a fuzz oracle.
+pub fn assert_resync_bounded(bytes: &[u8]) {
+    use spool::read::parse;
+    let before = parse::resync_work();
+    if let Ok(records) = parse::segment(bytes) {
+        records.for_each(drop);
+    }
+    let work = parse::resync_work() - before;
+    assert!(
+        work <= 3 * bytes.len() as u64,
+        "resynchronising checked {work} bytes of a {}-byte segment",
+        bytes.len()
+    );
+}
+
+/// Sets the `capacity` of the segment header at the start of `seg` and
+/// reseals it.
+fn set_capacity(seg: &mut [u8], capacity: u64) {
+    let mut h = SegmentHeader::read_from_bytes(&seg[..SEGMENT_HEADER_LEN]).unwrap();
+    h.capacity.set(capacity);
+    h.header_crc.set(h.compute_crc());
+    seg[..SEGMENT_HEADER_LEN].copy_from_slice(h.as_bytes());
 }

@@ -5,13 +5,15 @@
 //! `cargo run -p e2e --bin make-fixtures`), live SPICE servers and
 //! ground-truth captures ([`live`]), a capture compared with the wire
 //! ([`ground_truth`]), external tools ([`tools`]), the benches' command
-//! line, machine facts and generated captures ([`bench`](mod@bench)), and the bodies
-//! of the fuzz targets ([`fuzzing`]).
+//! line, machine facts and generated captures ([`bench`](mod@bench)), the bodies
+//! of the fuzz targets ([`fuzzing`]), and hostile captures built to cost
+//! time or memory ([`hostile`]).
 
 pub mod bench;
 pub mod fixtures;
 pub mod fuzzing;
 pub mod ground_truth;
+pub mod hostile;
 pub mod live;
 pub use ryll_tools::recorded;
 pub mod tools;

@@ -1,10 +1,15 @@
 //! The real capture with a hostile manifest: whatever its strings, every
 //! pcapng spool2pcap writes opens in tshark and capinfos, and what they show
-//! of the capture carries no terminal control sequence.
+//! of the capture carries no terminal control sequence. And captures built
+//! to cost time or memory ([`e2e::hostile`]): every reading command, and
+//! the F12 bundle, finishes within a deadline and within the memory bound
+//! the security model states (spool2pcap/README.md), without a signal.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
+use e2e::hostile::{self, measure, Cost};
 use e2e::tools::{spool2pcap_bin, tshark};
 
 /// Copies the directory tree `from` into `to` (regular files and
@@ -124,8 +129,154 @@ fn info_of_a_hostile_manifest_prints_no_control_sequence() {
     }
 }
 
+/// The peak memory bound of the security model (spool2pcap/README.md).
+const PEAK_RSS_BOUND: u64 = 256 << 20;
+
+/// Far beyond what the inputs below take when reading is linear (well
+/// under a second each in a release build), far below what they took
+/// when it was not (minutes in a debug build).
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The commands a capture is read by, as run on `cap`: `info`, `verify`,
+/// `convert -w`, `convert --follow -w`, and the bug report (this test
+/// binary re-run as `--bundle-child`, so that its memory is its own).
+fn readers(cap: &Path, out: &Path) -> Vec<(&'static str, Command)> {
+    let tool = |args: &[&str]| {
+        let mut c = Command::new(spool2pcap_bin());
+        c.args(args).arg(cap).current_dir(out);
+        c
+    };
+    let mut bundle = Command::new(std::env::current_exe().unwrap());
+    bundle
+        .arg("--bundle-child")
+        .arg(cap)
+        .arg(out.join("report.zip"));
+    vec![
+        ("info", tool(&["info"])),
+        ("verify", tool(&["verify"])),
+        ("convert", tool(&["convert", "-w", "all.pcap"])),
+        ("follow", tool(&["convert", "--follow", "-w", "live.pcap"])),
+        ("bundle", bundle),
+    ]
+}
+
+/// Runs every reader on the capture `make` builds; each must end by
+/// itself within [`DEADLINE`] and [`PEAK_RSS_BOUND`] with an exit code in
+/// `codes` (the bundle: 0, or 1 for a capture it cannot report on).
+/// Returns what each cost.
+fn bounded(make: impl FnOnce(&Path), codes: &[i32]) -> Vec<(&'static str, Cost)> {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("cap");
+    make(&cap);
+    let mut costs = Vec::new();
+    for (name, cmd) in readers(&cap, dir.path()) {
+        let c = measure(&cmd, DEADLINE);
+        assert!(!c.timed_out, "{name}: over {DEADLINE:?}");
+        let codes = if name == "bundle" { &[0, 1][..] } else { codes };
+        assert!(
+            c.code.is_some_and(|code| codes.contains(&code)),
+            "{name}: {c:?}, want an exit code in {codes:?}"
+        );
+        assert!(c.peak_rss <= PEAK_RSS_BOUND, "{name}: {c:?}");
+        costs.push((name, c));
+    }
+    costs
+}
+
+fn a_resync_flood_costs_time_linear_in_its_size() {
+    // Before: 25 s in a release build at 4 MiB, quadratic.
+    bounded(|d| hostile::resync_flood_capture(d, 4 << 20), &[1]);
+    // The same in one block of a few hundred bytes on disk.
+    bounded(|d| hostile::compressed_flood_capture(d, 8 << 20), &[1]);
+}
+
+fn inflating_blocks_are_damage_and_cost_little() {
+    // 1.2 MB of blocks that each inflate to 8 MiB of zeroes: before,
+    // tens of seconds and no damage reported.
+    bounded(|d| hostile::inflating_capture(d, 1_200_000), &[1]);
+}
+
+fn followers_scale_with_channels_and_missing_segments() {
+    bounded(|d| hostile::many_channels_capture(d, 3_000), &[0]);
+    bounded(|d| hostile::every_other_missing_capture(d, 3_000), &[1]);
+}
+
+fn memory_is_bounded_on_sparse_segments_and_gap_floods() {
+    // Three segments of 1 GiB each, a few KB on disk: before, 3 GB.
+    bounded(|d| hostile::sparse_capture(d, 3, 1 << 30), &[0, 1]);
+    // Millions of gap records from a few hundred KB: before, the follower
+    // collected them all in one batch (the bench has 3 GiB of them).
+    bounded(|d| hostile::gap_flood_capture(d, 1, 256 << 20), &[0, 1]);
+}
+
+fn a_too_large_segment_is_refused_by_convert_and_follow_alike() {
+    bounded(|d| hostile::too_large_capture(d, 1 << 40), &[1]);
+}
+
+/// A segment cut short while `convert` reads it: the output is a pipe
+/// left unread until the segment has been truncated, so `convert` is
+/// blocked in the middle of the segment when it happens.
+fn a_segment_truncated_while_read_kills_no_reader() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("cap");
+    let mut s = spool2pcap::testkit::Seg::new("main", 0, 0);
+    let payload = vec![0x5au8; 1000];
+    for i in 0..20_000u64 {
+        s.data(spool::Direction::ServerToClient, i, &payload);
+    }
+    s.seal(true);
+    let seg = spool2pcap::testkit::write_segment(&cap, "main", 0, &s.finish(0));
+    hostile::write_manifest(&cap, serde_json::json!({}));
+    let mut child = Command::new(spool2pcap_bin())
+        .args(["convert", "-w", "-"])
+        .arg(&cap)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    // The first bytes: the segment is open and being read.
+    let mut first = [0u8; 4096];
+    out.read_exact(&mut first).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    std::io::copy(&mut out, &mut std::io::sink()).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        status.code().is_some_and(|c| c <= 1),
+        "convert of a segment cut short: {status:?}"
+    );
+}
+
+/// The `--bundle-child` mode of this binary: the F12 bug report of
+/// `args[2]` written to `args[3]`.
+fn bundle_child(args: &[String]) -> std::process::ExitCode {
+    let (cap, out) = (PathBuf::from(&args[2]), PathBuf::from(&args[3]));
+    let budget = ryll_hook::bundle::DEFAULT_BUDGET_BYTES;
+    match ryll_hook::bundle::write_bug_report(&cap, &out, budget) {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::from(1),
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--bundle-child") {
+        return bundle_child(&args);
+    }
     needs::run(vec![
+        needs::test!(a_resync_flood_costs_time_linear_in_its_size),
+        needs::test!(inflating_blocks_are_damage_and_cost_little),
+        needs::test!(followers_scale_with_channels_and_missing_segments),
+        needs::test!(memory_is_bounded_on_sparse_segments_and_gap_floods),
+        needs::test!(a_too_large_segment_is_refused_by_convert_and_follow_alike),
+        needs::test!(a_segment_truncated_while_read_kills_no_reader),
         needs::test!(
             every_pcapng_of_a_hostile_manifest_opens_in_tshark,
             needs::TSHARK,

@@ -11,19 +11,17 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use e2e::hostile::{write_manifest, SESSION_HEX};
 use ryll_hook::bundle::{capture_traffic_pcap, write_bug_report, BugReportOptions, BundleError};
 use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool::staging::StagingDir;
-use spool2pcap::testkit::{simple_channel, write_segment, Seg, SESSION_START};
+use spool2pcap::testkit::{simple_channel, write_segment, Seg};
 
 /// Longest anything here may take: each is over in well under a second.
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// `spool2pcap`'s exit status for a failure (its `--help`).
 const EXIT_FAILURE: i32 = 3;
-
-/// The session id of spool2pcap::testkit's segments, as a manifest spells it.
-const SESSION_HEX: &str = "30313233343536373839616263646566";
 
 const EVIL: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m";
 
@@ -164,27 +162,6 @@ fn write_staged(staging: &Path, channel: &str, index: u64, bytes: &[u8]) -> Path
     let path = dir.join(spool::format::segment_file_name(index));
     std::fs::write(&path, bytes).unwrap();
     path
-}
-
-/// Writes a manifest: a closed session's, with `extra` fields over it.
-fn write_manifest(dir: &Path, extra: serde_json::Value) {
-    let mut m = serde_json::json!({
-        "format_version": spool::format::FORMAT_VERSION,
-        "session_id": SESSION_HEX,
-        "session_start_unix_ns": SESSION_START,
-        "staging_dir": null,
-        "segment_bytes": 0,
-        "clean_shutdown": true,
-        "closed_unix_ns": SESSION_START + 1_000,
-        "channels": {},
-        "errors": [],
-    });
-    if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
 }
 
 /// A closed capture of two channels.

@@ -142,15 +142,16 @@ impl Capture {
             manifest,
             problems,
             channels,
-            mapping: true,
+            mapping: false,
         })
     }
 
-    /// Allows (the default) or forbids mapping segment files in readers made
+    /// Allows or forbids (the default) mapping segment files in readers made
     /// after this call. Mapping saves a copy of every byte, but a mapped
-    /// file that shrinks under the reader, or a disk error while a page is
-    /// loaded, kills the process with `SIGBUS` where `read()` would return an
-    /// error. Tools that inspect suspect captures should turn it off.
+    /// file that shrinks under the reader — a capture being copied, synced
+    /// or cleaned while it is read, which is ordinary — or a disk error
+    /// while a page is loaded, kills the process with `SIGBUS` where
+    /// `read()` returns an error; so a reader only maps when asked.
     pub fn set_mapping(&mut self, allow: bool) {
         self.mapping = allow;
     }
@@ -182,9 +183,19 @@ impl Capture {
             .any(|c| c.segments.iter().any(|s| s.staged))
     }
 
+    /// The files of one channel, found by name in the sorted list (a
+    /// hostile capture may list tens of thousands: no scan per lookup).
+    pub fn channel(&self, channel: &str) -> Option<&ChannelFiles> {
+        let i = self
+            .channels
+            .binary_search_by(|c| c.name.as_str().cmp(channel))
+            .ok()?;
+        self.channels.get(i)
+    }
+
     /// A reader over one channel's records, or `None` if there is no such channel.
     pub fn reader(&self, channel: &str) -> Option<ChannelReader> {
-        self.channels.iter().find(|c| c.name == channel).map(|c| {
+        self.channel(channel).map(|c| {
             let mut r = ChannelReader::new(c.clone());
             // Only a capture whose writer closed it cleanly has segments
             // that can be mapped (see `map_segment`).
@@ -277,23 +288,37 @@ fn list_channels(
 /// Adds staged segments that the capture directory does not hold yet. A
 /// segment present in both was copied in full before the staged copy was
 /// removed, so the capture directory's copy wins.
+///
+/// By name and index through maps: a scan per staged channel, and per
+/// staged segment, made a capture of many quadratic.
 fn merge_staged(channels: &mut Vec<ChannelFiles>, staged: Vec<ChannelFiles>, spool_dir: &Path) {
+    let mut by_name: std::collections::HashMap<String, usize> = channels
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), i))
+        .collect();
     for mut s in staged {
         for seg in &mut s.segments {
             if let Some(name) = seg.path.file_name() {
                 seg.moved_to = Some(spool_dir.join(&s.name).join(name));
             }
         }
-        match channels.iter_mut().find(|c| c.name == s.name) {
-            Some(c) => {
-                for seg in s.segments {
-                    if !c.segments.iter().any(|x| x.index == seg.index) {
-                        c.segments.push(seg);
-                    }
-                }
+        match by_name.get(&s.name) {
+            Some(&i) => {
+                let c = &mut channels[i];
+                let present: std::collections::HashSet<u64> =
+                    c.segments.iter().map(|x| x.index).collect();
+                c.segments.extend(
+                    s.segments
+                        .into_iter()
+                        .filter(|seg| !present.contains(&seg.index)),
+                );
                 c.segments.sort_by_key(|s| s.index);
             }
-            None => channels.push(s),
+            None => {
+                by_name.insert(s.name.clone(), channels.len());
+                channels.push(s);
+            }
         }
     }
 }

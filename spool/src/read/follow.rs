@@ -13,12 +13,13 @@
 //! records may not carry their CRC yet; they are checked as the segment
 //! header says ([`CrcRule`]).
 
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 
 use super::event::{Damage, DamageKind, Event};
-use super::parse::{self, Parsed};
+use super::parse::{self, Parsed, ScanBudget};
 use crate::read::reader::{OpenError, SPOOL_DIR};
 use crate::store::compress::{self, BlockReader, BlockStep};
 use crate::store::format::{
@@ -74,6 +75,13 @@ impl Followed {
 pub struct Follower {
     dir: PathBuf,
     channels: Vec<Followed>,
+    /// The names in `channels`, to tell a new one in time independent of
+    /// how many there are.
+    known: HashSet<String>,
+    /// The segment indexes present for the channel being read, listed once
+    /// per channel per poll when first needed: asking after each missing
+    /// index would list the directory once per hole.
+    present: Option<BTreeSet<u64>>,
     buf: Vec<u8>,
     /// Decodes compressed segments (moved in whole, never live).
     blocks: BlockReader,
@@ -89,6 +97,8 @@ impl Follower {
         Ok(Follower {
             dir: dir.to_path_buf(),
             channels: Vec::new(),
+            known: HashSet::new(),
+            present: None,
             buf: Vec::with_capacity(WINDOW),
             blocks: BlockReader::new(),
         })
@@ -143,7 +153,7 @@ impl Follower {
                 };
                 if format::validate_channel_name(&name).is_err()
                     || !e.file_type().is_ok_and(|t| t.is_dir())
-                    || self.channels.iter().any(|c| c.name == name)
+                    || self.known.contains(&name)
                 {
                     continue;
                 }
@@ -154,8 +164,10 @@ impl Follower {
                     .and_then(|m| m.trimmed.get(&name))
                     .map_or(0, |t| t.first_kept_index);
                 let first = self
-                    .first_present_from(staging, &name, 0)
-                    .map_or(trimmed_from, |l| l.min(trimmed_from));
+                    .list_present(staging, &name)
+                    .first()
+                    .map_or(trimmed_from, |&l| l.min(trimmed_from));
+                self.known.insert(name.clone());
                 self.channels.push(Followed {
                     name,
                     index: first,
@@ -182,11 +194,9 @@ impl Follower {
             .find(|(p, _)| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
     }
 
-    /// The smallest segment index at or above `from` present for `channel`,
-    /// staged or moved in: every name of a segment file counts, as in the
-    /// reader's list of segments. The one lookup for "the first segment"
-    /// (from 0) and "a later segment" ([`Follower::present_after`]).
-    fn first_present_from(&self, staging: Option<&Path>, channel: &str, from: u64) -> Option<u64> {
+    /// The segment indexes present for `channel`, staged or moved in: every
+    /// name of a segment file counts, as in the reader's list of segments.
+    fn list_present(&self, staging: Option<&Path>, channel: &str) -> BTreeSet<u64> {
         let dirs = [
             staging.map(|s| s.join(channel)),
             Some(self.dir.join(SPOOL_DIR).join(channel)),
@@ -200,15 +210,19 @@ impl Follower {
                     .to_str()
                     .and_then(format::parse_segment_file_name)
             })
-            .filter(|&i| i >= from)
-            .min()
+            .collect()
     }
 
     /// The smallest segment index above `index` present for `channel`
-    /// (none above the last index there can be).
-    fn present_after(&self, staging: Option<&Path>, channel: &str, index: u64) -> Option<u64> {
+    /// (none above the last index there can be), from the listing taken
+    /// once per poll ([`Follower::present`]); what appears later is seen
+    /// by the next poll.
+    fn present_after(&mut self, staging: Option<&Path>, channel: &str, index: u64) -> Option<u64> {
         let from = index.checked_add(1)?;
-        self.first_present_from(staging, channel, from)
+        if self.present.is_none() {
+            self.present = Some(self.list_present(staging, channel));
+        }
+        self.present.as_ref()?.range(from..).next().copied()
     }
 
     fn read_channel(
@@ -218,6 +232,7 @@ impl Follower {
         over: bool,
         f: &mut dyn FnMut(&str, Event<'_>),
     ) {
+        self.present = None;
         loop {
             let (name, index) = {
                 let c = &mut self.channels[i];
@@ -338,10 +353,16 @@ impl Follower {
         let Ok(mut file) = crate::store::fsutil::open_regular(seg.path) else {
             return SegmentEnd::UpTo(offset);
         };
-        let file_len = file
-            .metadata()
-            .map_or(0, |m| m.len())
-            .min(MAX_SEGMENT_BYTES);
+        let file_len = file.metadata().map_or(0, |m| m.len());
+        if let Some(kind) = super::too_large(file_len) {
+            // As the reader refuses it.
+            f(channel, Event::Damage(damage(0, 0, kind)));
+            return SegmentEnd::Unusable;
+        }
+        // A sparse file's trailing hole is room never used, as the reader
+        // takes it.
+        let file_len =
+            super::data_len(&file, file_len).max((SEGMENT_HEADER_LEN as u64).min(file_len));
         // The header on every look, not only the first: it says whether the
         // records carry their CRCs yet, which changes when the retirer fills
         // them in.
@@ -439,7 +460,8 @@ impl Follower {
             let mut at = 0;
             // Where a window short of the segment's end stopped making sense.
             let mut unsure = None;
-            while let Some((item, next)) = parse::next_item(&self.buf, at, base, rule) {
+            let mut scan = ScanBudget::for_len(self.buf.len());
+            while let Some((item, next)) = parse::next_item(&self.buf, at, base, rule, &mut scan) {
                 match item {
                     Parsed::Data { record, .. } => f(channel, Event::Data(record)),
                     Parsed::Gap { gap, .. } => f(channel, Event::Gap(gap)),

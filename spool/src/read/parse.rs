@@ -16,10 +16,16 @@
 //! matching CRC tells a record from payload that looks like one. In a
 //! segment whose CRCs are not filled in yet, then, no record after damage
 //! can be vouched for, and none is returned.
+//!
+//! Checking a candidate's CRC costs its claimed length, and a hostile
+//! slice can hold a candidate at every slot: the checks that fail are paid
+//! from a [`ScanBudget`] of twice the slice's length, so parsing any slice
+//! costs time linear in its length (`FORMAT.md`, *Bounds*).
 
 use zerocopy::FromBytes;
 
 use super::event::{DamageKind, DataRecord, Gap};
+pub use crate::store::block::ScanBudget;
 use crate::store::format::{
     self, CrcRule, Direction, GapPayload, SealPayload, SegmentHeader, FORMAT_VERSION,
     GAP_PAYLOAD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEAL_FLAG_FINAL, SEAL_PAYLOAD_LEN,
@@ -105,10 +111,18 @@ impl Parsed<'_> {
 /// Parses what lies at `bytes[at..]`, a record boundary, and returns it with
 /// the position in `bytes` to parse next; `None` when nothing is left (the
 /// end of the slice, or only zeroes). `base` is the file offset of
-/// `bytes[0]`; `rule` is the segment's (from its header). After a
+/// `bytes[0]`; `rule` is the segment's (from its header); `budget`, made
+/// for `bytes` ([`ScanBudget::for_len`]) and passed to every call on the
+/// same slice, pays for the checks of a resynchronisation. After a
 /// [`Parsed::Seal`] or a [`Parsed::Tail`] the returned position is the end
 /// of the slice.
-pub fn next_item(bytes: &[u8], at: usize, base: u64, rule: CrcRule) -> Option<(Parsed<'_>, usize)> {
+pub fn next_item<'a>(
+    bytes: &'a [u8],
+    at: usize,
+    base: u64,
+    rule: CrcRule,
+    budget: &mut ScanBudget,
+) -> Option<(Parsed<'a>, usize)> {
     let end = bytes.len();
     if at >= end {
         return None;
@@ -167,7 +181,7 @@ pub fn next_item(bytes: &[u8], at: usize, base: u64, rule: CrcRule) -> Option<(P
         return Some((item, next));
     }
     let tag_is_zero = bytes[at..(at + 4).min(end)].iter().all(|&b| b == 0);
-    match resync(bytes, at.saturating_add(RECORD_ALIGN)) {
+    match resync(bytes, at.saturating_add(RECORD_ALIGN), budget) {
         Some((next, next_seq)) => Some((
             Parsed::Skipped {
                 offset,
@@ -194,20 +208,57 @@ pub fn next_item(bytes: &[u8], at: usize, base: u64, rule: CrcRule) -> Option<(P
     }
 }
 
+thread_local! {
+    static RESYNC_WORK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Bytes of candidate records whose CRC this thread's resynchronisations
+/// have checked so far, found or not: what [`ScanBudget`] bounds, for
+/// oracles (the fuzz targets hold it against the input's size) and benches.
+pub fn resync_work() -> u64 {
+    RESYNC_WORK.with(|w| w.get())
+}
+
 /// The next offset from `from` on holding a record whose CRC matches, with
-/// that record's sequence number.
-fn resync(bytes: &[u8], from: usize) -> Option<(usize, u32)> {
+/// that record's sequence number. Candidates whose CRC fails are paid from
+/// `budget`; one that would cost more than is left is passed over.
+fn resync(bytes: &[u8], from: usize, budget: &mut ScanBudget) -> Option<(usize, u32)> {
     let mut at = from;
     while at.checked_add(RECORD_HEADER_LEN)? <= bytes.len() {
         // Cheap filter first: the sync bytes of a tag.
         if format::has_tag_sync(bytes, at) {
-            if let Some(r) = format::parse_record(bytes, at, CrcRule::Every) {
-                return Some((at, r.seq));
+            let claimed = claimed_len(bytes, at);
+            if budget.allows(claimed) {
+                RESYNC_WORK.with(|w| w.set(w.get().saturating_add(claimed as u64)));
+                if let Some(r) = format::parse_record(bytes, at, CrcRule::Every) {
+                    return Some((at, r.seq));
+                }
+                budget.spend(claimed);
             }
         }
         at += RECORD_ALIGN;
     }
     None
+}
+
+/// What checking the CRC of the candidate at `bytes[at..]` costs: the
+/// payload length its header claims, or 0 if [`format::parse_record`]
+/// refuses it before any CRC (an invalid tag, a length past the slice).
+fn claimed_len(bytes: &[u8], at: usize) -> usize {
+    let word = |from: usize| {
+        bytes
+            .get(from..from + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    let (Some(tag), Some(len)) = (word(at), word(at + 4)) else {
+        return 0;
+    };
+    let rest = bytes.len().saturating_sub(at + RECORD_HEADER_LEN);
+    match format::parse_tag(tag) {
+        Some(_) if (len as usize) <= rest => len as usize,
+        _ => 0,
+    }
 }
 
 /// The records of a slice, one [`Parsed`] after another (see
@@ -228,6 +279,7 @@ pub struct Records<'a> {
     base: u64,
     pos: usize,
     rule: CrcRule,
+    budget: ScanBudget,
 }
 
 impl<'a> Records<'a> {
@@ -239,6 +291,7 @@ impl<'a> Records<'a> {
             base,
             pos: 0,
             rule,
+            budget: ScanBudget::for_len(bytes.len()),
         }
     }
 
@@ -252,7 +305,7 @@ impl<'a> Iterator for Records<'a> {
     type Item = Parsed<'a>;
 
     fn next(&mut self) -> Option<Parsed<'a>> {
-        let (item, next) = next_item(self.bytes, self.pos, self.base, self.rule)?;
+        let (item, next) = next_item(self.bytes, self.pos, self.base, self.rule, &mut self.budget)?;
         self.pos = next;
         Some(item)
     }
@@ -340,4 +393,80 @@ pub fn header_mismatch(
         mismatch.push("session id".to_string());
     }
     (!mismatch.is_empty()).then(|| mismatch.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::format::{record_crc, record_tag, RecordHeader, RecordKind};
+    use zerocopy::byteorder::little_endian::{U32, U64};
+    use zerocopy::IntoBytes;
+
+    /// A data record of `payload` with its CRC, padded.
+    fn record(seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut h = RecordHeader {
+            tag: U32::new(record_tag(RecordKind::Data, 1)),
+            len: U32::new(payload.len() as u32),
+            ts_ns: U64::new(7),
+            seq: U32::new(seq),
+            crc: U32::new(0),
+        };
+        h.crc = U32::new(record_crc(&h, payload));
+        let mut v = h.as_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v.resize(format::record_len(payload.len()), 0);
+        v
+    }
+
+    /// A candidate at every slot, each claiming half the slice, with a
+    /// wrong CRC.
+    fn flood(len: usize) -> Vec<u8> {
+        let tag = record_tag(RecordKind::Data, 1);
+        let mut v = vec![0u8; len];
+        for slot in v.chunks_exact_mut(RECORD_ALIGN) {
+            slot[..4].copy_from_slice(&tag.to_le_bytes());
+            slot[4..].copy_from_slice(&((len / 2) as u32).to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn a_flood_of_false_candidates_costs_at_most_twice_its_length() {
+        for len in [4096, 1 << 16, 1 << 20] {
+            let bytes = flood(len);
+            let before = resync_work();
+            let items: Vec<_> = Records::new(&bytes, 128, CrcRule::Every).collect();
+            let work = resync_work() - before;
+            assert!(work <= 2 * len as u64, "{len}: {work}");
+            // Without the budget, half the slots would each cost len / 2.
+            assert!(work < (len as u64 / 16) * (len as u64 / 2) / 8);
+            assert!(matches!(items[..], [Parsed::Tail { .. }]), "{items:?}");
+        }
+    }
+
+    #[test]
+    fn a_record_after_damage_is_found_whatever_the_flood_before_it_cost() {
+        // Junk, then a real record, then a flood that exhausts the budget,
+        // then another real record: both records are found, the second one
+        // because its check costs less than what is left.
+        let mut bytes = vec![0xeeu8; 64];
+        let first = bytes.len();
+        bytes.extend_from_slice(&record(5, b"first"));
+        let flood_at = bytes.len();
+        bytes.extend_from_slice(&flood(1 << 14));
+        let second = bytes.len();
+        bytes.extend_from_slice(&record(6, b""));
+        let items: Vec<_> = Records::new(&bytes, 0, CrcRule::Every).collect();
+        let offsets: Vec<u64> = items
+            .iter()
+            .filter_map(|i| match i {
+                Parsed::Data { offset, .. } => Some(*offset),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offsets, vec![first as u64, second as u64], "{items:?}");
+        assert!(items
+            .iter()
+            .any(|i| matches!(i, Parsed::Skipped { offset, .. } if *offset == flood_at as u64)));
+    }
 }

@@ -10,12 +10,15 @@
 //! The reader is written for files from strangers. Whatever the bytes, it
 //! never panics and never allocates more than a file holds: a segment is read
 //! into one reusable buffer bounded by the file's real length (and by
-//! [`MAX_SEGMENT_BYTES`]) — or, in a capture that was closed cleanly, mapped
-//! where nothing can cut the file short under the mapping (see
-//! `map_segment` for the rule) — and every length field is checked against
-//! what is actually there before it is used. Damage is reported as a
-//! [`Damage`] naming the file and offset; reading then resumes at the next
-//! record whose checksum is valid, so every undamaged record is recovered.
+//! [`MAX_SEGMENT_BYTES`]; a sparse file's holes take no memory and its
+//! trailing hole is not scanned) — or, when asked
+//! ([`Capture::set_mapping`]) in a capture that was closed cleanly, mapped
+//! where nothing of this project cuts the file short under the mapping
+//! (see `map_segment` for the rule) — and every length field is checked
+//! against what is actually there before it is used. Damage is reported as
+//! a [`Damage`] naming the file and offset; reading then resumes at the
+//! next record whose checksum is valid (within the scan budget of
+//! `FORMAT.md`, *Bounds*), so every undamaged record is recovered.
 //!
 //! Every segment that has left staging has all its record CRCs, and says so
 //! in its header ([`format::SEGMENT_FLAG_CRC_COMPLETE`]). A segment without
@@ -40,7 +43,7 @@ use crate::write::limit::Trimmed;
 
 pub use super::capture::{Capture, ChannelFiles, OpenError, SegmentFile, SessionInfo, SPOOL_DIR};
 pub use super::event::{Damage, DamageKind, DataRecord, Event, Gap};
-use super::parse::{self, Parsed};
+use super::parse::{self, Parsed, ScanBudget};
 
 pub use crate::store::format::MAX_SEGMENT_BYTES;
 
@@ -108,6 +111,8 @@ pub struct ChannelReader {
     segment_staged: bool,
     /// How the current segment's records are checked (from its header).
     crc_rule: CrcRule,
+    /// Pays for resynchronising in the current segment, or block.
+    scan: ScanBudget,
     /// The current segment is compressed: [`Self::bytes`] is then the
     /// block `blocks` decoded last, and `pos` an offset in it.
     compressed: bool,
@@ -144,6 +149,7 @@ impl ChannelReader {
             segment_sealed: false,
             segment_staged: false,
             crc_rule: CrcRule::Every,
+            scan: ScanBudget::for_len(0),
             compressed: false,
             blocks: BlockReader::new(),
             block_at: (0, 0),
@@ -377,6 +383,7 @@ impl ChannelReader {
         self.in_segment = true;
         self.pos = SEGMENT_HEADER_LEN;
         self.crc_rule = CrcRule::of_header(&header);
+        self.scan = ScanBudget::for_len(file_len);
         if compress::is_compressed(&header) {
             // The records are in blocks: `step` decodes the first when it
             // finds this empty one used up. Every record has its CRC.
@@ -465,6 +472,7 @@ impl ChannelReader {
                 ..
             }) => {
                 self.block_at = (file_offset, file_len);
+                self.scan = ScanBudget::for_len(self.blocks.records().len());
                 let raw = self.blocks.records().len() as u64;
                 self.stats.raw_bytes = self.stats.raw_bytes.saturating_add(raw);
                 None
@@ -510,12 +518,8 @@ impl ChannelReader {
         let md = file
             .metadata()
             .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
-        if md.len() > MAX_SEGMENT_BYTES {
-            return Err(DamageKind::Unreadable(format!(
-                "{} bytes is larger than the {} byte limit",
-                md.len(),
-                MAX_SEGMENT_BYTES
-            )));
+        if let Some(kind) = super::too_large(md.len()) {
+            return Err(kind);
         }
         if let Some(session) = self.map_session.filter(|_| may_map) {
             if let Some(map) = map_segment(&file, &session) {
@@ -529,8 +533,14 @@ impl ChannelReader {
         // allocation instead of repeated doubling.
         self.buf.reserve(md.len() as usize);
         // Bounded by the limit even if the file grows meanwhile.
-        super::read_range(&mut file, 0, MAX_SEGMENT_BYTES, &mut self.buf)
+        let data_end = super::read_range(&mut file, 0, MAX_SEGMENT_BYTES, &mut self.buf)
             .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
+        if let Some(end) = data_end {
+            // A sparse file's trailing hole: zeroes, room the writer never
+            // used, as if the file ended with its data (never shorter than
+            // a header, whose absence would be damage of another kind).
+            self.buf.truncate(end.max(SEGMENT_HEADER_LEN));
+        }
         if staged && !crate::store::fsutil::still_names(path, &file) {
             return Err(DamageKind::Unreadable("moved while read".into()));
         }
@@ -575,14 +585,10 @@ impl ChannelReader {
         if self.segment_sealed {
             return Step::EndOfSegment;
         }
-        // In a compressed segment, each block in turn until one holds
-        // something (a loop: a hostile file may hold any number of empty
-        // blocks).
-        while self.compressed {
-            let rest = self.blocks.records().get(self.pos..).unwrap_or_default();
-            if rest.iter().any(|&b| b != 0) {
-                break;
-            }
+        // In a compressed segment, the next block once one is used up (a
+        // loop: a hostile file may hold any number of blocks that decode to
+        // nothing).
+        while self.compressed && self.pos >= self.blocks.records().len() {
             if let Some(step) = self.next_block() {
                 return step;
             }
@@ -594,8 +600,11 @@ impl ChannelReader {
         } else {
             loaded(&self.map, &self.buf)
         };
-        let Some((item, next)) = parse::next_item(bytes, self.pos, 0, self.crc_rule) else {
-            // The end, or unused room at the end of an unsealed segment.
+        let Some((item, next)) =
+            parse::next_item(bytes, self.pos, 0, self.crc_rule, &mut self.scan)
+        else {
+            // The end, or unused room at the end of an unsealed segment (a
+            // block decodes only if it is whole records to its end).
             return Step::EndOfSegment;
         };
         self.pos = next;

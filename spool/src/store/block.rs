@@ -41,6 +41,45 @@ pub const MAX_BLOCK_RAW: usize = 8 << 20;
 /// for [`MAX_BLOCK_RAW`] bytes (`ZSTD_COMPRESSBOUND`), rounded up.
 pub const MAX_BLOCK_STORED: usize = MAX_BLOCK_RAW + (MAX_BLOCK_RAW >> 8) + (64 << 10);
 
+/// Checksum bytes a scan for the next valid record or block may spend on
+/// candidates that turn out not to be one, per byte of what it scans
+/// (`FORMAT.md`, *Bounds*): a hostile file can put a plausible header at
+/// every 8-byte slot, each claiming a long span, and checking them all
+/// would cost the square of the file's length.
+pub const SCAN_BUDGET_FACTOR: u64 = 2;
+
+/// What a scan for the next valid record or block may still spend on
+/// checksums of candidates that fail: [`SCAN_BUDGET_FACTOR`] times the
+/// bytes of the slice scanned (a segment, a decompressed block), shared by
+/// every scan in that slice. A candidate whose checksum would cost more
+/// than what is left is not checked, and counts as damage: a writer's
+/// record or block lies after damage, never inside a false candidate's
+/// span, so only a file built to exhaust the budget loses one this way.
+/// Checks that succeed cost nothing: what they cover is then read, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanBudget {
+    left: u64,
+}
+
+impl ScanBudget {
+    /// The budget for scanning a slice of `len` bytes.
+    pub fn for_len(len: usize) -> ScanBudget {
+        ScanBudget {
+            left: (len as u64).saturating_mul(SCAN_BUDGET_FACTOR),
+        }
+    }
+
+    /// Whether a checksum over `len` bytes may be tried.
+    pub fn allows(&self, len: usize) -> bool {
+        len as u64 <= self.left
+    }
+
+    /// Charges a failed checksum over `len` bytes.
+    pub fn spend(&mut self, len: usize) {
+        self.left = self.left.saturating_sub(len as u64);
+    }
+}
+
 /// How a block's bytes are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
@@ -169,6 +208,26 @@ pub fn parse_block(buf: &[u8], at: usize) -> Option<ParsedBlock> {
         stored_at: header_end,
         stored_len,
     })
+}
+
+/// What checking the CRC of the block candidate at `buf[at..]` costs: the
+/// stored length its header claims, or 0 where [`parse_block`] refuses it
+/// before any CRC (sizes beyond the caps, stored bytes past `buf`).
+pub fn claimed_stored_len(buf: &[u8], at: usize) -> usize {
+    let Some(h) = at
+        .checked_add(BLOCK_HEADER_LEN)
+        .and_then(|end| buf.get(at..end))
+        .and_then(|b| BlockHeader::read_from_bytes(b).ok())
+    else {
+        return 0;
+    };
+    let stored = h.stored_len.get() as usize;
+    let rest = buf.len() - (at + BLOCK_HEADER_LEN);
+    if stored > MAX_BLOCK_STORED || stored > rest {
+        0
+    } else {
+        stored
+    }
 }
 
 /// Whether `buf[at..]` starts with [`BLOCK_MAGIC`]: the cheap filter

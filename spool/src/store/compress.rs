@@ -22,9 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use zerocopy::byteorder::little_endian::{U16, U32};
 use zerocopy::{FromBytes, IntoBytes};
+use zstd::stream::raw::{DParameter, Decoder, InBuffer, Operation, OutBuffer};
 
 use crate::store::block::{
-    self, Codec, ParsedBlock, BLOCK_HEADER_LEN, COMPRESSED_VERSION, MAX_BLOCK_RAW,
+    self, Codec, ParsedBlock, ScanBudget, BLOCK_HEADER_LEN, COMPRESSED_VERSION, MAX_BLOCK_RAW,
 };
 use crate::store::format::{self, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_LEN};
 
@@ -71,7 +72,8 @@ pub enum Kept {
     /// It did not shrink by [`MIN_SAVING_PERCENT`].
     DoesNotShrink,
     /// A record is larger than [`MAX_BLOCK_RAW`], the records do not run
-    /// back to back to the end, or the header is not a current one.
+    /// back to back to the end, the header is not a current one, or its
+    /// `capacity` is less than the segment's bytes in use.
     NotBlockable,
     /// zstd itself failed.
     Codec,
@@ -173,6 +175,12 @@ impl SegmentCompressor {
             .and_then(|h| SegmentHeader::read_from_bytes(h).ok())
             .filter(|h| h.is_current())
             .ok_or(Kept::NotBlockable)?;
+        if header.capacity.get() < seg.len() as u64 {
+            // A reader decodes no block past the capacity (`FORMAT.md`,
+            // *Bounds*): a header that says less than the records hold was
+            // not written by a writer of this format, and is left as it is.
+            return Err(Kept::NotBlockable);
+        }
         let mut out_header = header;
         out_header.version = U16::new(COMPRESSED_VERSION);
         out_header.header_crc = U32::new(out_header.compute_crc());
@@ -275,10 +283,41 @@ pub enum BlockStep {
 
 /// Walks the blocks of one compressed segment, decoding each into a buffer
 /// of its own (at most [`MAX_BLOCK_RAW`] bytes, reused).
+///
+/// What a segment decompresses to is bounded by what its header says the
+/// staged segment held (`FORMAT.md`, *Bounds*): each block must take its
+/// place after the previous one in the segment as staged (`raw_offset` at
+/// or past the previous block's end) and end within the header's
+/// `capacity` (itself at most [`format::MAX_SEGMENT_BYTES`]). A block that
+/// does not is damage, and is not decompressed: blocks of a few hundred
+/// bytes that each inflate to megabytes, repeated, cost no more than one
+/// segment's worth.
+///
+/// A block is decoded only as far as its records run: it is inflated a
+/// few kilobytes at first, then in doubling steps, and the records
+/// decoded so far are walked by their tags and lengths after each step.
+/// At bytes that are no record header (zeroes, say), or a record that
+/// would run past the block, decoding stops and the block is damage: a
+/// block is whole records back to back, to its last byte. So a block
+/// costs what its records hold, plus one step.
 pub struct BlockReader {
-    ctx: Option<zstd::bulk::Decompressor<'static>>,
+    ctx: Option<Decoder<'static>>,
+    /// Decoded bytes of the current block, `buf[..filled]`: grown (and
+    /// zeroed) once to the largest block met, then reused.
     buf: Vec<u8>,
+    filled: usize,
     pos: usize,
+    /// Where the next block's records may start in the segment as staged:
+    /// the end of the previous block's.
+    raw_end: u64,
+    /// The segment's `capacity`, capped; read at its first block.
+    capacity: Option<u64>,
+    /// Pays for the checks of blocks that fail while scanning for the next
+    /// intact one; made at the segment's first block.
+    scan: Option<ScanBudget>,
+    /// Bytes decompressed since this reader was made, blocks found damaged
+    /// included.
+    inflated: u64,
 }
 
 impl Default for BlockReader {
@@ -294,14 +333,29 @@ impl BlockReader {
         BlockReader {
             ctx: None,
             buf: Vec::new(),
+            filled: 0,
             pos: SEGMENT_HEADER_LEN,
+            raw_end: SEGMENT_HEADER_LEN as u64,
+            capacity: None,
+            scan: None,
+            inflated: 0,
         }
+    }
+
+    /// Bytes this reader has decompressed (or copied, for stored blocks)
+    /// so far, damaged blocks included: at most the `capacity` of each
+    /// segment it read (`FORMAT.md`, *Bounds*), for oracles and benches.
+    pub fn inflated(&self) -> u64 {
+        self.inflated
     }
 
     /// Starts again at the first block of another segment.
     pub fn rewind(&mut self) {
         self.pos = SEGMENT_HEADER_LEN;
-        self.buf.clear();
+        self.raw_end = SEGMENT_HEADER_LEN as u64;
+        self.capacity = None;
+        self.scan = None;
+        self.filled = 0;
     }
 
     /// Goes to the next block of `file` (the whole compressed segment
@@ -309,12 +363,18 @@ impl BlockReader {
     /// file.
     pub fn advance(&mut self, file: &[u8]) -> Option<BlockStep> {
         let at = self.pos;
-        self.buf.clear();
+        self.filled = 0;
         if at >= file.len() {
             return None;
         }
+        let capacity = *self.capacity.get_or_insert_with(|| {
+            compressed_header(file).map_or(0, |h| h.capacity.get().min(format::MAX_SEGMENT_BYTES))
+        });
+        let scan = self
+            .scan
+            .get_or_insert_with(|| ScanBudget::for_len(file.len()));
         let Some(b) = block::parse_block(file, at) else {
-            let next = resync(file, at + RECORD_ALIGN);
+            let next = resync(file, at + RECORD_ALIGN, scan);
             self.pos = next;
             return Some(BlockStep::Damaged {
                 file_offset: at as u64,
@@ -323,13 +383,16 @@ impl BlockReader {
         };
         self.pos = b.next(file.len());
         let file_len = (self.pos - at) as u64;
-        if self.decode(file, &b).is_err() {
-            self.buf.clear();
+        let raw_end = b.raw_offset.checked_add(b.raw_len as u64);
+        let in_place = b.raw_offset >= self.raw_end && raw_end.is_some_and(|e| e <= capacity);
+        if !in_place || self.decode(file, &b).is_err() {
+            self.filled = 0;
             return Some(BlockStep::Damaged {
                 file_offset: at as u64,
                 len: file_len,
             });
         }
+        self.raw_end = raw_end.unwrap_or(u64::MAX);
         Some(BlockStep::Records {
             file_offset: at as u64,
             file_len,
@@ -340,36 +403,97 @@ impl BlockReader {
     /// The records of the block [`BlockReader::advance`] last decoded
     /// (empty after damage).
     pub fn records(&self) -> &[u8] {
-        &self.buf
+        &self.buf[..self.filled]
     }
 
-    /// Decodes `b` into `self.buf`, exactly `b.raw_len` bytes.
+    /// Decodes `b` into `self.buf`: exactly `b.raw_len` bytes, or fewer
+    /// where its records stop making sense (see [`BlockReader`]).
     fn decode(&mut self, file: &[u8], b: &ParsedBlock) -> Result<(), Undecodable> {
         let stored = b.stored(file);
-        match b.codec {
-            Codec::Stored => self.buf.extend_from_slice(stored),
-            Codec::Zstd => {
-                if self.ctx.is_none() {
-                    let mut ctx = zstd::bulk::Decompressor::new().map_err(|_| Undecodable::Zstd)?;
-                    ctx.window_log_max(WINDOW_LOG_MAX)
-                        .map_err(|_| Undecodable::Zstd)?;
-                    self.ctx = Some(ctx);
-                }
-                let ctx = self.ctx.as_mut().ok_or(Undecodable::Zstd)?;
-                // `raw_len` is capped by `parse_block`; decompressing into
-                // spare capacity of exactly that size fails on a frame that
-                // would inflate beyond it.
-                self.buf.reserve_exact(b.raw_len);
-                let n = ctx
-                    .decompress_to_buffer(stored, &mut self.buf)
-                    .map_err(|_| Undecodable::Zstd)?;
-                if n != b.raw_len || self.buf.len() != b.raw_len {
-                    return Err(Undecodable::Length);
-                }
-            }
+        if self.buf.len() < b.raw_len {
+            self.buf.resize(b.raw_len, 0);
         }
+        if b.codec == Codec::Stored {
+            self.inflated = self.inflated.saturating_add(b.raw_len as u64);
+            self.buf[..b.raw_len].copy_from_slice(stored);
+            if walk_records(&self.buf[..b.raw_len], 0, b.raw_len) != Some(b.raw_len) {
+                return Err(Undecodable::NotRecords);
+            }
+            self.filled = b.raw_len;
+            return Ok(());
+        }
+        if self.ctx.is_none() {
+            let mut ctx = Decoder::new().map_err(|_| Undecodable::Zstd)?;
+            ctx.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
+                .map_err(|_| Undecodable::Zstd)?;
+            self.ctx = Some(ctx);
+        }
+        let ctx = self.ctx.as_mut().ok_or(Undecodable::Zstd)?;
+        ctx.reinit().map_err(|_| Undecodable::Zstd)?;
+        let out = &mut self.buf[..b.raw_len];
+        let mut input = InBuffer::around(stored);
+        let (mut filled, mut walked, mut step) = (0, 0, FIRST_DECODE_STEP);
+        let mut frame_left = 1;
+        while filled < out.len() && frame_left != 0 {
+            let end = filled.saturating_add(step).min(out.len());
+            let mut chunk = OutBuffer::around(&mut out[filled..end]);
+            frame_left = ctx
+                .run(&mut input, &mut chunk)
+                .map_err(|_| Undecodable::Zstd)?;
+            let wrote = chunk.pos();
+            self.inflated = self.inflated.saturating_add(wrote as u64);
+            if wrote == 0 && frame_left != 0 && input.pos() == stored.len() {
+                // Input used up, frame unfinished.
+                return Err(Undecodable::Length);
+            }
+            filled += wrote;
+            // Not records: what follows is not worth inflating.
+            walked =
+                walk_records(&out[..filled], walked, out.len()).ok_or(Undecodable::NotRecords)?;
+            step = step.saturating_mul(2);
+        }
+        if frame_left != 0 {
+            // The output is full: the frame must end here, with nothing more.
+            let mut none = OutBuffer::around(&mut [][..]);
+            frame_left = ctx
+                .run(&mut input, &mut none)
+                .map_err(|_| Undecodable::Zstd)?;
+        }
+        if filled != out.len() || frame_left != 0 || input.pos() != stored.len() {
+            return Err(Undecodable::Length);
+        }
+        if walked != filled {
+            return Err(Undecodable::NotRecords);
+        }
+        self.filled = filled;
         Ok(())
     }
+}
+
+/// Bytes a block is first inflated by (then twice as many each step).
+const FIRST_DECODE_STEP: usize = 4 << 10;
+
+/// Walks the records of a block being decoded, `decoded` so far, from the
+/// record boundary `from`, by tag and length (their CRCs are the parser's
+/// to check): the boundary of the first record not wholly decoded yet, or
+/// `None` at bytes that are no record header, or a record that would run
+/// past the block's `raw_len`.
+fn walk_records(decoded: &[u8], from: usize, raw_len: usize) -> Option<usize> {
+    let mut at = from;
+    while at + format::RECORD_HEADER_LEN <= decoded.len() {
+        let h = format::RecordHeader::read_from_bytes(&decoded[at..at + format::RECORD_HEADER_LEN])
+            .ok()?;
+        format::parse_tag(h.tag.get())?;
+        let next = at.checked_add(format::record_len(h.len.get() as usize))?;
+        if next > raw_len {
+            return None;
+        }
+        if next > decoded.len() {
+            break;
+        }
+        at = next;
+    }
+    Some(at)
 }
 
 /// Why a block did not decode; either way [`BlockReader::advance`]
@@ -382,15 +506,25 @@ enum Undecodable {
     /// The block decoded to another length than its header states.
     #[error("the block decoded to another length than its header states")]
     Length,
+    /// The block's bytes are not whole records back to back.
+    #[error("the block does not hold whole records")]
+    NotRecords,
 }
 
 /// The next offset from `from` (in 8-byte steps) holding an intact block,
-/// or the end of `file`.
-fn resync(file: &[u8], from: usize) -> usize {
+/// or the end of `file`. Candidates whose CRC fails are paid from
+/// `budget`; one that would cost more than is left is passed over.
+fn resync(file: &[u8], from: usize, budget: &mut ScanBudget) -> usize {
     let mut at = from;
     while at + BLOCK_HEADER_LEN <= file.len() {
-        if block::has_block_magic(file, at) && block::parse_block(file, at).is_some() {
-            return at;
+        if block::has_block_magic(file, at) {
+            let claimed = block::claimed_stored_len(file, at);
+            if budget.allows(claimed) {
+                if block::parse_block(file, at).is_some() {
+                    return at;
+                }
+                budget.spend(claimed);
+            }
         }
         at += RECORD_ALIGN;
     }
@@ -576,5 +710,55 @@ mod tests {
                 seg[SEGMENT_HEADER_LEN..raw.len()]
             );
         }
+    }
+
+    /// A compressed segment of `capacity` whose blocks are `blocks`
+    /// (raw offset, raw bytes), each one zstd frame.
+    fn hostile(capacity: u64, blocks: &[(u64, &[u8])]) -> Vec<u8> {
+        let mut header = SegmentHeader::new([7; 16], "display", 0, 1, 2, capacity);
+        header.version = U16::new(COMPRESSED_VERSION);
+        header.header_crc = U32::new(header.compute_crc());
+        let mut out = header.as_bytes().to_vec();
+        for (offset, raw) in blocks {
+            let stored = zstd::bulk::compress(raw, 3).unwrap();
+            block::write_block(&mut out, Codec::Zstd, raw.len(), *offset, &stored);
+        }
+        out
+    }
+
+    #[test]
+    fn a_block_of_zeroes_is_damage_and_inflates_one_step() {
+        let zeros = vec![0u8; MAX_BLOCK_RAW];
+        let h = SEGMENT_HEADER_LEN as u64;
+        let file = hostile(1 << 30, &[(h, &zeros), (h + zeros.len() as u64, &zeros)]);
+        let mut r = BlockReader::new();
+        let mut damaged = 0;
+        while let Some(step) = r.advance(&file) {
+            assert!(matches!(step, BlockStep::Damaged { .. }), "{step:?}");
+            damaged += 1;
+        }
+        assert_eq!(damaged, 2);
+        assert!(
+            r.inflated() <= 2 * FIRST_DECODE_STEP as u64,
+            "{}",
+            r.inflated()
+        );
+    }
+
+    #[test]
+    fn blocks_out_of_place_or_past_the_capacity_are_not_inflated() {
+        let seg = segment(50, 100, |i| vec![i as u8; 100]);
+        let records = &seg[SEGMENT_HEADER_LEN..];
+        let h = SEGMENT_HEADER_LEN as u64;
+        let end = h + records.len() as u64;
+        // The same block twice at the same place; then one past the capacity.
+        let file = hostile(end, &[(h, records), (h, records), (end, records)]);
+        let mut r = BlockReader::new();
+        let steps: Vec<_> = std::iter::from_fn(|| r.advance(&file)).collect();
+        assert!(matches!(steps[0], BlockStep::Records { .. }), "{steps:?}");
+        assert!(steps[1..]
+            .iter()
+            .all(|s| matches!(s, BlockStep::Damaged { .. })));
+        assert_eq!(r.inflated(), records.len() as u64);
     }
 }

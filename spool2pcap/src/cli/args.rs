@@ -229,13 +229,16 @@ pub struct ConvertArgs {
     /// Print nothing but errors (no summary, hint or progress bar).
     #[arg(short, long)]
     pub quiet: bool,
-    /// Read segment files instead of mapping them.
+    /// Map the segment files of a cleanly closed capture owned by you
+    /// instead of reading them.
     ///
-    /// Mapping (the default, for a cleanly closed capture owned by you)
-    /// saves a copy of every byte, but a segment that shrinks or hits a disk
-    /// error mid-conversion then kills spool2pcap with SIGBUS instead of
-    /// giving an error.
-    #[arg(long)]
+    /// Faster, but a segment that shrinks or hits a disk error
+    /// mid-conversion then kills spool2pcap with SIGBUS instead of giving
+    /// an error.
+    #[arg(long, conflicts_with = "no_mmap")]
+    pub mmap: bool,
+    /// Read segment files (the default).
+    #[arg(long, hide = true)]
     pub no_mmap: bool,
 }
 

@@ -69,7 +69,7 @@ pub struct ConvertOptions {
     /// What to overwrite before writing (default: nothing).
     pub redact: Redaction,
     /// Map the segments of a cleanly closed capture instead of reading them
-    /// (default: on; see [`spool::Capture::set_mapping`] for the cost).
+    /// (default: off; see [`spool::Capture::set_mapping`] for the risk).
     pub mmap: bool,
     /// The synthetic server port (default [`SERVER_PORT`], which no
     /// Wireshark dissector claims, so SPICE decodes with no option; another
@@ -91,7 +91,7 @@ impl ConvertOptions {
             force: false,
             synth: Synthesis::ALL,
             redact: Redaction::NONE,
-            mmap: true,
+            mmap: false,
             server_port: SERVER_PORT,
         }
     }
@@ -128,7 +128,7 @@ pub fn convert_with_progress(
 
     let total: u64 = selected
         .iter()
-        .flat_map(|c| cap.channels().iter().filter(move |f| &f.name == c))
+        .filter_map(|c| cap.channel(c))
         .flat_map(|f| f.segments.iter())
         .filter_map(|s| std::fs::symlink_metadata(&s.path).ok())
         .map(|m| m.len())

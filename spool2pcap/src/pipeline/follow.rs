@@ -19,12 +19,16 @@
 //! free): the FIN exchange follows a clean close, and in pcapng each
 //! channel's Interface Statistics Block.
 //!
-//! Memory is bounded by the batch: when one poll brings more than
-//! [`MAX_BATCH_BYTES`] (following a long capture from its start), what has
-//! been collected is written out before the poll goes on, and timestamp
-//! order then only holds within each such part.
+//! Memory is bounded by the batch: when what one poll brought takes more
+//! than [`MAX_BATCH_BYTES`] — payload bytes and the bookkeeping of every
+//! record, gap and damage, so that millions of gap records count too —
+//! (following a long capture from its start), what has been collected is
+//! written out before the poll goes on, and timestamp order then only holds
+//! within each such part.
 
 use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -53,8 +57,12 @@ use crate::spice::redact::Redactor;
 /// may wait, and cheap (a manifest read and a few `stat`s per poll).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(25);
 
-/// Record bytes one poll may collect before they are written out.
+/// Bytes one poll may collect before they are written out: payloads, and
+/// [`PENDING_BYTES`] for each record, gap or damage.
 pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// What the batch counts for each thing collected besides its payload.
+const PENDING_BYTES: usize = std::mem::size_of::<Pending>();
 
 /// A `Write` shared between the packet sink and the loop that flushes it
 /// after every poll (the pcap writer does not lend its writer out).
@@ -102,7 +110,14 @@ struct Live {
 /// Everything one poll's callback touches.
 struct State<W: Write> {
     lives: Vec<Live>,
+    /// Where each channel is in `lives`.
+    index: HashMap<String, usize>,
+    /// The manifest as this poll read it, for channels that appear (read
+    /// once a poll, not once a channel).
+    manifest: Option<Option<spool::Manifest>>,
     arena: Vec<u8>,
+    /// Things collected in the batch (records, gaps, damage).
+    pending: usize,
     sink: PacketSink<W>,
     clock: PacketClock,
     frame: Vec<u8>,
@@ -123,10 +138,11 @@ impl<W: Write> State<W> {
         {
             return;
         }
-        let i = match self.lives.iter().position(|l| l.name == channel) {
-            Some(i) => i,
+        let i = match self.index.get(channel) {
+            Some(&i) => i,
             None => self.add_channel(channel),
         };
+        self.pending += 1;
         let live = &mut self.lives[i];
         match event {
             Event::Data(d) => {
@@ -155,7 +171,11 @@ impl<W: Write> State<W> {
                 live.pending.push(Pending::Damage(d));
             }
         }
-        if self.arena.len() > MAX_BATCH_BYTES {
+        let batch = self
+            .arena
+            .len()
+            .saturating_add(self.pending.saturating_mul(PENDING_BYTES));
+        if batch > MAX_BATCH_BYTES {
             if let Err(e) = self.drain() {
                 self.error = Some(e);
             }
@@ -165,9 +185,11 @@ impl<W: Write> State<W> {
     fn add_channel(&mut self, name: &str) -> usize {
         let port = self.ports.assign(name);
         // The manifest says whether the flight recorder trimmed its start.
-        let trimmed = load_manifest(&self.dir)
-            .ok()
-            .flatten()
+        let dir = &self.dir;
+        let trimmed = self
+            .manifest
+            .get_or_insert_with(|| load_manifest(dir).ok().flatten())
+            .as_ref()
             .and_then(|m| m.trimmed.get(name).copied())
             .filter(|t| t.segments > 0);
         let framer = ChannelFramer::new(name, port, 0, self.opts.synth)
@@ -188,6 +210,7 @@ impl<W: Write> State<W> {
             stats: ReadStats::default(),
             damage: Vec::new(),
         });
+        self.index.insert(name.to_string(), self.lives.len() - 1);
         self.lives.len() - 1
     }
 
@@ -207,26 +230,12 @@ impl<W: Write> State<W> {
     /// Writes everything collected, merged by timestamp across channels.
     fn drain(&mut self) -> Result<(), PcapError> {
         self.describe_new()?;
-        loop {
-            // Gaps and damage at a channel's head apply before its next
-            // record; then the earliest head record goes out.
-            let mut next: Option<(usize, u64)> = None;
-            for (i, l) in self.lives.iter_mut().enumerate() {
-                while let Some(p) = l.pending.get(l.cursor) {
-                    match p {
-                        Pending::Gap(g) => l.framer.gap(g),
-                        Pending::Damage(d) => l.framer.damage(d),
-                        Pending::Data { ts_ns, .. } => {
-                            if next.is_none_or(|(_, best)| *ts_ns < best) {
-                                next = Some((i, *ts_ns));
-                            }
-                            break;
-                        }
-                    }
-                    l.cursor += 1;
-                }
-            }
-            let Some((i, ts)) = next else { break };
+        // Every channel's earliest record, earliest first; ties by channel
+        // order. A heap: a hostile capture can have tens of thousands.
+        let mut heads: BinaryHeap<Reverse<(u64, usize)>> = (0..self.lives.len())
+            .filter_map(|i| self.lives[i].advance_to_data().map(|ts| Reverse((ts, i))))
+            .collect();
+        while let Some(Reverse((ts, i))) = heads.pop() {
             let l = &mut self.lives[i];
             if let Some(Pending::Data {
                 ts_ns,
@@ -249,13 +258,33 @@ impl<W: Write> State<W> {
                 self.floor = self.floor.max(ts);
             }
             l.cursor += 1;
+            if let Some(next) = l.advance_to_data() {
+                heads.push(Reverse((next, i)));
+            }
         }
         for l in &mut self.lives {
             l.pending.clear();
             l.cursor = 0;
         }
         self.arena.clear();
+        self.pending = 0;
         Ok(())
+    }
+}
+
+impl Live {
+    /// Applies the gaps and damage at the channel's head, which come before
+    /// its next record; returns that record's time, if it has one.
+    fn advance_to_data(&mut self) -> Option<u64> {
+        while let Some(p) = self.pending.get(self.cursor) {
+            match p {
+                Pending::Gap(g) => self.framer.gap(g),
+                Pending::Damage(d) => self.framer.damage(d),
+                Pending::Data { ts_ns, .. } => return Some(*ts_ns),
+            }
+            self.cursor += 1;
+        }
+        None
     }
 }
 
@@ -364,7 +393,10 @@ fn follow_into<W: Write>(
         .map_err(|e| write_err(PcapError::IoError(e)))?;
     let mut st = State {
         lives: Vec::new(),
+        index: HashMap::new(),
+        manifest: None,
         arena: Vec::new(),
+        pending: 0,
         sink,
         clock,
         frame: Vec::with_capacity(MAX_FRAME_LEN),
@@ -378,6 +410,7 @@ fn follow_into<W: Write>(
     };
     let clean = loop {
         let status = follower.poll(&mut |channel, event| st.event(channel, event));
+        st.manifest = None;
         if let Some(e) = st.error.take() {
             return Err(write_err(e));
         }

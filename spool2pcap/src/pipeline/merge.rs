@@ -8,8 +8,10 @@
 //! reused, so merging allocates only as the largest record grows it.
 //!
 //! The merge picks the head with the smallest timestamp (ties go to the
-//! channel listed first, so the output is deterministic). A channel has few
-//! enough peers (about ten) that a linear scan beats a heap.
+//! channel listed first, so the output is deterministic) from a binary
+//! heap: a session has about ten channels, but a hostile capture can list
+//! tens of thousands, and a scan of every head per record would make the
+//! merge quadratic.
 //!
 //! Gap records change a channel's TCP sequence numbers. They are applied
 //! while that channel's next head is fetched — after its previous record was
@@ -21,6 +23,8 @@
 //! earlier than the last packet already written (the merge's *floor*), and
 //! its FIN exchange right after its last record, with that record's time.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::Write;
 
 use pcap_file::PcapError;
@@ -167,26 +171,20 @@ pub fn merge_into<W: Write>(
             s.finish(sink, clock, frame)?;
         }
     }
-    let file_bytes = |sources: &[ChannelSource]| -> u64 {
-        sources
-            .iter()
-            .map(|s| s.reader.stats().file_bytes)
-            .fold(0, u64::saturating_add)
-    };
-    let mut reported = file_bytes(sources);
+    let mut reported = sources
+        .iter()
+        .map(|s| s.reader.stats().file_bytes)
+        .fold(0, u64::saturating_add);
     progress(reported);
     // Time of the last packet written: synthetic packets never go before it.
     let mut floor = 0u64;
-    loop {
-        let mut next: Option<(usize, u64)> = None;
-        for (i, s) in sources.iter().enumerate() {
-            if let Some((ts, _)) = s.head {
-                if next.is_none_or(|(_, best)| ts < best) {
-                    next = Some((i, ts));
-                }
-            }
-        }
-        let Some((i, ts_ns)) = next else { break };
+    // Every head, earliest first; ties by channel order.
+    let mut heads: BinaryHeap<Reverse<(u64, usize)>> = sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.head.map(|(ts, _)| Reverse((ts, i))))
+        .collect();
+    while let Some(Reverse((ts_ns, i))) = heads.pop() {
         let s = &mut sources[i];
         if let Some((_, direction)) = s.head {
             s.framer
@@ -195,11 +193,14 @@ pub fn merge_into<W: Write>(
         }
         let before = s.reader.stats().file_bytes;
         s.fetch();
-        if s.head.is_none() {
-            s.finish(sink, clock, frame)?;
+        match s.head {
+            Some((ts, _)) => heads.push(Reverse((ts, i))),
+            None => s.finish(sink, clock, frame)?,
         }
-        if s.reader.stats().file_bytes != before {
-            reported = file_bytes(sources);
+        let after = s.reader.stats().file_bytes;
+        if after != before {
+            // Only this source's count changed.
+            reported = reported.saturating_add(after - before);
             progress(reported);
         }
     }

@@ -24,7 +24,7 @@
 //! As" at all. The hashed range holds a few ports Wireshark does claim
 //! ([`WIRESHARK_CLAIMED_PORTS`]); they are never given out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 pub use crate::net::tcp::SERVER_PORT;
 
@@ -121,9 +121,31 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
 }
 
 /// Client ports for a set of channels, distinct from each other.
+///
+/// Looked up by name and by port in constant time: a hostile capture can
+/// list tens of thousands of channels, and a scan per lookup made reading
+/// one quadratic (and a scan per probe, cubic).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortMap {
     entries: Vec<(String, u16)>,
+    by_name: HashMap<String, u16>,
+    used: HashSet<u16>,
+}
+
+/// The port for a channel that has no fixed one: its hashed port, or the
+/// next free one after it; once every hashed port is taken, the hashed
+/// port, shared (rather than probe the whole range for each channel).
+fn free_hashed_port(name: &str, used: &HashSet<u16>) -> u16 {
+    let start = hashed_port(name);
+    // Fixed ports lie below the hashed range, and there are only
+    // `SPICE_CHANNELS` of them: past that many more than the range has
+    // free ports, it is full.
+    let hashed_used = used.len().saturating_sub(SPICE_CHANNELS.len());
+    let free = usize::from(HASHED_PORT_RANGE) - WIRESHARK_CLAIMED_PORTS.len();
+    if hashed_used >= free {
+        return start;
+    }
+    next_free(start, |p| used.contains(&p))
 }
 
 impl PortMap {
@@ -132,20 +154,24 @@ impl PortMap {
     /// result depends only on the set of names, not on their order.
     pub fn new<'a, I: IntoIterator<Item = &'a str>>(channels: I) -> PortMap {
         let names: BTreeSet<&str> = channels.into_iter().collect();
-        let mut used = BTreeSet::new();
-        let mut entries = Vec::with_capacity(names.len());
+        let mut map = PortMap::default();
         for name in names.iter().filter(|n| known_port(n).is_some()) {
-            let port = preferred_port(name);
-            used.insert(port);
-            entries.push((name.to_string(), port));
+            map.insert(name, preferred_port(name));
         }
         for name in names.iter().filter(|n| known_port(n).is_none()) {
-            let port = next_free(hashed_port(name), |p| used.contains(&p));
-            used.insert(port);
-            entries.push((name.to_string(), port));
+            // A capture has far fewer channels than HASHED_PORT_RANGE; past
+            // it, ports are shared rather than probed for ever.
+            let port = free_hashed_port(name, &map.used);
+            map.insert(name, port);
         }
-        entries.sort();
-        PortMap { entries }
+        map.entries.sort();
+        map
+    }
+
+    fn insert(&mut self, name: &str, port: u16) {
+        self.used.insert(port);
+        self.by_name.insert(name.to_string(), port);
+        self.entries.push((name.to_string(), port));
     }
 
     /// Adds `channel` if it is not in the map yet and returns its port,
@@ -153,24 +179,20 @@ impl PortMap {
     /// where channels appear one by one: a hashed name that collides moves up
     /// by one, as in [`PortMap::new`], but in order of appearance.
     pub fn assign(&mut self, channel: &str) -> u16 {
-        if let Some((_, p)) = self.entries.iter().find(|(n, _)| n == channel) {
-            return *p;
+        if let Some(&p) = self.by_name.get(channel) {
+            return p;
         }
-        let taken = |p: u16, e: &[(String, u16)]| e.iter().any(|(_, q)| *q == p);
-        let port = match known_port(channel) {
-            Some(p) => p,
-            None => next_free(hashed_port(channel), |p| taken(p, &self.entries)),
-        };
-        self.entries.push((channel.to_string(), port));
+        let port = known_port(channel).unwrap_or_else(|| free_hashed_port(channel, &self.used));
+        self.insert(channel, port);
         port
     }
 
     /// The port of `channel`, or its preferred port if it was not in the set.
     pub fn port(&self, channel: &str) -> u16 {
-        self.entries
-            .iter()
-            .find(|(n, _)| n == channel)
-            .map_or_else(|| preferred_port(channel), |(_, p)| *p)
+        self.by_name
+            .get(channel)
+            .copied()
+            .unwrap_or_else(|| preferred_port(channel))
     }
 
     /// `(channel, port)` pairs, sorted by channel name.
