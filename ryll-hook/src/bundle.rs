@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use spool::fsutil;
+use spool::store::fsutil;
 use spool2pcap::pipeline::excerpt::{write_excerpt, ExcerptError, ExcerptOptions, Selection};
 use spool2pcap::spice::redact::Redaction;
 use spool2pcap::time::UtcDateTime;
@@ -93,7 +93,7 @@ impl Default for BugReportOptions {
 
 /// One channel's entry in the report's `capture-summary.json`: what the
 /// reader found in the spool for it. Not the manifest's
-/// [`spool::manifest::ChannelCounters`], which holds the writer's counts and
+/// [`spool::store::manifest::ChannelCounters`], which holds the writer's counts and
 /// no time span or damage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CaptureSummaryEntry {

@@ -5,7 +5,7 @@
 //! directory (manifest, metadata) beside them. The next ryll to start calls
 //! [`report_crashed_rings`] before it starts its own ring: every ring whose
 //! writer is gone is moved into its capture directory
-//! ([`spool::recover::recover`], still on tmpfs), written as a bug-report
+//! ([`spool::store::recover::recover`], still on tmpfs), written as a bug-report
 //! zip ([`crate::bundle`]: the newest traffic within ryll's 24 MB budget,
 //! keystrokes and clipboard redacted) and removed.
 //!
@@ -56,7 +56,7 @@ impl fmt::Display for CrashReport {
 pub enum CrashError {
     /// Moving its staged segments into its capture directory failed.
     #[error("recovering it failed: {0}")]
-    Recover(#[from] spool::recover::RecoverError),
+    Recover(#[from] spool::store::recover::RecoverError),
     /// Writing the report failed; the ring is kept until [`MAX_AGE`].
     #[error("writing its report failed (kept for the next start): {0}")]
     Report(#[from] BundleError),
@@ -66,10 +66,10 @@ pub enum CrashError {
 }
 
 /// Reports and removes every crashed ring under `root`
-/// ([`spool::recover::abandoned_rings`]), writing the reports into
+/// ([`spool::store::recover::abandoned_rings`]), writing the reports into
 /// `report_dir`.
 pub fn report_crashed_rings(root: &Path, report_dir: &Path) -> Vec<CrashReport> {
-    spool::recover::abandoned_rings(root)
+    spool::store::recover::abandoned_rings(root)
         .into_iter()
         .filter_map(|ring| report_one(&ring.dir, &ring.manifest, report_dir))
         .collect()
@@ -81,11 +81,11 @@ fn report_one(dir: &Path, manifest: &Manifest, report_dir: &Path) -> Option<Cras
         Ok(zip) => {
             let _ = std::fs::remove_dir_all(dir);
             if let Some(root) = dir.parent() {
-                spool::staging::remove_empty_fallback(root);
+                spool::store::staging::remove_empty_fallback(root);
             }
             Ok(zip)
         }
-        Err(CrashError::Recover(spool::recover::RecoverError::StillBeingWritten(_))) => {
+        Err(CrashError::Recover(spool::store::recover::RecoverError::StillBeingWritten(_))) => {
             return None;
         }
         Err(_) if age(dir).is_some_and(|a| a > MAX_AGE) => {
@@ -105,8 +105,8 @@ fn recover_and_report(
     manifest: &Manifest,
     report_dir: &Path,
 ) -> Result<PathBuf, CrashError> {
-    spool::recover::recover(dir)?;
-    spool::fsutil::create_private_dir(report_dir, false).map_err(|source| {
+    spool::store::recover::recover(dir)?;
+    spool::store::fsutil::create_private_dir(report_dir, false).map_err(|source| {
         CrashError::Report(BundleError::Io {
             path: report_dir.to_path_buf(),
             source,

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use spool::fsutil;
+use spool::store::fsutil;
 
 /// File name of the session description, and its schema (one definition,
 /// in spool2pcap, which reads it; this crate writes it).

@@ -22,7 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use shakenfist_spice_renderer::CaptureSink;
-use spool::{staging, SpoolConfig};
+use spool::store::staging;
+use spool::SpoolConfig;
 
 use crate::crash::{self, CrashReport};
 use crate::metadata::metadata_for_display_target;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ryll_hook::CaptureSink;
-use spool::reader::Event;
+use spool::read::reader::Event;
 use spool::{Capture, Direction};
 
 const CHILD_ENV: &str = "RYLL_HOOK_RING_TEST_CHILD";
@@ -189,7 +189,7 @@ fn squatted_ring_and_staging_roots_are_worked_around() {
         let (ring, status) = run_child(test, how, runtime.path());
         let fallback = ring.parent().unwrap();
         assert!(
-            spool::staging::is_fallback_root(fallback),
+            spool::store::staging::is_fallback_root(fallback),
             "{}",
             ring.display()
         );

@@ -13,7 +13,7 @@
 //!
 //! What an append costs, then, is a lookup of the channel by name, an
 //! uncontended lock of that channel, a read of the time-stamp counter
-//! ([`clock`]), and the copy. Even the record's CRC is left to the background
+//! ([`write::clock`]), and the copy. Even the record's CRC is left to the background
 //! thread, which fills it in before the segment leaves memory: the CRC of a
 //! 1 KiB record alone costs more than the budget of a whole append.
 //!
@@ -24,7 +24,7 @@
 //! written back. Once a segment is safe in the capture directory its file
 //! is zeroed and reused for a later one, which costs far less than fresh
 //! pages ([`SpoolConfig::spare_segments`]). A crash of the writer process leaves the staged segments
-//! in memory, where [`recover`] finds them; every new session moves those
+//! in memory, where [`store::recover`] finds them; every new session moves those
 //! of crashed sessions home in the background.
 //!
 //! Closing need not wait for a slow disk either: [`Spool::close_within`]
@@ -39,10 +39,11 @@
 //! mover. [`read`] reads a capture back, closed or live.
 //!
 //! The on-disk format is specified in `FORMAT.md` and implemented by
-//! [`mod@format`]; [`reader`] reads it back, damaged or not, and [`follow`]
-//! reads a capture while it is being written. [`limit`] bounds a long
-//! session's disk use (a ring buffer, or stop at the limit), and
-//! [`recover`] moves a crashed writer's staged segments into place.
+//! [`store::format`]; [`read::reader`] reads it back, damaged or not, and
+//! [`read::follow`] reads a capture while it is being written.
+//! [`write::limit`] bounds a long session's disk use (a ring buffer, or stop
+//! at the limit), and [`store::recover`] moves a crashed writer's staged
+//! segments into place.
 //!
 //! ```no_run
 //! use spool::{Direction, Spool, SpoolConfig};
@@ -61,16 +62,10 @@ pub mod read;
 pub mod store;
 pub mod write;
 
-// The modules' paths from before the write / read / store split, so that
-// callers keep naming `spool::reader`, `spool::format` and so on.
-pub use read::{follow, reader};
-pub use store::{block, compress, format, fsutil, manifest, recover, staging};
-pub use write::{clock, limit};
-
-pub use format::Direction;
-pub use limit::{DiskLimit, LimitPolicy};
-pub use manifest::Manifest;
-pub use reader::Capture;
+pub use read::reader::Capture;
+pub use store::format::Direction;
+pub use store::limit::{DiskLimit, LimitPolicy};
+pub use store::manifest::Manifest;
 pub use write::close::DROP_GRACE;
 pub use write::config::{SpoolConfig, StagingChoice};
 pub use write::counters::ChannelCounters;

@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use spool::follow::{Follower, Status};
-use spool::reader::{Capture, DamageKind, Event};
+use spool::read::follow::{Follower, Status};
+use spool::read::reader::{Capture, DamageKind, Event};
 use spool::{Direction, StagingChoice};
 
 fn wait_ready(spool: &spool::Spool, channel: &str, n: usize) {
@@ -238,14 +238,14 @@ fn in_a_flagged_segment_a_zeroed_crc_is_damage() {
     let mut at = 128;
     let mut data_seen = 0;
     loop {
-        if bytes[at] == spool::format::RecordKind::Data.to_byte() {
+        if bytes[at] == spool::store::format::RecordKind::Data.to_byte() {
             data_seen += 1;
             if data_seen == 3 {
                 break;
             }
         }
         let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        at += spool::format::record_len(len);
+        at += spool::store::format::record_len(len);
     }
     let victim = u64::from_le_bytes(bytes[at + 24..at + 32].try_into().unwrap());
     bytes[at + 20..at + 24].fill(0);

@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use spool::follow::{Follower, Status};
-use spool::reader::Event;
+use spool::read::follow::{Follower, Status};
+use spool::read::reader::Event;
 use spool::{Direction, Manifest, Spool, SpoolConfig, StagingChoice};
 
 /// Record `i` of a test: its index, then a pattern.
@@ -194,7 +194,7 @@ fn a_pending_capture_reads_complete_in_place() {
     assert_follower_complete(&dirs.capture(), &channels, &counts);
 
     // Recovery finishes the move and keeps the close clean.
-    let report = spool::recover::recover(&dirs.capture()).unwrap();
+    let report = spool::store::recover::recover(&dirs.capture()).unwrap();
     assert!(report.was_pending_move && report.segments > 0, "{report:?}");
     let m = manifest(&dirs.capture());
     assert!(

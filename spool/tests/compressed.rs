@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use spool::compress::{BlockReader, BlockStep};
-use spool::format::{parse_record, CrcRule, RecordKind, SegmentHeader, SEGMENT_HEADER_LEN};
+use spool::store::compress::{BlockReader, BlockStep};
+use spool::store::format::{parse_record, CrcRule, RecordKind, SegmentHeader, SEGMENT_HEADER_LEN};
 use spool::{Direction, DiskLimit};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -94,7 +94,11 @@ fn sealed_console_segments_are_written_compressed_and_decode_to_their_records() 
     let mut got = Vec::new();
     for s in &segs {
         let h = header(s);
-        assert_eq!(h.version.get(), spool::block::COMPRESSED_VERSION, "{s:?}");
+        assert_eq!(
+            h.version.get(),
+            spool::store::block::COMPRESSED_VERSION,
+            "{s:?}"
+        );
         assert!(h.checksum_ok());
         got.extend(decoded_payloads(s));
     }
@@ -110,7 +114,7 @@ fn sealed_console_segments_are_written_compressed_and_decode_to_their_records() 
     let on_disk: u64 = segs.iter().map(|s| s.metadata().unwrap().len()).sum();
     assert_eq!(on_disk, stats.disk_bytes);
     let m = spool::Manifest::load(&dirs.capture().join("manifest.json")).unwrap();
-    assert_eq!(m.format_version, spool::block::COMPRESSED_VERSION);
+    assert_eq!(m.format_version, spool::store::block::COMPRESSED_VERSION);
 }
 
 #[test]
@@ -128,7 +132,10 @@ fn segments_that_do_not_shrink_are_written_as_they_were_staged() {
     spool.close().unwrap();
     let stats = spool.compression();
     for s in capture_segments(&dirs.capture()) {
-        assert_eq!(header(&s).version.get(), spool::format::FORMAT_VERSION);
+        assert_eq!(
+            header(&s).version.get(),
+            spool::store::format::FORMAT_VERSION
+        );
         let c = segment_checksums(&s);
         assert!(c.sealed_at_end);
     }
@@ -151,11 +158,14 @@ fn compression_off_writes_every_segment_as_staged() {
     }
     spool.close().unwrap();
     for s in capture_segments(&dirs.capture()) {
-        assert_eq!(header(&s).version.get(), spool::format::FORMAT_VERSION);
+        assert_eq!(
+            header(&s).version.get(),
+            spool::store::format::FORMAT_VERSION
+        );
     }
     assert_eq!(spool.compression().cpu_ns, 0);
     let m = spool::Manifest::load(&dirs.capture().join("manifest.json")).unwrap();
-    assert_eq!(m.format_version, spool::format::FORMAT_VERSION);
+    assert_eq!(m.format_version, spool::store::format::FORMAT_VERSION);
 }
 
 #[test]
@@ -214,14 +224,14 @@ fn is_subsequence(got: &[Vec<u8>], sent: &[Vec<u8>]) -> bool {
 #[test]
 fn the_reader_reads_compressed_segments_as_it_reads_staged_ones() {
     let (dirs, sent) = console_capture(400);
-    let cap = spool::reader::Capture::open(&dirs.capture()).unwrap();
+    let cap = spool::read::reader::Capture::open(&dirs.capture()).unwrap();
     let mut r = cap.reader("display").unwrap();
     let mut got = Vec::new();
     while let Some(ev) = r.next_event() {
         match ev {
-            spool::reader::Event::Data(d) => got.push(d.payload.to_vec()),
-            spool::reader::Event::Damage(d) => panic!("{d}"),
-            spool::reader::Event::Gap(_) => {}
+            spool::read::reader::Event::Data(d) => got.push(d.payload.to_vec()),
+            spool::read::reader::Event::Damage(d) => panic!("{d}"),
+            spool::read::reader::Event::Gap(_) => {}
         }
     }
     assert_eq!(got, sent);
@@ -235,12 +245,12 @@ fn the_reader_reads_compressed_segments_as_it_reads_staged_ones() {
     assert_eq!(st.file_bytes, on_disk);
     assert!(st.raw_bytes > 5 * st.file_bytes, "{st:?}");
     // Mapped or read, the same.
-    let mut cap = spool::reader::Capture::open(&dirs.capture()).unwrap();
+    let mut cap = spool::read::reader::Capture::open(&dirs.capture()).unwrap();
     cap.set_mapping(false);
     let mut r = cap.reader("display").unwrap();
     let mut n = 0;
     while let Some(ev) = r.next_event() {
-        n += usize::from(matches!(ev, spool::reader::Event::Data(_)));
+        n += usize::from(matches!(ev, spool::read::reader::Event::Data(_)));
     }
     assert_eq!(n, sent.len());
 }
@@ -248,24 +258,27 @@ fn the_reader_reads_compressed_segments_as_it_reads_staged_ones() {
 #[test]
 fn the_follower_reads_compressed_segments() {
     let (dirs, sent) = console_capture(400);
-    let mut f = spool::follow::Follower::open(&dirs.capture()).unwrap();
+    let mut f = spool::read::follow::Follower::open(&dirs.capture()).unwrap();
     let mut got = Vec::new();
     let mut damage = Vec::new();
     let status = f.poll(&mut |_, ev| match ev {
-        spool::reader::Event::Data(d) => got.push(d.payload.to_vec()),
-        spool::reader::Event::Damage(d) => damage.push(d),
-        spool::reader::Event::Gap(_) => {}
+        spool::read::reader::Event::Data(d) => got.push(d.payload.to_vec()),
+        spool::read::reader::Event::Damage(d) => damage.push(d),
+        spool::read::reader::Event::Gap(_) => {}
     });
     assert_eq!(damage, vec![]);
     assert_eq!(got, sent);
-    assert_eq!(status, spool::follow::Status::Finished { clean: true });
+    assert_eq!(
+        status,
+        spool::read::follow::Status::Finished { clean: true }
+    );
 }
 
 /// The file offsets of the blocks of a compressed segment file.
 fn block_offsets(file: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut at = SEGMENT_HEADER_LEN;
-    while let Some(b) = spool::block::parse_block(file, at) {
+    while let Some(b) = spool::store::block::parse_block(file, at) {
         out.push(at);
         at = b.next(file.len());
     }
@@ -274,14 +287,14 @@ fn block_offsets(file: &[u8]) -> Vec<usize> {
 
 /// Reads the capture with the reader and the follower; both must agree,
 /// invent nothing, never panic. Returns the reader's records and damage.
-fn read_both(dirs: &Dirs, sent: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<spool::reader::Damage>) {
+fn read_both(dirs: &Dirs, sent: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<spool::read::reader::Damage>) {
     let dump = read_channel(&dirs.capture(), "display");
     let got: Vec<Vec<u8>> = dump.records.into_iter().map(|r| r.data).collect();
     assert!(is_subsequence(&got, sent), "the reader invented records");
-    let mut f = spool::follow::Follower::open(&dirs.capture()).unwrap();
+    let mut f = spool::read::follow::Follower::open(&dirs.capture()).unwrap();
     let mut followed = Vec::new();
     f.poll(&mut |_, ev| {
-        if let spool::reader::Event::Data(d) = ev {
+        if let spool::read::reader::Event::Data(d) = ev {
             followed.push(d.payload.to_vec())
         }
     });
@@ -300,15 +313,17 @@ fn a_corrupt_block_loses_its_records_only_and_is_reported_with_file_and_offset()
     let blocks = block_offsets(&file);
     assert!(blocks.len() >= 2, "{blocks:?}");
     let victim = blocks[1];
-    let victim_raw = spool::block::parse_block(&file, victim).unwrap().raw_len;
-    file[victim + spool::block::BLOCK_HEADER_LEN + 10] ^= 0x55;
+    let victim_raw = spool::store::block::parse_block(&file, victim)
+        .unwrap()
+        .raw_len;
+    file[victim + spool::store::block::BLOCK_HEADER_LEN + 10] ^= 0x55;
     std::fs::write(&seg, &file).unwrap();
     let (got, damage) = read_both(&dirs, &sent);
     assert_eq!(damage.len(), 1, "{damage:?}");
     let d = &damage[0];
     assert_eq!(d.file, seg);
     assert_eq!(d.offset, victim as u64);
-    assert_eq!(d.kind, spool::reader::DamageKind::Corrupt);
+    assert_eq!(d.kind, spool::read::reader::DamageKind::Corrupt);
     // The block's records and no more: about its raw size in records of
     // 3 KiB (24-byte headers, padding).
     let lost = sent.len() - got.len();
@@ -319,7 +334,7 @@ fn a_corrupt_block_loses_its_records_only_and_is_reported_with_file_and_offset()
     );
     // Counted once the next record's sequence number is read: in the
     // reader's damage list at the end.
-    let cap = spool::reader::Capture::open(&dirs.capture()).unwrap();
+    let cap = spool::read::reader::Capture::open(&dirs.capture()).unwrap();
     let mut r = cap.reader("display").unwrap();
     while r.next_event().is_some() {}
     assert_eq!(r.damage().len(), 1);
@@ -339,9 +354,10 @@ fn blocks_lying_about_their_sizes_are_damage_never_an_allocation() {
     let good = std::fs::read(&seg).unwrap();
     let blocks = block_offsets(&good);
     let at = blocks[0];
-    let h =
-        spool::block::BlockHeader::read_from_bytes(&good[at..at + spool::block::BLOCK_HEADER_LEN])
-            .unwrap();
+    let h = spool::store::block::BlockHeader::read_from_bytes(
+        &good[at..at + spool::store::block::BLOCK_HEADER_LEN],
+    )
+    .unwrap();
     let stored_len = h.stored_len.get() as usize;
     let lies: [(usize, u32); 6] = [
         (8, u32::MAX),                 // raw_len: 4 GiB
@@ -355,15 +371,18 @@ fn blocks_lying_about_their_sizes_are_damage_never_an_allocation() {
         let mut file = good.clone();
         file[at + field..at + field + 4].copy_from_slice(&value.to_le_bytes());
         // The block CRC recomputed over the lie, as a hostile writer would.
-        let mut h = spool::block::BlockHeader::read_from_bytes(
-            &file[at..at + spool::block::BLOCK_HEADER_LEN],
+        let mut h = spool::store::block::BlockHeader::read_from_bytes(
+            &file[at..at + spool::store::block::BLOCK_HEADER_LEN],
         )
         .unwrap();
-        let end =
-            (at + spool::block::BLOCK_HEADER_LEN + (h.stored_len.get() as usize)).min(file.len());
-        let crc = spool::block::block_crc(&h, &file[at + spool::block::BLOCK_HEADER_LEN..end]);
+        let end = (at + spool::store::block::BLOCK_HEADER_LEN + (h.stored_len.get() as usize))
+            .min(file.len());
+        let crc = spool::store::block::block_crc(
+            &h,
+            &file[at + spool::store::block::BLOCK_HEADER_LEN..end],
+        );
         h.crc = zerocopy::byteorder::little_endian::U32::new(crc);
-        file[at..at + spool::block::BLOCK_HEADER_LEN].copy_from_slice(h.as_bytes());
+        file[at..at + spool::store::block::BLOCK_HEADER_LEN].copy_from_slice(h.as_bytes());
         std::fs::write(&seg, &file).unwrap();
         let (got, damage) = read_both(&dirs, &sent);
         assert!(!damage.is_empty(), "lie {field}={value} passed");
@@ -407,14 +426,14 @@ fn a_follower_that_read_a_segment_staged_goes_on_where_it_was_once_it_is_compres
             .channels(&["display"]),
     );
     let sent: Vec<Vec<u8>> = (0..160).map(|i| console(i, 3000)).collect();
-    let mut f = spool::follow::Follower::open(&dirs.capture()).unwrap();
+    let mut f = spool::read::follow::Follower::open(&dirs.capture()).unwrap();
     let mut got = Vec::new();
     // Half of segment 0 while it is live and staged…
     for p in &sent[..40] {
         append(&spool, p);
     }
     f.poll(&mut |_, ev| {
-        if let spool::reader::Event::Data(d) = ev {
+        if let spool::read::reader::Event::Data(d) = ev {
             got.push(d.payload.to_vec())
         }
     });
@@ -426,13 +445,16 @@ fn a_follower_that_read_a_segment_staged_goes_on_where_it_was_once_it_is_compres
     spool.close().unwrap();
     assert_eq!(
         header(&capture_segments(&dirs.capture())[0]).version.get(),
-        spool::block::COMPRESSED_VERSION
+        spool::store::block::COMPRESSED_VERSION
     );
     let status = f.poll(&mut |_, ev| {
-        if let spool::reader::Event::Data(d) = ev {
+        if let spool::read::reader::Event::Data(d) = ev {
             got.push(d.payload.to_vec())
         }
     });
-    assert_eq!(status, spool::follow::Status::Finished { clean: true });
+    assert_eq!(
+        status,
+        spool::read::follow::Status::Finished { clean: true }
+    );
     assert_eq!(got, sent);
 }

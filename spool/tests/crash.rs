@@ -112,7 +112,7 @@ fn sigkill_mid_append_loses_nothing_acknowledged() {
     // Reading before recovery already sees the staged records...
     let before = read_channel(&dirs.capture(), "display");
     // ...and recovery moves them in for good.
-    let report = spool::recover::recover(&dirs.capture()).unwrap();
+    let report = spool::store::recover::recover(&dirs.capture()).unwrap();
     assert!(report.segments > 0);
     assert!(!staging.exists());
     let after = read_channel(&dirs.capture(), "display");
@@ -172,9 +172,12 @@ fn recovery_refuses_a_live_session() {
     let dirs = Dirs::new();
     let spool = spool(dirs.config());
     spool.append("main", Direction::ClientToServer, b"x");
-    let err = spool::recover::recover(&dirs.capture()).unwrap_err();
+    let err = spool::store::recover::recover(&dirs.capture()).unwrap_err();
     assert!(
-        matches!(err, spool::recover::RecoverError::StillBeingWritten(_)),
+        matches!(
+            err,
+            spool::store::recover::RecoverError::StillBeingWritten(_)
+        ),
         "{err}"
     );
     spool.close().unwrap();

@@ -5,8 +5,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use spool::follow::{Follower, Status};
-use spool::reader::Event;
+use spool::read::follow::{Follower, Status};
+use spool::read::reader::Event;
 use spool::Direction;
 
 #[test]
@@ -107,8 +107,13 @@ fn follower_finishes_when_the_writer_dies() {
 #[derive(Debug, PartialEq, Eq)]
 enum Seen {
     Data(Direction, u64, u32, Vec<u8>),
-    Gap(spool::reader::Gap),
-    Damage(std::path::PathBuf, u64, u64, spool::reader::DamageKind),
+    Gap(spool::read::reader::Gap),
+    Damage(
+        std::path::PathBuf,
+        u64,
+        u64,
+        spool::read::reader::DamageKind,
+    ),
 }
 
 impl Seen {

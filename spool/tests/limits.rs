@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use spool::reader::{Capture, Event};
+use spool::read::reader::{Capture, Event};
 use spool::{Direction, DiskLimit, LimitPolicy, Spool};
 
 /// Bytes of segment files under `<capture>/spool`.

@@ -6,8 +6,8 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
-use spool::follow::Follower;
-use spool::reader::{Capture, Event};
+use spool::read::follow::Follower;
+use spool::read::reader::{Capture, Event};
 use spool::Direction;
 
 /// Readers and a follower of a spool being written, with tiny segments

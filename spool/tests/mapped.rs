@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use spool::reader::{Capture, DamageKind, Event, ReadStats};
+use spool::read::reader::{Capture, DamageKind, Event, ReadStats};
 use spool::{Direction, Manifest, Spool, StagingChoice};
 
 const RECORDS: usize = 600;
@@ -159,7 +159,7 @@ fn files_others_could_cut_short_are_read() {
     assert_eq!(stats.mapped_segments, files.len() as u64 - 1, "{stats:?}");
     std::fs::set_permissions(&files[1], std::fs::Permissions::from_mode(0o600)).unwrap();
     // Owned by another user (only root can give a file away).
-    if spool::fsutil::current_uid() == 0 {
+    if spool::store::fsutil::current_uid() == 0 {
         std::os::unix::fs::chown(&files[0], Some(65534), None).unwrap();
         let (got, stats) = read(&dirs.capture());
         assert!(got == sent(RECORDS));

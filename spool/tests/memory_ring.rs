@@ -59,7 +59,7 @@ fn file_bytes(dir: &std::path::Path) -> u64 {
             // Segments and spares, not the staging directory's own files.
             Ok(t)
                 if t.is_file()
-                    && !spool::staging::is_own_entry(&e.file_name().to_string_lossy()) =>
+                    && !spool::store::staging::is_own_entry(&e.file_name().to_string_lossy()) =>
             {
                 e.metadata().map_or(0, |m| m.len())
             }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use spool::reader::Capture;
+use spool::read::reader::Capture;
 use spool::Direction;
 
 /// A closed capture of one channel `main` holding `n` records.
@@ -46,7 +46,7 @@ fn a_second_spelling_of_a_segment_name_is_not_read_again() {
 /// Copies segment 0 of channel `main` to the last index there can be, its
 /// header saying so.
 fn plant_last_segment(dirs: &Dirs) {
-    use spool::format::{segment_file_name, SegmentHeader, SEGMENT_HEADER_LEN};
+    use spool::store::format::{segment_file_name, SegmentHeader, SEGMENT_HEADER_LEN};
     use zerocopy::{FromBytes, IntoBytes};
     let chan = dirs.capture().join("spool/main");
     let mut bytes = std::fs::read(chan.join(segment_file_name(0))).unwrap();
@@ -61,8 +61,8 @@ fn plant_last_segment(dirs: &Dirs) {
 
 #[test]
 fn following_a_closed_capture_ends_after_segment_u64_max() {
-    use spool::follow::{Follower, Status};
-    use spool::reader::{DamageKind, Event};
+    use spool::read::follow::{Follower, Status};
+    use spool::read::reader::{DamageKind, Event};
     use std::time::{Duration, Instant};
 
     let dirs = Dirs::new();
@@ -110,7 +110,7 @@ fn reading_a_capture_with_segment_u64_max_ends() {
     assert_eq!(dump.damage.len(), 1, "{:?}", dump.damage);
     assert_eq!(
         dump.damage[0].kind,
-        spool::reader::DamageKind::MissingSegments {
+        spool::read::reader::DamageKind::MissingSegments {
             first: 1,
             count: u64::MAX - 1
         }

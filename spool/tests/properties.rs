@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use spool::follow::{Follower, Status};
-use spool::reader::{Capture, ChannelFiles, ChannelReader, Event, SegmentFile};
+use spool::read::follow::{Follower, Status};
+use spool::read::reader::{Capture, ChannelFiles, ChannelReader, Event, SegmentFile};
 use spool::Direction;
 
 proptest! {
@@ -83,8 +83,8 @@ fn read_all(files: ChannelFiles) -> (Vec<Vec<u8>>, usize) {
 #[derive(Debug, PartialEq, Eq)]
 enum Owned {
     Data(Direction, u64, u32, Vec<u8>),
-    Gap(spool::reader::Gap),
-    Damage(spool::reader::Damage),
+    Gap(spool::read::reader::Gap),
+    Damage(spool::read::reader::Damage),
 }
 
 /// Every event of a reader, and how many segments it mapped.
@@ -111,7 +111,7 @@ fn fuzz_iters() -> u32 {
 /// A segment as it was while staged: every record's `crc` zero, the header
 /// without `SEGMENT_FLAG_CRC_COMPLETE`.
 fn strip_checksums(mut bytes: Vec<u8>) -> Vec<u8> {
-    use spool::format::{
+    use spool::store::format::{
         parse_tag, record_len, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_FLAG_CRC_COMPLETE,
         SEGMENT_HEADER_LEN,
     };
@@ -166,7 +166,7 @@ fn mutation_fuzz(strip: bool, compress: bool) {
         .collect();
     let compressed = originals
         .iter()
-        .filter(|b| b[8..10] == spool::block::COMPRESSED_VERSION.to_le_bytes())
+        .filter(|b| b[8..10] == spool::store::block::COMPRESSED_VERSION.to_le_bytes())
         .count();
     if compress {
         assert!(compressed >= 3, "{compressed} segments compressed");
@@ -337,9 +337,9 @@ fn a_flipped_bit_loses_only_its_record() {
     // Flip a bit in the payload of the first data record of the segment
     // (a drop-and-retry above may have put a gap record first).
     let mut at = 128;
-    while bytes[at] != spool::format::RecordKind::Data.to_byte() {
+    while bytes[at] != spool::store::format::RecordKind::Data.to_byte() {
         let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        at += spool::format::record_len(len);
+        at += spool::store::format::record_len(len);
     }
     bytes[at + 24 + 3] ^= 0x10;
     std::fs::write(&seg.path, &bytes).unwrap();

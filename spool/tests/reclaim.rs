@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use spool::recover::RecoverError;
+use spool::store::recover::RecoverError;
 use spool::{Direction, Manifest, Spool, SpoolConfig, StagingChoice};
 
 const CHILD_ENV: &str = "SPOOL_RECLAIM_TEST_CHILD";
@@ -257,14 +257,14 @@ fn a_manifest_pointing_at_foreign_staging_moves_and_deletes_nothing() {
         let spool_before = snapshot(&capture.join("spool"));
         point_manifest_at(&capture, victim);
 
-        let err = spool::recover::recover(&capture).unwrap_err();
+        let err = spool::store::recover::recover(&capture).unwrap_err();
         assert!(
             matches!(err, RecoverError::Staging(_)),
             "{}: {err}",
             victim.display()
         );
         // A new session's reclaim on that root refuses too.
-        for r in spool::recover::recover_abandoned(victim.parent().unwrap()) {
+        for r in spool::store::recover::recover_abandoned(victim.parent().unwrap()) {
             assert!(matches!(r, Err(RecoverError::Staging(_))), "{r:?}");
         }
         assert_eq!(snapshot(victim), before, "{} was touched", victim.display());
@@ -287,7 +287,7 @@ fn a_manifest_pointing_at_foreign_staging_moves_and_deletes_nothing() {
         &segment,
     );
     point_manifest_at(&capture, &genuine);
-    let report = spool::recover::recover(&capture).unwrap();
+    let report = spool::store::recover::recover(&capture).unwrap();
     assert_eq!(report.segments, 2);
     assert!(!genuine.exists());
 }

@@ -46,12 +46,12 @@ fn fallback_of(spool: &Spool, squat: &Path) -> PathBuf {
     let root = spool.staging_dir().parent().unwrap().to_path_buf();
     assert_eq!(root.parent(), squat.parent());
     assert!(
-        spool::staging::is_fallback_root(&root),
+        spool::store::staging::is_fallback_root(&root),
         "{}",
         root.display()
     );
     let md = std::fs::symlink_metadata(&root).unwrap();
-    assert_eq!(md.uid(), spool::fsutil::current_uid());
+    assert_eq!(md.uid(), spool::store::fsutil::current_uid());
     assert_eq!(md.mode() & 0o777, 0o700);
     root
 }
@@ -115,7 +115,7 @@ fn a_crashed_session_in_a_fallback_root_is_recovered() {
     assert!(m.pending_move, "{m:?}");
     assert!(Path::new(m.staging_dir.as_deref().unwrap()).starts_with(&fallback));
     // What reclaims the squatted root's sessions looks beside it too.
-    let reports = spool::recover::recover_abandoned(&squat);
+    let reports = spool::store::recover::recover_abandoned(&squat);
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert!(
         reports[0].as_ref().is_ok_and(|r| r.segments > 0),

@@ -5,7 +5,7 @@
 //! sizes cycle through a mix of small and large messages unless one size is
 //! given.
 
-use spool::format::Direction;
+use spool::store::format::Direction;
 use spool2pcap::testkit::{write_segment, Seg};
 
 /// The spool writer's default segment size.

@@ -21,8 +21,9 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use spool::manifest::{Manifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
-use spool::reader::{Capture, ChannelReader, OpenError, SessionInfo, SPOOL_DIR};
+use spool::read::reader::{Capture, ChannelReader, OpenError, SessionInfo};
+use spool::store::layout::SPOOL_DIR;
+use spool::store::manifest::{Manifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
 
 /// Why a file of a capture was not read.
 #[derive(Debug, thiserror::Error)]

@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use spool::limit::Trimmed;
-use spool::manifest::ChannelCounters;
-use spool::reader::{Damage, Event};
+use spool::read::reader::{Damage, Event};
+use spool::store::limit::Trimmed;
+use spool::store::manifest::ChannelCounters;
 
 use crate::guard::clean_notes;
 use crate::guard::{clean, open_capture, CaptureError, MAX_NAME_CHARS, MAX_TEXT_CHARS};
@@ -239,7 +239,7 @@ pub fn scan(
                 info.session_start_unix_ns
                     .get_or_insert(s.session_start_unix_ns);
                 info.session_id
-                    .get_or_insert_with(|| spool::manifest::session_id_hex(&s.session_id));
+                    .get_or_insert_with(|| spool::store::manifest::session_id_hex(&s.session_id));
             }
         }
         let ways = count_directions(&mut reader, &files.name, on_damage);
@@ -317,7 +317,7 @@ struct Ways {
 /// Reads `reader` to its end, counting records and bytes each way, and
 /// calling `on_damage` with each damaged region of `channel` as it is met.
 fn count_directions(
-    reader: &mut spool::reader::ChannelReader,
+    reader: &mut spool::read::reader::ChannelReader,
     channel: &str,
     on_damage: &mut dyn FnMut(&str, &Damage),
 ) -> Ways {
@@ -346,7 +346,7 @@ fn count_directions(
 /// goes to `info.mismatches`).
 fn channel_info(
     name: &str,
-    reader: &spool::reader::ChannelReader,
+    reader: &spool::read::reader::ChannelReader,
     ways: Ways,
     client_port: u16,
     info: &mut CaptureInfo,

@@ -275,7 +275,7 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
 /// Reads `dir` for `info` or `verify`, after the common first check.
 fn scan_capture(
     dir: &Path,
-    on_damage: &mut dyn FnMut(&str, &spool::reader::Damage),
+    on_damage: &mut dyn FnMut(&str, &spool::read::reader::Damage),
 ) -> Result<CaptureInfo, String> {
     check_capture(dir)?;
     scan(dir, on_damage).map_err(|e| e.to_string())
@@ -378,12 +378,12 @@ fn run_recover(dir: &Path) -> ExitCode {
     // recover needs the manifest; without one, the common check says what
     // the directory is (a file, a spool/, a folder of captures) in the
     // words of every other command.
-    if !dir.join(spool::manifest::MANIFEST_FILE).is_file() {
+    if !dir.join(spool::store::manifest::MANIFEST_FILE).is_file() {
         if let Err(e) = check_capture(dir) {
             return fail(&e, EXIT_FAILURE);
         }
     }
-    match spool::recover::recover(dir) {
+    match spool::store::recover::recover(dir) {
         Ok(r) => {
             println!("{}", recover_message(&r, dir));
             ExitCode::SUCCESS
@@ -393,11 +393,11 @@ fn run_recover(dir: &Path) -> ExitCode {
 }
 
 fn run_rings(convert: Option<&Path>, delete: bool) -> ExitCode {
-    let Some(root) = spool::staging::ring_root() else {
+    let Some(root) = spool::store::staging::ring_root() else {
         println!("no memory-backed filesystem, so no rings");
         return ExitCode::SUCCESS;
     };
-    let rings = spool::recover::abandoned_rings(&root);
+    let rings = spool::store::recover::abandoned_rings(&root);
     if rings.is_empty() {
         println!("{}: no ring of a session that died", root.display());
     }
@@ -432,10 +432,11 @@ fn run_rings(convert: Option<&Path>, delete: bool) -> ExitCode {
 /// Moves a ring's staged segments home (still on tmpfs) and writes it as
 /// one redacted pcap in `out`.
 fn convert_ring(ring: &Path, out: &Path) -> Result<(), String> {
-    spool::recover::recover(ring).map_err(|e| e.to_string())?;
+    spool::store::recover::recover(ring).map_err(|e| e.to_string())?;
     let name = ring.file_name().unwrap_or_default().to_string_lossy();
     let file = out.join(format!("{name}.pcap"));
-    spool::fsutil::create_private_dir(out, false).map_err(|e| format!("{}: {e}", out.display()))?;
+    spool::store::fsutil::create_private_dir(out, false)
+        .map_err(|e| format!("{}: {e}", out.display()))?;
     let opts = ConvertOptions {
         destination: Destination::File(file.clone()),
         channels: Vec::new(),
@@ -462,7 +463,7 @@ fn convert_ring(ring: &Path, out: &Path) -> Result<(), String> {
 /// What `recover` did, in one line: a move left pending by a clean close
 /// finished, segments of a session that stopped without closing saved, or
 /// nothing to do.
-fn recover_message(r: &spool::recover::RecoveryReport, dir: &Path) -> String {
+fn recover_message(r: &spool::store::recover::RecoveryReport, dir: &Path) -> String {
     let Some(staging) = &r.staging_dir else {
         return format!(
             "{}: nothing to recover (no segments staged in memory)",
@@ -489,7 +490,7 @@ fn recover_message(r: &spool::recover::RecoveryReport, dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spool::recover::RecoveryReport;
+    use spool::store::recover::RecoveryReport;
 
     #[test]
     fn recover_says_whether_the_session_closed_cleanly() {

@@ -1,5 +1,5 @@
 //! Test helpers (cargo feature `testkit`, off by default): builds spool
-//! segment files by hand from `spool::format`, so that the converter can be
+//! segment files by hand from `spool::store::format`, so that the converter can be
 //! tested without the spool writer, and so that tests can damage files in
 //! precise ways.
 //!
@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use spool::format::{
+use spool::store::format::{
     align_up, record_crc, record_tag, Direction, GapPayload, RecordHeader, RecordKind, SealPayload,
     SegmentHeader, FORMAT_VERSION, MAX_CHANNEL_NAME, SEAL_FLAG_FINAL, SEGMENT_FLAG_CRC_COMPLETE,
     SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
@@ -158,7 +158,7 @@ impl Seg {
 pub fn write_segment(dir: &Path, channel: &str, index: u64, bytes: &[u8]) -> PathBuf {
     let cdir = dir.join("spool").join(channel);
     std::fs::create_dir_all(&cdir).unwrap();
-    let path = cdir.join(spool::format::segment_file_name(index));
+    let path = cdir.join(spool::store::format::segment_file_name(index));
     std::fs::write(&path, bytes).unwrap();
     path
 }

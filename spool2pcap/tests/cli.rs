@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
+use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool2pcap::testkit::{simple_channel, write_segment, Seg};
 
 fn run(args: &[&std::ffi::OsStr]) -> Output {
@@ -574,7 +574,7 @@ fn cut_by_time_and_count() {
     // One whole SPICE message per record (mini header: type 101, 2 bytes
     // of body), so every record is where a message starts.
     const MESSAGE: &[u8] = &[101, 0, 2, 0, 0, 0, b'x', b'y'];
-    let records: Vec<(spool::format::Direction, u64, &[u8])> = (1..=10)
+    let records: Vec<(spool::store::format::Direction, u64, &[u8])> = (1..=10)
         .map(|i| (S2C, i * 1_000_000_000, MESSAGE))
         .collect();
     simple_channel(cap.path(), "display", &records);

@@ -73,11 +73,11 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 /// A compressed segment file as it was staged: version 2 header, then the
 /// records of its blocks. Other files unchanged.
 fn decompress(file: &[u8]) -> Vec<u8> {
-    use spool::compress::{BlockReader, BlockStep};
-    use spool::format::{SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
+    use spool::store::compress::{BlockReader, BlockStep};
+    use spool::store::format::{SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
     use zerocopy::{FromBytes, IntoBytes};
     let mut h = SegmentHeader::read_from_bytes(&file[..SEGMENT_HEADER_LEN]).unwrap();
-    if !spool::compress::is_compressed(&h) {
+    if !spool::store::compress::is_compressed(&h) {
         return file.to_vec();
     }
     h.version = FORMAT_VERSION.into();

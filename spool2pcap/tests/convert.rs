@@ -6,7 +6,7 @@ use std::time::Duration;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
-use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
+use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool2pcap::net::tcp::{CLIENT_ISN, MAX_SEGMENT_PAYLOAD, SERVER_ISN, SERVER_PORT};
 use spool2pcap::pipeline::convert::{convert, ConvertError, ConvertOptions, Destination};
 use spool2pcap::testkit::{simple_channel, write_segment, Seg, SESSION_START};

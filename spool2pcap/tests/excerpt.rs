@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use etherparse::{SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
-use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
+use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool2pcap::pipeline::convert::{convert, ConvertOptions, Destination};
 use spool2pcap::pipeline::excerpt::{
     write_excerpt, ExcerptOptions, Selection, PCAP_FILE_HEADER_LEN,
@@ -254,7 +254,7 @@ fn damaged_captures_excerpt_like_they_convert() {
 /// starts at a message.
 #[test]
 fn a_trimmed_start_is_cut_at_a_message() {
-    use spool::limit::DiskLimit;
+    use spool::store::limit::DiskLimit;
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("capture");
     let config = spool::SpoolConfig::new(&capture)

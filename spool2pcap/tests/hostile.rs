@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pcap_file::pcapng::blocks::section_header::SectionHeaderOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
-use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
+use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool2pcap::testkit::{simple_channel, write_segment, Seg, SESSION_START};
 
 /// Longest a run may take: every one here is over in well under a second.

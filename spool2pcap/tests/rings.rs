@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use spool::reader::Event;
+use spool::read::reader::Event;
 use spool::{Capture, Spool, SpoolConfig};
 
 const CHILD_ENV: &str = "SPOOL2PCAP_RINGS_TEST_CHILD";
@@ -14,8 +14,8 @@ const CHILD_ENV: &str = "SPOOL2PCAP_RINGS_TEST_CHILD";
 /// In the child: a ring under `$XDG_RUNTIME_DIR` holding the shipped
 /// session, then wait to be killed.
 fn child() {
-    let root = spool::staging::ring_root().unwrap();
-    spool::fsutil::create_private_dir(&root, true).unwrap();
+    let root = spool::store::staging::ring_root().unwrap();
+    spool::store::fsutil::create_private_dir(&root, true).unwrap();
     let config = SpoolConfig::memory_ring(root.join("killed"), 32 << 20)
         .channels(&["main", "display", "inputs", "cursor"]);
     let ring = Spool::create(config).unwrap();

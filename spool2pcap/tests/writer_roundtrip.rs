@@ -3,7 +3,7 @@
 
 use etherparse::{SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
-use spool::format::Direction::{self, ClientToServer as C2S, ServerToClient as S2C};
+use spool::store::format::Direction::{self, ClientToServer as C2S, ServerToClient as S2C};
 use spool::{Spool, SpoolConfig, StagingChoice};
 use spool2pcap::net::tcp::{CLIENT_ISN, SERVER_ISN};
 use spool2pcap::pipeline::convert::{convert, ConvertOptions, Destination};

@@ -41,8 +41,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use e2e::bench::*;
-use spool::compress::{BlockReader, BlockStep, SegmentCompressor, BLOCK_TARGET};
-use spool::reader::{Capture, Event};
+use spool::read::reader::{Capture, Event};
+use spool::store::compress::{BlockReader, BlockStep, SegmentCompressor, BLOCK_TARGET};
 use spool::{Direction, Spool, SpoolConfig};
 
 /// One data record of a recording.

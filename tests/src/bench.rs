@@ -254,7 +254,7 @@ pub fn remove_dir(dir: &Path) {
 
 /// Bumped whenever the generator changes, so a cached capture made by an
 /// older one is regenerated. The cache key also holds the spool's
-/// [`spool::format::FORMAT_VERSION`], so a format change regenerates too
+/// [`spool::store::format::FORMAT_VERSION`], so a format change regenerates too
 /// (a capture of the old format would read as damaged).
 const GENERATOR_VERSION: u32 = 2;
 
@@ -541,7 +541,7 @@ pub fn cached_capture_mix(mib: u64, small_only: bool) -> (PathBuf, CaptureStats,
     let mix = if small_only { "small" } else { "spice-like" };
     let dir = root.join(format!(
         "{mix}-v{GENERATOR_VERSION}-f{}-{mib}MiB",
-        spool::format::FORMAT_VERSION
+        spool::store::format::FORMAT_VERSION
     ));
     let marker = dir.join("bench-complete.txt");
     if let Some(stats) = std::fs::read_to_string(&marker)

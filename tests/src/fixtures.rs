@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use spool::format::{self, RecordKind};
+use spool::store::format::{self, RecordKind};
 use spool::{Spool, SpoolConfig, StagingChoice};
 
 use crate::recorded::Session;
@@ -88,7 +88,7 @@ pub fn write_capture(session: &Session, dir: &Path) -> Result<(), String> {
 /// its (backdated) start. The session ended with its last recorded chunk,
 /// so that is its close.
 fn set_closed_at_session_end(session: &Session, dir: &Path) -> Result<(), String> {
-    let path = dir.join(spool::manifest::MANIFEST_FILE);
+    let path = dir.join(spool::store::manifest::MANIFEST_FILE);
     let mut manifest = spool::Manifest::load(&path).map_err(|e| e.to_string())?;
     let last_ns = session.merged().last().map_or(0, |(_, chunk)| chunk.ts_ns);
     manifest.closed_unix_ns = Some(session.start_unix_ns.saturating_add(last_ns));
@@ -191,7 +191,7 @@ pub fn write_damaged(capture: &Path, dest: &Path) -> Result<(), String> {
         // stays out of the copies to keep the repository small.
         copy_tree(capture, &dir).map_err(err)?;
         std::fs::remove_dir_all(dir.join("spool/main")).map_err(err)?;
-        let manifest_path = dir.join(spool::manifest::MANIFEST_FILE);
+        let manifest_path = dir.join(spool::store::manifest::MANIFEST_FILE);
         let mut manifest = spool::Manifest::load(&manifest_path).map_err(|e| e.to_string())?;
         manifest.channels.remove("main");
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;

@@ -36,15 +36,15 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use spool::block::{self, BlockHeader, BLOCK_HEADER_LEN};
-use spool::compress::{BlockReader, BlockStep, SegmentCompressor};
-use spool::follow::{Follower, Status};
-use spool::format::{
+use spool::read::follow::{Follower, Status};
+use spool::read::reader::{Capture, Damage, DamageKind, Event, Gap};
+use spool::store::block::{self, BlockHeader, BLOCK_HEADER_LEN};
+use spool::store::compress::{BlockReader, BlockStep, SegmentCompressor};
+use spool::store::format::{
     self, CrcRule, Direction, SegmentHeader, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
     SEGMENT_MAGIC,
 };
-use spool::manifest::{Manifest, MANIFEST_FILE};
-use spool::reader::{Capture, Damage, DamageKind, Event, Gap};
+use spool::store::manifest::{Manifest, MANIFEST_FILE};
 use spool2pcap::testkit;
 use spool2pcap::Format;
 use spool2pcap::{ChannelFramer, PacketClock, PacketSink, Synthesis};
@@ -1464,7 +1464,7 @@ pub fn inflating_segment(index: u64, blocks: usize) -> Vec<u8> {
 /// than its header's `capacity` (at most [`format::MAX_SEGMENT_BYTES`]),
 /// damaged blocks included (`FORMAT.md`, *Bounds*): a fuzz oracle.
 pub fn assert_inflation_bounded(bytes: &[u8]) {
-    let Some(header) = spool::compress::compressed_header(bytes) else {
+    let Some(header) = spool::store::compress::compressed_header(bytes) else {
         return;
     };
     let capacity = header.capacity.get().min(format::MAX_SEGMENT_BYTES);

@@ -14,8 +14,8 @@
 
 use std::path::Path;
 
-use spool::block;
-use spool::format::{self, Direction, SEGMENT_HEADER_LEN};
+use spool::store::block;
+use spool::store::format::{self, Direction, SEGMENT_HEADER_LEN};
 use spool2pcap::testkit::{write_segment, Seg, SESSION_START};
 
 pub use crate::fuzzing::{

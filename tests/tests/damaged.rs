@@ -5,12 +5,12 @@ use std::path::Path;
 use std::process::Command;
 
 use e2e::fixtures::VARIANTS;
-use spool::reader::{Capture, DamageKind, Event};
+use spool::read::reader::{Capture, DamageKind, Event};
 use spool2pcap::{convert, ConvertOptions, Destination};
 
 struct Read {
     records: u64,
-    damage: Vec<spool::reader::Damage>,
+    damage: Vec<spool::read::reader::Damage>,
 }
 
 fn read(dir: &Path, channel: &str) -> Read {

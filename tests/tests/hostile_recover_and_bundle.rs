@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use e2e::hostile::{write_manifest, SESSION_HEX};
 use ryll_hook::bundle::{capture_traffic_pcap, write_bug_report, BugReportOptions, BundleError};
-use spool::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
-use spool::staging::StagingDir;
+use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
+use spool::store::staging::StagingDir;
 use spool2pcap::testkit::{simple_channel, write_segment, Seg};
 
 /// Longest anything here may take: each is over in well under a second.
@@ -159,7 +159,7 @@ fn write_staged(staging: &Path, channel: &str, index: u64, bytes: &[u8]) -> Path
     let dir = staging.join(channel);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let path = dir.join(spool::format::segment_file_name(index));
+    let path = dir.join(spool::store::format::segment_file_name(index));
     std::fs::write(&path, bytes).unwrap();
     path
 }
@@ -179,7 +179,7 @@ fn records(cap: &Path, channel: &str) -> Vec<Vec<u8>> {
     let mut r = c.reader(channel).unwrap();
     let mut out = Vec::new();
     while let Some(e) = r.next_event() {
-        if let spool::reader::Event::Data(d) = e {
+        if let spool::read::reader::Event::Data(d) = e {
             out.push(d.payload.to_vec());
         }
     }
@@ -477,14 +477,14 @@ fn recover_leaves_a_manifest_the_tools_still_read() {
         serde_json::from_slice(&std::fs::read(c.dir().join("manifest.json")).unwrap()).unwrap();
     // Compact, just under the 4 MiB limit; pretty-printed it would not be.
     let n = 30_000;
-    let each = (spool::manifest::MAX_MANIFEST_BYTES as usize - 2_000) / n - 3;
+    let each = (spool::store::manifest::MAX_MANIFEST_BYTES as usize - 2_000) / n - 3;
     m["errors"] = vec!["e".repeat(each); n].into();
     let bytes = serde_json::to_vec(&m).unwrap();
-    assert!(bytes.len() as u64 <= spool::manifest::MAX_MANIFEST_BYTES);
+    assert!(bytes.len() as u64 <= spool::store::manifest::MAX_MANIFEST_BYTES);
     std::fs::write(c.dir().join("manifest.json"), bytes).unwrap();
     let o = recover(c.dir());
     assert!(o.status.code().is_some(), "{}", text(&o));
-    let manifest = spool::manifest::Manifest::load(&c.dir().join("manifest.json"));
+    let manifest = spool::store::manifest::Manifest::load(&c.dir().join("manifest.json"));
     assert!(manifest.is_ok(), "{}: {manifest:?}", text(&o));
 }
 

@@ -400,7 +400,7 @@ fn a_killed_ryll_leaves_staging_that_the_next_start_reclaims() {
     std::thread::sleep(Duration::from_secs(4));
     live::signal(&first.child, libc::SIGKILL);
     let _ = first.child.wait();
-    let manifest = spool::manifest::Manifest::load(&killed.join("manifest.json")).unwrap();
+    let manifest = spool::store::manifest::Manifest::load(&killed.join("manifest.json")).unwrap();
     assert!(!manifest.clean_shutdown);
     let staging = PathBuf::from(manifest.staging_dir.expect("a staging directory"));
     assert!(staging.is_dir(), "{} is gone already", staging.display());
@@ -426,7 +426,7 @@ fn a_killed_ryll_leaves_staging_that_the_next_start_reclaims() {
     for ch in cap.channels() {
         let mut r = cap.reader(&ch.name).unwrap();
         while let Some(ev) = r.next_event() {
-            if let spool::reader::Event::Data(_) = ev {
+            if let spool::read::reader::Event::Data(_) = ev {
                 records += 1;
             }
         }
@@ -463,7 +463,7 @@ fn sigterm_and_a_sigint_in_the_first_milliseconds_leave_clean_captures() {
             "{name}: exited {took:?} after the signal"
         );
         assert!(status.success(), "{name}: {status:?}");
-        let manifest = spool::manifest::Manifest::load(&capture.join("manifest.json"))
+        let manifest = spool::store::manifest::Manifest::load(&capture.join("manifest.json"))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(manifest.clean_shutdown, "{name}: {manifest:?}");
         assert!(manifest.staging_dir.is_none(), "{name}: {manifest:?}");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use e2e::recorded::{self, Session};
 use e2e::{fixtures, tools};
-use spool::reader::{Capture, Event};
+use spool::read::reader::{Capture, Event};
 use spool::Direction;
 use spool2pcap::{convert, ConvertOptions, Destination, Format, TimeMode};
 

@@ -263,7 +263,7 @@ impl<T> ChannelTable<T> {
         if let Some(found) = self.find(name) {
             return Some(found);
         }
-        spool::format::validate_channel_name(name).ok()?;
+        spool::store::format::validate_channel_name(name).ok()?;
         let _guard = self.register.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = self.find(name) {
             return Some(found);

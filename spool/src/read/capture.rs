@@ -10,8 +10,7 @@ use super::reader::ChannelReader;
 use crate::store::format;
 use crate::store::manifest::{Manifest, MANIFEST_FILE};
 
-/// Name of the directory inside a capture directory that holds the channels.
-pub const SPOOL_DIR: &str = "spool";
+use crate::store::layout::SPOOL_DIR;
 
 /// A problem that stops a capture directory from being read at all.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use crate::store::format::{Direction, GapPayload, FORMAT_VERSION};
 pub enum DamageKind {
     /// The segment is shorter than its header.
     TruncatedHeader,
-    /// The file does not start with [`SEGMENT_MAGIC`](crate::format::SEGMENT_MAGIC): not a spool segment.
+    /// The file does not start with [`SEGMENT_MAGIC`](crate::store::format::SEGMENT_MAGIC): not a spool segment.
     BadMagic,
     /// A segment of a format version this reader does not know.
     UnsupportedVersion(u16),
@@ -36,7 +36,7 @@ pub enum DamageKind {
         /// How many are missing.
         count: u64,
     },
-    /// The file could not be read, or is larger than [`MAX_SEGMENT_BYTES`](crate::reader::MAX_SEGMENT_BYTES).
+    /// The file could not be read, or is larger than [`MAX_SEGMENT_BYTES`](crate::read::reader::MAX_SEGMENT_BYTES).
     Unreadable(String),
     /// A symlink or other non-regular file where a segment should be.
     NotARegularFile,
@@ -178,7 +178,7 @@ impl From<&GapPayload> for Gap {
     }
 }
 
-/// What [`ChannelReader::next_event`](crate::reader::ChannelReader::next_event) yields.
+/// What [`ChannelReader::next_event`](crate::read::reader::ChannelReader::next_event) yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event<'a> {
     /// Captured bytes.
@@ -186,6 +186,6 @@ pub enum Event<'a> {
     /// Dropped traffic, in stream position.
     Gap(Gap),
     /// Damage found at this point in the stream (also kept in
-    /// [`ChannelReader::damage`](crate::reader::ChannelReader::damage)).
+    /// [`ChannelReader::damage`](crate::read::reader::ChannelReader::damage)).
     Damage(Damage),
 }

@@ -20,11 +20,12 @@ use std::sync::atomic::{fence, Ordering};
 
 use super::event::{Damage, DamageKind, Event};
 use super::parse::{self, Parsed, ScanBudget};
-use crate::read::reader::{OpenError, SPOOL_DIR};
+use crate::read::reader::OpenError;
 use crate::store::compress::{self, BlockReader, BlockStep};
 use crate::store::format::{
     self, CrcRule, MAX_SEGMENT_BYTES, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
+use crate::store::layout::SPOOL_DIR;
 use crate::store::manifest::{Manifest, MANIFEST_FILE};
 use crate::store::staging;
 

@@ -107,7 +107,7 @@ fn read_extents(file: &File, from: u64, end: u64, buf: &mut Vec<u8>) -> std::io:
 }
 
 /// The damage a segment file of `len` bytes is, if it is larger than any
-/// segment can be ([`MAX_SEGMENT_BYTES`](crate::format::MAX_SEGMENT_BYTES)):
+/// segment can be ([`MAX_SEGMENT_BYTES`](crate::store::format::MAX_SEGMENT_BYTES)):
 /// the reader and the follower refuse it alike, unread.
 fn too_large(len: u64) -> Option<event::DamageKind> {
     let max = crate::store::format::MAX_SEGMENT_BYTES;

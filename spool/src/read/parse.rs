@@ -1,5 +1,5 @@
 //! The segment parser: records out of a byte slice, and where to resume
-//! after damage. [`reader`](crate::reader) and [`follow`](crate::follow)
+//! after damage. [`reader`](crate::read::reader) and [`follow`](crate::read::follow)
 //! both read records through it, so a closed capture and a followed one
 //! yield the same records from the same bytes.
 //!
@@ -266,7 +266,7 @@ fn claimed_len(bytes: &[u8], at: usize) -> usize {
 ///
 /// ```
 /// use spool::read::parse::Records;
-/// use spool::format::CrcRule;
+/// use spool::store::format::CrcRule;
 /// // Garbage is reported, never a panic.
 /// let junk = [0xa5u8; 100];
 /// for item in Records::new(&junk, 128, CrcRule::Every) {

@@ -39,9 +39,9 @@ use crate::store::compress::{self, BlockReader, BlockStep};
 use crate::store::format::{
     self, CrcRule, Direction, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
-use crate::write::limit::Trimmed;
+use crate::store::limit::Trimmed;
 
-pub use super::capture::{Capture, ChannelFiles, OpenError, SegmentFile, SessionInfo, SPOOL_DIR};
+pub use super::capture::{Capture, ChannelFiles, OpenError, SegmentFile, SessionInfo};
 pub use super::event::{Damage, DamageKind, DataRecord, Event, Gap};
 use super::parse::{self, Parsed, ScanBudget};
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::write::limit::{DiskLimit, Trimmed};
+use crate::store::limit::{DiskLimit, Trimmed};
 
 /// File name of the manifest inside a capture directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

@@ -31,9 +31,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::read::reader::SPOOL_DIR;
 use crate::store::format;
 use crate::store::fsutil;
+use crate::store::layout::SPOOL_DIR;
 use crate::store::manifest::{Manifest, ManifestError, MANIFEST_FILE, MAX_MANIFEST_BYTES};
 use crate::store::mover::{self, SegmentPaths};
 use crate::store::staging::{self, StagingError};
@@ -269,7 +269,7 @@ pub fn reclaim_abandoned_in_background(
     std::thread::Builder::new()
         .name("spool-reclaim".into())
         .spawn(move || {
-            crate::write::background::lower_priority(crate::write::background::RECLAIM_NICE);
+            crate::store::priority::lower_priority(crate::store::priority::RECLAIM_NICE);
             mover::lower_io_priority();
             recover_abandoned(&root)
         })

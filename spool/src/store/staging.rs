@@ -396,7 +396,7 @@ pub fn verify_owner(dir: &Path, capture_dir: &Path, session_hex: &str) -> Result
 /// names, if a reader may list it: `Ok(None)` when it names none or the
 /// directory is gone (after a clean close or a reboot); an error, naming
 /// the directory, when it is there but fails [`verify_owner`] — the
-/// same checks [`crate::recover::recover`] makes before it moves anything
+/// same checks [`crate::store::recover::recover`] makes before it moves anything
 /// — so a manifest cannot make a reader list another directory of this
 /// user, however private.
 pub fn trusted_for_reading(

@@ -22,10 +22,12 @@ use std::time::{Duration, Instant};
 use crate::store::compress::{self, SegmentCompressor};
 use crate::store::format::segment_file_name;
 use crate::store::fsutil;
+use crate::store::limit::LimitPolicy;
+use crate::store::priority::lower_priority;
 use crate::write::channel::{Channel, Retired};
 use crate::write::clock::RECALIBRATE_EVERY;
 use crate::write::error::BackgroundError;
-use crate::write::limit::{Entry, Ledger, LimitPolicy};
+use crate::write::limit::{Entry, Ledger};
 use crate::write::memory_ring;
 use crate::write::segment::MappedSegment;
 use crate::write::shared::Shared;
@@ -53,29 +55,12 @@ const BUSY_WINDOW: Duration = Duration::from_secs(2);
 /// before the next try, so a full tmpfs is not hammered.
 const PREPARE_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Lowers the calling thread's CPU priority. The background threads do bulk
-/// work that can wait a little; on a machine with few cores they must not
-/// preempt the channel loops they serve, which at the default priority they
-/// do for milliseconds at a time (see `PERFORMANCE.md`).
-pub(crate) fn lower_priority(nice: i32) {
-    // SAFETY: plain syscalls on the calling thread; failure leaves the
-    // priority as it was, which is harmless.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
-    }
-}
-
 /// Niceness of the preparer: below the channel loops, above the retirer,
 /// since a late segment means drops and a late move only means memory.
 const PREPARER_NICE: i32 = 5;
 
 /// Niceness of the retirer.
 const RETIRER_NICE: i32 = 10;
-
-/// Niceness of the thread reclaiming crashed sessions' staging: below
-/// everything of the live session.
-pub(crate) const RECLAIM_NICE: i32 = 15;
 
 /// Bytes written per `write` when the retirer copies a segment out, so
 /// that [`Shared::retirer_abandon`] is noticed within one such write even

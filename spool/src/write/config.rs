@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use crate::store::format::{self, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
+use crate::store::limit::DiskLimit;
 use crate::write::clock::unix_now_ns;
 use crate::write::error::SpoolError;
-use crate::write::limit::DiskLimit;
 
 /// Where the hot path's segments are mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub struct SpoolConfig {
     /// [`Spool::keep`](crate::Spool::keep) was called (the always-on flight recorder).
     pub delete_on_close: bool,
     /// Compress sealed segments as they are moved into the capture
-    /// directory (zstd, in independent blocks; see [`crate::compress`]).
+    /// directory (zstd, in independent blocks; see [`crate::store::compress`]).
     /// Default on. Segments that do not shrink, those a close leaves to
     /// the mover process or recovery, and every segment of a spool without
     /// memory-backed staging are written uncompressed.
@@ -101,7 +101,7 @@ impl SpoolConfig {
     /// Nothing is moved to `capture_dir`, which holds only the manifest
     /// (and whatever the host adds) and is removed with the staging at
     /// close: put it on a memory-backed filesystem too
-    /// ([`crate::staging::ring_root`]). [`Spool::create`](crate::Spool::create)
+    /// ([`crate::store::staging::ring_root`]). [`Spool::create`](crate::Spool::create)
     /// refuses it where no memory-backed staging exists.
     ///
     /// Segments are 1 MiB: a SPICE client reads at most 256 KiB at once,

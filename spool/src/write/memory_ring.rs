@@ -45,9 +45,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::store::limit::Trimmed;
 use crate::write::channel::{Channel, Retired};
 use crate::write::error::BackgroundError;
-use crate::write::limit::Trimmed;
 use crate::write::segment::MappedSegment;
 use crate::write::shared::Shared;
 

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 
-use crate::read::reader::SPOOL_DIR;
 use crate::store::format::{self, Direction, MIN_SEGMENT_BYTES, SEGMENT_HEADER_LEN};
 use crate::store::fsutil;
+use crate::store::layout::SPOOL_DIR;
 use crate::store::manifest::{self, MANIFEST_FILE};
 use crate::store::recover;
 use crate::store::staging::{self, StagingDir};

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use spool::reader::{Capture, Event};
+use spool::read::reader::{Capture, Event};
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 
 /// A capture directory on disk and a staging root on tmpfs, both removed at the end.
@@ -46,7 +46,7 @@ pub struct Rec {
 pub struct ChannelDump {
     pub records: Vec<Rec>,
     pub gaps: Vec<(u64, u64)>,
-    pub damage: Vec<spool::reader::Damage>,
+    pub damage: Vec<spool::read::reader::Damage>,
     pub closed_cleanly: bool,
 }
 
@@ -129,14 +129,14 @@ pub struct SegmentCheck {
 /// well-formed and, if the header is flagged, carry a matching CRC. Stops at
 /// a seal or at a zero tag (the end of what was written, or a torn tail).
 pub fn segment_checksums(path: &Path) -> SegmentCheck {
-    use spool::format::{
+    use spool::store::format::{
         parse_record, CrcRule, RecordKind, SegmentHeader, FORMAT_VERSION,
         SEGMENT_FLAG_CRC_COMPLETE, SEGMENT_HEADER_LEN,
     };
     use zerocopy::FromBytes;
     let mut b = std::fs::read(path).unwrap();
     let h = SegmentHeader::read_from_bytes(&b[..SEGMENT_HEADER_LEN]).unwrap();
-    if spool::compress::is_compressed(&h) {
+    if spool::store::compress::is_compressed(&h) {
         // Compressed: walk the records of its blocks as if staged.
         b = decompressed(path, &b);
     } else {
@@ -180,8 +180,8 @@ pub fn segment_checksums(path: &Path) -> SegmentCheck {
 /// A compressed segment file's header followed by the records of all its
 /// blocks, decoded; panics on a damaged block.
 pub fn decompressed(path: &Path, file: &[u8]) -> Vec<u8> {
-    use spool::compress::{BlockReader, BlockStep};
-    let mut out = file[..spool::format::SEGMENT_HEADER_LEN].to_vec();
+    use spool::store::compress::{BlockReader, BlockStep};
+    let mut out = file[..spool::store::format::SEGMENT_HEADER_LEN].to_vec();
     let mut blocks = BlockReader::new();
     while let Some(step) = blocks.advance(file) {
         assert!(

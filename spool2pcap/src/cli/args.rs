@@ -254,7 +254,7 @@ fn parse_redaction(s: &str) -> Result<Redaction, String> {
 }
 
 fn parse_channel(s: &str) -> Result<String, String> {
-    spool::format::validate_channel_name(s)
+    spool::store::format::validate_channel_name(s)
         .map(|()| s.to_string())
         .map_err(|e| e.to_string())
 }

@@ -21,8 +21,8 @@
 //! in `tcp/tests.rs`).
 
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, TcpHeader, TcpOptionElement};
-use spool::format::Direction;
-use spool::reader::Gap;
+use spool::read::reader::Gap;
+use spool::store::format::Direction;
 
 mod template;
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use spool::format::Direction;
+use spool::store::format::Direction;
 
 /// pcapng block type of an Enhanced Packet Block.
 const EPB_TYPE: u32 = 6;

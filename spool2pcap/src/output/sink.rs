@@ -24,7 +24,7 @@ use pcap_file::pcapng::blocks::interface_statistics::{
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
 use pcap_file::pcapng::{Block, PcapNgWriter};
 use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
-use spool::format::Direction;
+use spool::store::format::Direction;
 
 use super::pcapng::{bounded_option, write_epb};
 

@@ -16,8 +16,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pcap_file::PcapError;
-use spool::format::validate_channel_name;
-use spool::reader::{Capture, ChannelReader, Event};
+use spool::read::reader::{Capture, ChannelReader, Event};
+use spool::store::format::validate_channel_name;
 
 use crate::guard::{clean_notes, open_capture, InputFiles};
 use crate::net::tcp::MAX_FRAME_LEN;
@@ -155,7 +155,7 @@ pub fn convert_with_progress(
         report.session_start_unix_ns = session_start;
     }
     let manifest = cap.manifest();
-    let peeked_id = peeked.map(|s| spool::manifest::session_id_hex(&s.session_id));
+    let peeked_id = peeked.map(|s| spool::store::manifest::session_id_hex(&s.session_id));
     let reading = Reading::Closed {
         clean_shutdown: report.clean_shutdown,
     };

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use pcap_file::PcapError;
-use spool::reader::OpenError;
+use spool::read::reader::OpenError;
 
 use crate::guard::CaptureError;
 use crate::output::{CreateError, OutputTarget};
@@ -28,7 +28,7 @@ pub enum ConvertError {
     },
     /// A channel name that cannot be used as a file name.
     #[error("refusing channel name: {0}")]
-    InvalidChannel(#[from] spool::format::InvalidChannelName),
+    InvalidChannel(#[from] spool::store::format::InvalidChannelName),
     /// `--follow` writes one stream: it needs `-w FILE` or `-w -`.
     #[error("--follow writes one merged stream: use -w FILE or -w -, not -o OUTDIR")]
     FollowNeedsStream,

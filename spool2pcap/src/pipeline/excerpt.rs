@@ -31,8 +31,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use pcap_file::PcapError;
-use spool::limit::Trimmed;
-use spool::reader::{Damage, Event, ReadStats};
+use spool::read::reader::{Damage, Event, ReadStats};
+use spool::store::limit::Trimmed;
 
 use crate::net::tcp::{HEADERS_LEN, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD};
 use crate::output::{Format, PacketSink};

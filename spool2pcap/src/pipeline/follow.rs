@@ -2,7 +2,7 @@
 //! they are committed, like `tail -f` — so `spool2pcap convert --follow -w -
 //! DIR | wireshark -k -i -` shows a ryll session live.
 //!
-//! Built on [`spool::follow::Follower`], polled every
+//! Built on [`spool::read::follow::Follower`], polled every
 //! [`DEFAULT_POLL_INTERVAL`]: each poll hands over what was committed since
 //! the last one, channel by channel. The packets of one poll are merged
 //! across channels by timestamp (a channel's own records keep their order,
@@ -35,9 +35,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use pcap_file::PcapError;
-use spool::follow::{Follower, Status};
-use spool::format::Direction;
-use spool::reader::{Damage, Event, Gap, ReadStats};
+use spool::read::follow::{Follower, Status};
+use spool::read::reader::{Damage, Event, Gap, ReadStats};
+use spool::store::format::Direction;
 
 use crate::guard::{clean, load_manifest, open_capture, InputFiles, MAX_TEXT_CHARS};
 use crate::net::tcp::MAX_FRAME_LEN;
@@ -351,7 +351,7 @@ fn follow_into<W: Write>(
     // capture's; say so when it does not, as `convert` does.
     if let Some(Err(e)) = manifest
         .as_ref()
-        .map(|m| spool::staging::trusted_for_reading(m, capture))
+        .map(|m| spool::store::staging::trusted_for_reading(m, capture))
     {
         let ignored = format!("staging directory ignored: {e}");
         problems.push(clean(&ignored, MAX_TEXT_CHARS));

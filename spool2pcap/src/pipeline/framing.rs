@@ -31,8 +31,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use pcap_file::PcapError;
-use spool::format::Direction;
-use spool::reader::{Damage, Gap};
+use spool::read::reader::{Damage, Gap};
+use spool::store::format::Direction;
 
 use crate::net::tcp::{write_segment, SegmentSpec, TcpFlags, TcpStreamBuilder};
 use crate::output::PacketSink;

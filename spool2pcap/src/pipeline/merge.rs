@@ -28,8 +28,8 @@ use std::collections::BinaryHeap;
 use std::io::Write;
 
 use pcap_file::PcapError;
-use spool::format::Direction;
-use spool::reader::{ChannelReader, Event};
+use spool::read::reader::{ChannelReader, Event};
+use spool::store::format::Direction;
 
 use crate::net::tcp::TcpStreamBuilder;
 use crate::output::PacketSink;

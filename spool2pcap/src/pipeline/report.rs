@@ -8,8 +8,8 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use spool::limit::Trimmed;
-use spool::reader::{Damage, ReadStats};
+use spool::read::reader::{Damage, ReadStats};
+use spool::store::limit::Trimmed;
 
 use crate::guard::{clean, MAX_TEXT_CHARS};
 use crate::metadata::CaptureMetadata;

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use pcap_file::PcapError;
-use spool::limit::Trimmed;
-use spool::manifest::ChannelCounters;
+use spool::store::limit::Trimmed;
+use spool::store::manifest::ChannelCounters;
 
 use crate::guard::{clean, MAX_TEXT_CHARS};
 use crate::metadata::CaptureMetadata;

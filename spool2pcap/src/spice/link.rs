@@ -37,7 +37,7 @@
 //! so every data byte keeps the sequence number ryll's captures always gave
 //! it ([`opening_isns`]).
 
-use spool::format::Direction;
+use spool::store::format::Direction;
 
 use crate::net::tcp::{CLIENT_ISN, SERVER_ISN};
 

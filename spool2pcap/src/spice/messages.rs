@@ -17,7 +17,7 @@
 //! recorder. A lost framer stays lost until its owner says where messages
 //! resume ([`MessageFramer::resume`]).
 
-use spool::format::Direction;
+use spool::store::format::Direction;
 
 /// Bytes of a SPICE mini header: type (u16), body size (u32).
 pub const MINI_HEADER_LEN: usize = 6;

@@ -39,8 +39,8 @@
 //! zeroing too little would publish keystrokes.
 
 use serde::Serialize;
-use spool::format::Direction;
-use spool::reader::Gap;
+use spool::read::reader::Gap;
+use spool::store::format::Direction;
 
 use crate::spice::messages::{chains_to_end, MessageFramer, Piece};
 

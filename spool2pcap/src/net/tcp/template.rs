@@ -16,7 +16,7 @@ use std::ops::Range;
 
 use etherparse::checksum::Sum16BitWords;
 use etherparse::{Ethernet2Header, IpNumber};
-use spool::format::Direction;
+use spool::store::format::Direction;
 
 use super::{write_segment, SegmentSpec, TcpFlags, HEADERS_LEN, MAX_SEGMENT_PAYLOAD};
 
