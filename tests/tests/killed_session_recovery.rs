@@ -64,27 +64,14 @@ fn run(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
     )
 }
 
-/// TCP payload per (client port, direction) of a classic pcap.
+/// TCP payload per (client port, from server) of a classic pcap.
 fn streams(file: &Path) -> BTreeMap<(u16, bool), Vec<u8>> {
     let bytes = std::fs::read(file).unwrap();
-    let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
-    let mut out: BTreeMap<(u16, bool), Vec<u8>> = BTreeMap::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.unwrap();
-        let s = etherparse::SlicedPacket::from_ethernet(&p.data).unwrap();
-        if let Some(etherparse::TransportSlice::Tcp(t)) = s.transport {
-            let from_server = t.source_port() == spool2pcap::spice::channels::SERVER_PORT;
-            let port = if from_server {
-                t.destination_port()
-            } else {
-                t.source_port()
-            };
-            out.entry((port, from_server))
-                .or_default()
-                .extend_from_slice(t.payload());
-        }
-    }
-    out
+    assert_eq!(
+        testkit::pcap::read(&bytes).format,
+        testkit::pcap::Format::Pcap
+    );
+    testkit::streams::streams(&bytes, spool2pcap::spice::channels::SERVER_PORT)
 }
 
 #[test]
