@@ -18,7 +18,7 @@ pub enum Format {
 
 /// One packet record: its time, its interface (0 in classic pcap) and
 /// the frame, with what pcapng adds to a packet.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub ts: Duration,
     pub iface: u32,
