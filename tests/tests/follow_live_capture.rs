@@ -79,17 +79,22 @@ fn packets(bytes: &[u8]) -> Vec<(usize, u16, Direction, Vec<u8>, u64)> {
         if ty == 6 {
             let ts = (u64::from(word(at + 12)) << 32) | u64::from(word(at + 16));
             let cap = word(at + 20) as usize;
-            let frame = &bytes[at + 28..at + 28 + cap];
-            let s = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
-            if let Some(etherparse::TransportSlice::Tcp(t)) = s.transport {
-                let (port, dir) =
-                    if t.destination_port() == spool2pcap::spice::channels::SERVER_PORT {
-                        (t.source_port(), Direction::ClientToServer)
-                    } else {
-                        (t.destination_port(), Direction::ServerToClient)
-                    };
-                out.push((at + len, port, dir, t.payload().to_vec(), ts));
-            }
+            let frame = testkit::pcap::Frame {
+                data: bytes[at + 28..at + 28 + cap].to_vec(),
+                // Kept raw (`ts` above), in the interface's resolution.
+                ts: std::time::Duration::ZERO,
+                iface: word(at + 8),
+                comment: None,
+                epb_flags: None,
+            };
+            let t = testkit::tcp::Segment::parse(&frame);
+            let server_port = spool2pcap::spice::channels::SERVER_PORT;
+            let dir = if t.from_server(server_port) {
+                Direction::ServerToClient
+            } else {
+                Direction::ClientToServer
+            };
+            out.push((at + len, t.client_port(server_port), dir, t.payload, ts));
         }
         at += len;
     }

@@ -13,10 +13,14 @@ use crate::pcap::{self, Frame};
 pub struct Segment {
     pub ts: Duration,
     pub iface: u32,
+    pub src_ip: [u8; 4],
+    pub dst_ip: [u8; 4],
     pub src_port: u16,
     pub dst_port: u16,
     pub seq: u32,
+    /// The acknowledgment number (meaningful when `ack_flag` is set).
     pub ack: u32,
+    pub ack_flag: bool,
     pub syn: bool,
     pub fin: bool,
     pub rst: bool,
@@ -52,10 +56,13 @@ impl Segment {
         Segment {
             ts: frame.ts,
             iface: frame.iface,
+            src_ip: iph.source,
+            dst_ip: iph.destination,
             src_port: th.source_port,
             dst_port: th.destination_port,
             seq: th.sequence_number,
             ack: th.acknowledgment_number,
+            ack_flag: th.ack,
             syn: th.syn,
             fin: th.fin,
             rst: th.rst,
