@@ -5,7 +5,7 @@
 //! append to its packet being in the file is measured (printed; the test
 //! only bounds it loosely, machines vary).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
+use testkit::child;
 
 const CHILD_ENV: &str = "FOLLOW_LIVE_CAPTURE_CHILD";
 const CHANNELS: [&str; 3] = ["main", "display", "inputs"];
@@ -102,11 +103,8 @@ fn packets(bytes: &[u8]) -> Vec<(usize, u16, Direction, Vec<u8>, u64)> {
 }
 
 fn follow_streams_a_live_capture_and_exits_after_close() {
-    if let (Ok(c), Ok(s)) = (
-        std::env::var(format!("{CHILD_ENV}_CAPTURE")),
-        std::env::var(format!("{CHILD_ENV}_STAGING")),
-    ) {
-        child(c.into(), s.into());
+    if let Some((c, s)) = child::passed_dirs(CHILD_ENV) {
+        child(c, s);
     }
     let dir = tempfile::tempdir().unwrap();
     let staging = tempfile::tempdir_in("/dev/shm").unwrap();
@@ -114,20 +112,10 @@ fn follow_streams_a_live_capture_and_exits_after_close() {
     let output = dir.path().join("live.pcapng");
     let bin = e2e::tools::spool2pcap_bin();
 
-    let mut writer = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "follow_streams_a_live_capture_and_exits_after_close",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(format!("{CHILD_ENV}_CAPTURE"), &capture)
-        .env(format!("{CHILD_ENV}_STAGING"), staging.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(writer.stdout.take().unwrap()).lines();
+    let mut cmd = child::this_test("follow_streams_a_live_capture_and_exits_after_close");
+    child::pass_dirs(&mut cmd, CHILD_ENV, &capture, staging.path());
+    let mut writer = child::Running::spawn(&mut cmd);
+    let lines = &mut writer.lines;
     loop {
         match lines.next() {
             Some(Ok(l)) if l.trim().ends_with("ready") => break,
@@ -169,7 +157,7 @@ fn follow_streams_a_live_capture_and_exits_after_close() {
             }
         }
     }
-    assert!(writer.wait().unwrap().success());
+    assert!(writer.process.wait().unwrap().success());
     let closed_at = Instant::now();
     // The follower ends by itself once the manifest says the session closed.
     let status = loop {

@@ -7,11 +7,12 @@
 //! is gone and conversion gives the same bytes.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
+use testkit::child;
 
 const CHILD_ENV: &str = "KILLED_SESSION_RECOVERY_CHILD";
 
@@ -76,31 +77,20 @@ fn streams(file: &Path) -> BTreeMap<(u16, bool), Vec<u8>> {
 
 #[test]
 fn killed_session_is_converted_and_recovered_with_every_acknowledged_record() {
-    if let (Ok(c), Ok(s)) = (
-        std::env::var(format!("{CHILD_ENV}_CAPTURE")),
-        std::env::var(format!("{CHILD_ENV}_STAGING")),
-    ) {
-        child(c.into(), s.into());
+    if let Some((c, s)) = child::passed_dirs(CHILD_ENV) {
+        child(c, s);
     }
     let session = e2e::fixtures::recorded_session();
     let dir = tempfile::tempdir().unwrap();
     let staging_root = tempfile::tempdir_in("/dev/shm").unwrap();
     let capture = dir.path().join("capture");
-    let mut proc = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "killed_session_is_converted_and_recovered_with_every_acknowledged_record",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(format!("{CHILD_ENV}_CAPTURE"), &capture)
-        .env(format!("{CHILD_ENV}_STAGING"), staging_root.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut cmd = child::this_test(
+        "killed_session_is_converted_and_recovered_with_every_acknowledged_record",
+    );
+    child::pass_dirs(&mut cmd, CHILD_ENV, &capture, staging_root.path());
+    let mut writer = child::Running::spawn(&mut cmd);
     let mut acked = None;
-    for line in BufReader::new(proc.stdout.take().unwrap()).lines() {
+    for line in writer.lines.by_ref() {
         let line = line.unwrap();
         if let Some(n) = line
             .trim()
@@ -112,8 +102,7 @@ fn killed_session_is_converted_and_recovered_with_every_acknowledged_record() {
             break;
         }
     }
-    unsafe { libc::kill(proc.id() as i32, libc::SIGKILL) };
-    proc.wait().unwrap();
+    writer.kill();
     let acked = acked.expect("the child acknowledged nothing");
     let total: u64 = session
         .connections

@@ -1,7 +1,8 @@
-//! What the tests of every crate need to read their output back: a pcap
+//! What the tests of every crate share. Reading their output back: a pcap
 //! or pcapng file as frames ([`pcap`]), each frame as the TCP segment it
 //! carries ([`tcp`]), and the segments as the byte streams of each
-//! connection ([`streams`]).
+//! connection ([`streams`]). Running the child process a test kills or
+//! follows ([`child`]).
 //!
 //! One copy, so that a check added here (checksums, capture lengths, the
 //! handshake that opens a connection) holds for every test that reads a
@@ -13,6 +14,7 @@
 //! It panics on anything it cannot read: it is for tests, where a panic
 //! naming what was wrong is the failure wanted.
 
+pub mod child;
 pub mod pcap;
 pub mod streams;
 pub mod tcp;
