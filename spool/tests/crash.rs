@@ -59,9 +59,13 @@ fn sigkill_mid_append_loses_nothing_acknowledged() {
         child(c, s);
     }
     let dirs = Dirs::new();
-    let mut cmd = child::this_test("sigkill_mid_append_loses_nothing_acknowledged");
-    child::pass_dirs(&mut cmd, CHILD_ENV, &dirs.capture(), &dirs.staging_root());
-    let mut writer = child::Running::spawn(cmd.stderr(Stdio::null()));
+    let mut writer = child::spawn_writer(
+        CHILD_ENV,
+        "sigkill_mid_append_loses_nothing_acknowledged",
+        &dirs.capture(),
+        &dirs.staging_root(),
+        Stdio::null(),
+    );
     let mut last_ack = None;
     // Let it write a few MiB (many segments), then kill it mid-stream.
     while let Some(Ok(line)) = writer.lines.next() {

@@ -90,9 +90,13 @@ fn a_new_session_reclaims_a_killed_writers_staging() {
         child(c, s);
     }
     let dirs = Dirs::new();
-    let mut cmd = child::this_test("a_new_session_reclaims_a_killed_writers_staging");
-    child::pass_dirs(&mut cmd, CHILD_ENV, &dirs.capture(), &dirs.staging_root());
-    let mut writer = child::Running::spawn(cmd.stderr(Stdio::null()));
+    let mut writer = child::spawn_writer(
+        CHILD_ENV,
+        "a_new_session_reclaims_a_killed_writers_staging",
+        &dirs.capture(),
+        &dirs.staging_root(),
+        Stdio::null(),
+    );
     let ready = writer
         .lines
         .any(|l| l.is_ok_and(|l| l.trim() == "child-ready"));

@@ -112,9 +112,13 @@ fn follow_streams_a_live_capture_and_exits_after_close() {
     let output = dir.path().join("live.pcapng");
     let bin = e2e::tools::spool2pcap_bin();
 
-    let mut cmd = child::this_test("follow_streams_a_live_capture_and_exits_after_close");
-    child::pass_dirs(&mut cmd, CHILD_ENV, &capture, staging.path());
-    let mut writer = child::Running::spawn(&mut cmd);
+    let mut writer = child::spawn_writer(
+        CHILD_ENV,
+        "follow_streams_a_live_capture_and_exits_after_close",
+        &capture,
+        staging.path(),
+        Stdio::inherit(),
+    );
     let lines = &mut writer.lines;
     loop {
         match lines.next() {

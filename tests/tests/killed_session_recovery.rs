@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 use testkit::child;
@@ -84,11 +84,13 @@ fn killed_session_is_converted_and_recovered_with_every_acknowledged_record() {
     let dir = tempfile::tempdir().unwrap();
     let staging_root = tempfile::tempdir_in("/dev/shm").unwrap();
     let capture = dir.path().join("capture");
-    let mut cmd = child::this_test(
+    let mut writer = child::spawn_writer(
+        CHILD_ENV,
         "killed_session_is_converted_and_recovered_with_every_acknowledged_record",
+        &capture,
+        staging_root.path(),
+        Stdio::inherit(),
     );
-    child::pass_dirs(&mut cmd, CHILD_ENV, &capture, staging_root.path());
-    let mut writer = child::Running::spawn(&mut cmd);
     let mut acked = None;
     for line in writer.lines.by_ref() {
         let line = line.unwrap();

@@ -18,14 +18,24 @@ pub fn this_test(test: &str) -> Command {
     c
 }
 
-/// Passes a capture directory and a staging root to the child, in the
-/// variables `{env}_CAPTURE` and `{env}_STAGING`.
-pub fn pass_dirs(c: &mut Command, env: &str, capture: &Path, staging: &Path) {
+/// Starts test `test` of this binary as a writer child, passing it a
+/// capture directory and a staging root in the variables `{env}_CAPTURE`
+/// and `{env}_STAGING` (read back by [`passed_dirs`]); its standard error
+/// goes to `stderr`.
+pub fn spawn_writer(
+    env: &str,
+    test: &str,
+    capture: &Path,
+    staging: &Path,
+    stderr: Stdio,
+) -> Running {
+    let mut c = this_test(test);
     c.env(format!("{env}_CAPTURE"), capture);
     c.env(format!("{env}_STAGING"), staging);
+    Running::spawn(c.stderr(stderr))
 }
 
-/// In the child: the capture directory and staging root [`pass_dirs`]
+/// In the child: the capture directory and staging root [`spawn_writer`]
 /// passed; `None` in the parent.
 pub fn passed_dirs(env: &str) -> Option<(PathBuf, PathBuf)> {
     let capture = std::env::var_os(format!("{env}_CAPTURE"))?;
