@@ -125,6 +125,11 @@ fn read_pcapng(bytes: &[u8]) -> Capture {
                 }
                 frames.push(f);
             }
+            // Packets without an interface's time resolution or with an
+            // obsolete layout: a conversion writes only enhanced ones.
+            Block::SimplePacket(_) | Block::Packet(_) => {
+                panic!("packet {}: not an enhanced packet block", frames.len())
+            }
             _ => {}
         }
     }
