@@ -4,9 +4,9 @@
 //! SIGKILL or panic — leaves it for the next start, which turns it into a
 //! bug report and removes it.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use ryll_hook::CaptureSink;
 use spool::read::reader::Event;
@@ -61,17 +61,12 @@ fn child(how: &str) {
 /// `XDG_RUNTIME_DIR`. Returns the ring directory it reported and the
 /// child's exit status.
 fn run_child(test: &str, how: &str, runtime: &Path) -> (PathBuf, std::process::ExitStatus) {
-    let mut c = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, how)
-        .env("XDG_RUNTIME_DIR", runtime)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+    let mut cmd = testkit::child::this_test(test);
+    cmd.env(CHILD_ENV, how).env("XDG_RUNTIME_DIR", runtime);
+    let mut c = testkit::child::Running::spawn(cmd.stderr(Stdio::null()));
     // libtest may print the test's name on the same line first.
-    let ready = lines
+    let ready = c
+        .lines
         .find_map(|l| Some(l.ok()?.split_once("ready ")?.1.to_string()))
         .expect("the child never got its ring going");
     let fields: Vec<&str> = ready.split(' ').collect();
@@ -81,9 +76,9 @@ fn run_child(test: &str, how: &str, runtime: &Path) -> (PathBuf, std::process::E
         "report pcap: {ready}"
     );
     if how == "kill" {
-        c.kill().unwrap();
+        c.process.kill().unwrap();
     }
-    (PathBuf::from(fields[0]), c.wait().unwrap())
+    (PathBuf::from(fields[0]), c.process.wait().unwrap())
 }
 
 /// What the child's runtime directory holds: ring and staging roots.

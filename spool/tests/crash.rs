@@ -4,13 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
+use testkit::child;
 
 const CHILD_ENV: &str = "SPOOL_CRASH_TEST_CHILD";
 
@@ -54,30 +55,20 @@ fn child(capture: PathBuf, staging: PathBuf) -> ! {
 
 #[test]
 fn sigkill_mid_append_loses_nothing_acknowledged() {
-    if let (Ok(c), Ok(s)) = (
-        std::env::var(format!("{CHILD_ENV}_CAPTURE")),
-        std::env::var(format!("{CHILD_ENV}_STAGING")),
-    ) {
-        child(c.into(), s.into());
+    if let Some((c, s)) = child::passed_dirs(CHILD_ENV) {
+        child(c, s);
     }
     let dirs = Dirs::new();
-    let mut proc = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "sigkill_mid_append_loses_nothing_acknowledged",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(format!("{CHILD_ENV}_CAPTURE"), dirs.capture())
-        .env(format!("{CHILD_ENV}_STAGING"), dirs.staging_root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
+    let mut writer = child::spawn_writer(
+        CHILD_ENV,
+        "sigkill_mid_append_loses_nothing_acknowledged",
+        &dirs.capture(),
+        &dirs.staging_root(),
+        Stdio::null(),
+    );
     let mut last_ack = None;
     // Let it write a few MiB (many segments), then kill it mid-stream.
-    while let Some(Ok(line)) = lines.next() {
+    while let Some(Ok(line)) = writer.lines.next() {
         if let Ok(i) = line.trim().parse::<u64>() {
             last_ack = Some(i);
             if i >= 20_000 {
@@ -85,8 +76,7 @@ fn sigkill_mid_append_loses_nothing_acknowledged() {
             }
         }
     }
-    unsafe { libc::kill(proc.id() as i32, libc::SIGKILL) };
-    proc.wait().unwrap();
+    writer.kill();
     let last_ack = last_ack.expect("child acknowledged nothing");
 
     // The manifest says unclean, and staging still holds segments.

@@ -6,15 +6,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use spool::store::recover::RecoverError;
 use spool::{Direction, Manifest, Spool, SpoolConfig, StagingChoice};
+use testkit::child;
 
 const CHILD_ENV: &str = "SPOOL_RECLAIM_TEST_CHILD";
 
@@ -85,31 +86,22 @@ fn child(capture: PathBuf, staging: PathBuf) -> ! {
 
 #[test]
 fn a_new_session_reclaims_a_killed_writers_staging() {
-    if let (Ok(c), Ok(s)) = (
-        std::env::var(format!("{CHILD_ENV}_CAPTURE")),
-        std::env::var(format!("{CHILD_ENV}_STAGING")),
-    ) {
-        child(c.into(), s.into());
+    if let Some((c, s)) = child::passed_dirs(CHILD_ENV) {
+        child(c, s);
     }
     let dirs = Dirs::new();
-    let mut proc = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_new_session_reclaims_a_killed_writers_staging",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(format!("{CHILD_ENV}_CAPTURE"), dirs.capture())
-        .env(format!("{CHILD_ENV}_STAGING"), dirs.staging_root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
-    assert!(lines.any(|l| l.is_ok_and(|l| l.trim() == "child-ready")));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(proc.id() as i32, libc::SIGKILL) };
-    proc.wait().unwrap();
+    let mut writer = child::spawn_writer(
+        CHILD_ENV,
+        "a_new_session_reclaims_a_killed_writers_staging",
+        &dirs.capture(),
+        &dirs.staging_root(),
+        Stdio::null(),
+    );
+    let ready = writer
+        .lines
+        .any(|l| l.is_ok_and(|l| l.trim() == "child-ready"));
+    assert!(ready);
+    writer.kill();
 
     let m = manifest(&dirs.capture());
     assert!(!m.clean_shutdown);

@@ -81,27 +81,21 @@ fn convert_to_stdout_writes_a_pcap_stream() {
         "--no-synth-tcp"
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(count_pcap(&o.stdout), 3, "one frame per record");
+    assert_eq!(
+        testkit::pcap::frames(&o.stdout).len(),
+        3,
+        "one frame per record"
+    );
     // By default each of the two channels also gets a handshake (3), a link
     // phase (5) and a close (3).
     let o = run(args!["convert", cap.path(), "-w", "-"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(count_pcap(&o.stdout), 3 + 2 * 11);
+    assert_eq!(testkit::pcap::frames(&o.stdout).len(), 3 + 2 * 11);
     assert!(
         stderr(&o).contains("(SPICE decodes with no option): ... | wireshark -k -i -"),
         "{}",
         stderr(&o)
     );
-}
-
-fn count_pcap(bytes: &[u8]) -> usize {
-    let mut r = pcap_file::pcap::PcapReader::new(bytes).unwrap();
-    let mut n = 0;
-    while let Some(p) = r.next_packet() {
-        p.unwrap();
-        n += 1;
-    }
-    n
 }
 
 #[test]
@@ -319,11 +313,17 @@ fn the_file_name_picks_pcapng() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(count_pcap(&std::fs::read(&ng).unwrap()), 25);
+    assert_eq!(
+        testkit::pcap::frames(&std::fs::read(&ng).unwrap()).len(),
+        25
+    );
     let classic = out.path().join("a.pcap");
     let o = run(args!["convert", cap.path(), "-w", &classic]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(count_pcap(&std::fs::read(&classic).unwrap()), 25);
+    assert_eq!(
+        testkit::pcap::frames(&std::fs::read(&classic).unwrap()).len(),
+        25
+    );
 }
 
 /// A reader of standard output that goes away (`| head`) ends the
@@ -579,16 +579,12 @@ fn cut_by_time_and_count() {
         .collect();
     simple_channel(cap.path(), "display", &records);
     let data_times = |bytes: &[u8]| -> Vec<u64> {
-        let mut r = pcap_file::pcap::PcapReader::new(bytes).unwrap();
-        let mut t = Vec::new();
-        while let Some(p) = r.next_packet() {
-            let p = p.unwrap();
-            // Data frames carry the message; synthetic ones do not.
-            if p.data.ends_with(MESSAGE) {
-                t.push(p.timestamp.as_secs());
-            }
-        }
-        t
+        // Data frames carry the message; synthetic ones do not.
+        testkit::pcap::frames(bytes)
+            .iter()
+            .filter(|f| f.data.ends_with(MESSAGE))
+            .map(|f| f.ts.as_secs())
+            .collect::<Vec<_>>()
     };
     let o = run(args![
         "convert",
@@ -718,23 +714,16 @@ fn a_chosen_server_port() {
         "{}",
         stderr(&o)
     );
-    let mut r = pcap_file::pcap::PcapReader::new(&o.stdout[..]).unwrap();
-    let mut n = 0;
-    while let Some(p) = r.next_packet() {
-        let p = p.unwrap();
-        let s = etherparse::SlicedPacket::from_ethernet(&p.data).unwrap();
-        let Some(etherparse::TransportSlice::Tcp(t)) = s.transport else {
-            panic!("not TCP")
-        };
+    let frames = testkit::pcap::frames(&o.stdout);
+    for t in frames.iter().map(testkit::tcp::Segment::parse) {
         assert!(
-            t.source_port() == 5900 || t.destination_port() == 5900,
+            t.src_port == 5900 || t.dst_port == 5900,
             "{} -> {}",
-            t.source_port(),
-            t.destination_port()
+            t.src_port,
+            t.dst_port
         );
-        n += 1;
     }
-    assert_eq!(n, 25);
+    assert_eq!(frames.len(), 25);
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("p.pcapng");
     let o = run(args![

@@ -3,88 +3,32 @@
 use std::path::Path;
 use std::time::Duration;
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use pcap_file::pcap::PcapReader;
-use pcap_file::pcapng::{Block, PcapNgReader};
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool2pcap::net::tcp::{CLIENT_ISN, MAX_SEGMENT_PAYLOAD, SERVER_ISN, SERVER_PORT};
 use spool2pcap::pipeline::convert::{convert, ConvertError, ConvertOptions, Destination};
 use spool2pcap::testkit::{simple_channel, write_segment, Seg, SESSION_START};
 use spool2pcap::{Format, Synthesis, TimeMode};
+use testkit::tcp::Segment;
 
-/// One frame, parsed.
-#[derive(Debug)]
-struct Pkt {
-    ts: Duration,
-    iface: u32,
-    src_port: u16,
-    dst_port: u16,
-    seq: u32,
-    ack: u32,
-    payload: Vec<u8>,
+/// The segments of a classic pcap file (`testkit` checks every
+/// checksum and that no packet is cut short).
+fn read_pcap(path: &Path) -> Vec<Segment> {
+    read_pcap_bytes(&std::fs::read(path).unwrap())
 }
 
-fn parse_frame(ts: Duration, iface: u32, data: &[u8]) -> Pkt {
-    let p = SlicedPacket::from_ethernet(data).expect("valid frame");
-    let Some(NetSlice::Ipv4(ip)) = &p.net else {
-        panic!("not ipv4")
-    };
-    let iph = ip.header().to_header();
-    assert_eq!(iph.header_checksum, iph.calc_header_checksum());
-    let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
-        panic!("not tcp")
-    };
-    let th = tcp.to_header();
-    assert_eq!(
-        th.checksum,
-        th.calc_checksum_ipv4(&iph, tcp.payload()).unwrap()
-    );
-    Pkt {
-        ts,
-        iface,
-        src_port: th.source_port,
-        dst_port: th.destination_port,
-        seq: th.sequence_number,
-        ack: th.acknowledgment_number,
-        payload: tcp.payload().to_vec(),
-    }
+fn read_pcap_bytes(bytes: &[u8]) -> Vec<Segment> {
+    testkit::pcap::frames(bytes)
+        .iter()
+        .map(Segment::parse)
+        .collect()
 }
 
-fn read_pcap(path: &Path) -> Vec<Pkt> {
-    let bytes = std::fs::read(path).unwrap();
-    read_pcap_bytes(&bytes)
-}
-
-fn read_pcap_bytes(bytes: &[u8]) -> Vec<Pkt> {
-    let mut r = PcapReader::new(bytes).unwrap();
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.unwrap();
-        assert_eq!(p.orig_len as usize, p.data.len());
-        out.push(parse_frame(p.timestamp, 0, &p.data));
-    }
-    out
-}
-
-fn read_pcapng(path: &Path) -> (Vec<String>, Vec<Pkt>) {
-    let bytes = std::fs::read(path).unwrap();
-    let mut r = PcapNgReader::new(&bytes[..]).unwrap();
-    let mut names = Vec::new();
-    let mut out = Vec::new();
-    while let Some(b) = r.next_block() {
-        match b.unwrap() {
-            Block::InterfaceDescription(idb) => {
-                for o in idb.options {
-                    if let pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfName(n) = o {
-                        names.push(n.into_owned());
-                    }
-                }
-            }
-            Block::EnhancedPacket(e) => out.push(parse_frame(e.timestamp, e.interface_id, &e.data)),
-            _ => {}
-        }
-    }
-    (names, out)
+/// The interface names and segments of a pcapng file.
+fn read_pcapng(path: &Path) -> (Vec<String>, Vec<Segment>) {
+    let c = testkit::pcap::read(&std::fs::read(path).unwrap());
+    assert_eq!(c.format, testkit::pcap::Format::PcapNg);
+    let p = c.frames.iter().map(Segment::parse).collect();
+    (c.interfaces, p)
 }
 
 /// Options for the tests of the recorded-bytes layer: nothing synthetic,
@@ -520,7 +464,6 @@ fn manifest_session_start_is_used_without_headers() {
 /// close; in pcapng, direction flags and comments.
 #[test]
 fn synthetic_opening_and_close_frame_the_records() {
-    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
     use spool2pcap::spice::link::{LINK_C2S_LEN, LINK_S2C_LEN};
     let cap = tempfile::tempdir().unwrap();
     simple_channel(
@@ -553,29 +496,23 @@ fn synthetic_opening_and_close_frame_the_records() {
     assert!(!cursor.link_synthesized, "its first client bytes are REDQ");
     assert_eq!(cursor.synthetic_frames, 3, "handshake only, no FIN");
 
-    let bytes = std::fs::read(&file).unwrap();
-    let mut r = PcapNgReader::new(&bytes[..]).unwrap();
-    let mut inputs_pkts = Vec::new();
+    let (_, all) = read_pcapng(&file);
     let mut flags_seen = 0;
-    while let Some(b) = r.next_block() {
-        if let Block::EnhancedPacket(e) = b.unwrap() {
-            let p = parse_frame(e.timestamp, e.interface_id, &e.data);
-            let outbound = p.dst_port == SERVER_PORT;
-            for opt in &e.options {
-                if let EnhancedPacketOption::Flags(f) = opt {
-                    assert_eq!(*f, if outbound { 0b10 } else { 0b01 });
-                    flags_seen += 1;
-                }
-            }
-            let comment = e.options.iter().find_map(|o| match o {
-                EnhancedPacketOption::Comment(c) => Some(c.to_string()),
-                _ => None,
-            });
-            if e.interface_id == 1 {
-                inputs_pkts.push((p, comment));
-            }
+    for p in &all {
+        let outbound = p.dst_port == SERVER_PORT;
+        if let Some(f) = p.epb_flags {
+            assert_eq!(f, if outbound { 0b10 } else { 0b01 });
+            flags_seen += 1;
         }
     }
+    let inputs_pkts: Vec<(Segment, Option<String>)> = all
+        .into_iter()
+        .filter(|p| p.iface == 1)
+        .map(|p| {
+            let comment = p.comment.clone();
+            (p, comment)
+        })
+        .collect();
     assert_eq!(flags_seen, 13 + 4);
     let (c_isn, s_isn) = (
         CLIENT_ISN - LINK_C2S_LEN as u32 - 1,

@@ -4,59 +4,31 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use etherparse::{SlicedPacket, TransportSlice};
-use pcap_file::pcap::PcapReader;
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool2pcap::pipeline::convert::{convert, ConvertOptions, Destination};
 use spool2pcap::pipeline::excerpt::{
     write_excerpt, ExcerptOptions, Selection, PCAP_FILE_HEADER_LEN,
 };
+use spool2pcap::spice::channels::SERVER_PORT;
 use spool2pcap::spice::messages::MessageFramer;
 use spool2pcap::testkit::{write_segment, Seg};
 use spool2pcap::{ChannelReport, ConvertReport, Cut, Format};
+use testkit::streams::Connection;
+use testkit::tcp::Segment;
 
 fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch")
 }
 
-/// One TCP connection of a pcap: its packets' flags in order and the
-/// payload bytes of each direction.
-#[derive(Debug, Default)]
-struct Conn {
-    /// (from server, SYN, FIN, payload length) per packet.
-    packets: Vec<(bool, bool, bool, usize)>,
-    client: Vec<u8>,
-    server: Vec<u8>,
-}
-
-fn connections(pcap: &[u8]) -> BTreeMap<u16, Conn> {
-    let mut r = PcapReader::new(pcap).unwrap();
-    let mut out: BTreeMap<u16, Conn> = BTreeMap::new();
-    let mut last = std::time::Duration::ZERO;
-    while let Some(p) = r.next_packet() {
-        let p = p.unwrap();
-        assert!(p.timestamp >= last, "packets out of time order");
-        last = p.timestamp;
-        let s = SlicedPacket::from_ethernet(&p.data).unwrap();
-        let Some(TransportSlice::Tcp(t)) = s.transport else {
-            panic!("not TCP")
-        };
-        let from_server = t.source_port() == spool2pcap::spice::channels::SERVER_PORT;
-        let port = if from_server {
-            t.destination_port()
-        } else {
-            t.source_port()
-        };
-        let c = out.entry(port).or_default();
-        c.packets
-            .push((from_server, t.syn(), t.fin(), t.payload().len()));
-        if from_server {
-            c.server.extend_from_slice(t.payload());
-        } else {
-            c.client.extend_from_slice(t.payload());
-        }
-    }
-    out
+/// The TCP connections of a classic pcap by client port, its packets in
+/// time order.
+fn connections(pcap: &[u8]) -> BTreeMap<u16, Connection> {
+    let segments: Vec<Segment> = testkit::pcap::frames(pcap)
+        .iter()
+        .map(Segment::parse)
+        .collect();
+    testkit::tcp::assert_time_ordered(&segments);
+    testkit::streams::connections(segments, SERVER_PORT)
 }
 
 fn full_conversion(capture: &Path) -> Vec<u8> {
@@ -114,7 +86,10 @@ fn a_budget_keeps_the_newest_messages_behind_a_synthetic_opening() {
         for (port, conn) in &got {
             let whole = &full[port];
             // SYN, SYN-ACK, ACK, then the link phase, first.
-            let flags: Vec<(bool, bool)> = conn.packets[..3].iter().map(|p| (p.0, p.1)).collect();
+            let flags: Vec<(bool, bool)> = conn.segments[..3]
+                .iter()
+                .map(|(s, p)| (*s, p.syn))
+                .collect();
             assert_eq!(flags, [(false, true), (true, true), (false, false)]);
             assert!(conn.client.len() >= LINK_C2S && conn.server.len() >= LINK_S2C);
             assert_eq!(conn.client[..LINK_C2S], whole.client[..LINK_C2S]);
@@ -139,7 +114,7 @@ fn a_budget_keeps_the_newest_messages_behind_a_synthetic_opening() {
                 );
             }
             // The shipped capture was closed cleanly: the FIN exchange ends it.
-            assert!(conn.packets.iter().rev().take(3).any(|p| p.2));
+            assert!(conn.segments.iter().rev().take(3).any(|(_, p)| p.fin));
         }
         for c in &report.channels {
             if cut_of(c).kept_records == 0 {
@@ -200,9 +175,8 @@ fn a_session_start_after_2106_is_clamped() {
     let (pcap, report) = excerpt(dir.path(), &ExcerptOptions::new(Selection::All));
     assert_eq!(report.session_start_unix_ns, Some(after_2106));
     assert!(report.frames() > 2);
-    let mut r = PcapReader::new(&pcap[..]).unwrap();
-    while let Some(p) = r.next_packet() {
-        assert_eq!(p.unwrap().timestamp.as_secs(), u64::from(u32::MAX));
+    for f in testkit::pcap::frames(&pcap) {
+        assert_eq!(f.ts.as_secs(), u64::from(u32::MAX));
     }
     assert_eq!(connections(&pcap)[&10001].client.len(), LINK_C2S + 10);
 }

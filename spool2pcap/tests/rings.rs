@@ -2,9 +2,8 @@
 //! listed, converted to one redacted pcap and removed; a live ring is left
 //! alone.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use spool::read::reader::Event;
 use spool::{Capture, Spool, SpoolConfig};
@@ -56,24 +55,16 @@ fn a_killed_writers_ring_is_listed_converted_and_removed() {
     let (ok, text) = spool2pcap(runtime.path(), &["rings"]);
     assert!(ok && text.contains("no ring"), "{text}");
 
-    let mut c = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_killed_writers_ring_is_listed_converted_and_removed",
-        ])
-        .args(["--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .env("XDG_RUNTIME_DIR", runtime.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
-    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("ready"))));
+    let mut cmd =
+        testkit::child::this_test("a_killed_writers_ring_is_listed_converted_and_removed");
+    cmd.env(CHILD_ENV, "1")
+        .env("XDG_RUNTIME_DIR", runtime.path());
+    let mut writer = testkit::child::Running::spawn(&mut cmd);
+    assert!(writer.lines.any(|l| l.is_ok_and(|l| l.contains("ready"))));
     // Alive: not listed.
     let (_, text) = spool2pcap(runtime.path(), &["rings"]);
     assert!(text.contains("no ring"), "a live ring was listed: {text}");
-    c.kill().unwrap();
-    c.wait().unwrap();
+    writer.kill();
 
     let ring = runtime.path().join("ryll-ring/killed");
     let (ok, text) = spool2pcap(runtime.path(), &["rings"]);

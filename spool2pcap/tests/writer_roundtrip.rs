@@ -1,8 +1,6 @@
 //! The real spool writer's output, converted: every appended byte comes out
 //! in order, and a dropped record shows as a sequence jump of its length.
 
-use etherparse::{SlicedPacket, TransportSlice};
-use pcap_file::pcap::PcapReader;
 use spool::store::format::Direction::{self, ClientToServer as C2S, ServerToClient as S2C};
 use spool::{Spool, SpoolConfig, StagingChoice};
 use spool2pcap::net::tcp::{CLIENT_ISN, SERVER_ISN};
@@ -50,16 +48,11 @@ fn writer_output_converts_with_gaps_as_sequence_jumps() {
     assert!(ch.dropped_records >= 1);
 
     let bytes = std::fs::read(&file).unwrap();
-    let mut r = PcapReader::new(&bytes[..]).unwrap();
-    let mut got = Vec::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.unwrap();
-        let sp = SlicedPacket::from_ethernet(&p.data).unwrap();
-        let Some(TransportSlice::Tcp(t)) = sp.transport else {
-            panic!("tcp")
-        };
-        got.push((t.sequence_number(), t.payload().to_vec()));
-    }
+    let got: Vec<(u32, Vec<u8>)> = testkit::pcap::frames(&bytes)
+        .iter()
+        .map(testkit::tcp::Segment::parse)
+        .map(|s| (s.seq, s.payload))
+        .collect();
 
     // Walk what was sent: a record is kept if it is the next frame's
     // payload (payloads are all distinct), else it was dropped. A kept

@@ -26,31 +26,15 @@ fn decoded(file: &Path) -> Decoded {
     tools::spice_messages_by_direction(file, tools::SERVER_PORT)
 }
 
-/// Recorded payload bytes per (client port, direction): what follows each
-/// connection's synthetic link phase.
-fn recorded_streams(pcap: &[u8]) -> BTreeMap<(u16, Direction), Vec<u8>> {
-    let mut r = pcap_file::pcap::PcapReader::new(pcap).unwrap();
-    let mut out: BTreeMap<(u16, Direction), Vec<u8>> = BTreeMap::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.unwrap();
-        let s = etherparse::SlicedPacket::from_ethernet(&p.data).unwrap();
-        let Some(etherparse::TransportSlice::Tcp(t)) = s.transport else {
-            panic!("not TCP")
-        };
-        let key = if t.destination_port() == tools::SERVER_PORT {
-            (t.source_port(), Direction::ClientToServer)
-        } else {
-            (t.destination_port(), Direction::ServerToClient)
-        };
-        out.entry(key).or_default().extend_from_slice(t.payload());
-    }
-    for ((_, dir), bytes) in out.iter_mut() {
-        let link = match dir {
-            Direction::ClientToServer => LINK_C2S_LEN,
-            Direction::ServerToClient => LINK_S2C_LEN,
-        };
-        bytes.drain(..link.min(bytes.len()));
-    }
+/// Recorded payload bytes per (client port, from server): what follows
+/// each connection's synthetic link phase.
+fn recorded_streams(pcap: &[u8]) -> BTreeMap<(u16, bool), Vec<u8>> {
+    assert_eq!(
+        testkit::pcap::read(pcap).format,
+        testkit::pcap::Format::Pcap
+    );
+    let mut out = testkit::streams::streams(pcap, tools::SERVER_PORT);
+    testkit::streams::strip_link(&mut out, LINK_C2S_LEN, LINK_S2C_LEN);
     out
 }
 
@@ -109,7 +93,7 @@ fn a_whole_report_decodes_like_convert() {
 /// A capture of the shipped capture's records whose bytes `kept` holds:
 /// per channel and direction, the newest records whose payloads make up
 /// exactly those bytes, in the order they were recorded.
-fn capture_of(kept: &BTreeMap<(u16, Direction), Vec<u8>>, dir: &Path) -> std::path::PathBuf {
+fn capture_of(kept: &BTreeMap<(u16, bool), Vec<u8>>, dir: &Path) -> std::path::PathBuf {
     let out = dir.join("kept-capture");
     let spool = Spool::create(SpoolConfig::new(&out)).unwrap();
     let cap = Capture::open(&fixtures::shipped_capture()).unwrap();
@@ -127,7 +111,10 @@ fn capture_of(kept: &BTreeMap<(u16, Direction), Vec<u8>>, dir: &Path) -> std::pa
         let mut left: BTreeMap<Direction, usize> =
             [Direction::ClientToServer, Direction::ServerToClient]
                 .into_iter()
-                .map(|d| (d, kept.get(&(port, d)).map_or(0, Vec::len)))
+                .map(|d| {
+                    let from_server = d == Direction::ServerToClient;
+                    (d, kept.get(&(port, from_server)).map_or(0, Vec::len))
+                })
                 .collect();
         let mut take = vec![false; records.len()];
         for (i, (d, payload)) in records.iter().enumerate().rev() {

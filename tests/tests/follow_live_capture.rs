@@ -5,7 +5,7 @@
 //! append to its packet being in the file is measured (printed; the test
 //! only bounds it loosely, machines vary).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
+use testkit::child;
 
 const CHILD_ENV: &str = "FOLLOW_LIVE_CAPTURE_CHILD";
 const CHANNELS: [&str; 3] = ["main", "display", "inputs"];
@@ -79,17 +80,22 @@ fn packets(bytes: &[u8]) -> Vec<(usize, u16, Direction, Vec<u8>, u64)> {
         if ty == 6 {
             let ts = (u64::from(word(at + 12)) << 32) | u64::from(word(at + 16));
             let cap = word(at + 20) as usize;
-            let frame = &bytes[at + 28..at + 28 + cap];
-            let s = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
-            if let Some(etherparse::TransportSlice::Tcp(t)) = s.transport {
-                let (port, dir) =
-                    if t.destination_port() == spool2pcap::spice::channels::SERVER_PORT {
-                        (t.source_port(), Direction::ClientToServer)
-                    } else {
-                        (t.destination_port(), Direction::ServerToClient)
-                    };
-                out.push((at + len, port, dir, t.payload().to_vec(), ts));
-            }
+            let frame = testkit::pcap::Frame {
+                data: bytes[at + 28..at + 28 + cap].to_vec(),
+                // Kept raw (`ts` above), in the interface's resolution.
+                ts: std::time::Duration::ZERO,
+                iface: word(at + 8),
+                comment: None,
+                epb_flags: None,
+            };
+            let t = testkit::tcp::Segment::parse(&frame);
+            let server_port = spool2pcap::spice::channels::SERVER_PORT;
+            let dir = if t.from_server(server_port) {
+                Direction::ServerToClient
+            } else {
+                Direction::ClientToServer
+            };
+            out.push((at + len, t.client_port(server_port), dir, t.payload, ts));
         }
         at += len;
     }
@@ -97,11 +103,8 @@ fn packets(bytes: &[u8]) -> Vec<(usize, u16, Direction, Vec<u8>, u64)> {
 }
 
 fn follow_streams_a_live_capture_and_exits_after_close() {
-    if let (Ok(c), Ok(s)) = (
-        std::env::var(format!("{CHILD_ENV}_CAPTURE")),
-        std::env::var(format!("{CHILD_ENV}_STAGING")),
-    ) {
-        child(c.into(), s.into());
+    if let Some((c, s)) = child::passed_dirs(CHILD_ENV) {
+        child(c, s);
     }
     let dir = tempfile::tempdir().unwrap();
     let staging = tempfile::tempdir_in("/dev/shm").unwrap();
@@ -109,20 +112,14 @@ fn follow_streams_a_live_capture_and_exits_after_close() {
     let output = dir.path().join("live.pcapng");
     let bin = e2e::tools::spool2pcap_bin();
 
-    let mut writer = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "follow_streams_a_live_capture_and_exits_after_close",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(format!("{CHILD_ENV}_CAPTURE"), &capture)
-        .env(format!("{CHILD_ENV}_STAGING"), staging.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(writer.stdout.take().unwrap()).lines();
+    let mut writer = child::spawn_writer(
+        CHILD_ENV,
+        "follow_streams_a_live_capture_and_exits_after_close",
+        &capture,
+        staging.path(),
+        Stdio::inherit(),
+    );
+    let lines = &mut writer.lines;
     loop {
         match lines.next() {
             Some(Ok(l)) if l.trim().ends_with("ready") => break,
@@ -164,7 +161,7 @@ fn follow_streams_a_live_capture_and_exits_after_close() {
             }
         }
     }
-    assert!(writer.wait().unwrap().success());
+    assert!(writer.process.wait().unwrap().success());
     let closed_at = Instant::now();
     // The follower ends by itself once the manifest says the session closed.
     let status = loop {

@@ -9,23 +9,9 @@ use e2e::fixtures::{damaged_capture, VARIANTS};
 use e2e::tools::spool2pcap_bin;
 
 /// The frames of a pcap file, in order.
-fn frames(path: &Path) -> Vec<Vec<u8>> {
+fn frames(path: &Path) -> Vec<testkit::pcap::Frame> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        out.push(p.unwrap().data.into_owned());
-    }
-    out
-}
-
-/// Whether an Ethernet/IPv4/TCP frame carries TCP payload.
-fn carries_payload(frame: &[u8]) -> bool {
-    let p = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
-    match p.transport {
-        Some(etherparse::TransportSlice::Tcp(t)) => !t.payload().is_empty(),
-        _ => true,
-    }
+    testkit::pcap::frames(&bytes)
 }
 
 fn convert(capture: &Path, channel: &str, out: &Path, follow: bool) {
@@ -68,7 +54,9 @@ fn follow_writes_the_records_convert_writes_on_every_damaged_fixture() {
             assert!(followed.len() >= closed.len(), "{what}");
             assert_eq!(closed, followed[..closed.len()], "{what}");
             assert!(
-                followed[closed.len()..].iter().all(|f| !carries_payload(f)),
+                followed[closed.len()..]
+                    .iter()
+                    .all(|f| !testkit::tcp::carries_payload(f)),
                 "{what}: follow wrote records convert did not"
             );
         }

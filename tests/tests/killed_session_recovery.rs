@@ -7,11 +7,12 @@
 //! is gone and conversion gives the same bytes.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
+use testkit::child;
 
 const CHILD_ENV: &str = "KILLED_SESSION_RECOVERY_CHILD";
 
@@ -64,56 +65,34 @@ fn run(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
     )
 }
 
-/// TCP payload per (client port, direction) of a classic pcap.
+/// TCP payload per (client port, from server) of a classic pcap.
 fn streams(file: &Path) -> BTreeMap<(u16, bool), Vec<u8>> {
     let bytes = std::fs::read(file).unwrap();
-    let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
-    let mut out: BTreeMap<(u16, bool), Vec<u8>> = BTreeMap::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.unwrap();
-        let s = etherparse::SlicedPacket::from_ethernet(&p.data).unwrap();
-        if let Some(etherparse::TransportSlice::Tcp(t)) = s.transport {
-            let from_server = t.source_port() == spool2pcap::spice::channels::SERVER_PORT;
-            let port = if from_server {
-                t.destination_port()
-            } else {
-                t.source_port()
-            };
-            out.entry((port, from_server))
-                .or_default()
-                .extend_from_slice(t.payload());
-        }
-    }
-    out
+    assert_eq!(
+        testkit::pcap::read(&bytes).format,
+        testkit::pcap::Format::Pcap
+    );
+    testkit::streams::streams(&bytes, spool2pcap::spice::channels::SERVER_PORT)
 }
 
 #[test]
 fn killed_session_is_converted_and_recovered_with_every_acknowledged_record() {
-    if let (Ok(c), Ok(s)) = (
-        std::env::var(format!("{CHILD_ENV}_CAPTURE")),
-        std::env::var(format!("{CHILD_ENV}_STAGING")),
-    ) {
-        child(c.into(), s.into());
+    if let Some((c, s)) = child::passed_dirs(CHILD_ENV) {
+        child(c, s);
     }
     let session = e2e::fixtures::recorded_session();
     let dir = tempfile::tempdir().unwrap();
     let staging_root = tempfile::tempdir_in("/dev/shm").unwrap();
     let capture = dir.path().join("capture");
-    let mut proc = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "killed_session_is_converted_and_recovered_with_every_acknowledged_record",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(format!("{CHILD_ENV}_CAPTURE"), &capture)
-        .env(format!("{CHILD_ENV}_STAGING"), staging_root.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut writer = child::spawn_writer(
+        CHILD_ENV,
+        "killed_session_is_converted_and_recovered_with_every_acknowledged_record",
+        &capture,
+        staging_root.path(),
+        Stdio::inherit(),
+    );
     let mut acked = None;
-    for line in BufReader::new(proc.stdout.take().unwrap()).lines() {
+    for line in writer.lines.by_ref() {
         let line = line.unwrap();
         if let Some(n) = line
             .trim()
@@ -125,8 +104,7 @@ fn killed_session_is_converted_and_recovered_with_every_acknowledged_record() {
             break;
         }
     }
-    unsafe { libc::kill(proc.id() as i32, libc::SIGKILL) };
-    proc.wait().unwrap();
+    writer.kill();
     let acked = acked.expect("the child acknowledged nothing");
     let total: u64 = session
         .connections

@@ -160,22 +160,13 @@ fn secrets() -> Vec<Vec<u8>> {
 
 /// Per TCP payload bytes as the packets carry them, both directions of
 /// each port (the needles may straddle packets; search the streams).
-fn tcp_streams(file: &Path) -> std::collections::BTreeMap<(u16, u16), Vec<u8>> {
-    use pcap_file::pcapng::{Block, PcapNgReader};
+fn tcp_streams(file: &Path) -> std::collections::BTreeMap<(u16, bool), Vec<u8>> {
     let bytes = std::fs::read(file).unwrap();
-    let mut r = PcapNgReader::new(&bytes[..]).unwrap();
-    let mut out: std::collections::BTreeMap<(u16, u16), Vec<u8>> = Default::default();
-    while let Some(b) = r.next_block() {
-        if let Block::EnhancedPacket(p) = b.unwrap() {
-            let s = etherparse::SlicedPacket::from_ethernet(&p.data).unwrap();
-            if let Some(etherparse::TransportSlice::Tcp(t)) = s.transport {
-                out.entry((t.source_port(), t.destination_port()))
-                    .or_default()
-                    .extend_from_slice(t.payload());
-            }
-        }
-    }
-    out
+    assert_eq!(
+        testkit::pcap::read(&bytes).format,
+        testkit::pcap::Format::PcapNg
+    );
+    testkit::streams::streams(&bytes, spool2pcap::spice::channels::SERVER_PORT)
 }
 
 /// What tshark decodes per frame: ports, seq, length, SPICE message types.

@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 
-use etherparse::{SlicedPacket, TransportSlice};
-use pcap_file::pcap::PcapReader;
 use ryll_hook::bundle::{
     capture_traffic_pcap, write_bug_report, write_bug_report_with, BugReportOptions, BundleError,
     DEFAULT_BUDGET_BYTES,
@@ -20,6 +18,7 @@ use ryll_hook::{CaptureSink, SpoolSink};
 use ryll_tools::recorded::{self, mini_header_messages};
 use ryll_tools::replay::{replay, ReplayOptions};
 use spool::Direction;
+use spool2pcap::spice::channels::SERVER_PORT;
 use spool2pcap::spice::link::{LINK_C2S_LEN, LINK_S2C_LEN};
 
 fn read_zip(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
@@ -38,45 +37,9 @@ fn read_zip(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
 /// what follows the synthetic link phase that opens every connection
 /// (after the synthetic handshake, checked here).
 fn streams(pcap: &[u8]) -> BTreeMap<(u16, bool), Vec<u8>> {
-    let mut all = payloads(pcap);
-    for ((_, from_server), bytes) in all.iter_mut() {
-        let link = if *from_server {
-            LINK_S2C_LEN
-        } else {
-            LINK_C2S_LEN
-        };
-        assert!(bytes.len() >= link, "no link phase");
-        bytes.drain(..link);
-    }
+    let mut all = testkit::streams::streams_after_handshake(pcap, SERVER_PORT);
+    testkit::streams::strip_link(&mut all, LINK_C2S_LEN, LINK_S2C_LEN);
     all
-}
-
-/// Payload bytes per (client port, from server), in file order; every
-/// connection's first packet is a SYN.
-fn payloads(pcap: &[u8]) -> BTreeMap<(u16, bool), Vec<u8>> {
-    let mut r = PcapReader::new(pcap).unwrap();
-    let mut out: BTreeMap<(u16, bool), Vec<u8>> = BTreeMap::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.unwrap();
-        let s = SlicedPacket::from_ethernet(&p.data).unwrap();
-        let Some(TransportSlice::Tcp(t)) = s.transport else {
-            panic!("not TCP")
-        };
-        let from_server = t.source_port() == spool2pcap::spice::channels::SERVER_PORT;
-        let port = if from_server {
-            t.destination_port()
-        } else {
-            t.source_port()
-        };
-        if !out.contains_key(&(port, false)) {
-            assert!(t.syn() && !from_server, "port {port}: no handshake first");
-            out.insert((port, true), Vec::new());
-        }
-        out.entry((port, from_server))
-            .or_default()
-            .extend_from_slice(t.payload());
-    }
-    out
 }
 
 fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
@@ -305,9 +268,8 @@ fn a_session_start_after_2106_still_reports() {
     let s = write_bug_report(&capture, &out, DEFAULT_BUDGET_BYTES).unwrap();
     assert!(s.traffic_capture.packets_written > 0);
     let files = read_zip(&out);
-    let mut r = PcapReader::new(&files["traffic.pcap"][..]).unwrap();
-    while let Some(p) = r.next_packet() {
-        assert_eq!(p.unwrap().timestamp.as_secs(), u64::from(u32::MAX));
+    for f in testkit::pcap::frames(&files["traffic.pcap"]) {
+        assert_eq!(f.ts.as_secs(), u64::from(u32::MAX));
     }
 }
 

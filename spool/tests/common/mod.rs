@@ -1,4 +1,6 @@
-//! Helpers shared by the spool's integration tests.
+//! Helpers shared by the spool's integration tests. What the tests of
+//! other crates need too (the writer child a test kills) is in
+//! `tests/testkit`.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
