@@ -26,6 +26,34 @@ use zerocopy::IntoBytes;
 pub const SESSION_START: u64 = 1_700_000_000_000_000_000;
 /// Session id every test segment carries.
 pub const SESSION_ID: [u8; 16] = *b"0123456789abcdef";
+/// [`SESSION_ID`] as a manifest writes it (hex).
+pub const SESSION_HEX: &str = "30313233343536373839616263646566";
+
+/// Writes a cleanly closed capture's `manifest.json` into `dir` for the
+/// test session ([`SESSION_ID`], [`SESSION_START`]), with the fields of
+/// `extra` written over it (`{"clean_shutdown": false}` for a crashed one,
+/// say).
+pub fn write_manifest(dir: &Path, extra: serde_json::Value) {
+    let mut m = serde_json::json!({
+        "format_version": spool::store::format::FORMAT_VERSION,
+        "session_id": SESSION_HEX,
+        "session_start_unix_ns": SESSION_START,
+        "staging_dir": null,
+        "segment_bytes": 0,
+        "clean_shutdown": true,
+        "closed_unix_ns": SESSION_START + 1_000,
+        "channels": {},
+        "errors": [],
+    });
+    if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    let json = serde_json::to_vec(&m).expect("a JSON value serializes");
+    std::fs::create_dir_all(dir).expect("making the test capture directory");
+    std::fs::write(dir.join("manifest.json"), json).expect("writing the test manifest");
+}
 
 /// One segment being built.
 pub struct Seg {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pcap_file::pcapng::blocks::section_header::SectionHeaderOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
-use spool2pcap::testkit::{simple_channel, write_segment, Seg, SESSION_START};
+use spool2pcap::testkit::{simple_channel, write_manifest, write_segment, Seg};
 
 /// Longest a run may take: every one here is over in well under a second.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -67,26 +67,6 @@ fn capture_with_manifest(extra: serde_json::Value) -> tempfile::TempDir {
     simple_channel(cap.path(), "display", &[(S2C, 20, b"d1")]);
     write_manifest(cap.path(), extra);
     cap
-}
-
-fn write_manifest(dir: &Path, extra: serde_json::Value) {
-    let mut m = serde_json::json!({
-        "format_version": 1,
-        "session_id": "30313233343536373839616263646566",
-        "session_start_unix_ns": SESSION_START,
-        "staging_dir": null,
-        "segment_bytes": 0,
-        "clean_shutdown": true,
-        "closed_unix_ns": SESSION_START + 1_000,
-        "channels": {},
-        "errors": [],
-    });
-    if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
 }
 
 fn seg_path(cap: &Path, channel: &str) -> PathBuf {

@@ -16,38 +16,13 @@ use std::path::Path;
 
 use spool::store::block;
 use spool::store::format::{self, Direction, SEGMENT_HEADER_LEN};
-use spool2pcap::testkit::{write_segment, Seg, SESSION_START};
+pub use spool2pcap::testkit::{write_manifest, SESSION_HEX};
+use spool2pcap::testkit::{write_segment, Seg};
 
 pub use crate::fuzzing::{
     assert_inflation_bounded, assert_resync_bounded, compressed_flood_segment, compressed_segment,
     inflating_segment, resync_flood, resync_flood_segment,
 };
-
-/// The session id of [`spool2pcap::testkit::SESSION_ID`], as the manifest spells it.
-pub const SESSION_HEX: &str = "30313233343536373839616263646566";
-
-/// Writes a manifest into `dir`: a closed session's, with `extra` fields
-/// over it (`{"clean_shutdown": false}` for a crashed one, say).
-pub fn write_manifest(dir: &Path, extra: serde_json::Value) {
-    let mut m = serde_json::json!({
-        "format_version": format::FORMAT_VERSION,
-        "session_id": SESSION_HEX,
-        "session_start_unix_ns": SESSION_START,
-        "staging_dir": null,
-        "segment_bytes": 0,
-        "clean_shutdown": true,
-        "closed_unix_ns": SESSION_START + 1_000,
-        "channels": {},
-        "errors": [],
-    });
-    if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-}
 
 /// A closed capture whose channel `main` is [`resync_flood_segment`].
 pub fn resync_flood_capture(dir: &Path, len: usize) {
