@@ -198,76 +198,12 @@ pub fn write_excerpt<W: Write>(
         let Some(mut reader) = cap.reader(name) else {
             continue;
         };
-        let ci = indexed.len();
         if session_start.is_none() {
             session_start =
                 crate::guard::peek_session(&cap, &mut reader).map(|s| s.session_start_unix_ns);
         }
-        let trimmed = reader.trimmed().is_some_and(|t| t.segments > 0);
-        let fresh = || {
-            if trimmed {
-                MessageFramer::lost()
-            } else {
-                MessageFramer::new()
-            }
-        };
-        let mut framers = [fresh(), fresh()];
-        let mut per_dir = [0u64; 2];
-        while let Some(event) = reader.next_event() {
-            match event {
-                Event::Data(d) => {
-                    let dir = d.direction.to_byte() & 1;
-                    let f = &mut framers[usize::from(dir)];
-                    if f.is_lost() && plausible_start(d.payload) {
-                        f.resume();
-                    }
-                    let n = d.payload.len();
-                    let packets = frames_of(n);
-                    // A stream that opens with a recorded link phase is
-                    // never kept from there when cut: the other direction
-                    // may be cut after its own, and the dissector needs
-                    // both. The cut stream gets a synthetic one instead.
-                    let link = f.at_start() && d.payload.starts_with(SPICE_MAGIC);
-                    entries.push(Entry {
-                        ts_ns: d.ts_ns,
-                        cost: packets * (PCAP_RECORD_HEADER_LEN + HEADERS_LEN as u64) + n as u64,
-                        packets: u32::try_from(packets).unwrap_or(u32::MAX),
-                        channel: ci as u32,
-                        dir,
-                        boundary: f.at_boundary() && !link,
-                    });
-                    f.feed(d.direction, d.payload);
-                    per_dir[usize::from(dir)] += 1;
-                }
-                Event::Gap(g) => {
-                    framers[0].skip(g.bytes_c2s);
-                    framers[1].skip(g.bytes_s2c);
-                }
-                Event::Damage(_) => framers.iter_mut().for_each(MessageFramer::lose),
-            }
-        }
-        let st = reader.stats();
-        let framer = framer_for(&reader, &ports, 0, opts.synth, opts.redact);
-        let lens = framer.synthetic_frame_lens();
-        // The FIN exchange (the last three) only follows a clean close.
-        let synthetic = if opts.synth.tcp && !st.closed_cleanly {
-            &lens[..lens.len().saturating_sub(3)]
-        } else {
-            &lens[..]
-        };
-        let overhead = synthetic
-            .iter()
-            .map(|&l| PCAP_RECORD_HEADER_LEN + l as u64)
-            .sum();
-        indexed.push(Indexed {
-            name: name.clone(),
-            stats: st.clone(),
-            damage: reader.damage().to_vec(),
-            trimmed: reader.trimmed().copied(),
-            cut: Cut::default(),
-            per_dir,
-            overhead,
-        });
+        let ci = u32::try_from(indexed.len()).unwrap_or(u32::MAX);
+        indexed.push(index_channel(reader, name, ci, &ports, opts, &mut entries));
     }
     let session_start = session_start.or_else(|| cap.manifest().map(|m| m.session_start_unix_ns));
     let clock = session_clock(
@@ -349,6 +285,84 @@ pub fn write_excerpt<W: Write>(
         });
     }
     Ok(report)
+}
+
+/// Pass 1 over channel `name` (slot `channel` of the excerpt): reads it
+/// whole through `reader`, adds an [`Entry`] per data record to `entries`,
+/// and returns what the plan and the report need of the channel.
+fn index_channel(
+    mut reader: spool::read::reader::ChannelReader,
+    name: &str,
+    channel: u32,
+    ports: &PortMap,
+    opts: &ExcerptOptions,
+    entries: &mut Vec<Entry>,
+) -> Indexed {
+    let trimmed = reader.trimmed().is_some_and(|t| t.segments > 0);
+    let fresh = || {
+        if trimmed {
+            MessageFramer::lost()
+        } else {
+            MessageFramer::new()
+        }
+    };
+    let mut framers = [fresh(), fresh()];
+    let mut per_dir = [0u64; 2];
+    while let Some(event) = reader.next_event() {
+        match event {
+            Event::Data(d) => {
+                let dir = d.direction.to_byte() & 1;
+                let f = &mut framers[usize::from(dir)];
+                if f.is_lost() && plausible_start(d.payload) {
+                    f.resume();
+                }
+                let n = d.payload.len();
+                let packets = frames_of(n);
+                // A stream that opens with a recorded link phase is
+                // never kept from there when cut: the other direction
+                // may be cut after its own, and the dissector needs
+                // both. The cut stream gets a synthetic one instead.
+                let link = f.at_start() && d.payload.starts_with(SPICE_MAGIC);
+                entries.push(Entry {
+                    ts_ns: d.ts_ns,
+                    cost: packets * (PCAP_RECORD_HEADER_LEN + HEADERS_LEN as u64) + n as u64,
+                    packets: u32::try_from(packets).unwrap_or(u32::MAX),
+                    channel,
+                    dir,
+                    boundary: f.at_boundary() && !link,
+                });
+                f.feed(d.direction, d.payload);
+                per_dir[usize::from(dir)] += 1;
+            }
+            Event::Gap(g) => {
+                framers[0].skip(g.bytes_c2s);
+                framers[1].skip(g.bytes_s2c);
+            }
+            Event::Damage(_) => framers.iter_mut().for_each(MessageFramer::lose),
+        }
+    }
+    let st = reader.stats();
+    let framer = framer_for(&reader, &ports, 0, opts.synth, opts.redact);
+    let lens = framer.synthetic_frame_lens();
+    // The FIN exchange (the last three) only follows a clean close.
+    let synthetic = if opts.synth.tcp && !st.closed_cleanly {
+        &lens[..lens.len().saturating_sub(3)]
+    } else {
+        &lens[..]
+    };
+    let overhead = synthetic
+        .iter()
+        .map(|&l| PCAP_RECORD_HEADER_LEN + l as u64)
+        .sum();
+    Indexed {
+        name: name.to_string(),
+        stats: st.clone(),
+        damage: reader.damage().to_vec(),
+        trimmed: reader.trimmed().copied(),
+        cut: Cut::default(),
+        per_dir,
+        overhead,
+    }
 }
 
 /// Chooses, per channel, how many data records of each direction to leave
