@@ -342,7 +342,7 @@ fn index_channel(
         }
     }
     let st = reader.stats();
-    let framer = framer_for(&reader, &ports, 0, opts.synth, opts.redact);
+    let framer = framer_for(&reader, ports, 0, opts.synth, opts.redact);
     let lens = framer.synthetic_frame_lens();
     // The FIN exchange (the last three) only follows a clean close.
     let synthetic = if opts.synth.tcp && !st.closed_cleanly {
