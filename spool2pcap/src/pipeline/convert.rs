@@ -126,13 +126,7 @@ pub fn convert_with_progress(
     report.server_port = (opts.server_port != SERVER_PORT).then_some(opts.server_port);
     report.clean_shutdown = cap.manifest().map(|m| m.clean_shutdown);
 
-    let total: u64 = selected
-        .iter()
-        .filter_map(|c| cap.channel(c))
-        .flat_map(|f| f.segments.iter())
-        .filter_map(|s| std::fs::symlink_metadata(&s.path).ok())
-        .map(|m| m.len())
-        .fold(0, u64::saturating_add);
+    let total = segment_file_bytes(&cap, &selected);
 
     let mut readers: Vec<ChannelReader> = selected
         .iter()
@@ -159,15 +153,7 @@ pub fn convert_with_progress(
     let reading = Reading::Closed {
         clean_shutdown: report.clean_shutdown,
     };
-    let recovered = if cap.has_staged_segments() {
-        Some(Recovered::StagedInPlace {
-            staging_dir: manifest.and_then(|m| m.staging_dir.as_deref()),
-        })
-    } else if manifest.is_some_and(|m| m.errors.iter().any(|e| e.starts_with("recovered "))) {
-        Some(Recovered::MovedIn)
-    } else {
-        None
-    };
+    let recovered = recovered_of(&cap);
     let section = section_info(&SessionFacts {
         id: manifest
             .map(|m| m.session_id.as_str())
@@ -181,14 +167,7 @@ pub fn convert_with_progress(
         redact: opts.redact,
         server_port: opts.server_port,
     });
-    let descriptions: Vec<String> = readers
-        .iter()
-        .map(|r| {
-            let summary = cap.manifest().and_then(|m| m.channels.get(r.channel()));
-            let ports = (ports.port(r.channel()), opts.server_port);
-            interface_description(r.channel(), ports, summary)
-        })
-        .collect();
+    let descriptions = descriptions_of(&cap, &readers, &ports, opts.server_port);
 
     let mut frame = Vec::with_capacity(MAX_FRAME_LEN);
     // Per-channel files are written in the first arm; one merged output is
@@ -240,6 +219,51 @@ pub fn convert_with_progress(
         )?;
     }
     Ok(report)
+}
+
+/// Bytes of the segment files of the `selected` channels of `cap`, what
+/// the progress reports count up to.
+fn segment_file_bytes(cap: &Capture, selected: &[String]) -> u64 {
+    selected
+        .iter()
+        .filter_map(|c| cap.channel(c))
+        .flat_map(|f| f.segments.iter())
+        .filter_map(|s| std::fs::symlink_metadata(&s.path).ok())
+        .map(|m| m.len())
+        .fold(0, u64::saturating_add)
+}
+
+/// Whether `cap` was read from staging in place, or moved in by
+/// recovery (the manifest then notes it among its errors), for the
+/// section comment.
+fn recovered_of(cap: &Capture) -> Option<Recovered<'_>> {
+    let manifest = cap.manifest();
+    if cap.has_staged_segments() {
+        Some(Recovered::StagedInPlace {
+            staging_dir: manifest.and_then(|m| m.staging_dir.as_deref()),
+        })
+    } else if manifest.is_some_and(|m| m.errors.iter().any(|e| e.starts_with("recovered "))) {
+        Some(Recovered::MovedIn)
+    } else {
+        None
+    }
+}
+
+/// Each reader's channel described for its pcapng interface: its ports and
+/// what the manifest says of it.
+fn descriptions_of(
+    cap: &Capture,
+    readers: &[ChannelReader],
+    ports: &PortMap,
+    server_port: u16,
+) -> Vec<String> {
+    readers
+        .iter()
+        .map(|r| {
+            let summary = cap.manifest().and_then(|m| m.channels.get(r.channel()));
+            interface_description(r.channel(), (ports.port(r.channel()), server_port), summary)
+        })
+        .collect()
 }
 
 /// Where and how per-channel files are written.
