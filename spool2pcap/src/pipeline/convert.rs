@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pcap_file::PcapError;
-use spool::read::reader::{Capture, ChannelReader, Event};
+use spool::read::reader::{Capture, ChannelReader, Event, SessionInfo};
 use spool::store::format::validate_channel_name;
 
 use crate::guard::{clean_notes, open_capture, InputFiles};
@@ -148,25 +148,10 @@ pub fn convert_with_progress(
     if opts.time == TimeMode::Absolute {
         report.session_start_unix_ns = session_start;
     }
-    let manifest = cap.manifest();
-    let peeked_id = peeked.map(|s| spool::store::manifest::session_id_hex(&s.session_id));
     let reading = Reading::Closed {
         clean_shutdown: report.clean_shutdown,
     };
-    let recovered = recovered_of(&cap);
-    let section = section_info(&SessionFacts {
-        id: manifest
-            .map(|m| m.session_id.as_str())
-            .or(peeked_id.as_deref()),
-        start_unix_ns: session_start,
-        reading,
-        recovered,
-        trimmed: manifest.map(|m| &m.trimmed),
-        metadata: report.metadata.as_ref(),
-        synth: opts.synth,
-        redact: opts.redact,
-        server_port: opts.server_port,
-    });
+    let section = section_of(&cap, &report, opts, session_start, peeked.as_ref());
     let descriptions = descriptions_of(&cap, &readers, &ports, opts.server_port);
 
     let mut frame = Vec::with_capacity(MAX_FRAME_LEN);
@@ -219,6 +204,35 @@ pub fn convert_with_progress(
         )?;
     }
     Ok(report)
+}
+
+/// The pcapng section header of converting `cap` as `opts` says: the
+/// session as the manifest names it (else as a segment header, `peeked`,
+/// does), when it started, how it ended and was recovered.
+fn section_of(
+    cap: &Capture,
+    report: &ConvertReport,
+    opts: &ConvertOptions,
+    session_start: Option<u64>,
+    peeked: Option<&SessionInfo>,
+) -> SectionInfo {
+    let manifest = cap.manifest();
+    let peeked_id = peeked.map(|s| spool::store::manifest::session_id_hex(&s.session_id));
+    section_info(&SessionFacts {
+        id: manifest
+            .map(|m| m.session_id.as_str())
+            .or(peeked_id.as_deref()),
+        start_unix_ns: session_start,
+        reading: Reading::Closed {
+            clean_shutdown: report.clean_shutdown,
+        },
+        recovered: recovered_of(cap),
+        trimmed: manifest.map(|m| &m.trimmed),
+        metadata: report.metadata.as_ref(),
+        synth: opts.synth,
+        redact: opts.redact,
+        server_port: opts.server_port,
+    })
 }
 
 /// Bytes of the segment files of the `selected` channels of `cap`, what

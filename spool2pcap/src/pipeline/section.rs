@@ -72,51 +72,11 @@ pub(crate) struct SessionFacts<'a> {
 
 /// The pcapng section header of a conversion.
 pub(crate) fn section_info(s: &SessionFacts) -> SectionInfo {
-    let mut lines = Vec::new();
-    let mut session = String::from("ryll capture");
-    if let Some(id) = s.id {
-        session.push_str(&format!(" of session {}", clean(id, MAX_TEXT_CHARS)));
-    }
-    if let Some(ns) = s.start_unix_ns {
-        session.push_str(&format!(", started {}", crate::time::format_unix_ns(ns)));
-    }
-    session.push_str(match s.reading {
-        Reading::Closed {
-            clean_shutdown: Some(true),
-        } => ", shut down cleanly.",
-        Reading::Closed {
-            clean_shutdown: Some(false),
-        } => ", not shut down cleanly (crash or still running).",
-        Reading::Closed {
-            clean_shutdown: None,
-        } => ", no manifest.",
-        Reading::Live => ", followed live while it was written.",
-    });
-    lines.push(session);
+    let mut lines = vec![session_line(s)];
     if let Some(m) = s.metadata.filter(|m| !m.is_empty()) {
         lines.push(format!("Recorded by {}.", m.describe()));
     }
-    let mut made_up = Vec::new();
-    if s.synth.tcp {
-        made_up.push("TCP handshake and close");
-    }
-    if s.synth.link {
-        made_up.push("SPICE link phase");
-    }
-    lines.push(format!(
-        "Converted by spool2pcap {}: one TCP connection per SPICE channel, 10.0.0.1 -> \
-         10.0.0.2:{}{}.",
-        env!("CARGO_PKG_VERSION"),
-        s.server_port,
-        if made_up.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; {} synthetic (marked by packet comments)",
-                made_up.join(" and ")
-            )
-        }
-    ));
+    lines.push(conversion_line(s));
     match s.recovered {
         Some(Recovered::StagedInPlace { staging_dir }) => lines.push(format!(
             "Recovered: the session did not shut down cleanly; records still staged in \
@@ -148,22 +108,77 @@ pub(crate) fn section_info(s: &SessionFacts) -> SectionInfo {
             s.redact.describe()
         ));
     }
-    if s.server_port == SERVER_PORT {
-        lines.push(format!(
-            "SPICE decodes by Wireshark's SPICE heuristic (no option needed); with it \
-             switched off: wireshark -d {} FILE",
-            decode_as()
-        ));
-    } else {
-        lines.push(format!(
-            "Decode with: wireshark -d {} FILE",
-            decode_as_for(s.server_port)
-        ));
-    }
+    lines.push(decode_line(s.server_port));
     SectionInfo {
         comment: Some(lines.join("\n")),
         os: s.metadata.and_then(|m| m.platform_os.clone()),
         hardware: s.metadata.and_then(|m| m.platform_arch.clone()),
+    }
+}
+
+/// The comment's first line: which session, when, and how it ended.
+fn session_line(s: &SessionFacts) -> String {
+    let mut session = String::from("ryll capture");
+    if let Some(id) = s.id {
+        session.push_str(&format!(" of session {}", clean(id, MAX_TEXT_CHARS)));
+    }
+    if let Some(ns) = s.start_unix_ns {
+        session.push_str(&format!(", started {}", crate::time::format_unix_ns(ns)));
+    }
+    session.push_str(match s.reading {
+        Reading::Closed {
+            clean_shutdown: Some(true),
+        } => ", shut down cleanly.",
+        Reading::Closed {
+            clean_shutdown: Some(false),
+        } => ", not shut down cleanly (crash or still running).",
+        Reading::Closed {
+            clean_shutdown: None,
+        } => ", no manifest.",
+        Reading::Live => ", followed live while it was written.",
+    });
+    session
+}
+
+/// What the converter made of it: the addresses, and what is synthetic.
+fn conversion_line(s: &SessionFacts) -> String {
+    let mut made_up = Vec::new();
+    if s.synth.tcp {
+        made_up.push("TCP handshake and close");
+    }
+    if s.synth.link {
+        made_up.push("SPICE link phase");
+    }
+    let synthetic = if made_up.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} synthetic (marked by packet comments)",
+            made_up.join(" and ")
+        )
+    };
+    format!(
+        "Converted by spool2pcap {}: one TCP connection per SPICE channel, 10.0.0.1 -> \
+         10.0.0.2:{}{synthetic}.",
+        env!("CARGO_PKG_VERSION"),
+        s.server_port,
+    )
+}
+
+/// How Wireshark decodes the file: by its heuristic on our default port,
+/// else with the "Decode As" rule given.
+fn decode_line(server_port: u16) -> String {
+    if server_port == SERVER_PORT {
+        format!(
+            "SPICE decodes by Wireshark's SPICE heuristic (no option needed); with it \
+             switched off: wireshark -d {} FILE",
+            decode_as()
+        )
+    } else {
+        format!(
+            "Decode with: wireshark -d {} FILE",
+            decode_as_for(server_port)
+        )
     }
 }
 
