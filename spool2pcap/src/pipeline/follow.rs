@@ -331,6 +331,63 @@ fn check_wanted(cap: &spool::Capture, wanted: &[String]) -> Result<(), ConvertEr
     }
 }
 
+/// The manifest as the follow starts, if it can be read (else why not, in
+/// `problems`), and whether the staging directory it names will be read:
+/// the follower reads one only if it proves to be the capture's, and says
+/// so when it does not, as `convert` does.
+fn manifest_at_start(capture: &Path, problems: &mut Vec<String>) -> Option<spool::Manifest> {
+    let manifest = match load_manifest(capture) {
+        Ok(m) => m,
+        Err(e) => {
+            problems.push(clean(&e.to_string(), MAX_TEXT_CHARS));
+            None
+        }
+    };
+    if let Some(Err(e)) = manifest
+        .as_ref()
+        .map(|m| spool::store::staging::trusted_for_reading(m, capture))
+    {
+        let ignored = format!("staging directory ignored: {e}");
+        problems.push(clean(&ignored, MAX_TEXT_CHARS));
+    }
+    manifest
+}
+
+impl<W: Write> State<W> {
+    /// Every channel's report once the session ended (`clean`, or not),
+    /// and, in pcapng, its interface statistics written.
+    fn channel_reports(
+        &mut self,
+        clean: bool,
+        output: Option<PathBuf>,
+    ) -> Result<Vec<ChannelReport>, PcapError> {
+        let mut reports = Vec::with_capacity(self.lives.len());
+        for l in &mut self.lives {
+            l.stats.closed_cleanly = clean;
+            let channel = ChannelReport::new(
+                &l.name,
+                self.ports.port(&l.name),
+                &l.stats,
+                &l.damage,
+                None,
+                &l.framer,
+                output.clone(),
+            );
+            if l.iface.is_some() {
+                write_channel_stats(
+                    &mut self.sink,
+                    &channel,
+                    &l.framer,
+                    self.clock,
+                    Reading::Live,
+                )?;
+            }
+            reports.push(channel);
+        }
+        Ok(reports)
+    }
+}
+
 fn follow_into<W: Write>(
     capture: &Path,
     mut follower: Follower,
@@ -340,22 +397,7 @@ fn follow_into<W: Write>(
     path: OutputTarget,
 ) -> Result<ConvertReport, ConvertError> {
     let mut problems = Vec::new();
-    let manifest = match load_manifest(capture) {
-        Ok(m) => m,
-        Err(e) => {
-            problems.push(clean(&e.to_string(), MAX_TEXT_CHARS));
-            None
-        }
-    };
-    // The follower reads a staging directory only if it proves it is the
-    // capture's; say so when it does not, as `convert` does.
-    if let Some(Err(e)) = manifest
-        .as_ref()
-        .map(|m| spool::store::staging::trusted_for_reading(m, capture))
-    {
-        let ignored = format!("staging directory ignored: {e}");
-        problems.push(clean(&ignored, MAX_TEXT_CHARS));
-    }
+    let manifest = manifest_at_start(capture, &mut problems);
     let session_start = manifest.as_ref().map(|m| m.session_start_unix_ns);
     let clock = session_clock(
         opts.time,
@@ -434,23 +476,7 @@ fn follow_into<W: Write>(
             .map_err(write_err)?;
     }
     let output = path.path().map(Path::to_path_buf);
-    for l in &mut st.lives {
-        l.stats.closed_cleanly = clean;
-        let channel = ChannelReport::new(
-            &l.name,
-            st.ports.port(&l.name),
-            &l.stats,
-            &l.damage,
-            None,
-            &l.framer,
-            output.clone(),
-        );
-        if l.iface.is_some() {
-            write_channel_stats(&mut st.sink, &channel, &l.framer, clock, Reading::Live)
-                .map_err(write_err)?;
-        }
-        report.channels.push(channel);
-    }
+    report.channels = st.channel_reports(clean, output).map_err(write_err)?;
     drop(st);
     shared
         .borrow_mut()
