@@ -80,9 +80,13 @@ fn every_segment_in_the_capture_directory_is_flagged_and_fully_checksummed() {
         spool.hold_background(false);
         wait_ready(&spool, "display", 1);
         for j in 0..400 {
-            while !spool.append_at("display", Direction::ServerToClient, i + j, &record(i + j)) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            append_kept(
+                &spool,
+                "display",
+                Direction::ServerToClient,
+                i + j,
+                &record(i + j),
+            );
         }
         wait_ready(&spool, "inputs", 1);
         assert!(spool.append("inputs", Direction::ClientToServer, b"one record"));
@@ -131,9 +135,13 @@ fn staged_segments_are_read_in_place_with_their_crcs_still_zero() {
         // segments prepared ahead; segment 0 is checksummed and moved.
         let mut first = 0;
         while spool.counters("display").unwrap().segments < 2 {
-            while !spool.append_at("display", Direction::ServerToClient, first, &record(first)) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            append_kept(
+                &spool,
+                "display",
+                Direction::ServerToClient,
+                first,
+                &record(first),
+            );
             first += 1;
         }
         let moved = dirs.capture().join("spool/display/00000000.seg");

@@ -31,9 +31,7 @@ fn follower_sees_every_record_in_order_soon_and_ends_at_close() {
                 let ts = start.elapsed().as_nanos() as u64;
                 let mut data = payload(i as usize, 200 + (i as usize % 900));
                 data[..8].copy_from_slice(&i.to_le_bytes());
-                while !spool.append_at(ch, Direction::ServerToClient, ts, &data) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                append_kept(&spool, ch, Direction::ServerToClient, ts, &data);
                 if i % 100 == 0 {
                     std::thread::sleep(Duration::from_millis(5));
                 }

@@ -22,14 +22,13 @@ fn record(i: usize) -> Vec<u8> {
 
 /// Appends record `i`, waiting for a segment if none is ready.
 fn append(spool: &Spool, i: usize) {
-    let t = Instant::now();
-    while !spool.append_at("display", Direction::ServerToClient, i as u64, &record(i)) {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "record {i} never accepted"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    append_kept(
+        spool,
+        "display",
+        Direction::ServerToClient,
+        i as u64,
+        &record(i),
+    );
 }
 
 /// Reads the channel through [`Capture`]: the payloads, and the counters.

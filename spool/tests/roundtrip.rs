@@ -19,9 +19,7 @@ fn records_round_trip_across_rotations() {
         let data = payload(i, (i * 37) % 700 + 1);
         // This test is about order and content: if the preparer falls
         // behind, retry (the drop becomes a gap record, checked below).
-        while !spool.append_at("display", dir, i as u64 * 10, &data) {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        append_kept(&spool, "display", dir, i as u64 * 10, &data);
         sent.push(Rec {
             dir,
             ts: i as u64 * 10,

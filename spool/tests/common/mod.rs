@@ -77,16 +77,17 @@ pub fn payload(i: usize, len: usize) -> Vec<u8> {
     (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
 }
 
-/// Appends record `i` of `channel`, waiting out a refusal: a test that
+/// Appends a record to `channel`, waiting out a refusal: a test that
 /// writes a burst faster than a loaded machine's preparer makes segments
 /// would otherwise see the drops the spool is designed to make, when what
-/// it checks is something else. Fails after a few seconds of refusals.
-pub fn append_kept(spool: &Spool, channel: &str, dir: Direction, i: u64, data: &[u8]) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !spool.append_at(channel, dir, i, data) {
+/// it checks is something else (each refusal is still counted, and written
+/// as a gap). `ts_ns` is the record's time. Fails after 30 s of refusals.
+pub fn append_kept(spool: &Spool, channel: &str, dir: Direction, ts_ns: u64, data: &[u8]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !spool.append_at(channel, dir, ts_ns, data) {
         assert!(
             std::time::Instant::now() < deadline,
-            "{channel}: record {i} refused for 5 s"
+            "{channel}: the record at {ts_ns} ns refused for 30 s"
         );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
