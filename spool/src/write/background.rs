@@ -398,7 +398,7 @@ fn retire_one(
         return None;
     }
     ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
-    release_staged(shared, staged_segment, &staged, used);
+    release_staged(shared, staged_segment, &staged, used, size);
     shared.moved_bytes.fetch_add(file_bytes, Ordering::AcqRel);
     Some(Entry {
         channel: ch.slot,
@@ -454,9 +454,15 @@ fn compressed_or_raw<'a>(
 /// Gives the memory of a segment now safe in the capture directory back:
 /// the mapped `segment` becomes a spare, its memory staying staged, or is
 /// deleted when the pool is full; with no `segment` (finished in place)
-/// only the budget is given back. `staged` is its staging path.
-fn release_staged(shared: &Shared, segment: Option<MappedSegment>, staged: &Path, used: usize) {
-    let size = shared.config.segment_bytes as u64;
+/// only the budget is given back. `staged` is its staging path, `size` the
+/// bytes of memory it holds.
+fn release_staged(
+    shared: &Shared,
+    segment: Option<MappedSegment>,
+    staged: &Path,
+    used: usize,
+    size: u64,
+) {
     if let Some(segment) = segment {
         let Err(segment) = shared.spares.keep(segment, used) else {
             return;

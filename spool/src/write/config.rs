@@ -73,6 +73,12 @@ pub struct SpoolConfig {
 }
 
 impl SpoolConfig {
+    /// Most segments the staging budget holds at once: what bounds a
+    /// channel's queues and how many segments are prepared ahead.
+    pub(crate) fn max_staged_segments(&self) -> usize {
+        (self.staging_budget / self.segment_bytes as u64) as usize
+    }
+
     /// Defaults for a capture directory.
     pub fn new(capture_dir: impl Into<PathBuf>) -> SpoolConfig {
         SpoolConfig {

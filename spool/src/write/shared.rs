@@ -146,7 +146,7 @@ impl Shared {
     ) -> Shared {
         let capture_spool = capture.join(SPOOL_DIR);
         let staging_dir = staging.map(|s| s.path().to_path_buf());
-        let max_staged = (config.staging_budget / config.segment_bytes as u64) as usize;
+        let max_staged = config.max_staged_segments();
         Shared {
             session,
             slots: (0..MAX_CHANNELS).map(|_| OnceLock::new()).collect(),

@@ -213,8 +213,7 @@ impl Spool {
             .iter()
             .find(|s| s.get().is_none())
             .ok_or(SpoolError::TooManyChannels { max: MAX_CHANNELS })?;
-        let max_staged =
-            (self.shared.config.staging_budget / self.shared.config.segment_bytes as u64) as usize;
+        let max_staged = self.shared.config.max_staged_segments();
         let index = self
             .shared
             .slots
