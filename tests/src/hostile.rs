@@ -121,13 +121,7 @@ pub fn sparse_capture(dir: &Path, channels: usize, len: u64) {
             i as u64,
             b"record before the crash",
         );
-        let path = write_segment(dir, &name, 0, &s.finish(0));
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(len)
-            .unwrap();
+        set_file_len(&write_segment(dir, &name, 0, &s.finish(0)), len);
     }
     write_manifest(
         dir,
@@ -167,14 +161,19 @@ pub fn too_large_capture(dir: &Path, len: u64) {
     let mut s = Seg::new("main", 0, 0);
     s.data(Direction::ServerToClient, 1, b"x");
     s.seal(true);
-    let path = write_segment(dir, "main", 0, &s.finish(0));
+    set_file_len(&write_segment(dir, "main", 0, &s.finish(0)), len);
+    write_manifest(dir, serde_json::json!({}));
+}
+
+/// Cuts the file at `path` to `len` bytes, or makes it sparse up to them:
+/// a segment grown past what was written (a crashed writer's), or cut short
+/// under a reader.
+pub fn set_file_len(path: &Path, len: u64) {
     std::fs::OpenOptions::new()
         .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len)
-        .unwrap();
-    write_manifest(dir, serde_json::json!({}));
+        .open(path)
+        .and_then(|f| f.set_len(len))
+        .unwrap_or_else(|e| panic!("{}: setting its length to {len}: {e}", path.display()));
 }
 
 /// What one run of a command cost.
