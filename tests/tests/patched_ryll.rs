@@ -518,21 +518,26 @@ fn reported_path(line: &str) -> PathBuf {
     PathBuf::from(line.rsplit("wrote ").next().unwrap_or_default().trim())
 }
 
+/// Polls `done` every `every` until it holds or `timeout` passes; the
+/// caller's next step shows which.
+fn wait_until(timeout: Duration, every: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(every);
+    }
+}
+
 /// Waits, polling every millisecond, until `path` exists, or `timeout`
 /// passes.
 fn wait_for_path(path: &Path, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while !path.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(timeout, Duration::from_millis(1), || path.exists());
 }
 
 /// Waits until the file at `path` holds `bytes`, or `timeout` passes.
 fn wait_for_file_size(path: &Path, bytes: u64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while std::fs::metadata(path).map_or(0, |m| m.len()) < bytes && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(timeout, Duration::from_millis(200), || {
+        std::fs::metadata(path).map_or(0, |m| m.len()) >= bytes
+    });
 }
 
 /// Regular files under `dir`, recursively.
