@@ -24,6 +24,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Fails, showing what it said, unless `o` said `what` on stderr.
+fn assert_stderr_has(o: &Output, what: &str) {
+    let said = stderr(o);
+    assert!(said.contains(what), "{what:?} not in: {said}");
+}
+
 fn good_capture() -> tempfile::TempDir {
     let cap = tempfile::tempdir().unwrap();
     simple_channel(cap.path(), "main", &[(C2S, 10, b"m1"), (S2C, 30, b"m2")]);
@@ -58,11 +64,7 @@ fn convert_success_is_0_and_summarizes_on_stderr() {
     // Again without --force: refused, exit 3, names the file.
     let o = run(args!["convert", cap.path(), "-o", out.path()]);
     assert_eq!(code(&o), 3);
-    assert!(
-        stderr(&o).contains("display.pcap: already exists"),
-        "{}",
-        stderr(&o)
-    );
+    assert_stderr_has(&o, "display.pcap: already exists");
     let o = run(args!["convert", cap.path(), "-o", out.path(), "--force"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
@@ -91,10 +93,9 @@ fn convert_to_stdout_writes_a_pcap_stream() {
     let o = run(args!["convert", cap.path(), "-w", "-"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(testkit::pcap::frames(&o.stdout).len(), 3 + 2 * 11);
-    assert!(
-        stderr(&o).contains("(SPICE decodes with no option): ... | wireshark -k -i -"),
-        "{}",
-        stderr(&o)
+    assert_stderr_has(
+        &o,
+        "(SPICE decodes with no option): ... | wireshark -k -i -",
     );
 }
 
@@ -165,11 +166,7 @@ fn unreadable_input_is_3() {
     ] {
         let o = run(a);
         assert_eq!(code(&o), 3, "{a:?}: {}", stderr(&o));
-        assert!(
-            stderr(&o).contains(dir.path().to_str().unwrap()),
-            "{}",
-            stderr(&o)
-        );
+        assert_stderr_has(&o, dir.path().to_str().unwrap());
         assert!(!stderr(&o).contains("panicked"));
     }
 }
@@ -308,11 +305,7 @@ fn the_file_name_picks_pcapng() {
         "pcap"
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("warning: writing classic pcap"),
-        "{}",
-        stderr(&o)
-    );
+    assert_stderr_has(&o, "warning: writing classic pcap");
     assert_eq!(
         testkit::pcap::frames(&std::fs::read(&ng).unwrap()).len(),
         25
@@ -443,19 +436,11 @@ fn errors_say_what_was_given_and_what_to_give() {
         );
     }
     let o = run(args!["convert", &manifest, "-w", "-"]);
-    assert!(
-        stderr(&o).contains("is a file, not a capture directory"),
-        "{}",
-        stderr(&o)
-    );
+    assert_stderr_has(&o, "is a file, not a capture directory");
     // spool/ of a capture: give the capture.
     let o = run(args!["info", &fixture.join("spool")]);
     assert_eq!(code(&o), 3);
-    assert!(
-        stderr(&o).contains("it is the spool/ of the capture"),
-        "{}",
-        stderr(&o)
-    );
+    assert_stderr_has(&o, "it is the spool/ of the capture");
     // A folder of captures: name some, and how to see them all.
     let folder = fixture.parent().unwrap().join("damaged");
     for cmd in ["info", "verify", "recover"] {
@@ -554,7 +539,7 @@ fn info_over_several_captures() {
     assert_eq!(stdout(&o).matches("Capture directory:").count(), 2);
     let o = run(args!["info", "--json", good.path(), bad.path(), &missing]);
     assert_eq!(code(&o), 3);
-    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+    assert_stderr_has(&o, "nope");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let all = v.as_array().expect("an array for several captures");
     assert_eq!(all.len(), 2);
@@ -709,11 +694,7 @@ fn a_chosen_server_port() {
         "5900"
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("wireshark -d tcp.port==5900,spice -k -i -"),
-        "{}",
-        stderr(&o)
-    );
+    assert_stderr_has(&o, "wireshark -d tcp.port==5900,spice -k -i -");
     let frames = testkit::pcap::frames(&o.stdout);
     for t in frames.iter().map(testkit::tcp::Segment::parse) {
         assert!(
