@@ -47,9 +47,9 @@ fn reused_segments_hold_only_their_own_records_and_close_leaves_nothing() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let reused = spool.segments_reused();
     // Read live, the last segments staged and in use: past each one's
-    // last record, a reused file must hold nothing but zeroes, or the
-    // records of its previous use would be read on (as a crash recovery
-    // would read them).
+    // `written_to`, a reused file still holds the records of its previous
+    // use (CRCs filled in), which must not be read on (nor by a crash
+    // recovery).
     for ch in ["display", "inputs"] {
         let got = read_channel(&dirs.capture(), ch);
         assert!(

@@ -83,7 +83,8 @@ impl Seg {
             monotonic_base_ns: U64::new(42),
             capacity: U64::new(0),
             first_seq: U64::new(first_seq),
-            reserved: [0; 20],
+            written_to: U32::new(0),
+            reserved: [0; 16],
             header_crc: U32::new(0),
         };
         Seg {

@@ -386,6 +386,17 @@ impl Follower {
         }
         let compressed = header.as_ref().is_ok_and(compress::is_compressed);
         let rule = header.as_ref().map_or(CrcRule::Every, CrcRule::of_header);
+        // Past `written_to` lies a reused segment's previous use; before
+        // it, once this fence orders the reads below after the header's,
+        // every record is whole.
+        let written = header.as_ref().ok().filter(|h| h.is_current());
+        let file_len = match written.and_then(|h| h.written_end(file_len as usize)) {
+            Some(end) => {
+                fence(Ordering::Acquire);
+                end as u64
+            }
+            None => file_len,
+        };
         let mut pos = offset;
         if pos == 0 {
             if self.buf.iter().all(|&b| b == 0) && (seg.staged || !over) {

@@ -541,6 +541,9 @@ impl ChannelReader {
             // a header, whose absence would be damage of another kind).
             self.buf.truncate(end.max(SEGMENT_HEADER_LEN));
         }
+        // Past `written_to` lies a reused segment's previous use.
+        let written = format::written_part(&self.buf).len();
+        self.buf.truncate(written);
         if staged && !crate::store::fsutil::still_names(path, &file) {
             return Err(DamageKind::Unreadable("moved while read".into()));
         }
@@ -782,7 +785,10 @@ fn map_segment(file: &File, session: &[u8; 16]) -> Option<Mmap> {
     // as opened, nonzero.
     let map = unsafe { MmapOptions::new().len(len).map(file) }.ok()?;
     let header = SegmentHeader::read_from_bytes(map.get(..SEGMENT_HEADER_LEN)?).ok()?;
-    (header.session_id == *session).then_some(map)
+    // A file with bytes past its `written_to` is read, which cuts them off
+    // (no segment this project closes has any).
+    let whole = format::written_part(&map).len() == map.len();
+    (header.session_id == *session && whole).then_some(map)
 }
 
 /// The current segment's bytes, from its fields: mapped, or read into the

@@ -186,11 +186,24 @@ pub struct SegmentHeader {
     pub capacity: U64,
     /// Channel-wide sequence number of this segment's first record.
     pub first_seq: U64,
+    /// Where the committed records end: the hot path stores it (release
+    /// ordered) after each record's tag. Bytes past it are not the
+    /// segment's: a reused segment still holds its previous use there.
+    /// Zero in segments written before the field existed, which end at
+    /// their first zero tag instead. Not covered by `header_crc`, which
+    /// the hot path could not afford to recompute per record.
+    pub written_to: U32,
     /// Reserved, zero.
-    pub reserved: [u8; 20],
-    /// CRC-32 (IEEE) of bytes 0..124 of this header.
+    pub reserved: [u8; 16],
+    /// CRC-32 (IEEE) of bytes 0..124 of this header, `written_to` taken as
+    /// zero.
     pub header_crc: U32,
 }
+
+/// Offset of [`SegmentHeader::written_to`] in a segment.
+pub const WRITTEN_TO_OFFSET: usize = 104;
+
+const _: () = assert!(core::mem::offset_of!(SegmentHeader, written_to) == WRITTEN_TO_OFFSET);
 
 const _: () = assert!(core::mem::size_of::<SegmentHeader>() == SEGMENT_HEADER_LEN);
 
@@ -222,7 +235,8 @@ impl SegmentHeader {
             monotonic_base_ns: U64::new(monotonic_base_ns),
             capacity: U64::new(capacity),
             first_seq: U64::new(0),
-            reserved: [0; 20],
+            written_to: U32::new(0),
+            reserved: [0; 16],
             header_crc: U32::new(0),
         };
         header.header_crc = U32::new(header.compute_crc());
@@ -236,9 +250,23 @@ impl SegmentHeader {
         self.magic == SEGMENT_MAGIC && self.version.get() == FORMAT_VERSION
     }
 
-    /// The CRC this header should carry.
+    /// The CRC this header should carry (over every field but
+    /// `written_to`, which changes with every record).
     pub fn compute_crc(&self) -> u32 {
-        crc32fast::hash(&self.as_bytes()[..SEGMENT_HEADER_LEN - 4])
+        let mut covered = *self;
+        covered.written_to = U32::new(0);
+        crc32fast::hash(&covered.as_bytes()[..SEGMENT_HEADER_LEN - 4])
+    }
+
+    /// Where the segment's records end by [`SegmentHeader::written_to`], in
+    /// a segment of `file_len` bytes: `None` when the field is unset (a
+    /// segment from before it existed, read to its first zero tag) or
+    /// impossible (inside the header, or not on a record boundary), else
+    /// never past the file's end.
+    pub fn written_end(&self, file_len: usize) -> Option<usize> {
+        let end = self.written_to.get() as usize;
+        let possible = end >= SEGMENT_HEADER_LEN && end % RECORD_ALIGN == 0;
+        possible.then_some(end.min(file_len))
     }
 
     /// Whether `header_crc` matches. A header with
@@ -403,6 +431,24 @@ pub fn parse_record(buf: &[u8], at: usize, rule: CrcRule) -> Option<ParsedRecord
         seq: h.seq.get(),
         payload_at: header_end,
     })
+}
+
+/// The part of a version 2 segment that holds its records: `seg` up to
+/// the header's [`SegmentHeader::written_to`], or all of `seg` when the
+/// header has none (or is not a current header: the reader then finds
+/// what is wrong with it). What follows `written_to` is never the
+/// segment's, not even damage: in a reused segment it is the previous
+/// use's records, CRCs and all.
+pub fn written_part(seg: &[u8]) -> &[u8] {
+    written_len(seg).map_or(seg, |end| &seg[..end])
+}
+
+/// The length [`written_part`] cuts `seg` to, if its header says.
+pub fn written_len(seg: &[u8]) -> Option<usize> {
+    seg.get(..SEGMENT_HEADER_LEN)
+        .and_then(|h| SegmentHeader::read_from_bytes(h).ok())
+        .filter(SegmentHeader::is_current)
+        .and_then(|h| h.written_end(seg.len()))
 }
 
 /// Where the run of complete records starting at `buf[from..]` ends: the

@@ -459,10 +459,15 @@ pub(crate) fn move_segment(
     Ok(Some(used as u64))
 }
 
-/// Bytes of a staged segment worth keeping: every record up to the first
-/// unwritten tag (a record may end in zero bytes, so trailing zeroes alone
-/// do not tell), and never less than up to the last non-zero byte.
+/// Bytes of a staged segment worth keeping: up to its header's
+/// `written_to` (what follows is a reused segment's previous use); in a
+/// segment without one, every record up to the first unwritten tag (a
+/// record may end in zero bytes, so trailing zeroes alone do not tell),
+/// and never less than up to the last non-zero byte.
 pub(crate) fn used_len(data: &[u8]) -> usize {
+    if let Some(written) = format::written_len(data) {
+        return written;
+    }
     let mut at = format::SEGMENT_HEADER_LEN;
     while at + format::RECORD_HEADER_LEN <= data.len() {
         let word = |o: usize| u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);

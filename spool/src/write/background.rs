@@ -398,7 +398,7 @@ fn retire_one(
         return None;
     }
     ch.staged_bytes.fetch_sub(size, Ordering::AcqRel);
-    release_staged(shared, staged_segment, &staged, used, size);
+    release_staged(shared, staged_segment, &staged, size);
     shared.moved_bytes.fetch_add(file_bytes, Ordering::AcqRel);
     Some(Entry {
         channel: ch.slot,
@@ -456,15 +456,9 @@ fn compressed_or_raw<'a>(
 /// deleted when the pool is full; with no `segment` (finished in place)
 /// only the budget is given back. `staged` is its staging path, `size` the
 /// bytes of memory it holds.
-fn release_staged(
-    shared: &Shared,
-    segment: Option<MappedSegment>,
-    staged: &Path,
-    used: usize,
-    size: u64,
-) {
+fn release_staged(shared: &Shared, segment: Option<MappedSegment>, staged: &Path, size: u64) {
     if let Some(segment) = segment {
-        let Err(segment) = shared.spares.keep(segment, used) else {
+        let Err(segment) = shared.spares.keep(segment) else {
             return;
         };
         drop(segment);

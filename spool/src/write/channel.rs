@@ -39,7 +39,7 @@ type StateGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T>;
 /// A full segment on its way to the capture directory.
 pub(crate) struct Retired {
     pub segment: MappedSegment,
-    /// Bytes in use (header, records, seal); the rest is zeroes.
+    /// Bytes in use (header, records, seal): its `written_to`.
     pub used: usize,
     /// Data records in the segment.
     pub records: u64,

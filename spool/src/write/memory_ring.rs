@@ -22,7 +22,8 @@
 //! less than [`headroom`] of the staging budget for the preparer, the
 //! segment with the oldest newest record (of any channel) goes: renamed
 //! out of its channel's directory into the spare pool, whose segments the
-//! preparer zeroes and reuses, or deleted when the pool is full. So a busy
+//! preparer reuses (a new header; the old records stay unread behind it),
+//! or deleted when the pool is full. So a busy
 //! session allocates no memory once the ring has filled.
 //!
 //! A reader in the same process can ask for a [`TrimHold`] while it reads
@@ -58,7 +59,6 @@ pub(crate) const MANIFEST_EVERY: Duration = Duration::from_secs(1);
 struct Kept {
     channel: usize,
     segment: MappedSegment,
-    used: usize,
     records: u64,
     data_bytes: u64,
     last_ts: u64,
@@ -105,7 +105,7 @@ impl MemoryRing {
     pub fn keep(&mut self, ch: &Channel, r: Retired) {
         let Retired {
             segment,
-            used,
+            used: _,
             records,
             data_bytes,
             last_ts,
@@ -116,7 +116,6 @@ impl MemoryRing {
         self.kept.push_back(Kept {
             channel: ch.slot,
             segment,
-            used,
             records,
             data_bytes,
             last_ts,
@@ -175,7 +174,7 @@ impl MemoryRing {
     /// channel's directory before anything in it changes), or deletes it.
     fn recycle(&mut self, shared: &Shared, k: Kept) {
         let size = k.segment.capacity() as u64;
-        if let Err(segment) = shared.spares.keep(k.segment, k.used) {
+        if let Err(segment) = shared.spares.keep(k.segment) {
             let path = segment.path().to_path_buf();
             drop(segment);
             if let Err(e) = std::fs::remove_file(&path) {

@@ -9,7 +9,8 @@ use zerocopy::byteorder::little_endian::{U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::store::format::{
-    self, RecordHeader, RecordKind, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    self, RecordHeader, RecordKind, SegmentHeader, RECORD_ALIGN, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN, WRITTEN_TO_OFFSET,
 };
 use crate::store::fsutil;
 
@@ -33,7 +34,8 @@ pub(crate) struct MappedSegment {
 /// How far past the end of each record the hot path asks the CPU to fetch
 /// the segment's cache lines for writing.
 ///
-/// The segment's pages were zeroed by the preparer long before, so their
+/// The segment's pages were last written long before (zeroed when
+/// allocated, or by a previous use of the segment), so their
 /// lines sit in main memory: a record written into them pays for fetching
 /// every line, which a burst of appends hides (the CPU's own prefetchers
 /// run ahead) but an isolated append does not: fetching them costs it
@@ -112,18 +114,16 @@ impl MappedSegment {
         Ok(())
     }
 
-    /// Makes this mapping, whose first `dirty` bytes were written, a fresh
-    /// segment `index` of `channel`: zeroes those bytes (everything else
-    /// still holds the zeroes it was allocated with) and writes the new
-    /// header, as [`MappedSegment::create`] leaves it. The file keeps its
-    /// name; the caller renames it into place once this returns.
-    ///
-    /// Zeroing 4 MiB already mapped costs a small fraction of allocating,
-    /// zeroing and mapping as many fresh pages, and of freeing the old ones
-    /// (figures in `PERFORMANCE.md`).
-    pub fn reset(&mut self, channel: &str, index: u64, dirty: usize, session: &SessionFacts) {
-        let dirty = dirty.min(self.map.len());
-        self.map[..dirty].fill(0);
+    /// Makes this mapping a fresh segment `index` of `channel`: writes the
+    /// new header, as [`MappedSegment::create`] leaves it. The records of
+    /// its previous use stay behind the header, where nothing reads them:
+    /// the header's `written_to` says the segment holds no record yet, and
+    /// each append moves it past one record only (`FORMAT.md`). Not zeroing
+    /// them saves a memset of every byte the previous use wrote, a third of
+    /// the preparer's CPU in a busy memory ring (`PERFORMANCE.md`). The
+    /// file keeps its name; the caller renames it into place once this
+    /// returns.
+    pub fn reset(&mut self, channel: &str, index: u64, session: &SessionFacts) {
         write_header(&mut self.map, channel, index, session);
         self.index = index;
         self.warm_to = SEGMENT_HEADER_LEN;
@@ -193,14 +193,22 @@ impl MappedSegment {
             crc: U32::new(0),
         };
         let body = offset + RECORD_HEADER_LEN;
-        // Bytes 4..24 of the header, then the payload. Padding bytes stay the
-        // zeroes the segment was allocated with.
+        let end = body + format::align_up(payload.len());
+        // Bytes 4..24 of the header, then the payload. The padding is
+        // zeroed first (the payload then covers the rest of that word): a
+        // reused segment holds its previous use there.
         self.map[offset + 4..body].copy_from_slice(&header.as_bytes()[4..]);
+        if end > body + payload.len() {
+            self.map[end - RECORD_ALIGN..end].fill(0);
+        }
         self.map[body..body + payload.len()].copy_from_slice(payload);
-        // `offset` is a multiple of 8 in a page-aligned mapping, so this is
-        // the release-ordered word store, not the unaligned fallback.
+        // `offset` and `end` are multiples of 8 in a page-aligned mapping,
+        // so these are release-ordered word stores, not the unaligned
+        // fallback: the tag commits the record, then `written_to` moves
+        // past it (segments are at most 1 GiB, so `end` fits a u32).
         format::store_word(&mut self.map, offset, tag);
-        self.warm(body + payload.len());
+        format::store_word(&mut self.map, WRITTEN_TO_OFFSET, end as u32);
+        self.warm(end);
     }
 
     /// Prefetches for writing the lines from `end` to [`WARM_AHEAD`] past
@@ -221,7 +229,7 @@ impl MappedSegment {
 /// `map` (with `first_seq` still zero: the hot path sets it when the
 /// segment goes live).
 fn write_header(map: &mut MmapMut, channel: &str, index: u64, session: &SessionFacts) {
-    let header = SegmentHeader::new(
+    let mut header = SegmentHeader::new(
         session.session_id,
         channel,
         index,
@@ -229,6 +237,9 @@ fn write_header(map: &mut MmapMut, channel: &str, index: u64, session: &SessionF
         session.monotonic_base_ns,
         map.len() as u64,
     );
+    // No records yet: whatever follows the header (a reused segment's
+    // previous use) is not this segment's.
+    header.written_to = U32::new(SEGMENT_HEADER_LEN as u32);
     map[..SEGMENT_HEADER_LEN].copy_from_slice(header.as_bytes());
 }
 

@@ -35,8 +35,6 @@ use crate::write::segment::{MappedSegment, SessionFacts};
 /// A segment moved out already, waiting to be reused.
 pub(crate) struct Spare {
     segment: MappedSegment,
-    /// Bytes its last use wrote (all others are still zero).
-    dirty: usize,
 }
 
 impl Spare {
@@ -45,8 +43,8 @@ impl Spare {
         self.segment.capacity()
     }
 
-    /// Makes this spare segment `index` of `channel`, in `dir`: zeroed,
-    /// given its header, and only then renamed into place, so that a reader
+    /// Makes this spare segment `index` of `channel`, in `dir`: given its
+    /// new header, and only then renamed into place, so that a reader
     /// finding it by name sees a fresh segment. If the rename fails the
     /// file is deleted and the error returned with the path it was to take.
     pub fn reuse(
@@ -56,8 +54,8 @@ impl Spare {
         index: u64,
         session: &SessionFacts,
     ) -> Result<MappedSegment, io::Error> {
-        let Spare { mut segment, dirty } = self;
-        segment.reset(channel, index, dirty, session);
+        let Spare { mut segment } = self;
+        segment.reset(channel, index, session);
         match segment.rename(dir.join(segment_file_name(index))) {
             Ok(()) => Ok(segment),
             Err(e) => {
@@ -103,12 +101,12 @@ impl SparePool {
         }
     }
 
-    /// Keeps `segment`, of which `used` bytes were written and which is
-    /// now safe in the capture directory, as a spare: renamed out of its
+    /// Keeps `segment`, which is now safe in the capture directory (or
+    /// trimmed from a memory ring), as a spare: renamed out of its
     /// channel's directory first. Gives it back when the pool is full, keeps
     /// no spares, or the rename fails (nothing is lost: the caller deletes
     /// it, as without reuse).
-    pub fn keep(&self, mut segment: MappedSegment, used: usize) -> Result<(), MappedSegment> {
+    pub fn keep(&self, mut segment: MappedSegment) -> Result<(), MappedSegment> {
         let Some(dir) = &self.dir else {
             return Err(segment);
         };
@@ -128,10 +126,7 @@ impl SparePool {
         if renamed.is_err() {
             return Err(segment);
         }
-        spares.push(Spare {
-            segment,
-            dirty: used,
-        });
+        spares.push(Spare { segment });
         Ok(())
     }
 
@@ -185,7 +180,7 @@ impl SparePool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::format::{RecordKind, SEGMENT_HEADER_LEN};
+    use crate::store::format::{self, RecordKind, SEGMENT_HEADER_LEN};
 
     const SEGMENT_BYTES: usize = 64 << 10;
 
@@ -197,9 +192,9 @@ mod tests {
         }
     }
 
-    /// A reused segment is byte for byte the segment a new file would have
-    /// been: its new header, then nothing but zeroes where its previous use
-    /// wrote records (CRCs filled in and all).
+    /// A reused segment reads as the segment a new file would have been:
+    /// the same header, and no records, although its previous use's
+    /// records (CRCs filled in and all) are still behind the header.
     #[test]
     fn a_reused_segment_is_indistinguishable_from_a_new_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -218,7 +213,7 @@ mod tests {
         seg.fill_checksums(used);
 
         let pool = SparePool::new(Some(&staging), 4);
-        assert!(pool.keep(seg, used).is_ok());
+        assert!(pool.keep(seg).is_ok());
         assert!(
             !channel_dir.join("00000000.seg").exists(),
             "left under its name"
@@ -230,9 +225,22 @@ mod tests {
         let fresh =
             MappedSegment::create(&fresh_dir, "display", 7, SEGMENT_BYTES, &session()).unwrap();
         assert_eq!(reused.path(), channel_dir.join("00000007.seg"));
-        assert!(
-            reused.bytes() == fresh.bytes(),
-            "reused segment differs from a new one"
+        assert_eq!(
+            reused.bytes()[..SEGMENT_HEADER_LEN],
+            fresh.bytes()[..SEGMENT_HEADER_LEN]
+        );
+        assert_ne!(
+            reused.bytes()[SEGMENT_HEADER_LEN..],
+            fresh.bytes()[SEGMENT_HEADER_LEN..],
+            "the previous use was zeroed"
+        );
+        assert_eq!(
+            format::written_part(reused.bytes()).len(),
+            SEGMENT_HEADER_LEN
+        );
+        assert_eq!(
+            format::written_part(fresh.bytes()).len(),
+            SEGMENT_HEADER_LEN
         );
         assert_eq!(pool.reused(), 1);
         assert_eq!(pool.bytes(), 0);
@@ -252,7 +260,7 @@ mod tests {
             let seg =
                 MappedSegment::create(&channel_dir, "display", index, SEGMENT_BYTES, &session())
                     .unwrap();
-            let kept = pool.keep(seg, SEGMENT_HEADER_LEN);
+            let kept = pool.keep(seg);
             assert_eq!(kept.is_ok(), index < MAX_SPARES as u64, "segment {index}");
         }
         assert_eq!(pool.bytes(), (MAX_SPARES * SEGMENT_BYTES) as u64);
@@ -263,8 +271,6 @@ mod tests {
         // Direct mode keeps no spares.
         let seg =
             MappedSegment::create(&channel_dir, "display", 99, SEGMENT_BYTES, &session()).unwrap();
-        assert!(SparePool::new(None, 4)
-            .keep(seg, SEGMENT_HEADER_LEN)
-            .is_err());
+        assert!(SparePool::new(None, 4).keep(seg).is_err());
     }
 }

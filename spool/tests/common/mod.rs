@@ -144,6 +144,9 @@ pub fn segment_checksums(path: &Path) -> SegmentCheck {
         b = decompressed(path, &b);
     } else {
         assert_eq!(h.version.get(), FORMAT_VERSION, "{}", path.display());
+        // What follows `written_to` is a reused segment's previous use.
+        let written = spool::store::format::written_part(&b).len();
+        b.truncate(written);
     }
     assert!(h.checksum_ok(), "{}: header checksum", path.display());
     let flagged = h.flags.get() & SEGMENT_FLAG_CRC_COMPLETE != 0;

@@ -265,3 +265,37 @@ fn lengths_are_aligned() {
     assert_eq!(GAP_RECORD_LEN % RECORD_ALIGN, 0);
     assert_eq!(SEAL_RECORD_LEN % RECORD_ALIGN, 0);
 }
+
+/// `written_to` cuts a segment where its records end, whatever follows;
+/// an unset or impossible value cuts nothing (the zero-tag rule applies),
+/// one past the file's end cuts at the end; the header checksum holds
+/// whatever its value, since the writer changes it per record.
+#[test]
+fn written_to_cuts_the_segment_and_is_outside_the_header_checksum() {
+    let header = SegmentHeader::new([1; 16], "main", 0, 0, 0, 4096);
+    let mut seg = vec![0xEE; 1024];
+    let with = |seg: &mut Vec<u8>, w: u32| {
+        let mut h = header;
+        h.written_to = U32::new(w);
+        seg[..SEGMENT_HEADER_LEN].copy_from_slice(h.as_bytes());
+        assert!(h.checksum_ok(), "written_to {w} broke the checksum");
+    };
+    for (w, cut) in [
+        (0, 1024),
+        (64, 1024),
+        (130, 1024),
+        (128, 128),
+        (512, 512),
+        (1024, 1024),
+        (4096, 1024),
+        (!7, 1024),
+    ] {
+        with(&mut seg, w);
+        assert_eq!(written_part(&seg).len(), cut, "written_to {w}");
+    }
+    // Not a current header: nothing is cut, the reader judges the header.
+    with(&mut seg, 512);
+    seg[8] = 9;
+    assert_eq!(written_part(&seg).len(), 1024);
+    assert_eq!(written_part(&seg[..100]).len(), 100);
+}
