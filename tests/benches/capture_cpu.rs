@@ -20,8 +20,11 @@
 //! is closed. Per configuration and round it prints the CPU time of the
 //! whole process, of the appending thread, and of the preparer and retirer
 //! threads, each per MB appended (milliseconds), plus drops and segments
-//! reused. Configurations alternate within each round so that drift in the
-//! machine's load spreads over all of them. The payload is half
+//! reused; then the medians over rounds, and from them where each
+//! millisecond per MB goes (hot path, preparer, mover, compression) for
+//! the ring and a compressing capture. Configurations alternate within
+//! each round so that drift in the machine's load spreads over all of
+//! them. The payload is half
 //! incompressible bytes and half runs, so compression has work to do.
 //!
 //! `only=TEXT` runs the configurations whose name holds TEXT (for a
@@ -31,7 +34,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::bench::{bench_dir, print_facts, process_cpu_secs, thread_cpu_secs, Args};
+use e2e::bench::{bench_dir, median, print_facts, process_cpu_secs, thread_cpu_secs, Args};
 use spool::{Direction, Spool, SpoolConfig};
 
 const CHUNK: usize = 64 << 10;
@@ -273,6 +276,45 @@ fn ceiling(args: &Args, base: &Path, payload: &[u8]) {
     }
 }
 
+/// Per-column medians of rounds of `[process, appender, preparer, retirer]`.
+fn medians_of(rounds: &[[f64; 4]]) -> Option<[f64; 4]> {
+    if rounds.is_empty() {
+        return None;
+    }
+    let column = |c: usize| median(&rounds.iter().map(|r| r[c]).collect::<Vec<_>>());
+    Some([column(0), column(1), column(2), column(3)])
+}
+
+/// Where each millisecond per MB goes, from the medians of the
+/// configurations (indexes into [`SETUPS`]): the hot path is the appender
+/// less the pacing loop's own wake-ups; the retirer of a compressing
+/// capture splits into the mover (what the same capture's retirer costs
+/// uncompressed: CRCs, copy, `fsync`, rename) and compression (the rest);
+/// "other" is the process's CPU in no thread counted (creation, close).
+fn print_breakdown(m: &[Option<[f64; 4]>]) {
+    let (Some(pacing), Some(ring), Some(raw), Some(zstd)) = (m[0], m[1], m[3], m[5]) else {
+        return;
+    };
+    let row = |label: &str, c: [f64; 4], compression: f64| {
+        let hot = c[1] - pacing[1];
+        let other = c[0] - c[1] - c[2] - c[3];
+        println!(
+            "| {label} | {:.3} | {hot:.3} | {:.3} | {:.3} | {compression:.3} | {other:.3} |",
+            c[0] - pacing[0],
+            c[2],
+            c[3] - compression,
+        );
+    };
+    println!("\n| where it goes, ms/MB (medians) | over no capture | hot path | preparer | mover | compression | other |");
+    println!("|---|---|---|---|---|---|---|");
+    row("memory ring", ring, 0.0);
+    row(
+        "--capture (reused segments, zstd)",
+        zstd,
+        (zstd[3] - raw[3]).max(0.0),
+    );
+}
+
 fn main() {
     let args = Args::parse();
     if args.has("ceiling") {
@@ -308,7 +350,8 @@ fn main() {
         "| round | configuration | MB kept | drops | process ms/MB | appender | preparer | retirer | reused |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    let mut sums = vec![(0.0, 0.0, 0.0, 0.0); SETUPS.len()];
+    // Per configuration, per round: process, appender, preparer, retirer.
+    let mut per_round: Vec<Vec<[f64; 4]>> = vec![Vec::new(); SETUPS.len()];
     for round in 1..=rounds {
         for (k, setup) in SETUPS.iter().enumerate() {
             if args.value("only").is_some_and(|o| !setup.label.contains(o)) {
@@ -327,28 +370,25 @@ fn main() {
                 per(m.retirer),
                 m.reused
             );
-            let s = &mut sums[k];
-            s.0 += per(m.process);
-            s.1 += per(m.appender);
-            s.2 += per(m.preparer);
-            s.3 += per(m.retirer);
+            per_round[k].push([
+                per(m.process),
+                per(m.appender),
+                per(m.preparer),
+                per(m.retirer),
+            ]);
         }
     }
-    println!(
-        "\n| configuration | process ms/MB | appender | preparer | retirer |  (means over rounds)"
-    );
+    let medians: Vec<Option<[f64; 4]>> = per_round.iter().map(|r| medians_of(r)).collect();
+    println!("\n| configuration | process ms/MB | appender | preparer | retirer |  (medians over rounds)");
     println!("|---|---|---|---|---|");
-    for (setup, s) in SETUPS.iter().zip(&sums) {
-        let n = rounds as f64;
+    for (setup, m) in SETUPS.iter().zip(&medians) {
+        let Some(m) = m else { continue };
         println!(
             "| {} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            setup.label,
-            s.0 / n,
-            s.1 / n,
-            s.2 / n,
-            s.3 / n
+            setup.label, m[0], m[1], m[2], m[3]
         );
     }
+    print_breakdown(&medians);
     println!(
         "\nprocess = all CPU of the process from creating the spool to the end of its close; \
          preparer and retirer are read just before the close (clock-tick resolution)."
