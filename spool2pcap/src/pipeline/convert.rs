@@ -588,7 +588,7 @@ pub fn convert_channel<W: Write>(
     while let Some(event) = reader.next_event() {
         match event {
             Event::Data(d) => {
-                framer.data(sink, clock, 0, d.direction, d.ts_ns, d.payload, frame)?;
+                framer.data(sink, clock, 0, d.into(), frame)?;
             }
             Event::Gap(g) => framer.gap(&g),
             // Kept in the reader's damage list; reading goes on after it.

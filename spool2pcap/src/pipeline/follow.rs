@@ -45,7 +45,7 @@ use crate::output::{InterfaceInfo, OutputTarget, PacketSink, OUTPUT_BUFFER_BYTES
 use crate::pipeline::clock::{session_clock, PacketClock, StartUnknown, TimeMode};
 use crate::pipeline::convert::{open_output, ConvertOptions, Destination};
 use crate::pipeline::error::ConvertError;
-use crate::pipeline::framing::ChannelFramer;
+use crate::pipeline::framing::{ChannelFramer, Record};
 use crate::pipeline::report::{ChannelReport, ConvertReport};
 use crate::pipeline::section::{
     interface_description, section_info, trimmed_note, write_channel_stats, Reading, SessionFacts,
@@ -244,14 +244,16 @@ impl<W: Write> State<W> {
                 len,
             }) = l.pending.get(l.cursor)
             {
-                let payload = &self.arena[*start..*start + *len];
+                let record = Record {
+                    direction: *direction,
+                    ts_ns: *ts_ns,
+                    payload: &self.arena[*start..*start + *len],
+                };
                 l.framer.data(
                     &mut self.sink,
                     self.clock,
                     self.floor,
-                    *direction,
-                    *ts_ns,
-                    payload,
+                    record,
                     &mut self.frame,
                 )?;
                 self.written = true;
