@@ -4,6 +4,9 @@
 //! and handed to a [`crate::output::PacketSink`]. [`convert`] turns a whole
 //! capture into files; [`excerpt`] writes part of one to any `Write`.
 //!
+//! Every one of them, and `info`, starts from the same [`opened`] capture:
+//! channels selected, ports, session and clock, metadata, report begun.
+//!
 //! Shared by `convert` and `convert --follow`: the packet [`clock`], what a
 //! pcapng file says about the capture ([`section`]: section header,
 //! interface descriptions and statistics), what the conversion did
@@ -18,5 +21,6 @@ pub mod excerpt;
 pub mod follow;
 pub mod framing;
 pub mod merge;
+pub mod opened;
 pub mod report;
 pub mod section;
