@@ -6,9 +6,8 @@
 //! kept of a channel and what it left out — is a channel's [`Cut`].
 //!
 //! A report is data: what it says of the capture before any channel (its
-//! problems, ryll's metadata) is read by the opening
-//! ([`crate::pipeline::opened`]), and its text goes to a writer it is
-//! given.
+//! problems, ryll's metadata) was read by the opening (`pipeline::opened`),
+//! and its text goes to a writer it is given.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
