@@ -14,11 +14,14 @@ use spool::read::reader::{Damage, Event};
 use spool::store::limit::Trimmed;
 use spool::store::manifest::ChannelCounters;
 
-use crate::guard::clean_notes;
-use crate::guard::{clean, open_capture, CaptureError, MAX_NAME_CHARS, MAX_TEXT_CHARS};
+use crate::guard::{clean, clean_notes, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 use crate::metadata::CaptureMetadata;
 use crate::output::wireshark::{decode_as, shell_quote, wireshark_command};
-use crate::spice::channels::PortMap;
+use crate::pipeline::clock::TimeMode;
+use crate::pipeline::error::ConvertError;
+use crate::pipeline::opened::{Access, OpenedCapture, Opening};
+use crate::spice::channels::SERVER_PORT;
+use crate::spice::redact::Redaction;
 use crate::time::{format_secs, format_unix_ns};
 
 /// One damaged region, in a form that serializes.
@@ -222,32 +225,33 @@ pub struct RecoveredInfo {
 pub fn scan(
     capture: &Path,
     on_damage: &mut dyn FnMut(&str, &Damage),
-) -> Result<CaptureInfo, CaptureError> {
-    let mut cap = open_capture(capture)?;
+) -> Result<CaptureInfo, ConvertError> {
     // `info` and `verify` are how a suspect capture is looked at: a disk
     // error must come out as a report, never as a SIGBUS of a mapping.
-    cap.set_mapping(false);
-    let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
-    let mut info = begin_info(capture, &cap);
+    let mut opened = OpenedCapture::open(
+        capture,
+        &Opening {
+            access: Access::Read { map: false },
+            channels: &[],
+            time: TimeMode::Relative,
+            redact: Redaction::NONE,
+            server_port: SERVER_PORT,
+            protect_inputs: false,
+        },
+    )?;
+    let mut info = begin_info(capture, &mut opened);
+    let cap = &opened.cap;
     let manifest = cap.manifest();
     for files in cap.channels() {
         let Some(mut reader) = cap.reader(&files.name) else {
             continue;
         };
-        if info.session_start_unix_ns.is_none() || info.session_id.is_none() {
-            if let Some(s) = crate::guard::peek_session(&cap, &mut reader) {
-                info.session_start_unix_ns
-                    .get_or_insert(s.session_start_unix_ns);
-                info.session_id
-                    .get_or_insert_with(|| spool::store::manifest::session_id_hex(&s.session_id));
-            }
-        }
         let ways = count_directions(&mut reader, &files.name, on_damage);
         let channel = channel_info(
             &files.name,
             &reader,
             ways,
-            ports.port(&files.name),
+            opened.ports.port(&files.name),
             &mut info,
             manifest,
         );
@@ -267,25 +271,29 @@ pub fn scan(
     Ok(info)
 }
 
-/// What `cap`'s manifest and metadata say, before any channel is read.
-fn begin_info(capture: &Path, cap: &spool::Capture) -> CaptureInfo {
+/// What the opening of `capture` found, before any channel is read: what
+/// the manifest says (else the first readable segment header), the
+/// problems met and ryll's metadata (both taken from its report).
+fn begin_info(capture: &Path, opened: &mut OpenedCapture) -> CaptureInfo {
+    let cap = &opened.cap;
     let manifest = cap.manifest();
-    let mut problems = clean_notes(cap.problems());
-    let metadata = crate::metadata::load(capture).unwrap_or_else(|e| {
-        problems.push(e.to_string());
-        None
-    });
+    let peeked = opened.peeked.as_ref();
     let merged = merged_output_path(capture);
     CaptureInfo {
         capture: capture.to_path_buf(),
         manifest_present: manifest.is_some(),
-        session_id: manifest.map(|m| clean(&m.session_id, MAX_TEXT_CHARS)),
-        session_start_unix_ns: manifest.map(|m| m.session_start_unix_ns),
+        session_id: opened
+            .session_id
+            .as_deref()
+            .map(|id| clean(id, MAX_TEXT_CHARS)),
+        session_start_unix_ns: manifest
+            .map(|m| m.session_start_unix_ns)
+            .or(peeked.map(|s| s.session_start_unix_ns)),
         clean_shutdown: manifest.map(|m| m.clean_shutdown),
         closed_unix_ns: manifest.and_then(|m| m.closed_unix_ns),
         staged_segments: cap.has_staged_segments(),
         writer_errors: manifest.map(|m| clean_notes(&m.errors)).unwrap_or_default(),
-        problems,
+        problems: std::mem::take(&mut opened.report.problems),
         mismatches: Vec::new(),
         channels: Vec::new(),
         unclean_shutdown: manifest.is_some_and(|m| !m.clean_shutdown),
@@ -294,7 +302,7 @@ fn begin_info(capture: &Path, cap: &spool::Capture) -> CaptureInfo {
         trimmed: false,
         redacted: false,
         facts: Vec::new(),
-        metadata,
+        metadata: opened.report.metadata.take(),
         decode_as: decode_as(),
         convert_command: format!(
             "spool2pcap convert {} -w {} --format pcapng",

@@ -84,7 +84,7 @@ pub use pipeline::convert::{
     Destination, Progress,
 };
 pub use pipeline::excerpt::{write_excerpt, ExcerptError, ExcerptOptions, Selection};
-pub use pipeline::framing::{ChannelFramer, Synthesis};
+pub use pipeline::framing::{ChannelFramer, Record, Synthesis};
 pub use pipeline::report::Cut;
 pub use spice::channels::PortMap;
 pub use spice::redact::{Redaction, Redactor, UnknownRedaction};

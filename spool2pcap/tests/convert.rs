@@ -6,7 +6,11 @@ use std::time::Duration;
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool2pcap::net::tcp::{CLIENT_ISN, MAX_SEGMENT_PAYLOAD, SERVER_ISN, SERVER_PORT};
 use spool2pcap::pipeline::convert::{convert, ConvertError, ConvertOptions, Destination};
-use spool2pcap::testkit::{simple_channel, write_segment, Seg, SESSION_START};
+use spool2pcap::pipeline::follow::follow;
+use spool2pcap::testkit::{
+    simple_channel, write_manifest, write_segment, Seg, SESSION_HEX, SESSION_START,
+};
+use spool2pcap::{write_excerpt, ExcerptOptions, Selection};
 use spool2pcap::{Format, Synthesis, TimeMode};
 use testkit::tcp::Segment;
 
@@ -570,4 +574,67 @@ fn a_channel_that_carried_nothing_gets_no_file() {
     assert!(outdir.join("main.pcap").exists());
     assert!(!outdir.join("cursor.pcap").exists());
     assert_eq!(report.outputs(), vec![outdir.join("main.pcap").as_path()]);
+}
+
+/// `convert`, an excerpt, `convert --follow` and `info` open a capture the
+/// same way: the same session, the same client ports, and the same problem
+/// with an unreadable `metadata.json`, said once.
+#[test]
+fn every_command_opens_a_capture_alike() {
+    let cap = tempfile::tempdir().unwrap();
+    simple_channel(cap.path(), "display", &[(C2S, 1_000, b"hello")]);
+    simple_channel(cap.path(), "main", &[(S2C, 1_500, b"main-data")]);
+    write_manifest(cap.path(), serde_json::json!({}));
+    std::fs::write(cap.path().join("metadata.json"), b"[not an object").unwrap();
+    let out = tempfile::tempdir().unwrap();
+
+    let converted = convert(
+        cap.path(),
+        &opts(Destination::File(out.path().join("all.pcap"))),
+    )
+    .unwrap();
+    let excerpt =
+        write_excerpt(cap.path(), &ExcerptOptions::new(Selection::All), Vec::new()).unwrap();
+    let followed = follow(
+        cap.path(),
+        &opts(Destination::File(out.path().join("followed.pcap"))),
+        Duration::from_millis(1),
+    )
+    .unwrap();
+    let info = spool2pcap::info::scan(cap.path(), &mut |_, _| {}).unwrap();
+
+    assert_eq!(converted.problems.len(), 1, "{:?}", converted.problems);
+    assert!(converted.problems[0].contains("metadata.json"));
+    for problems in [&excerpt.problems, &followed.problems, &info.problems] {
+        assert_eq!(problems, &converted.problems);
+    }
+    for start in [
+        converted.session_start_unix_ns,
+        excerpt.session_start_unix_ns,
+        followed.session_start_unix_ns,
+        info.session_start_unix_ns,
+    ] {
+        assert_eq!(start, Some(SESSION_START));
+    }
+    assert_eq!(info.session_id.as_deref(), Some(SESSION_HEX));
+    let ports = |r: &spool2pcap::ConvertReport| -> Vec<(String, u16)> {
+        r.channels
+            .iter()
+            .map(|c| (c.channel.clone(), c.client_port))
+            .collect()
+    };
+    let info_ports: Vec<(String, u16)> = info
+        .channels
+        .iter()
+        .map(|c| (c.name.clone(), c.client_port))
+        .collect();
+    assert_eq!(
+        info_ports,
+        [("display".to_string(), 10002), ("main".to_string(), 10001)]
+    );
+    assert_eq!(ports(&converted), info_ports);
+    assert_eq!(ports(&excerpt), info_ports);
+    let mut followed_ports = ports(&followed);
+    followed_ports.sort();
+    assert_eq!(followed_ports, info_ports);
 }

@@ -47,7 +47,7 @@ use spool::store::format::{
 use spool::store::manifest::{Manifest, MANIFEST_FILE};
 use spool2pcap::testkit;
 use spool2pcap::Format;
-use spool2pcap::{ChannelFramer, PacketClock, PacketSink, Synthesis};
+use spool2pcap::{ChannelFramer, PacketClock, PacketSink, Record, Synthesis};
 use spool2pcap::{Redaction, Redactor};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -1140,8 +1140,13 @@ pub fn framer(_scratch: &Scratch, data: &[u8]) {
                         "redaction wrote something other than zeroes"
                     );
                 }
+                let record = Record {
+                    direction: dir,
+                    ts_ns: ts,
+                    payload: &payload,
+                };
                 framer
-                    .data(&mut sink, clock, 0, dir, ts, &payload, &mut frame)
+                    .data(&mut sink, clock, 0, record, &mut frame)
                     .expect("frames into memory");
                 ts = ts.saturating_add(1000);
             }

@@ -49,33 +49,29 @@ pub(crate) enum StartUnknown {
 }
 
 /// The clock of a conversion's packets: `time`, from `session_start` (ns
-/// since the Unix epoch) if it is known; relative, with a note in
-/// `problems` saying `why`, if absolute time was asked for and it is not
-/// (the note only if there are `records` to convert).
-pub(crate) fn session_clock(
-    time: TimeMode,
-    session_start: Option<u64>,
-    records: bool,
-    why: StartUnknown,
-    problems: &mut Vec<String>,
-) -> PacketClock {
+/// since the Unix epoch) if it is known; relative if absolute time was
+/// asked for and it is not (the report then says why,
+/// [`StartUnknown::note`]).
+pub(crate) fn session_clock(time: TimeMode, session_start: Option<u64>) -> PacketClock {
     match (time, session_start) {
-        (TimeMode::Relative, _) => PacketClock::relative(),
         (TimeMode::Absolute, Some(ns)) => PacketClock::absolute(ns),
-        (TimeMode::Absolute, None) => {
-            match why {
-                _ if !records => {}
-                StartUnknown::NoHeaderNoManifest => problems.push(
-                    "session start unknown (no valid segment header, no manifest): \
-                     timestamps are relative to it"
-                        .to_string(),
-                ),
-                StartUnknown::ManifestUnreadable => problems.push(
-                    "session start unknown (manifest unreadable): timestamps are relative"
-                        .to_string(),
-                ),
+        _ => PacketClock::relative(),
+    }
+}
+
+impl StartUnknown {
+    /// What a report says when absolute time was asked for and the
+    /// session start is unknown for this reason.
+    pub(crate) fn note(self) -> String {
+        match self {
+            StartUnknown::NoHeaderNoManifest => {
+                "session start unknown (no valid segment header, no manifest): \
+                 timestamps are relative to it"
             }
-            PacketClock::relative()
+            StartUnknown::ManifestUnreadable => {
+                "session start unknown (manifest unreadable): timestamps are relative"
+            }
         }
+        .to_string()
     }
 }

@@ -16,18 +16,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pcap_file::PcapError;
-use spool::read::reader::{Capture, ChannelReader, Event, SessionInfo};
+use spool::read::reader::{Capture, ChannelReader, Event};
 use spool::store::format::validate_channel_name;
 
-use crate::guard::{clean_notes, open_capture, InputFiles};
+use crate::guard::InputFiles;
 use crate::net::tcp::MAX_FRAME_LEN;
 use crate::output::writebehind::WriteBehind;
 use crate::output::{
     Format, InterfaceInfo, OutputDir, OutputTarget, PacketSink, SectionInfo, OUTPUT_BUFFER_BYTES,
 };
-use crate::pipeline::clock::{session_clock, PacketClock, StartUnknown, TimeMode};
+use crate::pipeline::clock::{PacketClock, TimeMode};
 use crate::pipeline::framing::{ChannelFramer, Synthesis};
 use crate::pipeline::merge::{merge_into, ChannelSource};
+use crate::pipeline::opened::{Access, OpenedCapture, Opening};
 use crate::pipeline::section::{
     interface_description, section_info, trimmed_note, write_channel_stats, Reading, Recovered,
     SessionFacts,
@@ -117,118 +118,86 @@ pub fn convert_with_progress(
     opts: &ConvertOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ConvertReport, ConvertError> {
-    let mut cap = open_capture(capture)?;
-    cap.set_mapping(opts.mmap);
-    let inputs = InputFiles::of(capture, &cap)?;
-    let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
-    let selected = select_channels(&cap, &opts.channels)?;
-    let mut report = ConvertReport::begin(capture, clean_notes(cap.problems()), opts.redact);
-    report.server_port = (opts.server_port != SERVER_PORT).then_some(opts.server_port);
-    report.clean_shutdown = cap.manifest().map(|m| m.clean_shutdown);
-
-    let total = segment_file_bytes(&cap, &selected);
-
-    let mut readers: Vec<ChannelReader> = selected
+    let mut opened = OpenedCapture::open(
+        capture,
+        &Opening {
+            access: Access::Read { map: opts.mmap },
+            channels: &opts.channels,
+            time: opts.time,
+            redact: opts.redact,
+            server_port: opts.server_port,
+            protect_inputs: true,
+        },
+    )?;
+    let clock = opened.clock(!opened.selected.is_empty());
+    let mut readers: Vec<ChannelReader> = opened
+        .selected
         .iter()
-        .filter_map(|name| cap.reader(name))
+        .filter_map(|name| opened.cap.reader(name))
         .collect();
-    let peeked = readers
-        .iter_mut()
-        .find_map(|r| crate::guard::peek_session(&cap, r));
-    let session_start = peeked
-        .map(|s| s.session_start_unix_ns)
-        .or_else(|| cap.manifest().map(|m| m.session_start_unix_ns));
-    let clock = session_clock(
-        opts.time,
-        session_start,
-        !readers.is_empty(),
-        StartUnknown::NoHeaderNoManifest,
-        &mut report.problems,
-    );
-    if opts.time == TimeMode::Absolute {
-        report.session_start_unix_ns = session_start;
-    }
-    let reading = Reading::Closed {
-        clean_shutdown: report.clean_shutdown,
+    let mut run = Conversion {
+        total: segment_file_bytes(&opened.cap, &opened.selected),
+        section: section_of(&opened, opts),
+        descriptions: descriptions_of(&opened.cap, &readers, &opened.ports, opts.server_port),
+        reading: Reading::Closed {
+            clean_shutdown: opened.report.clean_shutdown,
+        },
+        opened,
+        opts,
+        clock,
+        frame: Vec::with_capacity(MAX_FRAME_LEN),
+        progress,
     };
-    let section = section_of(&cap, &report, opts, session_start, peeked.as_ref());
-    let descriptions = descriptions_of(&cap, &readers, &ports, opts.server_port);
-
-    let mut frame = Vec::with_capacity(MAX_FRAME_LEN);
     // Per-channel files are written in the first arm; one merged output is
     // opened in the others and written below.
     let merged = match &opts.destination {
         Destination::Dir(dir) => {
-            let target = ChannelFiles {
-                dir,
-                inputs: &inputs,
-                opts,
-                reading,
-                section: &section,
-                descriptions: &descriptions,
-            };
-            write_channel_files(
-                &target,
-                &mut readers,
-                &ports,
-                clock,
-                &mut frame,
-                (total, progress),
-                &mut report,
-            )?;
+            write_channel_files(&mut run, dir, &mut readers)?;
             None
         }
         Destination::File(path) => Some(OutputTarget::Path(path.clone())),
         Destination::Stdout => Some(OutputTarget::Stdout),
     };
     if let Some(path) = merged {
-        let out = buffered(open_output(&path, opts.force, Some(&inputs))?);
-        let target = MergeTarget {
-            path,
-            reading,
-            format: opts.format,
-            opts,
-            section: &section,
-            descriptions: &descriptions,
-        };
-        merge_to(
-            out,
-            &target,
-            readers,
-            &ports,
-            clock,
-            &mut frame,
-            total,
-            progress,
-            &mut report,
-        )?;
+        let out = buffered(open_output(&path, opts.force, run.opened.inputs.as_ref())?);
+        merge_to(&mut run, out, path, readers)?;
     }
-    Ok(report)
+    Ok(run.opened.report)
 }
 
-/// The pcapng section header of converting `cap` as `opts` says: the
-/// session as the manifest names it (else as a segment header, `peeked`,
-/// does), when it started, how it ended and was recovered.
-fn section_of(
-    cap: &Capture,
-    report: &ConvertReport,
-    opts: &ConvertOptions,
-    session_start: Option<u64>,
-    peeked: Option<&SessionInfo>,
-) -> SectionInfo {
-    let manifest = cap.manifest();
-    let peeked_id = peeked.map(|s| spool::store::manifest::session_id_hex(&s.session_id));
+/// A conversion under way: the capture opened (whose report it fills in),
+/// and what every output of it shares.
+struct Conversion<'a> {
+    opened: OpenedCapture,
+    opts: &'a ConvertOptions,
+    clock: PacketClock,
+    /// How the capture was read, for the pcapng statistics.
+    reading: Reading,
+    /// The pcapng section header.
+    section: SectionInfo,
+    /// Each reader's pcapng interface description, in order.
+    descriptions: Vec<String>,
+    /// The frame buffer, shared by every channel.
+    frame: Vec<u8>,
+    /// Segment bytes of the selected channels, what progress counts to.
+    total: u64,
+    progress: &'a mut dyn FnMut(Progress),
+}
+
+/// The pcapng section header of converting `opened` as `opts` says: the
+/// session as the manifest names it (else as a segment header does), when
+/// it started, how it ended and was recovered.
+fn section_of(opened: &OpenedCapture, opts: &ConvertOptions) -> SectionInfo {
+    let cap = &opened.cap;
     section_info(&SessionFacts {
-        id: manifest
-            .map(|m| m.session_id.as_str())
-            .or(peeked_id.as_deref()),
-        start_unix_ns: session_start,
+        id: opened.session_id.as_deref(),
+        start_unix_ns: opened.session_start,
         reading: Reading::Closed {
-            clean_shutdown: report.clean_shutdown,
+            clean_shutdown: opened.report.clean_shutdown,
         },
         recovered: recovered_of(cap),
-        trimmed: manifest.map(|m| &m.trimmed),
-        metadata: report.metadata.as_ref(),
+        trimmed: cap.manifest().map(|m| &m.trimmed),
+        metadata: opened.report.metadata.as_ref(),
         synth: opts.synth,
         redact: opts.redact,
         server_port: opts.server_port,
@@ -280,37 +249,58 @@ fn descriptions_of(
         .collect()
 }
 
-/// Where and how per-channel files are written.
-struct ChannelFiles<'a> {
-    dir: &'a Path,
-    inputs: &'a InputFiles,
-    opts: &'a ConvertOptions,
-    reading: Reading,
-    section: &'a SectionInfo,
-    descriptions: &'a [String],
-}
-
-/// Writes every channel of `readers` to a file of its own in
-/// `target.dir`, removing the file of a channel that carried nothing.
-/// Every file name is checked before the first file is created.
+/// Writes every channel of `readers` to a file of its own in `dir`,
+/// removing the file of a channel that carried nothing. Every file name is
+/// checked before the first file is created.
 fn write_channel_files(
-    target: &ChannelFiles,
+    run: &mut Conversion,
+    dir: &Path,
     readers: &mut [ChannelReader],
-    ports: &PortMap,
-    clock: PacketClock,
-    frame: &mut Vec<u8>,
-    (total, progress): (u64, &mut dyn FnMut(Progress)),
-    report: &mut ConvertReport,
 ) -> Result<(), ConvertError> {
-    let opts = target.opts;
-    let dir = target.dir;
-    let out = OutputDir::open(dir, Some(target.inputs)).map_err(|source| ConvertError::Create {
+    let inputs = run.opened.inputs.as_ref();
+    let out = OutputDir::open(dir, inputs).map_err(|source| ConvertError::Create {
         path: OutputTarget::Path(dir.to_path_buf()),
         source,
     })?;
+    let names = channel_file_names(&out, dir, readers, run.opts)?;
+    let mut done_before = 0u64;
+    for (i, (reader, (file_name, file_path))) in readers.iter_mut().zip(names).enumerate() {
+        let path = OutputTarget::Path(file_path.clone());
+        let file = out
+            .create_file(&file_name, run.opts.force, run.opened.inputs.as_ref())
+            .map_err(|source| ConvertError::create(&path, source))?;
+        let channel = write_channel_file(run, i, reader, file, done_before).map_err(|source| {
+            ConvertError::Write {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        done_before = done_before.saturating_add(reader.stats().file_bytes);
+        let nothing = carried_nothing(reader);
+        if nothing {
+            out.remove_file(&file_name)
+                .map_err(|source| ConvertError::create(&path, source))?;
+        }
+        run.opened.report.channels.push(ChannelReport {
+            output: (!nothing).then_some(file_path),
+            carried_nothing: nothing,
+            ..channel
+        });
+    }
+    Ok(())
+}
+
+/// The file name (`<channel>.<ext>`) and path in `dir` of each reader's
+/// channel; an error if one exists in `out` and `opts` does not force.
+fn channel_file_names(
+    out: &OutputDir,
+    dir: &Path,
+    readers: &[ChannelReader],
+    opts: &ConvertOptions,
+) -> Result<Vec<(String, PathBuf)>, ConvertError> {
     let ext = opts.format.extension();
     let mut names = Vec::with_capacity(readers.len());
-    for reader in readers.iter() {
+    for reader in readers {
         // The reader validated the name already; a file name is made from
         // it here, so check again rather than trust at a distance.
         let name = reader.channel();
@@ -328,48 +318,44 @@ fn write_channel_files(
         }
         names.push((file_name, path));
     }
-    let mut done_before = 0u64;
-    for ((reader, (file_name, file_path)), description) in
-        readers.iter_mut().zip(names).zip(target.descriptions)
-    {
-        let path = OutputTarget::Path(file_path.clone());
-        let file = out
-            .create_file(&file_name, opts.force, Some(target.inputs))
-            .map_err(|source| ConvertError::create(&path, source))?;
-        let write_err = |source| ConvertError::Write {
-            path: path.clone(),
-            source,
-        };
-        let iface = InterfaceInfo {
-            name: reader.channel(),
-            description: Some(description),
-        };
-        let mut sink =
-            PacketSink::with_section(buffered(file), opts.format, &[iface], target.section)
-                .map_err(write_err)?;
-        let mut framer = channel_framer(reader, ports, 0, opts);
-        let channel = convert_channel(reader, &mut framer, &mut sink, clock, frame, &mut |done| {
+    Ok(names)
+}
+
+/// Writes the channel of `reader`, the `index`th, into `file`, whole, and
+/// gives its report (without output). Progress counts on from
+/// `done_before`, the bytes of the channels written before.
+fn write_channel_file(
+    run: &mut Conversion,
+    index: usize,
+    reader: &mut ChannelReader,
+    file: File,
+    done_before: u64,
+) -> Result<ChannelReport, PcapError> {
+    let opts = run.opts;
+    let iface = InterfaceInfo {
+        name: reader.channel(),
+        description: run.descriptions.get(index).map(String::as_str),
+    };
+    let mut sink = PacketSink::with_section(buffered(file), opts.format, &[iface], &run.section)?;
+    let ports = &run.opened.ports;
+    let mut framer = channel_framer(reader, ports, 0, opts);
+    let (total, progress) = (run.total, &mut run.progress);
+    convert_channel(
+        reader,
+        &mut framer,
+        &mut sink,
+        run.clock,
+        &mut run.frame,
+        &mut |done| {
             progress(Progress {
                 done: done_before.saturating_add(done),
                 total,
             })
-        })
-        .and_then(|()| close_channel(&mut sink, reader, &framer, ports, clock, target.reading))
-        .and_then(|channel| finish(sink).map(|()| channel))
-        .map_err(write_err)?;
-        done_before = done_before.saturating_add(reader.stats().file_bytes);
-        let nothing = carried_nothing(reader);
-        if nothing {
-            out.remove_file(&file_name)
-                .map_err(|source| ConvertError::create(&path, source))?;
-        }
-        report.channels.push(ChannelReport {
-            output: (!nothing).then_some(file_path),
-            carried_nothing: nothing,
-            ..channel
-        });
-    }
-    Ok(())
+        },
+    )?;
+    let channel = close_channel(&mut sink, reader, &framer, ports, run.clock, run.reading)?;
+    finish(sink)?;
+    Ok(channel)
 }
 
 /// Ends a channel read to its end and framed by `framer`: its report
@@ -423,39 +409,6 @@ pub(crate) fn framer_for(
         .with_first_note(trimmed.map(|t| trimmed_note(name, t)))
 }
 
-/// The channels to convert, in the capture's (name) order.
-pub(crate) fn select_channels(
-    cap: &Capture,
-    wanted: &[String],
-) -> Result<Vec<String>, ConvertError> {
-    if let Some(name) = wanted
-        .iter()
-        .find(|name| !cap.channels().iter().any(|c| &c.name == *name))
-    {
-        return Err(no_such_channel(cap, name));
-    }
-    Ok(cap
-        .channels()
-        .iter()
-        .filter(|c| wanted.is_empty() || wanted.contains(&c.name))
-        .map(|c| c.name.clone())
-        .collect())
-}
-
-/// The usage error of asking for channel `name`, which `cap` lacks.
-pub(crate) fn no_such_channel(cap: &Capture, name: &str) -> ConvertError {
-    let available: Vec<&str> = cap.channels().iter().map(|c| c.name.as_str()).collect();
-    ConvertError::NoSuchChannel {
-        capture: cap.dir().to_path_buf(),
-        name: name.chars().take(64).collect(),
-        available: if available.is_empty() {
-            "none".to_string()
-        } else {
-            available.join(", ")
-        },
-    }
-}
-
 /// Opens the merged output `path` (see [`OutputTarget::open`]),
 /// unbuffered; one of `inputs` is refused.
 pub(crate) fn open_output(
@@ -483,94 +436,109 @@ fn finish<W: Write>(sink: PacketSink<W>) -> Result<(), PcapError> {
     sink.into_inner().flush().map_err(PcapError::IoError)
 }
 
-/// Where and how a merged conversion writes.
-struct MergeTarget<'a> {
-    path: OutputTarget,
-    reading: Reading,
-    format: Format,
-    opts: &'a ConvertOptions,
-    section: &'a SectionInfo,
-    descriptions: &'a [String],
-}
-
-/// Writes every channel of `readers` into `out`, merged in time order.
-#[allow(clippy::too_many_arguments)]
+/// Writes every channel of `readers` into `out` (which is `path`), merged
+/// in time order.
 fn merge_to<W: Write>(
+    run: &mut Conversion,
     out: W,
-    target: &MergeTarget,
+    path: OutputTarget,
     mut readers: Vec<ChannelReader>,
-    ports: &PortMap,
-    clock: PacketClock,
-    frame: &mut Vec<u8>,
-    total: u64,
-    progress: &mut dyn FnMut(Progress),
-    report: &mut ConvertReport,
 ) -> Result<(), ConvertError> {
-    let path = &target.path;
-    let names: Vec<String> = readers.iter().map(|r| r.channel().to_string()).collect();
-    let ifaces: Vec<InterfaceInfo> = names
+    let ifaces: Vec<InterfaceInfo> = readers
         .iter()
-        .zip(target.descriptions)
-        .map(|(name, d)| InterfaceInfo {
-            name,
+        .zip(&run.descriptions)
+        .map(|(r, d)| InterfaceInfo {
+            name: r.channel(),
             description: Some(d),
         })
         .collect();
+    let sink = PacketSink::with_section(out, run.opts.format, &ifaces, &run.section);
+    drop(ifaces);
     let write_err = |source| ConvertError::Write {
         path: path.clone(),
         source,
     };
-    let mut sink =
-        PacketSink::with_section(out, target.format, &ifaces, target.section).map_err(write_err)?;
-    let output = path.path().map(Path::to_path_buf);
+    let sink = sink.map_err(write_err)?;
     // One channel needs no merge: stream it directly, without copying each
     // record out of the reader's buffer.
-    if let [reader] = &mut readers[..] {
-        let mut framer = channel_framer(reader, ports, 0, target.opts);
-        let channel = convert_channel(reader, &mut framer, &mut sink, clock, frame, &mut |done| {
-            progress(Progress { done, total })
-        })
-        .and_then(|()| close_channel(&mut sink, reader, &framer, ports, clock, target.reading))
-        .and_then(|channel| finish(sink).map(|()| channel))
-        .map_err(write_err)?;
-        report.channels.push(ChannelReport { output, ..channel });
-        return Ok(());
+    let channels = match &mut readers[..] {
+        [reader] => stream_one(run, sink, reader).map(|c| vec![c]),
+        _ => merge_many(run, sink, readers),
     }
-    let mut sources: Vec<ChannelSource> = readers
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let framer = channel_framer(&r, ports, i as u32, target.opts);
-            ChannelSource::new(r, framer)
-        })
-        .collect();
-    let channels = merge_into(&mut sources, &mut sink, clock, frame, &mut |done| {
-        progress(Progress { done, total })
-    })
-    .and_then(|()| {
-        sources
-            .iter()
-            .map(|s| {
-                close_channel(
-                    &mut sink,
-                    s.reader(),
-                    s.framer(),
-                    ports,
-                    clock,
-                    target.reading,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .and_then(|channels| finish(sink).map(|()| channels))
     .map_err(write_err)?;
-    report
+    let output = path.path().map(Path::to_path_buf);
+    run.opened
+        .report
         .channels
         .extend(channels.into_iter().map(|c| ChannelReport {
             output: output.clone(),
             ..c
         }));
     Ok(())
+}
+
+/// The one channel of a merged output, streamed into `sink`: its report
+/// (without output).
+fn stream_one<W: Write>(
+    run: &mut Conversion,
+    mut sink: PacketSink<W>,
+    reader: &mut ChannelReader,
+) -> Result<ChannelReport, PcapError> {
+    let ports = &run.opened.ports;
+    let mut framer = channel_framer(reader, ports, 0, run.opts);
+    let (total, progress) = (run.total, &mut run.progress);
+    convert_channel(
+        reader,
+        &mut framer,
+        &mut sink,
+        run.clock,
+        &mut run.frame,
+        &mut |done| progress(Progress { done, total }),
+    )?;
+    let channel = close_channel(&mut sink, reader, &framer, ports, run.clock, run.reading)?;
+    finish(sink)?;
+    Ok(channel)
+}
+
+/// Every channel of `readers` merged into `sink` in time order: their
+/// reports (without output).
+fn merge_many<W: Write>(
+    run: &mut Conversion,
+    mut sink: PacketSink<W>,
+    readers: Vec<ChannelReader>,
+) -> Result<Vec<ChannelReport>, PcapError> {
+    let ports = &run.opened.ports;
+    let mut sources: Vec<ChannelSource> = readers
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let framer = channel_framer(&r, ports, i as u32, run.opts);
+            ChannelSource::new(r, framer)
+        })
+        .collect();
+    let (total, progress) = (run.total, &mut run.progress);
+    merge_into(
+        &mut sources,
+        &mut sink,
+        run.clock,
+        &mut run.frame,
+        &mut |done| progress(Progress { done, total }),
+    )?;
+    let channels = sources
+        .iter()
+        .map(|s| {
+            close_channel(
+                &mut sink,
+                s.reader(),
+                s.framer(),
+                ports,
+                run.clock,
+                run.reading,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    finish(sink)?;
+    Ok(channels)
 }
 
 /// Streams one channel into `sink` through `framer` (synthetic packets
@@ -588,7 +556,7 @@ pub fn convert_channel<W: Write>(
     while let Some(event) = reader.next_event() {
         match event {
             Event::Data(d) => {
-                framer.data(sink, clock, 0, d.direction, d.ts_ns, d.payload, frame)?;
+                framer.data(sink, clock, 0, d.into(), frame)?;
             }
             Event::Gap(g) => framer.gap(&g),
             // Kept in the reader's damage list; reading goes on after it.

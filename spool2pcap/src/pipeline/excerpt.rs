@@ -36,12 +36,13 @@ use spool::store::limit::Trimmed;
 
 use crate::net::tcp::{HEADERS_LEN, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD};
 use crate::output::{Format, PacketSink};
-use crate::pipeline::clock::{session_clock, StartUnknown, TimeMode};
-use crate::pipeline::convert::{framer_for, select_channels, ConvertError};
+use crate::pipeline::clock::{PacketClock, TimeMode};
+use crate::pipeline::convert::{framer_for, ConvertError};
 use crate::pipeline::framing::{ChannelFramer, Synthesis};
 use crate::pipeline::merge::{merge_into, ChannelSource};
+use crate::pipeline::opened::{Access, OpenedCapture, Opening};
 use crate::pipeline::report::{ChannelReport, ConvertReport, Cut};
-use crate::spice::channels::PortMap;
+use crate::spice::channels::{PortMap, SERVER_PORT};
 use crate::spice::link::SPICE_MAGIC;
 use crate::spice::messages::{plausible_start, MessageFramer};
 use crate::spice::redact::Redaction;
@@ -180,51 +181,81 @@ pub fn write_excerpt<W: Write>(
     opts: &ExcerptOptions,
     out: W,
 ) -> Result<ConvertReport, ExcerptError> {
-    let cap = crate::guard::open_capture(capture).map_err(ConvertError::from)?;
-    let ports = PortMap::new(cap.channels().iter().map(|c| c.name.as_str()));
-    let selected = select_channels(&cap, &opts.channels)?;
-    let mut report = ConvertReport::begin(
+    let mut opened = OpenedCapture::open(
         capture,
-        crate::guard::clean_notes(cap.problems()),
-        opts.redact,
-    );
-    report.clean_shutdown = cap.manifest().map(|m| m.clean_shutdown);
-
+        &Opening {
+            access: Access::Read { map: false },
+            channels: &opts.channels,
+            time: opts.time,
+            redact: opts.redact,
+            server_port: SERVER_PORT,
+            protect_inputs: false,
+        },
+    )?;
     // Pass 1: index every data record.
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut indexed: Vec<Indexed> = Vec::with_capacity(selected.len());
-    let mut session_start = None;
-    for name in &selected {
-        let Some(mut reader) = cap.reader(name) else {
-            continue;
-        };
-        if session_start.is_none() {
-            session_start =
-                crate::guard::peek_session(&cap, &mut reader).map(|s| s.session_start_unix_ns);
-        }
-        let ci = u32::try_from(indexed.len()).unwrap_or(u32::MAX);
-        indexed.push(index_channel(reader, name, ci, &ports, opts, &mut entries));
-    }
-    let session_start = session_start.or_else(|| cap.manifest().map(|m| m.session_start_unix_ns));
-    let clock = session_clock(
-        opts.time,
-        session_start,
-        !entries.is_empty(),
-        StartUnknown::NoHeaderNoManifest,
-        &mut report.problems,
-    );
-    if opts.time == TimeMode::Absolute {
-        report.session_start_unix_ns = session_start;
-    }
-
+    let (entries, mut indexed) = index_channels(&opened, opts);
+    let clock = opened.clock(!entries.is_empty());
     // Per channel: records left out in front of each direction, and records
     // read in all (the end of a window).
     let (cuts, limits) = plan(&entries, &indexed, opts.selection);
+    count_left_out(&entries, (&cuts, &limits), &mut indexed);
+    drop(entries);
 
-    // What is left out, for the report.
+    // Pass 2: the records kept, framed and merged as `convert` does.
+    let mut sources = Vec::with_capacity(indexed.len());
+    for (ci, ix) in indexed.iter().enumerate() {
+        let Some(reader) = opened.cap.reader(&ix.name) else {
+            return Err(ExcerptError::Changed {
+                channel: ix.name.clone(),
+            });
+        };
+        let framer = framer_for(&reader, &opened.ports, ci as u32, opts.synth, opts.redact)
+            .with_cut(cuts[ci]);
+        sources.push(ChannelSource::new(reader, framer).planned(limits[ci], ix.stats.first_ts_ns));
+    }
+    write_merged(&mut sources, clock, out)?;
+    let mut report = opened.report;
+    for (s, ix) in sources.iter().zip(indexed) {
+        report
+            .channels
+            .push(channel_report(s.framer(), ix, &opened.ports));
+    }
+    Ok(report)
+}
+
+/// Pass 1 over every selected channel of `opened`: an [`Entry`] per data
+/// record, in channel order, and what was learnt of each channel.
+fn index_channels(opened: &OpenedCapture, opts: &ExcerptOptions) -> (Vec<Entry>, Vec<Indexed>) {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut indexed: Vec<Indexed> = Vec::with_capacity(opened.selected.len());
+    for name in &opened.selected {
+        let Some(reader) = opened.cap.reader(name) else {
+            continue;
+        };
+        let ci = u32::try_from(indexed.len()).unwrap_or(u32::MAX);
+        indexed.push(index_channel(
+            reader,
+            name,
+            ci,
+            &opened.ports,
+            opts,
+            &mut entries,
+        ));
+    }
+    (entries, indexed)
+}
+
+/// Counts, per channel of `indexed`, the records the plan (`cuts` in
+/// front of each direction, `limits` records read in all) keeps, and the
+/// frames and bytes it leaves out.
+fn count_left_out(
+    entries: &[Entry],
+    (cuts, limits): (&[[u64; 2]], &[u64]),
+    indexed: &mut [Indexed],
+) {
     let mut seen = vec![[0u64; 2]; indexed.len()];
     let mut read = vec![0u64; indexed.len()];
-    for e in &entries {
+    for e in entries {
         let ci = e.channel as usize;
         let d = usize::from(e.dir);
         let kept = seen[ci][d] >= cuts[ci][d] && read[ci] < limits[ci];
@@ -238,25 +269,20 @@ pub fn write_excerpt<W: Write>(
             c.omitted_bytes += e.cost - u64::from(e.packets) * PCAP_RECORD_HEADER_LEN;
         }
     }
-    drop(entries);
+}
 
-    // Pass 2: the records kept, framed and merged as `convert` does.
-    let mut sources = Vec::with_capacity(indexed.len());
-    for (ci, ix) in indexed.iter().enumerate() {
-        let Some(reader) = cap.reader(&ix.name) else {
-            return Err(ExcerptError::Changed {
-                channel: ix.name.clone(),
-            });
-        };
-        let framer: ChannelFramer =
-            framer_for(&reader, &ports, ci as u32, opts.synth, opts.redact).with_cut(cuts[ci]);
-        sources.push(ChannelSource::new(reader, framer).planned(limits[ci], ix.stats.first_ts_ns));
-    }
+/// Pass 2's writing: `sources` merged into `out` as a classic pcap, which
+/// is flushed; [`ExcerptError::Changed`] if a channel was not what pass 1
+/// read.
+fn write_merged<W: Write>(
+    sources: &mut [ChannelSource],
+    clock: PacketClock,
+    out: W,
+) -> Result<(), ExcerptError> {
     let buffered = io::BufWriter::with_capacity(crate::output::OUTPUT_BUFFER_BYTES, out);
     let mut sink = PacketSink::new(buffered, Format::Pcap, &[]).map_err(ExcerptError::Write)?;
     let mut frame = Vec::with_capacity(MAX_FRAME_LEN);
-    merge_into(&mut sources, &mut sink, clock, &mut frame, &mut |_| {})
-        .map_err(ExcerptError::Write)?;
+    merge_into(sources, &mut sink, clock, &mut frame, &mut |_| {}).map_err(ExcerptError::Write)?;
     if let Some(s) = sources.iter().find(|s| s.diverged()) {
         return Err(ExcerptError::Changed {
             channel: s.reader().channel().to_string(),
@@ -264,27 +290,28 @@ pub fn write_excerpt<W: Write>(
     }
     sink.into_inner()
         .flush()
-        .map_err(|e| ExcerptError::Write(PcapError::IoError(e)))?;
-    for (s, ix) in sources.iter().zip(indexed) {
-        let f = s.framer();
-        let channel = ChannelReport::new(
-            &ix.name,
-            ports.port(&ix.name),
-            &ix.stats,
-            &ix.damage,
-            ix.trimmed.as_ref(),
-            f,
-            None,
-        );
-        report.channels.push(ChannelReport {
-            cut: Some(Cut {
-                first_written_ns: f.time_span_ns().map(|(a, _)| a),
-                ..ix.cut
-            }),
-            ..channel
-        });
+        .map_err(|e| ExcerptError::Write(PcapError::IoError(e)))
+}
+
+/// The report of channel `ix`, whose kept records `framer` wrote: the
+/// whole channel's counts, and its cut.
+fn channel_report(framer: &ChannelFramer, ix: Indexed, ports: &PortMap) -> ChannelReport {
+    let channel = ChannelReport::new(
+        &ix.name,
+        ports.port(&ix.name),
+        &ix.stats,
+        &ix.damage,
+        ix.trimmed.as_ref(),
+        framer,
+        None,
+    );
+    ChannelReport {
+        cut: Some(Cut {
+            first_written_ns: framer.time_span_ns().map(|(a, _)| a),
+            ..ix.cut
+        }),
+        ..channel
     }
-    Ok(report)
 }
 
 /// Pass 1 over channel `name` (slot `channel` of the excerpt): reads it

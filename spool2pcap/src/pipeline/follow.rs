@@ -39,18 +39,19 @@ use spool::read::follow::{Follower, Status};
 use spool::read::reader::{Damage, Event, Gap, ReadStats};
 use spool::store::format::Direction;
 
-use crate::guard::{clean, load_manifest, open_capture, InputFiles, MAX_TEXT_CHARS};
+use crate::guard::load_manifest;
 use crate::net::tcp::MAX_FRAME_LEN;
 use crate::output::{InterfaceInfo, OutputTarget, PacketSink, OUTPUT_BUFFER_BYTES};
-use crate::pipeline::clock::{session_clock, PacketClock, StartUnknown, TimeMode};
+use crate::pipeline::clock::PacketClock;
 use crate::pipeline::convert::{open_output, ConvertOptions, Destination};
 use crate::pipeline::error::ConvertError;
-use crate::pipeline::framing::ChannelFramer;
+use crate::pipeline::framing::{ChannelFramer, Record};
+use crate::pipeline::opened::{Access, OpenedCapture, Opening};
 use crate::pipeline::report::{ChannelReport, ConvertReport};
 use crate::pipeline::section::{
     interface_description, section_info, trimmed_note, write_channel_stats, Reading, SessionFacts,
 };
-use crate::spice::channels::{PortMap, SERVER_PORT};
+use crate::spice::channels::PortMap;
 use crate::spice::redact::Redactor;
 
 /// How often the capture is polled: well inside the 200 ms a live viewer
@@ -244,14 +245,16 @@ impl<W: Write> State<W> {
                 len,
             }) = l.pending.get(l.cursor)
             {
-                let payload = &self.arena[*start..*start + *len];
+                let record = Record {
+                    direction: *direction,
+                    ts_ns: *ts_ns,
+                    payload: &self.arena[*start..*start + *len],
+                };
                 l.framer.data(
                     &mut self.sink,
                     self.clock,
                     self.floor,
-                    *direction,
-                    *ts_ns,
-                    payload,
+                    record,
                     &mut self.frame,
                 )?;
                 self.written = true;
@@ -296,61 +299,34 @@ pub fn follow(
     opts: &ConvertOptions,
     interval: Duration,
 ) -> Result<ConvertReport, ConvertError> {
-    if let Destination::Dir(_) = opts.destination {
-        return Err(ConvertError::FollowNeedsStream);
-    }
-    // Everything about the capture and the arguments is checked before the
-    // output is created: a failure leaves no empty file behind.
-    let cap = open_capture(capture)?;
-    let inputs = InputFiles::of(capture, &cap)?;
-    check_wanted(&cap, &opts.channels)?;
-    let follower = Follower::open(capture)?;
     let path = match &opts.destination {
         Destination::Dir(_) => return Err(ConvertError::FollowNeedsStream),
         Destination::File(path) => OutputTarget::Path(path.clone()),
         Destination::Stdout => OutputTarget::Stdout,
     };
+    // Everything about the capture and the arguments is checked before the
+    // output is created: a failure leaves no empty file behind.
+    let opened = OpenedCapture::open(
+        capture,
+        &Opening {
+            access: Access::Follow,
+            channels: &opts.channels,
+            time: opts.time,
+            redact: opts.redact,
+            server_port: opts.server_port,
+            protect_inputs: true,
+        },
+    )?;
+    let follower = Follower::open(capture)?;
     // Created before the first poll, so a reader of the file (or the test
     // that waits for it) sees it at once.
-    let out = open_output(&path, opts.force, Some(&inputs))?;
+    let out = open_output(&path, opts.force, opened.inputs.as_ref())?;
     let out = io::BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, out);
-    follow_into(capture, follower, opts, interval, out, path)
-}
-
-/// The usage error of a `--channel` that names neither a channel of the
-/// capture nor a SPICE channel, which a live session could still open:
-/// following would wait for it in vain.
-fn check_wanted(cap: &spool::Capture, wanted: &[String]) -> Result<(), ConvertError> {
-    let possible = |name: &str| {
-        cap.channels().iter().any(|c| c.name == name)
-            || crate::spice::channels::spice_channel_type(name).is_some()
+    let stream = Stream {
+        out: Rc::new(RefCell::new(out)),
+        path,
     };
-    match wanted.iter().find(|w| !possible(w)) {
-        Some(name) => Err(crate::pipeline::convert::no_such_channel(cap, name)),
-        None => Ok(()),
-    }
-}
-
-/// The manifest as the follow starts, if it can be read (else why not, in
-/// `problems`), and whether the staging directory it names will be read:
-/// the follower reads one only if it proves to be the capture's, and says
-/// so when it does not, as `convert` does.
-fn manifest_at_start(capture: &Path, problems: &mut Vec<String>) -> Option<spool::Manifest> {
-    let manifest = match load_manifest(capture) {
-        Ok(m) => m,
-        Err(e) => {
-            problems.push(clean(&e.to_string(), MAX_TEXT_CHARS));
-            None
-        }
-    };
-    if let Some(Err(e)) = manifest
-        .as_ref()
-        .map(|m| spool::store::staging::trusted_for_reading(m, capture))
-    {
-        let ignored = format!("staging directory ignored: {e}");
-        problems.push(clean(&ignored, MAX_TEXT_CHARS));
-    }
-    manifest
+    follow_into(opened, follower, opts, interval, stream)
 }
 
 impl<W: Write> State<W> {
@@ -388,51 +364,54 @@ impl<W: Write> State<W> {
     }
 }
 
+/// The output of a follow, shared between the packet sink and the loop
+/// that flushes it after every poll.
+struct Stream<W: Write> {
+    out: Rc<RefCell<W>>,
+    path: OutputTarget,
+}
+
+impl<W: Write> Stream<W> {
+    /// The error of writing to it failing.
+    fn error(&self, source: PcapError) -> ConvertError {
+        ConvertError::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn flush(&self) -> Result<(), ConvertError> {
+        self.out
+            .borrow_mut()
+            .flush()
+            .map_err(|e| self.error(PcapError::IoError(e)))
+    }
+}
+
+/// Follows `opened` through `follower` into `stream` until the session
+/// ends, polling every `interval`, and ends every channel.
 fn follow_into<W: Write>(
-    capture: &Path,
+    mut opened: OpenedCapture,
     mut follower: Follower,
     opts: &ConvertOptions,
     interval: Duration,
-    out: W,
-    path: OutputTarget,
+    stream: Stream<W>,
 ) -> Result<ConvertReport, ConvertError> {
-    let mut problems = Vec::new();
-    let manifest = manifest_at_start(capture, &mut problems);
-    let session_start = manifest.as_ref().map(|m| m.session_start_unix_ns);
-    let clock = session_clock(
-        opts.time,
-        session_start,
-        true,
-        StartUnknown::ManifestUnreadable,
-        &mut problems,
-    );
-    let mut report = ConvertReport::begin(capture, problems, opts.redact);
-    report.server_port = (opts.server_port != SERVER_PORT).then_some(opts.server_port);
-    if opts.time == TimeMode::Absolute {
-        report.session_start_unix_ns = session_start;
-    }
+    let clock = opened.clock(true);
     let section = section_info(&SessionFacts {
-        id: manifest.as_ref().map(|m| m.session_id.as_str()),
-        start_unix_ns: session_start,
+        id: opened.session_id.as_deref(),
+        start_unix_ns: opened.session_start,
         reading: Reading::Live,
         recovered: None,
         trimmed: None,
-        metadata: report.metadata.as_ref(),
+        metadata: opened.report.metadata.as_ref(),
         synth: opts.synth,
         redact: opts.redact,
         server_port: opts.server_port,
     });
-    let write_err = |source| ConvertError::Write {
-        path: path.clone(),
-        source,
-    };
-    let shared = Rc::new(RefCell::new(out));
-    let sink = PacketSink::with_section(Shared(shared.clone()), opts.format, &[], &section)
-        .map_err(write_err)?;
-    shared
-        .borrow_mut()
-        .flush()
-        .map_err(|e| write_err(PcapError::IoError(e)))?;
+    let sink = PacketSink::with_section(Shared(stream.out.clone()), opts.format, &[], &section)
+        .map_err(|e| stream.error(e))?;
+    stream.flush()?;
     let mut st = State {
         lives: Vec::new(),
         index: HashMap::new(),
@@ -443,44 +422,52 @@ fn follow_into<W: Write>(
         clock,
         frame: Vec::with_capacity(MAX_FRAME_LEN),
         floor: 0,
-        ports: PortMap::default(),
-        wanted: opts.channels.clone(),
+        ports: std::mem::take(&mut opened.ports),
+        wanted: std::mem::take(&mut opened.selected),
         opts: opts.clone(),
-        dir: capture.to_path_buf(),
+        dir: opened.cap.dir().to_path_buf(),
         written: false,
         error: None,
     };
-    let clean = loop {
-        let status = follower.poll(&mut |channel, event| st.event(channel, event));
-        st.manifest = None;
-        if let Some(e) = st.error.take() {
-            return Err(write_err(e));
-        }
-        st.drain().map_err(write_err)?;
-        if st.written {
-            st.written = false;
-            shared
-                .borrow_mut()
-                .flush()
-                .map_err(|e| write_err(PcapError::IoError(e)))?;
-        }
-        match status {
-            Status::Running => std::thread::sleep(interval),
-            Status::Finished { clean } => break clean,
-        }
-    };
+    let clean = poll_until_ended(&mut st, &mut follower, interval, &stream)?;
+    let mut report = opened.report;
     report.clean_shutdown = Some(clean);
     for l in &mut st.lives {
         l.framer
             .finish(&mut st.sink, clock, clean, &mut st.frame)
-            .map_err(write_err)?;
+            .map_err(|e| stream.error(e))?;
     }
-    let output = path.path().map(Path::to_path_buf);
-    report.channels = st.channel_reports(clean, output).map_err(write_err)?;
+    let output = stream.path.path().map(Path::to_path_buf);
+    report.channels = st
+        .channel_reports(clean, output)
+        .map_err(|e| stream.error(e))?;
     drop(st);
-    shared
-        .borrow_mut()
-        .flush()
-        .map_err(|e| write_err(PcapError::IoError(e)))?;
+    stream.flush()?;
     Ok(report)
+}
+
+/// Polls `follower` every `interval`, writing what each poll brings, until
+/// the session ends; whether it ended cleanly.
+fn poll_until_ended<W: Write>(
+    st: &mut State<Shared<W>>,
+    follower: &mut Follower,
+    interval: Duration,
+    stream: &Stream<W>,
+) -> Result<bool, ConvertError> {
+    loop {
+        let status = follower.poll(&mut |channel, event| st.event(channel, event));
+        st.manifest = None;
+        if let Some(e) = st.error.take() {
+            return Err(stream.error(e));
+        }
+        st.drain().map_err(|e| stream.error(e))?;
+        if st.written {
+            st.written = false;
+            stream.flush()?;
+        }
+        match status {
+            Status::Running => std::thread::sleep(interval),
+            Status::Finished { clean } => return Ok(clean),
+        }
+    }
 }

@@ -31,7 +31,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use pcap_file::PcapError;
-use spool::read::reader::{Damage, Gap};
+use spool::read::reader::{Damage, DataRecord, Gap};
 use spool::store::format::Direction;
 
 use crate::net::tcp::{write_segment, SegmentSpec, TcpFlags, TcpStreamBuilder};
@@ -66,6 +66,29 @@ impl Synthesis {
 impl Default for Synthesis {
     fn default() -> Synthesis {
         Synthesis::ALL
+    }
+}
+
+/// A data record as framing takes it: which way its bytes went, when, and
+/// the bytes. (Its sequence number is the spool's concern: a followed or
+/// merged record arrives without it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Which way the bytes went.
+    pub direction: Direction,
+    /// Arrival time, ns since session start.
+    pub ts_ns: u64,
+    /// The recorded bytes.
+    pub payload: &'a [u8],
+}
+
+impl<'a> From<DataRecord<'a>> for Record<'a> {
+    fn from(d: DataRecord<'a>) -> Record<'a> {
+        Record {
+            direction: d.direction,
+            ts_ns: d.ts_ns,
+            payload: d.payload,
+        }
     }
 }
 
@@ -340,19 +363,21 @@ impl ChannelFramer {
     /// Writes a data record (its synthetic opening first, if it is the
     /// channel's first). `floor_ns` is the time of the last packet already
     /// in the file; synthetic packets are never stamped before it.
-    #[allow(clippy::too_many_arguments)]
     pub fn data<W: Write>(
         &mut self,
         sink: &mut PacketSink<W>,
         clock: PacketClock,
         floor_ns: u64,
-        direction: Direction,
-        ts_ns: u64,
-        payload: &[u8],
+        record: Record<'_>,
         frame: &mut Vec<u8>,
     ) -> Result<(), PcapError> {
+        let Record {
+            direction,
+            ts_ns,
+            payload,
+        } = record;
         if !self.started {
-            self.open(sink, clock, floor_ns, direction, ts_ns, payload, frame)?;
+            self.open(sink, clock, floor_ns, record, frame)?;
         }
         let mut comment = None;
         if self.format_pending() {
@@ -463,17 +488,19 @@ impl ChannelFramer {
 
     /// Writes what comes before the first record: handshake and link phase,
     /// as far as they are wanted and missing.
-    #[allow(clippy::too_many_arguments)]
     fn open<W: Write>(
         &mut self,
         sink: &mut PacketSink<W>,
         clock: PacketClock,
         floor_ns: u64,
-        direction: Direction,
-        ts_ns: u64,
-        payload: &[u8],
+        record: Record<'_>,
         frame: &mut Vec<u8>,
     ) -> Result<(), PcapError> {
+        let Record {
+            direction,
+            ts_ns,
+            payload,
+        } = record;
         self.started = true;
         let recorded = link::starts_with_link(direction, payload);
         let link = (self.synth.link && !recorded).then(|| LinkPhase::new(self.spice_type, 0));

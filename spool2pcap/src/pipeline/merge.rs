@@ -34,7 +34,7 @@ use spool::store::format::Direction;
 use crate::net::tcp::TcpStreamBuilder;
 use crate::output::PacketSink;
 use crate::pipeline::clock::PacketClock;
-use crate::pipeline::framing::ChannelFramer;
+use crate::pipeline::framing::{ChannelFramer, Record};
 
 /// One channel taking part in a merge.
 pub struct ChannelSource {
@@ -187,8 +187,12 @@ pub fn merge_into<W: Write>(
     while let Some(Reverse((ts_ns, i))) = heads.pop() {
         let s = &mut sources[i];
         if let Some((_, direction)) = s.head {
-            s.framer
-                .data(sink, clock, floor, direction, ts_ns, &s.payload, frame)?;
+            let record = Record {
+                direction,
+                ts_ns,
+                payload: &s.payload,
+            };
+            s.framer.data(sink, clock, floor, record, frame)?;
             floor = ts_ns;
         }
         let before = s.reader.stats().file_bytes;

@@ -4,6 +4,10 @@
 //! built per channel by one function (`ChannelReport::new`) from the
 //! counters the spool reader keeps. What only an excerpt has — what it
 //! kept of a channel and what it left out — is a channel's [`Cut`].
+//!
+//! A report is data: what it says of the capture before any channel (its
+//! problems, ryll's metadata) was read by the opening (`pipeline::opened`),
+//! and its text goes to a writer it is given.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -168,26 +172,6 @@ pub struct ConvertReport {
 }
 
 impl ConvertReport {
-    /// The report of converting `capture` with `redaction`, before any
-    /// channel: `problems` so far, then what loading ryll's `metadata.json`
-    /// found (or why it failed).
-    pub(crate) fn begin(
-        capture: &Path,
-        problems: Vec<String>,
-        redaction: Redaction,
-    ) -> ConvertReport {
-        let mut report = ConvertReport {
-            problems,
-            redaction,
-            ..ConvertReport::default()
-        };
-        match crate::metadata::load(capture) {
-            Ok(m) => report.metadata = m,
-            Err(e) => report.problems.push(e.to_string()),
-        }
-        report
-    }
-
     /// Data records read from staged segments, all channels: what a crash
     /// left in memory and this conversion recovered.
     pub fn staged_records(&self) -> u64 {
