@@ -138,22 +138,9 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), String> {
     // First of all, so that a Ctrl-C in the first milliseconds closes the
     // capture rather than killing the process with its segments staged.
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
-    }
+    let stop = stop_on_ctrl_c()?;
     let (host, port) = target(args)?;
-    let duration = match args.duration {
-        None => None,
-        Some(d) => Some(
-            Duration::try_from_secs_f64(d)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| format!("--duration {d}: want a positive number of seconds"))?,
-        ),
-    };
+    let duration = duration(args)?;
     let created_dir = !args.capture.exists();
     let sink = Arc::new(
         SpoolSink::with_config(
@@ -162,7 +149,6 @@ fn run(args: &Args) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?,
     );
-
     let cancel = Arc::new(AtomicBool::new(false));
     let config = ConnectionConfig {
         host: host.clone(),
@@ -170,13 +156,71 @@ fn run(args: &Args) -> Result<(), String> {
         password: args.password.clone(),
         ..Default::default()
     };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
     let started = Instant::now();
     // A deadline too far away to represent is no deadline.
     let deadline = duration.and_then(|d| started.checked_add(d));
+    let result = run_session(config, &sink, &stop, &cancel, deadline)?;
+    let closed = shutdown::close_for_exit(&sink);
+    let secs = started.elapsed().as_secs_f64();
+    let nothing = print_counters(&sink);
+    let stopped = stop.load(Ordering::SeqCst);
+    let failed = match result {
+        // Stopped (Ctrl-C, SIGTERM, --duration): not an error, however the
+        // session took it.
+        None => None,
+        Some(Err(_)) if stopped || cancel.load(Ordering::SeqCst) => None,
+        Some(Err(e)) => Some(format!("session: {e}")),
+        Some(Ok(())) => None,
+    };
+    if let (Some(e), true, true, Ok(_)) = (&failed, nothing, created_dir, &closed) {
+        // A session that never connected leaves no empty capture behind.
+        if let Err(rm) = std::fs::remove_dir_all(&args.capture) {
+            eprintln!("ryll-capture: removing {}: {rm}", args.capture.display());
+        }
+        return Err(e.clone());
+    }
+    println!("captured {secs:.1} s into {}", args.capture.display());
+    closed.map_err(|e| format!("closing the capture: {e}"))?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// A flag Ctrl-C (and SIGTERM) sets.
+fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
+    Ok(stop)
+}
+
+/// `--duration`, checked: a positive number of seconds, or none.
+fn duration(args: &Args) -> Result<Option<Duration>, String> {
+    let Some(d) = args.duration else {
+        return Ok(None);
+    };
+    Duration::try_from_secs_f64(d)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .map(Some)
+        .ok_or_else(|| format!("--duration {d}: want a positive number of seconds"))
+}
+
+/// Runs the headless session into `sink` until it ends, `stop` is set or
+/// `deadline` passes: `None` if it was stopped before it ended, else how
+/// it ended (its error with its causes). Every
+/// channel task is gone when this returns, so no packet call is in flight
+/// and closing the sink keeps everything it accepted.
+fn run_session(
+    config: ConnectionConfig,
+    sink: &Arc<SpoolSink>,
+    stop: &Arc<AtomicBool>,
+    cancel: &Arc<AtomicBool>,
+    deadline: Option<Instant>,
+) -> Result<Option<Result<(), String>>, String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
     let result = runtime.block_on(async {
         let timer = {
-            let stop = Arc::clone(&stop);
+            let stop = Arc::clone(stop);
             tokio::spawn(async move {
                 if let Some(d) = deadline {
                     tokio::time::sleep_until(d.into()).await;
@@ -200,23 +244,25 @@ fn run(args: &Args) -> Result<(), String> {
             ChannelSnapshots::new(),
             Arc::new(PrintNotifications),
             LogConfig::default(),
-            Arc::clone(&cancel),
+            Arc::clone(cancel),
             H264Offer::default(),
             256 << 20, // ryll's default image cache cap
             256 << 20, // ryll's default GLZ dictionary cap
             2,         // ryll's default compression (auto GLZ)
             None,
         );
-        let res = shutdown::run_until_stopped(session, &stop, &cancel).await;
+        let res = shutdown::run_until_stopped(session, stop, cancel).await;
         timer.abort();
-        res
+        res.map(|r| r.map_err(|e| format!("{e:#}")))
     });
     // Drops every channel task that is still running, and their sockets
-    // with them; after this no packet call is in flight, so closing now
-    // keeps everything that was accepted.
+    // with them.
     runtime.shutdown_timeout(shutdown::RUNTIME_SHUTDOWN);
-    let closed = shutdown::close_for_exit(&sink);
-    let secs = started.elapsed().as_secs_f64();
+    Ok(result)
+}
+
+/// Prints each channel's counts; returns whether nothing was captured.
+fn print_counters(sink: &SpoolSink) -> bool {
     let counters = sink.all_counters();
     for (name, c) in &counters {
         if c.records + c.dropped_records > 0 {
@@ -226,26 +272,7 @@ fn run(args: &Args) -> Result<(), String> {
             );
         }
     }
-    let stopped = stop.load(Ordering::SeqCst);
-    let failed = match result {
-        // Stopped (Ctrl-C, SIGTERM, --duration): not an error, however the
-        // session took it.
-        None => None,
-        Some(Err(_)) if stopped || cancel.load(Ordering::SeqCst) => None,
-        Some(Err(e)) => Some(format!("session: {e:#}")),
-        Some(Ok(())) => None,
-    };
-    let nothing = counters.iter().all(|(_, c)| c.records == 0);
-    if let (Some(e), true, true, Ok(_)) = (&failed, nothing, created_dir, &closed) {
-        // A session that never connected leaves no empty capture behind.
-        if let Err(rm) = std::fs::remove_dir_all(&args.capture) {
-            eprintln!("ryll-capture: removing {}: {rm}", args.capture.display());
-        }
-        return Err(e.clone());
-    }
-    println!("captured {secs:.1} s into {}", args.capture.display());
-    closed.map_err(|e| format!("closing the capture: {e}"))?;
-    failed.map_or(Ok(()), Err)
+    counters.iter().all(|(_, c)| c.records == 0)
 }
 
 #[cfg(test)]
