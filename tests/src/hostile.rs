@@ -61,9 +61,16 @@ pub fn inflating_capture(dir: &Path, disk: usize) {
 /// of them: a few hundred KB that decompress to millions of records
 /// (class 4, the follower's batch).
 pub fn gap_flood_capture(dir: &Path, segments: u64, capacity: u64) {
-    let capacity = capacity.min(format::MAX_SEGMENT_BYTES);
     let mut one = Seg::new("main", 0, 0);
     one.gap_counts(5, [1, 1], [1, 1]);
+    flood_capture(dir, one, segments, capacity);
+}
+
+/// Channel `main` of `segments` compressed segments of `capacity` bytes
+/// (at most [`format::MAX_SEGMENT_BYTES`]) holding the one record of `one`
+/// over and over, block after block.
+fn flood_capture(dir: &Path, one: Seg, segments: u64, capacity: u64) {
+    let capacity = capacity.min(format::MAX_SEGMENT_BYTES);
     let rec = one.finish(0)[SEGMENT_HEADER_LEN..].to_vec();
     let raw: Vec<u8> = rec
         .iter()
@@ -80,6 +87,17 @@ pub fn gap_flood_capture(dir: &Path, segments: u64, capacity: u64) {
         write_segment(dir, "main", index, &seg);
     }
     write_manifest(dir, serde_json::json!({}));
+}
+
+/// A closed capture whose compressed segments hold identical empty data
+/// records (same sequence number: no loss to report), block after block
+/// up to `capacity` bytes (at most [`format::MAX_SEGMENT_BYTES`]),
+/// `segments` of them: a few hundred KB that decompress to millions of
+/// data records (class 2, the F12 bundle's index).
+pub fn data_flood_capture(dir: &Path, segments: u64, capacity: u64) {
+    let mut one = Seg::new("main", 0, 0);
+    one.data(Direction::ServerToClient, 5, b"");
+    flood_capture(dir, one, segments, capacity);
 }
 
 /// A closed capture of `n` channels (`c0`, `c1`, …) of one record each

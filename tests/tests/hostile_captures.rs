@@ -209,6 +209,25 @@ fn memory_is_bounded_on_sparse_segments_and_gap_floods() {
     bounded(|d| hostile::gap_flood_capture(d, 1, 256 << 20), &[0, 1]);
 }
 
+/// Five million empty data records from a few hundred KB on disk: the
+/// F12 bundle indexes the newest of them only
+/// ([`spool2pcap::pipeline::excerpt::MAX_INDEXED_RECORDS`], at most 64 MiB)
+/// and stays within half the bound the readers share, where it once held
+/// 24 bytes for each record (230 MB here; 2 GB from a 155 KB capture).
+/// Only the bundle runs: `convert` of them is 370 MB of pcap, linear and
+/// bounded as the gap flood shows.
+fn the_bundle_of_millions_of_tiny_records_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("cap");
+    hostile::data_flood_capture(&cap, 1, 128 << 20);
+    let (name, cmd) = readers(&cap, dir.path()).pop().unwrap();
+    assert_eq!(name, "bundle");
+    let c = measure(&cmd, DEADLINE);
+    assert!(!c.timed_out, "bundle: over {DEADLINE:?}");
+    assert_eq!(c.code, Some(0), "bundle: {c:?}");
+    assert!(c.peak_rss <= PEAK_RSS_BOUND / 2, "bundle: {c:?}");
+}
+
 fn a_too_large_segment_is_refused_by_convert_and_follow_alike() {
     bounded(|d| hostile::too_large_capture(d, 1 << 40), &[1]);
 }
@@ -270,6 +289,7 @@ fn main() -> std::process::ExitCode {
         needs::test!(inflating_blocks_are_damage_and_cost_little),
         needs::test!(followers_scale_with_channels_and_missing_segments),
         needs::test!(memory_is_bounded_on_sparse_segments_and_gap_floods),
+        needs::test!(the_bundle_of_millions_of_tiny_records_is_bounded),
         needs::test!(a_too_large_segment_is_refused_by_convert_and_follow_alike),
         needs::test!(a_segment_truncated_while_read_kills_no_reader),
         needs::test!(
