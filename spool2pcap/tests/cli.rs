@@ -3,7 +3,7 @@
 use std::process::{Command, Output};
 
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
-use spool2pcap::testkit::{simple_channel, write_segment, Seg};
+use spool2pcap::capture_builder::{simple_channel, write_segment, Seg};
 
 fn run(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_spool2pcap"))

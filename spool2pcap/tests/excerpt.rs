@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
+use spool2pcap::capture_builder::{write_segment, Seg};
 use spool2pcap::pipeline::convert::{convert, ConvertOptions, Destination};
 use spool2pcap::pipeline::excerpt::{
     write_excerpt, ExcerptOptions, Selection, PCAP_FILE_HEADER_LEN,
 };
 use spool2pcap::spice::channels::SERVER_PORT;
 use spool2pcap::spice::messages::MessageFramer;
-use spool2pcap::testkit::{write_segment, Seg};
 use spool2pcap::{ChannelReport, ConvertReport, Cut, Format};
 use testkit::streams::Connection;
 use testkit::tcp::Segment;

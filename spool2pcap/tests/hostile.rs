@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pcap_file::pcapng::blocks::section_header::SectionHeaderOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
-use spool2pcap::testkit::{simple_channel, write_manifest, write_segment, Seg};
+use spool2pcap::capture_builder::{simple_channel, write_manifest, write_segment, Seg};
 
 /// Longest a run may take: every one here is over in well under a second.
 const DEADLINE: Duration = Duration::from_secs(30);

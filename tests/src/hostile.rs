@@ -16,8 +16,8 @@ use std::path::Path;
 
 use spool::store::block;
 use spool::store::format::{self, Direction, SEGMENT_HEADER_LEN};
-pub use spool2pcap::testkit::{write_manifest, SESSION_HEX};
-use spool2pcap::testkit::{write_segment, Seg};
+pub use spool2pcap::capture_builder::{write_manifest, SESSION_HEX};
+use spool2pcap::capture_builder::{write_segment, Seg};
 
 pub use crate::fuzzing::{
     assert_inflation_bounded, assert_resync_bounded, compressed_flood_segment, compressed_segment,

@@ -240,13 +240,13 @@ fn a_segment_truncated_while_read_kills_no_reader() {
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("cap");
-    let mut s = spool2pcap::testkit::Seg::new("main", 0, 0);
+    let mut s = spool2pcap::capture_builder::Seg::new("main", 0, 0);
     let payload = vec![0x5au8; 1000];
     for i in 0..20_000u64 {
         s.data(spool::Direction::ServerToClient, i, &payload);
     }
     s.seal(true);
-    let seg = spool2pcap::testkit::write_segment(&cap, "main", 0, &s.finish(0));
+    let seg = spool2pcap::capture_builder::write_segment(&cap, "main", 0, &s.finish(0));
     hostile::write_manifest(&cap, serde_json::json!({}));
     let mut child = Command::new(spool2pcap_bin())
         .args(["convert", "-w", "-"])

@@ -15,7 +15,7 @@ use e2e::hostile::{write_manifest, SESSION_HEX};
 use ryll_hook::bundle::{capture_traffic_pcap, write_bug_report, BugReportOptions, BundleError};
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool::store::staging::StagingDir;
-use spool2pcap::testkit::{simple_channel, write_segment, Seg};
+use spool2pcap::capture_builder::{simple_channel, write_segment, Seg};
 
 /// Longest anything here may take: each is over in well under a second.
 const DEADLINE: Duration = Duration::from_secs(30);

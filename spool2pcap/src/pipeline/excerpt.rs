@@ -69,7 +69,6 @@ pub const PCAP_RECORD_HEADER_LEN: u64 = 16;
 /// record, and 155 KB of compressed tiny records made it 2 GB.
 pub const MAX_INDEXED_RECORDS: usize = 1 << 20;
 
-
 /// Which records an excerpt keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selection {
