@@ -133,8 +133,9 @@ pub const VARIANTS: &[Variant] = &[
     },
 ];
 
-/// Copies `capture` to `dest` (directories and files only).
-fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
+/// Copies the capture directory `src` to `dest` (directories and regular
+/// files only, as a capture holds).
+pub fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dest)?;
     for e in std::fs::read_dir(src)? {
         let e = e?;

@@ -183,6 +183,35 @@ pub fn too_large_capture(dir: &Path, len: u64) {
     write_manifest(dir, serde_json::json!({}));
 }
 
+/// Manifest fields of a stranger's making, over ryll's: a session id of
+/// 35,000 characters and escape sequences
+/// ([`testkit::text::TERMINAL_ESCAPES`]), writer errors of 70,000, and
+/// 5,000 trimmed entries for channels that do not exist, named with
+/// escapes too.
+pub fn hostile_manifest_strings() -> serde_json::Map<String, serde_json::Value> {
+    let evil = testkit::text::TERMINAL_ESCAPES;
+    let trimmed: serde_json::Map<String, serde_json::Value> = (0..5000)
+        .map(|i| {
+            (
+                format!("gone{i:05}{evil}"),
+                serde_json::json!({"segments": 1, "records": 2, "data_bytes": 3,
+                    "file_bytes": 4, "first_kept_index": 1, "until_ts_ns": 5}),
+            )
+        })
+        .collect();
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "session_id".into(),
+        format!("{evil}{}", "é".repeat(35_000)).into(),
+    );
+    m.insert(
+        "errors".into(),
+        vec![format!("boom{evil}{}", "y".repeat(70_000)); 4].into(),
+    );
+    m.insert("trimmed".into(), trimmed.into());
+    m
+}
+
 /// Cuts the file at `path` to `len` bytes, or makes it sparse up to them:
 /// a segment grown past what was written (a crashed writer's), or cut short
 /// under a reader.

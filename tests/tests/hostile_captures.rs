@@ -11,52 +11,21 @@ use std::time::Duration;
 
 use e2e::hostile::{self, measure, Cost};
 use e2e::tools::{spool2pcap_bin, tshark};
-
-/// Copies the directory tree `from` into `to` (regular files and
-/// directories only, as a capture holds).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
-
-const EVIL: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m";
+use testkit::text::{has_control, TERMINAL_ESCAPES as EVIL};
 
 /// The shipped capture, its manifest rewritten by a stranger: a session id
 /// of 70,000 characters with escape sequences, thousands of trimmed
 /// entries for channels that do not exist, long writer errors.
 fn hostile_capture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&e2e::fixtures::shipped_capture(), dir.path());
+    e2e::fixtures::copy_tree(&e2e::fixtures::shipped_capture(), dir.path()).unwrap();
     let path = dir.path().join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    m["session_id"] = format!("{EVIL}{}", "é".repeat(35_000)).into();
-    m["errors"] = vec![format!("boom{EVIL}{}", "y".repeat(70_000)); 4].into();
-    m["staging_dir"] = format!("/nowhere{EVIL}").into();
-    let trimmed: serde_json::Map<String, serde_json::Value> = (0..5000)
-        .map(|i| {
-            (
-                format!("gone{i:05}{EVIL}"),
-                serde_json::json!({"segments": 1, "records": 2, "data_bytes": 3,
-                    "file_bytes": 4, "first_kept_index": 1, "until_ts_ns": 5}),
-            )
-        })
-        .collect();
-    m["trimmed"] = trimmed.into();
+    let fields = m.as_object_mut().unwrap();
+    fields.extend(hostile::hostile_manifest_strings());
+    fields.insert("staging_dir".into(), format!("/nowhere{EVIL}").into());
     std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
     dir
-}
-
-fn has_control(s: &str) -> bool {
-    s.chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
 }
 
 fn every_pcapng_of_a_hostile_manifest_opens_in_tshark() {
