@@ -67,13 +67,8 @@ fn child(capture: PathBuf, staging: PathBuf) -> ! {
             .channels(&["display"]),
     )
     .unwrap();
-    let mut i = 0;
-    while i < CHILD_RECORDS {
-        if spool.append_at("display", Direction::ServerToClient, i, &record(i)) {
-            i += 1;
-        } else {
-            std::thread::sleep(Duration::from_micros(200));
-        }
+    for i in 0..CHILD_RECORDS {
+        append_kept(&spool, "display", Direction::ServerToClient, i, &record(i));
     }
     let mut out = std::io::stdout().lock();
     // On a line of its own: the harness's "test … " has no newline yet.
