@@ -44,6 +44,12 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `recover` failed (`case` names the run) and said `said`.
+fn assert_failed_saying(o: &Output, said: &str, case: &str) {
+    assert_eq!(o.status.code(), Some(EXIT_FAILURE), "{case}: {}", text(o));
+    assert!(text(o).contains(said), "{case}: {}", text(o));
+}
+
 /// A capture whose writer died: sealed segments in the capture directory,
 /// the live one still staged in a private staging directory that proves
 /// it belongs to the capture (as the writer makes it).
@@ -224,13 +230,7 @@ fn recover_touches_no_staging_that_does_not_prove_it_is_the_captures() {
             }),
         );
         let o = recover(cap.path());
-        assert_eq!(
-            o.status.code(),
-            Some(EXIT_FAILURE),
-            "{staging:?}: {}",
-            text(&o)
-        );
-        assert!(text(&o).contains("refused"), "{}", text(&o));
+        assert_failed_saying(&o, "refused", &format!("{staging:?}"));
         assert_eq!(snapshot(&victim), before, "{staging:?}");
     }
 }
@@ -251,13 +251,7 @@ fn recover_writes_nothing_through_a_symlinked_spool_or_channel_directory() {
         let before = snapshot(elsewhere.path());
         let staged = snapshot(&c.staging);
         let o = recover(c.dir());
-        assert_eq!(
-            o.status.code(),
-            Some(EXIT_FAILURE),
-            "{linked}: {}",
-            text(&o)
-        );
-        assert!(text(&o).contains("symlink"), "{linked}: {}", text(&o));
+        assert_failed_saying(&o, "symlink", linked);
         assert_eq!(snapshot(elsewhere.path()), before, "{linked}");
         // What could not be moved stays staged.
         assert_eq!(snapshot(&c.staging), staged, "{linked}");
@@ -273,8 +267,7 @@ fn recover_never_waits_on_a_fifo() {
     std::fs::remove_file(c.dir().join("manifest.json")).unwrap();
     mkfifo(&c.dir().join("manifest.json"));
     let o = recover(c.dir());
-    assert_eq!(o.status.code(), Some(EXIT_FAILURE), "{}", text(&o));
-    assert!(text(&o).contains("manifest.json"), "{}", text(&o));
+    assert_failed_saying(&o, "manifest.json", "a FIFO manifest");
 
     for planted in ["owner.json", "lock"] {
         let c = Crashed::new(|s| {
@@ -283,13 +276,7 @@ fn recover_never_waits_on_a_fifo() {
         let _ = std::fs::remove_file(c.staging.join(planted));
         mkfifo(&c.staging.join(planted));
         let o = recover(c.dir());
-        assert_eq!(
-            o.status.code(),
-            Some(EXIT_FAILURE),
-            "{planted}: {}",
-            text(&o)
-        );
-        assert!(text(&o).contains(planted), "{planted}: {}", text(&o));
+        assert_failed_saying(&o, planted, planted);
     }
 
     let c = Crashed::new(|s| {
@@ -441,12 +428,8 @@ fn recover_of_what_is_not_a_capture_is_an_error() {
     let missing = empty.path().join("missing");
     for dir in [empty.path(), missing.as_path()] {
         let o = recover(dir);
-        assert_eq!(o.status.code(), Some(EXIT_FAILURE), "{}", text(&o));
-        assert!(
-            text(&o).contains(&dir.display().to_string()),
-            "{}",
-            text(&o)
-        );
+        let dir = dir.display().to_string();
+        assert_failed_saying(&o, &dir, &dir);
     }
 }
 
