@@ -2,39 +2,16 @@
 //! may not make it do (see the crate's `guard` module). Every run has a
 //! deadline, so a blocking open fails the test instead of hanging it.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
+use common::{code, run, stderr};
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool2pcap::capture_builder::{simple_channel, write_manifest, write_segment, Seg};
-use testkit::deadline::run_within;
 use testkit::files::mkfifo;
-
-/// Longest a run may take: every one here is over in well under a second.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Runs the binary; panics if it has not exited by [`DEADLINE`] (killing
-/// it first), which is how a blocking open shows.
-fn run(args: &[&OsStr]) -> Output {
-    run_within(
-        Command::new(env!("CARGO_BIN_EXE_spool2pcap")).args(args),
-        DEADLINE,
-    )
-}
-
-macro_rules! args {
-    ($($a:expr),* $(,)?) => { &[$(OsStr::new($a)),*][..] };
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited, not killed")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A closed capture of two channels, with a manifest holding `extra`
 /// fields over ryll's.
