@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -16,6 +15,7 @@ use common::*;
 use spool::store::recover::RecoverError;
 use spool::{Direction, Manifest, Spool, SpoolConfig, StagingChoice};
 use testkit::child;
+use testkit::files::snapshot;
 
 const CHILD_ENV: &str = "SPOOL_RECLAIM_TEST_CHILD";
 
@@ -67,13 +67,8 @@ fn child(capture: PathBuf, staging: PathBuf) -> ! {
             .channels(&["display"]),
     )
     .unwrap();
-    let mut i = 0;
-    while i < CHILD_RECORDS {
-        if spool.append_at("display", Direction::ServerToClient, i, &record(i)) {
-            i += 1;
-        } else {
-            std::thread::sleep(Duration::from_micros(200));
-        }
+    for i in 0..CHILD_RECORDS {
+        append_kept(&spool, "display", Direction::ServerToClient, i, &record(i));
     }
     let mut out = std::io::stdout().lock();
     // On a line of its own: the harness's "test … " has no newline yet.
@@ -147,23 +142,6 @@ fn a_new_session_finishes_a_pending_move_whose_mover_died() {
     assert!(!staging.exists());
     assert_records(&dirs.capture(), "display", n);
     spool.close().unwrap();
-}
-
-/// Every file under `dir`, with its contents.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 /// A private directory dressed up as a crashed session's staging: a lock,

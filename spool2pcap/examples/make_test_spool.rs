@@ -6,7 +6,7 @@
 //! given.
 
 use spool::store::format::Direction;
-use spool2pcap::testkit::{write_segment, Seg};
+use spool2pcap::capture_builder::{write_segment, Seg};
 
 /// The spool writer's default segment size.
 const SEGMENT_BYTES: usize = 4 << 20;

@@ -64,6 +64,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "capture-builder")]
+pub mod capture_builder;
 pub mod guard;
 pub mod info;
 pub mod metadata;
@@ -71,8 +73,6 @@ pub mod net;
 pub mod output;
 pub mod pipeline;
 pub mod spice;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 pub mod time;
 
 pub use net::tcp::TcpStreamBuilder;

@@ -1,34 +1,12 @@
 //! The `spool2pcap` binary: exit codes, messages, JSON, stdout output.
 
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Command;
+
+use common::{assert_stderr_has, code, run, shipped_fixture, stderr, stdout};
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
-use spool2pcap::testkit::{simple_channel, write_segment, Seg};
-
-fn run(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spool2pcap"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-macro_rules! args {
-    ($($a:expr),* $(,)?) => { &[$(std::ffi::OsStr::new($a)),*][..] };
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited, not killed")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Fails, showing what it said, unless `o` said `what` on stderr.
-fn assert_stderr_has(o: &Output, what: &str) {
-    let said = stderr(o);
-    assert!(said.contains(what), "{what:?} not in: {said}");
-}
+use spool2pcap::capture_builder::{simple_channel, write_segment, Seg};
 
 fn good_capture() -> tempfile::TempDir {
     let cap = tempfile::tempdir().unwrap();
@@ -205,8 +183,7 @@ fn info_text_and_json() {
 /// them (the default); the output is the same, byte for byte.
 #[test]
 fn mmap_converts_the_same_bytes() {
-    let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch");
+    let fixture = shipped_fixture();
     let mapped = run(args![
         "convert", &fixture, "-w", "-", "--format", "pcapng", "--mmap"
     ]);
@@ -270,14 +247,6 @@ fn open_hint_needs_no_option_and_is_absent_without_a_link_phase() {
     let e = stderr(&o);
     assert!(!e.contains("wireshark"), "{e}");
     assert!(e.contains("no SPICE link phase in the output"), "{e}");
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn shipped_fixture() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch")
 }
 
 /// `-w FILE.pcapng` writes pcapng without `--format`; `--format` wins, with

@@ -4,12 +4,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
+use spool2pcap::capture_builder::{
+    simple_channel, write_manifest, write_segment, Seg, SESSION_HEX, SESSION_START,
+};
 use spool2pcap::net::tcp::{CLIENT_ISN, MAX_SEGMENT_PAYLOAD, SERVER_ISN, SERVER_PORT};
 use spool2pcap::pipeline::convert::{convert, ConvertError, ConvertOptions, Destination};
 use spool2pcap::pipeline::follow::follow;
-use spool2pcap::testkit::{
-    simple_channel, write_manifest, write_segment, Seg, SESSION_HEX, SESSION_START,
-};
 use spool2pcap::{write_excerpt, ExcerptOptions, Selection};
 use spool2pcap::{Format, Synthesis, TimeMode};
 use testkit::tcp::Segment;

@@ -1,24 +1,23 @@
 //! Excerpts: the shipped real capture cut by the selections, checked packet
 //! by packet against a full conversion of the same capture.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::shipped_fixture;
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
+use spool2pcap::capture_builder::{write_segment, Seg};
 use spool2pcap::pipeline::convert::{convert, ConvertOptions, Destination};
 use spool2pcap::pipeline::excerpt::{
     write_excerpt, ExcerptOptions, Selection, PCAP_FILE_HEADER_LEN,
 };
 use spool2pcap::spice::channels::SERVER_PORT;
 use spool2pcap::spice::messages::MessageFramer;
-use spool2pcap::testkit::{write_segment, Seg};
 use spool2pcap::{ChannelReport, ConvertReport, Cut, Format};
 use testkit::streams::Connection;
 use testkit::tcp::Segment;
-
-fn shipped() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch")
-}
 
 /// The TCP connections of a classic pcap by client port, its packets in
 /// time order.
@@ -59,8 +58,8 @@ const LINK_S2C: usize = spool2pcap::spice::link::LINK_S2C_LEN;
 
 #[test]
 fn everything_is_byte_for_byte_what_convert_writes() {
-    let full = full_conversion(&shipped());
-    let (got, report) = excerpt(&shipped(), &ExcerptOptions::new(Selection::All));
+    let full = full_conversion(&shipped_fixture());
+    let (got, report) = excerpt(&shipped_fixture(), &ExcerptOptions::new(Selection::All));
     assert!(got == full, "excerpt of everything differs from convert -w");
     assert_eq!(report.omitted_frames(), 0);
     assert_eq!(report.channels.len(), 4);
@@ -72,13 +71,13 @@ fn everything_is_byte_for_byte_what_convert_writes() {
 
 #[test]
 fn a_budget_keeps_the_newest_messages_behind_a_synthetic_opening() {
-    let full = connections(&full_conversion(&shipped()));
+    let full = connections(&full_conversion(&shipped_fixture()));
     for budget in [2_000u64, 20_000, 60_000, 150_000] {
         let mut opts = ExcerptOptions::new(Selection::Newest {
             budget_bytes: budget,
         });
         opts.synth = spool2pcap::Synthesis::ALL;
-        let (pcap, report) = excerpt(&shipped(), &opts);
+        let (pcap, report) = excerpt(&shipped_fixture(), &opts);
         assert!(pcap.len() as u64 <= budget, "{budget}: {report:?}");
         assert!(report.omitted_frames() > 0, "{budget}: nothing cut");
         let got = connections(&pcap);
@@ -124,7 +123,7 @@ fn a_budget_keeps_the_newest_messages_behind_a_synthetic_opening() {
     }
     // A budget too small for anything: the file header alone.
     let (pcap, report) = excerpt(
-        &shipped(),
+        &shipped_fixture(),
         &ExcerptOptions::new(Selection::Newest { budget_bytes: 100 }),
     );
     assert_eq!(pcap.len() as u64, PCAP_FILE_HEADER_LEN);
@@ -135,13 +134,13 @@ fn a_budget_keeps_the_newest_messages_behind_a_synthetic_opening() {
 fn channels_and_windows_select() {
     let mut opts = ExcerptOptions::new(Selection::All);
     opts.channels = vec!["display".into()];
-    let (pcap, report) = excerpt(&shipped(), &opts);
+    let (pcap, report) = excerpt(&shipped_fixture(), &opts);
     assert_eq!(report.channels.len(), 1);
     let got = connections(&pcap);
     assert_eq!(got.keys().copied().collect::<Vec<_>>(), [10002]);
 
     opts.channels = vec!["nosuch".into()];
-    assert!(write_excerpt(&shipped(), &opts, Vec::new()).is_err());
+    assert!(write_excerpt(&shipped_fixture(), &opts, Vec::new()).is_err());
 
     // A window in the middle of the display channel's records.
     let d = &report.channels[0];
@@ -153,7 +152,7 @@ fn channels_and_windows_select() {
         from_ns: mid,
         until_ns: end,
     };
-    let (_, w) = excerpt(&shipped(), &opts);
+    let (_, w) = excerpt(&shipped_fixture(), &opts);
     let c = &w.channels[0];
     let k = cut_of(c);
     assert!(k.kept_records > 0 && k.kept_records < c.records, "{c:?}");
@@ -338,7 +337,7 @@ fn an_excerpts_text_says_what_it_left_out() {
         budget_bytes: 20_000,
     });
     opts.channels = vec!["display".into()];
-    let (_, report) = excerpt(&shipped(), &opts);
+    let (_, report) = excerpt(&shipped_fixture(), &opts);
     let c = &report.channels[0];
     let k = cut_of(c);
     assert!(k.omitted_frames > 0 && report.is_excerpt());
@@ -373,7 +372,7 @@ fn an_excerpts_text_says_what_it_left_out() {
     );
 
     // Everything kept: nothing left out, said once.
-    let (_, all) = excerpt(&shipped(), &ExcerptOptions::new(Selection::All));
+    let (_, all) = excerpt(&shipped_fixture(), &ExcerptOptions::new(Selection::All));
     let got = text(&all);
     assert_eq!(got.matches("in the excerpt; ").count(), 4, "{got}");
     assert!(got.contains("\nexcerpt: nothing left out\n"), "{got}");

@@ -2,62 +2,16 @@
 //! may not make it do (see the crate's `guard` module). Every run has a
 //! deadline, so a blocking open fails the test instead of hanging it.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use pcap_file::pcapng::blocks::section_header::SectionHeaderOption;
-use pcap_file::pcapng::{Block, PcapNgReader};
+use common::{code, run, stderr};
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
-use spool2pcap::testkit::{simple_channel, write_manifest, write_segment, Seg};
-
-/// Longest a run may take: every one here is over in well under a second.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Runs the binary; panics if it has not exited by [`DEADLINE`] (killing
-/// it first), which is how a blocking open shows.
-fn run(args: &[&OsStr]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spool2pcap"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary runs");
-    let start = Instant::now();
-    // Output is small: the pipes do not fill while this waits.
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("spool2pcap {args:?} still running after {DEADLINE:?}: it blocked");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-macro_rules! args {
-    ($($a:expr),* $(,)?) => { &[$(OsStr::new($a)),*][..] };
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited, not killed")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn mkfifo(path: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: mkfifo with a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-}
+use spool2pcap::capture_builder::{simple_channel, write_manifest, write_segment, Seg};
+use testkit::files::mkfifo;
 
 /// A closed capture of two channels, with a manifest holding `extra`
 /// fields over ryll's.
@@ -260,18 +214,10 @@ fn huge_manifest_strings_give_a_pcapng_that_reads() {
         let bytes = std::fs::read(work.path().join(file)).unwrap();
         let lens = option_lengths(&bytes);
         assert!(lens.iter().all(|&l| l < 16 << 10), "{file}: {lens:?}");
-        let mut r = PcapNgReader::new(&bytes[..]).unwrap();
-        let mut comment = None;
-        for o in &r.section().options {
-            if let SectionHeaderOption::Comment(c) = o {
-                comment = Some(c.to_string());
-            }
-        }
-        let comment = comment.expect("a section comment");
+        // Reads to the end, every block whole.
+        let read = testkit::pcap::read(&bytes);
+        let comment = read.section_comment.expect("a section comment");
         assert!(comment.contains("ryll capture of session éé"), "{file}");
-        while let Some(b) = r.next_block() {
-            b.unwrap_or_else(|e| panic!("{file}: {e}"));
-        }
     }
 }
 
@@ -324,17 +270,13 @@ fn capture_strings_reach_no_terminal_and_no_comment_raw() {
         assert!(code(&o) <= 1, "{}", stderr(&o));
         assert!(!hidden(&stderr(&o)), "{:?}", stderr(&o));
         let bytes = std::fs::read(&out).unwrap();
-        let mut r = PcapNgReader::new(&bytes[..]).unwrap();
-        for o in &r.section().options {
-            if let SectionHeaderOption::Comment(c) = o {
-                assert!(c.contains("session id"), "{c}");
-                assert!(!hidden(c), "{c:?}");
-            }
+        let read = testkit::pcap::read(&bytes);
+        if let Some(c) = &read.section_comment {
+            assert!(c.contains("session id"), "{c}");
+            assert!(!hidden(c), "{c:?}");
         }
-        while let Some(b) = r.next_block() {
-            if let Block::InterfaceStatistics(isb) = b.unwrap() {
-                assert!(!hidden(&format!("{:?}", isb.options).replace("\\n", "")));
-            }
+        for isb in &read.interface_stats {
+            assert!(!hidden(&format!("{:?}", isb.options).replace("\\n", "")));
         }
     }
 }

@@ -2,6 +2,8 @@
 //! listed, converted to one redacted pcap and removed; a live ring is left
 //! alone.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -18,7 +20,7 @@ fn child() {
     let config = SpoolConfig::memory_ring(root.join("killed"), 32 << 20)
         .channels(&["main", "display", "inputs", "cursor"]);
     let ring = Spool::create(config).unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qemu-seabios-4ch");
+    let fixture = common::shipped_fixture();
     let capture = Capture::open(&fixture).unwrap();
     for ch in capture.channels() {
         let mut r = capture.reader(&ch.name).unwrap();

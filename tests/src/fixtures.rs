@@ -47,22 +47,42 @@ pub fn write_capture(session: &Session, dir: &Path) -> Result<(), String> {
     let staging = tempfile::tempdir_in("/dev/shm")
         .or_else(|_| tempfile::tempdir())
         .map_err(|e| e.to_string())?;
+    let spool = session_spool(session, dir, &staging.path().join("staging"), SEGMENT_BYTES)?;
+    append_session(&spool, session)?;
+    spool.close().map_err(|e| e.to_string())?;
+    set_closed_at_session_end(session, dir)
+}
+
+/// A new spool at `dir` for `session`: its channels and start, segments of
+/// `segment_bytes`, staged under `staging`.
+pub fn session_spool(
+    session: &Session,
+    dir: &Path,
+    staging: &Path,
+    segment_bytes: usize,
+) -> Result<Spool, String> {
     let names: Vec<&str> = session
         .connections
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    let spool = Spool::create(
+    Spool::create(
         SpoolConfig::new(dir)
-            .staging(StagingChoice::Root(staging.path().join("staging")))
-            .segment_bytes(SEGMENT_BYTES)
+            .staging(StagingChoice::Root(staging.to_path_buf()))
+            .segment_bytes(segment_bytes)
             .channels(&names)
             .session_start_unix_ns(session.start_unix_ns),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())
+}
+
+/// Appends every chunk of `session` to `spool` in arrival order, with the
+/// recorded timestamps, and returns how many. Never drops: the whole
+/// session must be there, so it waits for a prepared segment before every
+/// append (a channel loop never would), at most 10 s.
+pub fn append_session(spool: &Spool, session: &Session) -> Result<u64, String> {
+    let mut appended = 0;
     for (name, chunk) in session.merged() {
-        // Never drop: a fixture must hold the whole session, so wait for a
-        // prepared segment before every append (a channel loop never would).
         let mut waited = 0;
         while spool.ready_segments(name) == 0 {
             waited += 1;
@@ -77,9 +97,9 @@ pub fn write_capture(session: &Session, dir: &Path) -> Result<(), String> {
                 chunk.data.len()
             ));
         }
+        appended += 1;
     }
-    spool.close().map_err(|e| e.to_string())?;
-    set_closed_at_session_end(session, dir)
+    Ok(appended)
 }
 
 /// Replaying a recording takes seconds, long after the session it
@@ -133,8 +153,9 @@ pub const VARIANTS: &[Variant] = &[
     },
 ];
 
-/// Copies `capture` to `dest` (directories and files only).
-fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
+/// Copies the capture directory `src` to `dest` (directories and regular
+/// files only, as a capture holds).
+pub fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dest)?;
     for e in std::fs::read_dir(src)? {
         let e = e?;

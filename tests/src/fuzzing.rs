@@ -45,7 +45,7 @@ use spool::store::format::{
     SEGMENT_MAGIC,
 };
 use spool::store::manifest::{Manifest, MANIFEST_FILE};
-use spool2pcap::testkit;
+use spool2pcap::capture_builder;
 use spool2pcap::Format;
 use spool2pcap::{ChannelFramer, PacketClock, PacketSink, Record, Synthesis};
 use spool2pcap::{Redaction, Redactor};
@@ -67,7 +67,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("compressed", compressed),
 ];
 
-/// Session id of the manifests written here (hex of spool2pcap::testkit's).
+/// Session id of the manifests written here (hex of spool2pcap::capture_builder's).
 const SESSION_HEX: &str = "30313233343536373839616263646566";
 
 /// A private directory the targets build capture directories in, reused
@@ -191,7 +191,7 @@ impl CaptureInput {
         let mut files = Vec::new();
         for (i, bytes) in self.segments.iter().enumerate() {
             let index = first.saturating_add(i as u64);
-            let path = testkit::write_segment(cap, channel, index, bytes);
+            let path = capture_builder::write_segment(cap, channel, index, bytes);
             files.push((path, bytes.as_slice()));
         }
         let manifest = match self.choices.manifest() {
@@ -219,11 +219,11 @@ fn manifest_json(clean: bool, trimmed: Option<(&str, u64)>) -> Vec<u8> {
     let mut m = serde_json::json!({
         "format_version": format::FORMAT_VERSION,
         "session_id": SESSION_HEX,
-        "session_start_unix_ns": testkit::SESSION_START,
+        "session_start_unix_ns": capture_builder::SESSION_START,
         "staging_dir": null,
         "segment_bytes": 1 << 17,
         "clean_shutdown": clean,
-        "closed_unix_ns": if clean { Some(testkit::SESSION_START + 1) } else { None },
+        "closed_unix_ns": if clean { Some(capture_builder::SESSION_START + 1) } else { None },
         "channels": {},
         "errors": [],
     });
@@ -493,7 +493,7 @@ pub fn reader(scratch: &Scratch, data: &[u8]) {
         assert_resync_bounded(&bytes);
         assert_inflation_bounded(&bytes);
         let cap = scratch.capture();
-        let path = testkit::write_segment(&cap, "main", 0, &bytes);
+        let path = capture_builder::write_segment(&cap, "main", 0, &bytes);
         std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
         let files = [(path, bytes.as_slice())];
         let oracle = Oracle::new(&files, "reader");
@@ -560,14 +560,14 @@ pub fn compressed(scratch: &Scratch, data: &[u8]) {
 
     let raw_records = (mutations == 0).then(|| {
         let cap = scratch.capture();
-        let path = testkit::write_segment(&cap, "main", 0, &raw);
+        let path = capture_builder::write_segment(&cap, "main", 0, &raw);
         std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
         let files = [(path, raw.as_slice())];
         read_capture(&cap, &Oracle::new(&files, "compressed (raw)"), true)
     });
 
     let cap = scratch.capture();
-    let path = testkit::write_segment(&cap, "main", 0, &bytes);
+    let path = capture_builder::write_segment(&cap, "main", 0, &bytes);
     std::fs::write(cap.join(MANIFEST_FILE), manifest_json(true, None)).expect("manifest");
     let files = [(path, bytes.as_slice())];
     // Every intact block a reader could find, at any offset: the raw bytes
@@ -1004,7 +1004,7 @@ fn count_pcap_packets(bytes: &[u8]) -> u64 {
 /// bundle's pcap run on it.
 pub fn manifest(scratch: &Scratch, data: &[u8]) {
     let cap = scratch.capture();
-    testkit::simple_channel(
+    capture_builder::simple_channel(
         &cap,
         "main",
         &[
@@ -1105,7 +1105,7 @@ pub fn framer(_scratch: &Scratch, data: &[u8]) {
     let clock = if first & 32 != 0 {
         PacketClock::relative()
     } else {
-        PacketClock::absolute(testkit::SESSION_START)
+        PacketClock::absolute(capture_builder::SESSION_START)
     };
     let redaction = Redaction::ALL;
     let mut framer = ChannelFramer::new(channel, 10_001, 0, synth)
@@ -1246,7 +1246,7 @@ pub fn seeds(name: &str, fixtures: &Path) -> Vec<Vec<u8>> {
             .expect("shipped segment")
     };
     let built = |channel: &str, index: u64, first_seq: u64, last: Option<bool>| {
-        let mut s = testkit::Seg::new(channel, index, first_seq);
+        let mut s = capture_builder::Seg::new(channel, index, first_seq);
         s.data(C2S, 1000, b"\x65\x00\x04\x00\x00\x00\x1e\x00\x00\x00");
         s.gap_counts(1500, [1, 2], [30, 40]);
         s.data(S2C, 2500, b"0123456789");
@@ -1279,7 +1279,7 @@ pub fn seeds(name: &str, fixtures: &Path) -> Vec<Vec<u8>> {
                 v
             };
             let display_like = || {
-                let mut s = testkit::Seg::new("main", 0, 0);
+                let mut s = capture_builder::Seg::new("main", 0, 0);
                 for i in 0..40u8 {
                     let mut payload = vec![i % 3; 200];
                     payload[..6].copy_from_slice(b"\x66\x00\xc2\x00\x00\x00");
@@ -1418,7 +1418,7 @@ pub fn resync_flood(len: usize) -> Vec<u8> {
 /// Segment 0 of `main`, `len` bytes: a valid header, then
 /// [`resync_flood`].
 pub fn resync_flood_segment(len: usize) -> Vec<u8> {
-    let mut seg = testkit::Seg::new("main", 0, 0).finish(0);
+    let mut seg = capture_builder::Seg::new("main", 0, 0).finish(0);
     seg.extend_from_slice(&resync_flood(len.saturating_sub(SEGMENT_HEADER_LEN)));
     set_capacity(&mut seg, len as u64);
     seg
@@ -1428,7 +1428,7 @@ pub fn resync_flood_segment(len: usize) -> Vec<u8> {
 /// header claiming `capacity`, then one block per entry of `blocks`
 /// (raw offset, raw bytes), each compressed with zstd.
 pub fn compressed_segment(index: u64, capacity: u64, blocks: &[(u64, &[u8])]) -> Vec<u8> {
-    let mut seg = testkit::Seg::new("main", index, 0).finish(0);
+    let mut seg = capture_builder::Seg::new("main", index, 0).finish(0);
     let mut h = SegmentHeader::read_from_bytes(&seg[..SEGMENT_HEADER_LEN]).unwrap();
     h.version.set(block::COMPRESSED_VERSION);
     h.capacity.set(capacity);

@@ -16,8 +16,8 @@ use std::path::Path;
 
 use spool::store::block;
 use spool::store::format::{self, Direction, SEGMENT_HEADER_LEN};
-pub use spool2pcap::testkit::{write_manifest, SESSION_HEX};
-use spool2pcap::testkit::{write_segment, Seg};
+pub use spool2pcap::capture_builder::{write_manifest, SESSION_HEX};
+use spool2pcap::capture_builder::{write_segment, Seg};
 
 pub use crate::fuzzing::{
     assert_inflation_bounded, assert_resync_bounded, compressed_flood_segment, compressed_segment,
@@ -61,9 +61,16 @@ pub fn inflating_capture(dir: &Path, disk: usize) {
 /// of them: a few hundred KB that decompress to millions of records
 /// (class 4, the follower's batch).
 pub fn gap_flood_capture(dir: &Path, segments: u64, capacity: u64) {
-    let capacity = capacity.min(format::MAX_SEGMENT_BYTES);
     let mut one = Seg::new("main", 0, 0);
     one.gap_counts(5, [1, 1], [1, 1]);
+    flood_capture(dir, one, segments, capacity);
+}
+
+/// Channel `main` of `segments` compressed segments of `capacity` bytes
+/// (at most [`format::MAX_SEGMENT_BYTES`]) holding the one record of `one`
+/// over and over, block after block.
+fn flood_capture(dir: &Path, one: Seg, segments: u64, capacity: u64) {
+    let capacity = capacity.min(format::MAX_SEGMENT_BYTES);
     let rec = one.finish(0)[SEGMENT_HEADER_LEN..].to_vec();
     let raw: Vec<u8> = rec
         .iter()
@@ -80,6 +87,17 @@ pub fn gap_flood_capture(dir: &Path, segments: u64, capacity: u64) {
         write_segment(dir, "main", index, &seg);
     }
     write_manifest(dir, serde_json::json!({}));
+}
+
+/// A closed capture whose compressed segments hold identical empty data
+/// records (same sequence number: no loss to report), block after block
+/// up to `capacity` bytes (at most [`format::MAX_SEGMENT_BYTES`]),
+/// `segments` of them: a few hundred KB that decompress to millions of
+/// data records (class 2, the F12 bundle's index).
+pub fn data_flood_capture(dir: &Path, segments: u64, capacity: u64) {
+    let mut one = Seg::new("main", 0, 0);
+    one.data(Direction::ServerToClient, 5, b"");
+    flood_capture(dir, one, segments, capacity);
 }
 
 /// A closed capture of `n` channels (`c0`, `c1`, …) of one record each
@@ -163,6 +181,35 @@ pub fn too_large_capture(dir: &Path, len: u64) {
     s.seal(true);
     set_file_len(&write_segment(dir, "main", 0, &s.finish(0)), len);
     write_manifest(dir, serde_json::json!({}));
+}
+
+/// Manifest fields of a stranger's making, over ryll's: a session id of
+/// 35,000 characters and escape sequences
+/// ([`testkit::text::TERMINAL_ESCAPES`]), writer errors of 70,000, and
+/// 5,000 trimmed entries for channels that do not exist, named with
+/// escapes too.
+pub fn hostile_manifest_strings() -> serde_json::Map<String, serde_json::Value> {
+    let evil = testkit::text::TERMINAL_ESCAPES;
+    let trimmed: serde_json::Map<String, serde_json::Value> = (0..5000)
+        .map(|i| {
+            (
+                format!("gone{i:05}{evil}"),
+                serde_json::json!({"segments": 1, "records": 2, "data_bytes": 3,
+                    "file_bytes": 4, "first_kept_index": 1, "until_ts_ns": 5}),
+            )
+        })
+        .collect();
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "session_id".into(),
+        format!("{evil}{}", "é".repeat(35_000)).into(),
+    );
+    m.insert(
+        "errors".into(),
+        vec![format!("boom{evil}{}", "y".repeat(70_000)); 4].into(),
+    );
+    m.insert("trimmed".into(), trimmed.into());
+    m
 }
 
 /// Cuts the file at `path` to `len` bytes, or makes it sparse up to them:

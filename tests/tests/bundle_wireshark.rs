@@ -205,19 +205,10 @@ fn a_channel_report_decodes_that_channel() {
 /// place). The report decodes as `convert` of the same capture once
 /// closed.
 fn a_report_of_a_live_capture_decodes_like_convert() {
-    use ryll_hook::{CaptureSink, SpoolSink};
-    use ryll_tools::replay::{replay, ReplayOptions};
-    use std::sync::Arc;
     let session = fixtures::recorded_session();
     let tmp = tempfile::tempdir().unwrap();
     let capture = tmp.path().join("capture");
-    let sink = Arc::new(SpoolSink::create(&capture, "127.0.0.1", 5931, None).unwrap());
-    replay(
-        &session,
-        sink.clone() as Arc<dyn CaptureSink>,
-        &ReplayOptions::default(),
-    )
-    .unwrap();
+    let (sink, _) = ryll_tools::replay::replay_into_capture(&session, &capture).unwrap();
     let opts = BugReportOptions {
         budget_bytes: u64::MAX,
         ..BugReportOptions::default()

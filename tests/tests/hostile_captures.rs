@@ -11,52 +11,21 @@ use std::time::Duration;
 
 use e2e::hostile::{self, measure, Cost};
 use e2e::tools::{spool2pcap_bin, tshark};
-
-/// Copies the directory tree `from` into `to` (regular files and
-/// directories only, as a capture holds).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
-
-const EVIL: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m";
+use testkit::text::{has_control, TERMINAL_ESCAPES as EVIL};
 
 /// The shipped capture, its manifest rewritten by a stranger: a session id
 /// of 70,000 characters with escape sequences, thousands of trimmed
 /// entries for channels that do not exist, long writer errors.
 fn hostile_capture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&e2e::fixtures::shipped_capture(), dir.path());
+    e2e::fixtures::copy_tree(&e2e::fixtures::shipped_capture(), dir.path()).unwrap();
     let path = dir.path().join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    m["session_id"] = format!("{EVIL}{}", "é".repeat(35_000)).into();
-    m["errors"] = vec![format!("boom{EVIL}{}", "y".repeat(70_000)); 4].into();
-    m["staging_dir"] = format!("/nowhere{EVIL}").into();
-    let trimmed: serde_json::Map<String, serde_json::Value> = (0..5000)
-        .map(|i| {
-            (
-                format!("gone{i:05}{EVIL}"),
-                serde_json::json!({"segments": 1, "records": 2, "data_bytes": 3,
-                    "file_bytes": 4, "first_kept_index": 1, "until_ts_ns": 5}),
-            )
-        })
-        .collect();
-    m["trimmed"] = trimmed.into();
+    let fields = m.as_object_mut().unwrap();
+    fields.extend(hostile::hostile_manifest_strings());
+    fields.insert("staging_dir".into(), format!("/nowhere{EVIL}").into());
     std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
     dir
-}
-
-fn has_control(s: &str) -> bool {
-    s.chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
 }
 
 fn every_pcapng_of_a_hostile_manifest_opens_in_tshark() {
@@ -209,6 +178,25 @@ fn memory_is_bounded_on_sparse_segments_and_gap_floods() {
     bounded(|d| hostile::gap_flood_capture(d, 1, 256 << 20), &[0, 1]);
 }
 
+/// Five million empty data records from a few hundred KB on disk: the
+/// F12 bundle indexes the newest of them only
+/// ([`spool2pcap::pipeline::excerpt::MAX_INDEXED_RECORDS`], at most 64 MiB)
+/// and stays within half the bound the readers share, where it once held
+/// 24 bytes for each record (230 MB here; 2 GB from a 155 KB capture).
+/// Only the bundle runs: `convert` of them is 370 MB of pcap, linear and
+/// bounded as the gap flood shows.
+fn the_bundle_of_millions_of_tiny_records_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("cap");
+    hostile::data_flood_capture(&cap, 1, 128 << 20);
+    let (name, cmd) = readers(&cap, dir.path()).pop().unwrap();
+    assert_eq!(name, "bundle");
+    let c = measure(&cmd, DEADLINE);
+    assert!(!c.timed_out, "bundle: over {DEADLINE:?}");
+    assert_eq!(c.code, Some(0), "bundle: {c:?}");
+    assert!(c.peak_rss <= PEAK_RSS_BOUND / 2, "bundle: {c:?}");
+}
+
 fn a_too_large_segment_is_refused_by_convert_and_follow_alike() {
     bounded(|d| hostile::too_large_capture(d, 1 << 40), &[1]);
 }
@@ -221,13 +209,13 @@ fn a_segment_truncated_while_read_kills_no_reader() {
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("cap");
-    let mut s = spool2pcap::testkit::Seg::new("main", 0, 0);
+    let mut s = spool2pcap::capture_builder::Seg::new("main", 0, 0);
     let payload = vec![0x5au8; 1000];
     for i in 0..20_000u64 {
         s.data(spool::Direction::ServerToClient, i, &payload);
     }
     s.seal(true);
-    let seg = spool2pcap::testkit::write_segment(&cap, "main", 0, &s.finish(0));
+    let seg = spool2pcap::capture_builder::write_segment(&cap, "main", 0, &s.finish(0));
     hostile::write_manifest(&cap, serde_json::json!({}));
     let mut child = Command::new(spool2pcap_bin())
         .args(["convert", "-w", "-"])
@@ -270,6 +258,7 @@ fn main() -> std::process::ExitCode {
         needs::test!(inflating_blocks_are_damage_and_cost_little),
         needs::test!(followers_scale_with_channels_and_missing_segments),
         needs::test!(memory_is_bounded_on_sparse_segments_and_gap_floods),
+        needs::test!(the_bundle_of_millions_of_tiny_records_is_bounded),
         needs::test!(a_too_large_segment_is_refused_by_convert_and_follow_alike),
         needs::test!(a_segment_truncated_while_read_kills_no_reader),
         needs::test!(

@@ -7,15 +7,17 @@
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use e2e::hostile::{write_manifest, SESSION_HEX};
+use e2e::hostile::{self, write_manifest, SESSION_HEX};
 use ryll_hook::bundle::{capture_traffic_pcap, write_bug_report, BugReportOptions, BundleError};
 use spool::store::format::Direction::{ClientToServer as C2S, ServerToClient as S2C};
 use spool::store::staging::StagingDir;
-use spool2pcap::testkit::{simple_channel, write_segment, Seg};
+use spool2pcap::capture_builder::{simple_channel, write_segment, Seg};
+use testkit::deadline::{call_within, run_within};
+use testkit::files::{mkfifo, snapshot};
+use testkit::text::{has_control, TERMINAL_ESCAPES as EVIL};
 
 /// Longest anything here may take: each is over in well under a second.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -23,44 +25,15 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// `spool2pcap`'s exit status for a failure (its `--help`).
 const EXIT_FAILURE: i32 = 3;
 
-const EVIL: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m";
-
 /// `spool2pcap recover DIR`, killed and failed if it has not ended by the
 /// deadline (how a blocking open shows).
 fn recover(dir: &Path) -> Output {
-    let args = [OsStr::new("recover"), dir.as_os_str()];
-    let mut child = Command::new(e2e::tools::spool2pcap_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spool2pcap runs");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("spool2pcap recover {} blocked", dir.display());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs `f` on another thread; fails the test if it has not returned by
-/// the deadline (a blocked open leaves that thread behind).
-fn within_deadline<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: still running after {DEADLINE:?}: it blocked"),
-    }
+    run_within(
+        Command::new(e2e::tools::spool2pcap_bin())
+            .arg("recover")
+            .arg(dir),
+        DEADLINE,
+    )
 }
 
 fn text(o: &Output) -> String {
@@ -71,39 +44,10 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn has_control(s: &str) -> bool {
-    s.chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
-}
-
-fn mkfifo(path: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: mkfifo with a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-}
-
-/// Every file under `dir` with its contents, to tell that nothing changed.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file() {
-                out.push((e.path(), std::fs::read(e.path()).unwrap()));
-            } else {
-                out.push((e.path(), Vec::new()));
-            }
-        }
-    }
-    out.sort();
-    out
+/// `recover` failed (`case` names the run) and said `said`.
+fn assert_failed_saying(o: &Output, said: &str, case: &str) {
+    assert_eq!(o.status.code(), Some(EXIT_FAILURE), "{case}: {}", text(o));
+    assert!(text(o).contains(said), "{case}: {}", text(o));
 }
 
 /// A capture whose writer died: sealed segments in the capture directory,
@@ -198,7 +142,7 @@ fn bundle_named(cap: &Path, name: &str) -> Result<Vec<(String, Vec<u8>)>, String
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join(name);
     let (c, o) = (cap.to_path_buf(), out.clone());
-    let r = within_deadline("bundle", move || {
+    let r = call_within("bundle", DEADLINE, move || {
         write_bug_report(&c, &o, 1 << 20).map_err(|e| e.to_string())
     });
     let left: Vec<PathBuf> = std::fs::read_dir(out_dir.path())
@@ -239,13 +183,7 @@ fn entry<'a>(entries: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
 
 /// Packets of a classic pcap; panics if it does not read to its end.
 fn pcap_packets(bytes: &[u8]) -> u64 {
-    let mut r = pcap_file::pcap::PcapReader::new(bytes).unwrap();
-    let mut n = 0;
-    while let Some(p) = r.next_packet() {
-        p.unwrap();
-        n += 1;
-    }
-    n
+    testkit::pcap::frames(bytes).len() as u64
 }
 
 // ---- recover ---------------------------------------------------------
@@ -292,13 +230,7 @@ fn recover_touches_no_staging_that_does_not_prove_it_is_the_captures() {
             }),
         );
         let o = recover(cap.path());
-        assert_eq!(
-            o.status.code(),
-            Some(EXIT_FAILURE),
-            "{staging:?}: {}",
-            text(&o)
-        );
-        assert!(text(&o).contains("refused"), "{}", text(&o));
+        assert_failed_saying(&o, "refused", &format!("{staging:?}"));
         assert_eq!(snapshot(&victim), before, "{staging:?}");
     }
 }
@@ -319,13 +251,7 @@ fn recover_writes_nothing_through_a_symlinked_spool_or_channel_directory() {
         let before = snapshot(elsewhere.path());
         let staged = snapshot(&c.staging);
         let o = recover(c.dir());
-        assert_eq!(
-            o.status.code(),
-            Some(EXIT_FAILURE),
-            "{linked}: {}",
-            text(&o)
-        );
-        assert!(text(&o).contains("symlink"), "{linked}: {}", text(&o));
+        assert_failed_saying(&o, "symlink", linked);
         assert_eq!(snapshot(elsewhere.path()), before, "{linked}");
         // What could not be moved stays staged.
         assert_eq!(snapshot(&c.staging), staged, "{linked}");
@@ -341,8 +267,7 @@ fn recover_never_waits_on_a_fifo() {
     std::fs::remove_file(c.dir().join("manifest.json")).unwrap();
     mkfifo(&c.dir().join("manifest.json"));
     let o = recover(c.dir());
-    assert_eq!(o.status.code(), Some(EXIT_FAILURE), "{}", text(&o));
-    assert!(text(&o).contains("manifest.json"), "{}", text(&o));
+    assert_failed_saying(&o, "manifest.json", "a FIFO manifest");
 
     for planted in ["owner.json", "lock"] {
         let c = Crashed::new(|s| {
@@ -351,13 +276,7 @@ fn recover_never_waits_on_a_fifo() {
         let _ = std::fs::remove_file(c.staging.join(planted));
         mkfifo(&c.staging.join(planted));
         let o = recover(c.dir());
-        assert_eq!(
-            o.status.code(),
-            Some(EXIT_FAILURE),
-            "{planted}: {}",
-            text(&o)
-        );
-        assert!(text(&o).contains(planted), "{planted}: {}", text(&o));
+        assert_failed_saying(&o, planted, planted);
     }
 
     let c = Crashed::new(|s| {
@@ -509,12 +428,8 @@ fn recover_of_what_is_not_a_capture_is_an_error() {
     let missing = empty.path().join("missing");
     for dir in [empty.path(), missing.as_path()] {
         let o = recover(dir);
-        assert_eq!(o.status.code(), Some(EXIT_FAILURE), "{}", text(&o));
-        assert!(
-            text(&o).contains(&dir.display().to_string()),
-            "{}",
-            text(&o)
-        );
+        let dir = dir.display().to_string();
+        assert_failed_saying(&o, &dir, &dir);
     }
 }
 
@@ -572,7 +487,7 @@ fn bundle_of_a_damaged_capture_keeps_every_undamaged_record() {
         budget_bytes: u64::MAX,
         ..Default::default()
     };
-    let (pcap, summary) = within_deadline("traffic_pcap", move || {
+    let (pcap, summary) = call_within("traffic_pcap", DEADLINE, move || {
         capture_traffic_pcap(&cap, Some("display"), &opts).unwrap()
     });
     assert_eq!(pcap_packets(&pcap), summary.packets_written);
@@ -606,20 +521,7 @@ fn bundle_reads_a_segment_spelled_two_ways_once() {
 /// character (the JSON escapes what the metadata holds).
 #[test]
 fn bundle_of_hostile_strings_reads_and_is_clean() {
-    let trimmed: serde_json::Map<String, serde_json::Value> = (0..5000)
-        .map(|i| {
-            (
-                format!("gone{i:05}{EVIL}"),
-                serde_json::json!({"segments": 1, "records": 2, "data_bytes": 3,
-                    "file_bytes": 4, "first_kept_index": 1, "until_ts_ns": 5}),
-            )
-        })
-        .collect();
-    let cap = closed_capture(serde_json::json!({
-        "session_id": format!("{EVIL}{}", "é".repeat(35_000)),
-        "errors": vec![format!("boom{EVIL}{}", "y".repeat(70_000)); 4],
-        "trimmed": trimmed,
-    }));
+    let cap = closed_capture(hostile::hostile_manifest_strings().into());
     let mut metadata = ryll_hook::metadata::ryll_metadata("host", 5900, None);
     metadata.ryll_version = Some(format!("0.3{EVIL}"));
     metadata.target_host = Some(format!("{EVIL}{}", "x".repeat(30_000)));

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use spool::{Direction, Spool, SpoolConfig, StagingChoice};
+use spool::Direction;
 use testkit::child;
 
 const CHILD_ENV: &str = "KILLED_SESSION_RECOVERY_CHILD";
@@ -19,29 +19,10 @@ const CHILD_ENV: &str = "KILLED_SESSION_RECOVERY_CHILD";
 /// The child: the whole recorded session into a spool, then wait to be killed.
 fn child(capture: PathBuf, staging: PathBuf) -> ! {
     let session = e2e::fixtures::recorded_session();
-    let names: Vec<&str> = session
-        .connections
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    let spool = Spool::create(
-        SpoolConfig::new(capture)
-            .staging(StagingChoice::Root(staging))
-            // Small segments: some are moved in before the kill, the
-            // newest stay staged.
-            .segment_bytes(64 << 10)
-            .session_start_unix_ns(session.start_unix_ns)
-            .channels(&names),
-    )
-    .unwrap();
-    let mut acked = 0u64;
-    for (name, chunk) in session.merged() {
-        while !spool.append_at(name, chunk.dir, chunk.ts_ns, &chunk.data) {
-            // No segment ready: let the preparer catch up, keep every chunk.
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        acked += 1;
-    }
+    // Small segments: some are moved in before the kill, the newest stay
+    // staged.
+    let spool = e2e::fixtures::session_spool(&session, &capture, &staging, 64 << 10).unwrap();
+    let acked = e2e::fixtures::append_session(&spool, &session).unwrap();
     // Give the background thread time to move the sealed segments in: the
     // live ones stay staged, as after a crash in mid-session.
     std::thread::sleep(std::time::Duration::from_millis(300));

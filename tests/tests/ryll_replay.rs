@@ -2,23 +2,15 @@
 //! capture sink on the spool, converted by spool2pcap, reassembled by
 //! tshark: every channel's bytes are the recording's post-link bytes.
 
-use std::sync::Arc;
-
 use e2e::ground_truth;
-use ryll_hook::{CaptureSink, SpoolSink, ALWAYS_OPEN};
-use ryll_tools::replay::{replay, ReplayOptions};
+use ryll_hook::ALWAYS_OPEN;
+use ryll_tools::replay::replay_into_capture;
 
 fn replayed_session_through_the_spool_sink_is_the_recording_byte_for_byte() {
     let session = e2e::fixtures::recorded_session();
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("capture");
-    let sink = Arc::new(SpoolSink::create(&capture, "127.0.0.1", 5931, None).unwrap());
-    let report = replay(
-        &session,
-        sink.clone() as Arc<dyn CaptureSink>,
-        &ReplayOptions::default(),
-    )
-    .unwrap();
+    let (sink, report) = replay_into_capture(&session, &capture).unwrap();
     sink.close().unwrap();
 
     for conn in &session.connections {

@@ -171,7 +171,7 @@ fn without_the_synthetic_link_phase_nothing_decodes() {
 fn merged_pcapng_carries_interfaces_directions_comments_and_session() {
     // The fixture plus ryll's metadata.json, in a copy.
     let cap = tempfile::tempdir().unwrap();
-    copy_dir(&fixtures::shipped_capture(), cap.path());
+    fixtures::copy_tree(&fixtures::shipped_capture(), cap.path()).unwrap();
     std::fs::write(
         cap.path().join("metadata.json"),
         r#"{"ryll_version": "0.3.1", "platform_os": "linux", "platform_arch": "x86_64",
@@ -316,14 +316,7 @@ fn drops_are_a_sequence_gap_a_packet_comment_and_isb_ifdrop() {
     );
 
     // The ISB, read back.
-    let bytes = std::fs::read(&file).unwrap();
-    let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
-    let mut isbs = Vec::new();
-    while let Some(b) = r.next_block() {
-        if let pcap_file::pcapng::Block::InterfaceStatistics(isb) = b.unwrap() {
-            isbs.push(isb.into_owned());
-        }
-    }
+    let isbs = testkit::pcap::read(&std::fs::read(&file).unwrap()).interface_stats;
     assert_eq!(isbs.len(), 1);
     use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption as O;
     assert!(isbs[0].options.contains(&O::IsbIfDrop(1)), "{:?}", isbs[0]);
@@ -475,45 +468,23 @@ fn damage_is_a_sequence_gap_a_packet_comment_and_isb_ifdrop() {
                 "{line}"
             );
         }
-        let bytes = std::fs::read(&file).unwrap();
-        let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
-        let mut drops = BTreeMap::new();
-        let mut names = Vec::new();
+        let read = testkit::pcap::read(&std::fs::read(&file).unwrap());
         use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption as O;
-        while let Some(b) = r.next_block() {
-            match b.unwrap() {
-                pcap_file::pcapng::Block::InterfaceDescription(idb) => {
-                    names.push(format!("{:?}", idb.options));
+        let mut drops = BTreeMap::new();
+        for isb in &read.interface_stats {
+            for o in &isb.options {
+                if let O::IsbIfDrop(n) = o {
+                    drops.insert(isb.interface_id, *n);
                 }
-                pcap_file::pcapng::Block::InterfaceStatistics(isb) => {
-                    for o in &isb.options {
-                        if let O::IsbIfDrop(n) = o {
-                            drops.insert(isb.interface_id, *n);
-                        }
-                    }
-                }
-                _ => {}
             }
         }
-        let display = names
+        let display = read
+            .interfaces
             .iter()
-            .position(|n| n.contains("\"display\""))
+            .position(|n| n == "display")
             .expect("a display interface") as u32;
         assert_eq!(drops.get(&display), Some(&3), "{drops:?}");
         assert_eq!(drops.values().sum::<u64>(), 3, "{drops:?}");
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
     }
 }
 

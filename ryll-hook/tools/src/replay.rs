@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::recorded::{Chunk, Connection, Session};
-use ryll_hook::CaptureSink;
+use ryll_hook::{CaptureSink, SpoolSink};
 use spool::Direction;
 
 /// The renderer's read buffer for the display channel.
@@ -210,6 +210,31 @@ pub fn replay(
     }
     report.elapsed = start.elapsed();
     Ok(report)
+}
+
+/// Server port a capture made by [`replay_into_capture`] names in its
+/// metadata (the replay's own listener takes any free port).
+pub const CAPTURE_SERVER_PORT: u16 = 5931;
+
+/// Replays `session` once, as fast as the sockets go, into a new capture
+/// directory `capture` through ryll's [`SpoolSink`]: a capture made as
+/// ryll makes one. Returns the sink still open (a live capture, its newest
+/// segments staged; [`SpoolSink::close`] ends it) and what the replay
+/// measured.
+pub fn replay_into_capture(
+    session: &Session,
+    capture: &std::path::Path,
+) -> Result<(Arc<SpoolSink>, ReplayReport), String> {
+    let sink = SpoolSink::create(capture, "127.0.0.1", CAPTURE_SERVER_PORT, None)
+        .map_err(|e| format!("{}: {e}", capture.display()))?;
+    let sink = Arc::new(sink);
+    let report = replay(
+        session,
+        sink.clone() as Arc<dyn CaptureSink>,
+        &ReplayOptions::default(),
+    )
+    .map_err(|e| format!("replaying into {}: {e}", capture.display()))?;
+    Ok((sink, report))
 }
 
 type Joined = std::thread::JoinHandle<io::Result<ChannelStats>>;

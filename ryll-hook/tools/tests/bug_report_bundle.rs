@@ -8,15 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::Arc;
 
 use ryll_hook::bundle::{
     capture_traffic_pcap, write_bug_report, write_bug_report_with, BugReportOptions, BundleError,
     DEFAULT_BUDGET_BYTES,
 };
-use ryll_hook::{CaptureSink, SpoolSink};
+use ryll_hook::SpoolSink;
 use ryll_tools::recorded::{self, mini_header_messages};
-use ryll_tools::replay::{replay, ReplayOptions};
+use ryll_tools::replay::replay_into_capture;
 use spool::Direction;
 use spool2pcap::spice::channels::SERVER_PORT;
 use spool2pcap::spice::link::{LINK_C2S_LEN, LINK_S2C_LEN};
@@ -50,13 +49,7 @@ fn bug_report_holds_the_newest_traffic_within_budget_from_message_boundaries() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("capture");
-    let sink = Arc::new(SpoolSink::create(&capture, "127.0.0.1", 5931, None).unwrap());
-    replay(
-        &session,
-        sink.clone() as Arc<dyn CaptureSink>,
-        &ReplayOptions::default(),
-    )
-    .unwrap();
+    let (sink, _) = replay_into_capture(&session, &capture).unwrap();
     // Bundled while the capture is still open (live spool), unredacted so
     // that every byte can be compared.
     let whole = dir.path().join("whole.zip");

@@ -18,15 +18,21 @@
 //! synthetic opening directly, with the sequence numbers a whole stream's
 //! first record has ([`ChannelFramer::with_cut`]).
 //!
-//! Two passes over the capture: the first indexes every data record (time,
-//! direction, packet bytes, whether it starts a message), the second frames
-//! the records chosen. Memory is the index (24 bytes a record) plus what a
-//! merged conversion holds; the packets stream to the writer. A capture
-//! still being written is read as it was in the first pass: newer records
-//! are left for the next excerpt, and if the flight recorder deleted a
+//! Two passes over the capture: the first learns where each stream is cut,
+//! the second frames the records chosen. [`Selection::All`] and
+//! [`Selection::Window`] decide each record's fate as the first pass reads
+//! it; [`Selection::Newest`] goes back from the newest record, so the first
+//! pass keeps an index (time, direction, size, whether it starts a message)
+//! of the newest [`MAX_INDEXED_RECORDS`] data records only (32 bytes a
+//! record, 64 MiB at most while it is gathered) whatever the capture
+//! holds. Memory is that index plus what a merged conversion holds; the
+//! packets stream to the writer. A capture still being written is read as
+//! it was in the first pass: newer records are left for the next excerpt,
+//! and if the flight recorder deleted a
 //! channel's oldest segment between the passes the excerpt fails with
 //! [`ExcerptError::Changed`] rather than cut in the wrong place.
 
+use std::cmp::Ordering;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -51,6 +57,17 @@ use crate::spice::redact::Redaction;
 pub const PCAP_FILE_HEADER_LEN: u64 = 24;
 /// Bytes of a classic pcap record header.
 pub const PCAP_RECORD_HEADER_LEN: u64 = 16;
+
+/// Data records [`Selection::Newest`] indexes: the newest this many of the
+/// selected channels (a record older than all of them is never kept). The
+/// smallest record costs 70 bytes of pcap (record header, frame headers),
+/// so a 24 MB budget holds at most about 340,000 records and the index
+/// holds more than any budget up to about 73 MB can take, unless the
+/// streams that stop first leave newer records the walk must pass over.
+/// The index takes at most 64 MiB whatever the capture holds (twice this
+/// many records of 32 bytes while it is gathered): it once held every
+/// record, and 155 KB of compressed tiny records made it 2 GB.
+pub const MAX_INDEXED_RECORDS: usize = 1 << 20;
 
 /// Which records an excerpt keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,19 +148,229 @@ pub enum ExcerptError {
     Write(#[source] PcapError),
 }
 
-/// One data record of the first pass.
+/// One data record as the first pass reads it.
+#[derive(Debug, Clone, Copy)]
 struct Entry {
     ts_ns: u64,
-    /// Bytes in the pcap: record headers, frame headers, payload.
-    cost: u64,
-    /// Frames (TCP segments) of the record.
-    packets: u32,
+    /// Records the first pass read before this one (set by
+    /// [`Planner::add`]): on equal times, the merge's order (channels in
+    /// turn, each in its own order).
+    order: u64,
+    /// Payload bytes.
+    len: u32,
     /// Index of the channel among the selected ones.
     channel: u32,
     /// Direction: 0 client→server, 1 server→client.
     dir: u8,
     /// The record starts a SPICE message of its stream.
     boundary: bool,
+}
+
+impl Entry {
+    /// Frames (TCP segments) of the record.
+    fn packets(&self) -> u64 {
+        frames_of(self.len as usize)
+    }
+
+    /// Bytes of its frames, headers included (pcap record headers not).
+    fn frame_bytes(&self) -> u64 {
+        self.packets() * HEADERS_LEN as u64 + u64::from(self.len)
+    }
+
+    /// Bytes in the pcap: record headers, frame headers, payload.
+    fn cost(&self) -> u64 {
+        self.packets() * PCAP_RECORD_HEADER_LEN + self.frame_bytes()
+    }
+}
+
+/// Newer is greater: time, then the order read.
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.ts_ns, self.order).cmp(&(other.ts_ns, other.order))
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Entry {}
+
+/// How much of a channel (or stream) is written: records, frames, bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
+    records: u64,
+    frames: u64,
+    /// Frame bytes, pcap record headers not counted.
+    bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, e: &Entry) {
+        self.records += 1;
+        self.frames += e.packets();
+        self.bytes += e.frame_bytes();
+    }
+
+    fn absorb(&mut self, other: Tally) {
+        self.records += other.records;
+        self.frames += other.frames;
+        self.bytes += other.bytes;
+    }
+}
+
+/// A [`Selection::Window`] being decided record by record, per channel.
+#[derive(Debug, Clone, Default)]
+struct WindowCut {
+    /// Per direction: the first message start at or after `from_ns`, as a
+    /// count of the direction's records before it.
+    start: [Option<u64>; 2],
+    /// Records read before the first after `until_ns`.
+    end: Option<u64>,
+    kept: Tally,
+}
+
+/// What the first pass keeps to decide the cut: per record for `Window`,
+/// the newest records for `Newest`.
+enum Planner {
+    All,
+    Window {
+        from_ns: u64,
+        until_ns: u64,
+        channels: Vec<WindowCut>,
+    },
+    Newest {
+        budget_bytes: u64,
+        /// The newest records read so far, up to twice
+        /// [`MAX_INDEXED_RECORDS`] between two calls of [`keep_newest`].
+        newest: Vec<Entry>,
+        /// Records read so far.
+        read: u64,
+    },
+}
+
+impl Planner {
+    fn new(selection: Selection) -> Planner {
+        match selection {
+            Selection::All => Planner::All,
+            Selection::Window { from_ns, until_ns } => Planner::Window {
+                from_ns,
+                until_ns,
+                channels: Vec::new(),
+            },
+            Selection::Newest { budget_bytes } => Planner::Newest {
+                budget_bytes,
+                newest: Vec::new(),
+                read: 0,
+            },
+        }
+    }
+
+    /// Takes the next data record of the first pass; `seen` is how many
+    /// records of its direction, and `read` of its channel, came before.
+    fn add(&mut self, mut e: Entry, seen: u64, read: u64) {
+        match self {
+            Planner::All => {}
+            Planner::Window {
+                from_ns,
+                until_ns,
+                channels,
+            } => {
+                let ci = e.channel as usize;
+                if channels.len() <= ci {
+                    channels.resize(ci + 1, WindowCut::default());
+                }
+                let w = &mut channels[ci];
+                let d = usize::from(e.dir);
+                if e.ts_ns > *until_ns && w.end.is_none() {
+                    w.end = Some(read);
+                }
+                if w.start[d].is_none() && e.ts_ns >= *from_ns && e.boundary {
+                    w.start[d] = Some(seen);
+                }
+                if w.start[d].is_some() && w.end.is_none() {
+                    w.kept.add(&e);
+                }
+            }
+            Planner::Newest {
+                newest, read: n, ..
+            } => {
+                e.order = *n;
+                *n += 1;
+                newest.push(e);
+                if newest.len() >= 2 * MAX_INDEXED_RECORDS {
+                    keep_newest(newest);
+                }
+            }
+        }
+    }
+
+    /// Per channel: records left out in front of each direction (the cut),
+    /// and records read in all (the end of a window); each channel's
+    /// [`Indexed::cut`] filled in.
+    fn plan(self, indexed: &mut [Indexed]) -> (Vec<[u64; 2]>, Vec<u64>) {
+        let all = |ix: &Indexed| ix.per_dir[0] + ix.per_dir[1];
+        let (cuts, limits, kept): (Vec<[u64; 2]>, Vec<u64>, Vec<Tally>) = match self {
+            Planner::All => (
+                vec![[0; 2]; indexed.len()],
+                indexed.iter().map(all).collect(),
+                indexed.iter().map(|ix| ix.total).collect(),
+            ),
+            Planner::Window { mut channels, .. } => {
+                channels.resize(indexed.len(), WindowCut::default());
+                let cuts = indexed
+                    .iter()
+                    .zip(&channels)
+                    .map(|(ix, w)| [0, 1].map(|d| w.start[d].unwrap_or(ix.per_dir[d])))
+                    .collect();
+                let limits = indexed
+                    .iter()
+                    .zip(&channels)
+                    .map(|(ix, w)| w.end.unwrap_or_else(|| all(ix)))
+                    .collect();
+                (cuts, limits, channels.iter().map(|w| w.kept).collect())
+            }
+            Planner::Newest {
+                budget_bytes,
+                newest,
+                ..
+            } => {
+                let mut newest = newest;
+                keep_newest(&mut newest);
+                // Newest first; no two are equal (`order`).
+                newest.sort_unstable_by(|a, b| b.cmp(a));
+                let kept = newest_within(&newest, indexed, budget_bytes);
+                let cuts = indexed
+                    .iter()
+                    .zip(&kept)
+                    .map(|(ix, k)| [0, 1].map(|d| ix.per_dir[d] - k[d].records))
+                    .collect();
+                let tallies = kept
+                    .iter()
+                    .map(|[a, b]| {
+                        let mut t = *a;
+                        t.absorb(*b);
+                        t
+                    })
+                    .collect();
+                (cuts, indexed.iter().map(all).collect(), tallies)
+            }
+        };
+        for (ix, k) in indexed.iter_mut().zip(kept) {
+            ix.cut.kept_records = k.records;
+            ix.cut.omitted_frames = ix.total.frames - k.frames;
+            ix.cut.omitted_bytes = ix.total.bytes - k.bytes;
+        }
+        (cuts, limits)
+    }
 }
 
 /// What the first pass learned about one channel: the whole channel as it
@@ -157,6 +384,8 @@ struct Indexed {
     cut: Cut,
     /// Data records per direction.
     per_dir: [u64; 2],
+    /// The channel's data records, frames and frame bytes.
+    total: Tally,
     /// Bytes of the channel's synthetic packets, pcap record headers
     /// included (at most; see [`ChannelFramer::synthetic_frame_lens`]).
     overhead: u64,
@@ -192,14 +421,12 @@ pub fn write_excerpt<W: Write>(
             protect_inputs: false,
         },
     )?;
-    // Pass 1: index every data record.
-    let (entries, mut indexed) = index_channels(&opened, opts);
-    let clock = opened.clock(!entries.is_empty());
+    // Pass 1: what decides the cut.
+    let (planner, mut indexed) = index_channels(&opened, opts);
+    let clock = opened.clock(indexed.iter().any(|ix| ix.total.records > 0));
     // Per channel: records left out in front of each direction, and records
     // read in all (the end of a window).
-    let (cuts, limits) = plan(&entries, &indexed, opts.selection);
-    count_left_out(&entries, (&cuts, &limits), &mut indexed);
-    drop(entries);
+    let (cuts, limits) = planner.plan(&mut indexed);
 
     // Pass 2: the records kept, framed and merged as `convert` does.
     let mut sources = Vec::with_capacity(indexed.len());
@@ -223,10 +450,11 @@ pub fn write_excerpt<W: Write>(
     Ok(report)
 }
 
-/// Pass 1 over every selected channel of `opened`: an [`Entry`] per data
-/// record, in channel order, and what was learnt of each channel.
-fn index_channels(opened: &OpenedCapture, opts: &ExcerptOptions) -> (Vec<Entry>, Vec<Indexed>) {
-    let mut entries: Vec<Entry> = Vec::new();
+/// Pass 1 over every selected channel of `opened`: each data record given
+/// to the [`Planner`] of `opts.selection`, in channel order, and what was
+/// learnt of each channel.
+fn index_channels(opened: &OpenedCapture, opts: &ExcerptOptions) -> (Planner, Vec<Indexed>) {
+    let mut planner = Planner::new(opts.selection);
     let mut indexed: Vec<Indexed> = Vec::with_capacity(opened.selected.len());
     for name in &opened.selected {
         let Some(reader) = opened.cap.reader(name) else {
@@ -239,36 +467,10 @@ fn index_channels(opened: &OpenedCapture, opts: &ExcerptOptions) -> (Vec<Entry>,
             ci,
             &opened.ports,
             opts,
-            &mut entries,
+            &mut planner,
         ));
     }
-    (entries, indexed)
-}
-
-/// Counts, per channel of `indexed`, the records the plan (`cuts` in
-/// front of each direction, `limits` records read in all) keeps, and the
-/// frames and bytes it leaves out.
-fn count_left_out(
-    entries: &[Entry],
-    (cuts, limits): (&[[u64; 2]], &[u64]),
-    indexed: &mut [Indexed],
-) {
-    let mut seen = vec![[0u64; 2]; indexed.len()];
-    let mut read = vec![0u64; indexed.len()];
-    for e in entries {
-        let ci = e.channel as usize;
-        let d = usize::from(e.dir);
-        let kept = seen[ci][d] >= cuts[ci][d] && read[ci] < limits[ci];
-        seen[ci][d] += 1;
-        read[ci] += 1;
-        if kept {
-            indexed[ci].cut.kept_records += 1;
-        } else {
-            let c = &mut indexed[ci].cut;
-            c.omitted_frames += u64::from(e.packets);
-            c.omitted_bytes += e.cost - u64::from(e.packets) * PCAP_RECORD_HEADER_LEN;
-        }
-    }
+    (planner, indexed)
 }
 
 /// Pass 2's writing: `sources` merged into `out` as a classic pcap, which
@@ -315,7 +517,7 @@ fn channel_report(framer: &ChannelFramer, ix: Indexed, ports: &PortMap) -> Chann
 }
 
 /// Pass 1 over channel `name` (slot `channel` of the excerpt): reads it
-/// whole through `reader`, adds an [`Entry`] per data record to `entries`,
+/// whole through `reader`, gives `planner` an [`Entry`] per data record,
 /// and returns what the plan and the report need of the channel.
 fn index_channel(
     mut reader: spool::read::reader::ChannelReader,
@@ -323,7 +525,7 @@ fn index_channel(
     channel: u32,
     ports: &PortMap,
     opts: &ExcerptOptions,
-    entries: &mut Vec<Entry>,
+    planner: &mut Planner,
 ) -> Indexed {
     let trimmed = reader.trimmed().is_some_and(|t| t.segments > 0);
     let fresh = || {
@@ -335,6 +537,7 @@ fn index_channel(
     };
     let mut framers = [fresh(), fresh()];
     let mut per_dir = [0u64; 2];
+    let mut total = Tally::default();
     while let Some(event) = reader.next_event() {
         match event {
             Event::Data(d) => {
@@ -343,21 +546,21 @@ fn index_channel(
                 if f.is_lost() && plausible_start(d.payload) {
                     f.resume();
                 }
-                let n = d.payload.len();
-                let packets = frames_of(n);
                 // A stream that opens with a recorded link phase is
                 // never kept from there when cut: the other direction
                 // may be cut after its own, and the dissector needs
                 // both. The cut stream gets a synthetic one instead.
                 let link = f.at_start() && d.payload.starts_with(SPICE_MAGIC);
-                entries.push(Entry {
+                let entry = Entry {
                     ts_ns: d.ts_ns,
-                    cost: packets * (PCAP_RECORD_HEADER_LEN + HEADERS_LEN as u64) + n as u64,
-                    packets: u32::try_from(packets).unwrap_or(u32::MAX),
+                    order: 0,
+                    len: u32::try_from(d.payload.len()).unwrap_or(u32::MAX),
                     channel,
                     dir,
                     boundary: f.at_boundary() && !link,
-                });
+                };
+                planner.add(entry, per_dir[usize::from(dir)], total.records);
+                total.add(&entry);
                 f.feed(d.direction, d.payload);
                 per_dir[usize::from(dir)] += 1;
             }
@@ -388,65 +591,31 @@ fn index_channel(
         trimmed: reader.trimmed().copied(),
         cut: Cut::default(),
         per_dir,
+        total,
         overhead,
     }
 }
 
-/// Chooses, per channel, how many data records of each direction to leave
-/// out in front (the cut) and how many data records to read in all.
-fn plan(entries: &[Entry], indexed: &[Indexed], selection: Selection) -> (Vec<[u64; 2]>, Vec<u64>) {
-    let all_records: Vec<u64> = indexed
-        .iter()
-        .map(|ix| ix.per_dir[0] + ix.per_dir[1])
-        .collect();
-    match selection {
-        Selection::All => (vec![[0; 2]; indexed.len()], all_records),
-        Selection::Window { from_ns, until_ns } => {
-            // Each stream starts at its first message start at or after
-            // `from_ns`; a channel ends before its first record after
-            // `until_ns`.
-            let mut cuts: Vec<[u64; 2]> = indexed.iter().map(|ix| ix.per_dir).collect();
-            let mut found = vec![[false; 2]; indexed.len()];
-            let mut seen = vec![[0u64; 2]; indexed.len()];
-            let mut limits = all_records;
-            let mut read = vec![0u64; indexed.len()];
-            let mut ended = vec![false; indexed.len()];
-            for e in entries {
-                let ci = e.channel as usize;
-                let d = usize::from(e.dir);
-                if e.ts_ns > until_ns && !ended[ci] {
-                    ended[ci] = true;
-                    limits[ci] = read[ci];
-                }
-                if !found[ci][d] && e.ts_ns >= from_ns && e.boundary {
-                    found[ci][d] = true;
-                    cuts[ci][d] = seen[ci][d];
-                }
-                seen[ci][d] += 1;
-                read[ci] += 1;
-            }
-            (cuts, limits)
-        }
-        Selection::Newest { budget_bytes } => {
-            let kept = newest_within(entries, indexed, budget_bytes);
-            let cuts = indexed
-                .iter()
-                .zip(&kept)
-                .map(|(ix, k)| [ix.per_dir[0] - k[0], ix.per_dir[1] - k[1]])
-                .collect();
-            (cuts, all_records)
+/// Leaves the newest [`MAX_INDEXED_RECORDS`] of `entries`, in any order:
+/// linear time, so that indexing costs a constant per record.
+fn keep_newest(entries: &mut Vec<Entry>) {
+    if let Some(older) = entries.len().checked_sub(MAX_INDEXED_RECORDS) {
+        if older > 0 {
+            entries.select_nth_unstable(older);
+            entries.drain(..older);
         }
     }
 }
 
-/// [`Selection::Newest`]: records kept at the end of each stream.
-fn newest_within(entries: &[Entry], indexed: &[Indexed], budget: u64) -> Vec<[u64; 2]> {
+/// [`Selection::Newest`]: what is kept at the end of each stream, going
+/// back through `newest` (newest first, the merge's order on equal times).
+fn newest_within(newest: &[Entry], indexed: &[Indexed], budget: u64) -> Vec<[Tally; 2]> {
     #[derive(Default, Clone, Copy)]
     struct Stream {
         /// Records committed: the newest, from a message start on.
-        kept: u64,
+        kept: Tally,
         /// Records taken since, not yet back to a message start.
-        pending: u64,
+        pending: Tally,
         pending_cost: u64,
         closed: bool,
     }
@@ -454,41 +623,89 @@ fn newest_within(entries: &[Entry], indexed: &[Indexed], budget: u64) -> Vec<[u6
     // Whether a channel's synthetic packets are paid for.
     let mut charged = vec![false; indexed.len()];
     let mut used = PCAP_FILE_HEADER_LEN;
-    // Stable order by time: records of one stream keep theirs on equal
-    // times, and so do channels (the merge's order).
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by_key(|&i| entries[i].ts_ns);
-    for &i in order.iter().rev() {
-        let e = &entries[i];
+    for e in newest {
         let ci = e.channel as usize;
         let d = usize::from(e.dir);
         if streams[ci][d].closed {
             continue;
         }
         let extra = if charged[ci] { 0 } else { indexed[ci].overhead };
-        if used.saturating_add(extra).saturating_add(e.cost) > budget {
+        if used.saturating_add(extra).saturating_add(e.cost()) > budget {
             let s = &mut streams[ci][d];
             s.closed = true;
             used -= s.pending_cost;
-            s.pending = 0;
+            s.pending = Tally::default();
             s.pending_cost = 0;
             let [a, b] = streams[ci];
-            if charged[ci] && a.kept + a.pending + b.kept + b.pending == 0 {
+            if charged[ci]
+                && a.kept.records + a.pending.records + b.kept.records + b.pending.records == 0
+            {
                 charged[ci] = false;
                 used -= indexed[ci].overhead;
             }
             continue;
         }
-        used += extra + e.cost;
+        used += extra + e.cost();
         charged[ci] = true;
         let s = &mut streams[ci][d];
-        s.pending += 1;
-        s.pending_cost += e.cost;
+        s.pending.add(e);
+        s.pending_cost += e.cost();
         if e.boundary {
-            s.kept += s.pending;
-            s.pending = 0;
+            s.kept.absorb(s.pending);
+            s.pending = Tally::default();
             s.pending_cost = 0;
         }
     }
     streams.iter().map(|[a, b]| [a.kept, b.kept]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ts_ns: u64) -> Entry {
+        Entry {
+            ts_ns,
+            order: 0,
+            len: 0,
+            channel: 0,
+            dir: 0,
+            boundary: true,
+        }
+    }
+
+    #[test]
+    fn an_index_entry_takes_32_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+    }
+
+    /// Any number of records leaves an index of the newest
+    /// [`MAX_INDEXED_RECORDS`], times tied broken by the order read.
+    #[test]
+    fn the_newest_index_holds_a_bounded_number_of_the_newest_records() {
+        let mut planner = Planner::new(Selection::Newest { budget_bytes: 0 });
+        let n = 3 * MAX_INDEXED_RECORDS as u64 + 7;
+        for i in 0..n {
+            // Times out of order, and every time twice.
+            planner.add(entry((i * 7919 % n) / 2), 0, 0);
+            let Planner::Newest { newest, .. } = &planner else {
+                unreachable!()
+            };
+            assert!(newest.len() < 2 * MAX_INDEXED_RECORDS);
+        }
+        let Planner::Newest { mut newest, .. } = planner else {
+            unreachable!()
+        };
+        keep_newest(&mut newest);
+        assert_eq!(newest.len(), MAX_INDEXED_RECORDS);
+        newest.sort_unstable();
+        let oldest_kept = newest[0];
+        // Exactly the newest: nothing left out is newer than what is kept.
+        let left_out = (0..n)
+            .map(|i| ((i * 7919 % n) / 2, i))
+            .filter(|&k| k < (oldest_kept.ts_ns, oldest_kept.order))
+            .count();
+        assert_eq!(left_out as u64, n - MAX_INDEXED_RECORDS as u64);
+        assert!(newest.windows(2).all(|w| w[0] < w[1]));
+    }
 }

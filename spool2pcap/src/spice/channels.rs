@@ -24,7 +24,7 @@
 //! As" at all. The hashed range holds a few ports Wireshark does claim
 //! ([`WIRESHARK_CLAIMED_PORTS`]); they are never given out.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 pub use crate::net::tcp::SERVER_PORT;
 
@@ -86,23 +86,94 @@ pub fn known_port(channel: &str) -> Option<u16> {
 /// moved up past [`WIRESHARK_CLAIMED_PORTS`].
 pub fn hashed_port(channel: &str) -> u16 {
     let start = (fnv1a32(channel.as_bytes()) % u32::from(HASHED_PORT_RANGE)) as u16;
-    next_free(HASHED_PORT_BASE + start, |_| false)
+    unclaimed_from(HASHED_PORT_BASE + start)
 }
 
 /// The first port of the hashed range from `port` on (wrapping inside the
-/// range) that is neither `taken` nor claimed by Wireshark. After
-/// [`HASHED_PORT_RANGE`] probes (more channels than ports) it gives up and
-/// returns where it stands: a shared port rather than an endless loop.
-fn next_free(port: u16, taken: impl Fn(u16) -> bool) -> u16 {
+/// range) that Wireshark does not claim: a few probes, as the claimed
+/// ports are few and apart.
+fn unclaimed_from(port: u16) -> u16 {
     let mut offset = port - HASHED_PORT_BASE;
     for _ in 0..HASHED_PORT_RANGE {
         let p = HASHED_PORT_BASE + offset;
-        if !taken(p) && !WIRESHARK_CLAIMED_PORTS.contains(&p) {
+        if !WIRESHARK_CLAIMED_PORTS.contains(&p) {
             break;
         }
         offset = (offset + 1) % HASHED_PORT_RANGE;
     }
     HASHED_PORT_BASE + offset
+}
+
+/// Words of [`TakenPorts`]: one bit per port of the hashed range.
+const RANGE_WORDS: usize = (HASHED_PORT_RANGE as usize).div_ceil(64);
+
+/// Which ports of the hashed range are taken — given out, or claimed by
+/// Wireshark — one bit each. The next free port from any other is found
+/// by reading at most [`RANGE_WORDS`]` + 1` words (80), however full the
+/// range: probing port by port cost up to the whole range per channel once
+/// it filled up, a hostile capture's thousands of channels squared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TakenPorts {
+    /// Bit `i % 64` of word `i / 64`: port `HASHED_PORT_BASE + i` is taken.
+    /// The bits past the range are set, so they are never free.
+    words: [u64; RANGE_WORDS],
+    /// Ports of the range still free.
+    free: usize,
+}
+
+impl Default for TakenPorts {
+    fn default() -> Self {
+        let mut t = TakenPorts {
+            words: [0; RANGE_WORDS],
+            free: usize::from(HASHED_PORT_RANGE),
+        };
+        let last = RANGE_WORDS - 1;
+        t.words[last] = !0u64 << (usize::from(HASHED_PORT_RANGE) - last * 64);
+        for &p in WIRESHARK_CLAIMED_PORTS {
+            t.take(p);
+        }
+        t
+    }
+}
+
+impl TakenPorts {
+    /// Marks `port` taken; a port outside the hashed range is ignored.
+    fn take(&mut self, port: u16) {
+        let Some(i) = port
+            .checked_sub(HASHED_PORT_BASE)
+            .filter(|&i| i < HASHED_PORT_RANGE)
+        else {
+            return;
+        };
+        let (word, bit) = (usize::from(i) / 64, 1u64 << (i % 64));
+        if self.words[word] & bit == 0 {
+            self.words[word] |= bit;
+            self.free -= 1;
+        }
+    }
+
+    /// The first free port from `port` (in the hashed range) on, wrapping
+    /// inside the range; `None` when every port is taken.
+    fn next_free(&self, port: u16) -> Option<u16> {
+        if self.free == 0 {
+            return None;
+        }
+        let start = usize::from(port - HASHED_PORT_BASE);
+        let (first, bit) = (start / 64, start % 64);
+        let at = |word: usize, free: u64| {
+            let i = word * 64 + free.trailing_zeros() as usize;
+            HASHED_PORT_BASE + i as u16
+        };
+        let here = !self.words[first] & (!0u64 << bit);
+        if here != 0 {
+            return Some(at(first, here));
+        }
+        // Round the range once, back to the bits below `port` last.
+        (1..=RANGE_WORDS)
+            .map(|k| (first + k) % RANGE_WORDS)
+            .find(|&w| self.words[w] != !0)
+            .map(|w| at(w, !self.words[w]))
+    }
 }
 
 /// The preferred port of any channel, before collisions are resolved.
@@ -129,23 +200,15 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
 pub struct PortMap {
     entries: Vec<(String, u16)>,
     by_name: HashMap<String, u16>,
-    used: HashSet<u16>,
+    taken: TakenPorts,
 }
 
 /// The port for a channel that has no fixed one: its hashed port, or the
-/// next free one after it; once every hashed port is taken, the hashed
-/// port, shared (rather than probe the whole range for each channel).
-fn free_hashed_port(name: &str, used: &HashSet<u16>) -> u16 {
+/// next free one after it; once every hashed port is taken (more channels
+/// than the range has ports), the hashed port, shared.
+fn free_hashed_port(name: &str, taken: &TakenPorts) -> u16 {
     let start = hashed_port(name);
-    // Fixed ports lie below the hashed range, and there are only
-    // `SPICE_CHANNELS` of them: past that many more than the range has
-    // free ports, it is full.
-    let hashed_used = used.len().saturating_sub(SPICE_CHANNELS.len());
-    let free = usize::from(HASHED_PORT_RANGE) - WIRESHARK_CLAIMED_PORTS.len();
-    if hashed_used >= free {
-        return start;
-    }
-    next_free(start, |p| used.contains(&p))
+    taken.next_free(start).unwrap_or(start)
 }
 
 impl PortMap {
@@ -159,9 +222,7 @@ impl PortMap {
             map.insert(name, preferred_port(name));
         }
         for name in names.iter().filter(|n| known_port(n).is_none()) {
-            // A capture has far fewer channels than HASHED_PORT_RANGE; past
-            // it, ports are shared rather than probed for ever.
-            let port = free_hashed_port(name, &map.used);
+            let port = free_hashed_port(name, &map.taken);
             map.insert(name, port);
         }
         map.entries.sort();
@@ -169,7 +230,7 @@ impl PortMap {
     }
 
     fn insert(&mut self, name: &str, port: u16) {
-        self.used.insert(port);
+        self.taken.take(port);
         self.by_name.insert(name.to_string(), port);
         self.entries.push((name.to_string(), port));
     }
@@ -182,7 +243,7 @@ impl PortMap {
         if let Some(&p) = self.by_name.get(channel) {
             return p;
         }
-        let port = known_port(channel).unwrap_or_else(|| free_hashed_port(channel, &self.used));
+        let port = known_port(channel).unwrap_or_else(|| free_hashed_port(channel, &self.taken));
         self.insert(channel, port);
         port
     }
@@ -282,5 +343,57 @@ mod tests {
         let ports: BTreeSet<u16> = m.iter().map(|(_, p)| p).collect();
         assert_eq!(ports.len(), names.len());
         assert!(WIRESHARK_CLAIMED_PORTS.iter().all(|p| !ports.contains(p)));
+    }
+
+    /// The bitmap finds what probing port by port finds, whatever is taken.
+    #[test]
+    fn the_next_free_port_is_the_one_probing_finds() {
+        let mut taken = TakenPorts::default();
+        let mut reference = std::collections::HashSet::new();
+        let probe = |from: u16, taken: &std::collections::HashSet<u16>| {
+            (0..HASHED_PORT_RANGE)
+                .map(|k| HASHED_PORT_BASE + (from - HASHED_PORT_BASE + k) % HASHED_PORT_RANGE)
+                .find(|p| !taken.contains(p) && !WIRESHARK_CLAIMED_PORTS.contains(p))
+        };
+        let mut x: u32 = 12345;
+        for round in 0..usize::from(HASHED_PORT_RANGE) {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let from = HASHED_PORT_BASE + ((x >> 8) % u32::from(HASHED_PORT_RANGE)) as u16;
+            let found = taken.next_free(from);
+            assert_eq!(found, probe(from, &reference), "round {round} from {from}");
+            // Fill the range, clustering around a few ports as colliding
+            // hashes do: take what was found.
+            if let Some(p) = found {
+                taken.take(p);
+                reference.insert(p);
+            }
+        }
+        assert_eq!(taken.free, 0);
+        assert_eq!(taken.next_free(HASHED_PORT_BASE), None);
+    }
+
+    /// Up to the last free port of the range, every channel gets one of its
+    /// own; past it, channels share their hashed port.
+    #[test]
+    fn a_nearly_full_range_still_gives_distinct_ports_then_shares() {
+        let free = usize::from(HASHED_PORT_RANGE) - WIRESHARK_CLAIMED_PORTS.len();
+        let names: Vec<String> = (0..free).map(|i| format!("ch{i}")).collect();
+        let mut m = PortMap::new(names.iter().map(String::as_str).chain(["main"]));
+        let ports: BTreeSet<u16> = m.iter().map(|(_, p)| p).collect();
+        assert_eq!(ports.len(), free + 1);
+        assert!(WIRESHARK_CLAIMED_PORTS.iter().all(|p| !ports.contains(p)));
+        assert_eq!(m.taken.free, 0);
+        // The range is full: a new channel shares its hashed port, and
+        // known channels keep their fixed ones.
+        assert_eq!(m.assign("one-more"), hashed_port("one-more"));
+        assert_eq!(m.assign("display"), 10002);
+        // One port short of full, the last channel finds the one left.
+        let mut m = PortMap::new(names[..free - 1].iter().map(String::as_str));
+        let left: Vec<u16> = (HASHED_PORT_BASE..HASHED_PORT_BASE + HASHED_PORT_RANGE)
+            .filter(|p| !WIRESHARK_CLAIMED_PORTS.contains(p))
+            .filter(|p| !m.iter().any(|(_, q)| q == *p))
+            .collect();
+        assert_eq!(left.len(), 1);
+        assert_eq!(m.assign(&names[free - 1]), left[0]);
     }
 }

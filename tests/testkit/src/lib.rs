@@ -2,7 +2,9 @@
 //! or pcapng file as frames ([`pcap`]), each frame as the TCP segment it
 //! carries ([`tcp`]), and the segments as the byte streams of each
 //! connection ([`streams`]). Running the child process a test kills or
-//! follows ([`child`]).
+//! follows ([`child`]), or a command or call that could block
+//! ([`deadline`]); the files a run must leave alone ([`files`]); text that
+//! must not reach a terminal ([`text`]).
 //!
 //! One copy, so that a check added here (checksums, capture lengths, the
 //! handshake that opens a connection) holds for every test that reads a
@@ -15,6 +17,9 @@
 //! naming what was wrong is the failure wanted.
 
 pub mod child;
+pub mod deadline;
+pub mod files;
 pub mod pcap;
 pub mod streams;
 pub mod tcp;
+pub mod text;

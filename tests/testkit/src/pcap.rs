@@ -7,6 +7,8 @@ use std::time::Duration;
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsBlock;
+use pcap_file::pcapng::blocks::section_header::SectionHeaderOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 
 /// Which of the two file formats a capture was.
@@ -37,6 +39,10 @@ pub struct Capture {
     /// The `if_name` of each interface, in order (pcapng only).
     pub interfaces: Vec<String>,
     pub frames: Vec<Frame>,
+    /// The section header's `opt_comment` (pcapng only).
+    pub section_comment: Option<String>,
+    /// Every Interface Statistics Block, in file order (pcapng only).
+    pub interface_stats: Vec<InterfaceStatisticsBlock<'static>>,
 }
 
 /// Reads a pcap or pcapng file. Every packet must be captured whole
@@ -81,12 +87,22 @@ fn read_pcap(bytes: &[u8]) -> Capture {
         format: Format::Pcap,
         interfaces: Vec::new(),
         frames,
+        section_comment: None,
+        interface_stats: Vec::new(),
     }
 }
 
 fn read_pcapng(bytes: &[u8]) -> Capture {
     let mut r = PcapNgReader::new(bytes).expect("pcapng section header");
+    let mut section_comment = None;
+    for o in &r.section().options {
+        if let SectionHeaderOption::Comment(c) = o {
+            assert!(section_comment.is_none(), "two section comments");
+            section_comment = Some(c.to_string());
+        }
+    }
     let (mut interfaces, mut frames) = (Vec::new(), Vec::new());
+    let mut interface_stats = Vec::new();
     while let Some(b) = r.next_block() {
         match b.unwrap_or_else(|e| panic!("block after packet {}: {e}", frames.len())) {
             Block::InterfaceDescription(idb) => {
@@ -127,6 +143,7 @@ fn read_pcapng(bytes: &[u8]) -> Capture {
             }
             // Packets without an interface's time resolution or with an
             // obsolete layout: a conversion writes only enhanced ones.
+            Block::InterfaceStatistics(isb) => interface_stats.push(isb.into_owned()),
             Block::SimplePacket(_) | Block::Packet(_) => {
                 panic!("packet {}: not an enhanced packet block", frames.len())
             }
@@ -137,5 +154,7 @@ fn read_pcapng(bytes: &[u8]) -> Capture {
         format: Format::PcapNg,
         interfaces,
         frames,
+        section_comment,
+        interface_stats,
     }
 }

@@ -1,7 +1,9 @@
-//! Test helpers (cargo feature `testkit`, off by default): builds spool
-//! segment files by hand from `spool::store::format`, so that the converter can be
-//! tested without the spool writer, and so that tests can damage files in
-//! precise ways.
+//! Capture directories built by hand, for tests (cargo feature
+//! `capture-builder`, off by default): spool segment files written field
+//! by field from `spool::store::format`, and manifests, so that the
+//! converter can be tested without the spool writer, and so that tests can
+//! damage files in precise ways. Reading a conversion's output back is the
+//! other half, the `testkit` crate's.
 //!
 //! One place for them: this crate's integration tests and its
 //! `make_test_spool` example turn the feature on through a dev-dependency
