@@ -323,8 +323,9 @@ fn patched_ryll_under_load_keeps_the_wire_reports_and_stops_at_once() {
     let dir = busy.dir.path().to_path_buf();
     let capture = dir.join("capture");
     let ryll = Ryll::start(&busy.bin, port, &capture, busy.runtime.path());
-    // Let the guest boot and scroll for a while.
-    std::thread::sleep(Duration::from_secs(12));
+    // Let the guest boot and scroll for a while: by the wire, not the
+    // clock, since a loaded machine boots it late.
+    wait_for_file_size(&truth, 16 << 20, Duration::from_secs(90));
     live::signal(&ryll.child, libc::SIGUSR1);
     let report = reported_path(&ryll.wait_for_log("bugreport: wrote", Duration::from_secs(30)));
     std::thread::sleep(Duration::from_secs(3));
