@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{NetSlice, SlicedPacket, TcpSlice, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use spool::Direction;
 use spool2pcap::spice::messages::mini_headers;
@@ -141,6 +141,54 @@ struct RawConn {
     next_seq: [Option<u32>; 2],
 }
 
+impl RawConn {
+    /// Adds a TCP segment of this connection going `dir`, arrived `ts` ns
+    /// into the recording: its new bytes, past what was seen already (a
+    /// retransmission repeats them). Fails with how many bytes the
+    /// recording missed before it.
+    fn add(&mut self, dir: Direction, tcp: &TcpSlice, ts: u64) -> Result<(), i32> {
+        let d = dir.to_byte() as usize;
+        let seq = tcp.sequence_number();
+        if tcp.syn() {
+            self.next_seq[d] = Some(seq.wrapping_add(1));
+            return Ok(());
+        }
+        let payload = tcp.payload();
+        if payload.is_empty() {
+            return Ok(());
+        }
+        let expected = self.next_seq[d].unwrap_or(seq);
+        let ahead = seq.wrapping_sub(expected) as i32;
+        if ahead > 0 {
+            return Err(ahead);
+        }
+        let skip = (-ahead) as usize;
+        if skip >= payload.len() {
+            return Ok(());
+        }
+        self.next_seq[d] = Some(seq.wrapping_add(payload.len() as u32));
+        self.segments.push((ts, dir, payload[skip..].to_vec()));
+        Ok(())
+    }
+}
+
+/// The TCP segment `frame` holds, if it is one of a connection to
+/// `server_port` over IPv4: the client's port and the direction with it.
+fn spice_segment(frame: &[u8], server_port: u16) -> Option<(u16, Direction, TcpSlice<'_>)> {
+    let sliced = SlicedPacket::from_ethernet(frame).ok()?;
+    let (Some(NetSlice::Ipv4(_)), Some(TransportSlice::Tcp(tcp))) = (sliced.net, sliced.transport)
+    else {
+        return None;
+    };
+    if tcp.destination_port() == server_port {
+        Some((tcp.source_port(), Direction::ClientToServer, tcp))
+    } else if tcp.source_port() == server_port {
+        Some((tcp.destination_port(), Direction::ServerToClient, tcp))
+    } else {
+        None
+    }
+}
+
 /// Reads a pcap of a SPICE session whose server listens on `server_port`.
 pub fn load(path: &Path, server_port: u16) -> Result<Session, RecordedError> {
     let file = std::fs::File::open(path).map_err(|source| RecordedError::Open {
@@ -164,19 +212,7 @@ pub fn load(path: &Path, server_port: u16) -> Result<Session, RecordedError> {
         n += 1;
         let t = pkt.timestamp.as_nanos() as u64;
         let start = *start.get_or_insert(t);
-        let Ok(sliced) = SlicedPacket::from_ethernet(&pkt.data) else {
-            continue;
-        };
-        let (Some(NetSlice::Ipv4(_)), Some(TransportSlice::Tcp(tcp))) =
-            (&sliced.net, &sliced.transport)
-        else {
-            continue;
-        };
-        let (key, dir) = if tcp.destination_port() == server_port {
-            (tcp.source_port(), Direction::ClientToServer)
-        } else if tcp.source_port() == server_port {
-            (tcp.destination_port(), Direction::ServerToClient)
-        } else {
+        let Some((key, dir, tcp)) = spice_segment(&pkt.data, server_port) else {
             continue;
         };
         let first_seen = conns.len();
@@ -184,37 +220,25 @@ pub fn load(path: &Path, server_port: u16) -> Result<Session, RecordedError> {
             first_seen,
             ..Default::default()
         });
-        let d = dir.to_byte() as usize;
-        let seq = tcp.sequence_number();
-        if tcp.syn() {
-            conn.next_seq[d] = Some(seq.wrapping_add(1));
-            continue;
-        }
-        let payload = tcp.payload();
-        if payload.is_empty() {
-            continue;
-        }
-        let expected = conn.next_seq[d].unwrap_or(seq);
-        let ahead = seq.wrapping_sub(expected) as i32;
-        if ahead > 0 {
-            return Err(RecordedError::Missing {
+        conn.add(dir, &tcp, t.saturating_sub(start))
+            .map_err(|bytes| RecordedError::Missing {
                 path: path.to_path_buf(),
                 packet: n,
-                bytes: ahead,
-            });
-        }
-        // A retransmission repeats bytes already seen: keep only new ones.
-        let skip = (-ahead) as usize;
-        if skip >= payload.len() {
-            continue;
-        }
-        conn.next_seq[d] = Some(seq.wrapping_add(payload.len() as u32));
-        conn.segments
-            .push((t.saturating_sub(start), dir, payload[skip..].to_vec()));
+                bytes,
+            })?;
     }
-    let mut connections = Vec::new();
+    Ok(Session {
+        start_unix_ns: start.unwrap_or(0),
+        connections: connections(conns)?,
+    })
+}
+
+/// The connections that carried bytes, in the order they were first seen,
+/// each split into its link phase and messages.
+fn connections(conns: BTreeMap<u16, RawConn>) -> Result<Vec<Connection>, RecordedError> {
     let mut raw: Vec<(u16, RawConn)> = conns.into_iter().collect();
     raw.sort_by_key(|(_, c)| c.first_seen);
+    let mut connections = Vec::new();
     for (port, c) in raw {
         // A connection that carried no byte either way is no SPICE channel:
         // e.g. a probe that the server was listening, closed as the
@@ -224,10 +248,7 @@ pub fn load(path: &Path, server_port: u16) -> Result<Session, RecordedError> {
         }
         connections.push(split_link_phase(port, c.segments)?);
     }
-    Ok(Session {
-        start_unix_ns: start.unwrap_or(0),
-        connections,
-    })
+    Ok(connections)
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
