@@ -6,6 +6,7 @@ pub mod event;
 pub mod follow;
 pub mod parse;
 pub mod reader;
+mod window;
 #[cfg(test)]
 mod reuse_race;
 
