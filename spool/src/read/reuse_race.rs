@@ -4,7 +4,7 @@
 //! copy instead of whatever the reused file holds by then.
 //!
 //! The race is too narrow to meet reliably by chance, so a hook in
-//! [`super::read_range`], armed by the test on its own thread, runs the
+//! a `FileWindow`'s read, armed by the test on its own thread, runs the
 //! writer's side of it at exactly that point.
 
 use std::cell::RefCell;
@@ -18,11 +18,11 @@ use crate::store::staging::SPARE_DIR;
 use crate::{Direction, Spool, SpoolConfig, StagingChoice};
 
 thread_local! {
-    /// Run once by the next [`super::read_range`] on this thread.
+    /// Run once by the next read of a `FileWindow` on this thread.
     static HOOK: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
 }
 
-/// Called by [`super::read_range`] after its caller opened the file.
+/// Called by a `FileWindow` before each read of its file.
 pub(super) fn between_open_and_read() {
     if let Some(hook) = HOOK.with(|h| h.borrow_mut().take()) {
         hook();
