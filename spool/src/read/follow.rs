@@ -425,7 +425,10 @@ impl Follower {
             return Ok(None);
         }
         let header = header.map_err(|d| {
-            f(seg.channel, Event::Damage(damage_at(seg.path, d.offset, d.len, d.kind)));
+            f(
+                seg.channel,
+                Event::Damage(damage_at(seg.path, d.offset, d.len, d.kind)),
+            );
             SegmentEnd::Unusable
         })?;
         let header_len = SEGMENT_HEADER_LEN as u64;
@@ -438,7 +441,10 @@ impl Follower {
                 .map(DamageKind::HeaderMismatch)
         };
         if let Some(kind) = kind {
-            f(seg.channel, Event::Damage(damage_at(seg.path, 0, header_len, kind)));
+            f(
+                seg.channel,
+                Event::Damage(damage_at(seg.path, 0, header_len, kind)),
+            );
         }
         Ok(Some(header_len))
     }
@@ -533,7 +539,10 @@ impl Follower {
         } else {
             DamageKind::Corrupt
         };
-        f(seg.channel, Event::Damage(damage_at(seg.path, offset, len, kind)));
+        f(
+            seg.channel,
+            Event::Damage(damage_at(seg.path, offset, len, kind)),
+        );
         SegmentEnd::Unsealed(file_len)
     }
 

@@ -6,9 +6,9 @@ pub mod event;
 pub mod follow;
 pub mod parse;
 pub mod reader;
-mod window;
 #[cfg(test)]
 mod reuse_race;
+mod window;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;

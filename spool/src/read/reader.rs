@@ -44,9 +44,7 @@ use crate::store::source::ByteSource;
 
 pub use super::capture::{Capture, ChannelFiles, OpenError, SegmentFile, SessionInfo};
 use super::event::DamageLog;
-pub use super::event::{
-    Damage, DamageKind, DamageTotals, DataRecord, Event, Gap, MAX_DAMAGE_KEPT,
-};
+pub use super::event::{Damage, DamageKind, DamageTotals, DataRecord, Event, Gap, MAX_DAMAGE_KEPT};
 use super::parse::{self, Found, Parsed, ScanBudget};
 use super::window::{self, FileWindow, SegmentBytes};
 
@@ -298,9 +296,7 @@ impl ChannelReader {
     fn count_data(&mut self, len: usize, ts: u64) {
         let st = &mut self.stats;
         st.records = st.records.saturating_add(1);
-        st.staged_records = st
-            .staged_records
-            .saturating_add(self.segment_staged as u64);
+        st.staged_records = st.staged_records.saturating_add(self.segment_staged as u64);
         st.bytes = st.bytes.saturating_add(len as u64);
         st.first_ts_ns.get_or_insert(ts);
         st.last_ts_ns = Some(ts);
@@ -550,7 +546,11 @@ impl ChannelReader {
             }
             Ok(Some(BlockStep::Damaged { file_offset, len })) => {
                 self.block_at = (file_offset, len);
-                Some(Step::Damage(self.report(file_offset, len, DamageKind::Corrupt)))
+                Some(Step::Damage(self.report(
+                    file_offset,
+                    len,
+                    DamageKind::Corrupt,
+                )))
             }
         }
     }
@@ -800,14 +800,12 @@ impl ChannelReader {
         // The writer stores the tag last: a record whose tag is zero was
         // never acknowledged (or, in a live session, is being written right
         // now). A compressed block holds committed records only.
-        let kind = if tag_is_zero
-            && !self.compressed
-            && (self.is_last_segment() || self.segment_staged)
-        {
-            DamageKind::TornTail
-        } else {
-            DamageKind::Corrupt
-        };
+        let kind =
+            if tag_is_zero && !self.compressed && (self.is_last_segment() || self.segment_staged) {
+                DamageKind::TornTail
+            } else {
+                DamageKind::Corrupt
+            };
         Step::Damage(self.report_parsed(offset, len, kind))
     }
 

@@ -28,8 +28,8 @@ use crate::store::block::{
     self, Codec, ParsedBlock, ScanBudget, BLOCK_HEADER_LEN, COMPRESSED_VERSION, MAX_BLOCK_RAW,
     MAX_BLOCK_STORED,
 };
-use crate::store::source::ByteSource;
 use crate::store::format::{self, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_LEN};
+use crate::store::source::ByteSource;
 
 /// Raw bytes the writer puts in a block, give or take a record: large
 /// enough that zstd finds the repetition in SPICE display traffic, small
@@ -382,12 +382,13 @@ impl BlockReader {
         }
         if self.capacity.is_none() {
             let header = compressed_header(src.get(0, SEGMENT_HEADER_LEN)?);
-            self.capacity = Some(header.map_or(0, |h| h.capacity.get().min(format::MAX_SEGMENT_BYTES)));
+            self.capacity =
+                Some(header.map_or(0, |h| h.capacity.get().min(format::MAX_SEGMENT_BYTES)));
         }
         let capacity = self.capacity.unwrap_or(0);
-        let scan = self
-            .scan
-            .get_or_insert_with(|| ScanBudget::for_len(usize::try_from(total).unwrap_or(usize::MAX)));
+        let scan = self.scan.get_or_insert_with(|| {
+            ScanBudget::for_len(usize::try_from(total).unwrap_or(usize::MAX))
+        });
         let Some((b, bytes)) = block_at(src, at)? else {
             let next = resync(src, at + RECORD_ALIGN as u64, scan)?;
             self.pos = next;
@@ -400,7 +401,8 @@ impl BlockReader {
         let file_len = self.pos - at;
         let raw_end = b.raw_offset.checked_add(b.raw_len as u64);
         let in_place = b.raw_offset >= self.raw_end && raw_end.is_some_and(|e| e <= capacity);
-        if !in_place || decode(&mut self.ctx, &mut self.buf, &mut self.inflated, bytes, &b).is_err() {
+        if !in_place || decode(&mut self.ctx, &mut self.buf, &mut self.inflated, bytes, &b).is_err()
+        {
             self.filled = 0;
             return Ok(Some(BlockStep::Damaged {
                 file_offset: at,
@@ -421,7 +423,6 @@ impl BlockReader {
     pub fn records(&self) -> &[u8] {
         &self.buf[..self.filled]
     }
-
 }
 
 /// Decodes `b`, parsed from `file`, into `buf`: exactly `b.raw_len`
