@@ -196,6 +196,14 @@ pub enum Event<'a> {
 /// [`DamageTotals`] count, exactly.
 pub const MAX_DAMAGE_KEPT: usize = 1000;
 
+/// Most damaged ranges kept in detail by all readers of this process at
+/// once: ten thousand channels keeping [`MAX_DAMAGE_KEPT`] each would
+/// otherwise hold ten million.
+pub const MAX_DAMAGE_KEPT_IN_ALL: usize = 100_000;
+
+/// Damaged ranges kept in detail by the readers alive now.
+static KEPT_IN_ALL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Every damage a reader met, counted: exact however many there were.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DamageTotals {
@@ -210,8 +218,9 @@ pub struct DamageTotals {
 }
 
 /// The damage of one channel: the first [`MAX_DAMAGE_KEPT`] regions in
-/// detail, and [`DamageTotals`] of all.
-#[derive(Debug, Clone, Default)]
+/// detail (fewer once the readers of the process keep
+/// [`MAX_DAMAGE_KEPT_IN_ALL`]), and [`DamageTotals`] of all.
+#[derive(Debug, Default)]
 pub(crate) struct DamageLog {
     kept: Vec<Damage>,
     totals: DamageTotals,
@@ -227,7 +236,13 @@ impl DamageLog {
         t.records_lost = t.records_lost.saturating_add(d.records_lost);
         t.bytes = t.bytes.saturating_add(d.len);
         t.torn_tails = t.torn_tails.saturating_add(d.is_torn_tail() as u64);
-        self.last_kept = self.kept.len() < MAX_DAMAGE_KEPT;
+        use std::sync::atomic::Ordering;
+        self.last_kept = self.kept.len() < MAX_DAMAGE_KEPT
+            && KEPT_IN_ALL
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < MAX_DAMAGE_KEPT_IN_ALL).then_some(n + 1)
+                })
+                .is_ok();
         if self.last_kept {
             self.kept.push(d);
         }
@@ -252,5 +267,40 @@ impl DamageLog {
     /// The totals of all.
     pub(crate) fn totals(&self) -> DamageTotals {
         self.totals
+    }
+}
+
+impl Drop for DamageLog {
+    fn drop(&mut self) {
+        KEPT_IN_ALL.fetch_sub(self.kept.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn damage(len: u64, lost: u64) -> Damage {
+        Damage {
+            file: PathBuf::from("x.seg"),
+            offset: 0,
+            len,
+            kind: DamageKind::Corrupt,
+            records_lost: lost,
+        }
+    }
+
+    #[test]
+    fn damage_past_the_kept_ones_is_counted_exactly() {
+        let mut log = DamageLog::default();
+        let n = MAX_DAMAGE_KEPT as u64 + 500;
+        for _ in 0..n {
+            log.push(damage(8, 1));
+            log.add_lost_to_last(2);
+        }
+        assert_eq!(log.kept().len(), MAX_DAMAGE_KEPT);
+        assert!(log.kept().iter().all(|d| d.records_lost == 3));
+        let t = log.totals();
+        assert_eq!((t.regions, t.bytes, t.records_lost), (n, 8 * n, 3 * n));
     }
 }

@@ -506,44 +506,37 @@ impl Follower {
                     offset,
                     len,
                     tag_is_zero,
-                }) => return self.tail(seg, offset, len, tag_is_zero, over, file_len, f),
+                }) => {
+                    if !over {
+                        // Being written, or damage: the writer has the
+                        // last word until it stops.
+                        return SegmentEnd::UpTo(offset);
+                    }
+                    let kind = self.tail_kind(seg, tag_is_zero);
+                    f(
+                        seg.channel,
+                        Event::Damage(damage_at(seg.path, offset, len, kind)),
+                    );
+                    return SegmentEnd::Unsealed(file_len);
+                }
             }
         }
     }
 
-    /// Bytes at `offset` of `seg` that are no record, and none after them.
-    #[allow(clippy::too_many_arguments)]
-    fn tail(
-        &mut self,
-        seg: &Segment<'_>,
-        offset: u64,
-        len: u64,
-        tag_is_zero: bool,
-        over: bool,
-        file_len: u64,
-        f: &mut dyn FnMut(&str, Event<'_>),
-    ) -> SegmentEnd {
-        if !over {
-            // Being written, or damage: the writer has the last word until
-            // it stops.
-            return SegmentEnd::UpTo(offset);
-        }
-        // As the reader judges it: a zero tag at the end of what the writer
-        // wrote is a record it never committed.
+    /// What bytes that are no record, and no record after them, are at the
+    /// end of `seg` once its writer stopped, as the reader judges it: a
+    /// zero tag at the end of what the writer wrote is a record it never
+    /// committed.
+    fn tail_kind(&mut self, seg: &Segment<'_>, tag_is_zero: bool) -> DamageKind {
         let last = seg.staged
             || self
                 .present_after(seg.staging, seg.channel, seg.index)
                 .is_none();
-        let kind = if tag_is_zero && last {
+        if tag_is_zero && last {
             DamageKind::TornTail
         } else {
             DamageKind::Corrupt
-        };
-        f(
-            seg.channel,
-            Event::Damage(damage_at(seg.path, offset, len, kind)),
-        );
-        SegmentEnd::Unsealed(file_len)
+        }
     }
 
     /// Reads a compressed segment from the record at uncompressed offset

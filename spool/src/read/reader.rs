@@ -8,17 +8,19 @@
 //! reasons next to it.
 //!
 //! The reader is written for files from strangers. Whatever the bytes, it
-//! never panics and never allocates more than a file holds: a segment is read
-//! into one reusable buffer bounded by the file's real length (and by
-//! [`MAX_SEGMENT_BYTES`]; a sparse file's holes take no memory and its
-//! trailing hole is not scanned) — or, when asked
-//! ([`Capture::set_mapping`]) in a capture that was closed cleanly, mapped
-//! where nothing of this project cuts the file short under the mapping
-//! (see `map_segment` for the rule) — and every length field is checked
-//! against what is actually there before it is used. Damage is reported as
-//! a [`Damage`] naming the file and offset; reading then resumes at the
-//! next record whose checksum is valid (within the scan budget of
-//! `FORMAT.md`, *Bounds*), so every undamaged record is recovered.
+//! never panics and never holds more of a segment than one window of its
+//! file (see `window`: 1 MiB, less when many are open), grown only to the
+//! record or compressed block at hand (at most
+//! [`format::MAX_RECORD_PAYLOAD`], or one block); a sparse file's trailing
+//! hole is not scanned. Or, when asked ([`Capture::set_mapping`]) in a
+//! capture that was closed cleanly, a segment is mapped where nothing of
+//! this project cuts the file short under the mapping (see `map_segment`
+//! for the rule). Every length field is checked against what is actually
+//! there before it is used. Damage is reported as a [`Damage`] naming the
+//! file and offset; reading then resumes at the next record whose checksum
+//! is valid (within the scan budget of `FORMAT.md`, *Bounds*), so every
+//! undamaged record is recovered. The first [`MAX_DAMAGE_KEPT`] damaged
+//! ranges are kept in detail, and all are counted ([`DamageTotals`]).
 //!
 //! Every segment that has left staging has all its record CRCs, and says so
 //! in its header ([`format::SEGMENT_FLAG_CRC_COMPLETE`]). A segment without
@@ -212,7 +214,9 @@ impl ChannelReader {
     }
 
     /// The damage found so far: the first [`MAX_DAMAGE_KEPT`] regions, in
-    /// order; [`Self::damage_totals`] counts them all.
+    /// order (fewer once the readers of this process keep
+    /// [`MAX_DAMAGE_KEPT_IN_ALL`] in all); [`Self::damage_totals`] counts
+    /// them all.
     pub fn damage(&self) -> &[Damage] {
         self.damage.kept()
     }
