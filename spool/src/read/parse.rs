@@ -4,10 +4,14 @@
 //! yield the same records from the same bytes.
 //!
 //! It works on any slice that begins at a record boundary (a whole segment
-//! from [`SEGMENT_HEADER_LEN`] on, a window of a live one, a decompressed
-//! block), with the slice's offset in its file so that damage is reported
-//! where it is on disk. It never panics and never allocates, whatever the
-//! bytes: every length is checked against the slice before it is used.
+//! from [`SEGMENT_HEADER_LEN`] on, a decompressed block), with the slice's
+//! offset in its file so that damage is reported where it is on disk
+//! ([`next_item`], [`Records`]); the readers give it a bounded window over
+//! the segment file instead ([`ByteSource`]), from which it asks no more
+//! than one record at a time, so that they never hold a segment whole. It
+//! never panics and never allocates, whatever the bytes: every length is
+//! checked against the bytes there before it is used, and no record
+//! longer than [`MAX_RECORD_PAYLOAD`] is taken.
 //!
 //! After bytes that are not a valid record, it resynchronises at the next
 //! [`RECORD_ALIGN`]ed offset that holds a record with a matching CRC — a

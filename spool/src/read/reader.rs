@@ -46,7 +46,10 @@ use crate::store::source::ByteSource;
 
 pub use super::capture::{Capture, ChannelFiles, OpenError, SegmentFile, SessionInfo};
 use super::event::DamageLog;
-pub use super::event::{Damage, DamageKind, DamageTotals, DataRecord, Event, Gap, MAX_DAMAGE_KEPT};
+pub use super::event::{
+    Damage, DamageKind, DamageTotals, DataRecord, Event, Gap, MAX_DAMAGE_KEPT,
+    MAX_DAMAGE_KEPT_IN_ALL,
+};
 use super::parse::{self, Found, Parsed, ScanBudget};
 use super::window::{self, FileWindow, SegmentBytes};
 
