@@ -436,6 +436,11 @@ fn decode(
     b: &ParsedBlock,
 ) -> Result<(), Undecodable> {
     let stored = b.stored(file);
+    if buf.len() > 2 * b.raw_len.max(BLOCK_TARGET) {
+        // One block of the format's largest met: not kept for the rest.
+        buf.truncate(b.raw_len);
+        buf.shrink_to_fit();
+    }
     if buf.len() < b.raw_len {
         buf.resize(b.raw_len, 0);
     }
