@@ -17,10 +17,13 @@ use crate::read::reader::Capture;
 use crate::store::staging::SPARE_DIR;
 use crate::{Direction, Spool, SpoolConfig, StagingChoice};
 
+/// The writer's side of the race, and how many reads to let pass first.
+type Hook = (usize, Box<dyn FnOnce()>);
+
 thread_local! {
     /// Run once by a later read of a `FileWindow` on this thread: after
     /// as many reads as the number says.
-    static HOOK: RefCell<Option<(usize, Box<dyn FnOnce()>)>> = const { RefCell::new(None) };
+    static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
 }
 
 /// Called by a `FileWindow` before each read of its file.
