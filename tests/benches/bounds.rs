@@ -62,6 +62,12 @@ fn cases(args: &Args, quick: bool) -> Vec<Case> {
     v.push(case("sparse-3x1GiB", |d| {
         hostile::sparse_capture(d, 3, 1 << 30)
     }));
+    v.push(case("dense-8x64MiB", |d| {
+        hostile::dense_channels_capture(d, 8, 64 << 20)
+    }));
+    v.push(case("damage-flood-4MiB", |d| {
+        hostile::damage_flood_capture(d, 4 << 20)
+    }));
     v.push(case("too-large-1TB", |d| {
         hostile::too_large_capture(d, 1 << 40)
     }));

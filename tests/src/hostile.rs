@@ -151,11 +151,28 @@ pub fn sparse_capture(dir: &Path, channels: usize, len: u64) {
 /// holding about `bytes` of data records of 1 to 16 KiB in segments of
 /// 64 MiB, as the writer leaves them uncompressed.
 pub fn plain_capture(dir: &Path, bytes: usize) {
+    plain_channel(dir, "main", bytes);
+    write_manifest(dir, serde_json::json!({}));
+}
+
+/// A closed capture of `channels` channels each holding about `bytes` of
+/// real data records, all at once in time: a merged conversion reads them
+/// all together. A reader that held a segment whole held `channels` of
+/// them; one that reads through a window holds a window each.
+pub fn dense_channels_capture(dir: &Path, channels: usize, bytes: usize) {
+    for i in 0..channels {
+        plain_channel(dir, &format!("d{i}"), bytes);
+    }
+    write_manifest(dir, serde_json::json!({}));
+}
+
+/// Channel `name` of [`plain_capture`].
+fn plain_channel(dir: &Path, name: &str, bytes: usize) {
     const SEGMENT: usize = 64 << 20;
     let payload: Vec<u8> = (0..16 << 10).map(|i| (i * 7 % 251) as u8).collect();
     let (mut written, mut index, mut seq, mut ts) = (0, 0u64, 0u64, 0u64);
     while written < bytes {
-        let mut s = Seg::new("main", index, seq);
+        let mut s = Seg::new(name, index, seq);
         let mut used = SEGMENT_HEADER_LEN;
         while used + (17 << 10) + 64 < SEGMENT && written < bytes {
             let len = 1024 + (ts as usize * 4099) % (15 << 10);
@@ -167,9 +184,34 @@ pub fn plain_capture(dir: &Path, bytes: usize) {
         }
         s.seal(written >= bytes);
         seq += 1;
-        write_segment(dir, "main", index, &s.finish(0));
+        write_segment(dir, name, index, &s.finish(0));
         index += 1;
     }
+}
+
+/// A closed capture whose channel `main` is one segment of about `len`
+/// bytes in which every other record is damaged (a checksum byte
+/// flipped): a damaged range every 48 bytes, millions of them. A reader
+/// keeps the first [`spool::read::reader::MAX_DAMAGE_KEPT`] in detail and
+/// counts the rest.
+pub fn damage_flood_capture(dir: &Path, len: usize) {
+    let mut s = Seg::new("main", 0, 0);
+    let mut damaged = Vec::new();
+    let mut ts = 0;
+    while (ts as usize + 2) * format::record_len(0) < len {
+        let at = s.data(Direction::ServerToClient, ts, b"");
+        if ts % 2 == 1 {
+            damaged.push(at);
+        }
+        ts += 1;
+    }
+    s.seal(true);
+    let mut bytes = s.finish(0);
+    for at in damaged {
+        // The record's CRC field.
+        bytes[at + 20] ^= 0xff;
+    }
+    write_segment(dir, "main", 0, &bytes);
     write_manifest(dir, serde_json::json!({}));
 }
 

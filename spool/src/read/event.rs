@@ -189,3 +189,118 @@ pub enum Event<'a> {
     /// [`ChannelReader::damage`](crate::read::reader::ChannelReader::damage)).
     Damage(Damage),
 }
+
+/// Most damaged regions a [`ChannelReader`](crate::read::reader::ChannelReader)
+/// keeps in detail: a hostile segment can hold one every few bytes, and a
+/// list of them all would grow with the capture. Past this, only
+/// [`DamageTotals`] count, exactly.
+pub const MAX_DAMAGE_KEPT: usize = 1000;
+
+/// Most damaged ranges kept in detail by all readers of this process at
+/// once: ten thousand channels keeping [`MAX_DAMAGE_KEPT`] each would
+/// otherwise hold ten million.
+pub const MAX_DAMAGE_KEPT_IN_ALL: usize = 100_000;
+
+/// Damaged ranges kept in detail by the readers alive now.
+static KEPT_IN_ALL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Every damage a reader met, counted: exact however many there were.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DamageTotals {
+    /// Damaged regions (missing segments and unreadable files included).
+    pub regions: u64,
+    /// Records known to be lost in them.
+    pub records_lost: u64,
+    /// Bytes they cover.
+    pub bytes: u64,
+    /// Of the regions, torn tails (see [`Damage::is_torn_tail`]).
+    pub torn_tails: u64,
+}
+
+/// The damage of one channel: the first [`MAX_DAMAGE_KEPT`] regions in
+/// detail (fewer once the readers of the process keep
+/// [`MAX_DAMAGE_KEPT_IN_ALL`]), and [`DamageTotals`] of all.
+#[derive(Debug, Default)]
+pub(crate) struct DamageLog {
+    kept: Vec<Damage>,
+    totals: DamageTotals,
+    /// The last damage added is the last of `kept`.
+    last_kept: bool,
+}
+
+impl DamageLog {
+    /// Adds `d`.
+    pub(crate) fn push(&mut self, d: Damage) {
+        let t = &mut self.totals;
+        t.regions = t.regions.saturating_add(1);
+        t.records_lost = t.records_lost.saturating_add(d.records_lost);
+        t.bytes = t.bytes.saturating_add(d.len);
+        t.torn_tails = t.torn_tails.saturating_add(d.is_torn_tail() as u64);
+        use std::sync::atomic::Ordering;
+        self.last_kept = self.kept.len() < MAX_DAMAGE_KEPT
+            && KEPT_IN_ALL
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < MAX_DAMAGE_KEPT_IN_ALL).then_some(n + 1)
+                })
+                .is_ok();
+        if self.last_kept {
+            self.kept.push(d);
+        }
+    }
+
+    /// Counts `lost` more records lost in the damage added last.
+    pub(crate) fn add_lost_to_last(&mut self, lost: u64) {
+        if self.totals.regions == 0 {
+            return;
+        }
+        self.totals.records_lost = self.totals.records_lost.saturating_add(lost);
+        if let Some(d) = self.kept.last_mut().filter(|_| self.last_kept) {
+            d.records_lost = d.records_lost.saturating_add(lost);
+        }
+    }
+
+    /// The regions kept in detail.
+    pub(crate) fn kept(&self) -> &[Damage] {
+        &self.kept
+    }
+
+    /// The totals of all.
+    pub(crate) fn totals(&self) -> DamageTotals {
+        self.totals
+    }
+}
+
+impl Drop for DamageLog {
+    fn drop(&mut self) {
+        KEPT_IN_ALL.fetch_sub(self.kept.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn damage(len: u64, lost: u64) -> Damage {
+        Damage {
+            file: PathBuf::from("x.seg"),
+            offset: 0,
+            len,
+            kind: DamageKind::Corrupt,
+            records_lost: lost,
+        }
+    }
+
+    #[test]
+    fn damage_past_the_kept_ones_is_counted_exactly() {
+        let mut log = DamageLog::default();
+        let n = MAX_DAMAGE_KEPT as u64 + 500;
+        for _ in 0..n {
+            log.push(damage(8, 1));
+            log.add_lost_to_last(2);
+        }
+        assert_eq!(log.kept().len(), MAX_DAMAGE_KEPT);
+        assert!(log.kept().iter().all(|d| d.records_lost == 3));
+        let t = log.totals();
+        assert_eq!((t.regions, t.bytes, t.records_lost), (n, 8 * n, 3 * n));
+    }
+}

@@ -14,23 +14,19 @@
 //! header says ([`CrcRule`]).
 
 use std::collections::{BTreeSet, HashSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 
 use super::event::{Damage, DamageKind, Event};
-use super::parse::{self, Parsed, ScanBudget};
+use super::parse::{self, Found, Parsed, ScanBudget};
+use super::window::{FileWindow, SegmentBytes};
 use crate::read::reader::OpenError;
 use crate::store::compress::{self, BlockReader, BlockStep};
-use crate::store::format::{
-    self, CrcRule, MAX_SEGMENT_BYTES, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
-};
+use crate::store::format::{self, CrcRule, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::store::layout::SPOOL_DIR;
 use crate::store::manifest::{Manifest, MANIFEST_FILE};
+use crate::store::source::ByteSource;
 use crate::store::staging;
-
-/// Bytes read per look at a live segment; more when a record needs it.
-const WINDOW: usize = 64 << 10;
 
 /// Whether the followed session can still produce records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,9 +79,14 @@ pub struct Follower {
     /// per channel per poll when first needed: asking after each missing
     /// index would list the directory once per hole.
     present: Option<BTreeSet<u64>>,
+    /// The window's buffer between segments, kept for its capacity.
     buf: Vec<u8>,
     /// Decodes compressed segments (moved in whole, never live).
     blocks: BlockReader,
+    /// Whether the segment being read is compressed, and how its records
+    /// are checked (from its header).
+    compressed: bool,
+    rule: CrcRule,
 }
 
 impl Follower {
@@ -100,8 +101,10 @@ impl Follower {
             channels: Vec::new(),
             known: HashSet::new(),
             present: None,
-            buf: Vec::with_capacity(WINDOW),
+            buf: Vec::new(),
             blocks: BlockReader::new(),
+            compressed: false,
+            rule: CrcRule::Every,
         })
     }
 
@@ -226,6 +229,8 @@ impl Follower {
         self.present.as_ref()?.range(from..).next().copied()
     }
 
+    /// Reads what is new in channel `i`: segment after segment, as far as
+    /// they are committed.
     fn read_channel(
         &mut self,
         i: usize,
@@ -235,59 +240,14 @@ impl Follower {
     ) {
         self.present = None;
         loop {
-            let (name, index) = {
-                let c = &mut self.channels[i];
-                if c.past_last {
-                    c.drained = true;
-                    return;
-                }
-                (c.name.clone(), c.index)
-            };
-            let located = match self.locate(staging, &name, index) {
-                Some(found) => Ok(found),
-                // A later segment present: segments are created in index
-                // order, so this one, absent a moment ago, exists by now
-                // unless it is gone for good.
-                None => match self.present_after(staging, &name, index) {
-                    Some(next) => self.locate(staging, &name, index).ok_or(Some(next)),
-                    None => Err(None),
-                },
-            };
-            let (path, staged) = match located {
-                Ok(found) => found,
-                // Not there yet — or deleted by a ring limit while we were
-                // behind, in which case later segments exist: skip to them.
-                Err(later) => match later {
-                    Some(next) => {
-                        let kind = DamageKind::MissingSegments {
-                            first: index,
-                            count: next - index,
-                        };
-                        let file = self
-                            .dir
-                            .join(SPOOL_DIR)
-                            .join(&name)
-                            .join(format::segment_file_name(index));
-                        f(
-                            &name,
-                            Event::Damage(Damage {
-                                file,
-                                offset: 0,
-                                len: 0,
-                                kind,
-                                records_lost: 0,
-                            }),
-                        );
-                        let c = &mut self.channels[i];
-                        c.index = next;
-                        c.offset = 0;
-                        continue;
-                    }
-                    None => {
-                        self.channels[i].drained = true;
-                        return;
-                    }
-                },
+            let c = &mut self.channels[i];
+            if c.past_last {
+                c.drained = true;
+                return;
+            }
+            let name = c.name.clone();
+            let Some((path, staged, index)) = self.find_segment(i, staging, f) else {
+                return;
             };
             let at = Segment {
                 path: &path,
@@ -296,14 +256,14 @@ impl Follower {
                 staged,
                 staging,
             };
-            match self.read_segment(i, &at, over, f) {
+            let end = self.read_segment(i, &at, over, f);
+            let c = &mut self.channels[i];
+            match end {
                 SegmentEnd::Sealed => {
-                    let c = &mut self.channels[i];
                     c.next_segment();
                     c.drained = false;
                 }
                 SegmentEnd::UpTo(next) => {
-                    let c = &mut self.channels[i];
                     c.offset = next;
                     c.drained = true;
                     return;
@@ -311,29 +271,67 @@ impl Follower {
                 SegmentEnd::Unsealed(end) if staged => {
                     // The live end of a crashed session: as the reader
                     // does, read nothing after it.
-                    let c = &mut self.channels[i];
                     c.offset = end;
                     c.drained = true;
                     return;
                 }
-                SegmentEnd::Unsealed(_) | SegmentEnd::Unusable => {
-                    // Reported; go on with the next segment if there is one.
-                    self.channels[i].next_segment();
-                }
+                // Reported; go on with the next segment if there is one.
+                SegmentEnd::Unsealed(_) | SegmentEnd::Unusable => c.next_segment(),
             }
         }
     }
 
+    /// Where channel `i`'s current segment is, whether staged, and its
+    /// index; `None`
+    /// when it is not there (yet): the channel is drained. Segments
+    /// missing before a later one present are reported, and skipped.
+    fn find_segment(
+        &mut self,
+        i: usize,
+        staging: Option<&Path>,
+        f: &mut dyn FnMut(&str, Event<'_>),
+    ) -> Option<(PathBuf, bool, u64)> {
+        loop {
+            let (name, index) = (self.channels[i].name.clone(), self.channels[i].index);
+            if let Some((path, staged)) = self.locate(staging, &name, index) {
+                return Some((path, staged, index));
+            }
+            // Not there yet — or deleted by a ring limit while we were
+            // behind, in which case later segments exist: skip to them.
+            let Some(next) = self.present_after(staging, &name, index) else {
+                self.channels[i].drained = true;
+                return None;
+            };
+            // A later segment present: segments are created in index
+            // order, so this one, absent a moment ago, exists by now
+            // unless it is gone for good.
+            if let Some((path, staged)) = self.locate(staging, &name, index) {
+                return Some((path, staged, index));
+            }
+            let file = self
+                .dir
+                .join(SPOOL_DIR)
+                .join(&name)
+                .join(format::segment_file_name(index));
+            let kind = DamageKind::MissingSegments {
+                first: index,
+                count: next - index,
+            };
+            f(&name, Event::Damage(damage_at(&file, 0, 0, kind)));
+            let c = &mut self.channels[i];
+            c.index = next;
+            c.offset = 0;
+        }
+    }
+
     /// Reads the records of one segment from the channel's offset on,
-    /// through the parser the reader uses ([`parse::next_item`]), so that
-    /// what a follower yields from a finished segment is what a reader
-    /// yields: the same records, the same damage skipped.
+    /// through the parser the reader uses ([`parse::next_at`]) and a
+    /// bounded window over the file, so that what a follower yields from a
+    /// finished segment is what a reader yields: the same records, the
+    /// same damage skipped.
     ///
-    /// A live segment is read a window at a time, and what is not a
-    /// record yet is waited for while the writer runs: the next record
-    /// being written has a zero tag. Damage is judged only on the rest of
-    /// the segment as a whole, as the reader judges it, since a valid
-    /// record may lie beyond the window.
+    /// What is not a record yet is waited for while the writer runs: the
+    /// next record being written has a zero tag.
     fn read_segment(
         &mut self,
         i: usize,
@@ -341,214 +339,203 @@ impl Follower {
         over: bool,
         f: &mut dyn FnMut(&str, Event<'_>),
     ) -> SegmentEnd {
-        let channel = seg.channel;
-        let damage = |offset: u64, len: u64, kind: DamageKind| Damage {
-            file: seg.path.to_path_buf(),
-            offset,
-            len,
-            kind,
-            records_lost: 0,
-        };
         let offset = self.channels[i].offset;
-        // Never through a symlink, never blocking on a FIFO swapped in.
-        let Ok(mut file) = crate::store::fsutil::open_regular(seg.path) else {
-            return SegmentEnd::UpTo(offset);
+        let mut src = match self.open_segment(seg, f) {
+            Ok(src) => src,
+            Err(end) => return end.unwrap_or(SegmentEnd::UpTo(offset)),
         };
+        let end = match self.begin_segment(i, seg, &mut src, over, f) {
+            Ok(Some(pos)) => self.read_from(seg, &mut src, pos, over, f),
+            Ok(None) => SegmentEnd::UpTo(0),
+            Err(end) => end,
+        };
+        if let SegmentBytes::Window(w) = src {
+            self.buf = w.into_buf();
+        }
+        end
+    }
+
+    /// Opens `seg` through a window; `Err(None)` to try again at the next
+    /// poll, `Err(Some(end))` if it is unusable (reported).
+    fn open_segment(
+        &mut self,
+        seg: &Segment<'_>,
+        f: &mut dyn FnMut(&str, Event<'_>),
+    ) -> Result<SegmentBytes, Option<SegmentEnd>> {
+        // Never through a symlink, never blocking on a FIFO swapped in.
+        let file = crate::store::fsutil::open_regular(seg.path).map_err(|_| None)?;
         let file_len = file.metadata().map_or(0, |m| m.len());
         if let Some(kind) = super::too_large(file_len) {
             // As the reader refuses it.
-            f(channel, Event::Damage(damage(0, 0, kind)));
-            return SegmentEnd::Unusable;
+            f(seg.channel, Event::Damage(damage_at(seg.path, 0, 0, kind)));
+            return Err(Some(SegmentEnd::Unusable));
         }
         // A sparse file's trailing hole is room never used, as the reader
         // takes it.
-        let file_len =
-            super::data_len(&file, file_len).max((SEGMENT_HEADER_LEN as u64).min(file_len));
-        // The header on every look, not only the first: it says whether the
-        // records carry their CRCs yet, which changes when the retirer fills
-        // them in.
-        if !self.fill(&mut file, seg, 0, SEGMENT_HEADER_LEN) {
-            return SegmentEnd::UpTo(offset);
-        }
-        let header_of = |buf: &[u8]| {
-            parse::check_header(buf).or_else(|d| compress::compressed_header(buf).ok_or(d))
-        };
-        let mut header = header_of(&self.buf);
+        let total = super::data_len(&file, file_len).max((SEGMENT_HEADER_LEN as u64).min(file_len));
+        let buf = std::mem::take(&mut self.buf);
+        let window = FileWindow::new(file, seg.path, total, seg.staged, buf).map_err(|_| None)?;
+        Ok(SegmentBytes::Window(window))
+    }
+
+    /// Reads the header of `seg` on every look, not only the first: it
+    /// says whether the records carry their CRCs yet, which changes when
+    /// the retirer fills them in. Returns where to read records from
+    /// (`None`: the segment is still being set up), or how the segment
+    /// ends.
+    fn begin_segment(
+        &mut self,
+        i: usize,
+        seg: &Segment<'_>,
+        src: &mut SegmentBytes,
+        over: bool,
+        f: &mut dyn FnMut(&str, Event<'_>),
+    ) -> Result<Option<u64>, SegmentEnd> {
+        let offset = self.channels[i].offset;
+        let wait = SegmentEnd::UpTo(offset);
+        let mut header = read_header(src).ok_or(SegmentEnd::UpTo(offset))?;
         if seg.staged && header.as_ref().is_ok_and(|h| !h.checksum_ok()) {
             // The retirer flags a staged segment's header once its CRCs are
             // in: the flag, then the checksum. A read racing the two stores
             // can see one without the other. Look once more, as the reader
             // does.
-            if !self.fill(&mut file, seg, 0, SEGMENT_HEADER_LEN) {
-                return SegmentEnd::UpTo(offset);
-            }
-            header = header_of(&self.buf);
+            src.forget();
+            header = read_header(src).ok_or(wait)?;
         }
-        let compressed = header.as_ref().is_ok_and(compress::is_compressed);
-        let rule = header.as_ref().map_or(CrcRule::Every, CrcRule::of_header);
+        self.compressed = header.as_ref().is_ok_and(compress::is_compressed);
+        self.rule = header.as_ref().map_or(CrcRule::Every, CrcRule::of_header);
         // Past `written_to` lies a reused segment's previous use; before
-        // it, once this fence orders the reads below after the header's,
-        // every record is whole.
+        // it, once this fence orders the reads below after the header's
+        // (the window is read again), every record is whole.
+        let total = usize::try_from(src.total()).unwrap_or(usize::MAX);
         let written = header.as_ref().ok().filter(|h| h.is_current());
-        let file_len = match written.and_then(|h| h.written_end(file_len as usize)) {
-            Some(end) => {
-                fence(Ordering::Acquire);
-                end as u64
-            }
-            None => file_len,
-        };
-        let mut pos = offset;
-        if pos == 0 {
-            if self.buf.iter().all(|&b| b == 0) && (seg.staged || !over) {
-                // Still being set up by the preparer.
-                return SegmentEnd::UpTo(0);
-            }
-            let header = match header {
-                Ok(header) => header,
-                Err(d) => {
-                    f(channel, Event::Damage(damage(d.offset, d.len, d.kind)));
-                    return SegmentEnd::Unusable;
-                }
-            };
-            let header_len = SEGMENT_HEADER_LEN as u64;
-            if !header.checksum_ok() {
-                // The records carry their own checksums: keep reading them.
-                let kind = DamageKind::BadHeaderChecksum;
-                f(channel, Event::Damage(damage(0, header_len, kind)));
-            } else {
-                let session = *self.channels[i].session.get_or_insert(header.session_id);
-                if let Some(what) =
-                    parse::header_mismatch(&header, channel, seg.index, Some(&session))
-                {
-                    let kind = DamageKind::HeaderMismatch(what);
-                    f(channel, Event::Damage(damage(0, header_len, kind)));
-                }
-            }
-            pos = header_len;
+        if let Some(end) = written.and_then(|h| h.written_end(total)) {
+            fence(Ordering::Acquire);
+            src.forget();
+            src.set_total(end as u64);
         }
-        if compressed {
+        if offset != 0 {
+            return Ok(Some(offset));
+        }
+        let zero = src
+            .get(0, SEGMENT_HEADER_LEN)
+            .map_or(true, |h| h.iter().all(|&b| b == 0));
+        if zero && (seg.staged || !over) {
+            // Still being set up by the preparer.
+            return Ok(None);
+        }
+        let header = header.map_err(|d| {
+            f(
+                seg.channel,
+                Event::Damage(damage_at(seg.path, d.offset, d.len, d.kind)),
+            );
+            SegmentEnd::Unusable
+        })?;
+        let header_len = SEGMENT_HEADER_LEN as u64;
+        let kind = if !header.checksum_ok() {
+            // The records carry their own checksums: keep reading them.
+            Some(DamageKind::BadHeaderChecksum)
+        } else {
+            let session = *self.channels[i].session.get_or_insert(header.session_id);
+            parse::header_mismatch(&header, seg.channel, seg.index, Some(&session))
+                .map(DamageKind::HeaderMismatch)
+        };
+        if let Some(kind) = kind {
+            f(
+                seg.channel,
+                Event::Damage(damage_at(seg.path, 0, header_len, kind)),
+            );
+        }
+        Ok(Some(header_len))
+    }
+
+    /// Reads the records of the segment opened as `src` from `pos` on.
+    fn read_from(
+        &mut self,
+        seg: &Segment<'_>,
+        src: &mut SegmentBytes,
+        pos: u64,
+        over: bool,
+        f: &mut dyn FnMut(&str, Event<'_>),
+    ) -> SegmentEnd {
+        if self.compressed {
             // Moved in whole, never live; perhaps read in part while it was
             // staged, up to `pos`.
-            return self.read_compressed(seg, &mut file, pos, f);
+            return self.read_compressed(seg, src, pos, f);
         }
-        // Set once damage (or, after the writer stopped, unused room) was
-        // met in a window: the rest of the segment is then read whole.
-        let mut whole = false;
+        let file_len = src.total();
+        let live = self.rule == CrcRule::ZeroIsUnfilled && !over;
+        let mut scan = ScanBudget::for_len(usize::try_from(file_len).unwrap_or(usize::MAX));
+        let mut pos = pos;
         loop {
-            let remaining = file_len.saturating_sub(pos);
-            let want = if whole {
-                remaining
-            } else {
-                remaining.min(WINDOW as u64)
-            };
-            if !self.fill(&mut file, seg, pos, want as usize) {
-                return SegmentEnd::UpTo(pos);
-            }
-            if let Some(len) = record_len_at(&self.buf) {
-                // The whole record at `pos`, if the window cuts it.
-                let need = (RECORD_HEADER_LEN as u64).saturating_add(len as u64);
-                if need > self.buf.len() as u64
-                    && need <= remaining
-                    && !self.fill(&mut file, seg, pos, need as usize)
-                {
+            if live {
+                match committed_run(seg, src, pos, self.rule, f) {
+                    Ok(Run::Sealed) => return SegmentEnd::Sealed,
+                    Ok(Run::Ended(end)) => pos = end,
+                    Err(()) => return SegmentEnd::UpTo(pos),
+                }
+                let tag = src.get(pos, 4).map(|t| t.iter().all(|&b| b == 0));
+                if tag.unwrap_or(true) {
+                    // The next record, being written: wait for it.
                     return SegmentEnd::UpTo(pos);
                 }
             }
-            if rule == CrcRule::ZeroIsUnfilled && !over {
-                // Still being written, and `read()` orders nothing: read the
-                // records whose tags this pass saw once more, after an
-                // acquire fence, so their payloads are whole
-                // (`format::committed_end`).
-                let end = format::committed_end(&self.buf, 0, rule);
-                if end > 0 {
-                    fence(Ordering::Acquire);
-                    if !self.fill(&mut file, seg, pos, end) {
-                        return SegmentEnd::UpTo(pos);
-                    }
-                }
-            }
-            let base = pos;
-            let definitive = base.saturating_add(self.buf.len() as u64) >= file_len;
-            let mut at = 0;
-            // Where a window short of the segment's end stopped making sense.
-            let mut unsure = None;
-            let mut scan = ScanBudget::for_len(self.buf.len());
-            while let Some((item, next)) = parse::next_item(&self.buf, at, base, rule, &mut scan) {
-                match item {
-                    Parsed::Data { record, .. } => f(channel, Event::Data(record)),
-                    Parsed::Gap { gap, .. } => f(channel, Event::Gap(gap)),
-                    Parsed::Seal { .. } => return SegmentEnd::Sealed,
-                    Parsed::Invalid { offset, len, .. } => {
-                        f(
-                            channel,
-                            Event::Damage(damage(offset, len, DamageKind::Corrupt)),
-                        );
-                    }
-                    Parsed::Skipped { offset, .. } | Parsed::Tail { offset, .. } if !definitive => {
-                        unsure = Some(offset);
-                        break;
-                    }
-                    Parsed::Skipped { offset, len, .. } => {
-                        f(
-                            channel,
-                            Event::Damage(damage(offset, len, DamageKind::Corrupt)),
-                        );
-                    }
-                    Parsed::Tail {
-                        offset,
-                        len,
-                        tag_is_zero,
-                    } => {
-                        if !over {
-                            // Being written, or damage: the writer has the
-                            // last word until it stops.
-                            return SegmentEnd::UpTo(offset);
-                        }
-                        // As the reader judges it: a zero tag at the end of
-                        // what the writer wrote is a record it never
-                        // committed.
-                        let last = seg.staged
-                            || self
-                                .present_after(seg.staging, channel, seg.index)
-                                .is_none();
-                        let kind = if tag_is_zero && last {
-                            DamageKind::TornTail
-                        } else {
-                            DamageKind::Corrupt
-                        };
-                        f(channel, Event::Damage(damage(offset, len, kind)));
-                        return SegmentEnd::Unsealed(file_len);
-                    }
-                }
-                at = next;
-            }
-            let stop = unsure.unwrap_or(base.saturating_add(at as u64));
-            if unsure.is_none() && definitive {
+            // Not a committed record at `pos`: judge the rest of the
+            // segment as a whole, as the reader judges it.
+            let Ok(found) = parse::next_at(src, pos, self.rule, &mut scan) else {
+                return SegmentEnd::UpTo(pos);
+            };
+            match found {
                 // Every record of the segment read, and no seal.
-                return if over {
-                    SegmentEnd::Unsealed(file_len)
-                } else {
-                    SegmentEnd::UpTo(stop)
-                };
+                None if over => return SegmentEnd::Unsealed(file_len),
+                None => return SegmentEnd::UpTo(pos),
+                // Committed meanwhile: read it after a fence, above.
+                Some(Found::Record { .. }) if live => {}
+                Some(Found::Record { at, len, next }) => {
+                    if emit(seg, src, at, len, next - at, f) {
+                        return SegmentEnd::Sealed;
+                    }
+                    pos = next;
+                }
+                Some(Found::Skipped { offset, len, .. }) => {
+                    let d = damage_at(seg.path, offset, len, DamageKind::Corrupt);
+                    f(seg.channel, Event::Damage(d));
+                    pos = offset + len;
+                }
+                Some(Found::Tail {
+                    offset,
+                    len,
+                    tag_is_zero,
+                }) => {
+                    if !over {
+                        // Being written, or damage: the writer has the
+                        // last word until it stops.
+                        return SegmentEnd::UpTo(offset);
+                    }
+                    let kind = self.tail_kind(seg, tag_is_zero);
+                    f(
+                        seg.channel,
+                        Event::Damage(damage_at(seg.path, offset, len, kind)),
+                    );
+                    return SegmentEnd::Unsealed(file_len);
+                }
             }
-            if unsure.is_none() && at > 0 && at == self.buf.len() {
-                // The window was all records: read on.
-                pos = stop;
-                whole = false;
-                continue;
-            }
-            // Not a record at `stop`, in a window short of the end. While the
-            // writer runs, a zero tag there is the next record being
-            // written: wait for it. Otherwise judge the rest as a whole.
-            let tag_is_zero = self
-                .buf
-                .get((stop - base) as usize..)
-                .is_none_or(|b| b.iter().take(4).all(|&x| x == 0));
-            if (!over && tag_is_zero) || whole {
-                return SegmentEnd::UpTo(stop);
-            }
-            pos = stop;
-            whole = true;
+        }
+    }
+
+    /// What bytes that are no record, and no record after them, are at the
+    /// end of `seg` once its writer stopped, as the reader judges it: a
+    /// zero tag at the end of what the writer wrote is a record it never
+    /// committed.
+    fn tail_kind(&mut self, seg: &Segment<'_>, tag_is_zero: bool) -> DamageKind {
+        let last = seg.staged
+            || self
+                .present_after(seg.staging, seg.channel, seg.index)
+                .is_none();
+        if tag_is_zero && last {
+            DamageKind::TornTail
+        } else {
+            DamageKind::Corrupt
         }
     }
 
@@ -558,36 +545,31 @@ impl Follower {
     fn read_compressed(
         &mut self,
         seg: &Segment<'_>,
-        file: &mut File,
+        src: &mut SegmentBytes,
         from: u64,
         f: &mut dyn FnMut(&str, Event<'_>),
     ) -> SegmentEnd {
-        let damage = |offset: u64, len: u64, kind: DamageKind| {
-            Event::Damage(Damage {
-                file: seg.path.to_path_buf(),
-                offset,
-                len,
-                kind,
-                records_lost: 0,
-            })
-        };
-        if !self.fill(file, seg, 0, MAX_SEGMENT_BYTES as usize) {
-            return SegmentEnd::UpTo(from);
-        }
         self.blocks.rewind();
-        while let Some(step) = self.blocks.advance(&self.buf) {
-            let (block_at, block_len, raw_offset) = match step {
-                BlockStep::Damaged { file_offset, len } => {
-                    f(seg.channel, damage(file_offset, len, DamageKind::Corrupt));
+        loop {
+            let (block_at, block_len, raw_offset) = match self.blocks.advance_in(src) {
+                Ok(None) => break,
+                Err(e) => {
+                    let kind = DamageKind::Unreadable(e.to_string());
+                    f(seg.channel, Event::Damage(damage_at(seg.path, 0, 0, kind)));
+                    return SegmentEnd::Unusable;
+                }
+                Ok(Some(BlockStep::Damaged { file_offset, len })) => {
+                    let d = damage_at(seg.path, file_offset, len, DamageKind::Corrupt);
+                    f(seg.channel, Event::Damage(d));
                     continue;
                 }
-                BlockStep::Records {
+                Ok(Some(BlockStep::Records {
                     file_offset,
                     file_len,
                     raw_offset,
-                } => (file_offset, file_len, raw_offset),
+                })) => (file_offset, file_len, raw_offset),
             };
-            let in_block = DamageKind::CorruptInBlock;
+            let in_block = damage_at(seg.path, block_at, block_len, DamageKind::CorruptInBlock);
             for item in parse::Records::new(self.blocks.records(), raw_offset, CrcRule::Every) {
                 let at = match &item {
                     Parsed::Data { offset, .. }
@@ -608,7 +590,7 @@ impl Follower {
                     Parsed::Gap { gap, .. } => f(seg.channel, Event::Gap(gap)),
                     Parsed::Seal { .. } => return SegmentEnd::Sealed,
                     Parsed::Invalid { .. } | Parsed::Skipped { .. } | Parsed::Tail { .. } => {
-                        f(seg.channel, damage(block_at, block_len, in_block.clone()));
+                        f(seg.channel, Event::Damage(in_block.clone()));
                     }
                 }
             }
@@ -617,23 +599,91 @@ impl Follower {
         // complete, whatever it lost: go on with the next.
         SegmentEnd::Unusable
     }
+}
 
-    /// Reads up to `len` bytes at `pos` of `seg`, opened as `file`, into
-    /// the buffer; `false` on error, and if a staged segment's file no
-    /// longer bears its name once read: it was moved meanwhile, and perhaps
-    /// reused for another segment (`FORMAT.md`, "Sealing and moving"), so
-    /// the next poll reads on from the capture directory's copy.
-    fn fill(&mut self, file: &mut File, seg: &Segment<'_>, pos: u64, len: usize) -> bool {
-        super::read_range(file, pos, len as u64, &mut self.buf).is_ok()
-            && (!seg.staged || crate::store::fsutil::still_names(seg.path, file))
+/// Damage of `len` bytes at `offset` of `file`.
+fn damage_at(file: &Path, offset: u64, len: u64, kind: DamageKind) -> Damage {
+    Damage {
+        file: file.to_path_buf(),
+        offset,
+        len,
+        kind,
+        records_lost: 0,
     }
 }
 
-/// Payload length of the record at the start of `buf`, if its tag is valid.
-fn record_len_at(buf: &[u8]) -> Option<usize> {
-    let tag = u32::from_le_bytes(buf.get(..4)?.try_into().ok()?);
-    format::parse_tag(tag)?;
-    Some(u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?) as usize)
+/// The segment header of `src`, plain or compressed, or its damage;
+/// `None` if it could not be read.
+fn read_header(src: &mut SegmentBytes) -> Option<Result<SegmentHeader, parse::HeaderDamage>> {
+    let bytes = src.get(0, SEGMENT_HEADER_LEN).ok()?;
+    Some(parse::check_header(bytes).or_else(|d| compress::compressed_header(bytes).ok_or(d)))
+}
+
+/// How a run of committed records ended.
+enum Run {
+    /// At a seal.
+    Sealed,
+    /// At this offset, after the last committed record.
+    Ended(u64),
+}
+
+/// Hands over the records of a live segment committed from `pos` on. It
+/// is still being written, and `read()` orders nothing: the records whose
+/// tags a first pass saw are read once more after an acquire fence, so
+/// their payloads are whole (`format::committed_end`). `Err` if a read
+/// failed (a staged file moved meanwhile: the next poll reads on).
+fn committed_run(
+    seg: &Segment<'_>,
+    src: &mut SegmentBytes,
+    pos: u64,
+    rule: CrcRule,
+    f: &mut dyn FnMut(&str, Event<'_>),
+) -> Result<Run, ()> {
+    let file_len = src.total();
+    let end = parse::committed_end(src, pos, rule).map_err(|_| ())?;
+    fence(Ordering::Acquire);
+    src.forget();
+    src.set_total(end);
+    // Every byte up to `end` is records: the budget is never drawn on.
+    let mut scan = ScanBudget::for_len(0);
+    let mut at = pos;
+    let ended = loop {
+        match parse::next_at(src, at, rule, &mut scan) {
+            Ok(Some(Found::Record { at: r, len, next })) => {
+                if emit(seg, src, r, len, next - r, f) {
+                    break Ok(Run::Sealed);
+                }
+                at = next;
+            }
+            Ok(_) => break Ok(Run::Ended(at)),
+            Err(_) => break Err(()),
+        }
+    };
+    src.set_total(file_len);
+    ended
+}
+
+/// Hands the record of `len` bytes at `at` (`span` with its padding) to
+/// `f`, damage if it is invalid; `true` if it is the seal.
+fn emit(
+    seg: &Segment<'_>,
+    src: &SegmentBytes,
+    at: u64,
+    len: usize,
+    span: u64,
+    f: &mut dyn FnMut(&str, Event<'_>),
+) -> bool {
+    match parse::record_item(src.loaded(at, len), at, span) {
+        Parsed::Data { record, .. } => f(seg.channel, Event::Data(record)),
+        Parsed::Gap { gap, .. } => f(seg.channel, Event::Gap(gap)),
+        Parsed::Seal { .. } => return true,
+        Parsed::Invalid { offset, len, .. } => {
+            let d = damage_at(seg.path, offset, len, DamageKind::Corrupt);
+            f(seg.channel, Event::Damage(d));
+        }
+        Parsed::Skipped { .. } | Parsed::Tail { .. } => {}
+    }
+    false
 }
 
 /// The segment [`Follower::read_segment`] reads, and where it was found.

@@ -4,10 +4,14 @@
 //! yield the same records from the same bytes.
 //!
 //! It works on any slice that begins at a record boundary (a whole segment
-//! from [`SEGMENT_HEADER_LEN`] on, a window of a live one, a decompressed
-//! block), with the slice's offset in its file so that damage is reported
-//! where it is on disk. It never panics and never allocates, whatever the
-//! bytes: every length is checked against the slice before it is used.
+//! from [`SEGMENT_HEADER_LEN`] on, a decompressed block), with the slice's
+//! offset in its file so that damage is reported where it is on disk
+//! ([`next_item`], [`Records`]); the readers give it a bounded window over
+//! the segment file instead ([`ByteSource`]), from which it asks no more
+//! than one record at a time, so that they never hold a segment whole. It
+//! never panics and never allocates, whatever the bytes: every length is
+//! checked against the bytes there before it is used, and no record
+//! longer than [`MAX_RECORD_PAYLOAD`] is taken.
 //!
 //! After bytes that are not a valid record, it resynchronises at the next
 //! [`RECORD_ALIGN`]ed offset that holds a record with a matching CRC — a
@@ -28,9 +32,10 @@ use super::event::{DamageKind, DataRecord, Gap};
 pub use crate::store::block::ScanBudget;
 use crate::store::format::{
     self, CrcRule, Direction, GapPayload, SealPayload, SegmentHeader, FORMAT_VERSION,
-    GAP_PAYLOAD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEAL_FLAG_FINAL, SEAL_PAYLOAD_LEN,
-    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    GAP_PAYLOAD_LEN, MAX_RECORD_PAYLOAD, RECORD_ALIGN, RECORD_HEADER_LEN, SEAL_FLAG_FINAL,
+    SEAL_PAYLOAD_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
+use crate::store::source::ByteSource;
 
 /// One thing found in a slice of records. Offsets are file offsets: the
 /// slice's base plus the position in the slice.
@@ -123,88 +128,227 @@ pub fn next_item<'a>(
     rule: CrcRule,
     budget: &mut ScanBudget,
 ) -> Option<(Parsed<'a>, usize)> {
+    let mut src = bytes;
+    // A slice never fails to give its bytes.
+    let found = next_at(&mut src, at as u64, rule, budget).ok()??;
     let end = bytes.len();
-    if at >= end {
-        return None;
-    }
-    let offset = base.saturating_add(at as u64);
-    if let Some(r) = format::parse_record(bytes, at, rule) {
-        let rec_len = format::record_len(r.len);
-        let next = at + rec_len.min(end - at);
-        let payload = &bytes[r.payload_at..r.payload_at + r.len];
-        let invalid = Parsed::Invalid {
+    Some(match found {
+        Found::Record { at, len, next } => {
+            let (at, next) = (at as usize, next as usize);
+            let span = (next - at) as u64;
+            let item = record_item(&bytes[at..at + len], base.saturating_add(at as u64), span);
+            let next = if matches!(item, Parsed::Seal { .. }) {
+                end
+            } else {
+                next
+            };
+            (item, next)
+        }
+        Found::Skipped {
             offset,
-            // Its padding may lie past the end of the bytes: not counted.
-            len: (next - at) as u64,
-            seq: r.seq,
-        };
-        let item = match r.kind {
-            format::RecordKind::Data => match Direction::from_byte(r.dir) {
-                Some(direction) => Parsed::Data {
-                    offset,
-                    record: DataRecord {
-                        direction,
-                        ts_ns: r.ts_ns,
-                        seq: r.seq,
-                        payload,
-                    },
-                },
-                None => invalid,
-            },
-            format::RecordKind::Gap if r.len == GAP_PAYLOAD_LEN => {
-                match GapPayload::read_from_bytes(payload) {
-                    Ok(p) => Parsed::Gap {
-                        offset,
-                        seq: r.seq,
-                        gap: Gap::from(&p),
-                    },
-                    Err(_) => invalid,
-                }
-            }
-            format::RecordKind::Seal if r.len == SEAL_PAYLOAD_LEN => {
-                match SealPayload::read_from_bytes(payload) {
-                    Ok(p) => {
-                        return Some((
-                            Parsed::Seal {
-                                offset,
-                                seq: r.seq,
-                                is_final: p.flags.get() & SEAL_FLAG_FINAL != 0,
-                            },
-                            end,
-                        ))
-                    }
-                    Err(_) => invalid,
-                }
-            }
-            _ => invalid,
-        };
-        return Some((item, next));
-    }
-    let tag_is_zero = bytes[at..(at + 4).min(end)].iter().all(|&b| b == 0);
-    match resync(bytes, at.saturating_add(RECORD_ALIGN), budget) {
-        Some((next, next_seq)) => Some((
+            len,
+            next_seq,
+        } => (
             Parsed::Skipped {
-                offset,
-                len: (next - at) as u64,
+                offset: base.saturating_add(offset),
+                len,
                 next_seq,
             },
-            next,
-        )),
-        None => {
-            let rest = &bytes[at..];
-            let len = rest.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-            if len == 0 {
-                return None;
-            }
-            Some((
-                Parsed::Tail {
-                    offset,
-                    len: len as u64,
-                    tag_is_zero,
-                },
-                end,
-            ))
+            (offset + len) as usize,
+        ),
+        Found::Tail {
+            offset,
+            len,
+            tag_is_zero,
+        } => (
+            Parsed::Tail {
+                offset: base.saturating_add(offset),
+                len,
+                tag_is_zero,
+            },
+            end,
+        ),
+    })
+}
+
+/// What [`next_at`] found, located in its source and not yet borrowed from
+/// it: offsets are the source's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// A record passing its checks, `len` bytes (header and payload) at
+    /// `at` ([`record_item`] tells what it is); the next one is at `next`.
+    Record {
+        /// Where it starts.
+        at: u64,
+        /// Header and payload, padding excluded.
+        len: usize,
+        /// Where the next record starts (padding skipped).
+        next: u64,
+    },
+    /// As [`Parsed::Skipped`].
+    Skipped {
+        /// Where the damage starts.
+        offset: u64,
+        /// Bytes skipped.
+        len: u64,
+        /// Sequence number of the record that follows.
+        next_seq: u32,
+    },
+    /// As [`Parsed::Tail`]: nothing is parsed after it.
+    Tail {
+        /// Where the bytes start.
+        offset: u64,
+        /// Up to the last nonzero byte.
+        len: u64,
+        /// Whether the first four bytes are zero.
+        tag_is_zero: bool,
+    },
+}
+
+/// [`next_item`] over any [`ByteSource`] — a slice, or a bounded window
+/// over a segment file — asking it for no more than one record at a time:
+/// what lies at `at`, a record boundary, or `None` when nothing is left.
+/// A record is one that [`format::parse_record`] accepts whole, within
+/// the source and no longer than [`MAX_RECORD_PAYLOAD`]; after anything
+/// else, the next such record is searched for as [`next_item`] says.
+pub(crate) fn next_at<S: ByteSource>(
+    src: &mut S,
+    at: u64,
+    rule: CrcRule,
+    budget: &mut ScanBudget,
+) -> std::io::Result<Option<Found>> {
+    let total = src.total();
+    if at >= total {
+        return Ok(None);
+    }
+    if let Some(len) = record_at(src, at, rule)? {
+        let padded = format::record_len(len - RECORD_HEADER_LEN) as u64;
+        let next = at + padded.min(total - at);
+        return Ok(Some(Found::Record { at, len, next }));
+    }
+    let tag_is_zero = src.get(at, 4)?.iter().all(|&b| b == 0);
+    if let Some((next, next_seq)) = resync(src, at.saturating_add(RECORD_ALIGN as u64), budget)? {
+        return Ok(Some(Found::Skipped {
+            offset: at,
+            len: next - at,
+            next_seq,
+        }));
+    }
+    let len = nonzero_len(src, at)?;
+    Ok((len > 0).then_some(Found::Tail {
+        offset: at,
+        len,
+        tag_is_zero,
+    }))
+}
+
+/// The length, header included, of the record at `at` if
+/// [`format::parse_record`] accepts it under `rule`; see [`next_at`].
+fn record_at<S: ByteSource>(src: &mut S, at: u64, rule: CrcRule) -> std::io::Result<Option<usize>> {
+    let Some(len) = claimed_len(src, at)? else {
+        return Ok(None);
+    };
+    let whole = src.get(at, RECORD_HEADER_LEN + len)?;
+    Ok(format::parse_record(whole, 0, rule).map(|_| RECORD_HEADER_LEN + len))
+}
+
+/// Where the run of records from `from` on ends: after the last one
+/// [`next_at`] would take as a record under `rule`, walking from `from`
+/// ([`format::committed_end`] through a source).
+pub(crate) fn committed_end<S: ByteSource>(
+    src: &mut S,
+    from: u64,
+    rule: CrcRule,
+) -> std::io::Result<u64> {
+    let mut at = from;
+    while let Some(len) = record_at(src, at, rule)? {
+        let padded = format::record_len(len - RECORD_HEADER_LEN) as u64;
+        at = at.saturating_add(padded).min(src.total());
+    }
+    Ok(at)
+}
+
+/// Bytes from `at` to the last nonzero byte of `src`, read a chunk at a
+/// time.
+fn nonzero_len<S: ByteSource>(src: &mut S, at: u64) -> std::io::Result<u64> {
+    const CHUNK: usize = 64 << 10;
+    let (mut pos, mut end) = (at, at);
+    loop {
+        let chunk = src.get(pos, CHUNK)?;
+        if chunk.is_empty() {
+            return Ok(end - at);
         }
+        if let Some(p) = chunk.iter().rposition(|&b| b != 0) {
+            end = pos + p as u64 + 1;
+        }
+        pos += chunk.len() as u64;
+    }
+}
+
+/// What the record `rec` (exactly its header and payload, already
+/// checked by [`next_at`]) is, at file offset `offset`, taking `span`
+/// bytes with its padding (cut at the end of its source).
+pub(crate) fn record_item(rec: &[u8], offset: u64, span: u64) -> Parsed<'_> {
+    let header = rec
+        .get(..RECORD_HEADER_LEN)
+        .and_then(|h| format::RecordHeader::read_from_bytes(h).ok());
+    let fields = header.and_then(|h| Some((format::parse_tag(h.tag.get())?, h)));
+    let Some(((kind, dir), h)) = fields else {
+        // Not reached: the caller found a record here.
+        return Parsed::Invalid {
+            offset,
+            len: span,
+            seq: 0,
+        };
+    };
+    let r = format::ParsedRecord {
+        kind,
+        dir,
+        len: rec.len() - RECORD_HEADER_LEN,
+        ts_ns: h.ts_ns.get(),
+        seq: h.seq.get(),
+        payload_at: RECORD_HEADER_LEN,
+    };
+    let payload = &rec[RECORD_HEADER_LEN..];
+    let invalid = Parsed::Invalid {
+        offset,
+        len: span,
+        seq: r.seq,
+    };
+    match r.kind {
+        format::RecordKind::Data => match Direction::from_byte(r.dir) {
+            Some(direction) => Parsed::Data {
+                offset,
+                record: DataRecord {
+                    direction,
+                    ts_ns: r.ts_ns,
+                    seq: r.seq,
+                    payload,
+                },
+            },
+            None => invalid,
+        },
+        format::RecordKind::Gap if r.len == GAP_PAYLOAD_LEN => {
+            match GapPayload::read_from_bytes(payload) {
+                Ok(p) => Parsed::Gap {
+                    offset,
+                    seq: r.seq,
+                    gap: Gap::from(&p),
+                },
+                Err(_) => invalid,
+            }
+        }
+        format::RecordKind::Seal if r.len == SEAL_PAYLOAD_LEN => {
+            match SealPayload::read_from_bytes(payload) {
+                Ok(p) => Parsed::Seal {
+                    offset,
+                    seq: r.seq,
+                    is_final: p.flags.get() & SEAL_FLAG_FINAL != 0,
+                },
+                Err(_) => invalid,
+            }
+        }
+        _ => invalid,
     }
 }
 
@@ -222,43 +366,52 @@ pub fn resync_work() -> u64 {
 /// The next offset from `from` on holding a record whose CRC matches, with
 /// that record's sequence number. Candidates whose CRC fails are paid from
 /// `budget`; one that would cost more than is left is passed over.
-fn resync(bytes: &[u8], from: usize, budget: &mut ScanBudget) -> Option<(usize, u32)> {
+fn resync<S: ByteSource>(
+    src: &mut S,
+    from: u64,
+    budget: &mut ScanBudget,
+) -> std::io::Result<Option<(u64, u32)>> {
+    let total = src.total();
     let mut at = from;
-    while at.checked_add(RECORD_HEADER_LEN)? <= bytes.len() {
+    while at.saturating_add(RECORD_HEADER_LEN as u64) <= total {
         // Cheap filter first: the sync bytes of a tag.
-        if format::has_tag_sync(bytes, at) {
-            let claimed = claimed_len(bytes, at);
-            if budget.allows(claimed) {
+        if format::has_tag_sync(src.get(at, RECORD_HEADER_LEN)?, 0) {
+            if let Some(claimed) = claimed_len(src, at)?.filter(|&c| budget.allows(c)) {
                 RESYNC_WORK.with(|w| w.set(w.get().saturating_add(claimed as u64)));
-                if let Some(r) = format::parse_record(bytes, at, CrcRule::Every) {
-                    return Some((at, r.seq));
+                let whole = src.get(at, RECORD_HEADER_LEN + claimed)?;
+                if let Some(r) = format::parse_record(whole, 0, CrcRule::Every) {
+                    return Ok(Some((at, r.seq)));
                 }
                 budget.spend(claimed);
             }
         }
-        at += RECORD_ALIGN;
+        at += RECORD_ALIGN as u64;
     }
-    None
+    Ok(None)
 }
 
-/// What checking the CRC of the candidate at `bytes[at..]` costs: the
-/// payload length its header claims, or 0 if [`format::parse_record`]
-/// refuses it before any CRC (an invalid tag, a length past the slice).
-fn claimed_len(bytes: &[u8], at: usize) -> usize {
-    let word = |from: usize| {
-        bytes
-            .get(from..from + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
+/// The payload length the candidate at `at` claims, if its tag is valid
+/// and the record fits in the source and within [`MAX_RECORD_PAYLOAD`]:
+/// what checking its CRC costs. `None` where [`next_at`] refuses it before
+/// any CRC.
+fn claimed_len<S: ByteSource>(src: &mut S, at: u64) -> std::io::Result<Option<usize>> {
+    let total = src.total();
+    let header = src.get(at, RECORD_HEADER_LEN)?;
+    let (Some(tag), Some(len)) = (word(header, 0), word(header, 4)) else {
+        return Ok(None);
     };
-    let (Some(tag), Some(len)) = (word(at), word(at + 4)) else {
-        return 0;
-    };
-    let rest = bytes.len().saturating_sub(at + RECORD_HEADER_LEN);
-    match format::parse_tag(tag) {
-        Some(_) if (len as usize) <= rest => len as usize,
-        _ => 0,
-    }
+    let len = len as usize;
+    let rest = total.saturating_sub(at.saturating_add(RECORD_HEADER_LEN as u64));
+    let fits = header.len() == RECORD_HEADER_LEN && len <= MAX_RECORD_PAYLOAD && len as u64 <= rest;
+    Ok((format::parse_tag(tag).is_some() && fits).then_some(len))
+}
+
+/// The little-endian `u32` at `bytes[from..]`.
+fn word(bytes: &[u8], from: usize) -> Option<u32> {
+    bytes
+        .get(from..from + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
 }
 
 /// The records of a slice, one [`Parsed`] after another (see

@@ -8,17 +8,19 @@
 //! reasons next to it.
 //!
 //! The reader is written for files from strangers. Whatever the bytes, it
-//! never panics and never allocates more than a file holds: a segment is read
-//! into one reusable buffer bounded by the file's real length (and by
-//! [`MAX_SEGMENT_BYTES`]; a sparse file's holes take no memory and its
-//! trailing hole is not scanned) — or, when asked
-//! ([`Capture::set_mapping`]) in a capture that was closed cleanly, mapped
-//! where nothing of this project cuts the file short under the mapping
-//! (see `map_segment` for the rule) — and every length field is checked
-//! against what is actually there before it is used. Damage is reported as
-//! a [`Damage`] naming the file and offset; reading then resumes at the
-//! next record whose checksum is valid (within the scan budget of
-//! `FORMAT.md`, *Bounds*), so every undamaged record is recovered.
+//! never panics and never holds more of a segment than one window of its
+//! file (see `window`: 1 MiB, less when many are open), grown only to the
+//! record or compressed block at hand (at most
+//! [`format::MAX_RECORD_PAYLOAD`], or one block); a sparse file's trailing
+//! hole is not scanned. Or, when asked ([`Capture::set_mapping`]) in a
+//! capture that was closed cleanly, a segment is mapped where nothing of
+//! this project cuts the file short under the mapping (see `map_segment`
+//! for the rule). Every length field is checked against what is actually
+//! there before it is used. Damage is reported as a [`Damage`] naming the
+//! file and offset; reading then resumes at the next record whose checksum
+//! is valid (within the scan budget of `FORMAT.md`, *Bounds*), so every
+//! undamaged record is recovered. The first [`MAX_DAMAGE_KEPT`] damaged
+//! ranges are kept in detail, and all are counted ([`DamageTotals`]).
 //!
 //! Every segment that has left staging has all its record CRCs, and says so
 //! in its header ([`format::SEGMENT_FLAG_CRC_COMPLETE`]). A segment without
@@ -40,10 +42,16 @@ use crate::store::format::{
     self, CrcRule, Direction, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 use crate::store::limit::Trimmed;
+use crate::store::source::ByteSource;
 
 pub use super::capture::{Capture, ChannelFiles, OpenError, SegmentFile, SessionInfo};
-pub use super::event::{Damage, DamageKind, DataRecord, Event, Gap};
-use super::parse::{self, Parsed, ScanBudget};
+use super::event::DamageLog;
+pub use super::event::{
+    Damage, DamageKind, DamageTotals, DataRecord, Event, Gap, MAX_DAMAGE_KEPT,
+    MAX_DAMAGE_KEPT_IN_ALL,
+};
+use super::parse::{self, Found, Parsed, ScanBudget};
+use super::window::{self, FileWindow, SegmentBytes};
 
 pub use crate::store::format::MAX_SEGMENT_BYTES;
 
@@ -93,34 +101,47 @@ pub struct ChannelReader {
     files: ChannelFiles,
     next_segment: usize,
     expected_index: Option<u64>,
-    /// The current segment when it was read into memory (kept, with its
-    /// capacity, for the next one).
-    buf: Vec<u8>,
-    /// The current segment when it was mapped instead; [`Self::bytes`]
-    /// gives whichever holds it.
-    map: Option<Mmap>,
+    /// The current segment's bytes: a bounded window over its file, or a
+    /// mapping of it.
+    src: SegmentBytes,
+    /// The window's buffer between segments, kept for its capacity.
+    spare: Vec<u8>,
     /// The session id from the manifest of a cleanly closed capture, set by
     /// [`Capture::reader`]: the capture directory's segments may then be
     /// mapped if they carry it. `None` (the default): always read.
     pub(super) map_session: Option<[u8; 16]>,
-    pos: usize,
+    /// Where the next record is: a file offset in a plain segment; in a
+    /// compressed one, an offset in the block `blocks` decoded last.
+    pos: u64,
     path: PathBuf,
+    /// Bytes of the current segment's file (its trailing hole excluded).
+    file_len: u64,
+    /// For a staged segment: where its writer moves it, to read on from
+    /// should it move while it is read.
+    moved_to: Option<PathBuf>,
+    /// Records of the current segment before this offset (in the segment
+    /// as staged) were read from its staged copy before it moved.
+    resume_at: u64,
     in_segment: bool,
     expected_seq: Option<u32>,
     segment_sealed: bool,
+    /// Nothing more of the current segment can be read (a read failed).
+    segment_done: bool,
     segment_staged: bool,
     /// How the current segment's records are checked (from its header).
     crc_rule: CrcRule,
     /// Pays for resynchronising in the current segment, or block.
     scan: ScanBudget,
-    /// The current segment is compressed: [`Self::bytes`] is then the
-    /// block `blocks` decoded last, and `pos` an offset in it.
+    /// The current segment is compressed: records are then read from the
+    /// block `blocks` decoded last, and `pos` is an offset in it.
     compressed: bool,
     blocks: BlockReader,
     /// File offset and length on disk of that block, for damage reports.
     block_at: (u64, u64),
+    /// Offset of that block's records in the segment as staged.
+    block_raw: u64,
     session: Option<SessionInfo>,
-    damage: Vec<Damage>,
+    damage: DamageLog,
     stats: ReadStats,
     trimmed: Option<Trimmed>,
     /// The capture is a memory-only ring, whose oldest segments are
@@ -139,22 +160,27 @@ impl ChannelReader {
             files,
             next_segment: 0,
             expected_index: None,
-            buf: Vec::new(),
-            map: None,
+            src: SegmentBytes::None,
+            spare: Vec::new(),
             map_session: None,
             pos: 0,
             path: PathBuf::new(),
+            file_len: 0,
+            moved_to: None,
+            resume_at: 0,
             in_segment: false,
             expected_seq: None,
             segment_sealed: false,
+            segment_done: false,
             segment_staged: false,
             crc_rule: CrcRule::Every,
             scan: ScanBudget::for_len(0),
             compressed: false,
             blocks: BlockReader::new(),
             block_at: (0, 0),
+            block_raw: 0,
             session: None,
-            damage: Vec::new(),
+            damage: DamageLog::default(),
             stats: ReadStats::default(),
             trimmed: None,
             ring: false,
@@ -190,9 +216,17 @@ impl ChannelReader {
         self.session
     }
 
-    /// Every damage found so far.
+    /// The damage found so far: the first [`MAX_DAMAGE_KEPT`] regions, in
+    /// order (fewer once the readers of this process keep
+    /// [`MAX_DAMAGE_KEPT_IN_ALL`] in all); [`Self::damage_totals`] counts
+    /// them all.
     pub fn damage(&self) -> &[Damage] {
-        &self.damage
+        self.damage.kept()
+    }
+
+    /// Every damage found so far, counted, however many.
+    pub fn damage_totals(&self) -> DamageTotals {
+        self.damage.totals()
     }
 
     /// Counters so far.
@@ -241,19 +275,12 @@ impl ChannelReader {
                     ts,
                     seq,
                 } => {
-                    self.stats.records = self.stats.records.saturating_add(1);
-                    self.stats.staged_records = self
-                        .stats
-                        .staged_records
-                        .saturating_add(self.segment_staged as u64);
-                    self.stats.bytes = self.stats.bytes.saturating_add(len as u64);
-                    self.stats.first_ts_ns.get_or_insert(ts);
-                    self.stats.last_ts_ns = Some(ts);
+                    self.count_data(len, ts);
                     return Some(Event::Data(DataRecord {
                         direction: dir,
                         ts_ns: ts,
                         seq,
-                        payload: &self.bytes()[start..start + len],
+                        payload: self.record_bytes(start, len),
                     }));
                 }
                 Step::Gap(g) => {
@@ -266,26 +293,57 @@ impl ChannelReader {
                     return Some(Event::Gap(g));
                 }
                 Step::Damage(d) => return Some(Event::Damage(d)),
-                Step::EndOfSegment => {
-                    self.in_segment = false;
-                    if self.segment_staged && !self.segment_sealed {
-                        // The live end of a running session (or the last
-                        // segment of a crashed one): records may still be
-                        // arriving here, so reading on into a later segment
-                        // could skip them. Stop.
-                        self.next_segment = self.files.segments.len();
-                    }
-                    continue;
-                }
+                Step::Nothing => continue,
+                Step::EndOfSegment => self.end_segment(),
             }
         }
     }
 
-    fn report(&mut self, offset: usize, len: usize, kind: DamageKind) -> Damage {
+    /// Counts a data record of `len` bytes at `ts` about to be returned.
+    fn count_data(&mut self, len: usize, ts: u64) {
+        let st = &mut self.stats;
+        st.records = st.records.saturating_add(1);
+        st.staged_records = st.staged_records.saturating_add(self.segment_staged as u64);
+        st.bytes = st.bytes.saturating_add(len as u64);
+        st.first_ts_ns.get_or_insert(ts);
+        st.last_ts_ns = Some(ts);
+    }
+
+    /// Leaves the current segment: its file and window go.
+    fn end_segment(&mut self) {
+        self.in_segment = false;
+        self.close_source();
+        if self.segment_staged && !self.segment_sealed {
+            // The live end of a running session (or the last segment of a
+            // crashed one): records may still be arriving here, so reading
+            // on into a later segment could skip them. Stop.
+            self.next_segment = self.files.segments.len();
+        }
+    }
+
+    /// Closes the current segment's file, keeping the window's buffer.
+    fn close_source(&mut self) {
+        if let SegmentBytes::Window(w) = std::mem::replace(&mut self.src, SegmentBytes::None) {
+            self.spare = w.into_buf();
+        }
+    }
+
+    /// `len` bytes at `at` of the current record bytes: the segment's, or
+    /// the current block's.
+    fn record_bytes(&self, at: u64, len: usize) -> &[u8] {
+        if self.compressed {
+            let records = self.blocks.records();
+            let from = (at as usize).min(records.len());
+            return &records[from..from.saturating_add(len).min(records.len())];
+        }
+        self.src.loaded(at, len)
+    }
+
+    fn report(&mut self, offset: u64, len: u64, kind: DamageKind) -> Damage {
         let d = Damage {
             file: self.path.clone(),
-            offset: offset as u64,
-            len: len as u64,
+            offset,
+            len,
             kind,
             records_lost: 0,
         };
@@ -293,8 +351,8 @@ impl ChannelReader {
         d
     }
 
-    /// Loads the next segment into the buffer and checks its header.
-    /// `Some(Err)` reports a damaged or missing segment (the caller moves on).
+    /// Opens the next segment and checks its header. `Some(Err)` reports a
+    /// damaged or missing segment (the caller moves on).
     fn open_next_segment(&mut self) -> Option<Result<(), Damage>> {
         loop {
             let opened = self.open_segment();
@@ -311,25 +369,8 @@ impl ChannelReader {
     /// One try of [`Self::open_next_segment`].
     fn open_segment(&mut self) -> Option<Result<(), Damage>> {
         let seg = self.files.segments.get(self.next_segment)?.clone();
-        // Segments before the first one present are missing unless the
-        // flight recorder trimmed them (a ring trims them all).
-        let expected = self.expected_index.unwrap_or_else(|| {
-            if self.ring {
-                seg.index
-            } else {
-                self.trimmed
-                    .map_or(0, |t| t.first_kept_index)
-                    .min(seg.index)
-            }
-        });
-        if seg.index > expected {
-            self.expected_index = Some(seg.index);
-            self.path = seg.path.with_file_name(format::segment_file_name(expected));
-            let kind = DamageKind::MissingSegments {
-                first: expected,
-                count: seg.index - expected,
-            };
-            return Some(Err(self.report(0, 0, kind)));
+        if let Some(missing) = self.missing_before(&seg) {
+            return Some(Err(missing));
         }
         self.next_segment += 1;
         // Names are read from disk: `u64::MAX.seg` is the last there can
@@ -337,9 +378,9 @@ impl ChannelReader {
         self.expected_index = Some(seg.index.saturating_add(1));
         self.stats.segments = self.stats.segments.saturating_add(1);
         self.segment_sealed = false;
-
+        self.segment_done = false;
         let mut loaded = self.load_segment(&seg);
-        if loaded.is_ok() && seg.staged && header_checksum_fails(self.bytes()) {
+        if loaded.is_ok() && seg.staged && self.header_checksum_fails() {
             // The retirer flags a staged segment's header once its CRCs are
             // in: the flag, then the checksum. A read racing the two stores
             // can see the new checksum with the old flags. Look once more.
@@ -357,80 +398,120 @@ impl ChannelReader {
             }
             return Some(Err(self.report(0, 0, kind)));
         }
-        let bytes = self.bytes();
-        let file_len = bytes.len();
-        let header_is_zero = bytes[..file_len.min(SEGMENT_HEADER_LEN)]
-            .iter()
-            .all(|&b| b == 0);
-        self.stats.file_bytes = self.stats.file_bytes.saturating_add(file_len as u64);
+        self.start_segment(&seg)
+    }
+
+    /// The damage of the segments missing before `seg`, if any: segments
+    /// before the first one present are missing unless the flight
+    /// recorder trimmed them (a ring trims them all).
+    fn missing_before(&mut self, seg: &SegmentFile) -> Option<Damage> {
+        let expected = self.expected_index.unwrap_or_else(|| {
+            if self.ring {
+                seg.index
+            } else {
+                self.trimmed
+                    .map_or(0, |t| t.first_kept_index)
+                    .min(seg.index)
+            }
+        });
+        if seg.index <= expected {
+            return None;
+        }
+        self.expected_index = Some(seg.index);
+        self.path = seg.path.with_file_name(format::segment_file_name(expected));
+        let kind = DamageKind::MissingSegments {
+            first: expected,
+            count: seg.index - expected,
+        };
+        Some(self.report(0, 0, kind))
+    }
+
+    /// The current segment's header bytes (fewer if the file is shorter).
+    fn header_bytes(&mut self) -> Result<([u8; SEGMENT_HEADER_LEN], usize), DamageKind> {
+        let got = self
+            .src
+            .get(0, SEGMENT_HEADER_LEN)
+            .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
+        let mut header = [0u8; SEGMENT_HEADER_LEN];
+        header[..got.len()].copy_from_slice(got);
+        Ok((header, got.len()))
+    }
+
+    /// Begins reading the segment just loaded: checks its header.
+    fn start_segment(&mut self, seg: &SegmentFile) -> Option<Result<(), Damage>> {
+        let (header_bytes, n) = match self.header_bytes() {
+            Ok(h) => h,
+            Err(kind) => return Some(Err(self.report(0, 0, kind))),
+        };
+        let head = &header_bytes[..n];
+        self.stats.file_bytes = self.stats.file_bytes.saturating_add(self.file_len);
         self.segment_staged = seg.staged;
-        if seg.staged && header_is_zero {
+        if seg.staged && head.iter().all(|&b| b == 0) {
             // A segment the writer's preparer is still setting up: nothing
             // follows it yet.
             self.next_segment = self.files.segments.len();
             return Some(Ok(()));
         }
-        let header = match parse::check_header(self.bytes()) {
+        let header = match parse::check_header(head) {
             Ok(header) => header,
-            Err(d) => match compress::compressed_header(self.bytes()) {
+            Err(d) => match compress::compressed_header(head) {
                 Some(header) => header,
-                None => {
-                    let (offset, len) = (d.offset as usize, d.len as usize);
-                    return Some(Err(self.report(offset, len, d.kind)));
-                }
+                None => return Some(Err(self.report(d.offset, d.len, d.kind))),
             },
         };
         self.in_segment = true;
-        self.pos = SEGMENT_HEADER_LEN;
+        self.pos = SEGMENT_HEADER_LEN as u64;
         self.crc_rule = CrcRule::of_header(&header);
-        self.scan = ScanBudget::for_len(file_len);
+        self.scan = ScanBudget::for_len(usize::try_from(self.file_len).unwrap_or(usize::MAX));
         if compress::is_compressed(&header) {
-            // The records are in blocks: `step` decodes the first when it
-            // finds this empty one used up. Every record has its CRC.
             self.stats.compressed_segments = self.stats.compressed_segments.saturating_add(1);
-            self.stats.raw_bytes = self
-                .stats
-                .raw_bytes
-                .saturating_add(SEGMENT_HEADER_LEN as u64);
-            self.blocks.rewind();
-            self.block_at = (SEGMENT_HEADER_LEN as u64, 0);
-            self.pos = 0;
-            self.crc_rule = CrcRule::Every;
-            self.compressed = true;
+            self.begin_blocks();
         } else {
-            self.stats.raw_bytes = self.stats.raw_bytes.saturating_add(file_len as u64);
+            self.stats.raw_bytes = self.stats.raw_bytes.saturating_add(self.file_len);
         }
+        Some(self.check_header(&header, seg.index).map_or(Ok(()), Err))
+    }
+
+    /// Reads the current segment as compressed: [`Self::step`] decodes the
+    /// first block when it finds this empty one used up. Every record has
+    /// its CRC.
+    fn begin_blocks(&mut self) {
+        self.stats.raw_bytes = self
+            .stats
+            .raw_bytes
+            .saturating_add(SEGMENT_HEADER_LEN as u64);
+        self.blocks.rewind();
+        self.block_at = (SEGMENT_HEADER_LEN as u64, 0);
+        self.pos = 0;
+        self.crc_rule = CrcRule::Every;
+        self.compressed = true;
+    }
+
+    /// The damage of a segment header that is not the one expected here
+    /// (its records are still read: they carry their own checksums); takes
+    /// the session and first sequence number from a good one.
+    fn check_header(&mut self, header: &SegmentHeader, index: u64) -> Option<Damage> {
+        let header_len = SEGMENT_HEADER_LEN as u64;
         if !header.checksum_ok() {
-            // The records carry their own checksums: keep reading them.
-            return Some(Err(self.report(
-                0,
-                SEGMENT_HEADER_LEN,
-                DamageKind::BadHeaderChecksum,
-            )));
+            return Some(self.report(0, header_len, DamageKind::BadHeaderChecksum));
         }
         if self.session.is_none() {
-            self.session = Some(session_of(&header));
+            self.session = Some(session_of(header));
         }
         if self.expected_seq.is_none() {
             self.expected_seq = Some(header.first_seq.get() as u32);
         }
         let session = self.session.map(|s| s.session_id);
-        if let Some(what) =
-            parse::header_mismatch(&header, &self.files.name, seg.index, session.as_ref())
-        {
-            return Some(Err(self.report(
-                0,
-                SEGMENT_HEADER_LEN,
-                DamageKind::HeaderMismatch(what),
-            )));
-        }
-        Some(Ok(()))
+        let what = parse::header_mismatch(header, &self.files.name, index, session.as_ref())?;
+        Some(self.report(0, header_len, DamageKind::HeaderMismatch(what)))
     }
 
     /// Loads `seg`, or the capture directory's copy if a staged segment was
     /// moved there since it was listed.
     fn load_segment(&mut self, seg: &SegmentFile) -> Result<(), DamageKind> {
         self.path = seg.path.clone();
+        self.moved_to = seg.moved_to.clone();
+        self.resume_at = 0;
         // Until its header says otherwise, the segment's bytes are the file.
         self.compressed = false;
         // Never a staged segment: staged files are written live (and a
@@ -438,25 +519,16 @@ impl ChannelReader {
         let may_map = !seg.staged;
         let mut loaded = self.load(&seg.path, may_map, seg.staged);
         if seg.staged && loaded.is_ok() {
-            loaded = self.reload_committed(&seg.path);
+            loaded = self.reload_committed();
         }
         if let (Err(DamageKind::Unreadable(_)), Some(moved)) = (&loaded, &seg.moved_to) {
             loaded = self.load(moved, false, false);
             if loaded.is_ok() {
                 self.path = moved.clone();
+                self.moved_to = None;
             }
         }
         loaded
-    }
-
-    /// The bytes records are read from: the current segment file, mapped
-    /// or read — or, in a compressed segment, the current block decoded.
-    #[inline]
-    fn bytes(&self) -> &[u8] {
-        if self.compressed {
-            return self.blocks.records();
-        }
-        loaded(&self.map, &self.buf)
     }
 
     /// Decodes the next block of the current compressed segment: `None` to
@@ -464,50 +536,55 @@ impl ChannelReader {
     /// end of the segment.
     fn next_block(&mut self) -> Option<Step> {
         self.pos = 0;
-        match self.blocks.advance(loaded(&self.map, &self.buf)) {
-            None => Some(Step::EndOfSegment),
-            Some(BlockStep::Records {
+        match self.blocks.advance_in(&mut self.src) {
+            Err(e) => Some(self.read_failed(e)),
+            Ok(None) => Some(Step::EndOfSegment),
+            Ok(Some(BlockStep::Records {
                 file_offset,
                 file_len,
-                ..
-            }) => {
+                raw_offset,
+            })) => {
                 self.block_at = (file_offset, file_len);
+                self.block_raw = raw_offset;
                 self.scan = ScanBudget::for_len(self.blocks.records().len());
                 let raw = self.blocks.records().len() as u64;
                 self.stats.raw_bytes = self.stats.raw_bytes.saturating_add(raw);
                 None
             }
-            Some(BlockStep::Damaged { file_offset, len }) => {
+            Ok(Some(BlockStep::Damaged { file_offset, len })) => {
                 self.block_at = (file_offset, len);
-                let (at, len) = (file_offset as usize, len as usize);
-                Some(Step::Damage(self.report(at, len, DamageKind::Corrupt)))
+                Some(Step::Damage(self.report(
+                    file_offset,
+                    len,
+                    DamageKind::Corrupt,
+                )))
             }
         }
     }
 
-    /// [`Self::report`] for damage the parser found at `offset` of
-    /// [`Self::bytes`]: in a compressed segment, an offset in decompressed
+    /// [`Self::report`] for damage the parser found at `offset` of the
+    /// record bytes: in a compressed segment, an offset in decompressed
     /// bytes would point nowhere in the file, so the block is named.
     fn report_parsed(&mut self, offset: u64, len: u64, kind: DamageKind) -> Damage {
         if self.compressed {
             let (at, block_len) = self.block_at;
-            return self.report(at as usize, block_len as usize, DamageKind::CorruptInBlock);
+            return self.report(at, block_len, DamageKind::CorruptInBlock);
         }
-        self.report(offset as usize, len as usize, kind)
+        self.report(offset, len, kind)
     }
 
-    /// Loads the segment at `path`: mapped if `may_map` and the rule of
-    /// [`map_segment`] allows, else read into the buffer. A `staged` file
+    /// Opens the segment at `path`: mapped if `may_map` and the rule of
+    /// [`map_segment`] allows, else read through a window. A `staged` file
     /// that no longer bears its name once read was moved meanwhile, and
     /// perhaps reused for another segment (`FORMAT.md`, "Sealing and
     /// moving"): what was read is not trusted, and the capture directory's
     /// copy is read instead.
     fn load(&mut self, path: &Path, may_map: bool, staged: bool) -> Result<(), DamageKind> {
-        // The previous segment's mapping goes, whatever happens next.
-        self.map = None;
+        // The previous segment's file goes, whatever happens next.
+        self.close_source();
         // Never follow a symlink planted where a segment should be, nor
         // block on a FIFO; the checks are of the file actually opened.
-        let mut file = crate::store::fsutil::open_regular(path).map_err(|e| {
+        let file = crate::store::fsutil::open_regular(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::InvalidInput || e.raw_os_error() == Some(libc::ELOOP)
             {
                 DamageKind::NotARegularFile
@@ -523,29 +600,32 @@ impl ChannelReader {
         }
         if let Some(session) = self.map_session.filter(|_| may_map) {
             if let Some(map) = map_segment(&file, &session) {
-                self.map = Some(map);
+                self.file_len = map.len() as u64;
+                self.src = SegmentBytes::Map(map);
                 self.stats.mapped_segments += 1;
                 return Ok(());
             }
         }
-        self.buf.clear();
-        // The file's real size, checked against the limit above: one
-        // allocation instead of repeated doubling.
-        self.buf.reserve(md.len() as usize);
-        // Bounded by the limit even if the file grows meanwhile.
-        let data_end = super::read_range(&mut file, 0, MAX_SEGMENT_BYTES, &mut self.buf)
+        // A sparse file's trailing hole: zeroes, room the writer never
+        // used, as if the file ended with its data (never shorter than a
+        // header, whose absence would be damage of another kind).
+        let header = (SEGMENT_HEADER_LEN as u64).min(md.len());
+        self.file_len = super::data_len(&file, md.len()).max(header);
+        let buf = std::mem::take(&mut self.spare);
+        let window = FileWindow::new(file, path, self.file_len, staged, buf)
             .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
-        if let Some(end) = data_end {
-            // A sparse file's trailing hole: zeroes, room the writer never
-            // used, as if the file ended with its data (never shorter than
-            // a header, whose absence would be damage of another kind).
-            self.buf.truncate(end.max(SEGMENT_HEADER_LEN));
-        }
-        // Past `written_to` lies a reused segment's previous use.
-        let written = format::written_part(&self.buf).len();
-        self.buf.truncate(written);
-        if staged && !crate::store::fsutil::still_names(path, &file) {
-            return Err(DamageKind::Unreadable("moved while read".into()));
+        self.src = SegmentBytes::Window(window);
+        // Read at once: a staged file moved meanwhile is noticed before
+        // anything of it is returned; and past the header's `written_to`
+        // lies a reused segment's previous use, never read.
+        let (header, n) = self.header_bytes()?;
+        let written = SegmentHeader::read_from_bytes(&header[..])
+            .ok()
+            .filter(|h| n == SEGMENT_HEADER_LEN && h.is_current())
+            .and_then(|h| h.written_end(usize::try_from(self.file_len).unwrap_or(usize::MAX)));
+        if let Some(end) = written {
+            self.file_len = end as u64;
+            self.src.set_total(self.file_len);
         }
         Ok(())
     }
@@ -555,28 +635,72 @@ impl ChannelReader {
     /// appending, and `read()` gives no ordering between a record's tag and
     /// its payload, which carries no CRC yet. An acquire fence between the
     /// two reads makes every record committed in the first whole in the
-    /// second (see [`format::committed_end`]); bytes past them are zeroed,
-    /// as if not written yet. A segment whose CRCs are complete is final
-    /// and left as read.
-    fn reload_committed(&mut self, path: &Path) -> Result<(), DamageKind> {
-        let rule = match self
-            .buf
-            .get(..SEGMENT_HEADER_LEN)
-            .and_then(|h| SegmentHeader::read_from_bytes(h).ok())
-        {
-            Some(h) if h.is_current() => CrcRule::of_header(&h),
+    /// second (see [`format::committed_end`]); the segment ends, for this
+    /// reader, where they end, as if nothing were written after. A segment
+    /// whose CRCs are complete is final and read as it is.
+    fn reload_committed(&mut self) -> Result<(), DamageKind> {
+        let (header, n) = self.header_bytes()?;
+        let rule = match SegmentHeader::read_from_bytes(&header[..]) {
+            Ok(h) if n == SEGMENT_HEADER_LEN && h.is_current() => CrcRule::of_header(&h),
             _ => return Ok(()),
         };
         if rule == CrcRule::Every {
             return Ok(());
         }
-        let end = format::committed_end(&self.buf, SEGMENT_HEADER_LEN, rule);
+        let end = parse::committed_end(&mut self.src, SEGMENT_HEADER_LEN as u64, rule)
+            .map_err(|e| DamageKind::Unreadable(e.to_string()))?;
         fence(Ordering::Acquire);
-        self.load(path, false, true)?;
-        if let Some(rest) = self.buf.get_mut(end..) {
-            rest.fill(0);
-        }
+        self.src.forget();
+        self.src.set_total(end);
         Ok(())
+    }
+
+    /// A read of the current segment failed: if a staged file moved, the
+    /// capture directory's copy is read on from where it stopped
+    /// ([`Self::resume_moved`]); otherwise the segment ends here, reported.
+    fn read_failed(&mut self, e: std::io::Error) -> Step {
+        if window::is_moved(&e) && self.resume_moved() {
+            return Step::Nothing;
+        }
+        self.segment_done = true;
+        let at = if self.compressed {
+            self.block_at.0
+        } else {
+            self.pos
+        };
+        Step::Damage(self.report(at, 0, DamageKind::Unreadable(e.to_string())))
+    }
+
+    /// Goes on reading the current staged segment from the copy its writer
+    /// moved into the capture directory, from the record it had got to:
+    /// the same offset in a plain copy; in a compressed one, the records
+    /// of the blocks from there on.
+    fn resume_moved(&mut self) -> bool {
+        let Some(moved) = self.moved_to.take() else {
+            return false;
+        };
+        let resume = self.pos;
+        if self.compressed || self.load(&moved, false, false).is_err() {
+            return false;
+        }
+        self.path = moved;
+        let Ok((header, n)) = self.header_bytes() else {
+            return false;
+        };
+        match compress::compressed_header(&header[..n]) {
+            Some(_) => {
+                self.begin_blocks();
+                self.resume_at = resume;
+            }
+            None => match parse::check_header(&header[..n]) {
+                Ok(h) => {
+                    self.crc_rule = CrcRule::of_header(&h);
+                    self.pos = resume;
+                }
+                Err(_) => return false,
+            },
+        }
+        true
     }
 
     fn is_last_segment(&self) -> bool {
@@ -585,102 +709,111 @@ impl ChannelReader {
 
     /// The next thing in the current segment, from the shared parser.
     fn step(&mut self) -> Step {
-        if self.segment_sealed {
+        if self.segment_sealed || self.segment_done {
             return Step::EndOfSegment;
         }
         // In a compressed segment, the next block once one is used up (a
         // loop: a hostile file may hold any number of blocks that decode to
         // nothing).
-        while self.compressed && self.pos >= self.blocks.records().len() {
+        while self.compressed && self.pos >= self.blocks.records().len() as u64 {
             if let Some(step) = self.next_block() {
                 return step;
             }
         }
-        // The fields, not `self.bytes()`: `self.pos` is set while the
-        // bytes are borrowed.
-        let bytes = if self.compressed {
-            self.blocks.records()
+        let found = if self.compressed {
+            let mut records = self.blocks.records();
+            parse::next_at(&mut records, self.pos, CrcRule::Every, &mut self.scan)
         } else {
-            loaded(&self.map, &self.buf)
+            parse::next_at(&mut self.src, self.pos, self.crc_rule, &mut self.scan)
         };
-        let Some((item, next)) =
-            parse::next_item(bytes, self.pos, 0, self.crc_rule, &mut self.scan)
-        else {
+        match found {
             // The end, or unused room at the end of an unsealed segment (a
             // block decodes only if it is whole records to its end).
-            return Step::EndOfSegment;
-        };
-        self.pos = next;
-        match item {
-            Parsed::Data { offset, record } => {
-                let (len, dir, ts, seq) = (
-                    record.payload.len(),
-                    record.direction,
-                    record.ts_ns,
-                    record.seq,
-                );
-                self.count_lost_before(seq);
-                Step::Data {
-                    start: offset as usize + RECORD_HEADER_LEN,
-                    len,
-                    dir,
-                    ts,
-                    seq,
-                }
+            Ok(None) => Step::EndOfSegment,
+            Err(e) => self.read_failed(e),
+            Ok(Some(Found::Record { at, len, next })) => {
+                self.pos = next;
+                self.on_record(at, len, next - at)
             }
-            Parsed::Gap { seq, gap, .. } => {
-                self.count_lost_before(seq);
-                Step::Gap(gap)
-            }
-            Parsed::Seal { seq, is_final, .. } => {
-                self.count_lost_before(seq);
-                self.segment_sealed = true;
-                self.stats.closed_cleanly = is_final && self.is_last_segment();
-                Step::EndOfSegment
-            }
-            Parsed::Invalid { offset, len, seq } => {
-                self.count_lost_before(seq);
-                Step::Damage(self.report_parsed(offset, len, DamageKind::Corrupt))
-            }
-            Parsed::Skipped {
+            Ok(Some(Found::Skipped {
                 offset,
                 len,
                 next_seq,
-            } => {
-                // The next good record's sequence number tells how many
-                // records the damaged bytes held; it is checked again when
-                // read.
-                let lost = self.check_seq(next_seq);
-                if let Some(e) = self.expected_seq.as_mut() {
-                    *e = e.wrapping_sub(1);
-                }
-                let mut d = self.report_parsed(offset, len, DamageKind::Corrupt);
-                d.records_lost = lost;
-                if let Some(last) = self.damage.last_mut() {
-                    last.records_lost = lost;
-                }
-                Step::Damage(d)
+            })) => {
+                self.pos = offset + len;
+                self.on_skipped(offset, len, next_seq)
             }
-            Parsed::Tail {
+            Ok(Some(Found::Tail {
                 offset,
                 len,
                 tag_is_zero,
-            } => {
-                // The writer stores the tag last: a record whose tag is
-                // zero was never acknowledged (or, in a live session, is
-                // being written right now).
-                // A compressed block holds committed records only.
-                let kind = if tag_is_zero
-                    && !self.compressed
-                    && (self.is_last_segment() || self.segment_staged)
-                {
-                    DamageKind::TornTail
-                } else {
-                    DamageKind::Corrupt
-                };
-                Step::Damage(self.report_parsed(offset, len, kind))
+            })) => {
+                self.pos = u64::MAX;
+                self.on_tail(offset, len, tag_is_zero)
             }
         }
+    }
+
+    /// What the record of `len` bytes at `at` (taking `span` with its
+    /// padding) gives.
+    fn on_record(&mut self, at: u64, len: usize, span: u64) -> Step {
+        if self.compressed && self.block_raw.saturating_add(at) < self.resume_at {
+            // Read from the staged copy before it moved.
+            return Step::Nothing;
+        }
+        let (seq, step) = match parse::record_item(self.record_bytes(at, len), at, span) {
+            Parsed::Data { record, .. } => (
+                record.seq,
+                Step::Data {
+                    start: at + RECORD_HEADER_LEN as u64,
+                    len: record.payload.len(),
+                    dir: record.direction,
+                    ts: record.ts_ns,
+                    seq: record.seq,
+                },
+            ),
+            Parsed::Gap { seq, gap, .. } => (seq, Step::Gap(gap)),
+            Parsed::Seal { seq, is_final, .. } => {
+                self.segment_sealed = true;
+                self.stats.closed_cleanly = is_final && self.is_last_segment();
+                (seq, Step::EndOfSegment)
+            }
+            Parsed::Invalid { offset, len, seq } => {
+                self.count_lost_before(seq);
+                return Step::Damage(self.report_parsed(offset, len, DamageKind::Corrupt));
+            }
+            Parsed::Skipped { .. } | Parsed::Tail { .. } => return Step::Nothing,
+        };
+        self.count_lost_before(seq);
+        step
+    }
+
+    /// Damage at `offset`, `len` bytes, before a good record numbered
+    /// `next_seq`: that number tells how many records the damaged bytes
+    /// held; it is checked again when read.
+    fn on_skipped(&mut self, offset: u64, len: u64, next_seq: u32) -> Step {
+        let lost = self.check_seq(next_seq);
+        if let Some(e) = self.expected_seq.as_mut() {
+            *e = e.wrapping_sub(1);
+        }
+        let mut d = self.report_parsed(offset, len, DamageKind::Corrupt);
+        d.records_lost = lost;
+        self.damage.add_lost_to_last(lost);
+        Step::Damage(d)
+    }
+
+    /// Bytes at `offset` that are not a record, and no record after them.
+    fn on_tail(&mut self, offset: u64, len: u64, tag_is_zero: bool) -> Step {
+        // The writer stores the tag last: a record whose tag is zero was
+        // never acknowledged (or, in a live session, is being written right
+        // now). A compressed block holds committed records only.
+        let kind =
+            if tag_is_zero && !self.compressed && (self.is_last_segment() || self.segment_staged) {
+                DamageKind::TornTail
+            } else {
+                DamageKind::Corrupt
+            };
+        Step::Damage(self.report_parsed(offset, len, kind))
     }
 
     /// Checks `seq` of a valid record; records missing before it are
@@ -688,9 +821,7 @@ impl ChannelReader {
     fn count_lost_before(&mut self, seq: u32) {
         let lost = self.check_seq(seq);
         if lost > 0 {
-            if let Some(d) = self.damage.last_mut() {
-                d.records_lost = d.records_lost.saturating_add(lost);
-            }
+            self.damage.add_lost_to_last(lost);
         }
     }
 
@@ -707,6 +838,16 @@ impl ChannelReader {
         } else {
             lost
         }
+    }
+
+    /// Whether the current segment starts with a segment header whose
+    /// checksum does not match.
+    fn header_checksum_fails(&mut self) -> bool {
+        self.header_bytes().is_ok_and(|(h, n)| {
+            n == SEGMENT_HEADER_LEN
+                && SegmentHeader::read_from_bytes(&h[..])
+                    .is_ok_and(|h| h.magic == SEGMENT_MAGIC && !h.checksum_ok())
+        })
     }
 }
 
@@ -791,23 +932,6 @@ fn map_segment(file: &File, session: &[u8; 16]) -> Option<Mmap> {
     (header.session_id == *session && whole).then_some(map)
 }
 
-/// The current segment's bytes, from its fields: mapped, or read into the
-/// buffer.
-#[inline]
-fn loaded<'a>(map: &'a Option<Mmap>, buf: &'a [u8]) -> &'a [u8] {
-    match map {
-        Some(m) => m,
-        None => buf,
-    }
-}
-
-/// Whether `buf` starts with a segment header whose checksum does not match.
-fn header_checksum_fails(buf: &[u8]) -> bool {
-    buf.get(..SEGMENT_HEADER_LEN)
-        .and_then(|b| SegmentHeader::read_from_bytes(b).ok())
-        .is_some_and(|h| h.magic == SEGMENT_MAGIC && !h.checksum_ok())
-}
-
 fn session_of(h: &SegmentHeader) -> SessionInfo {
     SessionInfo {
         session_id: h.session_id,
@@ -818,7 +942,7 @@ fn session_of(h: &SegmentHeader) -> SessionInfo {
 
 enum Step {
     Data {
-        start: usize,
+        start: u64,
         len: usize,
         dir: Direction,
         ts: u64,
@@ -826,5 +950,7 @@ enum Step {
     },
     Gap(Gap),
     Damage(Damage),
+    /// Nothing to return: step again.
+    Nothing,
     EndOfSegment,
 }

@@ -4,7 +4,7 @@
 //! copy instead of whatever the reused file holds by then.
 //!
 //! The race is too narrow to meet reliably by chance, so a hook in
-//! [`super::read_range`], armed by the test on its own thread, runs the
+//! a `FileWindow`'s read, armed by the test on its own thread, runs the
 //! writer's side of it at exactly that point.
 
 use std::cell::RefCell;
@@ -17,14 +17,29 @@ use crate::read::reader::Capture;
 use crate::store::staging::SPARE_DIR;
 use crate::{Direction, Spool, SpoolConfig, StagingChoice};
 
+/// The writer's side of the race, and how many reads to let pass first.
+type Hook = (usize, Box<dyn FnOnce()>);
+
 thread_local! {
-    /// Run once by the next [`super::read_range`] on this thread.
-    static HOOK: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+    /// Run once by a later read of a `FileWindow` on this thread: after
+    /// as many reads as the number says.
+    static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
 }
 
-/// Called by [`super::read_range`] after its caller opened the file.
+/// Called by a `FileWindow` before each read of its file.
 pub(super) fn between_open_and_read() {
-    if let Some(hook) = HOOK.with(|h| h.borrow_mut().take()) {
+    let hook = HOOK.with(|h| {
+        let mut h = h.borrow_mut();
+        match h.as_mut() {
+            Some((0, _)) => h.take().map(|(_, hook)| hook),
+            Some((skip, _)) => {
+                *skip -= 1;
+                None
+            }
+            None => None,
+        }
+    });
+    if let Some(hook) = hook {
         hook();
     }
 }
@@ -40,12 +55,23 @@ fn record(i: u64) -> Vec<u8> {
 /// A session whose first segment is sealed but still staged (the
 /// background threads held), the second one live, and `n` records in all.
 fn session_with_a_sealed_staged_segment(root: &Path, n: u64) -> (Spool, PathBuf, PathBuf) {
+    staged_session(root, n, 64 << 10, false)
+}
+
+/// [`session_with_a_sealed_staged_segment`] with segments of
+/// `segment_bytes`, compressed when moved if `compress`.
+fn staged_session(
+    root: &Path,
+    n: u64,
+    segment_bytes: usize,
+    compress: bool,
+) -> (Spool, PathBuf, PathBuf) {
     let capture = root.join("cap");
     let spool = Spool::create(
         SpoolConfig::new(&capture)
             .staging(StagingChoice::Root(root.join("staging")))
-            .segment_bytes(64 << 10)
-            .compress(false)
+            .segment_bytes(segment_bytes)
+            .compress(compress)
             .channels(&["display"]),
     )
     .unwrap();
@@ -64,30 +90,38 @@ fn session_with_a_sealed_staged_segment(root: &Path, n: u64) -> (Spool, PathBuf,
 /// spare, then overwrite that file as a reuse would — unless the preparer
 /// has reused it for real already.
 fn arm_reuse(spool: &Spool, staged0: PathBuf, staging: PathBuf) {
+    arm_reuse_after(0, spool, staged0, staging);
+}
+
+/// [`arm_reuse`] at the read after `skip` reads.
+fn arm_reuse_after(skip: usize, spool: &Spool, staged0: PathBuf, staging: PathBuf) {
     let shared = std::sync::Arc::clone(&spool.shared);
     HOOK.with(|h| {
-        *h.borrow_mut() = Some(Box::new(move || {
-            shared
-                .held
-                .store(false, std::sync::atomic::Ordering::Release);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let spare = staging.join(SPARE_DIR).join("spare-0");
-            let reused = || shared.spares.reused() > 0;
-            while staged0.exists() || !(spare.exists() || reused()) {
-                assert!(Instant::now() < deadline, "segment 0 never became a spare");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            // What the preparer's reuse does to it, in effect: new bytes.
-            // Never creating a file: if the preparer took the spare
-            // meanwhile, it has rewritten it itself.
-            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&spare) {
-                std::io::Write::write_all(&mut f, &[0xEE; 64 << 10]).unwrap();
-            }
-            assert!(
-                spare.exists() || reused(),
-                "segment 0 was deleted, not kept"
-            );
-        }));
+        *h.borrow_mut() = Some((
+            skip,
+            Box::new(move || {
+                shared
+                    .held
+                    .store(false, std::sync::atomic::Ordering::Release);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let spare = staging.join(SPARE_DIR).join("spare-0");
+                let reused = || shared.spares.reused() > 0;
+                while staged0.exists() || !(spare.exists() || reused()) {
+                    assert!(Instant::now() < deadline, "segment 0 never became a spare");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // What the preparer's reuse does to it, in effect: new bytes.
+                // Never creating a file: if the preparer took the spare
+                // meanwhile, it has rewritten it itself.
+                if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&spare) {
+                    std::io::Write::write_all(&mut f, &[0xEE; 64 << 10]).unwrap();
+                }
+                assert!(
+                    spare.exists() || reused(),
+                    "segment 0 was deleted, not kept"
+                );
+            }),
+        ));
     });
 }
 
@@ -122,6 +156,38 @@ fn a_reader_racing_reuse_reads_the_moved_copy() {
     }
     check(&got, n);
     spool.close().unwrap();
+}
+
+/// A staged segment larger than a window, moved and reused after its
+/// first window was read (its header, then the committed records, then
+/// their second read after the fence): the reader reads on from the
+/// moved copy, plain or compressed, from the record it had got to.
+#[test]
+fn a_reader_racing_reuse_mid_segment_reads_on_from_the_moved_copy() {
+    for compress in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        // Segment 0 holds about 4 MiB; the window reads 1 MiB at a time.
+        let n = 4500;
+        let (spool, staged0, staging) = staged_session(dir.path(), n, 4 << 20, compress);
+        let cap = Capture::open(&dir.path().join("cap")).unwrap();
+        let mut reader = cap.reader("display").unwrap();
+        let reads_before_the_move = 6;
+        arm_reuse_after(reads_before_the_move, &spool, staged0, staging);
+        let mut got = Vec::new();
+        while let Some(ev) = reader.next_event() {
+            match ev {
+                Event::Data(d) => got.push((d.ts_ns, d.payload.to_vec())),
+                Event::Gap(g) => panic!("gap {g:?}"),
+                Event::Damage(d) => panic!("compress {compress}: damage: {d}"),
+            }
+        }
+        assert!(
+            HOOK.with(|h| h.borrow().is_none()),
+            "the segment moved before its last window was read"
+        );
+        check(&got, n);
+        spool.close().unwrap();
+    }
 }
 
 #[test]

@@ -26,8 +26,10 @@ use zstd::stream::raw::{DParameter, Decoder, InBuffer, Operation, OutBuffer};
 
 use crate::store::block::{
     self, Codec, ParsedBlock, ScanBudget, BLOCK_HEADER_LEN, COMPRESSED_VERSION, MAX_BLOCK_RAW,
+    MAX_BLOCK_STORED,
 };
 use crate::store::format::{self, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_LEN};
+use crate::store::source::ByteSource;
 
 /// Raw bytes the writer puts in a block, give or take a record: large
 /// enough that zstd finds the repetition in SPICE display traffic, small
@@ -306,7 +308,7 @@ pub struct BlockReader {
     /// zeroed) once to the largest block met, then reused.
     buf: Vec<u8>,
     filled: usize,
-    pos: usize,
+    pos: u64,
     /// Where the next block's records may start in the segment as staged:
     /// the end of the previous block's.
     raw_end: u64,
@@ -334,7 +336,7 @@ impl BlockReader {
             ctx: None,
             buf: Vec::new(),
             filled: 0,
-            pos: SEGMENT_HEADER_LEN,
+            pos: SEGMENT_HEADER_LEN as u64,
             raw_end: SEGMENT_HEADER_LEN as u64,
             capacity: None,
             scan: None,
@@ -351,7 +353,7 @@ impl BlockReader {
 
     /// Starts again at the first block of another segment.
     pub fn rewind(&mut self) {
-        self.pos = SEGMENT_HEADER_LEN;
+        self.pos = SEGMENT_HEADER_LEN as u64;
         self.raw_end = SEGMENT_HEADER_LEN as u64;
         self.capacity = None;
         self.scan = None;
@@ -362,42 +364,58 @@ impl BlockReader {
     /// file, header included) and decodes it; `None` at the end of the
     /// file.
     pub fn advance(&mut self, file: &[u8]) -> Option<BlockStep> {
+        let mut src = file;
+        // A slice never fails to give its bytes.
+        self.advance_in(&mut src).ok().flatten()
+    }
+
+    /// [`BlockReader::advance`] through any [`ByteSource`] over the
+    /// segment file, asking it for one block at a time (at most
+    /// [`block::MAX_BLOCK_STORED`] bytes and its header): a reader holds
+    /// one block of a compressed segment, never the whole file.
+    pub fn advance_in<S: ByteSource>(&mut self, src: &mut S) -> std::io::Result<Option<BlockStep>> {
         let at = self.pos;
         self.filled = 0;
-        if at >= file.len() {
-            return None;
+        let total = src.total();
+        if at >= total {
+            return Ok(None);
         }
-        let capacity = *self.capacity.get_or_insert_with(|| {
-            compressed_header(file).map_or(0, |h| h.capacity.get().min(format::MAX_SEGMENT_BYTES))
+        if self.capacity.is_none() {
+            let header = compressed_header(src.get(0, SEGMENT_HEADER_LEN)?);
+            self.capacity =
+                Some(header.map_or(0, |h| h.capacity.get().min(format::MAX_SEGMENT_BYTES)));
+        }
+        let capacity = self.capacity.unwrap_or(0);
+        let scan = self.scan.get_or_insert_with(|| {
+            ScanBudget::for_len(usize::try_from(total).unwrap_or(usize::MAX))
         });
-        let scan = self
-            .scan
-            .get_or_insert_with(|| ScanBudget::for_len(file.len()));
-        let Some(b) = block::parse_block(file, at) else {
-            let next = resync(file, at + RECORD_ALIGN, scan);
+        let Some((b, bytes)) = block_at(src, at)? else {
+            let next = resync(src, at + RECORD_ALIGN as u64, scan)?;
             self.pos = next;
-            return Some(BlockStep::Damaged {
-                file_offset: at as u64,
-                len: (next - at) as u64,
-            });
+            return Ok(Some(BlockStep::Damaged {
+                file_offset: at,
+                len: next - at,
+            }));
         };
-        self.pos = b.next(file.len());
-        let file_len = (self.pos - at) as u64;
+        self.pos = at + (b.next(usize::MAX) as u64).min(total - at);
+        let file_len = self.pos - at;
         let raw_end = b.raw_offset.checked_add(b.raw_len as u64);
         let in_place = b.raw_offset >= self.raw_end && raw_end.is_some_and(|e| e <= capacity);
-        if !in_place || self.decode(file, &b).is_err() {
+        if !in_place || decode(&mut self.ctx, &mut self.buf, &mut self.inflated, bytes, &b).is_err()
+        {
             self.filled = 0;
-            return Some(BlockStep::Damaged {
-                file_offset: at as u64,
+            return Ok(Some(BlockStep::Damaged {
+                file_offset: at,
                 len: file_len,
-            });
+            }));
         }
+        self.filled = b.raw_len;
         self.raw_end = raw_end.unwrap_or(u64::MAX);
-        Some(BlockStep::Records {
-            file_offset: at as u64,
+        Ok(Some(BlockStep::Records {
+            file_offset: at,
             file_len,
             raw_offset: b.raw_offset,
-        })
+        }))
     }
 
     /// The records of the block [`BlockReader::advance`] last decoded
@@ -405,69 +423,103 @@ impl BlockReader {
     pub fn records(&self) -> &[u8] {
         &self.buf[..self.filled]
     }
+}
 
-    /// Decodes `b` into `self.buf`: exactly `b.raw_len` bytes, or fewer
-    /// where its records stop making sense (see [`BlockReader`]).
-    fn decode(&mut self, file: &[u8], b: &ParsedBlock) -> Result<(), Undecodable> {
-        let stored = b.stored(file);
-        if self.buf.len() < b.raw_len {
-            self.buf.resize(b.raw_len, 0);
-        }
-        if b.codec == Codec::Stored {
-            self.inflated = self.inflated.saturating_add(b.raw_len as u64);
-            self.buf[..b.raw_len].copy_from_slice(stored);
-            if walk_records(&self.buf[..b.raw_len], 0, b.raw_len) != Some(b.raw_len) {
-                return Err(Undecodable::NotRecords);
-            }
-            self.filled = b.raw_len;
-            return Ok(());
-        }
-        if self.ctx.is_none() {
-            let mut ctx = Decoder::new().map_err(|_| Undecodable::Zstd)?;
-            ctx.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
-                .map_err(|_| Undecodable::Zstd)?;
-            self.ctx = Some(ctx);
-        }
-        let ctx = self.ctx.as_mut().ok_or(Undecodable::Zstd)?;
-        ctx.reinit().map_err(|_| Undecodable::Zstd)?;
-        let out = &mut self.buf[..b.raw_len];
-        let mut input = InBuffer::around(stored);
-        let (mut filled, mut walked, mut step) = (0, 0, FIRST_DECODE_STEP);
-        let mut frame_left = 1;
-        while filled < out.len() && frame_left != 0 {
-            let end = filled.saturating_add(step).min(out.len());
-            let mut chunk = OutBuffer::around(&mut out[filled..end]);
-            frame_left = ctx
-                .run(&mut input, &mut chunk)
-                .map_err(|_| Undecodable::Zstd)?;
-            let wrote = chunk.pos();
-            self.inflated = self.inflated.saturating_add(wrote as u64);
-            if wrote == 0 && frame_left != 0 && input.pos() == stored.len() {
-                // Input used up, frame unfinished.
-                return Err(Undecodable::Length);
-            }
-            filled += wrote;
-            // Not records: what follows is not worth inflating.
-            walked =
-                walk_records(&out[..filled], walked, out.len()).ok_or(Undecodable::NotRecords)?;
-            step = step.saturating_mul(2);
-        }
-        if frame_left != 0 {
-            // The output is full: the frame must end here, with nothing more.
-            let mut none = OutBuffer::around(&mut [][..]);
-            frame_left = ctx
-                .run(&mut input, &mut none)
-                .map_err(|_| Undecodable::Zstd)?;
-        }
-        if filled != out.len() || frame_left != 0 || input.pos() != stored.len() {
-            return Err(Undecodable::Length);
-        }
-        if walked != filled {
+/// Decodes `b`, parsed from `file`, into `buf`: exactly `b.raw_len`
+/// bytes, or fewer where its records stop making sense (see
+/// [`BlockReader`]); counts what it inflates in `inflated`.
+fn decode(
+    ctx: &mut Option<Decoder<'static>>,
+    buf: &mut Vec<u8>,
+    inflated: &mut u64,
+    file: &[u8],
+    b: &ParsedBlock,
+) -> Result<(), Undecodable> {
+    let stored = b.stored(file);
+    if buf.len() > 2 * b.raw_len.max(BLOCK_TARGET) {
+        // One block of the format's largest met: not kept for the rest.
+        buf.truncate(b.raw_len);
+        buf.shrink_to_fit();
+    }
+    if buf.len() < b.raw_len {
+        buf.resize(b.raw_len, 0);
+    }
+    if b.codec == Codec::Stored {
+        *inflated = inflated.saturating_add(b.raw_len as u64);
+        buf[..b.raw_len].copy_from_slice(stored);
+        if walk_records(&buf[..b.raw_len], 0, b.raw_len) != Some(b.raw_len) {
             return Err(Undecodable::NotRecords);
         }
-        self.filled = filled;
-        Ok(())
+        return Ok(());
     }
+    if ctx.is_none() {
+        let mut c = Decoder::new().map_err(|_| Undecodable::Zstd)?;
+        c.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
+            .map_err(|_| Undecodable::Zstd)?;
+        *ctx = Some(c);
+    }
+    let ctx = ctx.as_mut().ok_or(Undecodable::Zstd)?;
+    ctx.reinit().map_err(|_| Undecodable::Zstd)?;
+    let out = &mut buf[..b.raw_len];
+    let mut input = InBuffer::around(stored);
+    let (mut filled, mut walked, mut step) = (0, 0, FIRST_DECODE_STEP);
+    let mut frame_left = 1;
+    while filled < out.len() && frame_left != 0 {
+        let end = filled.saturating_add(step).min(out.len());
+        let mut chunk = OutBuffer::around(&mut out[filled..end]);
+        frame_left = ctx
+            .run(&mut input, &mut chunk)
+            .map_err(|_| Undecodable::Zstd)?;
+        let wrote = chunk.pos();
+        *inflated = inflated.saturating_add(wrote as u64);
+        if wrote == 0 && frame_left != 0 && input.pos() == stored.len() {
+            // Input used up, frame unfinished.
+            return Err(Undecodable::Length);
+        }
+        filled += wrote;
+        // Not records: what follows is not worth inflating.
+        walked = walk_records(&out[..filled], walked, out.len()).ok_or(Undecodable::NotRecords)?;
+        step = step.saturating_mul(2);
+    }
+    if frame_left != 0 {
+        // The output is full: the frame must end here, with nothing more.
+        let mut none = OutBuffer::around(&mut [][..]);
+        frame_left = ctx
+            .run(&mut input, &mut none)
+            .map_err(|_| Undecodable::Zstd)?;
+    }
+    if filled != out.len() || frame_left != 0 || input.pos() != stored.len() {
+        return Err(Undecodable::Length);
+    }
+    if walked != filled {
+        return Err(Undecodable::NotRecords);
+    }
+    Ok(())
+}
+
+/// The intact block at `at` of `src` (see [`block::parse_block`]), with
+/// its bytes from its header to the end of its stored bytes.
+fn block_at<S: ByteSource>(src: &mut S, at: u64) -> std::io::Result<Option<(ParsedBlock, &[u8])>> {
+    let Some(stored) = claimed_stored(src, at)? else {
+        return Ok(None);
+    };
+    let bytes = src.get(at, BLOCK_HEADER_LEN + stored)?;
+    Ok(block::parse_block(bytes, 0).map(|b| (b, bytes)))
+}
+
+/// The stored length the block candidate at `at` claims, if its magic is
+/// there and the stored bytes fit in `src` and the cap: what checking its
+/// CRC costs. `None` where [`block::parse_block`] refuses it before any
+/// CRC.
+fn claimed_stored<S: ByteSource>(src: &mut S, at: u64) -> std::io::Result<Option<usize>> {
+    let total = src.total();
+    let header = src.get(at, BLOCK_HEADER_LEN)?;
+    if header.len() < BLOCK_HEADER_LEN || !block::has_block_magic(header, 0) {
+        return Ok(None);
+    }
+    let stored = u32::from_le_bytes([header[12], header[13], header[14], header[15]]) as usize;
+    let rest = total.saturating_sub(at.saturating_add(BLOCK_HEADER_LEN as u64));
+    Ok((stored <= MAX_BLOCK_STORED && stored as u64 <= rest).then_some(stored))
 }
 
 /// Bytes a block is first inflated by (then twice as many each step).
@@ -512,23 +564,21 @@ enum Undecodable {
 }
 
 /// The next offset from `from` (in 8-byte steps) holding an intact block,
-/// or the end of `file`. Candidates whose CRC fails are paid from
+/// or the end of `src`. Candidates whose CRC fails are paid from
 /// `budget`; one that would cost more than is left is passed over.
-fn resync(file: &[u8], from: usize, budget: &mut ScanBudget) -> usize {
+fn resync<S: ByteSource>(src: &mut S, from: u64, budget: &mut ScanBudget) -> std::io::Result<u64> {
+    let total = src.total();
     let mut at = from;
-    while at + BLOCK_HEADER_LEN <= file.len() {
-        if block::has_block_magic(file, at) {
-            let claimed = block::claimed_stored_len(file, at);
-            if budget.allows(claimed) {
-                if block::parse_block(file, at).is_some() {
-                    return at;
-                }
-                budget.spend(claimed);
+    while at.saturating_add(BLOCK_HEADER_LEN as u64) <= total {
+        if let Some(claimed) = claimed_stored(src, at)?.filter(|&c| budget.allows(c)) {
+            if block_at(src, at)?.is_some() {
+                return Ok(at);
             }
+            budget.spend(claimed);
         }
-        at += RECORD_ALIGN;
+        at += RECORD_ALIGN as u64;
     }
-    file.len()
+    Ok(total)
 }
 
 #[cfg(test)]

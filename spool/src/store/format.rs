@@ -33,6 +33,14 @@ pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
 /// accepts: a larger file is reported rather than read into memory.
 pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 
+/// Most payload bytes a reader accepts in one record: a record claiming
+/// more is damage, however its CRC reads. It bounds what a reader holds for
+/// one record (a sparse file can hold a valid record of a gigabyte of
+/// zeroes in a few kilobytes); a writer drops a larger write as a gap
+/// (`FORMAT.md`, *Bounds*). Far above what one socket read or write of a
+/// SPICE client hands over.
+pub const MAX_RECORD_PAYLOAD: usize = 16 << 20;
+
 /// Size of [`SegmentHeader`]; records start at this offset.
 pub const SEGMENT_HEADER_LEN: usize = 128;
 

@@ -15,4 +15,5 @@ pub mod manifest;
 pub(crate) mod mover;
 pub(crate) mod priority;
 pub mod recover;
+pub mod source;
 pub mod staging;
