@@ -25,8 +25,8 @@ use zerocopy::byteorder::little_endian::U64;
 use zerocopy::IntoBytes;
 
 use crate::store::format::{
-    record_len, GapPayload, RecordKind, SealPayload, GAP_RECORD_LEN, SEAL_FLAG_FINAL,
-    SEAL_RECORD_LEN, SEGMENT_HEADER_LEN,
+    record_len, GapPayload, RecordKind, SealPayload, GAP_RECORD_LEN, MAX_RECORD_PAYLOAD,
+    SEAL_FLAG_FINAL, SEAL_RECORD_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::write::segment::MappedSegment;
 use crate::Direction;
@@ -159,7 +159,8 @@ pub(crate) struct Channel {
     /// checks it once, not per segment (a `statx` and a `mkdir` per
     /// rotation). Only read and written under `prepare_lock`.
     pub staging_dir_made: AtomicBool,
-    /// Largest payload a segment of this size can hold.
+    /// Largest payload a segment of this size can hold, and never more
+    /// than readers accept ([`MAX_RECORD_PAYLOAD`]).
     max_payload: usize,
 }
 
@@ -194,11 +195,12 @@ impl Channel {
             next_index: AtomicU64::new(0),
             prepare_lock: Mutex::new(()),
             staging_dir_made: AtomicBool::new(false),
-            max_payload: segment_bytes
+            max_payload: (segment_bytes
                 - SEGMENT_HEADER_LEN
                 - GAP_RECORD_LEN
                 - SEAL_RECORD_LEN
-                - record_len(0),
+                - record_len(0))
+            .min(MAX_RECORD_PAYLOAD),
         }
     }
 
