@@ -115,7 +115,9 @@ pub struct ChannelInfo {
     pub staged_records: u64,
     /// What the flight recorder deleted from the channel's start.
     pub trimmed: Option<Trimmed>,
-    /// Every damaged region.
+    /// The damaged regions in detail: the first of them, as many as the
+    /// reader keeps ([`spool::read::event::MAX_DAMAGE_KEPT`]); `damage_count`
+    /// counts them all.
     pub damage: Vec<DamageInfo>,
 }
 
@@ -363,7 +365,9 @@ fn channel_info(
     let st = reader.stats();
     // Records lost are attributed to the damage entry before them, and
     // may be updated after it was reported; read the final list.
+    // The list is the first regions in detail; the totals count them all.
     let damage: Vec<DamageInfo> = reader.damage().iter().map(DamageInfo::from).collect();
+    let totals = reader.damage_totals();
     let summary = manifest.and_then(|m| m.channels.get(name)).copied();
     let expected = summary
         .filter(|_| info.clean_shutdown == Some(true))
@@ -378,16 +382,13 @@ fn channel_info(
             ));
         }
     }
-    let damaged_records = damage
-        .iter()
-        .map(|d| d.records_lost)
-        .fold(0, u64::saturating_add);
+    let damaged_records = totals.records_lost;
     let (records_lost, bytes_lost) = match expected {
         Some((records, bytes, _)) => (
             damaged_records.max(records.saturating_sub(st.records)),
             Some(bytes.saturating_sub(st.bytes)),
         ),
-        None => (damaged_records, damage.is_empty().then_some(0)),
+        None => (damaged_records, (totals.regions == 0).then_some(0)),
     };
     ChannelInfo {
         name: name.to_string(),
@@ -407,9 +408,9 @@ fn channel_info(
         gaps: st.gaps,
         dropped_records: st.dropped_records,
         dropped_bytes: st.dropped_bytes,
-        damage_count: damage.len() as u64,
+        damage_count: totals.regions,
         damaged_records,
-        damaged_bytes: damage.iter().map(|d| d.len).fold(0, u64::saturating_add),
+        damaged_bytes: totals.bytes,
         records_lost,
         bytes_lost,
         closed_cleanly: st.closed_cleanly,
@@ -645,6 +646,10 @@ fn write_channel_text(c: &ChannelInfo, out: &mut dyn std::io::Write) -> std::io:
             d.kind
         )?;
     }
+    let unlisted = c.damage_count.saturating_sub(c.damage.len() as u64);
+    if unlisted > 0 {
+        writeln!(out, "  damage: {unlisted} more regions, not listed")?;
+    }
     Ok(())
 }
 
@@ -687,7 +692,9 @@ pub struct ChannelVerdict {
     pub records_lost: u64,
     /// Data bytes lost, if known.
     pub bytes_lost: Option<u64>,
-    /// Every damaged region.
+    /// The damaged regions in detail: the first of them, as many as the
+    /// reader keeps ([`spool::read::event::MAX_DAMAGE_KEPT`]);
+    /// `damaged_regions` counts them all.
     pub damage: Vec<DamageInfo>,
 }
 

@@ -221,6 +221,50 @@ fn memory_does_not_grow_with_segment_bytes_or_damage() {
     }
 }
 
+/// Past the first ranges kept in detail, damage is still counted:
+/// `info` and `verify` give the same exact totals, and a conversion
+/// prints a few lines and how many more, not a line per range.
+fn damage_past_the_detailed_list_is_counted_not_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("cap");
+    hostile::damage_flood_capture(&cap, 256 << 10);
+    let json = |cmd: &str| -> serde_json::Value {
+        let o = Command::new(spool2pcap_bin())
+            .args([cmd, "--json"])
+            .arg(&cap)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{cmd} --json: {e}"))
+    };
+    let info = json("info");
+    let main = &info["channels"][0];
+    let regions = main["damage_count"].as_u64().unwrap();
+    let listed = main["damage"].as_array().unwrap().len() as u64;
+    assert!(regions > 4000, "{regions} regions counted");
+    assert_eq!(listed, spool::read::event::MAX_DAMAGE_KEPT as u64);
+    let verdict = json("verify");
+    assert_eq!(
+        verdict["damaged_regions"].as_u64(),
+        Some(regions),
+        "{verdict}"
+    );
+
+    let o = Command::new(spool2pcap_bin())
+        .args(["convert", "-w", "-"])
+        .arg(&cap)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let lines = stderr.lines().filter(|l| l.contains("damage:")).count();
+    assert!(lines <= 21, "{lines} damage lines");
+    let more = format!("{} more regions", regions - 20);
+    assert!(stderr.contains(&more), "no {more:?} in {stderr}");
+    assert!(
+        stderr.contains(&format!("{regions} damaged regions skipped")),
+        "{stderr}"
+    );
+}
+
 fn a_too_large_segment_is_refused_by_convert_and_follow_alike() {
     bounded(|d| hostile::too_large_capture(d, 1 << 40), &[1]);
 }
@@ -285,6 +329,7 @@ fn main() -> std::process::ExitCode {
         needs::test!(the_bundle_of_millions_of_tiny_records_is_bounded),
         needs::test!(memory_does_not_grow_with_segment_bytes_or_damage),
         needs::test!(a_too_large_segment_is_refused_by_convert_and_follow_alike),
+        needs::test!(damage_past_the_detailed_list_is_counted_not_listed),
         needs::test!(a_segment_truncated_while_read_kills_no_reader),
         needs::test!(
             every_pcapng_of_a_hostile_manifest_opens_in_tshark,

@@ -220,8 +220,11 @@ pub struct DamageTotals {
 /// The damage of one channel: the first [`MAX_DAMAGE_KEPT`] regions in
 /// detail (fewer once the readers of the process keep
 /// [`MAX_DAMAGE_KEPT_IN_ALL`]), and [`DamageTotals`] of all.
+///
+/// Whoever collects a channel's damage events keeps them in one, so that
+/// a capture damaged every few bytes costs a bounded list.
 #[derive(Debug, Default)]
-pub(crate) struct DamageLog {
+pub struct DamageLog {
     kept: Vec<Damage>,
     totals: DamageTotals,
     /// The last damage added is the last of `kept`.
@@ -230,7 +233,7 @@ pub(crate) struct DamageLog {
 
 impl DamageLog {
     /// Adds `d`.
-    pub(crate) fn push(&mut self, d: Damage) {
+    pub fn push(&mut self, d: Damage) {
         let t = &mut self.totals;
         t.regions = t.regions.saturating_add(1);
         t.records_lost = t.records_lost.saturating_add(d.records_lost);
@@ -249,7 +252,7 @@ impl DamageLog {
     }
 
     /// Counts `lost` more records lost in the damage added last.
-    pub(crate) fn add_lost_to_last(&mut self, lost: u64) {
+    pub fn add_lost_to_last(&mut self, lost: u64) {
         if self.totals.regions == 0 {
             return;
         }
@@ -260,12 +263,12 @@ impl DamageLog {
     }
 
     /// The regions kept in detail.
-    pub(crate) fn kept(&self) -> &[Damage] {
+    pub fn kept(&self) -> &[Damage] {
         &self.kept
     }
 
     /// The totals of all.
-    pub(crate) fn totals(&self) -> DamageTotals {
+    pub fn totals(&self) -> DamageTotals {
         self.totals
     }
 }

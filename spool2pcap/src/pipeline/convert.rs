@@ -373,7 +373,7 @@ fn close_channel<W: Write>(
         name,
         ports.port(name),
         reader.stats(),
-        reader.damage(),
+        (reader.damage(), reader.damage_totals()),
         reader.trimmed(),
         framer,
         None,

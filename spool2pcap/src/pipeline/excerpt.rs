@@ -37,7 +37,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use pcap_file::PcapError;
-use spool::read::reader::{Damage, Event, ReadStats};
+use spool::read::reader::{Damage, DamageTotals, Event, ReadStats};
 use spool::store::limit::Trimmed;
 
 use crate::net::tcp::{HEADERS_LEN, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD};
@@ -379,7 +379,9 @@ impl Planner {
 struct Indexed {
     name: String,
     stats: ReadStats,
+    /// The first damaged regions in detail, and the totals of all.
     damage: Vec<Damage>,
+    damage_totals: DamageTotals,
     trimmed: Option<Trimmed>,
     cut: Cut,
     /// Data records per direction.
@@ -502,7 +504,7 @@ fn channel_report(framer: &ChannelFramer, ix: Indexed, ports: &PortMap) -> Chann
         &ix.name,
         ports.port(&ix.name),
         &ix.stats,
-        &ix.damage,
+        (&ix.damage, ix.damage_totals),
         ix.trimmed.as_ref(),
         framer,
         None,
@@ -588,6 +590,7 @@ fn index_channel(
         name: name.to_string(),
         stats: st.clone(),
         damage: reader.damage().to_vec(),
+        damage_totals: reader.damage_totals(),
         trimmed: reader.trimmed().copied(),
         cut: Cut::default(),
         per_dir,

@@ -35,6 +35,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use pcap_file::PcapError;
+use spool::read::event::DamageLog;
 use spool::read::follow::{Follower, Status};
 use spool::read::reader::{Damage, Event, Gap, ReadStats};
 use spool::store::format::Direction;
@@ -105,7 +106,7 @@ struct Live {
     cursor: usize,
     /// What was followed so far, counted as the spool reader counts.
     stats: ReadStats,
-    damage: Vec<Damage>,
+    damage: DamageLog,
 }
 
 /// Everything one poll's callback touches.
@@ -209,7 +210,7 @@ impl<W: Write> State<W> {
             pending: Vec::new(),
             cursor: 0,
             stats: ReadStats::default(),
-            damage: Vec::new(),
+            damage: DamageLog::default(),
         });
         self.index.insert(name.to_string(), self.lives.len() - 1);
         self.lives.len() - 1
@@ -344,7 +345,7 @@ impl<W: Write> State<W> {
                 &l.name,
                 self.ports.port(&l.name),
                 &l.stats,
-                &l.damage,
+                (l.damage.kept(), l.damage.totals()),
                 None,
                 &l.framer,
                 output.clone(),

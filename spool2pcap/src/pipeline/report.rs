@@ -12,7 +12,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use spool::read::reader::{Damage, ReadStats};
+use spool::read::reader::{Damage, DamageTotals, ReadStats};
 use spool::store::limit::Trimmed;
 
 use crate::guard::{clean, MAX_TEXT_CHARS};
@@ -60,8 +60,12 @@ pub struct ChannelReport {
     pub dropped_records: u64,
     /// Bytes the writer dropped, per the gap records.
     pub dropped_bytes: u64,
-    /// Damage found (the records around it were still converted).
+    /// Damage found (the records around it were still converted): the
+    /// first regions in detail, as many as the reader keeps
+    /// ([`spool::read::event::MAX_DAMAGE_KEPT`]).
     pub damage: Vec<Damage>,
+    /// Every damaged region, counted.
+    pub damage_totals: DamageTotals,
     /// The channel's last segment carries a final seal.
     pub closed_cleanly: bool,
     /// Data records read from segments still staged in memory (a crashed
@@ -102,7 +106,7 @@ impl ChannelReport {
         channel: &str,
         client_port: u16,
         stats: &ReadStats,
-        damage: &[Damage],
+        damage: (&[Damage], DamageTotals),
         trimmed: Option<&Trimmed>,
         framer: &ChannelFramer,
         output: Option<PathBuf>,
@@ -123,7 +127,8 @@ impl ChannelReport {
             gaps: stats.gaps,
             dropped_records: stats.dropped_records,
             dropped_bytes: stats.dropped_bytes,
-            damage: damage.to_vec(),
+            damage: damage.0.to_vec(),
+            damage_totals: damage.1,
             closed_cleanly: stats.closed_cleanly,
             staged_records: stats.staged_records,
             trimmed: trimmed.filter(|t| t.segments > 0).copied(),
@@ -171,6 +176,10 @@ pub struct ConvertReport {
     pub server_port: Option<u16>,
 }
 
+/// Damage lines a conversion prints before it counts the rest: a capture
+/// damaged every few bytes would otherwise print a line per region.
+const MAX_DAMAGE_LINES: usize = 20;
+
 impl ConvertReport {
     /// Data records read from staged segments, all channels: what a crash
     /// left in memory and this conversion recovered.
@@ -188,7 +197,7 @@ impl ConvertReport {
 
     /// Whether any damage was found.
     pub fn has_damage(&self) -> bool {
-        self.damage().next().is_some()
+        self.channels.iter().any(|c| c.damage_totals.regions > 0)
     }
 
     /// Frames written, all channels, synthetic ones included.
@@ -302,11 +311,23 @@ impl ConvertReport {
         if self.redaction.any() {
             writeln!(out, "redacted: {}", self.redaction.describe())?;
         }
-        for d in self.damage() {
+        for d in self.damage().take(MAX_DAMAGE_LINES) {
             writeln!(
                 out,
                 "spool2pcap: damage: {}",
                 clean(&d.to_string(), MAX_TEXT_CHARS)
+            )?;
+        }
+        let regions = self
+            .channels
+            .iter()
+            .map(|c| c.damage_totals.regions)
+            .fold(0, u64::saturating_add);
+        if regions > MAX_DAMAGE_LINES as u64 {
+            let more = regions - MAX_DAMAGE_LINES as u64;
+            writeln!(
+                out,
+                "spool2pcap: damage: {more} more regions (`spool2pcap info` lists them by channel)"
             )?;
         }
         write_open_hint(out, self)?;
@@ -414,8 +435,8 @@ fn write_channel_line(out: &mut dyn Write, c: &ChannelReport) -> io::Result<()> 
             c.gaps, c.dropped_records, c.dropped_bytes
         )?;
     }
-    if !c.damage.is_empty() {
-        write!(out, "; {} damaged regions skipped", c.damage.len())?;
+    if c.damage_totals.regions > 0 {
+        write!(out, "; {} damaged regions skipped", c.damage_totals.regions)?;
     }
     if !c.closed_cleanly {
         write!(out, "; not closed cleanly")?;
