@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use ryll_hook::CaptureSink;
-use spool::read::reader::Event;
+use spool::read::event::Event;
 use spool::{Capture, Direction};
 
 const CHILD_ENV: &str = "RYLL_HOOK_RING_TEST_CHILD";

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ryll_hook::metadata::{read_metadata, ryll_metadata, METADATA_FILE};
 use ryll_hook::{CaptureSink, NoCaptureSink, SpoolSink, ALWAYS_OPEN};
-use spool::read::reader::Event;
+use spool::read::event::Event;
 use spool::{Capture, SpoolConfig, StagingChoice};
 
 fn config(root: &tempfile::TempDir) -> SpoolConfig {

@@ -62,7 +62,7 @@ pub mod read;
 pub mod store;
 pub mod write;
 
-pub use read::reader::Capture;
+pub use read::capture::Capture;
 pub use store::format::Direction;
 pub use store::limit::{DiskLimit, LimitPolicy};
 pub use store::manifest::Manifest;

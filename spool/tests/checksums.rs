@@ -8,8 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use spool::read::capture::Capture;
+use spool::read::event::{DamageKind, Event};
 use spool::read::follow::{Follower, Status};
-use spool::read::reader::{Capture, DamageKind, Event};
 use spool::{Direction, StagingChoice};
 
 fn wait_ready(spool: &spool::Spool, channel: &str, n: usize) {

@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use spool::read::event::Event;
 use spool::read::follow::{Follower, Status};
-use spool::read::reader::Event;
 use spool::{Direction, Manifest, Spool, SpoolConfig, StagingChoice};
 
 /// Record `i` of a test: its index, then a pattern.

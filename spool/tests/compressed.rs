@@ -224,14 +224,14 @@ fn is_subsequence(got: &[Vec<u8>], sent: &[Vec<u8>]) -> bool {
 #[test]
 fn the_reader_reads_compressed_segments_as_it_reads_staged_ones() {
     let (dirs, sent) = console_capture(400);
-    let cap = spool::read::reader::Capture::open(&dirs.capture()).unwrap();
+    let cap = spool::read::capture::Capture::open(&dirs.capture()).unwrap();
     let mut r = cap.reader("display").unwrap();
     let mut got = Vec::new();
     while let Some(ev) = r.next_event() {
         match ev {
-            spool::read::reader::Event::Data(d) => got.push(d.payload.to_vec()),
-            spool::read::reader::Event::Damage(d) => panic!("{d}"),
-            spool::read::reader::Event::Gap(_) => {}
+            spool::read::event::Event::Data(d) => got.push(d.payload.to_vec()),
+            spool::read::event::Event::Damage(d) => panic!("{d}"),
+            spool::read::event::Event::Gap(_) => {}
         }
     }
     assert_eq!(got, sent);
@@ -245,12 +245,12 @@ fn the_reader_reads_compressed_segments_as_it_reads_staged_ones() {
     assert_eq!(st.file_bytes, on_disk);
     assert!(st.raw_bytes > 5 * st.file_bytes, "{st:?}");
     // Mapped or read, the same.
-    let mut cap = spool::read::reader::Capture::open(&dirs.capture()).unwrap();
+    let mut cap = spool::read::capture::Capture::open(&dirs.capture()).unwrap();
     cap.set_mapping(false);
     let mut r = cap.reader("display").unwrap();
     let mut n = 0;
     while let Some(ev) = r.next_event() {
-        n += usize::from(matches!(ev, spool::read::reader::Event::Data(_)));
+        n += usize::from(matches!(ev, spool::read::event::Event::Data(_)));
     }
     assert_eq!(n, sent.len());
 }
@@ -262,9 +262,9 @@ fn the_follower_reads_compressed_segments() {
     let mut got = Vec::new();
     let mut damage = Vec::new();
     let status = f.poll(&mut |_, ev| match ev {
-        spool::read::reader::Event::Data(d) => got.push(d.payload.to_vec()),
-        spool::read::reader::Event::Damage(d) => damage.push(d),
-        spool::read::reader::Event::Gap(_) => {}
+        spool::read::event::Event::Data(d) => got.push(d.payload.to_vec()),
+        spool::read::event::Event::Damage(d) => damage.push(d),
+        spool::read::event::Event::Gap(_) => {}
     });
     assert_eq!(damage, vec![]);
     assert_eq!(got, sent);
@@ -287,14 +287,14 @@ fn block_offsets(file: &[u8]) -> Vec<usize> {
 
 /// Reads the capture with the reader and the follower; both must agree,
 /// invent nothing, never panic. Returns the reader's records and damage.
-fn read_both(dirs: &Dirs, sent: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<spool::read::reader::Damage>) {
+fn read_both(dirs: &Dirs, sent: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<spool::read::event::Damage>) {
     let dump = read_channel(&dirs.capture(), "display");
     let got: Vec<Vec<u8>> = dump.records.into_iter().map(|r| r.data).collect();
     assert!(is_subsequence(&got, sent), "the reader invented records");
     let mut f = spool::read::follow::Follower::open(&dirs.capture()).unwrap();
     let mut followed = Vec::new();
     f.poll(&mut |_, ev| {
-        if let spool::read::reader::Event::Data(d) = ev {
+        if let spool::read::event::Event::Data(d) = ev {
             followed.push(d.payload.to_vec())
         }
     });
@@ -323,7 +323,7 @@ fn a_corrupt_block_loses_its_records_only_and_is_reported_with_file_and_offset()
     let d = &damage[0];
     assert_eq!(d.file, seg);
     assert_eq!(d.offset, victim as u64);
-    assert_eq!(d.kind, spool::read::reader::DamageKind::Corrupt);
+    assert_eq!(d.kind, spool::read::event::DamageKind::Corrupt);
     // The block's records and no more: about its raw size in records of
     // 3 KiB (24-byte headers, padding).
     let lost = sent.len() - got.len();
@@ -334,7 +334,7 @@ fn a_corrupt_block_loses_its_records_only_and_is_reported_with_file_and_offset()
     );
     // Counted once the next record's sequence number is read: in the
     // reader's damage list at the end.
-    let cap = spool::read::reader::Capture::open(&dirs.capture()).unwrap();
+    let cap = spool::read::capture::Capture::open(&dirs.capture()).unwrap();
     let mut r = cap.reader("display").unwrap();
     while r.next_event().is_some() {}
     assert_eq!(r.damage().len(), 1);
@@ -433,7 +433,7 @@ fn a_follower_that_read_a_segment_staged_goes_on_where_it_was_once_it_is_compres
         append(&spool, p);
     }
     f.poll(&mut |_, ev| {
-        if let spool::read::reader::Event::Data(d) = ev {
+        if let spool::read::event::Event::Data(d) = ev {
             got.push(d.payload.to_vec())
         }
     });
@@ -448,7 +448,7 @@ fn a_follower_that_read_a_segment_staged_goes_on_where_it_was_once_it_is_compres
         spool::store::block::COMPRESSED_VERSION
     );
     let status = f.poll(&mut |_, ev| {
-        if let spool::read::reader::Event::Data(d) = ev {
+        if let spool::read::event::Event::Data(d) = ev {
             got.push(d.payload.to_vec())
         }
     });

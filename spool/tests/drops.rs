@@ -69,7 +69,7 @@ fn drops_while_background_is_held_become_one_exact_gap() {
     let mut last_before_gap = None;
     while let Some(ev) = r.next_event() {
         match ev {
-            spool::read::reader::Event::Data(d) => {
+            spool::read::event::Event::Data(d) => {
                 data_records += 1;
                 if gaps.is_empty() {
                     last_before_gap = Some(d.ts_ns);
@@ -77,8 +77,8 @@ fn drops_while_background_is_held_become_one_exact_gap() {
                     assert_eq!(d.payload, b"after the gap");
                 }
             }
-            spool::read::reader::Event::Gap(g) => gaps.push(g),
-            spool::read::reader::Event::Damage(d) => panic!("damage: {d}"),
+            spool::read::event::Event::Gap(g) => gaps.push(g),
+            spool::read::event::Event::Damage(d) => panic!("damage: {d}"),
         }
     }
     assert_eq!(data_records, accepted + 1);

@@ -5,8 +5,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use spool::read::event::Event;
 use spool::read::follow::{Follower, Status};
-use spool::read::reader::Event;
 use spool::Direction;
 
 #[test]
@@ -105,13 +105,8 @@ fn follower_finishes_when_the_writer_dies() {
 #[derive(Debug, PartialEq, Eq)]
 enum Seen {
     Data(Direction, u64, u32, Vec<u8>),
-    Gap(spool::read::reader::Gap),
-    Damage(
-        std::path::PathBuf,
-        u64,
-        u64,
-        spool::read::reader::DamageKind,
-    ),
+    Gap(spool::read::event::Gap),
+    Damage(std::path::PathBuf, u64, u64, spool::read::event::DamageKind),
 }
 
 impl Seen {

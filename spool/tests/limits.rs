@@ -5,7 +5,8 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use spool::read::reader::{Capture, Event};
+use spool::read::capture::Capture;
+use spool::read::event::Event;
 use spool::{Direction, DiskLimit, LimitPolicy, Spool};
 
 /// Bytes of segment files under `<capture>/spool`.

@@ -6,8 +6,9 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
+use spool::read::capture::Capture;
+use spool::read::event::Event;
 use spool::read::follow::Follower;
-use spool::read::reader::{Capture, Event};
 use spool::Direction;
 
 /// Readers and a follower of a spool being written, with tiny segments

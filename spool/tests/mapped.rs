@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use spool::read::reader::{Capture, DamageKind, Event, ReadStats};
+use spool::read::capture::Capture;
+use spool::read::event::{DamageKind, Event};
+use spool::read::reader::ReadStats;
 use spool::{Direction, Manifest, Spool, StagingChoice};
 
 const RECORDS: usize = 600;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use spool::read::reader::Capture;
+use spool::read::capture::Capture;
 use spool::Direction;
 
 /// A closed capture of one channel `main` holding `n` records.
@@ -61,8 +61,8 @@ fn plant_last_segment(dirs: &Dirs) {
 
 #[test]
 fn following_a_closed_capture_ends_after_segment_u64_max() {
+    use spool::read::event::{DamageKind, Event};
     use spool::read::follow::{Follower, Status};
-    use spool::read::reader::{DamageKind, Event};
     use std::time::{Duration, Instant};
 
     let dirs = Dirs::new();
@@ -110,7 +110,7 @@ fn reading_a_capture_with_segment_u64_max_ends() {
     assert_eq!(dump.damage.len(), 1, "{:?}", dump.damage);
     assert_eq!(
         dump.damage[0].kind,
-        spool::read::reader::DamageKind::MissingSegments {
+        spool::read::event::DamageKind::MissingSegments {
             first: 1,
             count: u64::MAX - 1
         }

@@ -6,8 +6,10 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+use spool::read::capture::{Capture, ChannelFiles, SegmentFile};
+use spool::read::event::Event;
 use spool::read::follow::{Follower, Status};
-use spool::read::reader::{Capture, ChannelFiles, ChannelReader, Event, SegmentFile};
+use spool::read::reader::ChannelReader;
 use spool::Direction;
 
 proptest! {
@@ -83,8 +85,8 @@ fn read_all(files: ChannelFiles) -> (Vec<Vec<u8>>, usize) {
 #[derive(Debug, PartialEq, Eq)]
 enum Owned {
     Data(Direction, u64, u32, Vec<u8>),
-    Gap(spool::read::reader::Gap),
-    Damage(spool::read::reader::Damage),
+    Gap(spool::read::event::Gap),
+    Damage(spool::read::event::Damage),
 }
 
 /// Every event of a reader, and how many segments it mapped.

@@ -21,7 +21,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use spool::read::reader::{Capture, ChannelReader, OpenError, SessionInfo};
+use spool::read::capture::{Capture, OpenError, SessionInfo};
+use spool::read::reader::ChannelReader;
 use spool::store::layout::SPOOL_DIR;
 use spool::store::manifest::{Manifest, MANIFEST_FILE, MAX_MANIFEST_BYTES};
 

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use spool::read::reader::{Damage, Event};
+use spool::read::event::{Damage, Event};
 use spool::store::limit::Trimmed;
 use spool::store::manifest::ChannelCounters;
 

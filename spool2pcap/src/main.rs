@@ -275,7 +275,7 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
 /// Reads `dir` for `info` or `verify`, after the common first check.
 fn scan_capture(
     dir: &Path,
-    on_damage: &mut dyn FnMut(&str, &spool::read::reader::Damage),
+    on_damage: &mut dyn FnMut(&str, &spool::read::event::Damage),
 ) -> Result<CaptureInfo, String> {
     check_capture(dir)?;
     scan(dir, on_damage).map_err(|e| e.to_string())

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use spool::read::reader::Event;
+use spool::read::event::Event;
 use spool::{Capture, Spool, SpoolConfig};
 
 const CHILD_ENV: &str = "SPOOL2PCAP_RINGS_TEST_CHILD";

@@ -41,7 +41,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use e2e::bench::*;
-use spool::read::reader::{Capture, Event};
+use spool::read::capture::Capture;
+use spool::read::event::Event;
 use spool::store::compress::{BlockReader, BlockStep, SegmentCompressor, BLOCK_TARGET};
 use spool::{Direction, Spool, SpoolConfig};
 

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use e2e::bench::*;
 use ryll_tools::baseline::PcapChannelWriter;
-use spool::read::reader::Event;
+use spool::read::event::Event;
 use spool2pcap::{convert, ConvertOptions, Destination, Format};
 
 const TARGET_GBPS: f64 = 1.0;

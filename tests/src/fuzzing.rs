@@ -36,8 +36,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use spool::read::capture::Capture;
+use spool::read::event::{Damage, DamageKind, Event, Gap};
 use spool::read::follow::{Follower, Status};
-use spool::read::reader::{Capture, Damage, DamageKind, Event, Gap};
 use spool::store::block::{self, BlockHeader, BLOCK_HEADER_LEN};
 use spool::store::compress::{BlockReader, BlockStep, SegmentCompressor};
 use spool::store::format::{

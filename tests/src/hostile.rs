@@ -192,7 +192,7 @@ fn plain_channel(dir: &Path, name: &str, bytes: usize) {
 /// A closed capture whose channel `main` is one segment of about `len`
 /// bytes in which every other record is damaged (a checksum byte
 /// flipped): a damaged range every 48 bytes, millions of them. A reader
-/// keeps the first [`spool::read::reader::MAX_DAMAGE_KEPT`] in detail and
+/// keeps the first [`spool::read::event::MAX_DAMAGE_KEPT`] in detail and
 /// counts the rest.
 pub fn damage_flood_capture(dir: &Path, len: usize) {
     let mut s = Seg::new("main", 0, 0);

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use e2e::{fixtures, recorded, tools};
 use ryll_hook::bundle::{capture_traffic_pcap, BugReportOptions};
-use spool::read::reader::{Capture, Event};
+use spool::read::capture::Capture;
+use spool::read::event::Event;
 use spool::{Direction, Spool, SpoolConfig};
 use spool2pcap::spice::link::{LINK_C2S_LEN, LINK_S2C_LEN};
 use spool2pcap::{convert, ConvertOptions, Destination, Redaction};

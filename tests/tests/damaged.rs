@@ -5,12 +5,13 @@ use std::path::Path;
 use std::process::Command;
 
 use e2e::fixtures::VARIANTS;
-use spool::read::reader::{Capture, DamageKind, Event};
+use spool::read::capture::Capture;
+use spool::read::event::{DamageKind, Event};
 use spool2pcap::{convert, ConvertOptions, Destination};
 
 struct Read {
     records: u64,
-    damage: Vec<spool::read::reader::Damage>,
+    damage: Vec<spool::read::event::Damage>,
 }
 
 fn read(dir: &Path, channel: &str) -> Read {

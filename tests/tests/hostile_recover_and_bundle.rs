@@ -123,7 +123,7 @@ fn records(cap: &Path, channel: &str) -> Vec<Vec<u8>> {
     let mut r = c.reader(channel).unwrap();
     let mut out = Vec::new();
     while let Some(e) = r.next_event() {
-        if let spool::read::reader::Event::Data(d) = e {
+        if let spool::read::event::Event::Data(d) = e {
             out.push(d.payload.to_vec());
         }
     }

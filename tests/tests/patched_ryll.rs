@@ -427,7 +427,7 @@ fn a_killed_ryll_leaves_staging_that_the_next_start_reclaims() {
     for ch in cap.channels() {
         let mut r = cap.reader(&ch.name).unwrap();
         while let Some(ev) = r.next_event() {
-            if let spool::read::reader::Event::Data(_) = ev {
+            if let spool::read::event::Event::Data(_) = ev {
                 records += 1;
             }
         }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use e2e::recorded::{self, Session};
 use e2e::{fixtures, tools};
-use spool::read::reader::{Capture, Event};
+use spool::read::capture::Capture;
+use spool::read::event::Event;
 use spool::Direction;
 use spool2pcap::{convert, ConvertOptions, Destination, Format, TimeMode};
 

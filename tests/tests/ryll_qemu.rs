@@ -101,7 +101,7 @@ fn ryll_capture_against_qemu_matches_the_wire() {
         let mut r = cap.reader(name).unwrap();
         while let Some(ev) = r.next_event() {
             assert!(
-                matches!(ev, spool::read::reader::Event::Data(_)),
+                matches!(ev, spool::read::event::Event::Data(_)),
                 "{name}: {ev:?}"
             );
         }

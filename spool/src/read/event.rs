@@ -36,7 +36,7 @@ pub enum DamageKind {
         /// How many are missing.
         count: u64,
     },
-    /// The file could not be read, or is larger than [`MAX_SEGMENT_BYTES`](crate::read::reader::MAX_SEGMENT_BYTES).
+    /// The file could not be read, or is larger than [`MAX_SEGMENT_BYTES`](crate::store::format::MAX_SEGMENT_BYTES).
     Unreadable(String),
     /// A symlink or other non-regular file where a segment should be.
     NotARegularFile,

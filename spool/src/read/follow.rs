@@ -20,7 +20,7 @@ use std::sync::atomic::{fence, Ordering};
 use super::event::{Damage, DamageKind, Event};
 use super::parse::{self, Found, Parsed, ScanBudget};
 use super::window::{FileWindow, SegmentBytes};
-use crate::read::reader::OpenError;
+use crate::read::capture::OpenError;
 use crate::store::compress::{self, BlockReader, BlockStep};
 use crate::store::format::{self, CrcRule, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::store::layout::SPOOL_DIR;

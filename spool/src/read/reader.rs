@@ -1,6 +1,6 @@
 //! Reading a channel of a capture back ([`ChannelReader`]): its records in
 //! order across its segments, every checksum validated. Finding the
-//! channels and segments is [`Capture`]'s.
+//! channels and segments is [`Capture`](super::capture::Capture)'s.
 //!
 //! One idea, one file, over 600 lines: beside the walk through a channel's
 //! segments (plain, or a compressed one block by block) it holds the rule
@@ -12,14 +12,14 @@
 //! file (see `window`: 1 MiB, less when many are open), grown only to the
 //! record or compressed block at hand (at most
 //! [`format::MAX_RECORD_PAYLOAD`], or one block); a sparse file's trailing
-//! hole is not scanned. Or, when asked ([`Capture::set_mapping`]) in a
+//! hole is not scanned. Or, when asked ([`Capture::set_mapping`](super::capture::Capture::set_mapping)) in a
 //! capture that was closed cleanly, a segment is mapped where nothing of
 //! this project cuts the file short under the mapping (see `map_segment`
 //! for the rule). Every length field is checked against what is actually
 //! there before it is used. Damage is reported as a [`Damage`] naming the
 //! file and offset; reading then resumes at the next record whose checksum
 //! is valid (within the scan budget of `FORMAT.md`, *Bounds*), so every
-//! undamaged record is recovered. The first [`MAX_DAMAGE_KEPT`] damaged
+//! undamaged record is recovered. The first [`MAX_DAMAGE_KEPT`](super::event::MAX_DAMAGE_KEPT) damaged
 //! ranges are kept in detail, and all are counted ([`DamageTotals`]).
 //!
 //! Every segment that has left staging has all its record CRCs, and says so
@@ -44,16 +44,12 @@ use crate::store::format::{
 use crate::store::limit::Trimmed;
 use crate::store::source::ByteSource;
 
-pub use super::capture::{Capture, ChannelFiles, OpenError, SegmentFile, SessionInfo};
+use super::capture::{ChannelFiles, SegmentFile, SessionInfo};
 use super::event::DamageLog;
-pub use super::event::{
-    Damage, DamageKind, DamageTotals, DataRecord, Event, Gap, MAX_DAMAGE_KEPT,
-    MAX_DAMAGE_KEPT_IN_ALL,
-};
+use super::event::{Damage, DamageKind, DamageTotals, DataRecord, Event, Gap};
 use super::parse::{self, Found, Parsed, ScanBudget};
 use super::window::{self, FileWindow, SegmentBytes};
-
-pub use crate::store::format::MAX_SEGMENT_BYTES;
+use crate::store::format::MAX_SEGMENT_BYTES;
 
 /// Counters a [`ChannelReader`] keeps as it goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -189,14 +185,14 @@ impl ChannelReader {
     }
 
     /// Tells the reader that the capture is a memory-only ring
-    /// ([`crate::Manifest::memory_only`]). [`Capture::reader`] does this itself.
+    /// ([`crate::Manifest::memory_only`]). [`Capture::reader`](super::capture::Capture::reader) does this itself.
     pub fn set_ring(&mut self, ring: bool) {
         self.ring = ring;
     }
 
     /// Tells the reader that the flight recorder deleted the start of this
     /// channel (from the manifest), so the missing first segments are not
-    /// damage. [`Capture::reader`] does this itself.
+    /// damage. [`Capture::reader`](super::capture::Capture::reader) does this itself.
     pub fn set_trimmed(&mut self, trimmed: Option<Trimmed>) {
         self.trimmed = trimmed;
     }
@@ -216,9 +212,9 @@ impl ChannelReader {
         self.session
     }
 
-    /// The damage found so far: the first [`MAX_DAMAGE_KEPT`] regions, in
+    /// The damage found so far: the first [`MAX_DAMAGE_KEPT`](super::event::MAX_DAMAGE_KEPT) regions, in
     /// order (fewer once the readers of this process keep
-    /// [`MAX_DAMAGE_KEPT_IN_ALL`] in all); [`Self::damage_totals`] counts
+    /// [`MAX_DAMAGE_KEPT_IN_ALL`](super::event::MAX_DAMAGE_KEPT_IN_ALL) in all); [`Self::damage_totals`] counts
     /// them all.
     pub fn damage(&self) -> &[Damage] {
         self.damage.kept()

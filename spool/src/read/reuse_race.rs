@@ -11,9 +11,9 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::read::capture::Capture;
 use crate::read::event::Event;
 use crate::read::follow::Follower;
-use crate::read::reader::Capture;
 use crate::store::staging::SPARE_DIR;
 use crate::{Direction, Spool, SpoolConfig, StagingChoice};
 

@@ -17,7 +17,7 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"RYLLSPOL";
 /// The format version this crate writes and the only one it reads.
 ///
 /// A reader meeting any other version stops with
-/// [`crate::read::reader::DamageKind::UnsupportedVersion`] rather than guessing.
+/// [`crate::read::event::DamageKind::UnsupportedVersion`] rather than guessing.
 pub const FORMAT_VERSION: u16 = 2;
 
 /// Segment header flag: every committed record of the segment carries its

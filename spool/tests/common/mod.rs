@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use spool::read::reader::{Capture, Event};
+use spool::read::capture::Capture;
+use spool::read::event::Event;
 use spool::{Direction, Spool, SpoolConfig, StagingChoice};
 
 /// A capture directory on disk and a staging root on tmpfs, both removed at the end.
@@ -48,7 +49,7 @@ pub struct Rec {
 pub struct ChannelDump {
     pub records: Vec<Rec>,
     pub gaps: Vec<(u64, u64)>,
-    pub damage: Vec<spool::read::reader::Damage>,
+    pub damage: Vec<spool::read::event::Damage>,
     pub closed_cleanly: bool,
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BinaryHeap;
 use std::path::Path;
 
-use spool::read::reader::Event;
+use spool::read::event::Event;
 use spool2pcap::guard::{open_capture, CaptureError};
 use spool2pcap::Selection;
 

@@ -21,7 +21,7 @@
 //! in `tcp/tests.rs`).
 
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, TcpHeader, TcpOptionElement};
-use spool::read::reader::Gap;
+use spool::read::event::Gap;
 use spool::store::format::Direction;
 
 mod template;

@@ -16,7 +16,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pcap_file::PcapError;
-use spool::read::reader::{Capture, ChannelReader, Event};
+use spool::read::capture::Capture;
+use spool::read::event::Event;
+use spool::read::reader::ChannelReader;
 use spool::store::format::validate_channel_name;
 
 use crate::guard::InputFiles;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use pcap_file::PcapError;
-use spool::read::reader::OpenError;
+use spool::read::capture::OpenError;
 
 use crate::guard::CaptureError;
 use crate::output::{CreateError, OutputTarget};

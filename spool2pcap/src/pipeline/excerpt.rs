@@ -37,7 +37,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use pcap_file::PcapError;
-use spool::read::reader::{Damage, DamageTotals, Event, ReadStats};
+use spool::read::event::{Damage, DamageTotals, Event};
+use spool::read::reader::ReadStats;
 use spool::store::limit::Trimmed;
 
 use crate::net::tcp::{HEADERS_LEN, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD};

@@ -36,8 +36,9 @@ use std::time::Duration;
 
 use pcap_file::PcapError;
 use spool::read::event::DamageLog;
+use spool::read::event::{Damage, Event, Gap};
 use spool::read::follow::{Follower, Status};
-use spool::read::reader::{Damage, Event, Gap, ReadStats};
+use spool::read::reader::ReadStats;
 use spool::store::format::Direction;
 
 use crate::guard::load_manifest;

@@ -31,7 +31,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use pcap_file::PcapError;
-use spool::read::reader::{Damage, DataRecord, Gap};
+use spool::read::event::{Damage, DataRecord, Gap};
 use spool::store::format::Direction;
 
 use crate::net::tcp::{write_segment, SegmentSpec, TcpFlags, TcpStreamBuilder};

@@ -28,7 +28,8 @@ use std::collections::BinaryHeap;
 use std::io::Write;
 
 use pcap_file::PcapError;
-use spool::read::reader::{ChannelReader, Event};
+use spool::read::event::Event;
+use spool::read::reader::ChannelReader;
 use spool::store::format::Direction;
 
 use crate::net::tcp::TcpStreamBuilder;

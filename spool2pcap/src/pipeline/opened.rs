@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use spool::read::reader::{Capture, SessionInfo};
+use spool::read::capture::{Capture, SessionInfo};
 use spool::store::manifest::session_id_hex;
 
 use crate::guard::{

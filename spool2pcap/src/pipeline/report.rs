@@ -12,7 +12,8 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use spool::read::reader::{Damage, DamageTotals, ReadStats};
+use spool::read::event::{Damage, DamageTotals};
+use spool::read::reader::ReadStats;
 use spool::store::limit::Trimmed;
 
 use crate::guard::{clean, MAX_TEXT_CHARS};

@@ -39,7 +39,7 @@
 //! zeroing too little would publish keystrokes.
 
 use serde::Serialize;
-use spool::read::reader::Gap;
+use spool::read::event::Gap;
 use spool::store::format::Direction;
 
 use crate::spice::messages::{chains_to_end, MessageFramer, Piece};
