@@ -338,26 +338,8 @@ fn write_channel_file(
         name: reader.channel(),
         description: run.descriptions.get(index).map(String::as_str),
     };
-    let mut sink = PacketSink::with_section(buffered(file), opts.format, &[iface], &run.section)?;
-    let ports = &run.opened.ports;
-    let mut framer = channel_framer(reader, ports, 0, opts);
-    let (total, progress) = (run.total, &mut run.progress);
-    convert_channel(
-        reader,
-        &mut framer,
-        &mut sink,
-        run.clock,
-        &mut run.frame,
-        &mut |done| {
-            progress(Progress {
-                done: done_before.saturating_add(done),
-                total,
-            })
-        },
-    )?;
-    let channel = close_channel(&mut sink, reader, &framer, ports, run.clock, run.reading)?;
-    finish(sink)?;
-    Ok(channel)
+    let sink = PacketSink::with_section(buffered(file), opts.format, &[iface], &run.section)?;
+    stream_one(run, sink, reader, done_before)
 }
 
 /// Ends a channel read to its end and framed by `framer`: its report
@@ -464,7 +446,7 @@ fn merge_to<W: Write>(
     // One channel needs no merge: stream it directly, without copying each
     // record out of the reader's buffer.
     let channels = match &mut readers[..] {
-        [reader] => stream_one(run, sink, reader).map(|c| vec![c]),
+        [reader] => stream_one(run, sink, reader, 0).map(|c| vec![c]),
         _ => merge_many(run, sink, readers),
     }
     .map_err(write_err)?;
@@ -479,12 +461,14 @@ fn merge_to<W: Write>(
     Ok(())
 }
 
-/// The one channel of a merged output, streamed into `sink`: its report
-/// (without output).
+/// One channel streamed whole into `sink` (a channel's own file, or a
+/// merged output of one channel): its report (without output). Progress
+/// counts on from `done_before`, the bytes of the channels written before.
 fn stream_one<W: Write>(
     run: &mut Conversion,
     mut sink: PacketSink<W>,
     reader: &mut ChannelReader,
+    done_before: u64,
 ) -> Result<ChannelReport, PcapError> {
     let ports = &run.opened.ports;
     let mut framer = channel_framer(reader, ports, 0, run.opts);
@@ -495,7 +479,12 @@ fn stream_one<W: Write>(
         &mut sink,
         run.clock,
         &mut run.frame,
-        &mut |done| progress(Progress { done, total }),
+        &mut |done| {
+            progress(Progress {
+                done: done_before.saturating_add(done),
+                total,
+            })
+        },
     )?;
     let channel = close_channel(&mut sink, reader, &framer, ports, run.clock, run.reading)?;
     finish(sink)?;
