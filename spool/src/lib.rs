@@ -22,8 +22,9 @@
 //! file on a real disk can stall for seconds when that disk is slow — the
 //! kernel throttles dirty pages of the file — while tmpfs pages are never
 //! written back. Once a segment is safe in the capture directory its file
-//! is zeroed and reused for a later one, which costs far less than fresh
-//! pages ([`SpoolConfig::spare_segments`]). A crash of the writer process leaves the staged segments
+//! is reused for a later one — a new header, whose `written_to` tells
+//! readers where the new records end (`FORMAT.md`) — which costs far less
+//! than fresh pages ([`SpoolConfig::spare_segments`]). A crash of the writer process leaves the staged segments
 //! in memory, where [`store::recover`] finds them; every new session moves those
 //! of crashed sessions home in the background.
 //!

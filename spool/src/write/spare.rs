@@ -4,8 +4,10 @@
 //!
 //! A new segment costs the preparer a `posix_fallocate` and a prefault of
 //! every page (the kernel allocates and zeroes each), and retiring it costs
-//! unmapping and freeing them all; zeroing the written part of a mapping
-//! that already exists costs a small fraction of that (`PERFORMANCE.md`).
+//! unmapping and freeing them all; writing a new header into a mapping
+//! that already exists costs next to nothing. Its old records stay behind
+//! the header, where no reader looks: the header's `written_to` says where
+//! the segment's records end (`FORMAT.md`).
 //! So the retirer, once a segment is durably in the capture directory,
 //! hands it here rather than deleting it, and the preparer takes from here
 //! before it creates anything.
