@@ -16,6 +16,8 @@
 //!   table shows the best and the median. The page cache is warm (the
 //!   capture is read once before the first round) unless `cold`, which
 //!   drops it (`echo 3 > /proc/sys/vm/drop_caches`) before every run.
+//! * Segments are read, as `spool2pcap` does by default; with
+//!   `BENCH_MMAP=1` in the environment they are mapped (`--mmap`).
 //! * Outputs go to the capture's filesystem, or to `/dev/null` (the
 //!   library's stdout destination with file descriptor 1 pointed there).
 //!   Times are until the last `write(2)` returned; the `+ sync` column adds
@@ -130,6 +132,7 @@ fn convert_to(ctx: &Ctx, dest: Destination, format: Format) -> u64 {
     let mut opts = ConvertOptions::new(dest.clone());
     opts.format = format;
     opts.force = true;
+    opts.mmap = std::env::var_os("BENCH_MMAP").is_some();
     let report = match dest {
         Destination::Stdout => with_stdout_to_null(|| convert(&ctx.capture, &opts)),
         _ => convert(&ctx.capture, &opts),
