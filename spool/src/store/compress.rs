@@ -401,8 +401,19 @@ impl BlockReader {
         let file_len = self.pos - at;
         let raw_end = b.raw_offset.checked_add(b.raw_len as u64);
         let in_place = b.raw_offset >= self.raw_end && raw_end.is_some_and(|e| e <= capacity);
-        if !in_place || decode(&mut self.ctx, &mut self.buf, &mut self.inflated, bytes, &b).is_err()
-        {
+        let before = self.inflated;
+        let decoded =
+            in_place && decode(&mut self.ctx, &mut self.buf, &mut self.inflated, bytes, &b).is_ok();
+        if in_place {
+            // What it inflated takes its place even if it then failed to
+            // decode: a later block claiming those bytes again is out of
+            // place, so the capacity bounds what all blocks inflate. Not
+            // its claimed size: a block lying about it must not push the
+            // intact blocks after it out of place.
+            let took = self.inflated.saturating_sub(before);
+            self.raw_end = b.raw_offset.saturating_add(took);
+        }
+        if !decoded {
             self.filled = 0;
             return Ok(Some(BlockStep::Damaged {
                 file_offset: at,
@@ -410,7 +421,6 @@ impl BlockReader {
             }));
         }
         self.filled = b.raw_len;
-        self.raw_end = raw_end.unwrap_or(u64::MAX);
         Ok(Some(BlockStep::Records {
             file_offset: at,
             file_len,
@@ -810,5 +820,28 @@ mod tests {
             .iter()
             .all(|s| matches!(s, BlockStep::Damaged { .. })));
         assert_eq!(r.inflated(), records.len() as u64);
+    }
+
+    /// A block that is inflated in place but fails to decode (its records
+    /// stop making sense before its end) still takes its place: the same
+    /// bytes claimed again are not inflated again (a fuzz find: the same
+    /// failing block repeated inflated twice the capacity).
+    #[test]
+    fn a_block_that_fails_to_decode_still_takes_its_place() {
+        let seg = segment(200, 100, |i| vec![i as u8; 100]);
+        let mut bad = seg[SEGMENT_HEADER_LEN..].to_vec();
+        bad.extend_from_slice(&[0; 4096]);
+        let h = SEGMENT_HEADER_LEN as u64;
+        let file = hostile(h + bad.len() as u64, &[(h, &bad), (h, &bad), (h, &bad)]);
+        let mut r = BlockReader::new();
+        let steps: Vec<_> = std::iter::from_fn(|| r.advance(&file)).collect();
+        assert_eq!(steps.len(), 3, "{steps:?}");
+        assert!(steps.iter().all(|s| matches!(s, BlockStep::Damaged { .. })));
+        assert!(
+            r.inflated() <= bad.len() as u64,
+            "inflated {} of a {}-byte capacity",
+            r.inflated(),
+            bad.len()
+        );
     }
 }
