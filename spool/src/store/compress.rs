@@ -172,6 +172,9 @@ impl SegmentCompressor {
     /// are filled in, cut to its bytes in use — or why it should be
     /// written as it is.
     pub fn compress(&mut self, seg: &[u8]) -> Result<&[u8], Kept> {
+        // What follows `written_to` is not the segment's (`FORMAT.md`):
+        // compressed, it would become records.
+        let seg = format::written_part(seg);
         let header = seg
             .get(..SEGMENT_HEADER_LEN)
             .and_then(|h| SegmentHeader::read_from_bytes(h).ok())
