@@ -408,8 +408,7 @@ impl Follower {
         // it, once this fence orders the reads below after the header's
         // (the window is read again), every record is whole.
         let total = usize::try_from(src.total()).unwrap_or(usize::MAX);
-        let written = header.as_ref().ok().filter(|h| h.is_current());
-        if let Some(end) = written.and_then(|h| h.written_end(total)) {
+        if let Some(end) = header.as_ref().ok().and_then(|h| h.written_end(total)) {
             fence(Ordering::Acquire);
             src.forget();
             src.set_total(end as u64);

@@ -617,7 +617,7 @@ impl ChannelReader {
         let (header, n) = self.header_bytes()?;
         let written = SegmentHeader::read_from_bytes(&header[..])
             .ok()
-            .filter(|h| n == SEGMENT_HEADER_LEN && h.is_current())
+            .filter(|_| n == SEGMENT_HEADER_LEN)
             .and_then(|h| h.written_end(usize::try_from(self.file_len).unwrap_or(usize::MAX)));
         if let Some(end) = written {
             self.file_len = end as u64;

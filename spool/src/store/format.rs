@@ -267,14 +267,16 @@ impl SegmentHeader {
     }
 
     /// Where the segment's records end by [`SegmentHeader::written_to`], in
-    /// a segment of `file_len` bytes: `None` when the field is unset (a
-    /// segment from before it existed, read to its first zero tag) or
-    /// impossible (inside the header, or not on a record boundary), else
-    /// never past the file's end.
+    /// a segment of `file_len` bytes: `None` when the header is not one of
+    /// this version (only a version 2 segment's records follow its header;
+    /// the reader judges any other), when the field is unset (a segment
+    /// from before it existed, read to its first zero tag) or impossible
+    /// (inside the header, or not on a record boundary); else never past
+    /// the file's end.
     pub fn written_end(&self, file_len: usize) -> Option<usize> {
         let end = self.written_to.get() as usize;
         let possible = end >= SEGMENT_HEADER_LEN && end % RECORD_ALIGN == 0;
-        possible.then_some(end.min(file_len))
+        (self.is_current() && possible).then_some(end.min(file_len))
     }
 
     /// Whether `header_crc` matches. A header with
@@ -455,7 +457,6 @@ pub fn written_part(seg: &[u8]) -> &[u8] {
 pub fn written_len(seg: &[u8]) -> Option<usize> {
     seg.get(..SEGMENT_HEADER_LEN)
         .and_then(|h| SegmentHeader::read_from_bytes(h).ok())
-        .filter(SegmentHeader::is_current)
         .and_then(|h| h.written_end(seg.len()))
 }
 
