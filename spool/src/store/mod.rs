@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod compress;
+pub(crate) mod direct_write;
 pub mod format;
 pub mod fsutil;
 pub mod layout;

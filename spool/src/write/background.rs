@@ -6,20 +6,21 @@
 //!   the channels of fresh segments while there is budget left.
 //! * The **retirer** fills in the record CRCs of sealed segments (the hot
 //!   path leaves them zero), moves the segments into the capture directory
-//!   with ordinary writes, `fsync`s them and their directory, and only then
-//!   removes the staged copy and gives the budget back. A slow disk slows
-//!   only this thread; the budget bounds how much memory waits for it.
+//!   (with `O_DIRECT` where the disk takes it), `fsync`s them and their
+//!   directory, and only then removes the staged copy and gives the budget
+//!   back. A slow disk slows only this thread; the budget bounds how much
+//!   memory waits for it.
 //!
 //! Both sleep until the hot path wakes them at a segment rotation, or a short
 //! timeout passes.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::store::compress::{self, SegmentCompressor};
+use crate::store::direct_write::{self, Stopped};
 use crate::store::format::segment_file_name;
 use crate::store::fsutil;
 use crate::store::limit::LimitPolicy;
@@ -61,11 +62,6 @@ const PREPARER_NICE: i32 = 5;
 
 /// Niceness of the retirer.
 const RETIRER_NICE: i32 = 10;
-
-/// Bytes written per `write` when the retirer copies a segment out, so
-/// that [`Shared::retirer_abandon`] is noticed within one such write even
-/// on a slow disk.
-const COPY_CHUNK: usize = 256 << 10;
 
 /// Body of the preparer thread.
 pub(crate) fn prepare_loop(shared: &Shared) {
@@ -470,7 +466,8 @@ fn release_staged(shared: &Shared, segment: Option<MappedSegment>, staged: &Path
 }
 
 /// Writes a sealed segment's `bytes` (as staged, or compressed) to `dest`
-/// by way of a temporary file. Gives up with
+/// by way of a temporary file, around the page cache where it can
+/// ([`direct_write`]). Gives up with
 /// [`std::io::ErrorKind::Interrupted`], removing the temporary file, if
 /// `abandon` is set before the copy is synced.
 fn copy_out(
@@ -484,15 +481,15 @@ fn copy_out(
     tmp_name.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp_name);
     fsutil::remove_if_regular(&tmp)?;
+    let abandoned = || abandon.load(Ordering::Acquire);
     let result = (|| {
-        let mut f = fsutil::create_new_file(&tmp)?;
-        for chunk in bytes.chunks(COPY_CHUNK) {
-            if abandon.load(Ordering::Acquire) {
-                return Err(std::io::ErrorKind::Interrupted.into());
-            }
-            f.write_all(chunk)?;
+        let f = fsutil::create_new_file(&tmp)?;
+        match direct_write::write_all(&f, bytes, &abandoned) {
+            Ok(_) => {}
+            Err(Stopped::Io(e)) => return Err(e),
+            Err(Stopped::Abandoned) => return Err(std::io::ErrorKind::Interrupted.into()),
         }
-        if abandon.load(Ordering::Acquire) {
+        if abandoned() {
             return Err(std::io::ErrorKind::Interrupted.into());
         }
         f.sync_all()?;
