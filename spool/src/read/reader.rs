@@ -260,7 +260,10 @@ impl ChannelReader {
                 match self.open_next_segment() {
                     Some(Ok(())) => continue,
                     Some(Err(d)) => return Some(Event::Damage(d)),
-                    None => return None,
+                    None => {
+                        self.release();
+                        return None;
+                    }
                 }
             }
             match self.step() {
@@ -315,6 +318,22 @@ impl ChannelReader {
             // on into a later segment could skip them. Stop.
             self.next_segment = self.files.segments.len();
         }
+    }
+
+    /// Bytes of memory the reader holds now for what it reads: its window
+    /// (or the buffer kept for the next one) and the current block's
+    /// records. A merge of many channels adds these up
+    /// (`spool2pcap`'s merge budget).
+    pub fn held_bytes(&self) -> usize {
+        self.src.held_bytes() + self.spare.capacity() + self.blocks.held_bytes()
+    }
+
+    /// Gives the buffers back at the end of the channel: a merge keeps
+    /// every channel's reader until all are done.
+    fn release(&mut self) {
+        self.close_source();
+        self.spare = Vec::new();
+        self.blocks.release();
     }
 
     /// Closes the current segment's file, keeping the window's buffer.

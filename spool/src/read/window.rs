@@ -84,6 +84,15 @@ impl SegmentBytes {
         }
     }
 
+    /// Bytes of memory held for the segment's bytes (a mapping's pages
+    /// are the kernel's, not counted).
+    pub(super) fn held_bytes(&self) -> usize {
+        match self {
+            SegmentBytes::Window(w) => w.buf.capacity(),
+            SegmentBytes::None | SegmentBytes::Map(_) => 0,
+        }
+    }
+
     /// Makes the next reads read the file again (after a fence).
     pub(super) fn forget(&mut self) {
         if let SegmentBytes::Window(w) = self {

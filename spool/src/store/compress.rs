@@ -305,10 +305,15 @@ pub enum BlockStep {
 /// would run past the block, decoding stops and the block is damage: a
 /// block is whole records back to back, to its last byte. So a block
 /// costs what its records hold, plus one step.
+///
+/// Its memory is the current block's decoded bytes, nothing more between
+/// blocks: the zstd decoder, whose window is as large as the block, lives
+/// only while a block is decoded, so that many readers paused inside
+/// blocks (a merge of many channels) hold one copy of each block, not two.
 pub struct BlockReader {
-    ctx: Option<Decoder<'static>>,
     /// Decoded bytes of the current block, `buf[..filled]`: grown (and
-    /// zeroed) once to the largest block met, then reused.
+    /// zeroed) to the largest block met, then reused, until
+    /// [`BlockReader::release`].
     buf: Vec<u8>,
     filled: usize,
     pos: u64,
@@ -333,10 +338,9 @@ impl Default for BlockReader {
 
 impl BlockReader {
     /// A reader positioned at the first block (just after the segment
-    /// header). Its zstd context is made at the first zstd block.
+    /// header).
     pub fn new() -> BlockReader {
         BlockReader {
-            ctx: None,
             buf: Vec::new(),
             filled: 0,
             pos: SEGMENT_HEADER_LEN as u64,
@@ -352,6 +356,19 @@ impl BlockReader {
     /// segment it read (`FORMAT.md`, *Bounds*), for oracles and benches.
     pub fn inflated(&self) -> u64 {
         self.inflated
+    }
+
+    /// Bytes of memory the reader holds now.
+    pub fn held_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Gives back the memory of the current block, once its records are
+    /// no longer needed: what [`BlockReader::records`] returned is then
+    /// empty, and the next block grows the buffer again.
+    pub fn release(&mut self) {
+        self.buf = Vec::new();
+        self.filled = 0;
     }
 
     /// Starts again at the first block of another segment.
@@ -405,8 +422,7 @@ impl BlockReader {
         let raw_end = b.raw_offset.checked_add(b.raw_len as u64);
         let in_place = b.raw_offset >= self.raw_end && raw_end.is_some_and(|e| e <= capacity);
         let before = self.inflated;
-        let decoded =
-            in_place && decode(&mut self.ctx, &mut self.buf, &mut self.inflated, bytes, &b).is_ok();
+        let decoded = in_place && decode(&mut self.buf, &mut self.inflated, bytes, &b).is_ok();
         if in_place {
             // What it inflated takes its place even if it then failed to
             // decode: a later block claiming those bytes again is out of
@@ -442,7 +458,6 @@ impl BlockReader {
 /// bytes, or fewer where its records stop making sense (see
 /// [`BlockReader`]); counts what it inflates in `inflated`.
 fn decode(
-    ctx: &mut Option<Decoder<'static>>,
     buf: &mut Vec<u8>,
     inflated: &mut u64,
     file: &[u8],
@@ -465,14 +480,10 @@ fn decode(
         }
         return Ok(());
     }
-    if ctx.is_none() {
-        let mut c = Decoder::new().map_err(|_| Undecodable::Zstd)?;
-        c.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
-            .map_err(|_| Undecodable::Zstd)?;
-        *ctx = Some(c);
-    }
-    let ctx = ctx.as_mut().ok_or(Undecodable::Zstd)?;
-    ctx.reinit().map_err(|_| Undecodable::Zstd)?;
+    // Made for this block and dropped with it (see [`BlockReader`]).
+    let mut ctx = Decoder::new().map_err(|_| Undecodable::Zstd)?;
+    ctx.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
+        .map_err(|_| Undecodable::Zstd)?;
     let out = &mut buf[..b.raw_len];
     let mut input = InBuffer::around(stored);
     let (mut filled, mut walked, mut step) = (0, 0, FIRST_DECODE_STEP);
