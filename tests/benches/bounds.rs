@@ -76,6 +76,10 @@ fn cases(args: &Args, quick: bool) -> Vec<Case> {
     v.push(case(&format!("channels-{channels}"), move |d| {
         hostile::many_channels_capture(d, channels)
     }));
+    let blocks: usize = args.number("block-channels", 1_000, 100);
+    v.push(case(&format!("block-channels-{blocks}"), move |d| {
+        hostile::block_channels_capture(d, blocks)
+    }));
     v.push(case(&format!("every-other-missing-{segments}"), move |d| {
         hostile::every_other_missing_capture(d, segments)
     }));

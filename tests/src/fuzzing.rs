@@ -1429,7 +1429,19 @@ pub fn resync_flood_segment(len: usize) -> Vec<u8> {
 /// header claiming `capacity`, then one block per entry of `blocks`
 /// (raw offset, raw bytes), each compressed with zstd.
 pub fn compressed_segment(index: u64, capacity: u64, blocks: &[(u64, &[u8])]) -> Vec<u8> {
-    let mut seg = capture_builder::Seg::new("main", index, 0).finish(0);
+    compressed_segment_of("main", index, capacity, blocks, 19)
+}
+
+/// [`compressed_segment`] of channel `channel`, compressed at zstd `level`
+/// (19 makes the smallest files; lower levels, faster ones).
+pub fn compressed_segment_of(
+    channel: &str,
+    index: u64,
+    capacity: u64,
+    blocks: &[(u64, &[u8])],
+    level: i32,
+) -> Vec<u8> {
+    let mut seg = capture_builder::Seg::new(channel, index, 0).finish(0);
     let mut h = SegmentHeader::read_from_bytes(&seg[..SEGMENT_HEADER_LEN]).unwrap();
     h.version.set(block::COMPRESSED_VERSION);
     h.capacity.set(capacity);
@@ -1440,7 +1452,7 @@ pub fn compressed_segment(index: u64, capacity: u64, blocks: &[(u64, &[u8])]) ->
     for (raw_offset, raw) in blocks {
         let key = (raw.as_ptr(), raw.len());
         if last.as_ref().is_none_or(|(p, l, _)| (*p, *l) != key) {
-            last = Some((key.0, key.1, zstd::bulk::compress(raw, 19).unwrap()));
+            last = Some((key.0, key.1, zstd::bulk::compress(raw, level).unwrap()));
         }
         let stored = &last.as_ref().unwrap().2;
         block::write_block(&mut seg, block::Codec::Zstd, raw.len(), *raw_offset, stored);

@@ -21,7 +21,7 @@ use spool2pcap::capture_builder::{write_segment, Seg};
 
 pub use crate::fuzzing::{
     assert_inflation_bounded, assert_resync_bounded, compressed_flood_segment, compressed_segment,
-    inflating_segment, resync_flood, resync_flood_segment,
+    compressed_segment_of, inflating_segment, resync_flood, resync_flood_segment,
 };
 
 /// A closed capture whose channel `main` is [`resync_flood_segment`].
@@ -109,6 +109,29 @@ pub fn many_channels_capture(dir: &Path, n: usize) {
         s.data(Direction::ServerToClient, i as u64, b"x");
         s.seal(true);
         write_segment(dir, &name, 0, &s.finish(0));
+    }
+    write_manifest(dir, serde_json::json!({}));
+}
+
+/// A closed capture of `n` channels (`c0`, `c1`, …), each one compressed
+/// segment of one block of the largest size there is, 8 MiB of data
+/// records of 1 KiB of zeroes, a few KB on disk; channel `i`'s records at
+/// time `i`, so that a merge takes one record of each in turn. A merge
+/// that holds every channel's block at once holds `n` × 8 MiB.
+pub fn block_channels_capture(dir: &Path, n: usize) {
+    let raw_of = |name: &str, ts: u64| {
+        let mut one = Seg::new(name, 0, 0);
+        one.data(Direction::ServerToClient, ts, &[0; 1024]);
+        let rec = one.finish(0)[SEGMENT_HEADER_LEN..].to_vec();
+        let count = block::MAX_BLOCK_RAW / rec.len();
+        rec.repeat(count)
+    };
+    for i in 0..n {
+        let name = format!("c{i}");
+        let raw = raw_of(&name, i as u64);
+        let cap = (SEGMENT_HEADER_LEN + raw.len()) as u64;
+        let seg = compressed_segment_of(&name, 0, cap, &[(SEGMENT_HEADER_LEN as u64, &raw)], 1);
+        write_segment(dir, &name, 0, &seg);
     }
     write_manifest(dir, serde_json::json!({}));
 }

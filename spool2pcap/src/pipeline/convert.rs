@@ -29,7 +29,7 @@ use crate::output::{
 };
 use crate::pipeline::clock::{PacketClock, TimeMode};
 use crate::pipeline::framing::{ChannelFramer, Synthesis};
-use crate::pipeline::merge::{merge_into, ChannelSource};
+use crate::pipeline::merge::{drained_note, merge_into, ChannelSource};
 use crate::pipeline::opened::{Access, OpenedCapture, Opening};
 use crate::pipeline::section::{
     interface_description, section_info, trimmed_note, write_channel_stats, Reading, Recovered,
@@ -515,6 +515,8 @@ fn merge_many<W: Write>(
         &mut run.frame,
         &mut |done| progress(Progress { done, total }),
     )?;
+    let problems = &mut run.opened.report.problems;
+    problems.extend(drained_note(&sources));
     let channels = sources
         .iter()
         .map(|s| {

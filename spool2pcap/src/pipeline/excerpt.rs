@@ -46,7 +46,7 @@ use crate::output::{Format, PacketSink};
 use crate::pipeline::clock::{PacketClock, TimeMode};
 use crate::pipeline::convert::{framer_for, ConvertError};
 use crate::pipeline::framing::{ChannelFramer, Synthesis};
-use crate::pipeline::merge::{merge_into, ChannelSource};
+use crate::pipeline::merge::{drained_note, merge_into, ChannelSource};
 use crate::pipeline::opened::{Access, OpenedCapture, Opening};
 use crate::pipeline::report::{ChannelReport, ConvertReport, Cut};
 use crate::spice::channels::{PortMap, SERVER_PORT};
@@ -445,6 +445,7 @@ pub fn write_excerpt<W: Write>(
     }
     write_merged(&mut sources, clock, out)?;
     let mut report = opened.report;
+    report.problems.extend(drained_note(&sources));
     for (s, ix) in sources.iter().zip(indexed) {
         report
             .channels

@@ -64,6 +64,10 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(25);
 /// [`PENDING_BYTES`] for each record, gap or damage.
 pub const MAX_BATCH_BYTES: usize = 64 << 20;
 
+/// Room for pending records a channel keeps between batches: what a live
+/// session's poll brings, without allocating each time.
+const KEPT_PENDING: usize = 256;
+
 /// What the batch counts for each thing collected besides its payload.
 const PENDING_BYTES: usize = std::mem::size_of::<Pending>();
 
@@ -269,6 +273,9 @@ impl<W: Write> State<W> {
         }
         for l in &mut self.lives {
             l.pending.clear();
+            // A channel that filled a batch keeps no batch's worth of
+            // room: thousands of channels would each keep theirs.
+            l.pending.shrink_to(KEPT_PENDING);
             l.cursor = 0;
         }
         self.arena.clear();

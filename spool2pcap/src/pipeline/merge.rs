@@ -22,6 +22,16 @@
 //! time order: its opening is written with its first record and stamped no
 //! earlier than the last packet already written (the merge's *floor*), and
 //! its FIN exchange right after its last record, with that record's time.
+//!
+//! Memory: every channel holds its reader's window or current compressed
+//! block (up to 8 MiB decoded) and its head, all at once. A session's ten
+//! channels hold a few MiB; a capture built so that thousands of channels
+//! each sit in a block of the largest size would hold gigabytes. So the
+//! merge adds up what its channels hold, and past [`MERGE_BUDGET`] the
+//! channel that went over is *drained*: its records are written at once,
+//! ahead of the other channels' earlier ones, until it holds little again
+//! or ends. Nothing is lost and the cost stays linear; only the time order
+//! between channels gives, and [`ChannelSource::drained`] says where.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -37,6 +47,13 @@ use crate::output::PacketSink;
 use crate::pipeline::clock::PacketClock;
 use crate::pipeline::framing::{ChannelFramer, Record};
 
+/// Bytes the channels of a merge may hold together (readers' windows and
+/// blocks, heads) before the channel that goes over is drained: far above
+/// what a real session's channels hold, and with the one channel over it
+/// (a 16 MiB record and its copy, or an 8 MiB block) within the readers'
+/// documented 256 MB.
+pub const MERGE_BUDGET: usize = 128 << 20;
+
 /// One channel taking part in a merge.
 pub struct ChannelSource {
     reader: ChannelReader,
@@ -50,6 +67,8 @@ pub struct ChannelSource {
     plan: Option<Plan>,
     /// The records read are not those the plan was made from.
     diverged: bool,
+    /// Some records were written ahead of time order ([`MERGE_BUDGET`]).
+    drained: bool,
 }
 
 /// What the records of a channel were when an excerpt was planned.
@@ -71,6 +90,7 @@ impl ChannelSource {
             read: 0,
             plan: None,
             diverged: false,
+            drained: false,
         }
     }
 
@@ -91,6 +111,44 @@ impl ChannelSource {
     /// Whether the records differed from the plan ([`ChannelSource::planned`]).
     pub fn diverged(&self) -> bool {
         self.diverged
+    }
+
+    /// Whether some of this channel's records were written ahead of other
+    /// channels' earlier ones, to keep the merge within [`MERGE_BUDGET`].
+    pub fn drained(&self) -> bool {
+        self.drained
+    }
+
+    /// Bytes of memory this channel holds: its reader's and its head's.
+    fn held(&self) -> usize {
+        self.reader.held_bytes() + self.payload.capacity()
+    }
+
+    /// [`ChannelSource::fetch`], keeping `held`, the merge's total, up to
+    /// date.
+    fn fetch_counted(&mut self, held: &mut usize) {
+        let before = self.held();
+        self.fetch();
+        *held = held.saturating_sub(before).saturating_add(self.held());
+    }
+
+    /// Writes the head and fetches the next.
+    fn write_head<W: Write>(
+        &mut self,
+        sink: &mut PacketSink<W>,
+        clock: PacketClock,
+        floor: u64,
+        frame: &mut Vec<u8>,
+    ) -> Result<(), PcapError> {
+        if let Some((ts_ns, direction)) = self.head {
+            let record = Record {
+                direction,
+                ts_ns,
+                payload: &self.payload,
+            };
+            self.framer.data(sink, clock, floor, record, frame)?;
+        }
+        Ok(())
     }
 
     /// The reader (for its counters and damage list).
@@ -157,8 +215,9 @@ impl ChannelSource {
 }
 
 /// Writes every record of every source into `sink`, in timestamp order,
-/// with each channel's synthetic packets. `progress` is called with the
-/// total segment bytes read so far whenever that changes.
+/// with each channel's synthetic packets (but see [`MERGE_BUDGET`]).
+/// `progress` is called with the total segment bytes read so far whenever
+/// that changes.
 pub fn merge_into<W: Write>(
     sources: &mut [ChannelSource],
     sink: &mut PacketSink<W>,
@@ -166,48 +225,181 @@ pub fn merge_into<W: Write>(
     frame: &mut Vec<u8>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), PcapError> {
-    for s in sources.iter_mut() {
-        s.fetch();
-        if s.head.is_none() {
-            s.finish(sink, clock, frame)?;
+    let merge = Merge {
+        sink,
+        clock,
+        frame,
+        held: 0,
+        budget: MERGE_BUDGET,
+        floor: 0,
+    };
+    merge.run(sources, progress)
+}
+
+impl<W: Write> Merge<'_, W> {
+    /// [`merge_into`] within `self.budget`.
+    fn run(
+        mut self,
+        sources: &mut [ChannelSource],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), PcapError> {
+        for s in sources.iter_mut() {
+            s.fetch_counted(&mut self.held);
+            self.settle(s)?;
         }
+        let mut reported = sources
+            .iter()
+            .map(|s| s.reader.stats().file_bytes)
+            .fold(0, u64::saturating_add);
+        progress(reported);
+        // Every head, earliest first; ties by channel order.
+        let mut heads: BinaryHeap<Reverse<(u64, usize)>> = sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.head.map(|(ts, _)| Reverse((ts, i))))
+            .collect();
+        while let Some(Reverse((ts_ns, i))) = heads.pop() {
+            let s = &mut sources[i];
+            let before = s.reader.stats().file_bytes;
+            s.write_head(self.sink, self.clock, self.floor, self.frame)?;
+            self.floor = ts_ns;
+            s.fetch_counted(&mut self.held);
+            self.settle(s)?;
+            if let Some((ts, _)) = s.head {
+                heads.push(Reverse((ts, i)));
+            }
+            let after = s.reader.stats().file_bytes;
+            if after != before {
+                // Only this source's count changed.
+                reported = reported.saturating_add(after - before);
+                progress(reported);
+            }
+        }
+        Ok(())
     }
-    let mut reported = sources
+}
+
+/// What a report says when a merge drained channels ([`MERGE_BUDGET`]);
+/// `None` if it kept time order throughout.
+pub fn drained_note(sources: &[ChannelSource]) -> Option<String> {
+    let drained: Vec<&str> = sources
         .iter()
-        .map(|s| s.reader.stats().file_bytes)
-        .fold(0, u64::saturating_add);
-    progress(reported);
-    // Time of the last packet written: synthetic packets never go before it.
-    let mut floor = 0u64;
-    // Every head, earliest first; ties by channel order.
-    let mut heads: BinaryHeap<Reverse<(u64, usize)>> = sources
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.head.map(|(ts, _)| Reverse((ts, i))))
+        .filter(|s| s.drained)
+        .map(|s| s.reader.channel())
         .collect();
-    while let Some(Reverse((ts_ns, i))) = heads.pop() {
-        let s = &mut sources[i];
-        if let Some((_, direction)) = s.head {
-            let record = Record {
-                direction,
-                ts_ns,
-                payload: &s.payload,
-            };
-            s.framer.data(sink, clock, floor, record, frame)?;
-            floor = ts_ns;
+    let (first, more) = (drained.first()?, drained.len() - 1);
+    let others = match more {
+        0 => String::new(),
+        n => format!(" and {n} more channels"),
+    };
+    let first = crate::guard::clean(first, crate::guard::MAX_NAME_CHARS);
+    Some(format!(
+        "channel {first}{others} written partly out of time order: the channels together held \
+         more than the merge's {} MiB of memory (capture data read at once: compressed blocks, \
+         large records); nothing was left out",
+        MERGE_BUDGET >> 20
+    ))
+}
+
+/// The output side of a merge, and what its channels hold.
+struct Merge<'a, W: Write> {
+    sink: &'a mut PacketSink<W>,
+    clock: PacketClock,
+    frame: &'a mut Vec<u8>,
+    /// Bytes all channels hold now ([`ChannelSource::held`]).
+    held: usize,
+    /// [`MERGE_BUDGET`], but in tests.
+    budget: usize,
+    /// Time of the last packet written in order: synthetic packets never
+    /// go before it.
+    floor: u64,
+}
+
+impl<W: Write> Merge<'_, W> {
+    /// After `s` fetched its head: ends it if it has none; drains it while
+    /// the merge holds more than [`MERGE_BUDGET`] (which may end it).
+    fn settle(&mut self, s: &mut ChannelSource) -> Result<(), PcapError> {
+        while self.held > self.budget && s.head.is_some() {
+            s.drained = true;
+            s.write_head(self.sink, self.clock, self.floor, self.frame)?;
+            s.fetch_counted(&mut self.held);
         }
-        let before = s.reader.stats().file_bytes;
-        s.fetch();
-        match s.head {
-            Some((ts, _)) => heads.push(Reverse((ts, i))),
-            None => s.finish(sink, clock, frame)?,
+        if s.head.is_none() {
+            s.finish(self.sink, self.clock, self.frame)?;
         }
-        let after = s.reader.stats().file_bytes;
-        if after != before {
-            // Only this source's count changed.
-            reported = reported.saturating_add(after - before);
-            progress(reported);
-        }
+        Ok(())
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture_builder::{simple_channel, write_manifest};
+    use crate::net::tcp::SERVER_PORT;
+    use crate::output::Format;
+    use crate::pipeline::framing::Synthesis;
+    use spool::read::capture::Capture;
+
+    /// Channels `a` and `b`, three records each, their times interleaved.
+    fn two_channels(dir: &std::path::Path) {
+        let d = Direction::ServerToClient;
+        simple_channel(dir, "a", &[(d, 1, b"a1"), (d, 3, b"a2"), (d, 5, b"a3")]);
+        simple_channel(dir, "b", &[(d, 2, b"b1"), (d, 4, b"b2"), (d, 6, b"b3")]);
+        write_manifest(dir, serde_json::json!({}));
+    }
+
+    /// The payloads of the merge of [`two_channels`] within `budget`, in
+    /// file order, and which channels were drained.
+    fn merged(budget: usize) -> (Vec<Vec<u8>>, Vec<bool>) {
+        let dir = tempfile::tempdir().unwrap();
+        two_channels(dir.path());
+        let cap = Capture::open(dir.path()).unwrap();
+        let mut sources: Vec<ChannelSource> = ["a", "b"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let framer = ChannelFramer::new(name, 40000 + i as u16, 0, Synthesis::NONE);
+                ChannelSource::new(cap.reader(name).unwrap(), framer)
+            })
+            .collect();
+        let mut sink = PacketSink::new(Vec::new(), Format::Pcap, &[]).unwrap();
+        let mut frame = Vec::new();
+        let merge = Merge {
+            sink: &mut sink,
+            clock: PacketClock::relative(),
+            frame: &mut frame,
+            held: 0,
+            budget,
+            floor: 0,
+        };
+        merge.run(&mut sources, &mut |_| {}).unwrap();
+        let bytes = sink.into_inner();
+        let payloads = testkit::tcp::segments(&bytes)
+            .into_iter()
+            .filter(|s| s.from_server(SERVER_PORT) && !s.payload.is_empty())
+            .map(|s| s.payload)
+            .collect();
+        (
+            payloads,
+            sources.iter().map(ChannelSource::drained).collect(),
+        )
+    }
+
+    #[test]
+    fn within_the_budget_channels_merge_in_time_order() {
+        let (payloads, drained) = merged(MERGE_BUDGET);
+        let want: Vec<&[u8]> = vec![b"a1", b"b1", b"a2", b"b2", b"a3", b"b3"];
+        assert_eq!(payloads, want);
+        assert_eq!(drained, [false, false]);
+    }
+
+    /// With no memory to spare every channel is drained as it is reached:
+    /// each whole, in its own order, nothing left out.
+    #[test]
+    fn past_the_budget_a_channel_is_drained_and_nothing_is_lost() {
+        let (payloads, drained) = merged(0);
+        let want: Vec<&[u8]> = vec![b"a1", b"a2", b"a3", b"b1", b"b2", b"b3"];
+        assert_eq!(payloads, want);
+        assert_eq!(drained, [true, true]);
+    }
 }
