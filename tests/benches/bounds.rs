@@ -72,7 +72,7 @@ fn cases(args: &Args, quick: bool) -> Vec<Case> {
         hostile::too_large_capture(d, 1 << 40)
     }));
     let channels: usize = args.number("channels", 10_000, 2_000);
-    let segments: u64 = args.number("segments", 50_000, 4_000);
+    let segments: u64 = args.number("segments", 100_000, 4_000);
     v.push(case(&format!("channels-{channels}"), move |d| {
         hostile::many_channels_capture(d, channels)
     }));

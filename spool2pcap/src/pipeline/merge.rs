@@ -132,7 +132,7 @@ impl ChannelSource {
         *held = held.saturating_sub(before).saturating_add(self.held());
     }
 
-    /// Writes the head and fetches the next.
+    /// Writes the head (if there is one) through the channel's framer.
     fn write_head<W: Write>(
         &mut self,
         sink: &mut PacketSink<W>,
