@@ -32,46 +32,32 @@ const DIRECT_CHUNK: usize = 1 << 20;
 /// Bytes per ordinary `write`.
 const BUFFERED_CHUNK: usize = 256 << 10;
 
-/// Why [`write_all`] stopped before writing everything.
-#[derive(Debug)]
-pub(crate) enum Stopped {
-    /// `abandoned` said so between two writes.
-    Abandoned,
-    /// A write failed.
-    Io(io::Error),
-}
-
-impl From<io::Error> for Stopped {
-    fn from(e: io::Error) -> Stopped {
-        Stopped::Io(e)
-    }
-}
-
 /// Writes `bytes` at the start of `file`, a new empty file opened for
 /// writing, around the page cache for as much as can be; returns how many
 /// bytes went that way (0 where `O_DIRECT` was refused). Asks `abandoned`
-/// before each write and stops, having written part, if it says so.
-/// The caller syncs the file: a direct write leaves its size and block map
-/// to `fsync` like any other.
+/// before each write and, if it says so, stops with
+/// [`io::ErrorKind::Interrupted`] (which no write returns: `write_all_at`
+/// retries it), having written part. The caller syncs the file: a direct
+/// write leaves its size and block map to `fsync` like any other.
 pub(crate) fn write_all(
     file: &File,
     bytes: &[u8],
     abandoned: &dyn Fn() -> bool,
-) -> Result<usize, Stopped> {
+) -> io::Result<usize> {
     let bulk = aligned_bulk(bytes);
     let direct = if bulk > 0 && set_direct(file, true).is_ok() {
-        let written = write_direct(file, &bytes[..bulk], abandoned);
+        let written = write_chunks(file, &bytes[..bulk], 0, DIRECT_CHUNK, abandoned);
         // Back to ordinary writes for the tail, or all of it on a refusal.
         set_direct(file, false)?;
         match written {
             Ok(()) => bulk,
-            Err(Stopped::Io(e)) if e.raw_os_error() == Some(libc::EINVAL) => 0,
-            Err(stopped) => return Err(stopped),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => 0,
+            Err(e) => return Err(e),
         }
     } else {
         0
     };
-    write_buffered(file, bytes, direct, abandoned)?;
+    write_chunks(file, bytes, direct, BUFFERED_CHUNK, abandoned)?;
     Ok(direct)
 }
 
@@ -85,34 +71,22 @@ fn aligned_bulk(bytes: &[u8]) -> usize {
     }
 }
 
-/// Writes `bulk` (page-aligned start and length) at offset 0 of a file in
-/// `O_DIRECT` mode.
-fn write_direct(file: &File, bulk: &[u8], abandoned: &dyn Fn() -> bool) -> Result<(), Stopped> {
-    let mut offset = 0;
-    for chunk in bulk.chunks(DIRECT_CHUNK) {
-        if abandoned() {
-            return Err(Stopped::Abandoned);
-        }
-        file.write_all_at(chunk, offset as u64)?;
-        offset += chunk.len();
-    }
-    Ok(())
-}
-
-/// Writes `bytes[from..]` at offset `from` the ordinary way.
-fn write_buffered(
+/// Writes `bytes[from..]` at offset `from`, `chunk` bytes per `write`
+/// (direct or not, as the file is set), asking `abandoned` before each.
+fn write_chunks(
     file: &File,
     bytes: &[u8],
     from: usize,
+    chunk: usize,
     abandoned: &dyn Fn() -> bool,
-) -> Result<(), Stopped> {
+) -> io::Result<()> {
     let mut offset = from;
-    for chunk in bytes[from..].chunks(BUFFERED_CHUNK) {
+    for part in bytes[from..].chunks(chunk) {
         if abandoned() {
-            return Err(Stopped::Abandoned);
+            return Err(io::ErrorKind::Interrupted.into());
         }
-        file.write_all_at(chunk, offset as u64)?;
-        offset += chunk.len();
+        file.write_all_at(part, offset as u64)?;
+        offset += part.len();
     }
     Ok(())
 }
@@ -196,10 +170,8 @@ mod tests {
         let path = dir.path().join("f");
         let file = crate::store::fsutil::create_new_file(&path).expect("create");
         let map = aligned(8192);
-        assert!(matches!(
-            write_all(&file, &map, &|| true),
-            Err(Stopped::Abandoned)
-        ));
+        let e = write_all(&file, &map, &|| true).expect_err("abandoned");
+        assert_eq!(e.kind(), io::ErrorKind::Interrupted);
         assert_eq!(std::fs::metadata(&path).expect("stat").len(), 0);
     }
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::store::compress::{self, SegmentCompressor};
-use crate::store::direct_write::{self, Stopped};
+use crate::store::direct_write;
 use crate::store::format::segment_file_name;
 use crate::store::fsutil;
 use crate::store::limit::LimitPolicy;
@@ -484,11 +484,7 @@ fn copy_out(
     let abandoned = || abandon.load(Ordering::Acquire);
     let result = (|| {
         let f = fsutil::create_new_file(&tmp)?;
-        match direct_write::write_all(&f, bytes, &abandoned) {
-            Ok(_) => {}
-            Err(Stopped::Io(e)) => return Err(e),
-            Err(Stopped::Abandoned) => return Err(std::io::ErrorKind::Interrupted.into()),
-        }
+        direct_write::write_all(&f, bytes, &abandoned)?;
         if abandoned() {
             return Err(std::io::ErrorKind::Interrupted.into());
         }
