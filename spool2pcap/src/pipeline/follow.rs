@@ -35,8 +35,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use pcap_file::PcapError;
-use spool::read::event::DamageLog;
-use spool::read::event::{Damage, Event, Gap};
+use spool::read::event::{Damage, DamageLog, Event, Gap};
 use spool::read::follow::{Follower, Status};
 use spool::read::reader::ReadStats;
 use spool::store::format::Direction;
@@ -150,7 +149,8 @@ impl<W: Write> State<W> {
             Some(&i) => i,
             None => self.add_channel(channel),
         };
-        if self.lives[i].end != self.pending.len() && self.lives[i].cursor != self.lives[i].end {
+        let live = &self.lives[i];
+        if live.cursor != live.end && live.end != self.pending.len() {
             // Its run is not the last one: end the batch before it grows.
             if let Err(e) = self.drain() {
                 self.error = Some(e);

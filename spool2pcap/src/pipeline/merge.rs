@@ -236,6 +236,20 @@ pub fn merge_into<W: Write>(
     merge.run(sources, progress)
 }
 
+/// The output side of a merge, and what its channels hold.
+struct Merge<'a, W: Write> {
+    sink: &'a mut PacketSink<W>,
+    clock: PacketClock,
+    frame: &'a mut Vec<u8>,
+    /// Bytes all channels hold now ([`ChannelSource::held`]).
+    held: usize,
+    /// [`MERGE_BUDGET`], but in tests.
+    budget: usize,
+    /// Time of the last packet written in order: synthetic packets never
+    /// go before it.
+    floor: u64,
+}
+
 impl<W: Write> Merge<'_, W> {
     /// [`merge_into`] within `self.budget`.
     fn run(
@@ -261,9 +275,8 @@ impl<W: Write> Merge<'_, W> {
         while let Some(Reverse((ts_ns, i))) = heads.pop() {
             let s = &mut sources[i];
             let before = s.reader.stats().file_bytes;
-            s.write_head(self.sink, self.clock, self.floor, self.frame)?;
+            self.advance(s)?;
             self.floor = ts_ns;
-            s.fetch_counted(&mut self.held);
             self.settle(s)?;
             if let Some((ts, _)) = s.head {
                 heads.push(Reverse((ts, i)));
@@ -274,6 +287,26 @@ impl<W: Write> Merge<'_, W> {
                 reported = reported.saturating_add(after - before);
                 progress(reported);
             }
+        }
+        Ok(())
+    }
+
+    /// Writes `s`'s head and fetches its next.
+    fn advance(&mut self, s: &mut ChannelSource) -> Result<(), PcapError> {
+        s.write_head(self.sink, self.clock, self.floor, self.frame)?;
+        s.fetch_counted(&mut self.held);
+        Ok(())
+    }
+
+    /// After `s` fetched its head: ends it if it has none; drains it while
+    /// the merge holds more than [`MERGE_BUDGET`] (which may end it).
+    fn settle(&mut self, s: &mut ChannelSource) -> Result<(), PcapError> {
+        while self.held > self.budget && s.head.is_some() {
+            s.drained = true;
+            self.advance(s)?;
+        }
+        if s.head.is_none() {
+            s.finish(self.sink, self.clock, self.frame)?;
         }
         Ok(())
     }
@@ -290,6 +323,7 @@ pub fn drained_note(sources: &[ChannelSource]) -> Option<String> {
     let (first, more) = (drained.first()?, drained.len() - 1);
     let others = match more {
         0 => String::new(),
+        1 => " and 1 more channel".to_string(),
         n => format!(" and {n} more channels"),
     };
     let first = crate::guard::clean(first, crate::guard::MAX_NAME_CHARS);
@@ -299,36 +333,6 @@ pub fn drained_note(sources: &[ChannelSource]) -> Option<String> {
          large records); nothing was left out",
         MERGE_BUDGET >> 20
     ))
-}
-
-/// The output side of a merge, and what its channels hold.
-struct Merge<'a, W: Write> {
-    sink: &'a mut PacketSink<W>,
-    clock: PacketClock,
-    frame: &'a mut Vec<u8>,
-    /// Bytes all channels hold now ([`ChannelSource::held`]).
-    held: usize,
-    /// [`MERGE_BUDGET`], but in tests.
-    budget: usize,
-    /// Time of the last packet written in order: synthetic packets never
-    /// go before it.
-    floor: u64,
-}
-
-impl<W: Write> Merge<'_, W> {
-    /// After `s` fetched its head: ends it if it has none; drains it while
-    /// the merge holds more than [`MERGE_BUDGET`] (which may end it).
-    fn settle(&mut self, s: &mut ChannelSource) -> Result<(), PcapError> {
-        while self.held > self.budget && s.head.is_some() {
-            s.drained = true;
-            s.write_head(self.sink, self.clock, self.floor, self.frame)?;
-            s.fetch_counted(&mut self.held);
-        }
-        if s.head.is_none() {
-            s.finish(self.sink, self.clock, self.frame)?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
