@@ -395,10 +395,11 @@ impl ChannelReader {
         self.segment_sealed = false;
         self.segment_done = false;
         let mut loaded = self.load_segment(&seg);
-        if loaded.is_ok() && seg.staged && self.header_checksum_fails() {
+        if loaded.is_ok() && seg.staged && self.header_wants_second_look() {
             // The retirer flags a staged segment's header once its CRCs are
             // in: the flag, then the checksum. A read racing the two stores
-            // can see the new checksum with the old flags. Look once more.
+            // can see the new checksum with the old flags; or the segment
+            // moved since it was loaded. Look once more.
             loaded = self.load_segment(&seg);
         }
         if let Err(kind) = loaded {
@@ -855,10 +856,11 @@ impl ChannelReader {
         }
     }
 
-    /// Whether the current segment starts with a segment header whose
-    /// checksum does not match.
-    fn header_checksum_fails(&mut self) -> bool {
-        self.header_bytes().is_ok_and(|(h, n)| {
+    /// Whether the current staged segment is worth loading once more: its
+    /// header's checksum does not match, or the header can no longer be
+    /// read (the file moved meanwhile, and the next load reads the copy).
+    fn header_wants_second_look(&mut self) -> bool {
+        self.header_bytes().map_or(true, |(h, n)| {
             n == SEGMENT_HEADER_LEN
                 && SegmentHeader::read_from_bytes(&h[..])
                     .is_ok_and(|h| h.magic == SEGMENT_MAGIC && !h.checksum_ok())

@@ -158,6 +158,32 @@ fn a_reader_racing_reuse_reads_the_moved_copy() {
     spool.close().unwrap();
 }
 
+/// The move may fall between any two reads of a staged segment: the
+/// header's, the committed records', their second read after the fence,
+/// the header checksum's second look, the records'. Each is tried.
+#[test]
+fn a_reader_racing_reuse_at_any_read_reads_the_moved_copy() {
+    for skip in 0..6 {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 100;
+        let (spool, staged0, staging) = session_with_a_sealed_staged_segment(dir.path(), n);
+        let cap = Capture::open(&dir.path().join("cap")).unwrap();
+        let mut reader = cap.reader("display").unwrap();
+        arm_reuse_after(skip, &spool, staged0, staging);
+        let mut got = Vec::new();
+        while let Some(ev) = reader.next_event() {
+            match ev {
+                Event::Data(d) => got.push((d.ts_ns, d.payload.to_vec())),
+                Event::Gap(g) => panic!("move after {skip} reads: gap {g:?}"),
+                Event::Damage(d) => panic!("move after {skip} reads: damage: {d}"),
+            }
+        }
+        HOOK.with(|h| h.borrow_mut().take());
+        check(&got, n);
+        spool.close().unwrap();
+    }
+}
+
 /// A staged segment larger than a window, moved and reused after its
 /// first window was read (its header, then the committed records, then
 /// their second read after the fence): the reader reads on from the

@@ -221,6 +221,25 @@ impl FileWindow {
             self.buf.shrink_to(want);
         }
         let file = self.open()?;
+        let read = self.read_from(&file, at, want);
+        let named = !self.staged || crate::store::fsutil::still_names(&self.path, &file);
+        // Kept whatever the read gave: a file that moved must fail the next
+        // read as moved too, not as missing from its old name.
+        if OPEN.load(Ordering::Relaxed) <= MAX_OPEN_FILES {
+            self.file = Some(file);
+        }
+        let failed = match read {
+            Err(e) => e,
+            Ok(()) if !named => moved(),
+            Ok(()) => return Ok(()),
+        };
+        self.buf.clear();
+        Err(failed)
+    }
+
+    /// Reads the window's buffer on from what it holds to `want` bytes,
+    /// from `file` at `at`.
+    fn read_from(&mut self, file: &File, at: u64, want: usize) -> std::io::Result<()> {
         let mut pos = self.buf.len();
         self.buf.resize(want, 0);
         while pos < want {
@@ -230,24 +249,23 @@ impl FileWindow {
                 n => pos += n,
             }
         }
-        if self.staged && !crate::store::fsutil::still_names(&self.path, &file) {
-            self.buf.clear();
-            return Err(moved());
-        }
-        if OPEN.load(Ordering::Relaxed) <= MAX_OPEN_FILES {
-            self.file = Some(file);
-        }
         Ok(())
     }
 
     /// The file, open: kept from the last read, or opened again by its
     /// path — which must then name the same file, else it was replaced
-    /// meanwhile ([`moved`]).
+    /// meanwhile ([`moved`]); a staged file no longer there was moved too.
     fn open(&mut self) -> std::io::Result<File> {
         if let Some(file) = self.file.take() {
             return Ok(file);
         }
-        let file = crate::store::fsutil::open_regular(&self.path)?;
+        let file = match crate::store::fsutil::open_regular(&self.path) {
+            // A staged file gone from its name was moved.
+            Err(e) if self.staged && e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(moved())
+            }
+            opened => opened?,
+        };
         let md = file.metadata()?;
         if (md.dev(), md.ino()) != self.id {
             return Err(moved());
