@@ -1,7 +1,9 @@
-//! Record CRCs are filled in off the hot path: staged segments carry zero
-//! CRCs (and readers accept them there), every segment in the capture
-//! directory carries all of them and says so in its header, and in such a
-//! segment a zero CRC is damage like any other.
+//! Record CRCs are stored by the hot path as it appends (a capture bound
+//! for disk) or filled in off it (the memory ring's way, where staged
+//! segments carry zero CRCs and readers accept them there); either way
+//! every segment in the capture directory carries all of them and says so
+//! in its header, and in such a segment a zero CRC is damage like any
+//! other.
 
 mod common;
 
@@ -57,12 +59,13 @@ fn follow_once(capture: &std::path::Path) -> Vec<Vec<u8>> {
 
 #[test]
 fn every_segment_in_the_capture_directory_is_flagged_and_fully_checksummed() {
-    for direct in [false, true] {
+    for (direct, at_append) in [(false, true), (true, true), (false, false), (true, false)] {
         let dirs = Dirs::new();
         let mut cfg = dirs
             .config()
             .segment_bytes(64 << 10)
             .ready_ahead(4)
+            .checksum_at_append(at_append)
             .channels(&["display", "inputs"]);
         if direct {
             cfg = cfg.staging(StagingChoice::CaptureDir);
@@ -94,22 +97,29 @@ fn every_segment_in_the_capture_directory_is_flagged_and_fully_checksummed() {
         spool.close().unwrap();
 
         let segments = capture_segments(&dirs.capture());
-        assert!(segments.len() >= 5, "direct={direct}: {segments:?}");
+        assert!(
+            segments.len() >= 5,
+            "direct={direct} at_append={at_append}: {segments:?}"
+        );
         for path in &segments {
             let c = segment_checksums(path);
             assert!(
                 c.flagged && c.exact_header_crc,
-                "direct={direct}: {} not flagged: {c:?}",
+                "direct={direct} at_append={at_append}: {} not flagged: {c:?}",
                 path.display()
             );
             assert!(
                 c.sealed_at_end,
-                "direct={direct}: {} does not end with its seal: {c:?}",
+                "direct={direct} at_append={at_append}: {} does not end with its seal: {c:?}",
                 path.display()
             );
         }
         let got = read_channel(&dirs.capture(), "display");
-        assert!(got.damage.is_empty(), "direct={direct}: {:?}", got.damage);
+        assert!(
+            got.damage.is_empty(),
+            "direct={direct} at_append={at_append}: {:?}",
+            got.damage
+        );
         assert!(!got.gaps.is_empty());
         assert!(got.closed_cleanly);
         let inputs = read_channel(&dirs.capture(), "inputs");
@@ -118,14 +128,18 @@ fn every_segment_in_the_capture_directory_is_flagged_and_fully_checksummed() {
     }
 }
 
+/// Staged segments are read in place before the retirer has flagged them:
+/// with CRCs stored at append (checked), or still zero (passing on tag and
+/// length).
 #[test]
-fn staged_segments_are_read_in_place_with_their_crcs_still_zero() {
-    for direct in [false, true] {
+fn staged_segments_are_read_in_place_before_their_crcs_are_complete() {
+    for (direct, at_append) in [(false, true), (true, true), (false, false), (true, false)] {
         let dirs = Dirs::new();
         let mut cfg = dirs
             .config()
             .segment_bytes(64 << 10)
             .ready_ahead(3)
+            .checksum_at_append(at_append)
             .channels(&["display"]);
         if direct {
             cfg = cfg.staging(StagingChoice::CaptureDir);
@@ -181,23 +195,32 @@ fn staged_segments_are_read_in_place_with_their_crcs_still_zero() {
                 "{} flagged before retirement",
                 seg.path.display()
             );
-            // The hot path wrote no CRC at all.
-            assert_eq!(c.zero_crcs, c.records, "{c:?}");
+            // The hot path wrote every CRC (each checked by the walk), or
+            // none at all.
+            let zero = if at_append { 0 } else { c.records };
+            assert_eq!(c.zero_crcs, zero, "at_append={at_append}: {c:?}");
             unflagged += 1;
             zero_crcs += c.zero_crcs;
         }
         assert!(unflagged >= 3, "{:?}", files.segments);
-        assert!(zero_crcs as u64 > n - first);
+        assert!(at_append || zero_crcs as u64 > n - first);
 
         // The reader and the follower accept them on tag and length...
         let got = read_channel(&dirs.capture(), "display");
-        assert!(got.damage.is_empty(), "direct={direct}: {:?}", got.damage);
+        assert!(
+            got.damage.is_empty(),
+            "direct={direct} at_append={at_append}: {:?}",
+            got.damage
+        );
         let want: Vec<Vec<u8>> = (0..n).map(record).collect();
         let read: Vec<Vec<u8>> = got.records.into_iter().map(|r| r.data).collect();
-        assert!(read == want, "direct={direct}: reader");
+        assert!(
+            read == want,
+            "direct={direct} at_append={at_append}: reader"
+        );
         assert!(
             follow_once(&dirs.capture()) == want,
-            "direct={direct}: follower"
+            "direct={direct} at_append={at_append}: follower"
         );
 
         // ...and once moved, the same records carry their CRCs.

@@ -22,9 +22,10 @@
 //! threads, each per MB appended (milliseconds), plus drops and segments
 //! reused; then the medians over rounds, and from them where each
 //! millisecond per MB goes (hot path, preparer, mover, compression) for
-//! the ring and a compressing capture. Configurations alternate within
-//! each round so that drift in the machine's load spreads over all of
-//! them. The payload is half
+//! the ring and a compressing capture (and that capture with its CRCs
+//! computed by the retirer, as before the hot path stored them).
+//! Configurations alternate within each round so that drift in the
+//! machine's load spreads over all of them. The payload is half
 //! incompressible bytes and half runs, so compression has work to do.
 //!
 //! `only=TEXT` runs the configurations whose name holds TEXT (for a
@@ -53,14 +54,20 @@ enum Kind {
     /// against (its wake-ups cost CPU too).
     Nothing,
     /// A capture on disk, segments reused (`spares`) or new, compressed or
-    /// not.
-    Disk { spares: usize, compress: bool },
+    /// not, record CRCs stored by the hot path (the default) or by the
+    /// retirer (`SpoolConfig::checksum_at_append` off, as before it
+    /// existed).
+    Disk {
+        spares: usize,
+        compress: bool,
+        crc_at_append: bool,
+    },
     /// Every session's memory-only ring (`SpoolConfig::memory_ring`, the
     /// patched ryll's default without `--capture`): no disk, no mover.
     Ring,
 }
 
-const SETUPS: [Setup; 6] = [
+const SETUPS: [Setup; 7] = [
     Setup {
         label: "no capture (pacing only)",
         kind: Kind::Nothing,
@@ -74,6 +81,7 @@ const SETUPS: [Setup; 6] = [
         kind: Kind::Disk {
             spares: 0,
             compress: false,
+            crc_at_append: true,
         },
     },
     Setup {
@@ -81,6 +89,7 @@ const SETUPS: [Setup; 6] = [
         kind: Kind::Disk {
             spares: 4,
             compress: false,
+            crc_at_append: true,
         },
     },
     Setup {
@@ -88,6 +97,7 @@ const SETUPS: [Setup; 6] = [
         kind: Kind::Disk {
             spares: 0,
             compress: true,
+            crc_at_append: true,
         },
     },
     Setup {
@@ -95,6 +105,15 @@ const SETUPS: [Setup; 6] = [
         kind: Kind::Disk {
             spares: 4,
             compress: true,
+            crc_at_append: true,
+        },
+    },
+    Setup {
+        label: "reused segments, zstd, CRCs by the retirer",
+        kind: Kind::Disk {
+            spares: 4,
+            compress: true,
+            crc_at_append: false,
         },
     },
 ];
@@ -104,9 +123,14 @@ const SETUPS: [Setup; 6] = [
 fn spool_for(setup: Setup, dir: &Path) -> Option<Spool> {
     let config = match setup.kind {
         Kind::Nothing => return None,
-        Kind::Disk { spares, compress } => SpoolConfig::new(dir)
+        Kind::Disk {
+            spares,
+            compress,
+            crc_at_append,
+        } => SpoolConfig::new(dir)
             .spare_segments(spares)
-            .compress(compress),
+            .compress(compress)
+            .checksum_at_append(crc_at_append),
         Kind::Ring => SpoolConfig::memory_ring(ring_dir(dir), 48 << 20),
     };
     Some(Spool::create(config.channels(&[CHANNEL])).expect("spool"))
@@ -295,6 +319,7 @@ fn print_breakdown(m: &[Option<[f64; 4]>]) {
     let (Some(pacing), Some(ring), Some(raw), Some(zstd)) = (m[0], m[1], m[3], m[5]) else {
         return;
     };
+    let compression = (zstd[3] - raw[3]).max(0.0);
     let row = |label: &str, c: [f64; 4], compression: f64| {
         let hot = c[1] - pacing[1];
         let other = c[0] - c[1] - c[2] - c[3];
@@ -308,11 +333,15 @@ fn print_breakdown(m: &[Option<[f64; 4]>]) {
     println!("\n| where it goes, ms/MB (medians) | over no capture | hot path | preparer | mover | compression | other |");
     println!("|---|---|---|---|---|---|---|");
     row("memory ring", ring, 0.0);
-    row(
-        "--capture (reused segments, zstd)",
-        zstd,
-        (zstd[3] - raw[3]).max(0.0),
-    );
+    row("--capture (reused segments, zstd)", zstd, compression);
+    if let Some(before) = m[6] {
+        // Compression costs what it costs whoever computes the CRCs.
+        row(
+            "--capture, CRCs by the retirer (before)",
+            before,
+            compression,
+        );
+    }
 }
 
 fn main() {

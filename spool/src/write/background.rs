@@ -407,9 +407,11 @@ fn retire_one(
     })
 }
 
-/// Fills in the record CRCs the hot path left at zero: every segment in the
-/// capture directory carries them. Records that end before what the hot
-/// path says it wrote are recorded as an error (the segment still moves).
+/// Fills in the record CRCs the hot path left at zero (none, unless the
+/// session turned `checksum_at_append` off) and flags the header: every
+/// segment in the capture directory carries them. Records that end before
+/// what the hot path says it wrote are recorded as an error (the segment
+/// still moves).
 fn fill_checksums(shared: &Shared, r: &mut Retired) {
     let walked = r.segment.fill_checksums(r.used);
     if walked != r.used {

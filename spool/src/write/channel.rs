@@ -459,6 +459,7 @@ mod tests {
             session_id: [7; 16],
             session_start_unix_ns: 1,
             monotonic_base_ns: 0,
+            checksum_at_append: false,
         };
         // A queue of 3 (one staged segment allowed, plus two).
         let ch = Channel::new("main", 0, SEGMENT_BYTES, 1);

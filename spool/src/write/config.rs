@@ -70,6 +70,13 @@ pub struct SpoolConfig {
     /// capture directory: a ring in memory that never touches a disk (see
     /// [`SpoolConfig::memory_ring`]). Default off.
     pub memory_only: bool,
+    /// The hot path stores each record's CRC as it appends it, while the
+    /// payload is in the cache, instead of leaving it to the retirer, which
+    /// must bring the sealed segment back from memory for it. Default on;
+    /// off in a [`SpoolConfig::memory_ring`], most of whose segments are
+    /// never moved. Either way every segment in the capture directory
+    /// carries every CRC (`FORMAT.md`, *Checksums*).
+    pub checksum_at_append: bool,
 }
 
 impl SpoolConfig {
@@ -94,6 +101,7 @@ impl SpoolConfig {
             compress: true,
             spare_segments: 4,
             memory_only: false,
+            checksum_at_append: true,
         }
     }
 
@@ -124,6 +132,7 @@ impl SpoolConfig {
         config.compress = false;
         config.delete_on_close = true;
         config.memory_only = true;
+        config.checksum_at_append = false;
         config.spare_segments = 2;
         config
     }
@@ -193,6 +202,12 @@ impl SpoolConfig {
     /// Sets [`SpoolConfig::compress`].
     pub fn compress(mut self, on: bool) -> Self {
         self.compress = on;
+        self
+    }
+
+    /// Sets [`SpoolConfig::checksum_at_append`].
+    pub fn checksum_at_append(mut self, on: bool) -> Self {
+        self.checksum_at_append = on;
         self
     }
 

@@ -14,12 +14,16 @@ use crate::store::format::{
 };
 use crate::store::fsutil;
 
-/// Facts every segment header of a session repeats.
+/// Facts every segment of a session shares: what its header repeats, and
+/// how its records are written.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SessionFacts {
     pub session_id: [u8; 16],
     pub session_start_unix_ns: u64,
     pub monotonic_base_ns: u64,
+    /// The hot path stores each record's CRC as it appends it
+    /// ([`SpoolConfig::checksum_at_append`](crate::SpoolConfig::checksum_at_append)).
+    pub checksum_at_append: bool,
 }
 
 /// A segment mapped for writing.
@@ -29,6 +33,8 @@ pub(crate) struct MappedSegment {
     index: u64,
     /// Bytes up to here have been prefetched for writing ([`WARM_AHEAD`]).
     warm_to: usize,
+    /// Records get their CRC as they are written ([`SessionFacts`]).
+    checksum_at_append: bool,
 }
 
 /// How far past the end of each record the hot path asks the CPU to fetch
@@ -96,6 +102,7 @@ impl MappedSegment {
                 path,
                 index,
                 warm_to: SEGMENT_HEADER_LEN,
+                checksum_at_append: session.checksum_at_append,
             }),
             Err(e) => {
                 // A failed fallocate can leave a partly allocated file (and a
@@ -127,6 +134,7 @@ impl MappedSegment {
         write_header(&mut self.map, channel, index, session);
         self.index = index;
         self.warm_to = SEGMENT_HEADER_LEN;
+        self.checksum_at_append = session.checksum_at_append;
     }
 
     #[inline]
@@ -165,7 +173,8 @@ impl MappedSegment {
         format::fill_checksums(&mut self.map[..used])
     }
 
-    /// Writes one record at `offset` and publishes it, with `crc = 0`.
+    /// Writes one record at `offset` and publishes it, with its CRC if the
+    /// session stores them at append, else with `crc = 0`.
     ///
     /// Header fields and payload go in first; the commit tag goes in last
     /// with release ordering, so a concurrent reader that sees the tag (with
@@ -182,16 +191,22 @@ impl MappedSegment {
         payload: &[u8],
     ) {
         let tag = format::record_tag(kind, dir);
-        // No CRC here: it would cost more than the rest of the append. The
-        // retirer fills it in (`fill_checksums`) before the segment leaves
-        // staging; until then the commit tag alone vouches for the record.
-        let header = RecordHeader {
+        let mut header = RecordHeader {
             tag: U32::new(tag),
             len: U32::new(payload.len() as u32),
             ts_ns: U64::new(ts_ns),
             seq: U32::new(seq),
             crc: U32::new(0),
         };
+        // A segment bound for disk needs every CRC, and the payload is in
+        // the cache now, having just been read: computed here it costs a
+        // fifth of what the retirer pays to bring the sealed segment back
+        // from memory for it (`PERFORMANCE.md`). A memory ring's segments
+        // mostly never leave staging: their CRCs wait for a report
+        // (`fill_checksums`), and until then the tag vouches for a record.
+        if self.checksum_at_append {
+            header.crc = U32::new(format::record_crc(&header, payload));
+        }
         let body = offset + RECORD_HEADER_LEN;
         let end = body + format::align_up(payload.len());
         // Bytes 4..24 of the header, then the payload. The padding is

@@ -191,6 +191,7 @@ mod tests {
             session_id: [7; 16],
             session_start_unix_ns: 1,
             monotonic_base_ns: 2,
+            checksum_at_append: false,
         }
     }
 

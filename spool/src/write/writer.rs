@@ -69,6 +69,7 @@ impl Spool {
             session_id,
             session_start_unix_ns: config.session_start_unix_ns.unwrap_or_else(unix_now_ns),
             monotonic_base_ns: clock.origin_ns(),
+            checksum_at_append: config.checksum_at_append,
         };
         let staging = open_staging(&config, &capture, &session_hex).inspect_err(|_| {
             undo_create(&capture, made_capture);
