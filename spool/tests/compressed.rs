@@ -144,6 +144,50 @@ fn segments_that_do_not_shrink_are_written_as_they_were_staged() {
     assert_eq!(stats.disk_bytes, stats.raw_bytes);
 }
 
+/// A channel whose segments stop shrinking is tried less and less often
+/// (`write::trial`), and compressed again soon after its traffic shrinks
+/// again: within `MAX_SKIP` segments, 8.
+#[test]
+fn tries_back_off_while_nothing_shrinks_and_resume_when_it_does() {
+    let dirs = Dirs::new();
+    let spool = spool(
+        dirs.config()
+            .compress(true)
+            .segment_bytes(64 << 10)
+            .channels(&["display"]),
+    );
+    // 16 records a segment: 37 segments of noise, then 19 of text.
+    for i in 0..600 {
+        append(&spool, &noise(i, 4000));
+    }
+    let noisy = spool.compression();
+    for i in 0..300 {
+        append(&spool, &console(i, 4000));
+    }
+    spool.close().unwrap();
+    let stats = spool.compression();
+    assert!(
+        noisy.segments_untried * 2 > noisy.segments_kept,
+        "most noise segments go untried: {noisy:?}"
+    );
+    let versions: Vec<u16> = capture_segments(&dirs.capture())
+        .iter()
+        .map(|s| header(s).version.get())
+        .collect();
+    let compressed = spool::store::block::COMPRESSED_VERSION;
+    let first = versions.iter().position(|&v| v == compressed);
+    let last_noise = 600 / 16;
+    assert!(
+        first.is_some_and(|f| f <= last_noise + 9),
+        "text compressed again too late: {versions:?}"
+    );
+    let tail = &versions[versions.len() - 8..];
+    assert!(
+        tail.iter().all(|&v| v == compressed),
+        "the text's last segments are compressed: {versions:?}, {stats:?}"
+    );
+}
+
 #[test]
 fn compression_off_writes_every_segment_as_staged() {
     let dirs = Dirs::new();

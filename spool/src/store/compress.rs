@@ -86,6 +86,7 @@ pub enum Kept {
 pub(crate) struct CompressionCounters {
     segments_compressed: AtomicU64,
     segments_kept: AtomicU64,
+    segments_untried: AtomicU64,
     raw_bytes: AtomicU64,
     disk_bytes: AtomicU64,
     cpu_ns: AtomicU64,
@@ -106,11 +107,18 @@ impl CompressionCounters {
         self.cpu_ns.fetch_add(cpu_ns, Ordering::Relaxed);
     }
 
+    /// Counts one segment of `raw` bytes written as it was without a try.
+    pub(crate) fn add_untried(&self, raw: u64) {
+        self.segments_untried.fetch_add(1, Ordering::Relaxed);
+        self.add(false, raw, raw, 0);
+    }
+
     /// A snapshot.
     pub(crate) fn get(&self) -> CompressionStats {
         CompressionStats {
             segments_compressed: self.segments_compressed.load(Ordering::Relaxed),
             segments_kept: self.segments_kept.load(Ordering::Relaxed),
+            segments_untried: self.segments_untried.load(Ordering::Relaxed),
             raw_bytes: self.raw_bytes.load(Ordering::Relaxed),
             disk_bytes: self.disk_bytes.load(Ordering::Relaxed),
             cpu_ns: self.cpu_ns.load(Ordering::Relaxed),
@@ -127,6 +135,9 @@ pub struct CompressionStats {
     /// Segments written as they were (compression off, or they did not
     /// shrink enough).
     pub segments_kept: u64,
+    /// Of those, segments written as they were without a try: their
+    /// channel's last tries did not shrink (`write::trial`).
+    pub segments_untried: u64,
     /// Bytes of those segments as staged (in use).
     pub raw_bytes: u64,
     /// Bytes they take in the capture directory.

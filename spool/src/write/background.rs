@@ -32,6 +32,7 @@ use crate::write::limit::{Entry, Ledger};
 use crate::write::memory_ring;
 use crate::write::segment::MappedSegment;
 use crate::write::shared::Shared;
+use crate::write::trial::Trial;
 
 /// How long a background thread sleeps when nobody wakes it.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
@@ -230,6 +231,8 @@ pub(crate) fn retire_loop(shared: &Shared) {
         return ring_retire_loop(shared);
     }
     let mut ledger = Ledger::default();
+    // Each channel's compression backoff, by its slot.
+    let mut trials: Vec<Trial> = Vec::new();
     // Direct mode finishes segments in place, uncompressed.
     let mut compressor = None;
     if shared.config.compress && !shared.direct {
@@ -254,7 +257,11 @@ pub(crate) fn retire_loop(shared: &Shared) {
                     break;
                 };
                 moved = true;
-                let Some(entry) = retire_one(shared, ch, r, compressor.as_mut()) else {
+                if trials.len() <= ch.slot {
+                    trials.resize(ch.slot + 1, Trial::default());
+                }
+                let compress = compressor.as_mut().map(|c| (c, &mut trials[ch.slot]));
+                let Some(entry) = retire_one(shared, ch, r, compress) else {
                     continue;
                 };
                 ledger.add(entry, ch);
@@ -335,14 +342,15 @@ fn ring_retire_loop(shared: &Shared) {
 }
 
 /// Moves one sealed segment into the capture directory durably —
-/// compressed, if `compressor` is given and it shrinks — then frees its
+/// compressed, if `compress` is given, its channel's backoff lets it try,
+/// and it shrinks — then frees its
 /// staged copy. On failure the staged file stays where recovery will find
 /// it, and the error is recorded.
 fn retire_one(
     shared: &Shared,
     ch: &Channel,
     mut r: Retired,
-    compressor: Option<&mut SegmentCompressor>,
+    compress: Option<(&mut SegmentCompressor, &mut Trial)>,
 ) -> Option<Entry> {
     let size = r.segment.capacity() as u64;
     fill_checksums(shared, &mut r);
@@ -368,7 +376,7 @@ fn retire_one(
         finish_in_place(segment, used)
     } else {
         let raw = &segment.bytes()[..used.min(segment.capacity())];
-        let bytes = compressed_or_raw(shared, raw, compressor);
+        let bytes = compressed_or_raw(shared, raw, compress);
         file_bytes = bytes.len() as u64;
         let copied = copy_out(bytes, &dest_dir, &dest, &shared.retirer_abandon);
         // On failure, unmapped now: a segment left staged stays a file, for
@@ -423,22 +431,27 @@ fn fill_checksums(shared: &Shared, r: &mut Retired) {
     }
 }
 
-/// `raw` compressed by `compressor` if it has one and that shrinks it,
-/// else `raw` itself; counted in the spool's compression counters either
-/// way.
+/// `raw` compressed by `compress`'s compressor if it has one, the
+/// channel's backoff ([`Trial`]) lets it try, and that shrinks it; else
+/// `raw` itself; counted in the spool's compression counters either way.
 fn compressed_or_raw<'a>(
     shared: &Shared,
     raw: &'a [u8],
-    compressor: Option<&'a mut SegmentCompressor>,
+    compress: Option<(&'a mut SegmentCompressor, &mut Trial)>,
 ) -> &'a [u8] {
-    let Some(c) = compressor else {
-        let len = raw.len() as u64;
+    let len = raw.len() as u64;
+    let Some((c, trial)) = compress else {
         shared.compression.add(false, len, len, 0);
         return raw;
     };
+    if !trial.wanted() {
+        shared.compression.add_untried(len);
+        return raw;
+    }
     let cpu = compress::thread_cpu_ns();
     let out = c.compress(raw).ok();
     let cpu = compress::thread_cpu_ns().saturating_sub(cpu);
+    trial.tried(out.is_some());
     let out = out.unwrap_or(raw);
     shared.compression.add(
         out.len() != raw.len(),

@@ -19,4 +19,5 @@ pub(crate) mod outcome;
 pub(crate) mod segment;
 pub(crate) mod shared;
 pub(crate) mod spare;
+pub(crate) mod trial;
 pub(crate) mod writer;
