@@ -68,7 +68,7 @@ pub use store::format::Direction;
 pub use store::limit::{DiskLimit, LimitPolicy};
 pub use store::manifest::Manifest;
 pub use write::close::DROP_GRACE;
-pub use write::config::{SpoolConfig, StagingChoice};
+pub use write::config::{SpoolConfig, StagingChoice, CRC_AT_APPEND_MIN};
 pub use write::counters::ChannelCounters;
 pub use write::error::{BackgroundError, SpoolError};
 pub use write::memory_ring::TrimHold;

@@ -92,6 +92,12 @@ fn every_segment_in_the_capture_directory_is_flagged_and_fully_checksummed() {
                 &record(i + j),
             );
         }
+        // Records large enough for the hot path to store their CRCs.
+        for j in 400..430 {
+            let len = spool::CRC_AT_APPEND_MIN + (j as usize * 977) % 30_000;
+            let p = payload(j as usize, len);
+            append_kept(&spool, "display", Direction::ServerToClient, i + j, &p);
+        }
         wait_ready(&spool, "inputs", 1);
         assert!(spool.append("inputs", Direction::ClientToServer, b"one record"));
         spool.close().unwrap();
@@ -128,18 +134,18 @@ fn every_segment_in_the_capture_directory_is_flagged_and_fully_checksummed() {
     }
 }
 
-/// Staged segments are read in place before the retirer has flagged them:
-/// with CRCs stored at append (checked), or still zero (passing on tag and
-/// length).
+/// Staged segments are read in place before the retirer has flagged them,
+/// their CRCs still zero: every record here is smaller than
+/// `CRC_AT_APPEND_MIN`, so the hot path stores none (the test after this
+/// one has records that get theirs at append).
 #[test]
-fn staged_segments_are_read_in_place_before_their_crcs_are_complete() {
-    for (direct, at_append) in [(false, true), (true, true), (false, false), (true, false)] {
+fn staged_segments_are_read_in_place_with_their_crcs_still_zero() {
+    for direct in [false, true] {
         let dirs = Dirs::new();
         let mut cfg = dirs
             .config()
             .segment_bytes(64 << 10)
             .ready_ahead(3)
-            .checksum_at_append(at_append)
             .channels(&["display"]);
         if direct {
             cfg = cfg.staging(StagingChoice::CaptureDir);
@@ -195,32 +201,23 @@ fn staged_segments_are_read_in_place_before_their_crcs_are_complete() {
                 "{} flagged before retirement",
                 seg.path.display()
             );
-            // The hot path wrote every CRC (each checked by the walk), or
-            // none at all.
-            let zero = if at_append { 0 } else { c.records };
-            assert_eq!(c.zero_crcs, zero, "at_append={at_append}: {c:?}");
+            // The hot path wrote no CRC at all.
+            assert_eq!(c.zero_crcs, c.records, "{c:?}");
             unflagged += 1;
             zero_crcs += c.zero_crcs;
         }
         assert!(unflagged >= 3, "{:?}", files.segments);
-        assert!(at_append || zero_crcs as u64 > n - first);
+        assert!(zero_crcs as u64 > n - first);
 
         // The reader and the follower accept them on tag and length...
         let got = read_channel(&dirs.capture(), "display");
-        assert!(
-            got.damage.is_empty(),
-            "direct={direct} at_append={at_append}: {:?}",
-            got.damage
-        );
+        assert!(got.damage.is_empty(), "direct={direct}: {:?}", got.damage);
         let want: Vec<Vec<u8>> = (0..n).map(record).collect();
         let read: Vec<Vec<u8>> = got.records.into_iter().map(|r| r.data).collect();
-        assert!(
-            read == want,
-            "direct={direct} at_append={at_append}: reader"
-        );
+        assert!(read == want, "direct={direct}: reader");
         assert!(
             follow_once(&dirs.capture()) == want,
-            "direct={direct} at_append={at_append}: follower"
+            "direct={direct}: follower"
         );
 
         // ...and once moved, the same records carry their CRCs.
@@ -238,6 +235,70 @@ fn staged_segments_are_read_in_place_before_their_crcs_are_complete() {
         assert!(got.damage.is_empty(), "{:?}", got.damage);
         let read: Vec<Vec<u8>> = got.records.into_iter().map(|r| r.data).collect();
         assert!(read == want);
+    }
+}
+
+/// Length and CRC field of each data record of the segment file at `path`,
+/// as staged (cut at its `written_to`).
+fn data_record_crcs(path: &std::path::Path) -> Vec<(usize, u32)> {
+    use spool::store::format::{parse_record, written_part, CrcRule, RecordKind};
+    let file = std::fs::read(path).unwrap();
+    let b = written_part(&file);
+    let mut out = Vec::new();
+    let mut at = spool::store::format::SEGMENT_HEADER_LEN;
+    while let Some(r) = parse_record(b, at, CrcRule::ZeroIsUnfilled) {
+        if r.kind == RecordKind::Data {
+            let crc = u32::from_le_bytes(b[at + 20..at + 24].try_into().unwrap());
+            out.push((r.len, crc));
+        }
+        at = r.next(b.len());
+    }
+    out
+}
+
+/// In a session that stores CRCs at append, a live segment's records of
+/// at least `CRC_AT_APPEND_MIN` bytes carry their CRC before the retirer
+/// has seen them, smaller ones none; readers check the first and take the
+/// second on tag and length. Off (the memory ring's way), none carries one.
+#[test]
+fn the_hot_path_stores_the_crcs_of_large_records_only() {
+    let min = spool::CRC_AT_APPEND_MIN;
+    let sizes = [1, 64, 1024, min - 1, min, min + 1, 10_000, 65_536];
+    let sent: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| payload(i, n))
+        .collect();
+    for at_append in [true, false] {
+        let dirs = Dirs::new();
+        let spool = spool(
+            dirs.config()
+                .segment_bytes(256 << 10)
+                .checksum_at_append(at_append)
+                .channels(&["display"]),
+        );
+        wait_ready(&spool, "display", 1);
+        spool.hold_background(true);
+        for p in &sent {
+            assert!(spool.append("display", Direction::ServerToClient, p));
+        }
+        let live = spool.staging_dir().join("display/00000000.seg");
+        let crcs = data_record_crcs(&live);
+        assert_eq!(crcs.len(), sizes.len());
+        for (len, crc) in crcs {
+            let stored = at_append && len >= min;
+            assert_eq!(crc != 0, stored, "at_append={at_append}: {len} bytes");
+        }
+        // Every CRC stored matches (the walk checks a nonzero one).
+        let c = segment_checksums(&live);
+        assert!(!c.flagged && c.records == sizes.len(), "{c:?}");
+        let got = read_channel(&dirs.capture(), "display");
+        assert!(got.damage.is_empty(), "{:?}", got.damage);
+        let read: Vec<Vec<u8>> = got.records.into_iter().map(|r| r.data).collect();
+        assert!(read == sent, "at_append={at_append}: reader");
+        assert!(follow_once(&dirs.capture()) == sent, "follower");
+        spool.hold_background(false);
+        spool.close().unwrap();
     }
 }
 

@@ -160,6 +160,12 @@ fn tries_back_off_while_nothing_shrinks_and_resume_when_it_does() {
     for i in 0..600 {
         append(&spool, &noise(i, 4000));
     }
+    // The retirer may lag behind on a loaded machine: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while spool.compression().segments_kept < 36 {
+        assert!(std::time::Instant::now() < deadline, "retirer stuck");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let noisy = spool.compression();
     for i in 0..300 {
         append(&spool, &console(i, 4000));

@@ -13,6 +13,7 @@ use crate::store::format::{
     SEGMENT_HEADER_LEN, WRITTEN_TO_OFFSET,
 };
 use crate::store::fsutil;
+use crate::write::config::CRC_AT_APPEND_MIN;
 
 /// Facts every segment of a session shares: what its header repeats, and
 /// how its records are written.
@@ -174,7 +175,8 @@ impl MappedSegment {
     }
 
     /// Writes one record at `offset` and publishes it, with its CRC if the
-    /// session stores them at append, else with `crc = 0`.
+    /// session stores them at append and the payload has at least
+    /// [`CRC_AT_APPEND_MIN`] bytes, else with `crc = 0`.
     ///
     /// Header fields and payload go in first; the commit tag goes in last
     /// with release ordering, so a concurrent reader that sees the tag (with
@@ -204,7 +206,7 @@ impl MappedSegment {
         // from memory for it (`PERFORMANCE.md`). A memory ring's segments
         // mostly never leave staging: their CRCs wait for a report
         // (`fill_checksums`), and until then the tag vouches for a record.
-        if self.checksum_at_append {
+        if self.checksum_at_append && payload.len() >= CRC_AT_APPEND_MIN {
             header.crc = U32::new(format::record_crc(&header, payload));
         }
         let body = offset + RECORD_HEADER_LEN;
