@@ -7,8 +7,9 @@
 //! * `table`: unpaced bursts of 64 B, 1 KiB, 64 KiB and 256 KiB appends into
 //!   (1) a memcpy into a pre-touched buffer (the limit), (2) ryll ≤ 0.2's
 //!   inline pcap writer, (3) ryll 0.3.0's queue + writer thread, (4) the
-//!   spool (staging in its default memory-backed root). Latency percentiles per call, throughput
-//!   and drops.
+//!   spool (staging in its default memory-backed root), (5) the same with
+//!   every record CRC left to the retirer (`checksum_at_append` off).
+//!   Latency percentiles per call, throughput and drops.
 //! * `local`: 1 KiB appends paced at 150 MB/s for 20 s, capture directory on
 //!   the local disk.
 //! * `slow`: 512 B appends paced at 0.5 MB/s for 40 s, capture directory on
@@ -193,6 +194,9 @@ enum Design {
     Spool,
     /// The spool mapping its segments in the capture directory.
     SpoolDirect,
+    /// The spool with every record CRC left to the retirer (as before the
+    /// hot path stored those of large records).
+    SpoolCrcByRetirer,
 }
 
 impl Design {
@@ -203,6 +207,7 @@ impl Design {
             Design::RyllThreads => "ryll-threads (0.3.0)",
             Design::Spool => "spool (tmpfs staging)",
             Design::SpoolDirect => "spool (mmap in capture dir)",
+            Design::SpoolCrcByRetirer => "spool, CRCs by the retirer",
         }
     }
 }
@@ -216,14 +221,15 @@ struct Place {
 
 const MEMCPY_BUFFER: usize = 256 << 20;
 
-fn spool_config(dir: &Path, direct: bool) -> SpoolConfig {
-    let staging = if direct {
+fn spool_config(dir: &Path, design: Design) -> SpoolConfig {
+    let staging = if design == Design::SpoolDirect {
         StagingChoice::CaptureDir
     } else {
         StagingChoice::Auto
     };
     SpoolConfig::new(dir)
         .staging(staging)
+        .checksum_at_append(design != Design::SpoolCrcByRetirer)
         .segment_bytes(16 << 20)
         .ready_ahead(4)
         .staging_budget(512 << 20)
@@ -278,9 +284,8 @@ fn run_design(
             }
             r
         }
-        Design::Spool | Design::SpoolDirect => {
-            let spool =
-                Spool::create(spool_config(&dir, design == Design::SpoolDirect)).expect("spool");
+        Design::Spool | Design::SpoolDirect | Design::SpoolCrcByRetirer => {
+            let spool = Spool::create(spool_config(&dir, design)).expect("spool");
             let r = measure(calls, warmup, data, pace, overhead, |d| {
                 spool.append(CHANNEL, DIR, d)
             });
@@ -397,11 +402,12 @@ impl Ctx {
 
 fn table(ctx: &Ctx) {
     const SIZES: [usize; 4] = [64, 1 << 10, 64 << 10, 256 << 10];
-    const DESIGNS: [Design; 4] = [
+    const DESIGNS: [Design; 5] = [
         Design::Memcpy,
         Design::InlinePcap,
         Design::RyllThreads,
         Design::Spool,
+        Design::SpoolCrcByRetirer,
     ];
     println!(
         "\n## Unpaced bursts, capture directory on {} (fresh per cell)\n",
@@ -683,7 +689,8 @@ fn profile(ctx: &Ctx) {
     for round in 0..200 / ctx.scale {
         let size = if round % 2 == 0 { 64 } else { 1024 };
         let tmp = tempfile::tempdir_in(&ctx.local.base).expect("temporary directory");
-        let spool = Spool::create(spool_config(&tmp.path().join("capture"), false)).expect("spool");
+        let spool =
+            Spool::create(spool_config(&tmp.path().join("capture"), Design::Spool)).expect("spool");
         let data = ctx.payload(size);
         // Records are padded to 8 bytes behind a 24-byte header.
         let n = (15 << 20) / (size + 24);
