@@ -13,9 +13,14 @@
 //!
 //! What an append costs, then, is a lookup of the channel by name, an
 //! uncontended lock of that channel, a read of the time-stamp counter
-//! ([`write::clock`]), and the copy. Even the record's CRC is left to the background
-//! thread, which fills it in before the segment leaves memory: the CRC of a
-//! 1 KiB record alone costs more than the budget of a whole append.
+//! ([`write::clock`]), and the copy. A small record's CRC is left to the
+//! background thread, which fills it in before the segment leaves memory:
+//! the CRC of a 1 KiB record costs about as much as the rest of its append.
+//! A record of [`CRC_AT_APPEND_MIN`] bytes or more, whose copy costs as much
+//! as its CRC, gets its CRC at append in a capture bound for disk, while the
+//! payload is still in the cache
+//! ([`SpoolConfig::checksum_at_append`]): the background thread would have
+//! to bring it back from memory.
 //!
 //! Segments are mapped from a memory-backed filesystem (tmpfs: a private
 //! directory under `$XDG_RUNTIME_DIR`, else `/dev/shm`). Stores into a mapped
