@@ -137,6 +137,20 @@ fn check(events: &[(u64, Vec<u8>)], n: u64) {
     }
 }
 
+/// Every record `reader` reads, as (timestamp, payload); panics naming
+/// `case` on a gap or damage.
+fn read_whole(reader: &mut crate::read::reader::ChannelReader, case: &str) -> Vec<(u64, Vec<u8>)> {
+    let mut got = Vec::new();
+    while let Some(ev) = reader.next_event() {
+        match ev {
+            Event::Data(d) => got.push((d.ts_ns, d.payload.to_vec())),
+            Event::Gap(g) => panic!("{case}: gap {g:?}"),
+            Event::Damage(d) => panic!("{case}: damage: {d}"),
+        }
+    }
+    got
+}
+
 #[test]
 fn a_reader_racing_reuse_reads_the_moved_copy() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,14 +160,7 @@ fn a_reader_racing_reuse_reads_the_moved_copy() {
     assert_eq!(cap.problems(), &[] as &[String]);
     let mut reader = cap.reader("display").unwrap();
     arm_reuse(&spool, staged0, staging);
-    let mut got = Vec::new();
-    while let Some(ev) = reader.next_event() {
-        match ev {
-            Event::Data(d) => got.push((d.ts_ns, d.payload.to_vec())),
-            Event::Gap(g) => panic!("gap {g:?}"),
-            Event::Damage(d) => panic!("damage: {d}"),
-        }
-    }
+    let got = read_whole(&mut reader, "move before the first read");
     check(&got, n);
     spool.close().unwrap();
 }
@@ -170,14 +177,7 @@ fn a_reader_racing_reuse_at_any_read_reads_the_moved_copy() {
         let cap = Capture::open(&dir.path().join("cap")).unwrap();
         let mut reader = cap.reader("display").unwrap();
         arm_reuse_after(skip, &spool, staged0, staging);
-        let mut got = Vec::new();
-        while let Some(ev) = reader.next_event() {
-            match ev {
-                Event::Data(d) => got.push((d.ts_ns, d.payload.to_vec())),
-                Event::Gap(g) => panic!("move after {skip} reads: gap {g:?}"),
-                Event::Damage(d) => panic!("move after {skip} reads: damage: {d}"),
-            }
-        }
+        let got = read_whole(&mut reader, &format!("move after {skip} reads"));
         HOOK.with(|h| h.borrow_mut().take());
         check(&got, n);
         spool.close().unwrap();
@@ -199,14 +199,7 @@ fn a_reader_racing_reuse_mid_segment_reads_on_from_the_moved_copy() {
         let mut reader = cap.reader("display").unwrap();
         let reads_before_the_move = 6;
         arm_reuse_after(reads_before_the_move, &spool, staged0, staging);
-        let mut got = Vec::new();
-        while let Some(ev) = reader.next_event() {
-            match ev {
-                Event::Data(d) => got.push((d.ts_ns, d.payload.to_vec())),
-                Event::Gap(g) => panic!("gap {g:?}"),
-                Event::Damage(d) => panic!("compress {compress}: damage: {d}"),
-            }
-        }
+        let got = read_whole(&mut reader, &format!("compress {compress}"));
         assert!(
             HOOK.with(|h| h.borrow().is_none()),
             "the segment moved before its last window was read"
