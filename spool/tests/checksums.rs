@@ -238,24 +238,6 @@ fn staged_segments_are_read_in_place_with_their_crcs_still_zero() {
     }
 }
 
-/// Length and CRC field of each data record of the segment file at `path`,
-/// as staged (cut at its `written_to`).
-fn data_record_crcs(path: &std::path::Path) -> Vec<(usize, u32)> {
-    use spool::store::format::{parse_record, written_part, CrcRule, RecordKind};
-    let file = std::fs::read(path).unwrap();
-    let b = written_part(&file);
-    let mut out = Vec::new();
-    let mut at = spool::store::format::SEGMENT_HEADER_LEN;
-    while let Some(r) = parse_record(b, at, CrcRule::ZeroIsUnfilled) {
-        if r.kind == RecordKind::Data {
-            let crc = u32::from_le_bytes(b[at + 20..at + 24].try_into().unwrap());
-            out.push((r.len, crc));
-        }
-        at = r.next(b.len());
-    }
-    out
-}
-
 /// In a session that stores CRCs at append, a live segment's records of
 /// at least `CRC_AT_APPEND_MIN` bytes carry their CRC before the retirer
 /// has seen them, smaller ones none; readers check the first and take the
@@ -283,15 +265,14 @@ fn the_hot_path_stores_the_crcs_of_large_records_only() {
             assert!(spool.append("display", Direction::ServerToClient, p));
         }
         let live = spool.staging_dir().join("display/00000000.seg");
-        let crcs = data_record_crcs(&live);
-        assert_eq!(crcs.len(), sizes.len());
-        for (len, crc) in crcs {
-            let stored = at_append && len >= min;
-            assert_eq!(crc != 0, stored, "at_append={at_append}: {len} bytes");
-        }
         // Every CRC stored matches (the walk checks a nonzero one).
         let c = segment_checksums(&live);
         assert!(!c.flagged && c.records == sizes.len(), "{c:?}");
+        assert_eq!(c.data_crcs.len(), sizes.len());
+        for &(len, set) in &c.data_crcs {
+            let stored = at_append && len >= min;
+            assert_eq!(set, stored, "at_append={at_append}: {len} bytes");
+        }
         let got = read_channel(&dirs.capture(), "display");
         assert!(got.damage.is_empty(), "{:?}", got.damage);
         let read: Vec<Vec<u8>> = got.records.into_iter().map(|r| r.data).collect();

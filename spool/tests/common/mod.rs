@@ -121,6 +121,9 @@ pub struct SegmentCheck {
     pub records: usize,
     /// Of those, records whose `crc` field is zero.
     pub zero_crcs: usize,
+    /// Each data record's payload length, and whether its `crc` field is
+    /// set (not zero).
+    pub data_crcs: Vec<(usize, bool)>,
     /// The walk ended on a seal.
     pub sealed: bool,
     /// ...exactly at the end of the file (no unused room after it).
@@ -161,6 +164,7 @@ pub fn segment_checksums(path: &Path) -> SegmentCheck {
         exact_header_crc: h.header_crc.get() == h.compute_crc(),
         records: 0,
         zero_crcs: 0,
+        data_crcs: Vec::new(),
         sealed: false,
         sealed_at_end: false,
     };
@@ -172,8 +176,12 @@ pub fn segment_checksums(path: &Path) -> SegmentCheck {
                 path.display()
             )
         });
+        let zero_crc = b[at + 20..at + 24] == [0; 4];
         out.records += 1;
-        out.zero_crcs += usize::from(b[at + 20..at + 24] == [0; 4]);
+        out.zero_crcs += usize::from(zero_crc);
+        if r.kind == RecordKind::Data {
+            out.data_crcs.push((r.len, !zero_crc));
+        }
         at = r.next(b.len());
         if r.kind == RecordKind::Seal {
             out.sealed = true;
