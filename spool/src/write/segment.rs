@@ -22,7 +22,8 @@ pub(crate) struct SessionFacts {
     pub session_id: [u8; 16],
     pub session_start_unix_ns: u64,
     pub monotonic_base_ns: u64,
-    /// The hot path stores each record's CRC as it appends it
+    /// The hot path stores the CRC of each record of at least
+    /// [`CRC_AT_APPEND_MIN`] bytes as it appends it
     /// ([`SpoolConfig::checksum_at_append`](crate::SpoolConfig::checksum_at_append)).
     pub checksum_at_append: bool,
 }
@@ -34,7 +35,7 @@ pub(crate) struct MappedSegment {
     index: u64,
     /// Bytes up to here have been prefetched for writing ([`WARM_AHEAD`]).
     warm_to: usize,
-    /// Records get their CRC as they are written ([`SessionFacts`]).
+    /// Large records get their CRC as they are written ([`SessionFacts`]).
     checksum_at_append: bool,
 }
 
